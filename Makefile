@@ -1,0 +1,35 @@
+# Two commands on a fresh machine: `make run` and `make test`. Both bootstrap .venv.
+PYTHON ?= python3
+VENV := .venv
+PY := $(VENV)/bin/python
+PIP := $(PY) -m pip
+STAMP := $(VENV)/.installed
+EXTRAS ?= sim,notebooks,test
+
+.PHONY: run test venv lint data clean-venv bench
+
+$(STAMP): pyproject.toml constraints.txt
+	test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PIP) install -q --upgrade pip
+	# torch first, pinned to the CPU build that lies on local disk
+	$(PIP) install -q -c constraints.txt torch==2.13.0
+	$(PIP) install -q -c constraints.txt -e ".[$(EXTRAS)]"
+	touch $(STAMP)
+
+venv: $(STAMP)
+
+run: $(STAMP)
+	$(VENV)/bin/trackflow run-demo
+
+test: $(STAMP)
+	$(VENV)/bin/python -m pytest $(PYTEST_ARGS)
+
+lint: $(STAMP)
+	$(VENV)/bin/ruff check .
+
+data: $(STAMP)
+	$(VENV)/bin/trackflow simulate --out data/train --events 40 --seed 1 --particles-from ../shared/data/trackml/kaggle_train_1 --workers 2
+	$(VENV)/bin/trackflow simulate --out data/val --events 5 --seed 2 --particles-from ../shared/data/trackml/kaggle_train_1 --workers 2
+
+clean-venv:
+	rm -rf $(VENV)

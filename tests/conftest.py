@@ -1,0 +1,55 @@
+"""Shared fixtures: where the real data lives, and how a missing prerequisite is reported.
+
+In CI (``CI=true``) a missing prerequisite is a failure, never a skip: the tests that claim real
+TrackML files, real Slurm or a real kernel must really run there.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parents[1]
+SHARED_DATA = Path(os.environ.get("TRACKFLOW_SHARED_DATA", REPO.parent / "shared" / "data"))
+IN_CI = os.environ.get("CI", "").lower() in ("1", "true", "yes")
+
+
+def require(condition: bool, message: str) -> None:
+    """Skip with ``message`` outside CI; fail in CI, where everything must be present."""
+    if condition:
+        return
+    if IN_CI:
+        pytest.fail(f"required in CI: {message}")
+    pytest.skip(message)
+
+
+@pytest.fixture(scope="session")
+def shared_data() -> Path:
+    """The real inputs (../shared/data): TrackML events, detector description, Exa.TrkX reference."""
+    require(SHARED_DATA.is_dir(), f"real data not found at {SHARED_DATA} (set TRACKFLOW_SHARED_DATA)")
+    return SHARED_DATA
+
+
+@pytest.fixture(scope="session")
+def trackml_dir(shared_data: Path) -> Path:
+    """The 9 full Kaggle TrackML training events (hits + particles, no truth)."""
+    path = shared_data / "trackml" / "kaggle_train_1"
+    require(path.is_dir(), f"TrackML events not found at {path}")
+    return path
+
+
+@pytest.fixture(scope="session")
+def detectors_csv(shared_data: Path) -> Path:
+    path = shared_data / "trackml" / "detectors.csv.gz"
+    require(path.is_file(), f"detector description not found at {path}")
+    return path
+
+
+@pytest.fixture(scope="session")
+def exatrkx_dir(shared_data: Path) -> Path:
+    """The reference Exa.TrkX model and stage outputs (REFERENCE.md §4)."""
+    path = shared_data / "exatrkx-service"
+    require(path.is_dir(), f"Exa.TrkX reference not found at {path}")
+    return path

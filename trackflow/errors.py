@@ -1,0 +1,34 @@
+"""Errors a user can cause: one type per kind, each with a one-line message naming what is wrong."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+
+class TrackflowError(Exception):
+    """Base class of every error trackflow raises on purpose."""
+
+
+class EventFileError(TrackflowError, ValueError):
+    """A TrackML (or simulated) event file is unreadable or inconsistent.
+
+    The message is one line: ``"<path>: <problem>"``.
+    """
+
+    def __init__(self, path: str | Path, problem: str) -> None:
+        self.path = Path(path)
+        self.problem = " ".join(str(problem).split())  # one line, whatever the cause said
+        super().__init__(f"{self.path}: {self.problem}")
+
+
+class ModelFileError(TrackflowError, ValueError):
+    """A model directory or weight file is missing, tampered with, or unsafe to load."""
+
+    def __init__(self, path: str | Path, problem: str) -> None:
+        self.path = Path(path)
+        self.problem = " ".join(str(problem).split())
+        super().__init__(f"{self.path}: {self.problem}")
+
+
+class ConfigError(TrackflowError, ValueError):
+    """A setting or option has a value trackflow cannot use."""

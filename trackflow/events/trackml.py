@@ -1,0 +1,175 @@
+"""TrackML CSV files in and out: ``eventNNNNNNNNN-{hits,cells,truth,particles}.csv[.gz]``.
+
+Directories are listed lazily: :func:`list_events` looks at file names only, and an
+:class:`EventRef` reads its files when asked, so a directory of 10,000 events costs nothing up front.
+"""
+
+from __future__ import annotations
+
+import gzip
+import re
+import zlib
+from collections.abc import Iterable, Iterator, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import pandas as pd
+import pyarrow as pa
+import pyarrow.csv as pacsv
+
+from trackflow.errors import EventFileError
+from trackflow.events.event import Event, with_derived
+from trackflow.events.validation import SCHEMAS, check_consistency, check_frame
+
+PARTS = ("hits", "cells", "truth", "particles")
+FILE_PATTERN = re.compile(r"^event(\d+)-(hits|cells|truth|particles)\.csv(\.gz)?$")
+FLOAT_FORMAT = "%.6g"
+
+
+@dataclass(frozen=True)
+class EventRef:
+    """Where one event's files are; nothing is read until :meth:`load`."""
+
+    event_id: int
+    paths: dict[str, Path] = field(hash=False)
+
+    @property
+    def hits_path(self) -> Path:
+        return self.paths.get("hits") or self.expected_path("hits")
+
+    def expected_path(self, part: str) -> Path:
+        directory = next(iter(self.paths.values())).parent if self.paths else Path()
+        return directory / f"event{self.event_id:09d}-{part}.csv.gz"
+
+    def size_bytes(self) -> int:
+        """Size of the hits file on disk (bytes); a cheap proxy for event size when batching."""
+        path = self.paths.get("hits")
+        return path.stat().st_size if path is not None and path.exists() else 0
+
+    def load(self, parts: Sequence[str] = PARTS) -> Event:
+        """Read and validate the requested parts that exist (hits are always required)."""
+        return read_event(self, parts=parts)
+
+
+def event_prefix(event_id: int) -> str:
+    return f"event{event_id:09d}"
+
+
+def list_events(directory: str | Path, event_ids: Iterable[int] | None = None) -> list[EventRef]:
+    """Events in ``directory``, sorted by event id, optionally only ``event_ids``.
+
+    Only file names are looked at. An event appears when any of its files exists; a missing hits
+    file is reported when the event is loaded, so one bad event does not stop the others.
+    """
+    directory = Path(directory)
+    if not directory.is_dir():
+        raise EventFileError(directory, "is not a directory of TrackML event files")
+    found: dict[int, dict[str, Path]] = {}
+    for path in directory.iterdir():
+        match = FILE_PATTERN.match(path.name)
+        if match:
+            event_id, part = int(match.group(1)), match.group(2)
+            previous = found.setdefault(event_id, {}).get(part)
+            # prefer the .csv.gz when both exist, deterministically
+            if previous is None or path.name.endswith(".gz"):
+                found[event_id][part] = path
+    wanted = None if event_ids is None else {int(e) for e in event_ids}
+    if wanted is not None:
+        absent = sorted(wanted - found.keys())
+        if absent:
+            raise EventFileError(directory, f"no files for event id(s) {', '.join(map(str, absent[:10]))}")
+    return [
+        EventRef(event_id, paths)
+        for event_id, paths in sorted(found.items())
+        if wanted is None or event_id in wanted
+    ]
+
+
+def iter_events(
+    directory: str | Path, event_ids: Iterable[int] | None = None, parts: Sequence[str] = PARTS
+) -> Iterator[Event]:
+    """Read events one at a time (lazily) from a directory."""
+    for ref in list_events(directory, event_ids):
+        yield ref.load(parts)
+
+
+def _ref_from_path(path: Path) -> EventRef:
+    """An EventRef from a prefix (``dir/event000001001``) or any one of the event's files."""
+    match = FILE_PATTERN.match(path.name) or re.match(r"^event(\d+)$", path.name)
+    if not match:
+        raise EventFileError(path, "is not a TrackML event file name (eventNNNNNNNNN-hits.csv[.gz])")
+    event_id = int(match.group(1))
+    refs = list_events(path.parent, [event_id])
+    return refs[0]
+
+
+def read_csv(path: Path, part: str) -> pd.DataFrame:
+    """Read one CSV(.gz) file and check it against the part's schema."""
+    if not path.exists():
+        raise EventFileError(path, f"missing {part} file")
+    if path.stat().st_size == 0:
+        raise EventFileError(path, "file is empty (0 bytes)")
+    try:
+        table = pacsv.read_csv(path, read_options=pacsv.ReadOptions(block_size=1 << 24))
+    except (pa.ArrowInvalid, OSError, EOFError, zlib.error, gzip.BadGzipFile) as error:
+        text = str(error)
+        if path.suffix == ".gz" and ("gzip" in text.lower() or "truncated" in text.lower() or "compress" in text.lower()):
+            problem = f"truncated or corrupt gzip ({text.splitlines()[0]})"
+        elif "Empty CSV" in text:
+            problem = "file is empty"
+        else:
+            problem = f"not a valid CSV file ({text.splitlines()[0]})"
+        raise EventFileError(path, problem) from error
+    frame = table.to_pandas()
+    frame.columns = [str(c).strip() for c in frame.columns]
+    return check_frame(path, part, frame)
+
+
+def read_event(source: str | Path | EventRef, parts: Sequence[str] = PARTS) -> Event:
+    """Read one event (hits always; each other requested part if its file exists).
+
+    ``source``: an :class:`EventRef`, a prefix ``dir/event000001001``, or one of the event's files.
+    Raises EventFileError naming the file and the problem.
+    """
+    ref = source if isinstance(source, EventRef) else _ref_from_path(Path(source))
+    unknown = set(parts) - set(PARTS)
+    if unknown:
+        raise ValueError(f"unknown event parts {sorted(unknown)}; choose from {PARTS}")
+    hits_path = ref.hits_path
+    frames: dict[str, pd.DataFrame | None] = {"hits": read_csv(hits_path, "hits")}
+    for part in PARTS[1:]:
+        path = ref.paths.get(part)
+        frames[part] = read_csv(path, part) if part in parts and path is not None else None
+    paths = {part: ref.paths.get(part) or ref.expected_path(part) for part in PARTS}
+    check_consistency(frames["hits"], frames["truth"], frames["particles"], paths)
+    return Event(
+        event_id=ref.event_id,
+        hits=with_derived(frames["hits"]),
+        cells=frames["cells"],
+        truth=frames["truth"],
+        particles=frames["particles"],
+        source=hits_path,
+    )
+
+
+def _write_frame(frame: pd.DataFrame, path: Path, compress: bool) -> None:
+    # mtime=0 keeps gzip output byte-identical for identical content (reproducible simulation)
+    compression = {"method": "gzip", "mtime": 0, "compresslevel": 6} if compress else None
+    frame.to_csv(path, index=False, float_format=FLOAT_FORMAT, compression=compression)
+
+
+def write_event(event: Event, out_dir: str | Path, compress: bool = True) -> dict[str, Path]:
+    """Write an event as TrackML CSV(.gz) files; returns the path per written part."""
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    suffix = ".csv.gz" if compress else ".csv"
+    written: dict[str, Path] = {}
+    for part in PARTS:
+        frame = getattr(event, part)
+        if frame is None:
+            continue
+        columns = list(SCHEMAS[part]) + [c for c in frame.columns if c not in SCHEMAS[part] and c not in ("r", "phi", "eta")]
+        path = out_dir / f"{event_prefix(event.event_id)}-{part}{suffix}"
+        _write_frame(frame[columns], path, compress)
+        written[part] = path
+    return written
