@@ -69,11 +69,8 @@ class HitGraph:
     ) -> HitGraph:
         """A graph from ready-made features (e.g. Exa.TrkX service inputs: r/3000, phi/pi, z/400)."""
         feats = torch.as_tensor(features).to(torch.float32).contiguous()
-        if hit_ids is None:
-            ids = np.arange(len(feats), dtype=np.int64)
-        else:
-            ids = np.asarray(hit_ids, np.int64)
-        return cls(event_id=int(event_id), hit_ids=ids, features=feats)
+        ids = np.arange(len(feats)) if hit_ids is None else hit_ids
+        return cls(event_id=int(event_id), hit_ids=np.asarray(ids, np.int64), features=feats)
 
 
 @dataclass
