@@ -5,6 +5,7 @@ PY := $(VENV)/bin/python
 PIP := $(PY) -m pip
 STAMP := $(VENV)/.installed
 EXTRAS ?= sim,notebooks,test
+TRACKML_EVENTS ?= ../shared/data/trackml/kaggle_train_1
 
 .PHONY: run test venv lint data clean-venv bench
 
@@ -18,8 +19,14 @@ $(STAMP): pyproject.toml constraints.txt
 
 venv: $(STAMP)
 
+# The main job on a LocalCluster: simulate a few events with ACTS (truth included, so efficiency
+# is reported), reconstruct them with the shipped models, print the summary.
+DEMO ?= runs/demo
+DEMO_EVENTS ?= 4
 run: $(STAMP)
-	$(VENV)/bin/trackflow run-demo
+	test -d $(DEMO)/events || $(VENV)/bin/trackflow simulate --out $(DEMO)/events --events $(DEMO_EVENTS) \
+		--seed 20261128 --particles-from $(TRACKML_EVENTS) --no-progress
+	$(VENV)/bin/trackflow reconstruct $(DEMO)/events --out $(DEMO)/out --overwrite --no-progress
 
 test: $(STAMP)
 	$(VENV)/bin/python -m pytest $(PYTEST_ARGS)

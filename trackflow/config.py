@@ -30,6 +30,6 @@ def get(key: str, default: Any = _MISSING) -> Any:
     return dask.config.get(full, default)
 
 
-def set(**settings: Any) -> dask.config.set:  # noqa: A001 - mirrors dask.config.set
+def set(**settings: Any) -> dask.config.set:
     """Context manager overriding settings: ``with trackflow.config.set(**{"threads": 2}):``."""
     return dask.config.set({f"trackflow.{k}": v for k, v in settings.items()})

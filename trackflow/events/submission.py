@@ -17,23 +17,26 @@ SUBMISSION_COLUMNS = ("event_id", "hit_id", "track_id")
 TRACKS_SCHEMA = pa.schema([("event_id", pa.int64()), ("hit_id", pa.int64()), ("track_id", pa.int64())])
 
 
-def check_tracks(tracks: pd.DataFrame, hits: pd.DataFrame, event_id: int, path: str | Path = "<tracks>") -> None:
+def check_tracks(
+    tracks: pd.DataFrame, hits: pd.DataFrame, event_id: int, path: str | Path = "<tracks>"
+) -> None:
     """Every hit of the event exactly once, and nothing else."""
     ids = tracks.loc[tracks["event_id"] == event_id, "hit_id"].to_numpy()
     if len(ids) != len(np.unique(ids)):
         raise EventFileError(path, f"event {event_id}: a hit_id appears more than once")
     if len(ids) != len(hits) or not np.array_equal(np.sort(ids), np.sort(hits["hit_id"].to_numpy())):
-        raise EventFileError(path, f"event {event_id}: tracks cover {len(ids)} hits, the event has {len(hits)}")
+        raise EventFileError(
+            path, f"event {event_id}: tracks cover {len(ids)} hits, the event has {len(hits)}"
+        )
 
 
 def write_submission(path: str | Path, frames: Iterable[pd.DataFrame]) -> Path:
     """Write ``event_id,hit_id,track_id`` rows (frames in the order given) atomically."""
     path = Path(path)
-    with atomic_path(path) as tmp:
-        with tmp.open("w") as f:
-            f.write(",".join(SUBMISSION_COLUMNS) + "\n")
-            for frame in frames:
-                frame.loc[:, list(SUBMISSION_COLUMNS)].to_csv(f, header=False, index=False)
+    with atomic_path(path) as tmp, tmp.open("w") as f:
+        f.write(",".join(SUBMISSION_COLUMNS) + "\n")
+        for frame in frames:
+            frame.loc[:, list(SUBMISSION_COLUMNS)].to_csv(f, header=False, index=False)
     return path
 
 
@@ -48,20 +51,26 @@ def read_submission(path: str | Path) -> pd.DataFrame:
         raise EventFileError(path, f"not a valid submission CSV ({str(error).splitlines()[0]})") from error
     missing = [c for c in SUBMISSION_COLUMNS if c not in frame.columns]
     if missing:
-        raise EventFileError(path, f"missing column(s) {', '.join(missing)}; expected event_id,hit_id,track_id")
+        raise EventFileError(
+            path, f"missing column(s) {', '.join(missing)}; expected event_id,hit_id,track_id"
+        )
     for column in SUBMISSION_COLUMNS:
         if not pd.api.types.is_integer_dtype(frame[column]):
             raise EventFileError(path, f"column {column} must hold integers")
     if frame.duplicated(["event_id", "hit_id"]).any():
         row = frame[frame.duplicated(["event_id", "hit_id"])].iloc[0]
-        raise EventFileError(path, f"hit {int(row.hit_id)} of event {int(row.event_id)} appears more than once")
+        raise EventFileError(
+            path, f"hit {int(row.hit_id)} of event {int(row.event_id)} appears more than once"
+        )
     return frame.astype(np.int64)
 
 
 def write_tracks_parquet(path: str | Path, tracks: pd.DataFrame) -> Path:
     """Write one batch's tracks (event_id, hit_id, track_id) as Parquet, atomically."""
     path = Path(path)
-    table = pa.Table.from_pandas(tracks.loc[:, list(SUBMISSION_COLUMNS)].astype(np.int64), schema=TRACKS_SCHEMA, preserve_index=False)
+    table = pa.Table.from_pandas(
+        tracks.loc[:, list(SUBMISSION_COLUMNS)].astype(np.int64), schema=TRACKS_SCHEMA, preserve_index=False
+    )
     with atomic_path(path) as tmp:
         pq.write_table(table, tmp)
     return path

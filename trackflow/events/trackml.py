@@ -113,7 +113,9 @@ def read_csv(path: Path, part: str) -> pd.DataFrame:
         table = pacsv.read_csv(path, read_options=pacsv.ReadOptions(block_size=1 << 24))
     except (pa.ArrowInvalid, OSError, EOFError, zlib.error, gzip.BadGzipFile) as error:
         text = str(error)
-        if path.suffix == ".gz" and ("gzip" in text.lower() or "truncated" in text.lower() or "compress" in text.lower()):
+        if path.suffix == ".gz" and (
+            "gzip" in text.lower() or "truncated" in text.lower() or "compress" in text.lower()
+        ):
             problem = f"truncated or corrupt gzip ({text.splitlines()[0]})"
         elif "Empty CSV" in text:
             problem = "file is empty"
@@ -168,7 +170,9 @@ def write_event(event: Event, out_dir: str | Path, compress: bool = True) -> dic
         frame = getattr(event, part)
         if frame is None:
             continue
-        columns = list(SCHEMAS[part]) + [c for c in frame.columns if c not in SCHEMAS[part] and c not in ("r", "phi", "eta")]
+        columns = list(SCHEMAS[part]) + [
+            c for c in frame.columns if c not in SCHEMAS[part] and c not in ("r", "phi", "eta")
+        ]
         path = out_dir / f"{event_prefix(event.event_id)}-{part}{suffix}"
         _write_frame(frame[columns], path, compress)
         written[part] = path

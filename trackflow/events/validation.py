@@ -19,26 +19,51 @@ INT, FLOAT = "int", "float"
 #: required columns per part, with their kind; extra columns are kept (e.g. particle_type)
 SCHEMAS: dict[str, dict[str, str]] = {
     "hits": {
-        "hit_id": INT, "x": FLOAT, "y": FLOAT, "z": FLOAT,
-        "volume_id": INT, "layer_id": INT, "module_id": INT,
+        "hit_id": INT,
+        "x": FLOAT,
+        "y": FLOAT,
+        "z": FLOAT,
+        "volume_id": INT,
+        "layer_id": INT,
+        "module_id": INT,
     },
     "cells": {"hit_id": INT, "ch0": INT, "ch1": INT, "value": FLOAT},
     "truth": {
-        "hit_id": INT, "particle_id": INT, "tx": FLOAT, "ty": FLOAT, "tz": FLOAT,
-        "tpx": FLOAT, "tpy": FLOAT, "tpz": FLOAT, "weight": FLOAT,
+        "hit_id": INT,
+        "particle_id": INT,
+        "tx": FLOAT,
+        "ty": FLOAT,
+        "tz": FLOAT,
+        "tpx": FLOAT,
+        "tpy": FLOAT,
+        "tpz": FLOAT,
+        "weight": FLOAT,
     },
     "particles": {
-        "particle_id": INT, "vx": FLOAT, "vy": FLOAT, "vz": FLOAT,
-        "px": FLOAT, "py": FLOAT, "pz": FLOAT, "q": INT, "nhits": INT,
+        "particle_id": INT,
+        "vx": FLOAT,
+        "vy": FLOAT,
+        "vz": FLOAT,
+        "px": FLOAT,
+        "py": FLOAT,
+        "pz": FLOAT,
+        "q": INT,
+        "nhits": INT,
     },
 }
 
 #: dtypes after validation: positions in float32 (mm), ids in int64/int32
 DTYPES: dict[str, np.dtype] = {
-    "hit_id": np.dtype(np.int64), "particle_id": np.dtype(np.int64),
-    "volume_id": np.dtype(np.int32), "layer_id": np.dtype(np.int32), "module_id": np.dtype(np.int32),
-    "ch0": np.dtype(np.int32), "ch1": np.dtype(np.int32), "q": np.dtype(np.int32),
-    "nhits": np.dtype(np.int32), "weight": np.dtype(np.float64),
+    "hit_id": np.dtype(np.int64),
+    "particle_id": np.dtype(np.int64),
+    "volume_id": np.dtype(np.int32),
+    "layer_id": np.dtype(np.int32),
+    "module_id": np.dtype(np.int32),
+    "ch0": np.dtype(np.int32),
+    "ch1": np.dtype(np.int32),
+    "q": np.dtype(np.int32),
+    "nhits": np.dtype(np.int32),
+    "weight": np.dtype(np.float64),
 }
 
 
@@ -55,7 +80,9 @@ def check_frame(path: Path, part: str, frame: pd.DataFrame) -> pd.DataFrame:
     schema = SCHEMAS[part]
     missing = [c for c in schema if c not in frame.columns]
     if missing:
-        raise EventFileError(path, f"missing column(s) {', '.join(missing)} (have: {', '.join(map(str, frame.columns))})")
+        raise EventFileError(
+            path, f"missing column(s) {', '.join(missing)} (have: {', '.join(map(str, frame.columns))})"
+        )
     out = {}
     for column, kind in schema.items():
         values = frame[column]
@@ -70,15 +97,21 @@ def check_frame(path: Path, part: str, frame: pd.DataFrame) -> pd.DataFrame:
         if np.issubdtype(array.dtype, np.floating):
             nan = np.isnan(array)
             if nan.any():
-                raise EventFileError(path, f"column {column} has a missing/NaN value on line {_first_bad_row(nan)}")
+                raise EventFileError(
+                    path, f"column {column} has a missing/NaN value on line {_first_bad_row(nan)}"
+                )
             inf = np.isinf(array)
             if inf.any():
-                raise EventFileError(path, f"column {column} has an infinite value on line {_first_bad_row(inf)}")
+                raise EventFileError(
+                    path, f"column {column} has an infinite value on line {_first_bad_row(inf)}"
+                )
         if kind == INT and np.issubdtype(array.dtype, np.floating):
             fractional = array != np.round(array)
             if fractional.any():
                 raise EventFileError(
-                    path, f"column {column} must hold integers, has {array[fractional][0]} on line {_first_bad_row(fractional)}"
+                    path,
+                    f"column {column} must hold integers, has {array[fractional][0]} "
+                    f"on line {_first_bad_row(fractional)}",
                 )
         dtype = DTYPES.get(column, np.dtype(np.float32) if kind == FLOAT else np.dtype(np.int64))
         out[column] = array.astype(dtype, copy=False)
@@ -99,12 +132,17 @@ def check_frame(path: Path, part: str, frame: pd.DataFrame) -> pd.DataFrame:
     if part in ("hits", "truth"):
         dup = checked["hit_id"].duplicated().to_numpy()
         if dup.any():
-            raise EventFileError(path, f"duplicate hit_id {int(checked['hit_id'].to_numpy()[dup][0])} on line {_first_bad_row(dup)}")
+            raise EventFileError(
+                path,
+                f"duplicate hit_id {int(checked['hit_id'].to_numpy()[dup][0])} on line {_first_bad_row(dup)}",
+            )
     if part == "particles":
         dup = checked["particle_id"].duplicated().to_numpy()
         if dup.any():
             raise EventFileError(
-                path, f"duplicate particle_id {int(checked['particle_id'].to_numpy()[dup][0])} on line {_first_bad_row(dup)}"
+                path,
+                f"duplicate particle_id {int(checked['particle_id'].to_numpy()[dup][0])} "
+                f"on line {_first_bad_row(dup)}",
             )
     return checked
 
@@ -124,11 +162,13 @@ def check_consistency(
             extra = np.setdiff1d(truth["hit_id"].to_numpy(), hits["hit_id"].to_numpy())
             lacking = np.setdiff1d(hits["hit_id"].to_numpy(), truth["hit_id"].to_numpy())
             detail = (
-                f"hit_id {int(extra[0])} is not in {paths['hits'].name}" if len(extra)
+                f"hit_id {int(extra[0])} is not in {paths['hits'].name}"
+                if len(extra)
                 else f"hit_id {int(lacking[0])} of {paths['hits'].name} has no truth row"
             )
             raise EventFileError(
-                truth_path, f"truth hit_ids do not match the hits ({len(truth)} truth rows, {len(hits)} hits; {detail})"
+                truth_path,
+                f"truth hit_ids do not match the hits ({len(truth)} truth rows, {len(hits)} hits; {detail})",
             )
         if particles is not None:
             ids = truth["particle_id"].to_numpy()

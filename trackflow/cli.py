@@ -1,0 +1,367 @@
+"""The ``trackflow`` command: parse, call one function, print. No logic lives here.
+
+Imports of the heavy rooms happen inside each command so that ``trackflow --help`` is instant.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+from collections.abc import Callable
+from functools import wraps
+from pathlib import Path
+from typing import Any, TypeVar
+
+import click
+
+from trackflow.errors import TrackflowError
+
+F = TypeVar("F", bound=Callable[..., Any])
+
+EXISTING_DIR = click.Path(exists=True, file_okay=False, path_type=Path)
+EXISTING_FILE = click.Path(exists=True, dir_okay=False, path_type=Path)
+OUT_DIR = click.Path(file_okay=False, path_type=Path)
+CLUSTER_HELP = (
+    "local | a scheduler address (tcp://, tls://) | slurm-cpu | slurm-gpu | slurm-mixed | a profile name"
+)
+
+
+def user_errors(command: F) -> F:
+    """Turn errors a user can cause into one line on stderr and exit code 2; keep tracebacks for bugs."""
+
+    @wraps(command)
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        try:
+            return command(*args, **kwargs)
+        except TrackflowError as error:
+            click.echo(f"trackflow: error: {error}", err=True)
+            sys.exit(2)
+
+    return wrapper  # type: ignore[return-value]
+
+
+def int_list(value: str) -> list[int]:
+    try:
+        return [int(v) for v in value.split(",") if v.strip()]
+    except ValueError as error:
+        raise click.BadParameter(f"expected comma-separated integers, got {value!r}") from error
+
+
+def adapt_range(value: str | None) -> tuple[int, int] | None:
+    if value is None:
+        return None
+    try:
+        low, high = (int(v) for v in value.split(":"))
+    except ValueError as error:
+        raise click.BadParameter(f"expected MIN:MAX, got {value!r}") from error
+    if not 0 <= low <= high:
+        raise click.BadParameter(f"expected 0 <= MIN <= MAX, got {value!r}")
+    return low, high
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})
+@click.version_option(package_name="trackflow")
+def main() -> None:
+    """GNN-based charged-particle tracking (Exa.TrkX) as a Dask batch workflow."""
+
+
+# --------------------------------------------------------------------------- events
+@main.command()
+@click.argument("events_dir", type=EXISTING_DIR)
+@click.argument("submission_csv", type=EXISTING_FILE)
+@user_errors
+def score(events_dir: Path, submission_csv: Path) -> None:
+    """Score SUBMISSION_CSV (event_id,hit_id,track_id) against the truth in EVENTS_DIR.
+
+    Prints one JSON object: trackml_score, efficiency (pT > 1 GeV), efficiency_pt05, fake_rate,
+    duplicate_rate and the counts behind them.
+    """
+    from trackflow.metrics import score_submission
+
+    click.echo(json.dumps(score_submission(events_dir, submission_csv), indent=2))
+
+
+@main.command()
+@click.argument("events_dir", type=EXISTING_DIR)
+@click.option("--event-id", "event_ids", type=int, multiple=True, help="Only these events (repeatable).")
+@click.option("--json", "as_json", is_flag=True, help="Print JSON instead of a table.")
+@user_errors
+def inspect(events_dir: Path, event_ids: tuple[int, ...], as_json: bool) -> None:
+    """Per event in EVENTS_DIR: hits, particles, noise fraction, hits per volume."""
+    import pandas as pd
+
+    from trackflow.events.summary import summarize_events
+
+    summaries = summarize_events(events_dir, event_ids=event_ids or None)
+    if as_json:
+        click.echo(json.dumps(summaries, indent=2))
+    else:
+        click.echo(pd.json_normalize(summaries, sep=" ").to_string(index=False))
+
+
+@main.command()
+@click.option("--out", "out_dir", type=OUT_DIR, required=True, help="Directory for the TrackML CSV.gz files.")
+@click.option("--events", "n_events", type=click.IntRange(min=1), required=True, help="Number of events.")
+@click.option(
+    "--seed", type=int, default=0, show_default=True, help="Seed; the same seed gives identical files."
+)
+@click.option(
+    "--workers",
+    type=click.IntRange(min=1),
+    default=1,
+    show_default=True,
+    help="Simulate events in parallel on a LocalCluster with this many processes.",
+)
+@click.option(
+    "--pileup",
+    type=click.IntRange(min=1),
+    default=None,
+    help="Particle gun: number of vertices (pileup mu) per event.",
+)
+@click.option("--particles-per-vertex", type=click.IntRange(min=1), default=None)
+@click.option("--pt-min", type=float, default=None, help="Particle gun: minimum pT (GeV).")
+@click.option("--pt-max", type=float, default=None, help="Particle gun: maximum pT (GeV).")
+@click.option("--eta-max", type=float, default=None, help="Particle gun: |eta| range.")
+@click.option(
+    "--particles-from",
+    type=EXISTING_DIR,
+    default=None,
+    help="Propagate the particles files of real TrackML events in this directory instead.",
+)
+@click.option(
+    "--digitization",
+    type=click.Choice(["smeared", "geometric"]),
+    default="smeared",
+    show_default=True,
+    help="Gaussian smearing (pitch/sqrt(12)) or geometric with cells.",
+)
+@click.option(
+    "--noise-fraction",
+    type=click.FloatRange(0.0, 0.9),
+    default=None,
+    help="Fraction of all hits that are noise (default 0.15).",
+)
+@click.option("--progress/--no-progress", default=True, show_default=True)
+@user_errors
+def simulate(out_dir: Path, n_events: int, seed: int, workers: int, progress: bool, **options: Any) -> None:
+    """Simulate events with ACTS Fatras (Generic Detector = TrackML detector) into TrackML CSV."""
+    from trackflow.events.simulation import SimulationConfig
+    from trackflow.workflow.simulate import simulate as run_simulation
+
+    given = {k: v for k, v in options.items() if v is not None}
+    config = SimulationConfig(seed=seed, **given)
+    paths = run_simulation(config, out_dir, n_events, workers=workers, progress=progress)
+    click.echo(f"wrote {len(paths)} events to {out_dir}")
+
+
+# --------------------------------------------------------------------------- pipeline
+@main.command()
+@click.option("--data", "data_dir", type=EXISTING_DIR, required=True, help="Training events (with truth).")
+@click.option("--out", "out_dir", type=OUT_DIR, required=True, help="Model directory to write.")
+@click.option("--val", "val_dir", type=EXISTING_DIR, default=None, help="Validation events (with truth).")
+@click.option("--epochs-embedding", type=click.IntRange(min=0), default=None)
+@click.option("--epochs-filter", type=click.IntRange(min=0), default=None)
+@click.option("--epochs-gnn", type=click.IntRange(min=0), default=None)
+@click.option("--max-events", type=click.IntRange(min=1), default=None, help="Use at most this many events.")
+@click.option("--pt-min", type=float, default=None, help="Target particles above this pT (GeV).")
+@click.option("--seed", type=int, default=0, show_default=True)
+@click.option("--threads", type=click.IntRange(min=1), default=None, help="torch threads (default: cores).")
+@user_errors
+def train(**options: Any) -> None:
+    """Train embedding, filter and GNN in turn; write weights and manifest.json to --out."""
+    from trackflow.pipeline.training import TrainingConfig
+    from trackflow.pipeline.training import train as run_training
+
+    config = TrainingConfig(**{k: v for k, v in options.items() if v is not None})
+    model_dir = run_training(config)
+    click.echo(f"models written to {model_dir}")
+
+
+# --------------------------------------------------------------------------- workflow
+def cluster_options(command: F) -> F:
+    """Options shared by reconstruct and bench: where the workers come from."""
+    options = [
+        click.option("--cluster", default="local", show_default=True, help=CLUSTER_HELP),
+        click.option(
+            "--scheduler-file",
+            type=click.Path(dir_okay=False, path_type=Path),
+            default=None,
+            help="Connect to the scheduler written to this file (batch mode, slurm/trackflow.sbatch).",
+        ),
+        click.option(
+            "--adapt",
+            "adapt",
+            default=None,
+            callback=lambda _c, _p, v: adapt_range(v),
+            help="Adaptive SLURM CPU jobs MIN:MAX.",
+        ),
+        click.option(
+            "--profile",
+            "profile_file",
+            type=EXISTING_FILE,
+            default=None,
+            help="A dask-jobqueue YAML overriding slurm/jobqueue.yaml.",
+        ),
+        click.option("--insecure", is_flag=True, help="No TLS on a SLURM cluster (TLS is on by default)."),
+        click.option(
+            "--models",
+            "models_dir",
+            type=EXISTING_DIR,
+            default=None,
+            help="Model directory (default: the shipped models).",
+        ),
+        click.option(
+            "--device",
+            type=click.Choice(["cpu", "cuda"]),
+            default=None,
+            help="Device for the neural-network stages (default from config: cpu).",
+        ),
+    ]
+    for option in reversed(options):
+        command = option(command)
+    return command
+
+
+@main.command()
+@click.argument("input_dir", type=EXISTING_DIR)
+@click.option(
+    "--out",
+    "out_dir",
+    type=OUT_DIR,
+    required=True,
+    help="Output directory: submission.csv, report.json, per-batch Parquet.",
+)
+@cluster_options
+@click.option("--workers", type=click.IntRange(min=1), default=None, help="Workers (default: cores).")
+@click.option("--threads-per-worker", type=click.IntRange(min=1), default=1, show_default=True)
+@click.option(
+    "--mode",
+    type=click.Choice(["fused", "staged", "direct"]),
+    default=None,
+    help="fused: one task per batch; staged: one task per stage; direct: no Dask. [default: fused]",
+)
+@click.option("--batch-size", type=click.IntRange(min=1), default=None, help="Events per batch.")
+@click.option(
+    "--max-hits-per-batch",
+    type=click.IntRange(min=1),
+    default=None,
+    help="Batch by hits instead of by event count.",
+)
+@click.option("--max-in-flight", type=click.IntRange(min=1), default=None, help="Batches in flight at once.")
+@click.option(
+    "--performance-report",
+    type=click.Path(dir_okay=False, path_type=Path),
+    default=None,
+    help="Write Dask's HTML performance report here.",
+)
+@click.option("--event-id", "event_ids", type=int, multiple=True, help="Only these events (repeatable).")
+@click.option(
+    "--retries", type=click.IntRange(min=0), default=None, help="Retries of transient task failures."
+)
+@click.option("--overwrite", is_flag=True, help="Start afresh instead of resuming finished batches in --out.")
+@click.option("--progress/--no-progress", default=None, help="Progress bar (default: when a terminal).")
+@user_errors
+def reconstruct(event_ids: tuple[int, ...], **options: Any) -> None:
+    """Reconstruct tracks for the events in INPUT_DIR; write submission.csv and report.json.
+
+    Exit code 0 when every event was done, 3 when some events failed (listed in report.json).
+    """
+    from trackflow.workflow.reconstruct import ReconstructConfig
+    from trackflow.workflow.reconstruct import reconstruct as run_reconstruct
+
+    given = {k: v for k, v in options.items() if v is not None}
+    if event_ids:
+        given["event_ids"] = list(event_ids)
+    report = run_reconstruct(ReconstructConfig(**given))
+    for line in report.summary_lines():
+        click.echo(line)
+    sys.exit(report.exit_code)
+
+
+@main.command()
+@click.argument("input_dir", type=EXISTING_DIR)
+@click.option("--out", "out_dir", type=OUT_DIR, required=True, help="Directory for bench.json and plots.")
+@cluster_options
+@click.option(
+    "--workers",
+    "workers",
+    default=None,
+    callback=lambda _c, _p, v: v and int_list(v),
+    help="Worker counts (instances) to sweep, e.g. 1,2.",
+)
+@click.option(
+    "--threads",
+    "threads",
+    default=None,
+    callback=lambda _c, _p, v: v and int_list(v),
+    help="Threads per worker to sweep, e.g. 1,2.",
+)
+@click.option(
+    "--concurrency",
+    "concurrency",
+    default=None,
+    callback=lambda _c, _p, v: v and int_list(v),
+    help="Batches in flight to sweep, e.g. 1,2,4.",
+)
+@click.option("--modes", default=None, help="Modes to compare, e.g. fused,staged,direct.")
+@click.option("--batch-size", type=click.IntRange(min=1), default=None)
+@click.option("--repeats", type=click.IntRange(min=1), default=None)
+@click.option("--max-events", type=click.IntRange(min=1), default=None, help="Use at most this many events.")
+@user_errors
+def bench(**options: Any) -> None:
+    """Sweep workers x threads x concurrency x mode on the same events; write bench.json and plots."""
+    from trackflow.workflow.bench import BenchConfig, run_bench
+
+    given = {k: v for k, v in options.items() if v is not None}
+    if "modes" in given:
+        given["modes"] = [m.strip() for m in given["modes"].split(",") if m.strip()]
+    result = run_bench(BenchConfig(**given))
+    for key in ("scaling_efficiency", "fused_over_staged", "dask_overhead_fraction"):
+        click.echo(f"{key}: {result.get(key)}")
+    click.echo(f"wrote {Path(options['out_dir']) / 'bench.json'}")
+
+
+@main.command()
+@click.option(
+    "--bench", "bench_json", type=EXISTING_FILE, required=True, help="bench.json from trackflow bench."
+)
+@click.option(
+    "--rate",
+    "rate_hz",
+    type=click.FloatRange(min=0, min_open=True),
+    required=True,
+    help="Target event rate (Hz).",
+)
+@click.option(
+    "--latency-budget",
+    "latency_budget_s",
+    type=click.FloatRange(min=0, min_open=True),
+    default=None,
+    help="Latency budget per event (s).",
+)
+@click.option(
+    "--node",
+    "nodes",
+    multiple=True,
+    help="Node type NAME=SPEC, e.g. cpu=cores:128,mem:512GB or gpu=gpus:4,cores:64,mem:256GB.",
+)
+@click.option(
+    "--event-hits",
+    type=click.IntRange(min=1),
+    default=None,
+    help="Extrapolate to events of this many hits (e.g. 100000).",
+)
+@click.option(
+    "--headroom",
+    type=click.FloatRange(0, 1, max_open=True),
+    default=None,
+    help="Fraction of capacity kept free (e.g. 0.2).",
+)
+@click.option("--out", "out_dir", type=OUT_DIR, default=None, help="Write estimate.json and a plot here.")
+@user_errors
+def estimate(**options: Any) -> None:
+    """Resources (nodes, cores/GPUs, memory, network) that a target event rate needs, from a bench."""
+    from trackflow.workflow.estimates import estimate as run_estimate
+
+    result = run_estimate(**{k: v for k, v in options.items() if v is not None})
+    click.echo(result.table())
