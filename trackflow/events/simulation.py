@@ -1,0 +1,606 @@
+"""Simulation of one event with truth: ACTS Fatras in the Generic Detector (= the TrackML detector).
+
+:func:`simulate_event` runs pyacts in-process for one event and returns a TrackML :class:`Event`
+(hits, truth, particles, and cells with geometric digitization):
+
+1. particles: a particle gun (``pileup`` Gaussian-spread vertices with ``particles_per_vertex``
+   pions each) or a real TrackML particles file (``particles_from``) read by ACTS's
+   ``CsvParticleReader``;
+2. Fatras propagates them in a 2 T field with multiple scattering and energy loss, making one
+   simulated hit per crossing of a sensitive module;
+3. digitization turns hits into measurements (:mod:`trackflow.events.digitization`);
+4. ACTS writes CSV into a temporary directory, converted here into TrackML frames: module ids
+   renumbered to ``detectors.csv``'s (the endcap numbering differs), noise hits added
+   (:mod:`trackflow.events.noise`), TrackML weights computed (:func:`trackml_weights`), hit ids
+   shuffled.
+
+Everything random is seeded from ``(seed, event_index)``, so an event is the same whether it is
+simulated alone, in a series or on another process.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import functools
+import math
+import tempfile
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import pyarrow.csv as pacsv
+from scipy.spatial import cKDTree
+
+from trackflow import config as settings
+from trackflow.errors import ConfigError, EventFileError
+from trackflow.events.detector import ModuleFrames, default_detectors_path, module_frames
+from trackflow.events.digitization import DIGITIZATIONS, geometric_config, smearing_config, write_config
+from trackflow.events.event import Event, with_derived
+from trackflow.events.noise import noise_count, noise_hits
+
+PION_MASS_GEV = 0.13957039
+PION_PDG = 211
+B_FIELD_T = 2.0
+#: bit layout of particle_id = ACTS barcode (vertex primary, vertex secondary, particle, generation,
+#: sub-particle), as in ACTS's former 64-bit barcode; the primary vertex field is 11 bits so ids
+#: stay positive int64
+BARCODE_FIELDS = (("pv", 52, 11), ("sv", 40, 12), ("part", 24, 16), ("gen", 16, 8), ("subpart", 0, 16))
+ACTS_ID_COLUMNS = tuple(f"particle_id_{name}" for name, _, _ in BARCODE_FIELDS)
+# independent random streams per event, all derived from (seed, event_index)
+_STREAM_ACTS, _STREAM_NOISE, _STREAM_SHUFFLE, _STREAM_ROTATION = range(4)
+
+
+def _setting(key: str, default: Any) -> Callable[[], Any]:
+    return lambda: settings.get(f"simulation.{key}", default)
+
+
+@dataclass
+class SimulationConfig:
+    """What to simulate. Defaults come from the ``simulation.*`` settings (trackflow.config).
+
+    ``pileup``: number of vertices per event (particle gun); ``particles_per_vertex``: charged pions
+    per vertex; ``pt_min``/``pt_max`` (GeV): uniform transverse momentum range; ``eta_max``:
+    uniform in |eta| < eta_max; ``sigma_z``/``sigma_xy`` (mm): Gaussian vertex spread.
+    ``particles_from``: a directory of TrackML ``eventNNNNNNNNN-particles.csv[.gz]`` files (or
+    one file) whose particles are propagated instead of the gun, file ``event_index mod n``;
+    ``rotate_phi`` turns each such event by a random azimuth so repeated files differ.
+    ``digitization``: ``"smeared"`` or ``"geometric"`` (makes cells). ``noise_fraction``: noise
+    hits / all hits. ``p_min`` (GeV): Fatras drops particles below this momentum.
+    ``detectors``: detectors.csv(.gz) (default: setting ``data.detectors`` / shared data).
+    """
+
+    seed: int = field(default_factory=_setting("seed", 1))
+    pileup: int = field(default_factory=_setting("pileup", 20))
+    particles_per_vertex: int = field(default_factory=_setting("particles_per_vertex", 10))
+    pt_min: float = field(default_factory=_setting("pt_min", 0.5))
+    pt_max: float = field(default_factory=_setting("pt_max", 10.0))
+    eta_max: float = field(default_factory=_setting("eta_max", 3.0))
+    sigma_z: float = field(default_factory=_setting("sigma_z", 55.0))
+    sigma_xy: float = field(default_factory=_setting("sigma_xy", 0.0125))
+    particles_from: Path | None = field(default_factory=_setting("particles_from", None))
+    rotate_phi: bool = field(default_factory=_setting("rotate_phi", True))
+    digitization: str = field(default_factory=_setting("digitization", "smeared"))
+    noise_fraction: float = field(default_factory=_setting("noise_fraction", 0.15))
+    p_min: float = field(default_factory=_setting("p_min", 0.05))
+    detectors: Path | None = field(default_factory=_setting("detectors", None))
+
+    def __post_init__(self) -> None:
+        if self.particles_from is not None:
+            self.particles_from = Path(self.particles_from).expanduser()
+        if self.detectors is not None:
+            self.detectors = Path(self.detectors).expanduser()
+        problems = []
+        if self.digitization not in DIGITIZATIONS:
+            problems.append(
+                f"digitization: must be one of {', '.join(DIGITIZATIONS)}, got {self.digitization!r}"
+            )
+        if not 0.0 <= self.noise_fraction < 1.0:
+            problems.append(f"noise_fraction: must be in [0, 1), got {self.noise_fraction}")
+        if self.particles_from is None:
+            if self.pileup < 1 or self.particles_per_vertex < 1:
+                problems.append("pileup and particles_per_vertex: must be >= 1")
+            if not 0.0 < self.pt_min < self.pt_max:
+                problems.append(f"pt range: need 0 < pt_min < pt_max (GeV), got {self.pt_min}..{self.pt_max}")
+            if self.eta_max <= 0.0:
+                problems.append(f"eta_max: must be > 0, got {self.eta_max}")
+            if self.pileup >= 2**11:
+                problems.append(f"pileup: at most {2**11 - 1} vertices, got {self.pileup}")
+        if self.seed < 0:
+            problems.append(f"seed: must be >= 0, got {self.seed}")
+        if problems:
+            raise ConfigError("; ".join(problems))
+
+    def particle_files(self) -> list[Path]:
+        """The TrackML particles files that ``particles_from`` names, sorted (empty without it)."""
+        if self.particles_from is None:
+            return []
+        source = self.particles_from
+        if source.is_file():
+            return [source]
+        files = sorted(source.glob("event*-particles.csv*")) if source.is_dir() else []
+        if not files:
+            raise ConfigError(f"particles_from {source}: no eventNNNNNNNNN-particles.csv[.gz] files there")
+        return files
+
+
+def event_rng(seed: int, event_index: int, stream: int) -> np.random.Generator:
+    """The random generator of one stream of one event (independent of any other event)."""
+    return np.random.default_rng([seed, event_index, stream])
+
+
+def acts_seed(seed: int, event_index: int) -> int:
+    """The seed ACTS's RandomNumbers gets for one event (ACTS runs each event as its event 0)."""
+    return int(event_rng(seed, event_index, _STREAM_ACTS).integers(1, 2**31 - 1))
+
+
+def encode_barcode(frame: pd.DataFrame) -> np.ndarray:
+    """particle_id (int64) from ACTS's five barcode columns ``particle_id_pv`` .. ``_subpart``."""
+    encoded = np.zeros(len(frame), np.int64)
+    for (name, shift, bits), column in zip(BARCODE_FIELDS, ACTS_ID_COLUMNS, strict=True):
+        values = frame[column].to_numpy(np.int64)
+        if len(values) and (values.min() < 0 or values.max() >= 2**bits):
+            raise ValueError(f"barcode field {name} out of range 0..{2**bits - 1}")
+        encoded |= values << shift
+    return encoded
+
+
+# ---------------------------------------------------------------------------------------------
+# TrackML truth weights
+ORDER_PROPOSAL = np.array([10.0, 8.0, 6.0, 5.0, 3.0, 3.0, 3.0, 5.0, 6.0])
+ORDER_MIN_HITS = 4
+ORDER_MAX_HITS = 20
+
+
+@functools.cache
+def _order_weights() -> np.ndarray:
+    """[nhits, ihit] weight of the ihit-th hit (from the vertex) of a track with nhits hits."""
+    table = np.zeros((ORDER_MAX_HITS + 1, ORDER_MAX_HITS))
+    for nhits in range(ORDER_MIN_HITS, ORDER_MAX_HITS + 1):
+        support = np.linspace(0.0, nhits - 1, len(ORDER_PROPOSAL))
+        weights = np.interp(np.arange(nhits), support, ORDER_PROPOSAL)
+        table[nhits, :nhits] = weights / weights.sum()
+    return table
+
+
+def pt_weight(pt: np.ndarray) -> np.ndarray:
+    """TrackML pT weight: 0.2 up to 0.5 GeV, rising linearly to 1 at 3 GeV, 1 above; 0 below 0.05."""
+    return np.interp(pt, [0.05, 0.5, 3.0], [0.2, 0.2, 1.0], left=0.0, right=1.0)
+
+
+def trackml_weights(truth: pd.DataFrame, particles: pd.DataFrame) -> np.ndarray:
+    """Per-hit weights as the TrackML challenge defined them (accuracy phase), summing to 1.
+
+    A hit's weight is ``w_order * w_pt`` normalised over the event. ``w_order``: the hits of a
+    particle ranked by |tz - vz| (distance along z from its vertex) get the challenge's profile
+    10, 8, 6, 5, 3, 3, 3, 5, 6 stretched over the track and normalised per track, so the first
+    and last hits count most; tracks with more than 20 hits use the 20-hit profile and hits past
+    the 20th weigh 0. ``w_pt``: :func:`pt_weight` of the particle. Noise (particle_id 0) and
+    particles with < 4 hits weigh 0. (Reference: the challenge's ``trackml.weights`` module and
+    Amrouche et al., arXiv:1904.06778.)
+    """
+    particle_ids = truth["particle_id"].to_numpy(np.int64)
+    info = particles.set_index("particle_id")
+    signal = particle_ids != 0
+    pt = np.zeros(len(truth))
+    vz = np.zeros(len(truth))
+    pt[signal] = np.hypot(info["px"], info["py"]).reindex(particle_ids[signal]).to_numpy()
+    vz[signal] = info["vz"].reindex(particle_ids[signal]).to_numpy()
+    distance = np.abs(truth["tz"].to_numpy(np.float64) - vz)
+    order = np.lexsort((distance, particle_ids))
+    sorted_ids = particle_ids[order]
+    starts = np.flatnonzero(np.r_[True, sorted_ids[1:] != sorted_ids[:-1]])
+    counts = np.diff(np.r_[starts, len(sorted_ids)])
+    ihit = np.empty(len(truth), np.int64)
+    nhits = np.empty(len(truth), np.int64)
+    ihit[order] = np.arange(len(sorted_ids)) - np.repeat(starts, counts)
+    nhits[order] = np.repeat(counts, counts)
+    table = _order_weights()
+    w_order = np.where(
+        signal & (nhits >= ORDER_MIN_HITS) & (ihit < ORDER_MAX_HITS),
+        table[np.minimum(nhits, ORDER_MAX_HITS), np.minimum(ihit, ORDER_MAX_HITS - 1)],
+        0.0,
+    )
+    weights = w_order * np.where(signal, pt_weight(np.nan_to_num(pt)), 0.0)
+    total = weights.sum()
+    return weights / total if total > 0 else weights
+
+
+# ---------------------------------------------------------------------------------------------
+# ACTS set-up, once per process
+@dataclass
+class ActsDetector:
+    """The Generic Detector, field, digitization configs and the map ACTS id -> TrackML module."""
+
+    detector: Any  # keeps the C++ geometry alive
+    tracking_geometry: Any
+    field: Any
+    surfaces: dict
+    frames: ModuleFrames
+    acts_codes: np.ndarray  # sorted ACTS (volume, layer, sensitive) codes
+    frame_rows: np.ndarray  # row in frames for each acts_codes entry
+    digi_configs: dict[str, Any]
+
+
+def _acts_code(volume: np.ndarray, layer: np.ndarray, sensitive: np.ndarray) -> np.ndarray:
+    return (
+        (np.asarray(volume, np.int64) << 32)
+        | (np.asarray(layer, np.int64) << 20)
+        | np.asarray(sensitive, np.int64)
+    )
+
+
+def decode_geometry_id(geometry_id: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """ACTS geometry_id -> (volume, layer, sensitive): gid>>56, (gid>>36)&0xfff, (gid>>8)&0xfffff."""
+    gid = np.asarray(geometry_id, np.uint64)
+    return (
+        (gid >> np.uint64(56)).astype(np.int64),
+        ((gid >> np.uint64(36)) & np.uint64(0xFFF)).astype(np.int64),
+        ((gid >> np.uint64(8)) & np.uint64(0xFFFFF)).astype(np.int64),
+    )
+
+
+@functools.lru_cache(maxsize=2)
+def acts_detector(detectors_path: str) -> ActsDetector:
+    """Build the ACTS geometry and match its modules to detectors.csv (cached per process)."""
+    import acts
+    import acts.examples
+    import acts.examples.json
+
+    quiet = acts.logging.WARNING
+    detector = acts.examples.GenericDetector(acts.examples.GenericDetector.Config(logLevel=quiet))
+    tracking_geometry = detector.trackingGeometry()
+    b_field = acts.ConstantBField(acts.Vector3(0.0, 0.0, B_FIELD_T * acts.UnitConstants.T))
+    surfaces = tracking_geometry.geoIdSurfaceMap()
+    context = acts.GeometryContext.dangerouslyDefaultConstruct()
+    ids, centres = [], []
+    for geo_id, surface in surfaces.items():
+        if geo_id.sensitive > 0:
+            ids.append((geo_id.volume, geo_id.layer, geo_id.sensitive))
+            centres.append(np.asarray(surface.center(context)))
+    acts_keys = np.asarray(ids, np.int64)
+    acts_centres = np.asarray(centres, np.float64)
+    frames = module_frames(detectors_path)
+    if len(acts_keys) != len(frames):
+        raise ConfigError(
+            f"{detectors_path}: {len(frames)} modules, ACTS Generic Detector has {len(acts_keys)}"
+        )
+    # same volume/layer ids; module numbers differ in the endcaps: match by nearest centre
+    frame_rows = np.full(len(acts_keys), -1)
+    layer_code = frames.keys[:, 0] * 1000 + frames.keys[:, 1]
+    acts_layer_code = acts_keys[:, 0] * 1000 + acts_keys[:, 1]
+    for code in np.unique(acts_layer_code):
+        candidates = np.flatnonzero(layer_code == code)
+        wanted = np.flatnonzero(acts_layer_code == code)
+        distance, nearest = cKDTree(frames.centre[candidates]).query(acts_centres[wanted])
+        if len(candidates) != len(wanted) or distance.max() > 0.1 or len(np.unique(nearest)) != len(wanted):
+            raise ConfigError(f"{detectors_path}: modules of layer {divmod(code, 1000)} do not match ACTS's")
+        frame_rows[wanted] = candidates[nearest]
+    codes = _acts_code(*acts_keys.T)
+    order = np.argsort(codes)
+    acts_sensitive = np.empty(len(frames), np.int64)
+    acts_sensitive[frame_rows] = acts_keys[:, 2]
+    digi_configs = {}
+    with tempfile.TemporaryDirectory(prefix="trackflow-digi-") as tmp:
+        for name, digi in (
+            ("smeared", smearing_config()),
+            ("geometric", geometric_config(frames, acts_sensitive)),
+        ):
+            path = write_config(digi, Path(tmp) / f"{name}.json")
+            digi_configs[name] = acts.examples.json.readDigiConfigFromJson(str(path))
+    return ActsDetector(
+        detector=detector,
+        tracking_geometry=tracking_geometry,
+        field=b_field,
+        surfaces=surfaces,
+        frames=frames,
+        acts_codes=codes[order],
+        frame_rows=frame_rows[order],
+        digi_configs=digi_configs,
+    )
+
+
+# ---------------------------------------------------------------------------------------------
+# one event
+def trackml_to_acts_particles(particles: pd.DataFrame, rotation: float = 0.0) -> pd.DataFrame:
+    """TrackML particles -> ACTS particle CSV frame (charged pions; vertices numbered in order).
+
+    ``rotation`` (rad) turns positions and momenta about the beam (z) axis.
+    """
+    charged = particles[particles["q"] != 0]
+    vertex = charged.groupby(["vx", "vy", "vz"], sort=False).ngroup().to_numpy() + 1
+    cos, sin = math.cos(rotation), math.sin(rotation)
+    vx, vy = charged["vx"].to_numpy(np.float64), charged["vy"].to_numpy(np.float64)
+    px, py = charged["px"].to_numpy(np.float64), charged["py"].to_numpy(np.float64)
+    q = np.sign(charged["q"].to_numpy()).astype(np.int64)
+    return pd.DataFrame(
+        {
+            "particle_id_pv": vertex,
+            "particle_id_sv": 0,
+            "particle_id_part": pd.Series(vertex).groupby(vertex).cumcount().to_numpy() + 1,
+            "particle_id_gen": 0,
+            "particle_id_subpart": 0,
+            "particle_type": PION_PDG * q,
+            "process": 0,
+            "vx": cos * vx - sin * vy,
+            "vy": sin * vx + cos * vy,
+            "vz": charged["vz"].to_numpy(np.float64),
+            "vt": 0.0,
+            "px": cos * px - sin * py,
+            "py": sin * px + cos * py,
+            "pz": charged["pz"].to_numpy(np.float64),
+            "m": PION_MASS_GEV,
+            "q": q,
+        }
+    )
+
+
+def _read_acts_csv(path: Path) -> pd.DataFrame:
+    return pacsv.read_csv(path).to_pandas()
+
+
+def _run_acts(config: SimulationConfig, event_index: int, setup: ActsDetector, workdir: Path) -> None:
+    """Run the ACTS sequence for one event; ACTS writes its CSV files into ``workdir``."""
+    import acts
+    import acts.examples
+    from acts.examples.simulation import (
+        EtaConfig,
+        MomentumConfig,
+        ParticleConfig,
+        PhiConfig,
+        addParticleGun,
+    )
+
+    quiet = acts.logging.WARNING
+    units = acts.UnitConstants
+    sequencer = acts.examples.Sequencer(
+        events=1, numThreads=1, outputDir=str(workdir), logLevel=quiet, trackFpes=False
+    )
+    random_numbers = acts.examples.RandomNumbers(seed=acts_seed(config.seed, event_index))
+    files = config.particle_files()
+    if files:
+        source = files[event_index % len(files)]
+        rotation = (
+            float(event_rng(config.seed, event_index, _STREAM_ROTATION).uniform(0.0, 2.0 * math.pi))
+            if config.rotate_phi
+            else 0.0
+        )
+        try:
+            particles = pd.read_csv(source)
+        except (OSError, ValueError) as error:
+            raise EventFileError(source, f"cannot read particles ({error})") from error
+        missing = {"vx", "vy", "vz", "px", "py", "pz", "q"} - set(particles.columns)
+        if missing:
+            raise EventFileError(source, f"missing column(s) {', '.join(sorted(missing))}")
+        inputs = workdir / "input"
+        inputs.mkdir()
+        # ACTS's reader wants its exact header and '\n' line ends; ACTS runs the event as event 0
+        trackml_to_acts_particles(particles, rotation).to_csv(
+            inputs / "event000000000-particles.csv", index=False, lineterminator="\n"
+        )
+        sequencer.addReader(
+            acts.examples.CsvParticleReader(
+                level=quiet, inputDir=str(inputs), inputStem="particles", outputParticles="particles_input"
+            )
+        )
+        input_particles = "particles_input"
+    else:
+        addParticleGun(
+            sequencer,
+            MomentumConfig(config.pt_min * units.GeV, config.pt_max * units.GeV, transverse=True),
+            EtaConfig(-config.eta_max, config.eta_max, uniform=True),
+            PhiConfig(0.0, 360.0 * units.degree),
+            ParticleConfig(config.particles_per_vertex, acts.PdgParticle.ePionPlus, randomizeCharge=True),
+            multiplicity=config.pileup,
+            vtxGen=acts.examples.GaussianVertexGenerator(
+                mean=acts.Vector4(0, 0, 0, 0),
+                stddev=acts.Vector4(
+                    config.sigma_xy * units.mm, config.sigma_xy * units.mm, config.sigma_z * units.mm, 0
+                ),
+            ),
+            rnd=random_numbers,
+            logLevel=quiet,
+        )
+        input_particles = "particles_generated_selected"
+    sequencer.addAlgorithm(
+        acts.examples.FatrasSimulation(
+            level=quiet,
+            inputParticles=input_particles,
+            outputParticles="particles_simulated",
+            outputSimHits="simhits",
+            randomNumbers=random_numbers,
+            trackingGeometry=setup.tracking_geometry,
+            magneticField=setup.field,
+            generateHitsOnSensitive=True,
+            emScattering=True,
+            emEnergyLossIonisation=True,
+            emEnergyLossRadiation=True,
+            emPhotonConversion=True,
+            pMin=config.p_min * units.GeV,
+        )
+    )
+    digi = acts.examples.DigitizationAlgorithm.Config(
+        digitizationConfigs=setup.digi_configs[config.digitization],
+        surfaceByIdentifier=setup.surfaces,
+        randomNumbers=random_numbers,
+        inputSimHits="simhits",
+        outputMeasurements="measurements",
+        outputClusters="clusters",
+        outputMeasurementParticlesMap="measurement_particles_map",
+        outputMeasurementSimHitsMap="measurement_simhits_map",
+        outputParticleMeasurementsMap="particle_measurements_map",
+        outputSimHitMeasurementsMap="simhit_measurements_map",
+    )
+    sequencer.addAlgorithm(acts.examples.DigitizationAlgorithm(digi, quiet))
+    out = str(workdir)
+    sequencer.addWriter(
+        acts.examples.CsvParticleWriter(
+            level=quiet, inputParticles="particles_simulated", outputDir=out, outputStem="particles_simulated"
+        )
+    )
+    sequencer.addWriter(
+        acts.examples.CsvSimHitWriter(
+            level=quiet, inputSimHits="simhits", outputDir=out, outputStem="simhits"
+        )
+    )
+    sequencer.addWriter(
+        acts.examples.CsvMeasurementWriter(
+            level=quiet,
+            inputMeasurements="measurements",
+            inputClusters="clusters",
+            inputMeasurementSimHitsMap="measurement_simhits_map",
+            outputDir=out,
+        )
+    )
+    sequencer.run()
+
+
+def _module_keys(setup: ActsDetector, geometry_id: np.ndarray) -> np.ndarray:
+    """TrackML (volume_id, layer_id, module_id) [N,3] of ACTS geometry ids."""
+    code = _acts_code(*decode_geometry_id(geometry_id))
+    index = np.clip(np.searchsorted(setup.acts_codes, code), 0, len(setup.acts_codes) - 1)
+    if len(code) and not np.array_equal(setup.acts_codes[index], code):
+        raise RuntimeError("ACTS produced a measurement on a surface that is not a sensitive module")
+    return setup.frames.keys[setup.frame_rows[index]]
+
+
+def _convert(
+    config: SimulationConfig, event_index: int, event_id: int, setup: ActsDetector, workdir: Path
+) -> Event:
+    """ACTS CSV output of one event -> TrackML Event with noise, weights and shuffled hit ids."""
+    prefix = workdir / "event000000000-"
+    simhits = _read_acts_csv(Path(f"{prefix}simhits.csv"))
+    measurements = _read_acts_csv(Path(f"{prefix}measurements.csv"))
+    links = _read_acts_csv(Path(f"{prefix}measurement-simhit-map.csv"))
+    acts_particles = _read_acts_csv(Path(f"{prefix}particles_simulated.csv"))
+
+    # a merged cluster can come from several simulated hits: its truth is the first one
+    first_simhit = links.groupby("measurement_id", sort=True)["hit_id"].min()
+    measurements = measurements.sort_values("measurement_id", ignore_index=True)
+    simhit_rows = first_simhit.reindex(measurements["measurement_id"]).to_numpy()
+    matched = simhits.iloc[simhit_rows].reset_index(drop=True)
+    keys = _module_keys(setup, measurements["geometry_id"].to_numpy())
+    signal = pd.DataFrame(
+        {
+            "x": measurements["global_x"].to_numpy(np.float64),
+            "y": measurements["global_y"].to_numpy(np.float64),
+            "z": measurements["global_z"].to_numpy(np.float64),
+            "volume_id": keys[:, 0],
+            "layer_id": keys[:, 1],
+            "module_id": keys[:, 2],
+            "particle_id": encode_barcode(matched),
+            "tx": matched["tx"].to_numpy(np.float64),
+            "ty": matched["ty"].to_numpy(np.float64),
+            "tz": matched["tz"].to_numpy(np.float64),
+            "tpx": matched["tpx"].to_numpy(np.float64),
+            "tpy": matched["tpy"].to_numpy(np.float64),
+            "tpz": matched["tpz"].to_numpy(np.float64),
+        }
+    )
+    noise = noise_hits(
+        setup.frames,
+        noise_count(len(signal), config.noise_fraction),
+        event_rng(config.seed, event_index, _STREAM_NOISE),
+    )
+    noise_truth = noise.assign(
+        particle_id=np.int64(0), tx=noise["x"], ty=noise["y"], tz=noise["z"], tpx=0.0, tpy=0.0, tpz=0.0
+    )
+    combined = pd.concat([signal, noise_truth[list(signal.columns)]], ignore_index=True)
+
+    # hit ids 1..N in random order, so the order tells nothing about particles or noise
+    permutation = event_rng(config.seed, event_index, _STREAM_SHUFFLE).permutation(len(combined))
+    combined = combined.iloc[permutation].reset_index(drop=True)
+    combined.insert(0, "hit_id", np.arange(1, len(combined) + 1, dtype=np.int64))
+
+    particles = pd.DataFrame(
+        {
+            "particle_id": encode_barcode(acts_particles),
+            "vx": acts_particles["vx"],
+            "vy": acts_particles["vy"],
+            "vz": acts_particles["vz"],
+            "px": acts_particles["px"],
+            "py": acts_particles["py"],
+            "pz": acts_particles["pz"],
+            "q": np.rint(acts_particles["q"]).astype(np.int32),
+        }
+    )
+    nhits = combined.loc[combined["particle_id"] != 0, "particle_id"].value_counts()
+    particles["nhits"] = nhits.reindex(particles["particle_id"]).fillna(0).to_numpy(np.int32)
+    particles["particle_type"] = acts_particles["particle_type"].to_numpy(np.int64)
+
+    truth = combined[["hit_id", "particle_id", "tx", "ty", "tz", "tpx", "tpy", "tpz"]].copy()
+    truth["weight"] = trackml_weights(truth, particles)
+    hits = combined[["hit_id", "x", "y", "z", "volume_id", "layer_id", "module_id"]].astype(
+        {
+            "x": np.float32,
+            "y": np.float32,
+            "z": np.float32,
+            "volume_id": np.int32,
+            "layer_id": np.int32,
+            "module_id": np.int32,
+        }
+    )
+    cells = None
+    if config.digitization == "geometric":
+        cells = _cells(workdir, measurements, permutation, noise, len(signal))
+    return Event(event_id=event_id, hits=with_derived(hits), cells=cells, truth=truth, particles=particles)
+
+
+def _cells(
+    workdir: Path, measurements: pd.DataFrame, permutation: np.ndarray, noise: pd.DataFrame, n_signal: int
+) -> pd.DataFrame:
+    """TrackML cells (hit_id, ch0, ch1, value) of the measurements and of the noise hits."""
+    acts_cells = _read_acts_csv(workdir / "event000000000-cells.csv")
+    hit_id_of_row = np.empty(len(permutation), np.int64)
+    hit_id_of_row[permutation] = np.arange(1, len(permutation) + 1)
+    # measurement row -> hit id; measurements are sorted by measurement_id above
+    row_of_measurement = pd.Series(
+        np.arange(len(measurements)), index=measurements["measurement_id"].to_numpy()
+    )
+    signal_rows = row_of_measurement.reindex(acts_cells["measurement_id"].to_numpy()).to_numpy()
+    signal_cells = pd.DataFrame(
+        {
+            "hit_id": hit_id_of_row[signal_rows],
+            "ch0": acts_cells["channel0"].to_numpy(np.int32),
+            "ch1": acts_cells["channel1"].to_numpy(np.int32),
+            "value": acts_cells["value"].to_numpy(np.float64),
+        }
+    )
+    noise_cells = pd.DataFrame(
+        {
+            "hit_id": hit_id_of_row[n_signal + np.arange(len(noise))],
+            "ch0": noise["ch0"].to_numpy(np.int32),
+            "ch1": noise["ch1"].to_numpy(np.int32),
+            # a plausible single-cell deposit, on the scale of the signal cells' values
+            "value": np.full(
+                len(noise), float(np.median(signal_cells["value"])) if len(signal_cells) else 1.0
+            ),
+        }
+    )
+    cells = pd.concat([signal_cells, noise_cells], ignore_index=True)
+    return cells.sort_values(["hit_id", "ch0", "ch1"], kind="stable", ignore_index=True)
+
+
+@contextlib.contextmanager
+def _workdir() -> Iterator[Path]:
+    with tempfile.TemporaryDirectory(prefix="trackflow-sim-") as tmp:
+        yield Path(tmp)
+
+
+def simulate_event(config: SimulationConfig, event_index: int, event_id: int | None = None) -> Event:
+    """Simulate one event in this process and return it as a TrackML Event with truth.
+
+    Deterministic for ``(config, event_index)``; ``event_id`` defaults to ``event_index``.
+    Needs pyacts (``pip install trackflow[sim]``) and the detector description.
+    """
+    try:
+        import acts.examples  # noqa: F401
+    except ImportError as error:  # an environment problem the user can fix
+        raise ConfigError("simulation needs pyacts: pip install 'trackflow[sim]'") from error
+    detectors = config.detectors or default_detectors_path()
+    setup = acts_detector(str(Path(detectors).resolve()))
+    with _workdir() as workdir:
+        _run_acts(config, event_index, setup, workdir)
+        return _convert(config, event_index, event_index if event_id is None else event_id, setup, workdir)
