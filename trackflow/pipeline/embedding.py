@@ -10,6 +10,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from trackflow.pipeline.graph import HitGraph
 from trackflow.pipeline.mlp import make_mlp
 
 
@@ -41,3 +42,23 @@ class EmbeddingNet(nn.Module):
         if self.normalise:
             out = F.normalize(out, p=2.0, dim=1)
         return out
+
+
+class Embedding:
+    """Stage ``"embedding"``: ``graph.features`` [N, F] -> ``graph.embedding`` [N, D].
+
+    ``model`` is an EmbeddingNet or any TorchScript model with the same call.
+    """
+
+    name = "embedding"
+
+    def __init__(self, model: nn.Module) -> None:
+        self.model = model.eval()
+
+    def __call__(self, graph: HitGraph) -> HitGraph:
+        with torch.inference_mode():
+            graph.embedding = self.model(graph.features).contiguous()
+        return graph
+
+    def __repr__(self) -> str:
+        return f"Embedding({type(self.model).__name__})"

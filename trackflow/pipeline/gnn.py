@@ -2,9 +2,14 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass, field
+
 import torch
 from torch import nn
 
+import trackflow.config
+from trackflow.errors import ConfigError
+from trackflow.pipeline.graph import HitGraph
 from trackflow.pipeline.mlp import make_mlp
 
 
@@ -47,3 +52,46 @@ class InteractionGNN(nn.Module):
             outgoing = torch.zeros_like(x).index_add_(0, source, e)
             x = x + self.node_network(torch.cat([x, incoming, outgoing], dim=1))
         return self.edge_classifier(torch.cat([e, x[source], x[target]], dim=1)).squeeze(1)
+
+
+@dataclass
+class GNNConfig:
+    """``cut``: edges with GNN score > cut count as ``edges_gnn`` (track candidates' edges).
+
+    The stage keeps every edge with its score, so labelling can choose its own cut(s)."""
+
+    cut: float = field(default_factory=lambda: float(trackflow.config.get("pipeline.gnn.cut", 0.5)))
+
+    def __post_init__(self) -> None:
+        if not 0.0 <= self.cut < 1.0:
+            raise ConfigError(f"pipeline.gnn.cut: must be in [0, 1), got {self.cut}")
+
+
+class GNN:
+    """Stage ``"gnn"``: score the filtered edges with an InteractionGNN or any TorchScript model
+    called as ``model(features [N, F] float32, edges [2, E] int64) -> logits [E]`` (as the
+    Exa.TrkX ``gnn.pt``). Sets ``graph.edge_scores`` = sigmoid(logits)."""
+
+    name = "gnn"
+
+    def __init__(self, model: nn.Module, config: GNNConfig | None = None) -> None:
+        self.model = model.eval()
+        self.config = config or GNNConfig()
+
+    def logits(self, graph: HitGraph) -> torch.Tensor:
+        """GNN logits [E] for the edges of ``graph``."""
+        assert graph.edges is not None
+        if graph.n_edges == 0:
+            return torch.zeros(0, dtype=torch.float32, device=graph.device)
+        with torch.inference_mode():
+            return self.model(graph.features, graph.edges)
+
+    def __call__(self, graph: HitGraph) -> HitGraph:
+        if graph.edges is None:
+            raise ValueError("gnn needs the graph_building (and filter) stage to have run")
+        graph.edge_scores = torch.sigmoid(self.logits(graph))
+        graph.counts["edges_gnn"] = int((graph.edge_scores > self.config.cut).sum())
+        return graph
+
+    def __repr__(self) -> str:
+        return f"GNN({type(self.model).__name__}, cut={self.config.cut})"

@@ -1,0 +1,223 @@
+"""Graph building: join hits closer than a radius in the embedding space (fixed-radius NN).
+
+The edge set is defined exactly, independent of the search backend:
+
+- a pair (i, j) of hits with i > j (row indices) is an edge when the squared Euclidean distance of
+  their embeddings, computed in float64 from the float32 embedding, is ``< radius**2``;
+- each hit i keeps at most ``max_neighbours`` such edges to lower-indexed hits, the closest first
+  (ties broken by the lower index), so E <= N * max_neighbours;
+- edges are returned as int64 [2, E] rows (source, target) with source > target, sorted by
+  (source, target) — the convention of the Exa.TrkX reference (REFERENCE.md §4).
+
+Backends only propose *candidate* pairs within a slightly enlarged radius (float32 arithmetic
+differs between them); one shared float64 selection (:func:`select_edges`) then applies the
+definition above, which is why every backend gives the identical edge set.
+Backends: ``faiss`` (IndexFlatL2 range search, brute force — what the study used), ``kdtree``
+(scipy ``cKDTree.query_pairs``), ``torch`` (blockwise distance matrix, CPU or CUDA), and
+``auto``: ``torch`` on CUDA, ``kdtree`` on CPU.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+import torch
+
+import trackflow.config
+from trackflow.errors import ConfigError
+from trackflow.pipeline.graph import HitGraph
+
+BACKENDS = ("auto", "faiss", "kdtree", "torch")
+# relative slack on radius**2 for candidates; float32 distances differ by ~1e-7 * |x|**2
+_CANDIDATE_SLACK = 1e-4
+
+
+def _cfg(key: str, default: Any) -> Any:
+    return trackflow.config.get(f"pipeline.graph_building.{key}", default)
+
+
+@dataclass
+class GraphBuildingConfig:
+    """``radius``: in embedding units; ``max_neighbours``: cap per hit (lower-indexed partners);
+    ``backend``: auto | faiss | kdtree | torch; ``block_size``: query rows per block for the
+    faiss and torch backends (None: sized so one block's distances stay near 256 MB)."""
+
+    radius: float = field(default_factory=lambda: float(_cfg("radius", 0.1)))
+    max_neighbours: int = field(default_factory=lambda: int(_cfg("max_neighbours", 64)))
+    backend: str = field(default_factory=lambda: str(_cfg("backend", "auto")))
+    block_size: int | None = None
+
+    def __post_init__(self) -> None:
+        if self.backend not in BACKENDS:
+            raise ConfigError(f"pipeline.graph_building.backend: {self.backend!r} is not one of {BACKENDS}")
+        if not self.radius > 0:
+            raise ConfigError(f"pipeline.graph_building.radius: must be > 0, got {self.radius}")
+        if self.max_neighbours < 1:
+            raise ConfigError(
+                f"pipeline.graph_building.max_neighbours: must be >= 1, got {self.max_neighbours}"
+            )
+
+
+def choose_backend(device: torch.device | str, n_points: int) -> str:
+    """The fastest exact backend measured for ``device`` (benchmarks/frnn_backends.py)."""
+    return "torch" if torch.device(device).type == "cuda" else "kdtree"
+
+
+def _block_rows(n_points: int, block_size: int | None) -> int:
+    if block_size:
+        return int(block_size)
+    return int(min(max(256, (1 << 26) // max(n_points, 1)), max(n_points, 1)))
+
+
+def _loose_radius2(points: torch.Tensor, radius: float) -> float:
+    max_sq_norm = float(points.double().pow(2).sum(1).max()) if len(points) else 0.0
+    return radius**2 * (1 + _CANDIDATE_SLACK) + 1e-6 * max(1.0, max_sq_norm)
+
+
+def candidates_kdtree(points: torch.Tensor, radius2: float, block_size: int | None = None):
+    """Candidate (source > target) pairs from scipy's cKDTree (CPU)."""
+    from scipy.spatial import cKDTree
+
+    data = points.detach().cpu().numpy().astype(np.float64)
+    pairs = cKDTree(data).query_pairs(float(np.sqrt(radius2)), output_type="ndarray")
+    # query_pairs returns i < j: the source is the larger index
+    return torch.from_numpy(pairs[:, 1].astype(np.int64)), torch.from_numpy(pairs[:, 0].astype(np.int64))
+
+
+def candidates_faiss(points: torch.Tensor, radius2: float, block_size: int | None = None):
+    """Candidate pairs from FAISS IndexFlatL2 range search (brute force, as in the study)."""
+    import faiss
+
+    data = np.ascontiguousarray(points.detach().cpu().numpy(), dtype=np.float32)
+    index = faiss.IndexFlatL2(data.shape[1])
+    index.add(data)
+    sources, targets = [], []
+    rows = _block_rows(len(data), block_size)
+    for start in range(0, len(data), rows):
+        lims, _, found = index.range_search(data[start : start + rows], radius2)
+        query = np.repeat(
+            np.arange(start, start + len(lims) - 1, dtype=np.int64), np.diff(lims).astype(np.int64)
+        )
+        keep = found < query
+        sources.append(query[keep])
+        targets.append(found[keep].astype(np.int64))
+    if not sources:
+        return torch.zeros(0, dtype=torch.int64), torch.zeros(0, dtype=torch.int64)
+    return torch.from_numpy(np.concatenate(sources)), torch.from_numpy(np.concatenate(targets))
+
+
+def candidates_torch(points: torch.Tensor, radius2: float, block_size: int | None = None):
+    """Candidate pairs from blockwise squared distances (float32 matmul; CPU or CUDA).
+
+    Query block [a, b) is compared with targets [0, b) only, since pairs are kept with
+    source > target; memory is one block of distances.
+    """
+    pts = points.detach().to(torch.float32)
+    sq_norm = pts.pow(2).sum(1)
+    rows = _block_rows(len(pts), block_size)
+    sources, targets = [], []
+    for start in range(0, len(pts), rows):
+        stop = min(start + rows, len(pts))
+        query = pts[start:stop]
+        dist2 = torch.addmm(sq_norm[:stop].unsqueeze(0), query, pts[:stop].T, alpha=-2.0)
+        dist2 += sq_norm[start:stop].unsqueeze(1)
+        index = torch.arange(start, stop, device=pts.device).unsqueeze(1)
+        mask = (dist2 < radius2) & (torch.arange(stop, device=pts.device).unsqueeze(0) < index)
+        src, dst = mask.nonzero(as_tuple=True)
+        sources.append(src + start)
+        targets.append(dst)
+    if not sources:
+        empty = torch.zeros(0, dtype=torch.int64, device=pts.device)
+        return empty, empty
+    return torch.cat(sources), torch.cat(targets)
+
+
+CANDIDATES: dict[str, Callable] = {
+    "faiss": candidates_faiss,
+    "kdtree": candidates_kdtree,
+    "torch": candidates_torch,
+}
+
+
+def select_edges(
+    points: torch.Tensor,
+    sources: torch.Tensor,
+    targets: torch.Tensor,
+    radius: float,
+    max_neighbours: int,
+) -> torch.Tensor:
+    """Apply the exact edge definition (module docstring) to candidate pairs -> int64 [2, E].
+
+    Runs on the device of ``points``; candidates must have source > target and include every
+    true edge (backends use a slightly larger radius).
+    """
+    device = points.device
+    src = sources.to(device)
+    dst = targets.to(device)
+    n = len(points)
+    if len(src) == 0:
+        return torch.zeros((2, 0), dtype=torch.int64, device=device)
+    pts = points.detach().to(torch.float64)
+    dist2 = (pts[src] - pts[dst]).pow(2).sum(1)
+    keep = dist2 < radius**2
+    src, dst, dist2 = src[keep], dst[keep], dist2[keep]
+    if len(src) and int(torch.bincount(src, minlength=n).max()) > max_neighbours:
+        # rank partners of each source by (distance, target index); keep the closest ones
+        order = torch.argsort(dst, stable=True)
+        order = order[torch.argsort(dist2[order], stable=True)]
+        order = order[torch.argsort(src[order], stable=True)]
+        src, dst = src[order], dst[order]
+        counts = torch.bincount(src, minlength=n)
+        first = torch.cumsum(counts, 0) - counts
+        rank = torch.arange(len(src), device=device) - first[src]
+        keep = rank < max_neighbours
+        src, dst = src[keep], dst[keep]
+    order = torch.argsort(src * n + dst)
+    return torch.stack([src[order], dst[order]])
+
+
+def build_edges(
+    points: torch.Tensor,
+    radius: float,
+    max_neighbours: int,
+    backend: str = "auto",
+    block_size: int | None = None,
+) -> torch.Tensor:
+    """Edges int64 [2, E] (source > target) between ``points`` [N, D] closer than ``radius``.
+
+    Same result for every backend; the result lies on the device of ``points``.
+    """
+    if backend not in BACKENDS:
+        raise ConfigError(f"pipeline.graph_building.backend: {backend!r} is not one of {BACKENDS}")
+    if backend == "auto":
+        backend = choose_backend(points.device, len(points))
+    if len(points) < 2:
+        return torch.zeros((2, 0), dtype=torch.int64, device=points.device)
+    radius2 = _loose_radius2(points, radius)
+    sources, targets = CANDIDATES[backend](points, radius2, block_size)
+    return select_edges(points, sources, targets, radius, max_neighbours)
+
+
+class GraphBuilding:
+    """Stage ``"graph_building"``: ``graph.embedding`` -> ``graph.edges`` (see module docstring)."""
+
+    name = "graph_building"
+
+    def __init__(self, config: GraphBuildingConfig | None = None) -> None:
+        self.config = config or GraphBuildingConfig()
+
+    def __call__(self, graph: HitGraph) -> HitGraph:
+        if graph.embedding is None:
+            raise ValueError("graph_building needs the embedding stage to have run")
+        c = self.config
+        graph.edges = build_edges(graph.embedding, c.radius, c.max_neighbours, c.backend, c.block_size)
+        graph.edge_scores = None
+        graph.counts["edges_graph"] = graph.n_edges
+        return graph
+
+    def __repr__(self) -> str:
+        c = self.config
+        return f"GraphBuilding(radius={c.radius}, max_neighbours={c.max_neighbours}, backend={c.backend!r})"
