@@ -1,0 +1,260 @@
+"""Estimates: unit parsing, node specs, size scaling and the sizing arithmetic on a synthetic bench.
+
+The bench numbers here are synthetic inputs; every expected value is recomputed in the test from
+those inputs, never copied from the code's output.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from trackflow.errors import ConfigError
+from trackflow.workflow import estimates
+from trackflow.workflow.estimates import NodeSpec, SizeScaling
+
+# ---------------------------------------------------------------------------------------------
+# units
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        ("512GB", 512e9),
+        ("512GiB", 512 * 2**30),
+        ("1.5TB", 1.5e12),
+        ("64MiB", 64 * 2**20),
+        ("100 kB", 1e5),
+        ("4096", 4096.0),
+    ],
+)
+def test_parse_bytes(text: str, expected: float) -> None:
+    assert estimates.parse_bytes(text) == pytest.approx(expected)
+
+
+def test_parse_bytes_refuses_ambiguous_prefix() -> None:
+    with pytest.raises(ConfigError, match="ambiguous"):
+        estimates.parse_bytes("512G", "--node cpu: mem")
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [("500", 500.0), ("1kHz", 1000.0), ("2.5 kHz", 2500.0), ("1MHz", 1e6), ("750Hz", 750.0)],
+)
+def test_parse_rate(text: str, expected: float) -> None:
+    assert estimates.parse_rate(text) == pytest.approx(expected)
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [("0.5", 0.5), ("500ms", 0.5), ("2s", 2.0), ("250us", 250e-6), ("1min", 60.0)],
+)
+def test_parse_duration(text: str, expected: float) -> None:
+    assert estimates.parse_duration(text) == pytest.approx(expected)
+
+
+@pytest.mark.parametrize("bad", ["fast", "-3", "0"])
+def test_parse_rate_errors_name_the_option(bad: str) -> None:
+    with pytest.raises(ConfigError, match="--rate"):
+        estimates.parse_rate(bad)
+
+
+def test_parse_bandwidth_bits_and_bytes() -> None:
+    assert estimates.parse_bandwidth("200Gbit/s") == pytest.approx(25e9)
+    assert estimates.parse_bandwidth("200Gbps") == pytest.approx(25e9)
+    assert estimates.parse_bandwidth("25GB/s") == pytest.approx(25e9)
+
+
+def test_node_spec_parse() -> None:
+    cpu = NodeSpec.parse("cpu=cores:128,mem:512GB")
+    assert (cpu.name, cpu.cores, cpu.gpus, cpu.memory_bytes) == ("cpu", 128, 0, 512e9)
+    assert cpu.kind == "cpu"
+    gpu = NodeSpec.parse("gpu=gpus:4,cores:64,mem:256GiB,net:200Gbit/s")
+    assert (gpu.gpus, gpu.cores, gpu.memory_bytes) == (4, 64, 256 * 2**30)
+    assert gpu.network_bytes_per_s == pytest.approx(25e9)
+    assert gpu.kind == "gpu"
+
+
+@pytest.mark.parametrize(
+    ("text", "message"),
+    [
+        ("cores:128", "NAME="),
+        ("cpu=cores:lots", "cores"),
+        ("cpu=cores:8,disk:1TB", "unknown key"),
+        ("cpu=mem:8GB", "needs cores"),
+    ],
+)
+def test_node_spec_errors(text: str, message: str) -> None:
+    with pytest.raises(ConfigError, match=message):
+        NodeSpec.parse(text)
+
+
+# ---------------------------------------------------------------------------------------------
+# size scaling
+
+
+def test_size_scaling_recovers_power_law() -> None:
+    hits = np.array([1e3, 3e3, 1e4, 3e4, 1e5])
+    a, b, k = 0.05, 2e-6, 1.3
+    scaling = SizeScaling.fit(hits, a + b * hits**k)
+    assert scaling.k == pytest.approx(k, rel=0.02)
+    assert scaling.seconds(2e5) == pytest.approx(a + b * 2e5**k, rel=0.03)
+    assert SizeScaling.from_dict(scaling.to_dict()) == scaling
+
+
+def test_size_scaling_with_two_sizes_is_linear() -> None:
+    scaling = SizeScaling.fit(np.array([1000, 1000, 2000]), np.array([1.0, 1.0, 1.5]))
+    assert scaling.k == 1.0
+    assert scaling.seconds(4000) == pytest.approx(2.5, rel=1e-6)
+
+
+# ---------------------------------------------------------------------------------------------
+# the estimate on a synthetic bench
+
+
+HITS = 1000.0
+SERVICE_1T = np.array([0.08, 0.09, 0.10, 0.11, 0.12] * 4)  # s per event, 1 thread, mean 0.1
+SERVICE_2T = SERVICE_1T * 0.6  # 2 threads: faster, but 1.2 core-s per 1 core-s: costlier
+OVERHEAD = 0.002  # s per task
+RSS, PEAK = 400e6, 600e6
+BYTES_PER_HIT = 40.0
+
+
+@pytest.fixture
+def bench_json(tmp_path: Path) -> Path:
+    """A bench.json with the keys estimates read, and numbers chosen to make checks easy."""
+
+    def entry(mode: str, threads: int, samples: np.ndarray) -> dict:
+        return {
+            "mode": mode,
+            "workers": 1,
+            "threads": threads,
+            "device": "cpu",
+            "per_event_s": samples.tolist(),
+            "per_event_hits": [HITS] * len(samples),
+        }
+
+    bench = {
+        "device": "cpu",
+        "dask_overhead_per_batch_s": OVERHEAD,
+        "service_times": {
+            "fused/w1/t1": entry("fused", 1, SERVICE_1T),
+            "fused/w1/t2": entry("fused", 2, SERVICE_2T),
+            "staged/w1/t1": entry("staged", 1, SERVICE_1T * 5),  # must be ignored
+        },
+        # time exactly proportional to hits: t = 1e-4 * h
+        "size_scaling": {"a": 0.0, "b": 1e-4, "k": 1.0, "points": 5, "hits_range": [100, 1000]},
+        "network": {
+            "round_trip_s": {"p50": 0.001, "mean": 0.0012},
+            "transfer_bytes_per_s": 1e9,
+            "bytes_per_hit": BYTES_PER_HIT,
+        },
+        "memory": {"worker_rss_bytes": RSS, "worker_peak_bytes": PEAK, "peak_hits": HITS},
+        "machine": {"cpu_count": 2},
+    }
+    path = tmp_path / "bench.json"
+    path.write_text(json.dumps(bench))
+    return path
+
+
+def test_estimate_cpu_node_arithmetic(bench_json: Path, tmp_path: Path) -> None:
+    rate, headroom = 510.0, 0.25
+    node = NodeSpec("cpu", cores=128, memory_bytes=512e9)
+    result = estimates.estimate(bench_json, rate, nodes=[node], headroom=headroom)
+    (row,) = result.rows
+    assert row.measured
+    # 1 thread is cheaper in core-s and fits the same: expected choice
+    assert row.threads_per_worker == 1
+    mean_service = SERVICE_1T.mean() + OVERHEAD
+    servers = math.ceil(rate * mean_service / (1 - headroom))
+    assert row.servers == servers
+    assert row.nodes == math.ceil(servers / 128)
+    assert row.cores == servers
+    assert row.utilisation == pytest.approx(rate * mean_service / servers)
+    assert row.utilisation <= 1 - headroom
+    assert row.cost_core_s_per_event == pytest.approx(mean_service)
+    assert row.network_bytes_per_s == pytest.approx(BYTES_PER_HIT * HITS * rate)
+    assert row.memory_bytes == pytest.approx(servers * PEAK)
+    # latency can never beat network + the fastest service, and p50 <= p95 <= p99
+    network = 0.001 + BYTES_PER_HIT * HITS / 1e9
+    assert row.latency_s["p50"] >= network + SERVICE_1T.min()
+    assert row.latency_s["p50"] <= row.latency_s["p95"] <= row.latency_s["p99"]
+    table = result.table()
+    assert "cpu" in table and "assumptions:" in table
+
+
+def test_estimate_scales_to_bigger_events(bench_json: Path) -> None:
+    node = NodeSpec("cpu", cores=128, memory_bytes=512e9)
+    small = estimates.estimate(bench_json, 100.0, nodes=[node], headroom=0.0)
+    big = estimates.estimate(bench_json, 100.0, nodes=[node], headroom=0.0, event_hits=4000)
+    # t ∝ hits in the fixture: 4x the hits, 4x the per-event compute (the task overhead stays)
+    assert big.rows[0].service_mean_s == pytest.approx(SERVICE_1T.mean() * 4 + OVERHEAD)
+    assert big.rows[0].servers == math.ceil(100.0 * (SERVICE_1T.mean() * 4 + OVERHEAD))
+    assert small.rows[0].servers < big.rows[0].servers
+    assert big.rows[0].network_bytes_per_s == pytest.approx(BYTES_PER_HIT * 4000 * 100)
+    assert any("EXTRAPOLATED" in a for a in big.assumptions)
+
+
+def test_memory_bound_node(bench_json: Path) -> None:
+    # 2 GB holds 3 workers of 600 MB although the node has 64 cores
+    node = NodeSpec("small", cores=64, memory_bytes=2e9)
+    (row,) = estimates.estimate(bench_json, 200.0, nodes=[node]).rows
+    assert row.workers_per_node == int(2e9 // PEAK)
+    assert row.nodes == math.ceil(row.servers / row.workers_per_node)
+    assert "memory-bound" in row.note
+
+
+def test_latency_budget_adds_servers_or_picks_faster_workers(bench_json: Path) -> None:
+    node = NodeSpec("cpu", cores=128, memory_bytes=512e9)
+    loose = estimates.estimate(bench_json, 50.0, nodes=[node], headroom=0.0).rows[0]
+    # a budget below the 1-thread p95 service time can only be met by 2-thread workers
+    budget = float(np.percentile(SERVICE_1T, 95)) * 0.9
+    tight = estimates.estimate(bench_json, 50.0, 0.0 + budget, nodes=[node], headroom=0.0).rows[0]
+    assert tight.meets_budget is True
+    assert tight.threads_per_worker == 2
+    assert tight.latency_s["p95"] <= budget
+    assert loose.meets_budget is None
+    impossible = estimates.estimate(bench_json, 50.0, 0.001, nodes=[node]).rows[0]
+    assert impossible.meets_budget is False
+
+
+def test_gpu_without_measurements_is_not_invented(bench_json: Path) -> None:
+    gpu = NodeSpec.parse("gpu=gpus:4,cores:64,mem:256GB")
+    (row,) = estimates.estimate(bench_json, 100.0, nodes=[gpu]).rows
+    assert not row.measured
+    assert row.nodes is None
+    assert "no GPU measurements" in row.note
+    assert "not measured" in estimates.estimate(bench_json, 100.0, nodes=[gpu]).table()
+    # only with an explicit assumption, and then it says so
+    result = estimates.estimate(bench_json, 100.0, nodes=[gpu], headroom=0.0, gpu_speedup=10.0)
+    (assumed,) = result.rows
+    assert assumed.measured
+    assert "ASSUMED" in assumed.note
+    mean_gpu = (SERVICE_1T.mean() + OVERHEAD) / 10.0
+    assert assumed.gpus == math.ceil(100.0 * mean_gpu)
+    assert assumed.cost_gpu_s_per_event == pytest.approx(mean_gpu)
+
+
+def test_estimate_writes_json_and_plot(bench_json: Path, tmp_path: Path) -> None:
+    out = tmp_path / "est"
+    result = estimates.estimate(bench_json, "1kHz", out_dir=out)  # type: ignore[arg-type]
+    data = json.loads((out / "estimate.json").read_text())
+    assert data["rate_hz"] == 1000.0
+    assert [n["node"]["name"] for n in data["nodes"]] == ["cpu", "gpu"]
+    assert (out / "nodes_vs_rate.png").stat().st_size > 0
+    # nodes against rate never decreases with rate
+    cpu_curve = np.array(result.curve["cpu"])
+    assert np.all(np.diff(cpu_curve) >= 0)
+
+
+def test_bad_bench_file(tmp_path: Path) -> None:
+    with pytest.raises(ConfigError, match="no such file"):
+        estimates.estimate(tmp_path / "missing.json", 10.0)
+    bad = tmp_path / "bench.json"
+    bad.write_text("{}")
+    with pytest.raises(ConfigError, match="service_times"):
+        estimates.estimate(bad, 10.0)

@@ -1,0 +1,825 @@
+"""Resource estimates for online processing, from ``trackflow bench`` measurements only.
+
+Given a target event rate λ (Hz), the estimate answers, per node type: how many nodes, cores or
+GPUs, how much memory and network bandwidth, the cost per event (core-s or GPU-s) and the latency
+percentiles expected at that load.
+
+Inputs, all read from ``bench.json`` (nothing is invented):
+
+* per-event service times S (s) of one worker (in-task pipeline time, fused mode, every thread
+  count measured), with the number of hits of each event, plus the measured Dask overhead per task;
+* the size-scaling fit ``t(h) = a + b·h^k`` (s, h = hits per event) to extrapolate to bigger events:
+  each measured sample is scaled by ``t(H)/t(h_i)``, which keeps the measured spread around the curve;
+* memory of one worker (resident after loading models, and peak) — the part above the resident
+  size scaled linearly with hits;
+* network: the measured scheduler–worker round trip, the measured transfer rate (bytes/s) and the
+  bytes moved per event (scaled linearly with hits).
+
+The model (assumptions printed with every estimate):
+
+1. Events arrive as a Poisson stream at rate λ; each event is one task on one server (a worker
+   process with T threads, or one GPU); servers are identical and independent; FCFS shared queue.
+2. Servers needed: the smallest c with utilisation ``λ·E[S]/c <= 1 − headroom`` and, when a latency
+   budget is given, with a simulated p95 latency within the budget.
+3. Latency = network (round trip + bytes/transfer rate) + queueing wait + service. The percentiles
+   come from a discrete-event simulation (:mod:`trackflow.workflow.queueing`) drawing service times
+   from the (scaled) measured samples; the Allen–Cunneen M/G/c mean is given as a cross-check.
+4. Workers per node = min(cores // T, usable memory // memory per worker) for CPU nodes, one server
+   per GPU for GPU nodes. Node counts round up.
+5. GPU figures exist only when the bench ran with ``--device cuda``. Otherwise GPU nodes are
+   reported as "not measured", unless the user passes ``gpu_speedup`` (GPU service time = 1-thread
+   CPU service time ÷ speedup), which is then printed as an assumption, never used silently.
+
+The default node types are Perlmutter-like (nominal public specs): a CPU node with 2× 64-core
+AMD EPYC 7763 (128 cores), 512 GB and one 200 Gbit/s Slingshot NIC; a GPU node with 4 A100 GPUs,
+64 cores, 256 GB host memory and 4× 200 Gbit/s.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import re
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from trackflow import config
+from trackflow.errors import ConfigError, TrackflowError
+from trackflow.workflow import queueing
+
+# ---------------------------------------------------------------------------------------------
+# units
+
+_SI = {"": 1.0, "k": 1e3, "m": 1e6, "g": 1e9, "t": 1e12, "p": 1e15}
+_BINARY = {"ki": 2.0**10, "mi": 2.0**20, "gi": 2.0**30, "ti": 2.0**40, "pi": 2.0**50}
+_NUMBER = r"([0-9]*\.?[0-9]+(?:[eE][-+]?[0-9]+)?)"
+
+
+def parse_bytes(text: str | float | int, option: str = "memory") -> float:
+    """Bytes from ``"512GB"`` (SI, 512e9), ``"512GiB"`` (binary, 512·2³⁰), ``"1.5TB"`` or a number.
+
+    A bare prefix (``"512G"``) is refused: it is ambiguous between GB and GiB.
+    """
+    if isinstance(text, int | float):
+        return float(text)
+    match = re.fullmatch(_NUMBER + r"\s*([kKmMgGtTpP]i?)?([bB])?", text.strip())
+    if not match:
+        raise ConfigError(f"{option}: cannot read {text!r} as a size (examples: 512GB, 256GiB)")
+    value, prefix, unit = match.groups()
+    if prefix and not unit:
+        raise ConfigError(f"{option}: {text!r} is ambiguous, write {text}B (SI) or {text}iB")
+    prefix = (prefix or "").lower()
+    scale = _BINARY[prefix] if prefix.endswith("i") else _SI[prefix]
+    return float(value) * scale
+
+
+def parse_bandwidth(text: str | float | int, option: str = "net") -> float:
+    """Bytes/s from ``"200Gbit/s"``, ``"200Gbps"``, ``"200Gb/s"`` (bits) or ``"25GB/s"`` (bytes)."""
+    if isinstance(text, int | float):
+        return float(text)
+    match = re.fullmatch(_NUMBER + r"\s*([kKmMgGtT]?)(bit|bps|b|B)(/s)?", text.strip())
+    if not match:
+        raise ConfigError(f"{option}: cannot read {text!r} as a bandwidth (e.g. 200Gbit/s, 25GB/s)")
+    value, prefix, unit, _ = match.groups()
+    per_second = float(value) * _SI[prefix.lower()]
+    return per_second if unit == "B" else per_second / 8.0
+
+
+def parse_rate(text: str | float | int, option: str = "--rate") -> float:
+    """Events per second from ``"1kHz"``, ``"500 Hz"``, ``"2MHz"`` or a plain number (Hz)."""
+    if isinstance(text, int | float):
+        rate = float(text)
+    else:
+        match = re.fullmatch(_NUMBER + r"\s*([kKmMgG]?)(?:Hz|hz)?", text.strip())
+        if not match:
+            raise ConfigError(f"{option}: cannot read {text!r} as a rate (examples: 500, 1kHz)")
+        value, prefix = match.groups()
+        # "m" in a rate means mega: nobody asks for milli-hertz event rates
+        rate = float(value) * _SI[prefix.lower()]
+    if not rate > 0:
+        raise ConfigError(f"{option}: the rate must be positive, got {text!r}")
+    return rate
+
+
+_DURATION = {"": 1.0, "s": 1.0, "ms": 1e-3, "us": 1e-6, "µs": 1e-6, "min": 60.0}
+
+
+def parse_duration(text: str | float | int, option: str = "--latency-budget") -> float:
+    """Seconds from ``"0.5"``, ``"500ms"``, ``"2s"``, ``"100us"`` or ``"1min"``."""
+    if isinstance(text, int | float):
+        seconds = float(text)
+    else:
+        match = re.fullmatch(_NUMBER + r"\s*(s|ms|us|µs|min)?", text.strip())
+        if not match:
+            raise ConfigError(f"{option}: cannot read {text!r} as a duration (e.g. 0.5, 500ms)")
+        value, unit = match.groups()
+        seconds = float(value) * _DURATION[unit or ""]
+    if not seconds > 0:
+        raise ConfigError(f"{option}: the duration must be positive, got {text!r}")
+    return seconds
+
+
+# ---------------------------------------------------------------------------------------------
+# node types
+
+
+@dataclass(frozen=True)
+class NodeSpec:
+    """One node type: ``cores``, ``gpus``, ``memory_bytes`` and NIC ``network_bytes_per_s``."""
+
+    name: str
+    cores: int
+    gpus: int = 0
+    memory_bytes: float = 0.0
+    network_bytes_per_s: float | None = None
+
+    @classmethod
+    def parse(cls, text: str) -> NodeSpec:
+        """``NAME=cores:128,mem:512GB[,gpus:4][,net:200Gbit/s]`` (``--node``)."""
+        name, sep, spec = text.partition("=")
+        if not sep or not name.strip():
+            raise ConfigError(f"--node {text!r}: expected NAME=cores:N,mem:SIZE[,gpus:N][,net:BW]")
+        fields: dict[str, Any] = {"name": name.strip(), "cores": 0}
+        for item in filter(None, (part.strip() for part in spec.split(","))):
+            key, _, value = item.partition(":")
+            key = key.strip().lower()
+            option = f"--node {name.strip()}: {key}"
+            try:
+                if key in ("cores", "cpus"):
+                    fields["cores"] = int(value)
+                elif key == "gpus":
+                    fields["gpus"] = int(value)
+                elif key in ("mem", "memory"):
+                    fields["memory_bytes"] = parse_bytes(value, option)
+                elif key in ("net", "nic", "network"):
+                    fields["network_bytes_per_s"] = parse_bandwidth(value, option)
+                else:
+                    raise ConfigError(f"--node {text!r}: unknown key {key!r} (cores, gpus, mem, net)")
+            except ValueError as error:
+                if isinstance(error, ConfigError):
+                    raise
+                raise ConfigError(f"{option}: cannot read {value!r} as an integer") from None
+        node = cls(**fields)
+        if node.cores < 1 and node.gpus < 1:
+            raise ConfigError(f"--node {text!r}: needs cores:N or gpus:N")
+        return node
+
+    @property
+    def kind(self) -> str:
+        return "gpu" if self.gpus > 0 else "cpu"
+
+
+DEFAULT_NODES: tuple[NodeSpec, ...] = (
+    NodeSpec("cpu", cores=128, memory_bytes=512e9, network_bytes_per_s=200e9 / 8),
+    NodeSpec("gpu", cores=64, gpus=4, memory_bytes=256e9, network_bytes_per_s=4 * 200e9 / 8),
+)
+
+
+# ---------------------------------------------------------------------------------------------
+# size scaling
+
+
+@dataclass(frozen=True)
+class SizeScaling:
+    """Time per event against its size: ``seconds(h) = a + b·h^k`` (s; h = hits per event)."""
+
+    a: float
+    b: float
+    k: float
+    points: int = 0
+    hits_range: tuple[int, int] = (0, 0)
+
+    def seconds(self, hits: float | np.ndarray) -> float | np.ndarray:
+        return self.a + self.b * np.power(np.asarray(hits, dtype=np.float64), self.k)
+
+    def ratio(self, target_hits: float, hits: np.ndarray) -> np.ndarray:
+        """``t(target)/t(h)`` for each ``h``: the factor that moves a sample to the target size."""
+        return np.asarray(self.seconds(target_hits)) / np.asarray(self.seconds(hits))
+
+    @classmethod
+    def fit(cls, hits: np.ndarray, seconds: np.ndarray) -> SizeScaling:
+        """Least squares on relative residuals (sizes span decades), a, b >= 0, 0.3 <= k <= 3.
+
+        With fewer than 3 distinct sizes the exponent is not constrained: k is fixed to 1.
+        """
+        from scipy.optimize import curve_fit
+
+        hits = np.asarray(hits, dtype=np.float64)
+        seconds = np.asarray(seconds, dtype=np.float64)
+        keep = (hits > 0) & (seconds > 0) & np.isfinite(seconds)
+        hits, seconds = hits[keep], seconds[keep]
+        if hits.size == 0:
+            raise TrackflowError("size scaling: no (hits, seconds) measurements to fit")
+        span = (int(hits.min()), int(hits.max()))
+        if np.unique(hits).size < 3:
+            # weighted least squares for a + b·h with relative weights
+            design = np.stack([np.ones_like(hits), hits], axis=1) / seconds[:, None]
+            coef, *_ = np.linalg.lstsq(design, np.ones_like(hits), rcond=None)
+            a, b = (max(float(c), 0.0) for c in coef)
+            if b == 0.0:
+                b = float(np.mean(seconds) / np.mean(hits))
+            return cls(a, b, 1.0, int(hits.size), span)
+
+        def model(h: np.ndarray, a: float, b: float, k: float) -> np.ndarray:
+            return a + b * np.power(h, k)
+
+        scale = float(np.median(seconds / hits))
+        (a, b, k), _ = curve_fit(
+            model,
+            hits,
+            seconds,
+            p0=(float(seconds.min()) * 0.1, scale, 1.0),
+            sigma=seconds,
+            bounds=([0.0, 0.0, 0.3], [np.inf, np.inf, 3.0]),
+            maxfev=20_000,
+        )
+        return cls(float(a), float(b), float(k), int(hits.size), span)
+
+    def to_dict(self) -> dict[str, Any]:
+        out = asdict(self)
+        out["model"] = "seconds = a + b * hits**k"
+        out["hits_range"] = list(self.hits_range)
+        return out
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> SizeScaling:
+        return cls(
+            float(data["a"]),
+            float(data["b"]),
+            float(data["k"]),
+            int(data.get("points", 0)),
+            tuple(data.get("hits_range", (0, 0))),  # type: ignore[arg-type]
+        )
+
+
+# ---------------------------------------------------------------------------------------------
+# what the estimate reads from bench.json
+
+
+@dataclass
+class ServiceProfile:
+    """Measured per-event service of one worker configuration (device, threads)."""
+
+    key: str
+    device: str
+    threads: int
+    workers: int
+    per_event_s: np.ndarray
+    per_event_hits: np.ndarray
+    overhead_per_task_s: float = 0.0
+
+    def scaled(self, scaling: SizeScaling, target_hits: float | None) -> np.ndarray:
+        """Service samples (s) moved to ``target_hits`` (unchanged if None), plus task overhead."""
+        samples = self.per_event_s
+        if target_hits is not None:
+            samples = samples * scaling.ratio(target_hits, self.per_event_hits)
+        return samples + self.overhead_per_task_s
+
+
+@dataclass
+class BenchInputs:
+    """The measured inputs of an estimate, read from one bench.json."""
+
+    path: Path | None
+    device: str
+    profiles: list[ServiceProfile]
+    scaling: SizeScaling
+    mean_hits: float
+    round_trip_s: float
+    transfer_bytes_per_s: float
+    bytes_per_hit: float
+    worker_rss_bytes: float
+    worker_peak_bytes: float
+    peak_hits: float
+    machine: dict[str, Any] = field(default_factory=dict)
+
+    @classmethod
+    def load(cls, path: Path) -> BenchInputs:
+        path = Path(path)
+        try:
+            bench = json.loads(path.read_text())
+        except FileNotFoundError:
+            raise ConfigError(f"--bench {path}: no such file (run `trackflow bench` first)") from None
+        except json.JSONDecodeError as error:
+            raise ConfigError(f"--bench {path}: not JSON ({error.msg}, line {error.lineno})") from None
+        return cls.from_dict(bench, path)
+
+    @classmethod
+    def from_dict(cls, bench: dict[str, Any], path: Path | None = None) -> BenchInputs:
+        where = str(path) if path else "bench.json"
+        for key in ("service_times", "size_scaling", "network", "memory"):
+            if key not in bench:
+                raise ConfigError(f"--bench {where}: has no {key!r} (written by an older bench?)")
+        device = str(bench.get("device", bench.get("machine", {}).get("device", "cpu")))
+        overhead = float(bench.get("dask_overhead_per_batch_s") or 0.0)
+        profiles = []
+        for key, entry in bench["service_times"].items():
+            if entry.get("mode", "fused") not in ("fused", "direct"):
+                continue  # staged spreads one event over several tasks: not one server's time
+            per_event = np.asarray(entry["per_event_s"], dtype=np.float64)
+            if per_event.size == 0:
+                continue
+            profiles.append(
+                ServiceProfile(
+                    key=key,
+                    device=str(entry.get("device", device)),
+                    threads=int(entry["threads"]),
+                    workers=int(entry["workers"]),
+                    per_event_s=per_event,
+                    per_event_hits=np.asarray(entry["per_event_hits"], dtype=np.float64),
+                    overhead_per_task_s=overhead if entry.get("mode") == "fused" else 0.0,
+                )
+            )
+        if not profiles:
+            raise ConfigError(f"--bench {where}: no fused or direct service times measured")
+        network = bench["network"]
+        memory = bench["memory"]
+        all_hits = np.concatenate([p.per_event_hits for p in profiles])
+        return cls(
+            path=path,
+            device=device,
+            profiles=profiles,
+            scaling=SizeScaling.from_dict(bench["size_scaling"]),
+            mean_hits=float(all_hits.mean()),
+            round_trip_s=float(network["round_trip_s"]["p50"]),
+            transfer_bytes_per_s=float(network["transfer_bytes_per_s"]),
+            bytes_per_hit=float(network["bytes_per_hit"]),
+            worker_rss_bytes=float(memory["worker_rss_bytes"]),
+            worker_peak_bytes=float(memory["worker_peak_bytes"]),
+            peak_hits=float(memory.get("peak_hits") or all_hits.max()),
+            machine=dict(bench.get("machine", {})),
+        )
+
+    def profiles_for(self, device: str) -> list[ServiceProfile]:
+        """One profile per thread count: fused preferred, then the most workers (most contention)."""
+        best: dict[int, ServiceProfile] = {}
+        for profile in self.profiles:
+            if profile.device != device:
+                continue
+            current = best.get(profile.threads)
+            rank = (profile.overhead_per_task_s > 0 or "fused" in profile.key, profile.workers)
+            if current is None or rank > (
+                current.overhead_per_task_s > 0 or "fused" in current.key,
+                current.workers,
+            ):
+                best[profile.threads] = profile
+        return [best[t] for t in sorted(best)]
+
+    def memory_per_worker(self, hits: float) -> float:
+        """Bytes one worker needs for events of ``hits``: resident + (peak − resident)·hits/peak_hits."""
+        extra = max(self.worker_peak_bytes - self.worker_rss_bytes, 0.0)
+        return self.worker_rss_bytes + extra * hits / max(self.peak_hits, 1.0)
+
+    def network_seconds(self, hits: float) -> float:
+        """Network time added to each event's latency (s): round trip + payload/transfer rate."""
+        return self.round_trip_s + self.bytes_per_hit * hits / self.transfer_bytes_per_s
+
+
+# ---------------------------------------------------------------------------------------------
+# the estimate
+
+
+@dataclass
+class NodeEstimate:
+    """What one node type needs for the target rate (``None`` where not measured)."""
+
+    node: NodeSpec
+    measured: bool
+    note: str = ""
+    threads_per_worker: int | None = None
+    servers: int | None = None  # workers (CPU) or GPUs
+    workers_per_node: int | None = None
+    nodes: int | None = None
+    cores: int | None = None
+    gpus: int | None = None
+    memory_bytes: float | None = None
+    network_bytes_per_s: float | None = None
+    utilisation: float | None = None
+    service_mean_s: float | None = None
+    cost_core_s_per_event: float | None = None
+    cost_gpu_s_per_event: float | None = None
+    latency_s: dict[str, float] = field(default_factory=dict)
+    mean_wait_allen_cunneen_s: float | None = None
+    meets_budget: bool | None = None
+
+    def to_dict(self) -> dict[str, Any]:
+        out = asdict(self)
+        out["node"] = asdict(self.node)
+        return out
+
+
+@dataclass
+class EstimateResult:
+    """Every node type's needs at ``rate_hz``, the inputs used and the assumptions made."""
+
+    rate_hz: float
+    latency_budget_s: float | None
+    event_hits: float
+    headroom: float
+    rows: list[NodeEstimate]
+    assumptions: list[str]
+    inputs: dict[str, Any]
+    curve: dict[str, list[float]] = field(default_factory=dict)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "rate_hz": self.rate_hz,
+            "latency_budget_s": self.latency_budget_s,
+            "event_hits": self.event_hits,
+            "headroom": self.headroom,
+            "nodes": [row.to_dict() for row in self.rows],
+            "assumptions": self.assumptions,
+            "inputs": self.inputs,
+            "nodes_against_rate": self.curve,
+        }
+
+    def table(self) -> str:
+        """A plain-text table (one line per node type) followed by the assumptions."""
+        header = (
+            f"{'node':<8} {'nodes':>7} {'workers':>8} {'thr':>4} {'cores':>8} {'gpus':>6} "
+            f"{'memory':>10} {'network':>11} {'util':>5} {'cost/evt':>12} "
+            f"{'p50':>9} {'p95':>9} {'p99':>9}"
+        )
+        lines = [
+            f"target rate {self.rate_hz:g} Hz, events of {self.event_hits:,.0f} hits, "
+            f"headroom {self.headroom:.0%}"
+            + (f", latency budget {_fmt_s(self.latency_budget_s)} (p95)" if self.latency_budget_s else ""),
+            header,
+            "-" * len(header),
+        ]
+        for row in self.rows:
+            if not row.measured:
+                lines.append(f"{row.node.name:<8} not measured: {row.note}")
+                continue
+            cost = (
+                f"{row.cost_gpu_s_per_event:.3g} GPU-s"
+                if row.cost_gpu_s_per_event is not None
+                else f"{row.cost_core_s_per_event:.3g} core-s"
+            )
+            lines.append(
+                f"{row.node.name:<8} {row.nodes:>7,} {row.servers:>8,} {row.threads_per_worker:>4} "
+                f"{row.cores or 0:>8,} {row.gpus or 0:>6,} {_fmt_bytes(row.memory_bytes):>10} "
+                f"{_fmt_bytes(row.network_bytes_per_s) + '/s':>11} {row.utilisation:>5.0%} "
+                f"{cost:>12} {_fmt_s(row.latency_s['p50']):>9} {_fmt_s(row.latency_s['p95']):>9} "
+                f"{_fmt_s(row.latency_s['p99']):>9}"
+            )
+            if row.note:
+                lines.append(f"{'':<8} note: {row.note}")
+        lines.append("assumptions:")
+        lines.extend(f"  - {a}" for a in self.assumptions)
+        return "\n".join(lines)
+
+    def write(self, out_dir: Path) -> list[Path]:
+        """``estimate.json`` and ``nodes_vs_rate.png`` in ``out_dir``; returns the paths."""
+        from trackflow.workflow import plots
+
+        out_dir = Path(out_dir)
+        out_dir.mkdir(parents=True, exist_ok=True)
+        json_path = out_dir / "estimate.json"
+        json_path.write_text(json.dumps(self.to_dict(), indent=2, default=_json_default) + "\n")
+        png = plots.plot_nodes_against_rate(self.curve, self.rate_hz, out_dir / "nodes_vs_rate.png")
+        return [json_path, png]
+
+
+def _json_default(value: Any) -> Any:
+    if isinstance(value, np.generic):
+        return value.item()
+    if isinstance(value, np.ndarray):
+        return value.tolist()
+    if isinstance(value, Path):
+        return str(value)
+    raise TypeError(f"not JSON serialisable: {type(value).__name__}")
+
+
+def _fmt_s(seconds: float | None) -> str:
+    if seconds is None or not math.isfinite(seconds):
+        return "inf"
+    if seconds < 1e-3:
+        return f"{seconds * 1e6:.0f}us"
+    if seconds < 1:
+        return f"{seconds * 1e3:.1f}ms"
+    return f"{seconds:.2f}s"
+
+
+def _fmt_bytes(n: float | None) -> str:
+    if n is None:
+        return "-"
+    for unit, scale in (("TB", 1e12), ("GB", 1e9), ("MB", 1e6), ("kB", 1e3)):
+        if n >= scale:
+            return f"{n / scale:.3g}{unit}"
+    return f"{n:.0f}B"
+
+
+def servers_for_throughput(rate_hz: float, mean_service_s: float, headroom: float) -> int:
+    """Smallest c with utilisation ``λ·E[S]/c <= 1 − headroom`` (at least 1)."""
+    return max(1, math.ceil(rate_hz * mean_service_s / (1.0 - headroom) - 1e-9))
+
+
+def latency_at_load(
+    rate_hz: float, samples: np.ndarray, servers: int, network_s: float, seed: int = 0
+) -> dict[str, float]:
+    """Latency percentiles (s) of an open FCFS queue simulated with the measured samples."""
+    jobs = int(config.get("estimate.simulated_events", 20_000))
+    simulation = queueing.simulate_open_queue(rate_hz, samples, servers, jobs=jobs, seed=seed)
+    percentiles = simulation.percentiles()
+    out = {k: v + network_s for k, v in percentiles.items()}
+    out["mean"] = float(simulation.sojourn_s.mean()) + network_s
+    out["mean_wait"] = float(simulation.wait_s.mean())
+    return out
+
+
+def _size_servers(
+    rate_hz: float,
+    samples: np.ndarray,
+    headroom: float,
+    network_s: float,
+    budget_s: float | None,
+) -> tuple[int, dict[str, float], bool | None]:
+    """Servers for throughput, then more until the simulated p95 meets the budget (bisection)."""
+    servers = servers_for_throughput(rate_hz, float(samples.mean()), headroom)
+    latency = latency_at_load(rate_hz, samples, servers, network_s)
+    if budget_s is None:
+        return servers, latency, None
+    if latency["p95"] <= budget_s:
+        return servers, latency, True
+    # with unlimited servers latency tends to network + service: if that misses, nothing helps
+    if network_s + float(np.percentile(samples, 95)) > budget_s:
+        return servers, latency, False
+    low, high = servers, servers
+    while True:
+        high *= 2
+        latency_high = latency_at_load(rate_hz, samples, high, network_s)
+        if latency_high["p95"] <= budget_s:
+            break
+        low = high
+        if high > 1e7:
+            return servers, latency, False
+    while high - low > 1:
+        mid = (low + high) // 2
+        latency_mid = latency_at_load(rate_hz, samples, mid, network_s)
+        if latency_mid["p95"] <= budget_s:
+            high, latency_high = mid, latency_mid
+        else:
+            low = mid
+    return high, latency_high, True
+
+
+def _estimate_node(
+    node: NodeSpec,
+    inputs: BenchInputs,
+    rate_hz: float,
+    budget_s: float | None,
+    hits: float,
+    headroom: float,
+    gpu_speedup: float | None,
+) -> NodeEstimate:
+    network_s = inputs.network_seconds(hits)
+    bandwidth = inputs.bytes_per_hit * hits * rate_hz
+    memory_per_worker = inputs.memory_per_worker(hits)
+    if node.kind == "gpu":
+        profiles = inputs.profiles_for("cuda")
+        assumed = False
+        if not profiles:
+            cpu_single = [p for p in inputs.profiles_for("cpu") if p.threads == 1]
+            if gpu_speedup is None or not cpu_single:
+                return NodeEstimate(
+                    node,
+                    measured=False,
+                    note="the bench has no GPU measurements (device "
+                    f"{inputs.device!r}); run `trackflow bench --device cuda` on a GPU node, "
+                    "or pass gpu_speedup (--gpu-speedup) to scale from 1-thread CPU times",
+                )
+            profiles, assumed = cpu_single, True
+        profile = profiles[0]
+        samples = profile.scaled(inputs.scaling, hits)
+        if assumed:
+            samples = samples / gpu_speedup
+        servers, latency, meets = _size_servers(rate_hz, samples, headroom, network_s, budget_s)
+        nodes = math.ceil(servers / node.gpus)
+        return NodeEstimate(
+            node,
+            measured=True,
+            note=(
+                f"ASSUMED: GPU service time = 1-thread CPU time / {gpu_speedup:g} (not measured)"
+                if assumed
+                else ""
+            ),
+            threads_per_worker=profile.threads,
+            servers=servers,
+            workers_per_node=node.gpus,
+            nodes=nodes,
+            cores=servers * profile.threads,
+            gpus=servers,
+            memory_bytes=servers * memory_per_worker,
+            network_bytes_per_s=bandwidth,
+            utilisation=rate_hz * float(samples.mean()) / servers,
+            service_mean_s=float(samples.mean()),
+            cost_gpu_s_per_event=float(samples.mean()),
+            latency_s=latency,
+            mean_wait_allen_cunneen_s=_allen_cunneen(rate_hz, samples, servers),
+            meets_budget=meets,
+        )
+
+    profiles = inputs.profiles_for("cpu")
+    if not profiles:
+        return NodeEstimate(
+            node, measured=False, note=f"the bench has no CPU measurements (device {inputs.device!r})"
+        )
+    candidates = []
+    for profile in profiles:
+        samples = profile.scaled(inputs.scaling, hits)
+        servers, latency, meets = _size_servers(rate_hz, samples, headroom, network_s, budget_s)
+        by_cores = node.cores // profile.threads
+        by_memory = (
+            int(node.memory_bytes // memory_per_worker) if node.memory_bytes > 0 else by_cores
+        )
+        workers_per_node = min(by_cores, by_memory)
+        if workers_per_node < 1:
+            continue
+        nodes = math.ceil(servers / workers_per_node)
+        note = ""
+        if by_memory < by_cores:
+            note = f"memory-bound: {by_memory} workers of {_fmt_bytes(memory_per_worker)} per node"
+        if node.network_bytes_per_s and bandwidth / nodes > node.network_bytes_per_s:
+            note += "; " if note else ""
+            note += "NIC-bound: more nodes needed than computed for the network"
+            nodes = math.ceil(bandwidth / node.network_bytes_per_s)
+        candidates.append(
+            NodeEstimate(
+                node,
+                measured=True,
+                note=note,
+                threads_per_worker=profile.threads,
+                servers=servers,
+                workers_per_node=workers_per_node,
+                nodes=nodes,
+                cores=servers * profile.threads,
+                gpus=0,
+                memory_bytes=servers * memory_per_worker,
+                network_bytes_per_s=bandwidth,
+                utilisation=rate_hz * float(samples.mean()) / servers,
+                service_mean_s=float(samples.mean()),
+                cost_core_s_per_event=float(samples.mean()) * profile.threads,
+                latency_s=latency,
+                mean_wait_allen_cunneen_s=_allen_cunneen(rate_hz, samples, servers),
+                meets_budget=meets,
+            )
+        )
+    if not candidates:
+        return NodeEstimate(node, measured=False, note="one worker does not fit on this node")
+    # the cheapest configuration that meets the budget; if none does, the cheapest of all
+    meeting = [c for c in candidates if c.meets_budget is not False] or candidates
+    return min(meeting, key=lambda c: (c.nodes, c.cost_core_s_per_event))
+
+
+def _allen_cunneen(rate_hz: float, samples: np.ndarray, servers: int) -> float:
+    mean = float(samples.mean())
+    cv2 = float(samples.var() / mean**2) if mean > 0 else 0.0
+    return queueing.allen_cunneen_mean_wait(rate_hz, mean, servers, cv2)
+
+
+def estimate(
+    bench_json: Path,
+    rate_hz: float,
+    latency_budget_s: float | None = None,
+    nodes: list[NodeSpec] | None = None,
+    event_hits: int | None = None,
+    headroom: float | None = None,
+    out_dir: Path | None = None,
+    gpu_speedup: float | None = None,
+) -> EstimateResult:
+    """Resources needed to reconstruct ``rate_hz`` events/s, per node type, from a bench.json.
+
+    ``latency_budget_s``: the p95 latency (s) to meet, or None. ``nodes``: node types (default
+    :data:`DEFAULT_NODES`). ``event_hits``: size of the events to plan for (default: the mean of
+    the benched events). ``headroom``: fraction of capacity left free (default config
+    ``estimate.headroom``, 0.2). ``gpu_speedup``: only when the bench has no GPU figures, the
+    assumed GPU speed-up over one CPU core. With ``out_dir``, writes estimate.json and a plot.
+    """
+    inputs = BenchInputs.load(Path(bench_json))
+    return estimate_from_inputs(
+        inputs, rate_hz, latency_budget_s, nodes, event_hits, headroom, out_dir, gpu_speedup
+    )
+
+
+def estimate_from_inputs(
+    inputs: BenchInputs,
+    rate_hz: float,
+    latency_budget_s: float | None = None,
+    nodes: list[NodeSpec] | None = None,
+    event_hits: int | None = None,
+    headroom: float | None = None,
+    out_dir: Path | None = None,
+    gpu_speedup: float | None = None,
+) -> EstimateResult:
+    """:func:`estimate` on already-loaded inputs."""
+    rate_hz = parse_rate(rate_hz)
+    if latency_budget_s is not None:
+        latency_budget_s = parse_duration(latency_budget_s)
+    headroom = float(config.get("estimate.headroom", 0.2) if headroom is None else headroom)
+    if not 0.0 <= headroom < 1.0:
+        raise ConfigError(f"--headroom: must be in [0, 1), got {headroom}")
+    if gpu_speedup is not None and not gpu_speedup > 0:
+        raise ConfigError(f"--gpu-speedup: must be positive, got {gpu_speedup}")
+    if event_hits is not None and event_hits < 1:
+        raise ConfigError(f"--event-hits: must be a positive number of hits, got {event_hits}")
+    hits = float(event_hits) if event_hits is not None else inputs.mean_hits
+    node_types = list(nodes) if nodes else list(DEFAULT_NODES)
+
+    rows = [
+        _estimate_node(node, inputs, rate_hz, latency_budget_s, hits, headroom, gpu_speedup)
+        for node in node_types
+    ]
+    scaling = inputs.scaling
+    lo, hi = scaling.hits_range
+    assumptions = [
+        "Poisson arrivals; one event = one task on one server (worker or GPU); identical, "
+        "independent servers; FCFS shared queue",
+        f"service times: measured per-event samples (bench device {inputs.device!r}) + measured "
+        "Dask overhead per task, scaled to the target size by t(H)/t(h) with "
+        f"t(h) = {scaling.a:.3g} + {scaling.b:.3g}*h^{scaling.k:.3f} s "
+        f"(fit on {scaling.points} points, {lo:,}-{hi:,} hits)",
+        f"latency = network {_fmt_s(inputs.network_seconds(hits))} (measured round trip "
+        f"{_fmt_s(inputs.round_trip_s)} + {inputs.bytes_per_hit * hits:,.0f} B at "
+        f"{_fmt_bytes(inputs.transfer_bytes_per_s)}/s) + queue + service; percentiles from a "
+        "discrete-event simulation drawing the measured samples",
+        f"memory per worker {_fmt_bytes(inputs.memory_per_worker(hits))} (resident + peak above "
+        "resident scaled linearly with hits)",
+        f"headroom {headroom:.0%}: utilisation kept <= {1 - headroom:.0%}",
+    ]
+    if hits > hi > 0:
+        assumptions.append(
+            f"EXTRAPOLATED: {hits:,.0f} hits is beyond the largest benched event ({hi:,} hits)"
+        )
+    if gpu_speedup is not None and not inputs.profiles_for("cuda"):
+        assumptions.append(
+            f"ASSUMED by the user: GPU service time = 1-thread CPU time / {gpu_speedup:g}"
+        )
+    result = EstimateResult(
+        rate_hz=rate_hz,
+        latency_budget_s=latency_budget_s,
+        event_hits=hits,
+        headroom=headroom,
+        rows=rows,
+        assumptions=assumptions,
+        inputs={
+            "bench": str(inputs.path) if inputs.path else None,
+            "device": inputs.device,
+            "size_scaling": scaling.to_dict(),
+            "round_trip_s": inputs.round_trip_s,
+            "transfer_bytes_per_s": inputs.transfer_bytes_per_s,
+            "bytes_per_event": inputs.bytes_per_hit * hits,
+            "memory_per_worker_bytes": inputs.memory_per_worker(hits),
+            "machine": inputs.machine,
+        },
+        curve=_nodes_against_rate(rows, inputs, rate_hz, hits, headroom, gpu_speedup),
+    )
+    if out_dir is not None:
+        result.write(Path(out_dir))
+    return result
+
+
+def _nodes_against_rate(
+    rows: list[NodeEstimate],
+    inputs: BenchInputs,
+    rate_hz: float,
+    hits: float,
+    headroom: float,
+    gpu_speedup: float | None,
+) -> dict[str, list[float]]:
+    """Nodes for throughput (with headroom) over rates from rate/100 to rate·100, per node type."""
+    rates = np.logspace(math.log10(rate_hz) - 2, math.log10(rate_hz) + 2, 41)
+    curve: dict[str, list[float]] = {"rate_hz": rates.tolist()}
+    for row in rows:
+        if not row.measured or row.service_mean_s is None or not row.workers_per_node:
+            continue
+        curve[row.node.name] = [
+            float(math.ceil(servers_for_throughput(r, row.service_mean_s, headroom) / row.workers_per_node))
+            for r in rates
+        ]
+    return curve
+
+
+def predict_batch_workflow(
+    workers: int,
+    in_flight: int,
+    per_batch_s: np.ndarray,
+    events_per_batch: float,
+    overhead_s: float,
+    jobs: int = 20_000,
+) -> dict[str, float]:
+    """Throughput (events/s) and batch latency percentiles (s) of ``trackflow reconstruct``.
+
+    A closed queue: ``in_flight`` batches always submitted, ``workers`` servers, batch service
+    times drawn from ``per_batch_s`` (s, measured in-task), ``overhead_s`` per batch outside the
+    worker (scheduler round trip and result transfer). Used to validate the model.
+    """
+    simulation = queueing.simulate_closed_queue(
+        in_flight, np.asarray(per_batch_s), workers, jobs=jobs, overhead_s=overhead_s
+    )
+    out = {"events_per_second": simulation.throughput * events_per_batch}
+    out.update(simulation.percentiles())
+    return out

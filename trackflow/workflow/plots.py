@@ -1,0 +1,176 @@
+"""PNG plots of benchmarks and estimates (matplotlib, Agg backend: no display needed).
+
+Each function takes plain numbers (as found in bench.json / estimate.json), writes one PNG and
+returns its path, so plots can be redrawn from the JSON alone.
+"""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import matplotlib
+
+matplotlib.use("Agg")  # headless: batch nodes have no display
+
+import matplotlib.pyplot as plt
+import numpy as np
+
+MODE_COLOURS = {"fused": "tab:blue", "staged": "tab:orange", "direct": "tab:green"}
+
+
+def _save(fig: Any, path: Path) -> Path:
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    return path
+
+
+def _best(points: Sequence[dict[str, Any]], key: Any) -> dict[Any, float]:
+    """Highest mean throughput (events/s over repeats) per ``key(point)``."""
+    grouped: dict[Any, list[float]] = defaultdict(list)
+    for point in points:
+        grouped[key(point)].append(point["events_per_second"])
+    return {k: float(np.mean(v)) for k, v in grouped.items()}
+
+
+def plot_throughput_vs_workers(sweep: Sequence[dict[str, Any]], path: Path) -> Path:
+    """Events/s against workers (model instances), one line per mode and threads per worker."""
+    fig, ax = plt.subplots(figsize=(6, 4))
+    lines = _best(sweep, lambda p: (p["mode"], p["threads"], p["workers"]))
+    for mode, threads in sorted({(m, t) for m, t, _ in lines}):
+        xs = sorted(w for m, t, w in lines if (m, t) == (mode, threads))
+        ax.plot(
+            xs,
+            [lines[(mode, threads, w)] for w in xs],
+            marker="o",
+            color=MODE_COLOURS.get(mode),
+            linestyle="-" if threads == 1 else "--",
+            label=f"{mode}, {threads} thread(s)/worker",
+        )
+    ax.set_xlabel("workers (instances)")
+    ax.set_ylabel("throughput (events/s)")
+    ax.set_title("Throughput vs instances (best concurrency)")
+    ax.legend(fontsize=8)
+    ax.grid(alpha=0.3)
+    return _save(fig, path)
+
+
+def plot_throughput_vs_concurrency(sweep: Sequence[dict[str, Any]], path: Path) -> Path:
+    """Events/s against batches in flight, one line per mode and worker count."""
+    fig, ax = plt.subplots(figsize=(6, 4))
+    lines = _best(sweep, lambda p: (p["mode"], p["workers"], p["concurrency"]))
+    for mode, workers in sorted({(m, w) for m, w, _ in lines}):
+        xs = sorted(k for m, w, k in lines if (m, w) == (mode, workers))
+        ax.plot(
+            xs,
+            [lines[(mode, workers, k)] for k in xs],
+            marker="o",
+            color=MODE_COLOURS.get(mode),
+            linestyle="-" if workers > 1 else ":",
+            label=f"{mode}, {workers} worker(s)",
+        )
+    ax.set_xlabel("batches in flight (concurrency)")
+    ax.set_ylabel("throughput (events/s)")
+    ax.set_title("Throughput vs concurrency")
+    ax.legend(fontsize=8)
+    ax.grid(alpha=0.3)
+    return _save(fig, path)
+
+
+def plot_modes(sweep: Sequence[dict[str, Any]], path: Path) -> Path:
+    """Fused vs staged vs direct: best throughput per mode at each worker count (bars)."""
+    fig, ax = plt.subplots(figsize=(6, 4))
+    best = _best(sweep, lambda p: (p["mode"], p["workers"]))
+    workers = sorted({w for _, w in best})
+    modes = [m for m in ("fused", "staged", "direct") if any(k[0] == m for k in best)]
+    width = 0.8 / max(len(modes), 1)
+    for i, mode in enumerate(modes):
+        xs = [j + i * width for j, w in enumerate(workers) if (mode, w) in best]
+        ys = [best[(mode, w)] for w in workers if (mode, w) in best]
+        ax.bar(xs, ys, width=width, color=MODE_COLOURS.get(mode), label=mode)
+    ax.set_xticks([j + width * (len(modes) - 1) / 2 for j in range(len(workers))])
+    ax.set_xticklabels([f"{w} worker(s)" for w in workers])
+    ax.set_ylabel("throughput (events/s)")
+    ax.set_title("Fused vs staged vs direct")
+    ax.legend(fontsize=8)
+    ax.grid(alpha=0.3, axis="y")
+    return _save(fig, path)
+
+
+def plot_stage_breakdown(stage_seconds: dict[str, dict[str, float]], path: Path) -> Path:
+    """Stacked bars: mean seconds per event in each pipeline stage, one bar per configuration."""
+    fig, ax = plt.subplots(figsize=(7, 4))
+    labels = list(stage_seconds)
+    stages: list[str] = []
+    for per_stage in stage_seconds.values():
+        stages.extend(s for s in per_stage if s not in stages)
+    bottom = np.zeros(len(labels))
+    for stage in stages:
+        values = np.array([stage_seconds[label].get(stage, 0.0) for label in labels])
+        ax.bar(labels, values, bottom=bottom, label=stage)
+        bottom += values
+    ax.set_ylabel("time per event (s)")
+    ax.set_title("Per-stage breakdown")
+    ax.tick_params(axis="x", labelrotation=20, labelsize=8)
+    ax.legend(fontsize=8)
+    ax.grid(alpha=0.3, axis="y")
+    return _save(fig, path)
+
+
+def plot_size_scaling(
+    hits: Sequence[float], seconds: Sequence[float], fit: dict[str, float], path: Path
+) -> Path:
+    """Time per event against hits (log-log), with the fitted ``a + b·h^k``."""
+    fig, ax = plt.subplots(figsize=(6, 4))
+    ax.loglog(hits, seconds, "o", alpha=0.6, label="measured")
+    if len(hits):
+        grid = np.geomspace(max(min(hits), 1), max(hits) * 2, 100)
+        ax.loglog(
+            grid,
+            fit["a"] + fit["b"] * grid ** fit["k"],
+            "-",
+            label=f"{fit['a']:.3g} + {fit['b']:.3g}·h^{fit['k']:.2f}",
+        )
+    ax.set_xlabel("hits per event")
+    ax.set_ylabel("time per event (s)")
+    ax.set_title("Scaling of time with event size")
+    ax.legend(fontsize=8)
+    ax.grid(alpha=0.3, which="both")
+    return _save(fig, path)
+
+
+def plot_service_times(service_times: dict[str, dict[str, Any]], path: Path) -> Path:
+    """Histograms of the per-event service time of each measured worker configuration."""
+    fig, ax = plt.subplots(figsize=(6, 4))
+    for key, entry in service_times.items():
+        values = np.asarray(entry.get("per_event_s", []))
+        if values.size:
+            ax.hist(values, bins=20, histtype="step", label=key)
+    ax.set_xlabel("service time per event (s)")
+    ax.set_ylabel("events")
+    ax.set_title("Per-event service times")
+    ax.legend(fontsize=7)
+    return _save(fig, path)
+
+
+def plot_nodes_against_rate(curve: dict[str, list[float]], rate_hz: float, path: Path) -> Path:
+    """Nodes needed against event rate (log-log), one line per node type; the target marked."""
+    fig, ax = plt.subplots(figsize=(6, 4))
+    rates = curve.get("rate_hz", [])
+    for name, nodes in curve.items():
+        if name != "rate_hz":
+            ax.step(rates, nodes, where="post", label=name)
+    ax.axvline(rate_hz, color="grey", linestyle="--", label=f"target {rate_hz:g} Hz")
+    ax.set_xscale("log")
+    ax.set_yscale("log")
+    ax.set_xlabel("event rate (Hz)")
+    ax.set_ylabel("nodes")
+    ax.set_title("Nodes needed against rate")
+    ax.legend(fontsize=8)
+    ax.grid(alpha=0.3, which="both")
+    return _save(fig, path)
