@@ -40,6 +40,7 @@ from __future__ import annotations
 import json
 import math
 import re
+from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -685,7 +686,7 @@ def estimate(
     bench_json: Path,
     rate_hz: float,
     latency_budget_s: float | None = None,
-    nodes: list[NodeSpec] | None = None,
+    nodes: Sequence[NodeSpec | str] | None = None,
     event_hits: int | None = None,
     headroom: float | None = None,
     out_dir: Path | None = None,
@@ -694,8 +695,9 @@ def estimate(
     """Resources needed to reconstruct ``rate_hz`` events/s, per node type, from a bench.json.
 
     ``latency_budget_s``: the p95 latency (s) to meet, or None. ``nodes``: node types (default
-    :data:`DEFAULT_NODES`). ``event_hits``: size of the events to plan for (default: the mean of
-    the benched events). ``headroom``: fraction of capacity left free (default config
+    :data:`DEFAULT_NODES`; strings are parsed by :meth:`NodeSpec.parse`). ``event_hits``: size
+    of the events to plan for (default: the mean of the benched events). ``headroom``: fraction
+    of capacity left free (default config
     ``estimate.headroom``, 0.2). ``gpu_speedup``: only when the bench has no GPU figures, the
     assumed GPU speed-up over one CPU core. With ``out_dir``, writes estimate.json and a plot.
     """
@@ -709,7 +711,7 @@ def estimate_from_inputs(
     inputs: BenchInputs,
     rate_hz: float,
     latency_budget_s: float | None = None,
-    nodes: list[NodeSpec] | None = None,
+    nodes: Sequence[NodeSpec | str] | None = None,
     event_hits: int | None = None,
     headroom: float | None = None,
     out_dir: Path | None = None,
@@ -727,7 +729,9 @@ def estimate_from_inputs(
     if event_hits is not None and event_hits < 1:
         raise ConfigError(f"--event-hits: must be a positive number of hits, got {event_hits}")
     hits = float(event_hits) if event_hits is not None else inputs.mean_hits
-    node_types = list(nodes) if nodes else list(DEFAULT_NODES)
+    node_types = [
+        NodeSpec.parse(node) if isinstance(node, str) else node for node in nodes or DEFAULT_NODES
+    ]
 
     rows = [
         _estimate_node(node, inputs, rate_hz, latency_budget_s, hits, headroom, gpu_speedup)
