@@ -111,18 +111,22 @@ def read_csv(path: Path, part: str) -> pd.DataFrame:
         raise EventFileError(path, "file is empty (0 bytes)")
     try:
         table = pacsv.read_csv(path, read_options=pacsv.ReadOptions(block_size=1 << 24))
+        # column names are decoded lazily: binary garbage fails here, not in read_csv
+        frame = table.to_pandas()
+    except UnicodeDecodeError as error:
+        raise EventFileError(path, f"not a text CSV file ({error.reason} at byte {error.start})") from error
     except (pa.ArrowInvalid, OSError, EOFError, zlib.error, gzip.BadGzipFile) as error:
         text = str(error)
-        if path.suffix == ".gz" and (
-            "gzip" in text.lower() or "truncated" in text.lower() or "compress" in text.lower()
+        lowered = text.lower()
+        if path.suffix == ".gz" and any(
+            word in lowered for word in ("gzip", "truncated", "compress", "zlib", "inflate")
         ):
             problem = f"truncated or corrupt gzip ({text.splitlines()[0]})"
         elif "Empty CSV" in text:
             problem = "file is empty"
         else:
-            problem = f"not a valid CSV file ({text.splitlines()[0]})"
+            problem = f"not a valid CSV file ({text.splitlines()[0] if text else type(error).__name__})"
         raise EventFileError(path, problem) from error
-    frame = table.to_pandas()
     frame.columns = [str(c).strip() for c in frame.columns]
     return check_frame(path, part, frame)
 
@@ -138,6 +142,10 @@ def read_event(source: str | Path | EventRef, parts: Sequence[str] = PARTS) -> E
     if unknown:
         raise ValueError(f"unknown event parts {sorted(unknown)}; choose from {PARTS}")
     hits_path = ref.hits_path
+    if "hits" not in ref.paths:
+        # e.g. a truth or particles file named after another event: say what is there
+        others = ", ".join(path.name for _, path in sorted(ref.paths.items()))
+        raise EventFileError(hits_path, f"missing hits file (event {ref.event_id} has only {others})")
     frames: dict[str, pd.DataFrame | None] = {"hits": read_csv(hits_path, "hits")}
     for part in PARTS[1:]:
         path = ref.paths.get(part)

@@ -86,13 +86,20 @@ def check_frame(path: Path, part: str, frame: pd.DataFrame) -> pd.DataFrame:
     out = {}
     for column, kind in schema.items():
         values = frame[column]
-        if not pd.api.types.is_numeric_dtype(values) or pd.api.types.is_bool_dtype(values):
-            numeric = pd.to_numeric(values, errors="coerce")
-            bad = numeric.isna() & values.notna()
-            line = _first_bad_row(bad.to_numpy()) if bad.any() else 2
+        if pd.api.types.is_bool_dtype(values):
             raise EventFileError(
-                path, f"column {column} has a non-numeric value {values.iloc[line - 2]!r} on line {line}"
+                path, f"column {column} has a non-numeric value {values.iloc[0]!r} on line 2"
             )
+        if not pd.api.types.is_numeric_dtype(values):
+            numeric = pd.to_numeric(values, errors="coerce")
+            bad = (numeric.isna() & values.notna()).to_numpy()
+            if bad.any():
+                line = _first_bad_row(bad)
+                raise EventFileError(
+                    path, f"column {column} has a non-numeric value {values.iloc[line - 2]!r} on line {line}"
+                )
+            # no value at all (a header-only file) or only blanks: numeric, checked below
+            values = numeric.astype(np.float64)
         array = values.to_numpy()
         if np.issubdtype(array.dtype, np.floating):
             nan = np.isnan(array)
