@@ -433,7 +433,9 @@ def _run_acts(config: SimulationConfig, event_index: int, setup: ActsDetector, w
         outputParticleMeasurementsMap="particle_measurements_map",
         outputSimHitMeasurementsMap="simhit_measurements_map",
     )
-    sequencer.addAlgorithm(acts.examples.DigitizationAlgorithm(digi, quiet))
+    # ERROR: at WARNING it prints a line per event counting the simulated hits it skipped
+    # (about 1 in 100k in a full event), which would break up the progress bar
+    sequencer.addAlgorithm(acts.examples.DigitizationAlgorithm(digi, acts.logging.ERROR))
     out = str(workdir)
     sequencer.addWriter(
         acts.examples.CsvParticleWriter(
