@@ -1,0 +1,85 @@
+"""Edge-classifier training shared by the filter and the GNN: labels, weighting, cut choice.
+
+An edge is *true* when both hits belong to the same particle (noise never). Edges of particles
+below the training pT cut are true but weighted down, so the models concentrate on the particles
+the targets are set for while still learning to join slower ones.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+
+from trackflow.pipeline.training.data import TruthEvent
+
+
+@dataclass
+class EdgeSet:
+    """Candidate edges of one event with truth: ``edges`` int64 [2, E], ``y`` bool [E],
+    ``pt`` float32 [E] (GeV of the edge's particle when true, else 0)."""
+
+    event: TruthEvent
+    edges: np.ndarray
+    y: np.ndarray
+    pt: np.ndarray
+    embedding: torch.Tensor | None = None
+
+    @classmethod
+    def label(cls, event: TruthEvent, edges: np.ndarray, embedding: torch.Tensor | None = None) -> EdgeSet:
+        y = event.same_particle(edges)
+        pt = np.where(y, event.pt[edges[0]], 0.0).astype(np.float32)
+        return cls(event, edges, y, pt, embedding)
+
+    def subset(self, keep: np.ndarray) -> EdgeSet:
+        return EdgeSet(self.event, self.edges[:, keep], self.y[keep], self.pt[keep], self.embedding)
+
+
+def edge_weights(y: np.ndarray, pt: np.ndarray, pt_min: float, low_pt_weight: float = 0.3) -> np.ndarray:
+    """Per-edge loss weight: 1, except true edges of particles below ``pt_min`` (GeV)."""
+    return np.where(y & (pt < pt_min), low_pt_weight, 1.0).astype(np.float32)
+
+
+def truth_edge_keys(event: TruthEvent, pt_min: float) -> np.ndarray:
+    """Undirected keys (min*N + max) of the truth edges above ``pt_min`` (GeV)."""
+    return undirected_keys(event.truth_edges_above(pt_min), event.n_hits)
+
+
+def undirected_keys(edges: np.ndarray, n: int) -> np.ndarray:
+    a, b = np.minimum(edges[0], edges[1]).astype(np.int64), np.maximum(edges[0], edges[1]).astype(np.int64)
+    return a * n + b
+
+
+def found_truth(event: TruthEvent, edges: np.ndarray, pt_min: float) -> tuple[int, int]:
+    """(truth edges above ``pt_min`` present in ``edges``, all such truth edges)."""
+    truth = np.unique(truth_edge_keys(event, pt_min))
+    return int(np.isin(truth, undirected_keys(edges, event.n_hits)).sum()), len(truth)
+
+
+def choose_cut_for_efficiency(scores: list[np.ndarray], is_truth: list[np.ndarray], target: float) -> float:
+    """Highest score cut keeping at least ``target`` of the flagged (truth) edges, over all events."""
+    s = np.concatenate([sc[t] for sc, t in zip(scores, is_truth, strict=True)]) if scores else np.zeros(0)
+    if not len(s):
+        return 0.5
+    # keep edges with score > cut: the cut is the (1 - target) quantile, nudged below it
+    cut = float(np.quantile(s, 1.0 - target, method="lower"))
+    return max(0.0, np.nextafter(cut, -np.inf))
+
+
+def choose_cut_for_purity(scores: np.ndarray, y: np.ndarray, target: float) -> float:
+    """Lowest cut whose kept edges (score > cut) are at least ``target`` true; 0.5 if none."""
+    order = np.argsort(-scores)
+    s, t = scores[order], y[order].astype(np.float64)
+    purity = np.cumsum(t) / np.arange(1, len(t) + 1)
+    ok = np.nonzero(purity >= target)[0]
+    if not len(ok):
+        return 0.5
+    i = ok[-1]  # keep the top i+1 edges
+    return float(np.nextafter(s[i], -np.inf)) if i + 1 < len(s) else 0.0
+
+
+def bce_loss(logits: torch.Tensor, y: torch.Tensor, weight: torch.Tensor, pos_weight: float) -> torch.Tensor:
+    return torch.nn.functional.binary_cross_entropy_with_logits(
+        logits, y, weight=weight, pos_weight=torch.tensor(pos_weight)
+    )

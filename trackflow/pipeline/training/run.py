@@ -1,0 +1,372 @@
+"""``train(TrainingConfig) -> Path``: embedding, graph-building radius, filter, GNN, cuts, manifest."""
+
+from __future__ import annotations
+
+import json
+import logging
+import platform
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import torch
+
+import trackflow.config
+from trackflow.errors import ConfigError, EventFileError
+from trackflow.events import list_events
+from trackflow.metrics import score_event
+from trackflow.pipeline import model_files
+from trackflow.pipeline.features import FeatureConfig
+from trackflow.pipeline.graph_building import build_edges
+from trackflow.pipeline.labelling import connected_component_labels
+from trackflow.pipeline.threads import set_threads
+from trackflow.pipeline.training.data import TruthEvent, load_truth_events, prepare_event
+from trackflow.pipeline.training.edges import (
+    EdgeSet,
+    choose_cut_for_efficiency,
+    choose_cut_for_purity,
+    truth_edge_keys,
+    undirected_keys,
+)
+from trackflow.pipeline.training.embedding import EmbeddingTrainingConfig, embed, train_embedding
+from trackflow.pipeline.training.filter import FilterTrainingConfig, filter_scores, train_filter
+from trackflow.pipeline.training.gnn import GNNTrainingConfig, gnn_scores, train_gnn
+
+log = logging.getLogger(__name__)
+
+#: hit features of the shipped models: r first (the walkthrough labelling orders hits by column 0)
+DEFAULT_FEATURES: tuple[str, ...] = ("r", "phi", "z")
+
+
+def _cfg(key: str, default: Any) -> Any:
+    return trackflow.config.get(f"training.{key}", default)
+
+
+@dataclass
+class TrainingConfig:
+    """What to train on and how (CLI: ``trackflow train``).
+
+    ``data_dir``: simulated events with truth; ``val_dir``: validation events (default: the last
+    ``val_fraction`` of ``data_dir``'s events, never trained on); ``out_dir``: model directory to
+    write. ``epochs_*`` override the stage configs' epochs; ``max_events``: use at most this many
+    training events; ``edge_events``: at most this many of them for filter and GNN training
+    (their graphs are the expensive part); ``pt_min`` (GeV): particles below it weigh less.
+    Targets: graph building keeps ``graph_efficiency`` of the pT > ``target_pt`` GeV truth edges,
+    the filter ``filter_efficiency`` of those the graph found; GNN edge purity ``gnn_purity``.
+    """
+
+    data_dir: Path
+    out_dir: Path
+    val_dir: Path | None = None
+    epochs_embedding: int | None = None
+    epochs_filter: int | None = None
+    epochs_gnn: int | None = None
+    max_events: int | None = None
+    edge_events: int = field(default_factory=lambda: int(_cfg("edge_events", 10)))
+    val_fraction: float = 0.15
+    max_val_events: int = 4
+    pt_min: float = field(default_factory=lambda: float(_cfg("pt_min", 0.5)))
+    seed: int = 0
+    threads: int | None = None
+    features: tuple[str, ...] = DEFAULT_FEATURES
+    max_neighbours: int = field(default_factory=lambda: int(_cfg("max_neighbours", 32)))
+    target_pt: float = 1.0
+    graph_efficiency: float = 0.98
+    filter_efficiency: float = 0.975
+    gnn_purity: float = 0.95
+    embedding: EmbeddingTrainingConfig = field(default_factory=EmbeddingTrainingConfig)
+    filter: FilterTrainingConfig = field(default_factory=FilterTrainingConfig)
+    gnn: GNNTrainingConfig = field(default_factory=GNNTrainingConfig)
+
+    def __post_init__(self) -> None:
+        self.data_dir = Path(self.data_dir)
+        self.out_dir = Path(self.out_dir)
+        self.val_dir = None if self.val_dir is None else Path(self.val_dir)
+        self.features = tuple(self.features)
+        if self.epochs_embedding is not None:
+            self.embedding.epochs = int(self.epochs_embedding)
+        if self.epochs_filter is not None:
+            self.filter.epochs = int(self.epochs_filter)
+        if self.epochs_gnn is not None:
+            self.gnn.epochs = int(self.epochs_gnn)
+        for stage in (self.embedding, self.filter, self.gnn):
+            stage.pt_min = self.pt_min
+        if not 0.0 < self.val_fraction < 1.0:
+            raise ConfigError(f"training.val_fraction: must be in (0, 1), got {self.val_fraction}")
+
+    def to_dict(self) -> dict[str, Any]:
+        out = asdict(self)
+        for key in ("data_dir", "out_dir", "val_dir"):
+            out[key] = None if out[key] is None else str(out[key])
+        out["features"] = list(self.features)
+        return out
+
+
+@dataclass
+class _Split:
+    train: list[TruthEvent]
+    val: list[TruthEvent]
+    val_frames: list[tuple[pd.DataFrame, pd.DataFrame]]  # (truth, particles) per val event
+    train_ids: list[int]
+    val_ids: list[int]
+
+
+def _load(config: TrainingConfig, features: FeatureConfig) -> _Split:
+    refs = list_events(config.data_dir)
+    if not refs:
+        raise EventFileError(config.data_dir, "holds no TrackML events to train on")
+    if config.max_events is not None:
+        refs = refs[: config.max_events]
+    if config.val_dir is not None:
+        train_refs, val_refs = refs, list_events(config.val_dir)
+        if not val_refs:
+            raise EventFileError(config.val_dir, "holds no TrackML events to validate on")
+    else:
+        if len(refs) < 2:
+            raise EventFileError(config.data_dir, "needs at least 2 events when no --val is given")
+        n_val = max(1, round(config.val_fraction * len(refs)))
+        train_refs, val_refs = refs[:-n_val], refs[-n_val:]
+    val_refs = val_refs[: config.max_val_events]
+    parts = ("hits", "truth", "particles")
+    train = load_truth_events(config.data_dir, features, event_ids=[r.event_id for r in train_refs])
+    val, frames = [], []
+    for ref in val_refs:
+        event = ref.load(parts)
+        val.append(prepare_event(event, features))
+        frames.append((event.truth, event.particles))
+    return _Split(train, val, frames, [r.event_id for r in train_refs], [r.event_id for r in val_refs])
+
+
+def _edge_sets(
+    events: list[TruthEvent], model: torch.nn.Module, radius: float, max_neighbours: int
+) -> list[EdgeSet]:
+    out = []
+    for event in events:
+        embedding = embed(model, event.features)
+        edges = build_edges(embedding, radius, max_neighbours).numpy()
+        out.append(EdgeSet.label(event, edges, embedding))
+    return out
+
+
+def choose_radius(
+    events: list[TruthEvent], model: torch.nn.Module, max_neighbours: int, target: float, pt_min: float
+) -> tuple[float, dict[str, float]]:
+    """Smallest radius whose graph (capped at ``max_neighbours``) keeps ``target`` of the truth
+    edges of particles above ``pt_min`` GeV, over all ``events``.
+
+    One search at a generous radius suffices: the capped edge set at a smaller radius is the
+    capped set at the larger one cut at the smaller distance (the cap keeps the closest first).
+    """
+    distances, n_hits, n_edges_at = [], 0, []
+    embeddings = [embed(model, e.features) for e in events]
+    for event, emb in zip(events, embeddings, strict=True):
+        truth = event.truth_edges_above(pt_min)
+        d = (emb[truth[0]] - emb[truth[1]]).pow(2).sum(1).sqrt().numpy()
+        distances.append(d)
+    all_d = np.concatenate(distances) if distances else np.zeros(0)
+    if not len(all_d):
+        return 0.1, {}
+    loose = float(np.quantile(all_d, min(1.0, target + 0.01))) * 1.05 + 1e-6
+    found = []
+    for event, emb in zip(events, embeddings, strict=True):
+        edges = build_edges(emb, loose, max_neighbours).numpy()
+        keys = undirected_keys(edges, event.n_hits)
+        d_edge = (emb[edges[0]] - emb[edges[1]]).pow(2).sum(1).sqrt().numpy()
+        truth = truth_edge_keys(event, pt_min)
+        lookup = pd.Series(d_edge, index=keys)
+        lookup = lookup[~lookup.index.duplicated()]
+        d_truth = lookup.reindex(truth).to_numpy()
+        found.append(np.where(np.isnan(d_truth), np.inf, d_truth))
+        n_hits += event.n_hits
+        n_edges_at.append((edges.shape[1], d_edge))
+    all_found = np.sort(np.concatenate(found))
+    k = int(np.ceil(target * len(all_found))) - 1
+    radius = float(all_found[k]) * (1 + 1e-6) if np.isfinite(all_found[k]) else loose
+    n_edges = sum(int((d < radius).sum()) for _, d in n_edges_at)
+    achieved = float((all_found < radius).mean())
+    return radius, {"efficiency": achieved, "edges_per_hit": n_edges / max(n_hits, 1)}
+
+
+def _is_truth_edge(edge_set: EdgeSet, pt_min: float) -> np.ndarray:
+    event = edge_set.event
+    return np.isin(undirected_keys(edge_set.edges, event.n_hits), truth_edge_keys(event, pt_min))
+
+
+def _track_metrics(
+    val: list[TruthEvent], frames: list[tuple[pd.DataFrame, pd.DataFrame]], sets: list[EdgeSet],
+    scores: list[np.ndarray], cut: float
+) -> dict[str, float]:
+    counts: dict[str, float] = {}
+    for event, (truth, particles), s, sc in zip(val, frames, sets, scores, strict=True):
+        labels = connected_component_labels(event.n_hits, s.edges, sc, cut)
+        tracks = pd.DataFrame({"hit_id": event.hit_ids, "track_id": labels})
+        for key, value in score_event(tracks, truth, particles).counts.items():
+            counts[key] = counts.get(key, 0) + value
+    return counts
+
+
+def _rates(counts: dict[str, float]) -> dict[str, float]:
+    """Pooled track-level rates (definitions: :mod:`trackflow.metrics`)."""
+
+    def ratio(a: str, b: str) -> float:
+        return float(counts.get(a, 0)) / max(float(counts.get(b, 0)), 1.0)
+
+    return {
+        "efficiency": ratio("matched", "reconstructable"),
+        "efficiency_pt05": ratio("matched_pt05", "reconstructable_pt05"),
+        "fake_rate": ratio("fake_tracks", "tracks_min_hits"),
+        "duplicate_rate": ratio("duplicated_particles", "matched"),
+    }
+
+
+def train(config: TrainingConfig) -> Path:
+    """Train embedding, filter and GNN in turn on ``config.data_dir``; write ``config.out_dir``.
+
+    Returns the model directory (weights + ``manifest.json``, see :mod:`trackflow.pipeline.model_files`).
+    """
+    start = time.perf_counter()
+    threads = config.threads or trackflow.config.get("threads", 1) or 1
+    set_threads(int(config.threads or max(1, torch.get_num_threads())) if config.threads else int(threads))
+    features = FeatureConfig(names=config.features)
+    split = _load(config, features)
+    log.info("training on %d events, validating on %d", len(split.train), len(split.val))
+    timings: dict[str, float] = {}
+
+    # 1. embedding
+    t = time.perf_counter()
+    embedding, emb_losses = train_embedding(split.train, config.embedding, seed=config.seed)
+    timings["embedding"] = time.perf_counter() - t
+
+    # 2. graph-building radius on validation events
+    t = time.perf_counter()
+    radius, gb = choose_radius(
+        split.val, embedding, config.max_neighbours, config.graph_efficiency, config.target_pt
+    )
+    log.info("graph building: radius %.4f keeps %.4f of truth edges, %.1f edges/hit", radius,
+             gb.get("efficiency", float("nan")), gb.get("edges_per_hit", float("nan")))
+    rng = np.random.default_rng(config.seed)
+    edge_events = [split.train[i] for i in sorted(rng.permutation(len(split.train))[: config.edge_events])]
+    train_sets = _edge_sets(edge_events, embedding, radius, config.max_neighbours)
+    val_sets = _edge_sets(split.val, embedding, radius, config.max_neighbours)
+    timings["graph_building"] = time.perf_counter() - t
+
+    # 3. filter
+    t = time.perf_counter()
+    filter_net, filter_losses = train_filter(train_sets, config.filter, seed=config.seed)
+    val_filter = [filter_scores(filter_net, s) for s in val_sets]
+    flags = [_is_truth_edge(s, config.target_pt) for s in val_sets]
+    filter_cut = choose_cut_for_efficiency(val_filter, flags, config.filter_efficiency)
+    kept_truth = sum(int((sc[f] > filter_cut).sum()) for sc, f in zip(val_filter, flags, strict=True))
+    n_truth_found = sum(int(f.sum()) for f in flags)
+    filtered_train = [s.subset(filter_scores(filter_net, s) > filter_cut) for s in train_sets]
+    filtered_val = [s.subset(sc > filter_cut) for s, sc in zip(val_sets, val_filter, strict=True)]
+    n_val_hits = sum(e.n_hits for e in split.val)
+    filter_metrics = {
+        "cut": filter_cut,
+        "efficiency": kept_truth / max(n_truth_found, 1),
+        "purity": float(np.mean(np.concatenate([s.y for s in filtered_val]))) if filtered_val else 0.0,
+        "edges_per_hit": sum(s.edges.shape[1] for s in filtered_val) / max(n_val_hits, 1),
+    }
+    log.info("filter: cut %.4f keeps %.4f of the truth edges found, purity %.3f, %.1f edges/hit",
+             filter_cut, filter_metrics["efficiency"], filter_metrics["purity"],
+             filter_metrics["edges_per_hit"])
+    timings["filter"] = time.perf_counter() - t
+
+    # 4. GNN
+    t = time.perf_counter()
+    phis = [e.phi for e in edge_events]
+    gnn_net, gnn_losses = train_gnn(filtered_train, phis, config.gnn, seed=config.seed)
+    val_gnn = [gnn_scores(gnn_net, s) for s in filtered_val]
+    all_scores = np.concatenate(val_gnn) if val_gnn else np.zeros(0)
+    all_y = np.concatenate([s.y for s in filtered_val]) if filtered_val else np.zeros(0, bool)
+    purity_cut = choose_cut_for_purity(all_scores, all_y, config.gnn_purity)
+    grid = {round(float(c), 4) for c in np.linspace(purity_cut, 0.95, 8)}
+    candidates = sorted(grid | {max(purity_cut, 0.5)})
+    scan = []
+    for cut in candidates:
+        rates = _rates(_track_metrics(split.val, split.val_frames, filtered_val, val_gnn, cut))
+        kept = all_scores > cut
+        rates |= {"cut": cut, "edge_purity": float(all_y[kept].mean()) if kept.any() else 0.0,
+                  "edge_efficiency": float(all_y[kept].sum() / max(all_y.sum(), 1))}
+        scan.append(rates)
+        log.info("gnn cut %.3f: %s", cut, {k: round(v, 4) for k, v in rates.items()})
+    ok = [s for s in scan if s["fake_rate"] <= 0.05 and s["duplicate_rate"] <= 0.02] or scan
+    best = max(ok, key=lambda s: s["efficiency"] - s["fake_rate"])
+    gnn_cut = float(best["cut"])
+    timings["gnn"] = time.perf_counter() - t
+
+    # 5. write
+    out = config.out_dir
+    out.mkdir(parents=True, exist_ok=True)
+    e, f, g = config.embedding, config.filter, config.gnn
+    stages = {
+        "embedding": model_files.save_model(
+            embedding, out, "embedding",
+            kwargs={"in_features": features.n_features, "hidden": e.hidden, "n_layers": e.n_layers,
+                    "out_dim": e.out_dim, "normalise": embedding.normalise},
+        ),
+        "graph_building": model_files.StageEntry(
+            config={"radius": radius, "max_neighbours": config.max_neighbours}
+        ),
+        "filter": model_files.save_model(
+            filter_net, out, "filter", config={"cut": filter_cut},
+            kwargs={"in_features": features.n_features, "hidden": f.hidden, "n_layers": f.n_layers,
+                    "use_embedding_distance": f.use_embedding_distance},
+        ),
+        "gnn": model_files.save_model(
+            gnn_net, out, "gnn", config={"cut": gnn_cut},
+            kwargs={"in_features": features.n_features, "hidden": g.hidden, "n_iterations": g.n_iterations,
+                    "n_mlp_layers": g.n_mlp_layers},
+        ),
+        "labelling": model_files.StageEntry(config={"method": "cc", "cut": gnn_cut}),
+    }
+    training = {
+        "data_dir": str(config.data_dir.resolve()),
+        "train_event_ids": split.train_ids,
+        "edge_event_ids": [ev.event_id for ev in edge_events],
+        "val_dir": str((config.val_dir or config.data_dir).resolve()),
+        "val_event_ids": split.val_ids,
+        "seed": config.seed,
+        "simulation": _simulation_config(config.data_dir),
+        "config": config.to_dict(),
+        "losses": {
+            "embedding": _loss_summary(emb_losses),
+            "filter": _loss_summary(filter_losses),
+            "gnn": _loss_summary(gnn_losses),
+        },
+        "timings_s": timings | {"total": time.perf_counter() - start},
+        "threads": torch.get_num_threads(),
+        "torch": torch.__version__,
+        "python": platform.python_version(),
+    }
+    metrics = {
+        "graph_building": gb | {"radius": radius},
+        "filter": filter_metrics,
+        "gnn": {"cut": gnn_cut, "purity_cut": purity_cut, "scan": scan},
+        "tracks": {k: best[k] for k in ("efficiency", "efficiency_pt05", "fake_rate", "duplicate_rate")},
+    }
+    model_files.write_manifest(out, stages, features=features.to_dict(), training=training, metrics=metrics)
+    log.info("models written to %s in %.0f s", out, time.perf_counter() - start)
+    return out
+
+
+def _loss_summary(losses: list[float]) -> dict[str, float | int]:
+    if not losses:
+        return {"steps": 0}
+    n = max(1, len(losses) // 10)
+    return {"steps": len(losses), "first": float(np.mean(losses[:n])), "last": float(np.mean(losses[-n:]))}
+
+
+def _simulation_config(data_dir: Path) -> Any:
+    """The simulation settings recorded next to the events, if the simulation wrote any."""
+    for name in ("simulation.json", "simulation.yaml", "config.json"):
+        path = Path(data_dir) / name
+        if path.is_file():
+            try:
+                return json.loads(path.read_text()) if path.suffix == ".json" else path.read_text()
+            except (OSError, ValueError):
+                return str(path)
+    return None
