@@ -1,0 +1,592 @@
+"""Three ways to run the pipeline over batches, behind one contract.
+
+Every executor performs the equivalent of ``for batch in batches: acc += process(batch)``: its
+``execute(batches)`` yields one :class:`BatchResult` per batch, in the order batches finish.
+
+* :class:`FusedExecutor` — one Dask task per batch runs the whole pipeline on one worker (the
+  study's custom backend).
+* :class:`StagedExecutor` — one Dask task per stage per batch; the graphs travel from task to task
+  through Dask (the study's ensemble of per-stage models).
+* :class:`DirectExecutor` — an in-process loop, no Dask (direct inference).
+
+Errors are data. A bad event file (any :class:`~trackflow.errors.TrackflowError`) fails only its
+event: the failure (event, stage, file, problem) goes into the batch result at once and is never
+retried, because it would fail again. Any other exception is taken as transient: the task fails
+and Dask retries it (``retries``); when the retries are spent, the event is reported failed and
+the rest of its batch is resubmitted without it. A batch that no worker finishes within
+``task_timeout`` (e.g. no worker offers the GPU resource it asks for) is reported failed instead
+of hanging.
+"""
+
+from __future__ import annotations
+
+import math
+import threading
+import time
+import uuid
+from collections.abc import Iterable, Iterator, Sequence
+from dataclasses import dataclass, field, replace
+from typing import TYPE_CHECKING, Any
+
+import pandas as pd
+
+from trackflow.errors import TrackflowError
+from trackflow.events.submission import SUBMISSION_COLUMNS
+from trackflow.pipeline.graph import STAGE_NAMES
+from trackflow.workflow.batching import Batch
+
+if TYPE_CHECKING:
+    from distributed import Client, Future
+
+    from trackflow.events.trackml import EventRef
+    from trackflow.pipeline import HitGraph, Pipeline
+
+#: stages whose models are neural networks: on GPU workers these tasks ask for a GPU
+NN_STAGES = ("embedding", "filter", "gnn")
+#: pseudo-stages around the five pipeline stages, as they appear in failures and timings
+LOAD_STAGE = "load"  # read the event files and build the hit features
+FINISH_STAGE = "finish"  # turn track labels into the submission rows
+DIRECT_WORKER = "direct"
+
+
+# --------------------------------------------------------------------------- results as data
+@dataclass(frozen=True)
+class EventFailure:
+    """Why one event produced no tracks: the stage it failed in, the error type and a one-line
+    message (for a bad file: ``"<path>: <problem>"``), the file when known, and the task attempts
+    (1 = failed on the first try and was not retried)."""
+
+    event_id: int
+    stage: str
+    error: str
+    message: str
+    path: str | None = None
+    attempts: int = 1
+
+    def line(self) -> str:
+        """One line for stderr."""
+        return f"event {self.event_id} failed in {self.stage}: {self.message}"
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "event_id": self.event_id,
+            "stage": self.stage,
+            "error": self.error,
+            "message": self.message,
+            "path": self.path,
+            "attempts": self.attempts,
+        }
+
+    @classmethod
+    def from_exception(
+        cls, event_id: int, stage: str, error: BaseException, attempts: int = 1
+    ) -> EventFailure:
+        path = getattr(error, "path", None)
+        message = " ".join(str(error).split()) or type(error).__name__
+        return cls(
+            event_id, stage, type(error).__name__, message, None if path is None else str(path), attempts
+        )
+
+
+@dataclass
+class EventRecord:
+    """One event that went through: hits, tracks, seconds per stage (``load`` = read files and
+    build features), the pipeline's counts, the worker that finished it, and its wall-clock start
+    and stop (Unix s)."""
+
+    event_id: int
+    hits: int
+    tracks: int
+    timings: dict[str, float]
+    counts: dict[str, int]
+    worker: str
+    start: float
+    stop: float
+
+    @property
+    def compute_s(self) -> float:
+        return float(sum(self.timings.values()))
+
+
+@dataclass
+class TaskRecord:
+    """One task as it ran: its name (``fused``, ``load``, a stage name or ``direct``), the worker,
+    its wall-clock start and stop on that worker (Unix s)."""
+
+    name: str
+    worker: str
+    start: float
+    stop: float
+
+
+@dataclass
+class BatchResult:
+    """What one batch produced: the tracks of its good events (submission rows in event order),
+    a record per good event, a failure per bad event, the tasks that ran, and the client-side
+    times (Unix s) the batch was submitted and its result received."""
+
+    batch: Batch
+    tracks: pd.DataFrame
+    events: list[EventRecord] = field(default_factory=list)
+    failures: list[EventFailure] = field(default_factory=list)
+    tasks: list[TaskRecord] = field(default_factory=list)
+    submitted: float = math.nan
+    received: float = math.nan
+
+    @property
+    def event_ids(self) -> tuple[int, ...]:
+        return self.batch.event_ids
+
+    @property
+    def latency_s(self) -> float:
+        """Submission to result at the client (s): what a requester waits for the batch."""
+        return self.received - self.submitted
+
+
+def empty_tracks() -> pd.DataFrame:
+    return pd.DataFrame({c: pd.Series(dtype="int64") for c in SUBMISSION_COLUMNS})
+
+
+class TransientEventError(RuntimeError):
+    """An unexpected error while processing one event; Dask retries the task that raised it.
+
+    Carries the event, the stage and the original error as text so the client can report it
+    once the retries are spent.
+    """
+
+    def __init__(self, event_id: int, stage: str, error: str, message: str) -> None:
+        self.event_id, self.stage, self.error, self.message = event_id, stage, error, message
+        super().__init__(f"event {event_id}, stage {stage}: {error}: {message}")
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        return (type(self), (self.event_id, self.stage, self.error, self.message))
+
+
+def _transient(event_id: int, stage: str, error: Exception) -> TransientEventError:
+    return TransientEventError(event_id, stage, type(error).__name__, " ".join(str(error).split()))
+
+
+def _worker_name() -> str:
+    from distributed import get_worker
+
+    try:
+        return str(get_worker().address)
+    except ValueError:  # not inside a worker
+        return DIRECT_WORKER
+
+
+# --------------------------------------------------------------------------- work inside tasks
+def _load_graph(pipeline: Pipeline, ref: EventRef, parts: Sequence[str]) -> HitGraph:
+    """Read one event (never truth) and build its hit graph; times it as the ``load`` stage."""
+    tic = time.perf_counter()
+    event = ref.load(parts)
+    graph = pipeline.prepare(event)
+    graph.timings[LOAD_STAGE] = time.perf_counter() - tic
+    return graph
+
+
+def process_batch(
+    pipeline: Pipeline, batch: Batch, parts: Sequence[str] = ("hits",), task_name: str = "fused"
+) -> BatchResult:
+    """Run the whole pipeline on every event of ``batch``, one event after the other.
+
+    Bad event files become :class:`EventFailure` s; any other error raises
+    :class:`TransientEventError` so the task is retried.
+    """
+    worker = _worker_name()
+    task_start = time.time()
+    frames, records, failures = [], [], []
+    for ref in batch.events:
+        start = time.time()
+        stage = LOAD_STAGE
+        try:
+            graph = _load_graph(pipeline, ref, parts)
+            for stage in pipeline.stage_names:
+                graph = pipeline.run_stage(stage, graph)
+            stage = FINISH_STAGE
+            tracks = pipeline.finish(graph)
+        except TrackflowError as error:
+            failures.append(EventFailure.from_exception(ref.event_id, stage, error))
+            continue
+        except Exception as error:
+            raise _transient(ref.event_id, stage, error) from error
+        frames.append(tracks.to_frame())
+        records.append(_record(tracks, graph.timings, worker, start))
+    return BatchResult(
+        batch=batch,
+        tracks=pd.concat(frames, ignore_index=True) if frames else empty_tracks(),
+        events=records,
+        failures=failures,
+        tasks=[TaskRecord(task_name, worker, task_start, time.time())],
+    )
+
+
+def _record(tracks: Any, timings: dict[str, float], worker: str, start: float) -> EventRecord:
+    merged = {**timings, **tracks.timings}
+    counts = {k: int(v) for k, v in tracks.counts.items()}
+    return EventRecord(
+        event_id=int(tracks.event_id),
+        hits=len(tracks.hit_ids),
+        tracks=int(counts.get("tracks", tracks.n_tracks)),
+        timings={k: float(v) for k, v in merged.items()},
+        counts=counts,
+        worker=worker,
+        start=start,
+        stop=time.time(),
+    )
+
+
+@dataclass
+class StagedBatch:
+    """A batch between two staged tasks: the graphs still going, failures so far, tasks so far,
+    and when each event started (Unix s)."""
+
+    batch: Batch
+    graphs: list[HitGraph]
+    failures: list[EventFailure]
+    tasks: list[TaskRecord]
+    started: dict[int, float]
+
+
+def fused_task(plugin_name: str, batch: Batch, parts: Sequence[str]) -> BatchResult:
+    """Dask task: the whole pipeline on one batch, with the worker's pipeline."""
+    from trackflow.workflow.plugin import worker_pipeline
+
+    return process_batch(worker_pipeline(plugin_name), batch, parts)
+
+
+def load_task(plugin_name: str, batch: Batch, parts: Sequence[str]) -> StagedBatch:
+    """Dask task (staged mode): read the batch's events and build their hit graphs."""
+    from trackflow.workflow.plugin import worker_pipeline
+
+    pipeline = worker_pipeline(plugin_name)
+    worker, task_start = _worker_name(), time.time()
+    graphs, failures, started = [], [], {}
+    for ref in batch.events:
+        started[ref.event_id] = time.time()
+        try:
+            graph = _load_graph(pipeline, ref, parts)
+        except TrackflowError as error:
+            failures.append(EventFailure.from_exception(ref.event_id, LOAD_STAGE, error))
+            continue
+        except Exception as error:
+            raise _transient(ref.event_id, LOAD_STAGE, error) from error
+        graphs.append(graph.to("cpu"))
+    task = TaskRecord(LOAD_STAGE, worker, task_start, time.time())
+    return StagedBatch(batch, graphs, failures, [task], started)
+
+
+def stage_task(plugin_name: str, stage: str, state: StagedBatch, last: bool) -> StagedBatch | BatchResult:
+    """Dask task (staged mode): one stage on every graph of the batch; the last stage also turns
+    the graphs into tracks and returns the :class:`BatchResult`."""
+    from trackflow.workflow.plugin import worker_pipeline
+
+    pipeline = worker_pipeline(plugin_name)
+    worker, task_start = _worker_name(), time.time()
+    device = getattr(pipeline, "device", "cpu")
+    graphs, failures = [], list(state.failures)
+    frames, records = [], []
+    for graph in state.graphs:
+        step = stage
+        try:
+            out = pipeline.run_stage(stage, graph.to(device))
+            if last:
+                step = FINISH_STAGE
+                tracks = pipeline.finish(out)
+        except TrackflowError as error:
+            failures.append(EventFailure.from_exception(graph.event_id, step, error))
+            continue
+        except Exception as error:
+            raise _transient(graph.event_id, step, error) from error
+        if last:
+            frames.append(tracks.to_frame())
+            records.append(_record(tracks, out.timings, worker, state.started[graph.event_id]))
+        else:
+            # graphs leave the task on the host: the next stage may run on a CPU-only worker
+            graphs.append(out.to("cpu"))
+    tasks = [*state.tasks, TaskRecord(stage, worker, task_start, time.time())]
+    if not last:
+        return StagedBatch(state.batch, graphs, failures, tasks, state.started)
+    return BatchResult(
+        batch=state.batch,
+        tracks=pd.concat(frames, ignore_index=True) if frames else empty_tracks(),
+        events=records,
+        failures=failures,
+        tasks=tasks,
+    )
+
+
+# --------------------------------------------------------------------------- merging attempts
+def _merge(batch: Batch, parts: Sequence[BatchResult], failures: Sequence[EventFailure]) -> BatchResult:
+    """One result for ``batch`` from the results of its (sub-)batches and the failures found
+    between them; rows and records in event order."""
+    order = {event_id: i for i, event_id in enumerate(batch.event_ids)}
+    frames = [p.tracks for p in parts if len(p.tracks)]
+    tracks = pd.concat(frames, ignore_index=True) if frames else empty_tracks()
+    if len(parts) > 1:
+        # sub-batches keep event order inside; a stable sort by position restores the batch order
+        position = tracks["event_id"].map(order)
+        tracks = tracks.iloc[position.argsort(kind="stable")].reset_index(drop=True)
+    all_failures = sorted(
+        [*failures, *(f for p in parts for f in p.failures)], key=lambda f: order[f.event_id]
+    )
+    return BatchResult(
+        batch=batch,
+        tracks=tracks,
+        events=sorted((e for p in parts for e in p.events), key=lambda e: order[e.event_id]),
+        failures=all_failures,
+        tasks=[t for p in parts for t in p.tasks],
+    )
+
+
+# --------------------------------------------------------------------------- executors
+@dataclass
+class DirectExecutor:
+    """In-process loop over the batches with one pipeline: no Dask, no network, no queue.
+
+    A transient error is retried ``retries`` times in place; then the event is reported failed
+    and the rest of its batch goes on.
+    """
+
+    pipeline: Pipeline
+    retries: int = 2
+    parts: tuple[str, ...] = ("hits",)
+    name: str = "direct"
+
+    def execute(self, batches: Iterable[Batch]) -> Iterator[BatchResult]:
+        for batch in batches:
+            submitted = time.time()
+            parts: list[BatchResult] = []
+            failures: list[EventFailure] = []
+            remaining, attempts = batch, 0
+            while remaining.events:
+                attempts += 1
+                try:
+                    parts.append(process_batch(self.pipeline, remaining, self.parts, task_name=self.name))
+                    break
+                except TransientEventError as error:
+                    if attempts <= self.retries:
+                        continue
+                    failures.append(_failure_from_transient(error, attempts))
+                    remaining, attempts = _without(remaining, error.event_id), 0
+            result = _merge(batch, parts, failures)
+            result.submitted, result.received = submitted, time.time()
+            yield result
+
+
+def _failure_from_transient(error: TransientEventError, attempts: int) -> EventFailure:
+    return EventFailure(error.event_id, error.stage, error.error, error.message, None, attempts)
+
+
+def _without(batch: Batch, event_id: int) -> Batch:
+    return replace(batch, events=tuple(ref for ref in batch.events if ref.event_id != event_id))
+
+
+@dataclass
+class _Flight:
+    """A batch in flight: the futures of its current attempt (last = the result), what earlier
+    attempts already produced, when it was submitted and when it times out (monotonic s)."""
+
+    batch: Batch
+    remaining: Batch
+    futures: list[Future]
+    submitted: float
+    deadline: float
+    parts: list[BatchResult] = field(default_factory=list)
+    failures: list[EventFailure] = field(default_factory=list)
+    timeout_reason: str | None = None
+
+
+@dataclass
+class _DaskExecutor:
+    """The loop both Dask executors share: bounded batches in flight, results gathered with
+    ``as_completed``, a watchdog that fails batches not finished within ``task_timeout`` s."""
+
+    client: Client
+    plugin_name: str
+    retries: int = 2
+    task_timeout: float = 600.0
+    max_in_flight: int | None = None
+    gpu: bool = False
+    parts: tuple[str, ...] = ("hits",)
+    name: str = ""
+    _run: str = field(default_factory=lambda: uuid.uuid4().hex[:8])
+
+    def submit(self, batch: Batch, attempt: int) -> list[Future]:
+        """Submit one (sub-)batch; the last future holds its BatchResult."""
+        raise NotImplementedError
+
+    def _key(self, what: str, batch: Batch, attempt: int) -> str:
+        return f"trackflow-{what}-b{batch.batch_id:05d}-{self._run}-{attempt}"
+
+    def _in_flight_limit(self) -> int:
+        if self.max_in_flight is not None:
+            return max(1, int(self.max_in_flight))
+        workers = len(self.client.run(lambda: None))  # asks the workers, not a cached count
+        return max(2, 2 * workers)
+
+    def execute(self, batches: Iterable[Batch]) -> Iterator[BatchResult]:
+        from distributed import as_completed
+
+        pending = iter(batches)
+        limit = self._in_flight_limit()
+        flights: dict[Future, _Flight] = {}
+        lock = threading.Lock()
+        completed = as_completed(loop=self.client.loop)
+        attempt_counter = 0
+
+        def launch(flight: _Flight) -> None:
+            nonlocal attempt_counter
+            attempt_counter += 1
+            flight.futures = self.submit(flight.remaining, attempt_counter)
+            flight.deadline = time.monotonic() + self.task_timeout
+            with lock:
+                flights[flight.futures[-1]] = flight
+            completed.add(flight.futures[-1])
+
+        def top_up() -> None:
+            while len(flights) < limit:
+                batch = next(pending, None)
+                if batch is None:
+                    return
+                launch(_Flight(batch, batch, [], time.time(), 0.0))
+
+        stop = threading.Event()
+        watchdog = threading.Thread(
+            target=self._watch, args=(flights, lock, stop), name="trackflow-timeouts", daemon=True
+        )
+        watchdog.start()
+        try:
+            top_up()
+            for future in completed:
+                with lock:
+                    flight = flights.pop(future)
+                retry = self._collect(flight, future)
+                if retry:
+                    launch(flight)
+                else:
+                    result = _merge(flight.batch, flight.parts, flight.failures)
+                    result.submitted, result.received = flight.submitted, time.time()
+                    flight.futures.clear()  # let Dask release the batch's data
+                    top_up()
+                    yield result
+        finally:
+            stop.set()
+            watchdog.join()
+            with lock:
+                leftovers = [f for flight in flights.values() for f in flight.futures]
+            if leftovers:
+                self.client.cancel(leftovers)
+
+    def _collect(self, flight: _Flight, future: Future) -> bool:
+        """Take a finished attempt into ``flight``; True when the rest of the batch must run again."""
+        if flight.timeout_reason is not None:
+            flight.failures += [
+                EventFailure(e, "task", "TimeoutError", flight.timeout_reason)
+                for e in flight.remaining.event_ids
+            ]
+            return False
+        if future.status == "finished":
+            flight.parts.append(future.result())
+            return False
+        error = future.exception()
+        if isinstance(error, TransientEventError):
+            # Dask already retried the task; this event fails, the others run again without it
+            flight.failures.append(_failure_from_transient(error, self.retries + 1))
+            flight.remaining = _without(flight.remaining, error.event_id)
+            return bool(flight.remaining.events)
+        # e.g. KilledWorker (the batch killed its workers again and again) or a cancelled future
+        message = " ".join(str(error).split()) or future.status
+        flight.failures += [
+            EventFailure(e, "task", type(error).__name__, message, attempts=self.retries + 1)
+            for e in flight.remaining.event_ids
+        ]
+        return False
+
+    def _watch(self, flights: dict[Future, _Flight], lock: threading.Lock, stop: threading.Event) -> None:
+        """Cancel batches past their deadline, saying why (e.g. no worker has the resource)."""
+        while not stop.wait(1.0):
+            now = time.monotonic()
+            with lock:
+                late = [f for f in flights.values() if now > f.deadline and f.timeout_reason is None]
+            for flight in late:
+                states = self._task_states([f.key for f in flight.futures])
+                waiting = sorted({s for s in states.values() if s not in ("memory", "released")})
+                flight.timeout_reason = (
+                    f"batch not finished within task_timeout={self.task_timeout:g} s "
+                    f"(task states: {', '.join(waiting) or 'unknown'}"
+                    + ("; no worker offers resources GPU=1" if "no-worker" in waiting and self.gpu else "")
+                    + ")"
+                )
+                self.client.cancel(flight.futures)
+
+    def _task_states(self, keys: list[str]) -> dict[str, str]:
+        def states(dask_scheduler: Any, keys: list[str]) -> dict[str, str]:
+            return {k: dask_scheduler.tasks[k].state for k in keys if k in dask_scheduler.tasks}
+
+        try:
+            return self.client.run_on_scheduler(states, keys=keys)
+        except Exception:  # the reason is a courtesy; the timeout stands without it
+            return {}
+
+
+@dataclass
+class FusedExecutor(_DaskExecutor):
+    """One task per batch runs the whole pipeline on one worker (asks for a GPU on GPU clusters)."""
+
+    name: str = "fused"
+
+    def submit(self, batch: Batch, attempt: int) -> list[Future]:
+        resources = {"GPU": 1} if self.gpu else None
+        future = self.client.submit(
+            fused_task,
+            self.plugin_name,
+            batch,
+            self.parts,
+            key=self._key("fused", batch, attempt),
+            retries=self.retries,
+            resources=resources,
+            pure=False,
+        )
+        return [future]
+
+
+@dataclass
+class StagedExecutor(_DaskExecutor):
+    """One task per stage per batch, chained through Dask; the neural-network stages ask for a
+    GPU on GPU clusters, graph building and labelling run on any worker."""
+
+    name: str = "staged"
+    stage_names: tuple[str, ...] = STAGE_NAMES
+
+    def submit(self, batch: Batch, attempt: int) -> list[Future]:
+        futures = [
+            self.client.submit(
+                load_task,
+                self.plugin_name,
+                batch,
+                self.parts,
+                key=self._key(LOAD_STAGE, batch, attempt),
+                retries=self.retries,
+                pure=False,
+            )
+        ]
+        for i, stage in enumerate(self.stage_names):
+            resources = {"GPU": 1} if self.gpu and stage in NN_STAGES else None
+            futures.append(
+                self.client.submit(
+                    stage_task,
+                    self.plugin_name,
+                    stage,
+                    futures[-1],
+                    i == len(self.stage_names) - 1,
+                    key=self._key(stage.replace("_", "-"), batch, attempt),
+                    retries=self.retries,
+                    resources=resources,
+                    pure=False,
+                )
+            )
+        return futures
+
+
+Executor = DirectExecutor | FusedExecutor | StagedExecutor

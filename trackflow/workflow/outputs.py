@@ -1,0 +1,193 @@
+"""What a run leaves in ``--out``, written so that a crash loses at most the batches in flight.
+
+Layout::
+
+    OUT/batches/batch-<first event>-<n events>-<hash>.parquet   one per finished batch
+    OUT/manifest.json    finished batches: events, Parquet file, sha256, failed events
+    OUT/submission.csv   event_id,hit_id,track_id of every event, in event order (at the end)
+    OUT/report.json      throughput, latency, stages, workers, failures (trackflow.workflow.report)
+
+Each batch's Parquet is written (atomically) the moment its result arrives, then the manifest is
+rewritten (atomically) with the batch's checksum. A re-run with the same ``--out`` skips every
+batch whose entry and file still match; ``overwrite=True`` removes these files and starts afresh.
+The manifest also holds the run's *fingerprint* (inputs, models, pipeline settings, batching):
+resuming with other settings is refused rather than mixing two runs in one submission.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from collections.abc import Iterable
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+
+from trackflow.errors import ConfigError
+from trackflow.events.submission import read_tracks_parquet, write_submission, write_tracks_parquet
+from trackflow.files import atomic_path, sha256_file
+from trackflow.workflow.batching import Batch
+from trackflow.workflow.executors import BatchResult, EventFailure
+
+logger = logging.getLogger(__name__)
+
+MANIFEST_NAME = "manifest.json"
+BATCH_DIR = "batches"
+SUBMISSION_NAME = "submission.csv"
+REPORT_NAME = "report.json"
+MANIFEST_VERSION = 1
+
+
+@dataclass
+class BatchEntry:
+    """A finished batch in the manifest: its events, its Parquet file (relative to ``--out``),
+    the file's sha256 and rows, the failed events, and one summary per good event (event_id,
+    hits, tracks, timings in s, counts)."""
+
+    key: str
+    batch_id: int
+    event_ids: list[int]
+    path: str
+    sha256: str
+    rows: int
+    failures: list[dict[str, Any]] = field(default_factory=list)
+    events: list[dict[str, Any]] = field(default_factory=list)
+
+    def failure_objects(self) -> list[EventFailure]:
+        return [EventFailure(**f) for f in self.failures]
+
+
+class RunOutputs:
+    """The output directory of one reconstruction run (see the module docstring)."""
+
+    def __init__(self, out_dir: str | Path, fingerprint: dict[str, Any], overwrite: bool = False) -> None:
+        self.out_dir = Path(out_dir)
+        self.fingerprint = json.loads(json.dumps(fingerprint, default=str))  # as it reads back
+        self.out_dir.mkdir(parents=True, exist_ok=True)
+        self.batch_dir.mkdir(exist_ok=True)
+        if overwrite:
+            self._remove_previous()
+        self.entries: dict[str, BatchEntry] = {}
+        if self.manifest_path.exists():
+            self._load_manifest()
+
+    @property
+    def manifest_path(self) -> Path:
+        return self.out_dir / MANIFEST_NAME
+
+    @property
+    def batch_dir(self) -> Path:
+        return self.out_dir / BATCH_DIR
+
+    @property
+    def submission_path(self) -> Path:
+        return self.out_dir / SUBMISSION_NAME
+
+    @property
+    def report_path(self) -> Path:
+        return self.out_dir / REPORT_NAME
+
+    def _remove_previous(self) -> None:
+        # only what a run writes; anything else the user put in --out stays
+        for path in self.batch_dir.glob("batch-*.parquet"):
+            path.unlink()
+        for name in (MANIFEST_NAME, SUBMISSION_NAME, REPORT_NAME):
+            (self.out_dir / name).unlink(missing_ok=True)
+
+    def _load_manifest(self) -> None:
+        try:
+            manifest = json.loads(self.manifest_path.read_text())
+            entries = {key: BatchEntry(**entry) for key, entry in manifest["batches"].items()}
+            previous = manifest["fingerprint"]
+        except (OSError, ValueError, KeyError, TypeError) as error:
+            raise ConfigError(
+                f"{self.manifest_path}: unreadable manifest ({error}); rerun with --overwrite"
+            ) from error
+        if previous != self.fingerprint:
+            differ = sorted(
+                k for k in {*previous, *self.fingerprint} if previous.get(k) != self.fingerprint.get(k)
+            )
+            raise ConfigError(
+                f"--out {self.out_dir} holds a run with other settings ({', '.join(differ)}); "
+                "use --overwrite to start afresh or choose another --out"
+            )
+        self.entries = entries
+
+    def finished(self, batch: Batch) -> BatchEntry | None:
+        """The manifest entry of ``batch`` when its file is still there and intact, else None."""
+        entry = self.entries.get(batch.key)
+        if entry is None or entry.event_ids != list(batch.event_ids):
+            return None
+        path = self.out_dir / entry.path
+        if not path.is_file() or sha256_file(path) != entry.sha256:
+            logger.warning("%s: missing or changed since it was written; the batch runs again", path)
+            return None
+        return entry
+
+    def write_batch(self, result: BatchResult) -> BatchEntry:
+        """Write the batch's tracks (Parquet, atomic), then record it in the manifest (atomic)."""
+        batch = result.batch
+        path = self.batch_dir / f"{batch.key}.parquet"
+        write_tracks_parquet(path, result.tracks)
+        entry = BatchEntry(
+            key=batch.key,
+            batch_id=batch.batch_id,
+            event_ids=list(batch.event_ids),
+            path=str(path.relative_to(self.out_dir)),
+            sha256=sha256_file(path),
+            rows=len(result.tracks),
+            failures=[f.to_dict() for f in result.failures],
+            events=[
+                {
+                    "event_id": e.event_id,
+                    "hits": e.hits,
+                    "tracks": e.tracks,
+                    "timings": e.timings,
+                    "counts": e.counts,
+                }
+                for e in result.events
+            ],
+        )
+        self.entries[batch.key] = entry
+        self._write_manifest()
+        return entry
+
+    def _write_manifest(self) -> None:
+        manifest = {
+            "version": MANIFEST_VERSION,
+            "fingerprint": self.fingerprint,
+            "batches": {key: asdict(entry) for key, entry in sorted(self.entries.items())},
+        }
+        with atomic_path(self.manifest_path) as tmp:
+            tmp.write_text(json.dumps(manifest, indent=1, sort_keys=True) + "\n")
+
+    def write_submission(self, batches: Iterable[Batch]) -> Path:
+        """``submission.csv`` from the batches' Parquet files, in batch (= event) order."""
+        entries = [self.entries[b.key] for b in sorted(batches, key=lambda b: b.batch_id)]
+        frames = (read_tracks_parquet(self.out_dir / entry.path) for entry in entries)
+        return write_submission(self.submission_path, frames)
+
+    def read_tracks(self, batches: Iterable[Batch]) -> pd.DataFrame:
+        """All tracks of ``batches`` as one submission frame, in event order."""
+        entries = [self.entries[b.key] for b in sorted(batches, key=lambda b: b.batch_id)]
+        frames = [read_tracks_parquet(self.out_dir / e.path) for e in entries]
+        return (
+            pd.concat(frames, ignore_index=True)
+            if frames
+            else pd.DataFrame(columns=["event_id", "hit_id", "track_id"])
+        )
+
+    def write_report(self, report: dict[str, Any]) -> Path:
+        with atomic_path(self.report_path) as tmp:
+            tmp.write_text(json.dumps(report, indent=1, default=_json_default) + "\n")
+        return self.report_path
+
+
+def _json_default(value: Any) -> Any:
+    if hasattr(value, "item"):  # numpy scalars
+        return value.item()
+    if isinstance(value, Path):
+        return str(value)
+    raise TypeError(f"{type(value).__name__} is not JSON serialisable")

@@ -1,0 +1,89 @@
+"""The per-worker pipeline: models loaded once per worker process, never shipped per task.
+
+``client.register_plugin(PipelinePlugin(...))`` runs :meth:`PipelinePlugin.setup` on every worker,
+now and on workers that join later (adaptive scaling, a restarted worker after a crash). Tasks
+fetch the loaded pipeline with :func:`worker_pipeline`.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from dask.base import tokenize
+from distributed import WorkerPlugin, get_worker
+
+if TYPE_CHECKING:
+    from distributed import Worker
+
+    from trackflow.pipeline import Pipeline
+
+PipelineLoader = Callable[..., "Pipeline"]
+
+
+def load_pipeline(
+    models_dir: Path | None, device: str, threads: int, loader: PipelineLoader | None = None
+) -> Pipeline:
+    """Set the thread counts of this process, then load the pipeline (``Pipeline.load`` by default).
+
+    ``loader`` is called as ``loader(models_dir=..., device=..., threads=...)``; tests and
+    notebooks pass one that builds a pipeline from freshly initialised models.
+    """
+    from trackflow.pipeline.threads import set_threads
+
+    set_threads(threads)
+    if loader is None:
+        from trackflow.pipeline import Pipeline
+
+        loader = Pipeline.load
+    return loader(models_dir=models_dir, device=device, threads=threads)
+
+
+class PipelinePlugin(WorkerPlugin):
+    """Loads the pipeline once per worker and sets its thread counts.
+
+    ``device``: where the neural-network stages run on workers without a ``GPU`` resource; a
+    worker started with ``--resources GPU=1`` always uses ``cuda``. ``threads``: torch, FAISS and
+    OpenMP threads in the worker process (``threads_per_worker``).
+    """
+
+    idempotent = True
+
+    def __init__(
+        self,
+        models_dir: Path | None = None,
+        device: str = "cpu",
+        threads: int = 1,
+        loader: PipelineLoader | None = None,
+    ) -> None:
+        self.models_dir = None if models_dir is None else Path(models_dir)
+        self.device = device
+        self.threads = threads
+        self.loader = loader
+        # the name depends on the settings: a second run with other models on the same
+        # cluster registers its own plugin instead of silently reusing the first one
+        self.name = f"trackflow-pipeline-{tokenize(str(self.models_dir), device, threads, loader)}"
+        self.pipeline: Pipeline | None = None
+
+    def setup(self, worker: Worker) -> None:
+        device = "cuda" if worker.state.total_resources.get("GPU", 0) > 0 else self.device
+        self.pipeline = load_pipeline(self.models_dir, device, self.threads, self.loader)
+
+    def teardown(self, worker: Worker) -> None:
+        self.pipeline = None
+
+    def __getstate__(self) -> dict[str, Any]:
+        # only the settings travel to the workers, never a loaded pipeline
+        return {**self.__dict__, "pipeline": None}
+
+    def __repr__(self) -> str:
+        return f"PipelinePlugin(models_dir={self.models_dir}, device={self.device!r}, threads={self.threads})"
+
+
+def worker_pipeline(plugin_name: str) -> Pipeline:
+    """The pipeline the plugin ``plugin_name`` loaded in this worker (call inside a task)."""
+    plugin = get_worker().plugins.get(plugin_name)
+    if plugin is None or plugin.pipeline is None:
+        raise RuntimeError(f"worker has no loaded pipeline (plugin {plugin_name} not set up)")
+    return plugin.pipeline

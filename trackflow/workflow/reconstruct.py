@@ -1,0 +1,332 @@
+"""``trackflow reconstruct``: every event of a directory through the pipeline, in batches.
+
+:func:`reconstruct` lists the events, cuts them into batches, skips the batches an earlier run
+with the same ``out_dir`` finished, runs the rest with the chosen executor (``fused``, ``staged``
+or ``direct``), writes each batch's tracks as it arrives, and at the end ``submission.csv`` (in
+event order) and ``report.json``. Events are read without truth; truth is read afterwards, only
+to score the submission when the inputs have it.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import os
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from trackflow import config
+from trackflow.errors import ConfigError, EventFileError, TrackflowError
+from trackflow.events.trackml import EventRef, list_events
+from trackflow.files import sha256_file
+from trackflow.workflow.batching import Batch, make_batches
+from trackflow.workflow.executors import (
+    BatchResult,
+    DirectExecutor,
+    EventFailure,
+    FusedExecutor,
+    StagedExecutor,
+)
+from trackflow.workflow.outputs import RunOutputs
+from trackflow.workflow.plugin import PipelineLoader, PipelinePlugin, load_pipeline
+from trackflow.workflow.progress import EventProgress
+from trackflow.workflow.report import (
+    NetworkStats,
+    RunReport,
+    RunStats,
+    build_report,
+    bytes_between_workers,
+    client_scheduler_rtt,
+    scheduler_worker_rtt,
+    worker_resources,
+    worker_threads,
+)
+
+if TYPE_CHECKING:
+    from distributed import Client
+
+logger = logging.getLogger(__name__)
+
+MODES = ("fused", "staged", "direct")
+#: what reconstruction reads of an event: never truth
+EVENT_PARTS = ("hits",)
+
+
+@dataclass
+class ReconstructConfig:
+    """The options of ``trackflow reconstruct`` (None = the default from ``trackflow.config``).
+
+    ``workers``: worker processes (local) or worker jobs (Slurm); None = the machine's cores for
+    ``local``, 1 job otherwise. ``batch_size``: events per batch; ``max_hits_per_batch`` batches
+    by hits instead. ``max_in_flight``: batches submitted at once (None = 2 × workers).
+    ``retries``: Dask retries of transient task failures (bad files are never retried).
+    ``task_timeout``: s a batch may take from submission to result before it is reported
+    failed (a task asking for a resource no worker has fails this way instead of hanging).
+    ``progress``: None = a bar when stderr is a terminal.
+
+    For tests and notebooks: ``client`` runs on an existing Dask client instead of opening a
+    cluster; ``pipeline_loader`` replaces ``Pipeline.load`` (called with models_dir, device,
+    threads), e.g. ``Pipeline.random_init``; ``gpu_workers`` adds local workers flagged GPU=1.
+    """
+
+    input_dir: Path
+    out_dir: Path
+    models_dir: Path | None = None
+    device: str | None = None
+    cluster: str = "local"
+    workers: int | None = None
+    threads_per_worker: int = 1
+    mode: str | None = None
+    batch_size: int | None = None
+    max_hits_per_batch: int | None = None
+    max_in_flight: int | None = None
+    performance_report: Path | None = None
+    scheduler_file: Path | None = None
+    adapt: tuple[int, int] | None = None
+    profile_file: Path | None = None
+    insecure: bool = False
+    overwrite: bool = False
+    retries: int | None = None
+    task_timeout: float | None = None
+    event_ids: list[int] | None = None
+    progress: bool | None = None
+    gpu_workers: int = 0
+    client: Client | None = field(default=None, repr=False)
+    pipeline_loader: PipelineLoader | None = field(default=None, repr=False)
+
+    def __post_init__(self) -> None:
+        self.input_dir = Path(self.input_dir)
+        self.out_dir = Path(self.out_dir)
+        self.mode = self.mode or str(config.get("workflow.mode", "fused"))
+        if self.mode not in MODES:
+            raise ConfigError(f"--mode {self.mode}: choose one of {', '.join(MODES)}")
+        self.device = self.device or str(config.get("device", "cpu"))
+        self.retries = int(self.retries if self.retries is not None else config.get("workflow.retries", 2))
+        self.task_timeout = float(
+            self.task_timeout if self.task_timeout is not None else config.get("workflow.task_timeout", 600)
+        )
+        if self.max_hits_per_batch is None:
+            self.max_hits_per_batch = config.get("workflow.max_hits_per_batch", None)
+        if self.batch_size is None and self.max_hits_per_batch is None:
+            self.batch_size = int(config.get("workflow.batch_size", 4))
+        if self.max_in_flight is None:
+            self.max_in_flight = config.get("workflow.max_in_flight", None)
+        if self.threads_per_worker < 1:
+            raise ConfigError(f"--threads-per-worker {self.threads_per_worker}: must be >= 1")
+        if self.retries < 0:
+            raise ConfigError(f"--retries {self.retries}: must be >= 0")
+        if self.out_dir.resolve() == self.input_dir.resolve():
+            raise ConfigError(f"--out {self.out_dir}: must not be the input directory")
+
+
+def _fingerprint(cfg: ReconstructConfig) -> dict[str, Any]:
+    """What makes two runs' outputs the same: inputs, models, pipeline settings, batching."""
+    if cfg.pipeline_loader is not None:
+        models = f"loader:{getattr(cfg.pipeline_loader, '__qualname__', repr(cfg.pipeline_loader))}"
+    else:
+        from trackflow.pipeline.model_files import shipped_models_dir
+
+        directory = Path(cfg.models_dir) if cfg.models_dir is not None else shipped_models_dir()
+        manifest = directory / "manifest.json"
+        models = f"sha256:{sha256_file(manifest)}" if manifest.is_file() else str(directory.resolve())
+    return {
+        "input_dir": str(cfg.input_dir.resolve()),
+        "models": models,
+        "pipeline": config.get("pipeline", {}),
+        "feature_scale": config.get("pipeline.feature_scale", None),
+        "device": cfg.device,
+        "batch_size": cfg.batch_size,
+        "max_hits_per_batch": cfg.max_hits_per_batch,
+    }
+
+
+def _default_workers(cfg: ReconstructConfig) -> int:
+    if cfg.workers is not None:
+        return int(cfg.workers)
+    return (os.cpu_count() or 1) if cfg.cluster == "local" else 1
+
+
+@contextlib.contextmanager
+def _client(cfg: ReconstructConfig, workers: int) -> Iterator[Client]:
+    """The run's client: the one given, or a cluster opened (and closed) for the run."""
+    if cfg.client is not None:
+        yield cfg.client
+        return
+    from trackflow.workflow.clusters import open_cluster
+
+    with open_cluster(
+        cfg.cluster,
+        workers,
+        cfg.threads_per_worker,
+        adapt=cfg.adapt,
+        profile_file=cfg.profile_file,
+        insecure=cfg.insecure,
+        scheduler_file=cfg.scheduler_file,
+        gpu_workers=cfg.gpu_workers,
+    ) as handle:
+        yield handle.client
+
+
+@dataclass
+class _Collected:
+    results: list[BatchResult] = field(default_factory=list)
+    wall_s: float = 0.0
+    threads: dict[str, int] = field(default_factory=dict)
+    network: NetworkStats = field(default_factory=NetworkStats)
+    dashboard: str | None = None
+
+
+def _drain(
+    results: Iterator[BatchResult], outputs: RunOutputs, progress: EventProgress, collected: _Collected
+) -> None:
+    """Write each batch as it arrives; failures go to stderr as one line each (and to the report)."""
+    for result in results:
+        outputs.write_batch(result)
+        for failure in result.failures:
+            progress.write(failure.line())
+        progress.update(len(result.events), len(result.failures))
+        collected.results.append(result)
+
+
+def _run_direct(
+    cfg: ReconstructConfig, todo: list[Batch], outputs: RunOutputs, progress: EventProgress
+) -> _Collected:
+    pipeline = load_pipeline(cfg.models_dir, cfg.device, cfg.threads_per_worker, cfg.pipeline_loader)
+    executor = DirectExecutor(pipeline, retries=cfg.retries, parts=EVENT_PARTS)
+    collected = _Collected(threads={"direct": cfg.threads_per_worker})
+    start = time.time()
+    _drain(executor.execute(todo), outputs, progress, collected)
+    collected.wall_s = time.time() - start
+    return collected
+
+
+def _run_dask(
+    cfg: ReconstructConfig, workers: int, todo: list[Batch], outputs: RunOutputs, progress: EventProgress
+) -> _Collected:
+    from distributed import performance_report
+
+    collected = _Collected()
+    with _client(cfg, workers) as client:
+        collected.dashboard = client.dashboard_link
+        progress.write(f"dashboard: {client.dashboard_link}")
+        plugin = PipelinePlugin(cfg.models_dir, cfg.device, cfg.threads_per_worker, cfg.pipeline_loader)
+        client.register_plugin(plugin)
+        gpu = any(r.get("GPU", 0) > 0 for r in worker_resources(client).values())
+        cls = FusedExecutor if cfg.mode == "fused" else StagedExecutor
+        executor = cls(
+            client,
+            plugin.name,
+            retries=cfg.retries,
+            task_timeout=cfg.task_timeout,
+            max_in_flight=cfg.max_in_flight,
+            gpu=gpu,
+            parts=EVENT_PARTS,
+        )
+        collected.threads = worker_threads(client)
+        rtt = scheduler_worker_rtt(client)
+        client_rtt = client_scheduler_rtt(client)
+        report_cm = (
+            performance_report(filename=str(cfg.performance_report))
+            if cfg.performance_report is not None
+            else contextlib.nullcontext()
+        )
+        start = time.time()
+        with report_cm:
+            _drain(executor.execute(todo), outputs, progress, collected)
+        collected.wall_s = time.time() - start
+        collected.network = NetworkStats(
+            bytes_between_workers=bytes_between_workers(client, since=start),
+            result_bytes=int(sum(r.tracks.memory_usage(index=False).sum() for r in collected.results)),
+            scheduler_worker_rtt=rtt,
+            client_scheduler_rtt=client_rtt,
+        )
+    return collected
+
+
+def _efficiency(
+    cfg: ReconstructConfig, submission: Path, refs: list[EventRef], done: set[int]
+) -> dict[str, Any] | None:
+    """Score the submission with trackflow.metrics when every done event has truth and particles."""
+    scored = [r.event_id for r in refs if r.event_id in done]
+    if not scored or not all({"truth", "particles"} <= r.paths.keys() for r in refs if r.event_id in done):
+        return None
+    from trackflow.metrics import score_submission
+
+    try:
+        summary = score_submission(cfg.input_dir, submission, event_ids=scored)
+    except TrackflowError as error:
+        return {"error": str(error)}
+    return {k: v for k, v in summary.items() if k != "events"}
+
+
+def reconstruct(cfg: ReconstructConfig) -> RunReport:
+    """Reconstruct every event of ``cfg.input_dir``; write outputs to ``cfg.out_dir``.
+
+    Returns the :class:`RunReport` (``exit_code`` 0: every event done; 3: some failed). Raises
+    TrackflowError subclasses for problems with the options, the input directory or the models.
+    """
+    refs = list_events(cfg.input_dir, cfg.event_ids)
+    if not refs:
+        raise EventFileError(cfg.input_dir, "holds no TrackML events (eventNNNNNNNNN-hits.csv[.gz])")
+    batches = make_batches(refs, cfg.batch_size, cfg.max_hits_per_batch)
+    outputs = RunOutputs(cfg.out_dir, _fingerprint(cfg), overwrite=cfg.overwrite)
+    finished = {b.batch_id: outputs.finished(b) for b in batches}
+    todo = [b for b in batches if finished[b.batch_id] is None]
+    resumed = [entry for entry in finished.values() if entry is not None]
+    resumed_events = [e for entry in resumed for e in entry.events]
+    resumed_failures = [f for entry in resumed for f in entry.failure_objects()]
+    workers = _default_workers(cfg)
+
+    with EventProgress(
+        len(refs), cfg.progress, initial=len(resumed_events) + len(resumed_failures)
+    ) as progress:
+        if not todo:
+            collected = _Collected()
+        elif cfg.mode == "direct":
+            collected = _run_direct(cfg, todo, outputs, progress)
+        else:
+            collected = _run_dask(cfg, workers, todo, outputs, progress)
+
+    submission = outputs.write_submission(batches)
+    done = {e["event_id"] for e in resumed_events} | {e.event_id for r in collected.results for e in r.events}
+    failures: list[EventFailure] = sorted(
+        [*resumed_failures, *(f for r in collected.results for f in r.failures)], key=lambda f: f.event_id
+    )
+    settings = {
+        "mode": cfg.mode,
+        "cluster": "direct" if cfg.mode == "direct" else (cfg.cluster if cfg.client is None else "client"),
+        "dashboard": collected.dashboard,
+        "device": cfg.device,
+        "n_workers": len(collected.threads) or (1 if cfg.mode == "direct" else workers),
+        "threads_per_worker": cfg.threads_per_worker,
+        "batch_size": cfg.batch_size,
+        "max_hits_per_batch": cfg.max_hits_per_batch,
+        "batches": len(batches),
+        "max_in_flight": cfg.max_in_flight,
+        "retries": cfg.retries,
+        "task_timeout_s": cfg.task_timeout,
+    }
+    stats = RunStats(
+        settings=settings,
+        results=collected.results,
+        resumed_events=resumed_events,
+        resumed_failures=resumed_failures,
+        total_events=len(refs),
+        wall_s=collected.wall_s,
+        worker_threads=collected.threads,
+        network=collected.network,
+        efficiency=_efficiency(cfg, submission, refs, done),
+        outputs={
+            "submission": str(submission),
+            "manifest": str(outputs.manifest_path),
+            "batches": str(outputs.batch_dir),
+            "report": str(outputs.report_path),
+            "performance_report": None if cfg.performance_report is None else str(cfg.performance_report),
+        },
+    )
+    report = build_report(stats)
+    report_path = outputs.write_report(report)
+    return RunReport(report=report, report_path=report_path, submission_path=submission, failures=failures)

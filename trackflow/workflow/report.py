@@ -1,0 +1,326 @@
+"""``report.json``: what a reconstruction run did, how fast, where the time went, what failed.
+
+Schema (version 1; times in s, Unix time for instants, bytes for sizes)::
+
+    version, mode, cluster, dashboard, device, workers, threads_per_worker, batch_size,
+    max_hits_per_batch, max_in_flight, retries, task_timeout_s
+    events:      total, done, failed, resumed (finished by an earlier run), processed (this run)
+    hits:        hits of the events processed this run
+    tracks:      tracks of every done event (this run and resumed)
+    wall_s:      first submission to last result of this run
+    throughput:  events_per_s, hits_per_s          (events processed this run / wall_s)
+    latency_s:   p50, p95, p99, mean, max  — per event: its batch's submission to result at the client
+    event_time_s: p50, p95, p99, mean, max — per event: load + pipeline time inside the task
+    queueing_s:  p50, p95, p99, mean, max  — per batch: submission to its first task starting
+    stages:      {stage: {total_s, mean_s, share}}  — load, the five stages, finish (share of their sum)
+    dask_overhead: mean_s, fraction — per batch: latency − queueing − task time; fraction of task time
+    workers:     utilisation (busy / wall / threads), per_worker {address: {batches, events,
+                 busy_s, nthreads, utilisation}}
+    network:     bytes_between_workers (worker transfer logs), result_bytes (results to the client),
+                 scheduler_worker_rtt_s {p50, min, max, per_worker}, client_scheduler_rtt_s
+    failed_events: [{event_id, stage, error, message, path, attempts}]   — this run and resumed
+    per_event:   [{event_id, batch_id, worker, hits, tracks, latency_s, timings, counts}]  — this run
+    efficiency:  trackflow.metrics summary when the inputs have truth, else null
+    outputs:     submission, manifest, batches, report, performance_report
+
+``null`` stands for "not measured" (e.g. the network in direct mode, latency with no event done).
+"""
+
+from __future__ import annotations
+
+import math
+import statistics
+import time
+from collections import defaultdict
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+
+from trackflow.workflow.executors import BatchResult, EventFailure
+
+if TYPE_CHECKING:
+    from distributed import Client
+
+REPORT_VERSION = 1
+#: exit codes of ``trackflow reconstruct``
+EXIT_OK = 0  # every event done
+EXIT_FAILED_EVENTS = 3  # the run finished, some events failed (listed in report.json)
+
+
+def percentiles(values: Sequence[float]) -> dict[str, float] | None:
+    """p50, p95, p99, mean and max of ``values`` (None when empty)."""
+    array = np.asarray([v for v in values if v is not None and math.isfinite(v)], dtype=np.float64)
+    if array.size == 0:
+        return None
+    p50, p95, p99 = np.percentile(array, [50, 95, 99])
+    return {
+        "p50": float(p50),
+        "p95": float(p95),
+        "p99": float(p99),
+        "mean": float(array.mean()),
+        "max": float(array.max()),
+    }
+
+
+# --------------------------------------------------------------------------- cluster measurements
+def worker_threads(client: Client) -> dict[str, int]:
+    """Threads of every worker, asked of the workers themselves (not the scheduler's cache)."""
+    return client.run(lambda dask_worker: dask_worker.state.nthreads)
+
+
+def worker_resources(client: Client) -> dict[str, dict[str, float]]:
+    return client.run(lambda dask_worker: dict(dask_worker.state.total_resources))
+
+
+def bytes_between_workers(client: Client, since: float) -> int:
+    """Bytes workers fetched from other workers since ``since`` (Unix s), from their transfer logs."""
+
+    def incoming(dask_worker: Any, since: float) -> int:
+        return int(sum(e["total"] for e in dask_worker.transfer_incoming_log if e["start"] >= since))
+
+    return int(sum(client.run(incoming, since=since).values()))
+
+
+def scheduler_worker_rtt(client: Client, repeats: int = 10) -> dict[str, list[float]]:
+    """Round trips (s) from the scheduler to each worker and back: ``repeats`` identity calls
+    timed inside the scheduler, so the client's own link does not count."""
+
+    async def ping(dask_scheduler: Any, repeats: int) -> dict[str, list[float]]:
+        samples: dict[str, list[float]] = {}
+        for address in list(dask_scheduler.workers):
+            rpc = dask_scheduler.rpc(address)
+            times = []
+            for _ in range(repeats):
+                tic = time.perf_counter()
+                await rpc.identity()
+                times.append(time.perf_counter() - tic)
+            samples[address] = times
+        return samples
+
+    return client.run_on_scheduler(ping, repeats=repeats)
+
+
+def client_scheduler_rtt(client: Client, repeats: int = 5) -> list[float]:
+    """Round trips (s) from the client to the scheduler (a no-op run on the scheduler)."""
+    times = []
+    for _ in range(repeats):
+        tic = time.perf_counter()
+        client.run_on_scheduler(lambda: None)
+        times.append(time.perf_counter() - tic)
+    return times
+
+
+@dataclass
+class NetworkStats:
+    """What the network did during a run (None = not measured, e.g. direct mode)."""
+
+    bytes_between_workers: int | None = None
+    result_bytes: int | None = None
+    scheduler_worker_rtt: dict[str, list[float]] | None = None
+    client_scheduler_rtt: list[float] | None = None
+
+    def to_dict(self) -> dict[str, Any]:
+        rtt = None
+        if self.scheduler_worker_rtt:
+            every = [t for times in self.scheduler_worker_rtt.values() for t in times]
+            rtt = {
+                "p50": statistics.median(every),
+                "min": min(every),
+                "max": max(every),
+                "per_worker": {w: statistics.median(t) for w, t in sorted(self.scheduler_worker_rtt.items())},
+            }
+        client_rtt = statistics.median(self.client_scheduler_rtt) if self.client_scheduler_rtt else None
+        return {
+            "bytes_between_workers": self.bytes_between_workers,
+            "result_bytes": self.result_bytes,
+            "scheduler_worker_rtt_s": rtt,
+            "client_scheduler_rtt_s": client_rtt,
+        }
+
+
+# --------------------------------------------------------------------------- the report
+@dataclass
+class RunStats:
+    """Everything a run hands to :func:`build_report`."""
+
+    settings: dict[str, Any]
+    results: list[BatchResult]
+    resumed_events: list[dict[str, Any]] = field(default_factory=list)
+    resumed_failures: list[EventFailure] = field(default_factory=list)
+    total_events: int = 0
+    wall_s: float = 0.0
+    worker_threads: dict[str, int] = field(default_factory=dict)
+    network: NetworkStats = field(default_factory=NetworkStats)
+    efficiency: dict[str, Any] | None = None
+    outputs: dict[str, str | None] = field(default_factory=dict)
+
+
+def _batch_timing(result: BatchResult) -> tuple[float, float, float]:
+    """(queueing, task time, overhead) of one batch in s."""
+    if not result.tasks:
+        return math.nan, math.nan, math.nan
+    first_start = min(t.start for t in result.tasks)
+    queueing = max(first_start - result.submitted, 0.0)
+    task_s = sum(t.stop - t.start for t in result.tasks)
+    overhead = max(result.latency_s - queueing - task_s, 0.0)
+    return queueing, task_s, overhead
+
+
+def build_report(stats: RunStats) -> dict[str, Any]:
+    """The report.json dictionary (schema in the module docstring)."""
+    results = sorted(stats.results, key=lambda r: r.batch.batch_id)
+    events = [(r, e) for r in results for e in r.events]
+    failures = sorted(
+        [*stats.resumed_failures, *(f for r in results for f in r.failures)], key=lambda f: f.event_id
+    )
+    processed = sum(len(r.batch) for r in results)
+    hits = sum(e.hits for _, e in events)
+    wall = stats.wall_s
+
+    stage_totals: dict[str, float] = defaultdict(float)
+    for _, e in events:
+        for stage, seconds in e.timings.items():
+            stage_totals[stage] += seconds
+    stage_sum = sum(stage_totals.values())
+    stages = {
+        stage: {
+            "total_s": total,
+            "mean_s": total / len(events),
+            "share": total / stage_sum if stage_sum > 0 else None,
+        }
+        for stage, total in stage_totals.items()
+    }
+
+    timings = [_batch_timing(r) for r in results]
+    task_total = sum(t for _, t, _ in timings if math.isfinite(t))
+    overheads = [o for _, _, o in timings if math.isfinite(o)]
+
+    per_worker: dict[str, dict[str, Any]] = {}
+    for r in results:
+        for t in r.tasks:
+            w = per_worker.setdefault(t.worker, {"batches": set(), "events": 0, "busy_s": 0.0})
+            w["batches"].add(r.batch.batch_id)
+            w["busy_s"] += t.stop - t.start
+        for e in r.events:
+            per_worker.setdefault(e.worker, {"batches": set(), "events": 0, "busy_s": 0.0})["events"] += 1
+    for address, w in per_worker.items():
+        w["batches"] = len(w["batches"])
+        w["nthreads"] = stats.worker_threads.get(address, 1)
+        w["utilisation"] = w["busy_s"] / (wall * w["nthreads"]) if wall > 0 else None
+    total_threads = sum(stats.worker_threads.values()) or sum(w["nthreads"] for w in per_worker.values())
+    busy = sum(w["busy_s"] for w in per_worker.values())
+
+    done_events = len(events) + len(stats.resumed_events)
+    report = {
+        "version": REPORT_VERSION,
+        **stats.settings,
+        "events": {
+            "total": stats.total_events,
+            "done": done_events,
+            "failed": len(failures),
+            "resumed": len(stats.resumed_events) + len(stats.resumed_failures),
+            "processed": processed,
+        },
+        "hits": hits,
+        "tracks": sum(e.tracks for _, e in events) + sum(e["tracks"] for e in stats.resumed_events),
+        "wall_s": wall,
+        "throughput": {
+            "events_per_s": processed / wall if wall > 0 else None,
+            "hits_per_s": hits / wall if wall > 0 else None,
+        },
+        "latency_s": percentiles([r.latency_s for r, _ in events]),
+        "event_time_s": percentiles([e.stop - e.start for _, e in events]),
+        "queueing_s": percentiles([q for q, _, _ in timings]),
+        "stages": stages,
+        "dask_overhead": {
+            "mean_s": statistics.fmean(overheads) if overheads else None,
+            "fraction": sum(overheads) / task_total if task_total > 0 and overheads else None,
+        },
+        "workers": {
+            "utilisation": busy / (wall * total_threads) if wall > 0 and total_threads else None,
+            "per_worker": dict(sorted(per_worker.items())),
+        },
+        "network": stats.network.to_dict(),
+        "failed_events": [f.to_dict() for f in failures],
+        "per_event": [
+            {
+                "event_id": e.event_id,
+                "batch_id": r.batch.batch_id,
+                "worker": e.worker,
+                "hits": e.hits,
+                "tracks": e.tracks,
+                "latency_s": r.latency_s,
+                "timings": e.timings,
+                "counts": e.counts,
+            }
+            for r, e in events
+        ],
+        "efficiency": stats.efficiency,
+        "outputs": stats.outputs,
+    }
+    return _finite(report)
+
+
+def _finite(value: Any) -> Any:
+    """NaN and inf become null: report.json stays strict JSON."""
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    if isinstance(value, dict):
+        return {k: _finite(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [_finite(v) for v in value]
+    return value
+
+
+@dataclass
+class RunReport:
+    """What :func:`trackflow.workflow.reconstruct` returns: the report and where the outputs are.
+
+    ``exit_code``: 0 when every event was done, 3 (:data:`EXIT_FAILED_EVENTS`) when the run
+    finished but some events failed.
+    """
+
+    report: dict[str, Any]
+    report_path: Path
+    submission_path: Path
+    failures: list[EventFailure] = field(default_factory=list)
+
+    @property
+    def exit_code(self) -> int:
+        return EXIT_FAILED_EVENTS if self.failures else EXIT_OK
+
+    def summary_lines(self) -> list[str]:
+        """A few lines for the terminal: events, tracks, speed, latency, stage shares, files."""
+        r = self.report
+        ev = r["events"]
+        lines = [
+            f"events: {ev['done']} done, {ev['failed']} failed, {ev['resumed']} resumed from an "
+            f"earlier run (of {ev['total']}); mode {r.get('mode')}, {r.get('n_workers')} worker(s)",
+            f"tracks: {r['tracks']}",
+        ]
+        eff = r.get("efficiency")
+        if eff:
+            shown = ", ".join(f"{k} {v:.3f}" for k, v in eff.items() if isinstance(v, float))
+            lines.append(f"efficiency: {shown}")
+        tp = r["throughput"]
+        if tp["events_per_s"] is not None:
+            lines.append(
+                f"throughput: {tp['events_per_s']:.3g} events/s, {tp['hits_per_s']:.3g} hits/s "
+                f"({ev['processed']} events in {r['wall_s']:.3g} s)"
+            )
+        lat = r["latency_s"]
+        if lat:
+            lines.append(
+                f"latency per event: p50 {lat['p50']:.3g} s, p95 {lat['p95']:.3g} s, p99 {lat['p99']:.3g} s"
+            )
+        if r["stages"]:
+            shares = ", ".join(
+                f"{name} {100 * s['share']:.0f}%" for name, s in r["stages"].items() if s["share"] is not None
+            )
+            lines.append(f"stage shares: {shares}")
+        lines.append(f"report: {self.report_path}")
+        lines.append(f"submission: {self.submission_path}")
+        return lines
