@@ -181,7 +181,8 @@ def test_geometric_digitization_makes_cells(detectors_csv: Path, frames: ModuleF
 
 @pytest.mark.slow
 def test_particles_from_a_real_event(tmp_path: Path, trackml_dir: Path, detectors_csv: Path) -> None:
-    source = trackml_dir / "event000001001-particles.csv.gz"
+    # 1005: the file with the most vertices (2,086), which must all fit in the particle ids
+    source = trackml_dir / "event000001005-particles.csv.gz"
     config = small_config(detectors_csv, particles_from=source, rotate_phi=False)
     event = simulate_event(config, 0)
     real = pd.read_csv(source)
@@ -215,3 +216,14 @@ def test_bad_settings_raise_config_errors(tmp_path: Path) -> None:
         SimulationConfig(noise_fraction=1.0)
     with pytest.raises(ConfigError, match="particles_from"):
         SimulationConfig(particles_from=tmp_path).particle_files()
+
+
+def test_particles_from_takes_a_directory_a_file_or_a_pattern(trackml_dir: Path) -> None:
+    every = SimulationConfig(particles_from=trackml_dir).particle_files()
+    assert len(every) == 9 and every == sorted(every)
+    held_out = trackml_dir / "event000001020-particles.csv.gz"
+    assert SimulationConfig(particles_from=held_out).particle_files() == [held_out]
+    training = SimulationConfig(
+        particles_from=trackml_dir / "event0000010[01]?-particles.csv.gz"
+    ).particle_files()
+    assert len(training) == 8 and held_out not in training

@@ -44,10 +44,10 @@ from trackflow.events.noise import noise_count, noise_hits
 PION_MASS_GEV = 0.13957039
 PION_PDG = 211
 B_FIELD_T = 2.0
-#: bit layout of particle_id = ACTS barcode (vertex primary, vertex secondary, particle, generation,
-#: sub-particle), as in ACTS's former 64-bit barcode; the primary vertex field is 11 bits so ids
-#: stay positive int64
-BARCODE_FIELDS = (("pv", 52, 11), ("sv", 40, 12), ("part", 24, 16), ("gen", 16, 8), ("subpart", 0, 16))
+#: bit layout (name, shift, bits) of particle_id, packing ACTS's barcode (primary vertex, secondary
+#: vertex, particle, generation, sub-particle) into 63 bits so ids are positive int64; real TrackML
+#: particle files have a few thousand vertices, hence 16 bits for the primary vertex
+BARCODE_FIELDS = (("pv", 47, 16), ("sv", 35, 12), ("part", 19, 16), ("gen", 11, 8), ("subpart", 0, 11))
 ACTS_ID_COLUMNS = tuple(f"particle_id_{name}" for name, _, _ in BARCODE_FIELDS)
 # independent random streams per event, all derived from (seed, event_index)
 _STREAM_ACTS, _STREAM_NOISE, _STREAM_SHUFFLE, _STREAM_ROTATION = range(4)
@@ -65,7 +65,8 @@ class SimulationConfig:
     per vertex; ``pt_min``/``pt_max`` (GeV): uniform transverse momentum range; ``eta_max``:
     uniform in |eta| < eta_max; ``sigma_z``/``sigma_xy`` (mm): Gaussian vertex spread.
     ``particles_from``: a directory of TrackML ``eventNNNNNNNNN-particles.csv[.gz]`` files (or
-    one file) whose particles are propagated instead of the gun, file ``event_index mod n``;
+    one file, or a glob pattern) whose particles are propagated instead of the gun, file
+    ``event_index mod n`` of the sorted list;
     ``rotate_phi`` turns each such event by a random azimuth so repeated files differ.
     ``digitization``: ``"smeared"`` or ``"geometric"`` (makes cells). ``noise_fraction``: noise
     hits / all hits. ``p_min`` (GeV): Fatras drops particles below this momentum.
@@ -106,21 +107,28 @@ class SimulationConfig:
                 problems.append(f"pt range: need 0 < pt_min < pt_max (GeV), got {self.pt_min}..{self.pt_max}")
             if self.eta_max <= 0.0:
                 problems.append(f"eta_max: must be > 0, got {self.eta_max}")
-            if self.pileup >= 2**11:
-                problems.append(f"pileup: at most {2**11 - 1} vertices, got {self.pileup}")
+            if self.pileup >= 2**16:
+                problems.append(f"pileup: at most {2**16 - 1} vertices, got {self.pileup}")
         if self.seed < 0:
             problems.append(f"seed: must be >= 0, got {self.seed}")
         if problems:
             raise ConfigError("; ".join(problems))
 
     def particle_files(self) -> list[Path]:
-        """The TrackML particles files that ``particles_from`` names, sorted (empty without it)."""
+        """The TrackML particles files that ``particles_from`` names, sorted (empty without it).
+
+        ``particles_from`` is a directory (its ``event*-particles.csv[.gz]``), one file, or a glob
+        pattern of files (e.g. ``dir/event0000010[01]?-particles.csv.gz``, to hold files out).
+        """
         if self.particles_from is None:
             return []
         source = self.particles_from
         if source.is_file():
             return [source]
-        files = sorted(source.glob("event*-particles.csv*")) if source.is_dir() else []
+        if source.is_dir():
+            files = sorted(source.glob("event*-particles.csv*"))
+        else:
+            files = sorted(p for p in source.parent.glob(source.name) if p.is_file())
         if not files:
             raise ConfigError(f"particles_from {source}: no eventNNNNNNNNN-particles.csv[.gz] files there")
         return files
