@@ -23,7 +23,15 @@ VOLUME_IDS: tuple[int, ...] = (7, 8, 9, 12, 13, 14, 16, 17, 18)
 
 BASE_FEATURES: tuple[str, ...] = ("r", "phi", "z")
 # name -> number of columns it contributes
-KNOWN_FEATURES: dict[str, int] = {"r": 1, "phi": 1, "z": 1, "eta": 1, "volume": len(VOLUME_IDS)}
+KNOWN_FEATURES: dict[str, int] = {
+    "r": 1,
+    "phi": 1,
+    "z": 1,
+    "eta": 1,
+    "cos_phi": 1,
+    "sin_phi": 1,
+    "volume": len(VOLUME_IDS),
+}
 ETA_SCALE = 4.0  # |eta| of TrackML hits stays below ~4
 
 
@@ -36,7 +44,7 @@ def _default_scale() -> dict[str, float]:
 class FeatureConfig:
     """Which features, in which order, and the scale of each (r and z in mm, phi in rad).
 
-    ``names``: a sequence drawn from ``r, phi, z, eta, volume`` (``volume`` is a 9-column one-hot
+    ``names``: a sequence drawn from ``r, phi, z, eta, cos_phi, sin_phi, volume`` (``volume`` is a 9-column one-hot
     of the TrackML volume id). The column count is ``n_features``.
     """
 
@@ -95,6 +103,10 @@ def hit_features(hits: pd.DataFrame, config: FeatureConfig | None = None) -> tor
             columns.append(_column(hits, name)[:, None] / config.scale[name])
         elif name == "eta":
             columns.append(_column(hits, "eta")[:, None] / config.scale.get("eta", ETA_SCALE))
+        elif name in ("cos_phi", "sin_phi"):
+            # continuous across phi = ±pi, where phi/pi jumps from +1 to -1
+            phi = _column(hits, "phi")[:, None]
+            columns.append(np.cos(phi) if name == "cos_phi" else np.sin(phi))
         elif name == "volume":
             volume = hits["volume_id"].to_numpy()
             columns.append((volume[:, None] == np.asarray(VOLUME_IDS)[None, :]).astype(np.float64))
