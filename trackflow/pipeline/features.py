@@ -44,7 +44,8 @@ def _default_scale() -> dict[str, float]:
 class FeatureConfig:
     """Which features, in which order, and the scale of each (r and z in mm, phi in rad).
 
-    ``names``: a sequence drawn from ``r, phi, z, eta, cos_phi, sin_phi, volume`` (``volume`` is a 9-column one-hot
+    ``names``: a sequence drawn from ``r, phi, z, eta, cos_phi, sin_phi, volume``
+    (``volume`` is a 9-column one-hot
     of the TrackML volume id). The column count is ``n_features``.
     """
 
