@@ -1,1 +1,64 @@
+"""trackflow: GNN-based charged-particle tracking (Exa.TrkX) as a Dask batch workflow.
+
+The public API, imported lazily so that ``import trackflow`` stays light (no torch, no Dask
+until a name that needs them is used)::
+
+    import trackflow
+    events = trackflow.list_events("events/")            # lazy: file names only
+    event = trackflow.read_event(events[0])               # hits, truth, particles (validated)
+    pipeline = trackflow.Pipeline.load()                  # the shipped models, CPU
+    tracks = pipeline(event)                              # EventTracks: labels, timings, counts
+    metrics = trackflow.score_event(tracks.to_frame(), event.truth, event.particles)
+    with trackflow.open_cluster("local", workers=2, threads_per_worker=1) as cluster:
+        report = trackflow.reconstruct(trackflow.ReconstructConfig("events/", "out/", scheduler=...))
+"""
+
 from __future__ import annotations
+
+import importlib
+from typing import Any
+
+__version__ = "0.1.0"
+
+#: public name -> module that owns it
+_PUBLIC: dict[str, str] = {
+    "Event": "trackflow.events",
+    "EventRef": "trackflow.events",
+    "list_events": "trackflow.events",
+    "read_event": "trackflow.events",
+    "write_event": "trackflow.events",
+    "read_submission": "trackflow.events",
+    "write_submission": "trackflow.events",
+    "SimulationConfig": "trackflow.events.simulation",
+    "simulate_event": "trackflow.events.simulation",
+    "simulate": "trackflow.workflow.simulate",
+    "score_event": "trackflow.metrics",
+    "score_submission": "trackflow.metrics",
+    "efficiency_table": "trackflow.metrics",
+    "Pipeline": "trackflow.pipeline",
+    "EventTracks": "trackflow.pipeline",
+    "TrainingConfig": "trackflow.pipeline.training",
+    "train": "trackflow.pipeline.training",
+    "open_cluster": "trackflow.workflow.clusters",
+    "ReconstructConfig": "trackflow.workflow.reconstruct",
+    "reconstruct": "trackflow.workflow.reconstruct",
+    "BenchConfig": "trackflow.workflow.bench",
+    "run_bench": "trackflow.workflow.bench",
+    "write_plots": "trackflow.workflow.bench",
+    "estimate": "trackflow.workflow.estimates",
+}
+
+__all__ = ["__version__", *sorted(_PUBLIC)]
+
+
+def __getattr__(name: str) -> Any:
+    module = _PUBLIC.get(name)
+    if module is None:
+        raise AttributeError(f"module 'trackflow' has no attribute {name!r}")
+    value = getattr(importlib.import_module(module), name)
+    globals()[name] = value
+    return value
+
+
+def __dir__() -> list[str]:
+    return __all__
