@@ -48,7 +48,7 @@ _PUBLIC: dict[str, str] = {
     "estimate": "trackflow.workflow.estimates",
 }
 
-__all__ = ["__version__", *sorted(_PUBLIC)]
+__all__ = ["__version__", *sorted(_PUBLIC)]  # noqa: PLE0604 - names are str keys
 
 
 def __getattr__(name: str) -> Any:
