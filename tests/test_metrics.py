@@ -491,3 +491,16 @@ def test_score_submission_errors_name_the_file(tmp_path: Path) -> None:
     third = write_submission(tmp_path / "third.csv", [tracks.assign(event_id=3)])
     with pytest.raises(EventFileError, match=r"event000000003-truth\.csv\.gz: missing truth file"):
         score_submission(tmp_path / "events", third)
+
+
+def test_edges_as_torch_tensors() -> None:
+    """HitGraph holds torch tensors: they are accepted as they are."""
+    torch = pytest.importorskip("torch")
+    hit_ids, truth, particles = edge_event()
+    edges = np.array([[2, 0, 0, 1, 5, 6], [4, 4, 2, 3, 6, 1]])
+    scores = np.array([0.9, 0.8, 0.1, 0.95, 0.7, 0.3], dtype=np.float32)
+    from_numpy = score_edges(hit_ids, edges, truth, particles, edge_scores=scores, cut=0.5)
+    from_torch = score_edges(
+        hit_ids, torch.from_numpy(edges), truth, particles, edge_scores=torch.from_numpy(scores), cut=0.5
+    )
+    assert from_torch == from_numpy
