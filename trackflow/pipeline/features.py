@@ -17,9 +17,7 @@ import torch
 
 import trackflow.config
 from trackflow.errors import ConfigError
-
-# TrackML volume ids (pixel, short strip, long strip; -endcap, barrel, +endcap)
-VOLUME_IDS: tuple[int, ...] = (7, 8, 9, 12, 13, 14, 16, 17, 18)
+from trackflow.events.event import VOLUME_IDS
 
 BASE_FEATURES: tuple[str, ...] = ("r", "phi", "z")
 # name -> number of columns it contributes
