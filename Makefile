@@ -20,12 +20,14 @@ $(STAMP): pyproject.toml constraints.txt
 venv: $(STAMP)
 
 # The main job on a LocalCluster: simulate a few events with ACTS (truth included, so efficiency
-# is reported), reconstruct them with the shipped models, print the summary.
+# is reported) from the real TrackML particles when ../shared is there, else from a particle gun,
+# reconstruct them with the shipped models, print the summary.
 DEMO ?= runs/demo
 DEMO_EVENTS ?= 4
 run: $(STAMP)
 	test -d $(DEMO)/events || $(VENV)/bin/trackflow simulate --out $(DEMO)/events --events $(DEMO_EVENTS) \
-		--seed 20261128 --particles-from $(TRACKML_EVENTS) --no-progress
+		--seed 20261128 --no-progress \
+		$(if $(wildcard $(TRACKML_EVENTS)),--particles-from $(TRACKML_EVENTS),--pileup 40)
 	$(VENV)/bin/trackflow reconstruct $(DEMO)/events --out $(DEMO)/out --overwrite --no-progress
 
 test: $(STAMP)
