@@ -12,6 +12,8 @@ from __future__ import annotations
 import contextlib
 import logging
 import os
+import re
+import sys
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -19,7 +21,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from trackflow import config
-from trackflow.errors import ConfigError, EventFileError, TrackflowError
+from trackflow.errors import ConfigError, EventFileError
 from trackflow.events.trackml import EventRef, list_events
 from trackflow.files import sha256_file
 from trackflow.workflow.batching import Batch, make_batches
@@ -125,7 +127,8 @@ class ReconstructConfig:
 def _fingerprint(cfg: ReconstructConfig) -> dict[str, Any]:
     """What makes two runs' outputs the same: inputs, models, pipeline settings, batching."""
     if cfg.pipeline_loader is not None:
-        models = f"loader:{getattr(cfg.pipeline_loader, '__qualname__', repr(cfg.pipeline_loader))}"
+        name = getattr(cfg.pipeline_loader, "__qualname__", None) or repr(cfg.pipeline_loader)
+        models = "loader:" + re.sub(r" at 0x[0-9a-f]+", "", name)  # no memory addresses
     else:
         from trackflow.pipeline.model_files import shipped_models_dir
 
@@ -246,20 +249,28 @@ def _run_dask(
     return collected
 
 
-def _efficiency(
+def _score(
     cfg: ReconstructConfig, submission: Path, refs: list[EventRef], done: set[int]
-) -> dict[str, Any] | None:
-    """Score the submission with trackflow.metrics when every done event has truth and particles."""
-    scored = [r.event_id for r in refs if r.event_id in done]
-    if not scored or not all({"truth", "particles"} <= r.paths.keys() for r in refs if r.event_id in done):
-        return None
+) -> tuple[dict[str, Any] | None, list[EventFailure]]:
+    """Efficiency of the done events that have truth and particles (trackflow.metrics), and a
+    ``score`` failure for each whose truth cannot be used (e.g. its hit ids match another event)."""
+    with_truth = [r for r in refs if r.event_id in done and {"truth", "particles"} <= r.paths.keys()]
+    if not with_truth:
+        return None, []
     from trackflow.metrics import score_submission
 
-    try:
-        summary = score_submission(cfg.input_dir, submission, event_ids=scored)
-    except TrackflowError as error:
-        return {"error": str(error)}
-    return {k: v for k, v in summary.items() if k != "events"}
+    good, failures = [], []
+    for ref in with_truth:
+        try:
+            ref.load(("hits", "truth", "particles"))
+        except EventFileError as error:
+            failures.append(EventFailure.from_exception(ref.event_id, "score", error))
+        else:
+            good.append(ref.event_id)
+    if not good:
+        return None, failures
+    summary = score_submission(cfg.input_dir, submission, event_ids=good)
+    return {k: v for k, v in summary.items() if k != "events"}, failures
 
 
 def reconstruct(cfg: ReconstructConfig) -> RunReport:
@@ -292,8 +303,12 @@ def reconstruct(cfg: ReconstructConfig) -> RunReport:
 
     submission = outputs.write_submission(batches)
     done = {e["event_id"] for e in resumed_events} | {e.event_id for r in collected.results for e in r.events}
+    efficiency, score_failures = _score(cfg, submission, refs, done)
+    for failure in score_failures:
+        print(failure.line(), file=sys.stderr)
     failures: list[EventFailure] = sorted(
-        [*resumed_failures, *(f for r in collected.results for f in r.failures)], key=lambda f: f.event_id
+        [*resumed_failures, *(f for r in collected.results for f in r.failures), *score_failures],
+        key=lambda f: f.event_id,
     )
     settings = {
         "mode": cfg.mode,
@@ -318,7 +333,8 @@ def reconstruct(cfg: ReconstructConfig) -> RunReport:
         wall_s=collected.wall_s,
         worker_threads=collected.threads,
         network=collected.network,
-        efficiency=_efficiency(cfg, submission, refs, done),
+        efficiency=efficiency,
+        score_failures=score_failures,
         outputs={
             "submission": str(submission),
             "manifest": str(outputs.manifest_path),

@@ -4,7 +4,8 @@ Schema (version 1; times in s, Unix time for instants, bytes for sizes)::
 
     version, mode, cluster, dashboard, device, workers, threads_per_worker, batch_size,
     max_hits_per_batch, max_in_flight, retries, task_timeout_s
-    events:      total, done, failed, resumed (finished by an earlier run), processed (this run)
+    events:      total, done (tracks written), failed (events in failed_events), resumed
+                 (finished by an earlier run), processed (this run)
     hits:        hits of the events processed this run
     tracks:      tracks of every done event (this run and resumed)
     wall_s:      first submission to last result of this run
@@ -14,11 +15,14 @@ Schema (version 1; times in s, Unix time for instants, bytes for sizes)::
     queueing_s:  p50, p95, p99, mean, max  — per batch: submission to its first task starting
     stages:      {stage: {total_s, mean_s, share}}  — load, the five stages, finish (share of their sum)
     dask_overhead: mean_s, fraction — per batch: latency − queueing − task time; fraction of task time
+                 (staged: includes the waits between a batch's stage tasks)
     workers:     utilisation (busy / wall / threads), per_worker {address: {batches, events,
                  busy_s, nthreads, utilisation}}
     network:     bytes_between_workers (worker transfer logs), result_bytes (results to the client),
                  scheduler_worker_rtt_s {p50, min, max, per_worker}, client_scheduler_rtt_s
-    failed_events: [{event_id, stage, error, message, path, attempts}]   — this run and resumed
+    failed_events: [{event_id, stage, error, message, path, attempts}]   — this run and resumed;
+                 stage is load, a pipeline stage, finish, task (the whole task: timeout, worker
+                 lost) or score (tracks written, but the event's truth is unusable)
     per_event:   [{event_id, batch_id, worker, hits, tracks, latency_s, timings, counts}]  — this run
     efficiency:  trackflow.metrics summary when the inputs have truth, else null
     outputs:     submission, manifest, batches, report, performance_report
@@ -155,6 +159,7 @@ class RunStats:
     worker_threads: dict[str, int] = field(default_factory=dict)
     network: NetworkStats = field(default_factory=NetworkStats)
     efficiency: dict[str, Any] | None = None
+    score_failures: list[EventFailure] = field(default_factory=list)
     outputs: dict[str, str | None] = field(default_factory=dict)
 
 
@@ -174,7 +179,8 @@ def build_report(stats: RunStats) -> dict[str, Any]:
     results = sorted(stats.results, key=lambda r: r.batch.batch_id)
     events = [(r, e) for r in results for e in r.events]
     failures = sorted(
-        [*stats.resumed_failures, *(f for r in results for f in r.failures)], key=lambda f: f.event_id
+        [*stats.resumed_failures, *(f for r in results for f in r.failures), *stats.score_failures],
+        key=lambda f: f.event_id,
     )
     processed = sum(len(r.batch) for r in results)
     hits = sum(e.hits for _, e in events)
@@ -220,7 +226,7 @@ def build_report(stats: RunStats) -> dict[str, Any]:
         "events": {
             "total": stats.total_events,
             "done": done_events,
-            "failed": len(failures),
+            "failed": len({f.event_id for f in failures}),
             "resumed": len(stats.resumed_events) + len(stats.resumed_failures),
             "processed": processed,
         },

@@ -1,0 +1,208 @@
+"""reconstruct(): outputs in event order, the same tracks in every mode, resuming and --overwrite.
+
+Also home of the helpers the workflow tests share (small events cut out of a real TrackML event,
+a small untrained pipeline, one 2-worker LocalCluster for the whole session): test_executors.py
+and test_reliability.py import them from here.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import functools
+import json
+from collections.abc import Iterator
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from trackflow.errors import ConfigError
+from trackflow.events import Event, list_events, read_submission, write_event
+from trackflow.pipeline.pipeline import Pipeline
+from trackflow.workflow.batching import count_hits, make_batches
+from trackflow.workflow.outputs import MANIFEST_NAME
+from trackflow.workflow.reconstruct import ReconstructConfig, reconstruct
+from trackflow.workflow.report import EXIT_OK
+
+#: an untrained pipeline, small enough that an event of a few hundred hits takes ~0.1 s; its
+#: tracks are noise, but deterministic — all these tests need
+TINY_PIPELINE = functools.partial(Pipeline.random_init, hidden=32, gnn_hidden=16, seed=7)
+HIT_COLUMNS = ["hit_id", "x", "y", "z", "volume_id", "layer_id", "module_id"]
+FIRST_EVENT = 5000
+
+
+# --------------------------------------------------------------------------- shared helpers
+@functools.cache
+def _source_hits(trackml_dir: Path) -> pd.DataFrame:
+    return list_events(trackml_dir)[0].load(("hits",)).hits
+
+
+def small_hits(trackml_dir: Path, index: int, width: float = 0.04) -> pd.DataFrame:
+    """The pixel hits of one phi slice (``width`` rad) of a real event: a few hundred hits, a
+    different slice for each ``index``, hit ids as in the real file."""
+    hits = _source_hits(trackml_dir)
+    low = -np.pi + (index % int(2 * np.pi / width)) * width
+    keep = (hits["phi"] >= low) & (hits["phi"] < low + width) & hits["volume_id"].isin([7, 8, 9])
+    return hits.loc[keep, HIT_COLUMNS].reset_index(drop=True)
+
+
+def write_small_events(
+    trackml_dir: Path, out_dir: Path, count: int, first: int = FIRST_EVENT, width: float = 0.04
+) -> list[int]:
+    """Write ``count`` small hits-only events (ids ``first``...) to ``out_dir``; their ids."""
+    ids = list(range(first, first + count))
+    for i, event_id in enumerate(ids):
+        write_event(Event(event_id=event_id, hits=small_hits(trackml_dir, i, width)), out_dir)
+    return ids
+
+
+_CLUSTER: dict[str, object] = {}
+
+
+@contextlib.contextmanager
+def shared_local_client() -> Iterator[object]:
+    """One 2-worker LocalCluster (trackflow.workflow.clusters) for every workflow test module:
+    the first user starts it, the last one closes it."""
+    from trackflow.workflow.clusters import open_cluster
+
+    if "handle" not in _CLUSTER:
+        stack = contextlib.ExitStack()
+        _CLUSTER["handle"] = stack.enter_context(open_cluster("local", 2, 1))
+        _CLUSTER["stack"] = stack
+        _CLUSTER["users"] = 0
+    _CLUSTER["users"] = int(_CLUSTER["users"]) + 1  # type: ignore[call-overload]
+    try:
+        yield _CLUSTER["handle"].client  # type: ignore[attr-defined]
+    finally:
+        _CLUSTER["users"] = int(_CLUSTER["users"]) - 1  # type: ignore[call-overload]
+        if _CLUSTER["users"] == 0:
+            _CLUSTER.pop("stack").close()  # type: ignore[attr-defined]
+            _CLUSTER.clear()
+
+
+def run(input_dir: Path, out_dir: Path, **options: object):
+    """reconstruct() with the tiny pipeline, no progress bar, batches of 2 unless told."""
+    options.setdefault("batch_size", 2)
+    settings = {"pipeline_loader": TINY_PIPELINE, "progress": False, **options}
+    return reconstruct(ReconstructConfig(input_dir=input_dir, out_dir=out_dir, **settings))
+
+
+# --------------------------------------------------------------------------- fixtures
+@pytest.fixture(scope="session")
+def dask_client():
+    with shared_local_client() as client:
+        yield client
+
+
+@pytest.fixture(scope="module")
+def events_dir(trackml_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    directory = tmp_path_factory.mktemp("events")
+    write_small_events(trackml_dir, directory, 6)
+    return directory
+
+
+@pytest.fixture(scope="module")
+def direct_run(events_dir: Path, tmp_path_factory: pytest.TempPathFactory):
+    out = tmp_path_factory.mktemp("direct")
+    return run(events_dir, out, mode="direct")
+
+
+# --------------------------------------------------------------------------- batching
+def test_count_hits_counts_the_rows_of_the_hits_file(events_dir: Path) -> None:
+    for ref in list_events(events_dir):
+        assert count_hits(ref) == len(ref.load(("hits",)).hits)
+
+
+def test_batches_by_events_and_by_hits_keep_event_order(events_dir: Path) -> None:
+    refs = list_events(events_dir)
+    by_count = make_batches(refs, batch_size=4)
+    assert [b.event_ids for b in by_count] == [
+        tuple(r.event_id for r in refs[:4]),
+        tuple(r.event_id for r in refs[4:]),
+    ]
+    hits = {r.event_id: count_hits(r) for r in refs}
+    limit = max(hits.values()) * 2
+    by_hits = make_batches(refs, max_hits=limit)
+    assert [e for b in by_hits for e in b.event_ids] == [r.event_id for r in refs]
+    assert all(sum(hits[e] for e in b.event_ids) <= limit for b in by_hits)
+    assert all(b.hits == sum(hits[e] for e in b.event_ids) for b in by_hits)
+    # an event bigger than the limit is a batch of its own
+    assert all(len(b) == 1 for b in make_batches(refs, max_hits=1))
+    with pytest.raises(ConfigError, match="--batch-size"):
+        make_batches(refs, batch_size=0)
+
+
+# --------------------------------------------------------------------------- outputs
+def test_direct_run_writes_every_hit_once_in_event_order(events_dir: Path, direct_run) -> None:
+    report = direct_run
+    assert report.exit_code == EXIT_OK
+    submission = read_submission(report.submission_path)
+    ids = [r.event_id for r in list_events(events_dir)]
+    assert list(pd.unique(submission["event_id"])) == ids
+    for ref in list_events(events_dir):
+        hits = ref.load(("hits",)).hits
+        rows = submission[submission["event_id"] == ref.event_id]
+        assert sorted(rows["hit_id"]) == sorted(hits["hit_id"])
+    written = json.loads(report.report_path.read_text())
+    assert written["events"] == {"total": 6, "done": 6, "failed": 0, "resumed": 0, "processed": 6}
+    assert written["failed_events"] == []
+    assert {e["event_id"] for e in written["per_event"]} == set(ids)
+    assert set(written["stages"]) == {"load", "embedding", "graph_building", "filter", "gnn", "labelling"}
+    assert sum(s["share"] for s in written["stages"].values()) == pytest.approx(1.0)
+    assert written["throughput"]["events_per_s"] > 0
+    assert written["hits"] == len(submission)
+    assert written["tracks"] == sum(int(g["track_id"].nunique()) for _, g in submission.groupby("event_id"))
+    assert written["latency_s"]["p50"] <= written["latency_s"]["p99"]
+    assert written["network"]["scheduler_worker_rtt_s"] is None  # direct: no network
+
+
+def test_fused_and_staged_give_the_direct_submission(
+    events_dir: Path, direct_run, dask_client, tmp_path: Path
+) -> None:
+    expected = direct_run.submission_path.read_bytes()
+    for mode in ("fused", "staged"):
+        report = run(events_dir, tmp_path / mode, mode=mode, client=dask_client, max_in_flight=2)
+        assert report.exit_code == EXIT_OK, report.report["failed_events"]
+        assert report.submission_path.read_bytes() == expected, mode
+        written = report.report
+        assert written["mode"] == mode and written["events"]["done"] == 6
+        assert written["n_workers"] == 2
+        assert written["network"]["scheduler_worker_rtt_s"]["p50"] > 0
+        assert written["network"]["bytes_between_workers"] >= 0
+        assert sum(w["events"] for w in written["workers"]["per_worker"].values()) == 6
+        assert sum(w["batches"] for w in written["workers"]["per_worker"].values()) >= 3
+        assert len(written["per_event"]) == 6
+
+
+def test_rerun_skips_finished_batches_and_overwrite_starts_afresh(events_dir: Path, tmp_path: Path) -> None:
+    first = run(events_dir, tmp_path, mode="direct")
+    again = run(events_dir, tmp_path, mode="direct")
+    assert again.report["events"]["resumed"] == 6 and again.report["events"]["processed"] == 0
+    assert again.submission_path.read_bytes() == first.submission_path.read_bytes()
+    assert again.exit_code == EXIT_OK
+
+    # a batch file damaged since: that batch (only) runs again
+    manifest = json.loads((tmp_path / MANIFEST_NAME).read_text())
+    damaged = sorted(manifest["batches"].values(), key=lambda b: b["batch_id"])[1]
+    (tmp_path / damaged["path"]).write_bytes(b"not parquet")
+    repaired = run(events_dir, tmp_path, mode="direct")
+    assert repaired.report["events"]["processed"] == len(damaged["event_ids"])
+    assert repaired.submission_path.read_bytes() == first.submission_path.read_bytes()
+
+    fresh = run(events_dir, tmp_path, mode="direct", overwrite=True)
+    assert fresh.report["events"]["resumed"] == 0 and fresh.report["events"]["processed"] == 6
+    assert fresh.submission_path.read_bytes() == first.submission_path.read_bytes()
+
+
+def test_resuming_with_other_settings_is_refused(events_dir: Path, tmp_path: Path) -> None:
+    run(events_dir, tmp_path, mode="direct", event_ids=[FIRST_EVENT])
+    with pytest.raises(ConfigError, match=r"batch_size.*--overwrite"):
+        run(events_dir, tmp_path, mode="direct", batch_size=3, event_ids=[FIRST_EVENT])
+
+
+def test_bad_options_name_the_option(events_dir: Path, tmp_path: Path) -> None:
+    with pytest.raises(ConfigError, match="--mode"):
+        ReconstructConfig(input_dir=events_dir, out_dir=tmp_path, mode="sideways")
+    with pytest.raises(ConfigError, match="--out"):
+        ReconstructConfig(input_dir=events_dir, out_dir=events_dir)
