@@ -504,3 +504,16 @@ def test_edges_as_torch_tensors() -> None:
         hit_ids, torch.from_numpy(edges), truth, particles, edge_scores=torch.from_numpy(scores), cut=0.5
     )
     assert from_torch == from_numpy
+
+
+def test_particles_without_hits_and_an_empty_event() -> None:
+    truth, particles = make_truth({1: 6})
+    extra = particles.assign(particle_id=99)  # produced, but left no hit
+    metrics = score_event(truth_tracks(truth), truth, pd.concat([particles, extra]))
+    table = metrics.particles.set_index("particle_id")
+    assert table.loc[99, "n_hits"] == 0 and not table.loc[99, "reconstructable"]
+    assert metrics.efficiency == 1.0
+    empty = score_event(truth_tracks(truth.iloc[:0]), truth.iloc[:0], particles)
+    assert empty.to_dict()["trackml_score"] is None
+    assert empty.to_dict()["efficiency"] is None
+    assert empty.counts["tracks"] == 0

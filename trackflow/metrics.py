@@ -373,12 +373,13 @@ def score_event(
     pt = np.hypot(px, py)
     eta = np.arcsinh(np.divide(pz, pt, out=np.zeros_like(pz), where=pt > 0))
     code = pd.Index(np.asarray(particle_values)).get_indexer(pid)
-    n_hits = np.where(code >= 0, particle_hits[np.maximum(code, 0)], 0)
+    # code -1 (a particle without hits) picks the appended 0
+    n_hits = np.append(particle_hits, 0)[code]
     matched_codes = major[two_way & (major_id != 0)]
     matched = np.isin(code, matched_codes) & (code >= 0) & (pid != 0)
     long_pure = pure & (track_hits >= min_hits) & (major_id != 0)
     tracks_per_code = np.bincount(major[long_pure], minlength=n_part)
-    n_long_tracks = np.where(code >= 0, tracks_per_code[np.maximum(code, 0)], 0)
+    n_long_tracks = np.append(tracks_per_code, 0)[code]
     enough_hits = (n_hits >= min_hits) & (pid != 0)
     reconstructable = enough_hits & (pt > pt_min)
     reconstructable_low = enough_hits & (pt > pt_min_low)
