@@ -35,6 +35,8 @@ class InteractionGNN(nn.Module):
         self.in_features = in_features
         self.hidden = hidden
         self.n_iterations = n_iterations
+        # edges per chunk at inference (a plain attribute: not in the state dict)
+        self.inference_chunk = 32768
         h = hidden
         self.node_encoder = make_mlp(in_features, h, n_mlp_layers, h, output_activation=True)
         self.edge_encoder = make_mlp(2 * h, h, n_mlp_layers, h, output_activation=True)
@@ -43,6 +45,66 @@ class InteractionGNN(nn.Module):
         self.edge_classifier = make_mlp(3 * h, h, n_mlp_layers, 1)
 
     def forward(self, features: torch.Tensor, edges: torch.Tensor) -> torch.Tensor:
+        # The first Linear of each edge-level MLP acts on a concatenation [e, x_src, x_dst]; it is
+        # split into per-part weights so node parts are projected once per hit (N x H) and
+        # gathered, instead of building [E, 3H] inputs: a third of the FLOPs and memory.
+        # Without autograd (inference) edges are processed in chunks so transient memory stays
+        # near chunk x H floats whatever the event size; the result is the same.
+        source, target = edges[0], edges[1]
+        n_edges = edges.shape[1]
+        chunk = n_edges if torch.is_grad_enabled() else self.inference_chunk
+        chunk = max(chunk, 1)
+        h = self.hidden
+        x = self.node_encoder(features)
+
+        w = self.edge_encoder[0].weight
+        x_src = x @ w[:, :h].T
+        x_dst = x @ w[:, h:].T + self.edge_encoder[0].bias
+        parts: list[torch.Tensor] = []
+        for start in range(0, n_edges, chunk):
+            src, dst = source[start : start + chunk], target[start : start + chunk]
+            out = x_src[src] + x_dst[dst]
+            for i, layer in enumerate(self.edge_encoder):
+                if i > 0:
+                    out = layer(out)
+            parts.append(out)
+        e = torch.cat(parts) if len(parts) > 0 else x.new_zeros((0, h))
+
+        for _ in range(self.n_iterations):
+            w = self.edge_network[0].weight
+            e_w = w[:, :h]
+            x_src = x @ w[:, h : 2 * h].T
+            x_dst = x @ w[:, 2 * h :].T + self.edge_network[0].bias
+            parts = []
+            for start in range(0, n_edges, chunk):
+                src, dst = source[start : start + chunk], target[start : start + chunk]
+                e_chunk = e[start : start + chunk]
+                out = e_chunk @ e_w.T + x_src[src] + x_dst[dst]
+                for i, layer in enumerate(self.edge_network):
+                    if i > 0:
+                        out = layer(out)
+                parts.append(e_chunk + out)
+            e = torch.cat(parts) if len(parts) > 0 else e
+            incoming = torch.zeros_like(x).index_add_(0, target, e)
+            outgoing = torch.zeros_like(x).index_add_(0, source, e)
+            x = x + self.node_network(torch.cat([x, incoming, outgoing], dim=1))
+
+        w = self.edge_classifier[0].weight
+        e_w = w[:, :h]
+        x_src = x @ w[:, h : 2 * h].T
+        x_dst = x @ w[:, 2 * h :].T + self.edge_classifier[0].bias
+        logits: list[torch.Tensor] = []
+        for start in range(0, n_edges, chunk):
+            src, dst = source[start : start + chunk], target[start : start + chunk]
+            out = e[start : start + chunk] @ e_w.T + x_src[src] + x_dst[dst]
+            for i, layer in enumerate(self.edge_classifier):
+                if i > 0:
+                    out = layer(out)
+            logits.append(out.squeeze(1))
+        return torch.cat(logits) if len(logits) > 0 else x.new_zeros((0,))
+
+    def reference_forward(self, features: torch.Tensor, edges: torch.Tensor) -> torch.Tensor:
+        """The textbook form of :meth:`forward` (concatenated inputs, no chunks): for tests."""
         source, target = edges[0], edges[1]
         x = self.node_encoder(features)
         e = self.edge_encoder(torch.cat([x[source], x[target]], dim=1))

@@ -1,0 +1,241 @@
+"""The Pipeline: five stages composed, each timed (s) and counted, on CPU or CUDA.
+
+``Pipeline.load()`` reads a model directory (default: the models shipped in the package),
+``Pipeline.from_modules()`` wraps modules already in memory (training, tests), and
+``Pipeline.random_init()`` builds untrained models of the default shapes (benchmarks, tests).
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterable, Mapping
+from dataclasses import fields
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import nn
+
+import trackflow.config
+from trackflow.errors import ConfigError
+from trackflow.events import Event
+from trackflow.pipeline import model_files
+from trackflow.pipeline.embedding import Embedding, EmbeddingNet
+from trackflow.pipeline.features import FeatureConfig, hit_features
+from trackflow.pipeline.filter import EdgeFilter, FilterConfig, FilterNet
+from trackflow.pipeline.gnn import GNN, GNNConfig, InteractionGNN
+from trackflow.pipeline.graph import COUNT_NAMES, STAGE_NAMES, EventTracks, HitGraph
+from trackflow.pipeline.graph_building import GraphBuilding, GraphBuildingConfig
+from trackflow.pipeline.labelling import Labelling, LabellingConfig
+from trackflow.pipeline.threads import set_threads
+
+# stage name -> (trackflow.config section, config class)
+_CONFIG_SECTIONS: dict[str, tuple[str, type]] = {
+    "graph_building": ("pipeline.graph_building", GraphBuildingConfig),
+    "filter": ("pipeline.filter", FilterConfig),
+    "gnn": ("pipeline.gnn", GNNConfig),
+    "labelling": ("pipeline.labelling", LabellingConfig),
+}
+
+
+def _packaged_default(key: str) -> Any:
+    node: Any = trackflow.config.DEFAULTS.get("trackflow", {})
+    for part in key.split("."):
+        if not isinstance(node, Mapping) or part not in node:
+            return None
+        node = node[part]
+    return node
+
+
+def stage_config(stage: str, trained_with: Mapping[str, Any] | None = None) -> Any:
+    """The config of ``stage``: a setting the user changed (dask config file or env) wins over
+    the value the models were trained with (``trained_with``, from the manifest), which wins
+    over the packaged default."""
+    section, cls = _CONFIG_SECTIONS[stage]
+    trained_with = trained_with or {}
+    values: dict[str, Any] = {}
+    for f in fields(cls):
+        key = f"{section}.{f.name}"
+        current = trackflow.config.get(key, None)
+        user_changed = current is not None and current != _packaged_default(key)
+        if f.name in trained_with and not user_changed:
+            values[f.name] = trained_with[f.name]
+    return cls(**values)
+
+
+def _resolve_device(device: str | torch.device) -> torch.device:
+    device = torch.device(device)
+    if device.type == "cuda" and not torch.cuda.is_available():
+        raise ConfigError(f"device: {device} requested but torch sees no CUDA device")
+    if device.type not in ("cpu", "cuda"):
+        raise ConfigError(f"device: must be cpu or cuda, got {device}")
+    return device
+
+
+class Pipeline:
+    """Embedding -> graph building -> filter -> GNN -> labelling for one event at a time.
+
+    ``stages`` maps each name of :data:`STAGE_NAMES` to a callable ``HitGraph -> HitGraph``.
+    ``threads`` (if not None) is applied through :func:`set_threads`.
+    """
+
+    def __init__(
+        self,
+        stages: Mapping[str, Any],
+        features: FeatureConfig | None = None,
+        device: str | torch.device = "cpu",
+        threads: int | None = None,
+        models_dir: Path | None = None,
+    ) -> None:
+        missing = [name for name in STAGE_NAMES if name not in stages]
+        if missing:
+            raise ValueError(f"Pipeline needs every stage; missing {missing}")
+        self.stages = {name: stages[name] for name in STAGE_NAMES}
+        self.features = features or FeatureConfig()
+        self.device = _resolve_device(device)
+        self.threads = None if threads is None else set_threads(threads)
+        self.models_dir = models_dir
+
+    # ------------------------------------------------------------------ construction
+    @classmethod
+    def load(
+        cls,
+        models_dir: str | Path | None = None,
+        device: str | torch.device = "cpu",
+        threads: int | None = 1,
+    ) -> Pipeline:
+        """The pipeline of a model directory (None: the models shipped in the package).
+
+        Checks the manifest's sha256 of every file before loading it (ModelFileError otherwise).
+        """
+        directory = Path(models_dir) if models_dir is not None else model_files.shipped_models_dir()
+        dev = _resolve_device(device)
+        if threads is not None:
+            set_threads(threads)
+        manifest = model_files.read_manifest(directory)
+        model_files.verify(manifest)
+        models = {name: model_files.load_model(manifest, name, dev) for name in model_files.MODEL_STAGES}
+        return cls.from_modules(
+            models["embedding"],
+            models["filter"],
+            models["gnn"],
+            features=FeatureConfig.from_dict(manifest.features),
+            graph_building=stage_config("graph_building", manifest.stage_config("graph_building")),
+            filter_config=stage_config("filter", manifest.stage_config("filter")),
+            gnn_config=stage_config("gnn", manifest.stage_config("gnn")),
+            labelling=stage_config("labelling", manifest.stage_config("labelling")),
+            device=dev,
+            threads=threads,
+            models_dir=directory,
+        )
+
+    @classmethod
+    def from_modules(
+        cls,
+        embedding: nn.Module,
+        filter: nn.Module,  # named after the stage
+        gnn: nn.Module,
+        *,
+        features: FeatureConfig | None = None,
+        graph_building: GraphBuildingConfig | None = None,
+        filter_config: FilterConfig | None = None,
+        gnn_config: GNNConfig | None = None,
+        labelling: LabellingConfig | None = None,
+        device: str | torch.device = "cpu",
+        threads: int | None = None,
+        models_dir: Path | None = None,
+    ) -> Pipeline:
+        """A pipeline around models in memory (moved to ``device``, set to eval mode)."""
+        dev = _resolve_device(device)
+        stages = {
+            "embedding": Embedding(embedding.to(dev)),
+            "graph_building": GraphBuilding(graph_building),
+            "filter": EdgeFilter(filter.to(dev), filter_config),
+            "gnn": GNN(gnn.to(dev), gnn_config),
+            "labelling": Labelling(labelling),
+        }
+        return cls(stages, features, dev, threads, models_dir)
+
+    @classmethod
+    def random_init(
+        cls,
+        features: FeatureConfig | None = None,
+        *,
+        hidden: int = 256,
+        gnn_hidden: int = 64,
+        embedding_dim: int = 8,
+        seed: int = 0,
+        **kwargs: Any,
+    ) -> Pipeline:
+        """Untrained models of the default shapes (for tests and benchmarks; tracks are noise)."""
+        features = features or FeatureConfig()
+        n = features.n_features
+        generator_state = torch.random.get_rng_state()
+        torch.manual_seed(seed)
+        try:
+            embedding = EmbeddingNet(n, hidden, 4, embedding_dim)
+            filter_net = FilterNet(n, hidden, 4)
+            gnn = InteractionGNN(n, gnn_hidden, 8)
+        finally:
+            torch.random.set_rng_state(generator_state)
+        return cls.from_modules(embedding, filter_net, gnn, features=features, **kwargs)
+
+    # ------------------------------------------------------------------ running
+    @property
+    def stage_names(self) -> tuple[str, ...]:
+        return STAGE_NAMES
+
+    def prepare(self, event: Event) -> HitGraph:
+        """The event's hits as a HitGraph on this pipeline's device (features from hits only)."""
+        hit_ids = event.hits["hit_id"].to_numpy(dtype="int64")
+        features = hit_features(event.hits, self.features)
+        graph = HitGraph(event_id=int(event.event_id), hit_ids=hit_ids, features=features)
+        return graph.to(self.device) if self.device.type != "cpu" else graph
+
+    def _synchronize(self) -> None:
+        if self.device.type == "cuda":
+            torch.cuda.synchronize(self.device)
+
+    def run_stage(self, name: str, graph: HitGraph) -> HitGraph:
+        """Run stage ``name`` on ``graph`` (moved to this pipeline's device if needed); records
+        its wall time (s) in ``graph.timings[name]``."""
+        if name not in self.stages:
+            raise ValueError(f"unknown stage {name!r}; stages are {STAGE_NAMES}")
+        if graph.device != self.device:
+            graph = graph.to(self.device)
+        self._synchronize()
+        start = time.perf_counter()
+        graph = self.stages[name](graph)
+        self._synchronize()
+        graph.timings[name] = time.perf_counter() - start
+        return graph
+
+    def finish(self, graph: HitGraph) -> EventTracks:
+        """The EventTracks of a graph that went through every stage."""
+        if graph.track_labels is None:
+            raise ValueError(f"event {graph.event_id}: labelling has not run")
+        counts = {name: int(graph.counts.get(name, 0)) for name in COUNT_NAMES}
+        return EventTracks(
+            event_id=graph.event_id,
+            hit_ids=graph.hit_ids,
+            track_labels=graph.track_labels,
+            timings=dict(graph.timings),
+            counts=counts,
+        )
+
+    def run_graph(self, graph: HitGraph) -> EventTracks:
+        """Every stage on a prepared graph (e.g. ``HitGraph.from_features``) -> EventTracks."""
+        for name in STAGE_NAMES:
+            graph = self.run_stage(name, graph)
+        return self.finish(graph)
+
+    def __call__(self, event: Event) -> EventTracks:
+        return self.run_graph(self.prepare(event))
+
+    def run_batch(self, events: Iterable[Event]) -> list[EventTracks]:
+        """Each event in turn (the models stay loaded; one event's tensors at a time)."""
+        return [self(event) for event in events]
+
+    def __repr__(self) -> str:
+        inner = ", ".join(repr(stage) for stage in self.stages.values())
+        return f"Pipeline(device={self.device}, features={list(self.features.names)}, [{inner}])"
