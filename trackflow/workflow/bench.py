@@ -1,0 +1,765 @@
+"""``trackflow bench``: sweep workers × threads × batches in flight × mode on the same events.
+
+Like the study's figures (throughput against model instances, against concurrent requests, custom
+backend against ensemble against direct inference, per-stage breakdown), measured with trackflow's
+own executors (:mod:`trackflow.workflow.executors`) on one cluster per (workers, threads) pair.
+
+``bench.json`` (times in s, sizes in bytes, rates in events/s)::
+
+    version, created, input_dir, config, machine, device, batch_size, events, hits_per_event
+    sweep:          one entry per (mode, workers, threads, concurrency, repeat): events_per_second,
+                    hits_per_second, wall_s, latency_s / event_time_s / queueing_s percentiles,
+                    stages {stage: mean_s}, stage_share, dask_overhead, utilisation, per_worker,
+                    bytes_between_workers, result_bytes, failed
+    scaling_efficiency:   fused events/s with W workers (W = 2, else the most measured, 1 thread
+                          each, best concurrency) ÷ (W × direct events/s on 1 thread)
+    fused_over_staged:    best fused ÷ best staged events/s at the same workers (the most
+                          workers measured); per worker count in fused_over_staged_by_workers
+    dask_overhead_fraction: at the default batch size, fused, 1 worker, 1 batch in flight (so no
+                          batch waits for a busy worker): Σ(client-observed batch latency − in-task
+                          time) ÷ Σ in-task time. Everything Dask adds per batch — submission,
+                          scheduling, transfer of the result, the client's own loop — counts.
+    dask_overhead_per_batch_s: the mean of that difference (s per batch)
+    service_times:  per "mode/wW/tT": per-event in-task times (load + pipeline, s) with their
+                    hits and worker, per-batch task times with their event counts, per-batch
+                    overhead, and per-worker percentiles
+    size_scaling:   fit seconds = a + b·hits^k over direct (1 thread) events, including events
+                    subsampled to fewer hits (random hits, i.e. a lower pile-up in the same detector)
+    network:        round_trip_s (scheduler→worker→scheduler, p50/mean/min), client_scheduler_s,
+                    transfer_bytes_per_s (one 16 MiB payload between two workers, or client→worker),
+                    bytes_per_event (input hits file + result rows) and bytes_per_hit
+    memory:         worker_rss_bytes (after loading the models), worker_peak_bytes, peak_hits
+    plots:          the PNG files written next to bench.json
+"""
+
+from __future__ import annotations
+
+import contextlib
+import datetime as dt
+import json
+import math
+import os
+import platform
+import resource
+import shutil
+import socket
+import statistics
+import tempfile
+import time
+from collections import defaultdict
+from collections.abc import Iterable, Iterator, Sequence
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import dask.config
+import numpy as np
+
+from trackflow import config
+from trackflow.errors import ConfigError
+from trackflow.events.event import Event
+from trackflow.events.trackml import EventRef, list_events, write_event
+from trackflow.workflow import plots
+from trackflow.workflow.batching import Batch, make_batches
+from trackflow.workflow.clusters import open_cluster
+from trackflow.workflow.estimates import SizeScaling
+from trackflow.workflow.executors import BatchResult, DirectExecutor, FusedExecutor, StagedExecutor
+from trackflow.workflow.plugin import PipelineLoader, PipelinePlugin, load_pipeline
+from trackflow.workflow.report import (
+    NetworkStats,
+    RunStats,
+    build_report,
+    bytes_between_workers,
+    client_scheduler_rtt,
+    percentiles,
+    scheduler_worker_rtt,
+    worker_threads,
+)
+
+if TYPE_CHECKING:
+    from distributed import Client
+
+BENCH_VERSION = 1
+MODES = ("fused", "staged", "direct")
+DASK_MODES = ("fused", "staged")
+TRANSFER_PROBE_BYTES = 16 * 2**20
+
+
+@dataclass
+class BenchConfig:
+    """What ``trackflow bench`` sweeps. Lists default to ``bench.*`` settings in trackflow.yaml.
+
+    ``workers``: worker counts (model instances); ``threads``: threads per worker;
+    ``concurrency``: batches in flight; ``modes``: among fused, staged, direct (direct runs once
+    per thread count, in this process); ``batch_size``: events per batch (default
+    ``workflow.batch_size``); ``repeats``: runs of each point; ``max_events``: use the first N
+    events of ``input_dir``; ``size_sweep``: hit counts to subsample ``size_events`` events to for
+    the size-scaling fit (empty: fit on the events as they are); ``loader``: builds the pipeline
+    instead of ``Pipeline.load`` (tests, notebooks).
+    """
+
+    input_dir: Path
+    out_dir: Path
+    workers: list[int] | None = None
+    threads: list[int] | None = None
+    concurrency: list[int] | None = None
+    modes: list[str] | None = None
+    batch_size: int | None = None
+    repeats: int | None = None
+    max_events: int | None = None
+    size_sweep: list[int] | None = None
+    size_events: int | None = None
+    models_dir: Path | None = None
+    device: str | None = None
+    cluster: str = "local"
+    scheduler_file: Path | None = None
+    adapt: tuple[int, int] | None = None
+    profile_file: Path | None = None
+    insecure: bool = False
+    loader: PipelineLoader | None = None
+    plots: bool = True
+
+    def __post_init__(self) -> None:
+        self.input_dir = Path(self.input_dir)
+        self.out_dir = Path(self.out_dir)
+        self.workers = _positive_list(self.workers, "bench.workers", [1, 2], "--workers")
+        self.threads = _positive_list(self.threads, "bench.threads", [1], "--threads")
+        self.concurrency = _positive_list(self.concurrency, "bench.concurrency", [1, 2, 4], "--concurrency")
+        self.modes = list(self.modes or config.get("bench.modes", list(MODES)))
+        unknown = sorted(set(self.modes) - set(MODES))
+        if unknown or not self.modes:
+            raise ConfigError(
+                f"--modes: unknown mode(s) {', '.join(unknown)}; choose from fused, staged, direct"
+            )
+        if self.batch_size is None:
+            self.batch_size = int(config.get("workflow.batch_size", 4))
+        if self.batch_size < 1:
+            raise ConfigError(f"--batch-size: must be >= 1, got {self.batch_size}")
+        self.repeats = int(self.repeats if self.repeats is not None else config.get("bench.repeats", 1))
+        if self.repeats < 1:
+            raise ConfigError(f"--repeats: must be >= 1, got {self.repeats}")
+        if self.max_events is None:
+            self.max_events = config.get("bench.max_events", None)
+        if self.size_sweep is None:
+            self.size_sweep = list(config.get("bench.size_sweep", [1000, 3000, 10000, 30000, 100000]))
+        if self.size_events is None:
+            self.size_events = int(config.get("bench.size_events", 2))
+        if self.device is None:
+            self.device = str(config.get("device", "cpu"))
+        if self.models_dir is None and config.get("models", None):
+            self.models_dir = Path(config.get("models"))
+
+
+def _positive_list(values: Sequence[int] | None, key: str, default: list[int], option: str) -> list[int]:
+    chosen = list(values) if values else list(config.get(key, default))
+    if not chosen or any(int(v) < 1 for v in chosen):
+        raise ConfigError(f"{option}: need positive integers, got {chosen}")
+    return sorted({int(v) for v in chosen})
+
+
+# --------------------------------------------------------------------------- measurements
+def machine_info(device: str) -> dict[str, Any]:
+    """Where the bench ran: host, CPU model and count, memory, library versions, the GPU if any."""
+    import dask
+    import distributed
+    import psutil
+    import torch
+
+    cpu_model = platform.processor()
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                cpu_model = line.split(":", 1)[1].strip()
+                break
+    except OSError:
+        pass
+    info: dict[str, Any] = {
+        "hostname": socket.gethostname(),
+        "platform": platform.platform(),
+        "python": platform.python_version(),
+        "cpu_model": cpu_model,
+        "cpu_count": os.cpu_count(),
+        "cpus_usable": len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count(),
+        "memory_bytes": psutil.virtual_memory().total,
+        "device": device,
+        "torch": torch.__version__,
+        "dask": dask.__version__,
+        "distributed": distributed.__version__,
+        "numpy": np.__version__,
+        "gpu": torch.cuda.get_device_name(0) if device == "cuda" and torch.cuda.is_available() else None,
+    }
+    try:
+        import faiss
+
+        info["faiss"] = faiss.__version__
+    except ImportError:
+        info["faiss"] = None
+    return info
+
+
+def _process_memory() -> dict[str, int]:
+    """Resident and peak resident memory (bytes) of the calling process."""
+    import psutil
+
+    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024  # Linux reports KiB
+    return {"rss": int(psutil.Process().memory_info().rss), "peak": int(peak)}
+
+
+def worker_memory(client: Client) -> dict[str, dict[str, int]]:
+    """Resident and peak memory (bytes) of every worker process, asked of the workers."""
+    return client.run(_process_memory)
+
+
+def _payload(nbytes: int) -> bytes:
+    return os.urandom(nbytes)  # random: no compression can shrink it on the wire
+
+
+def transfer_rate(client: Client, nbytes: int = TRANSFER_PROBE_BYTES) -> dict[str, Any]:
+    """Bytes/s of one payload moved between two workers (from the receiver's transfer log), or,
+    with a single worker, scattered from the client (minus the client–scheduler round trip)."""
+    from distributed import wait
+
+    workers = sorted(client.run(lambda: None))
+    if len(workers) >= 2:
+        source, target = workers[0], workers[1]
+        since = time.time()
+        data = client.submit(_payload, nbytes, workers=[source], pure=False)
+        wait([data])
+        size = client.submit(len, data, workers=[target], pure=False).result()
+
+        def log(dask_worker: Any, since: float) -> list[dict[str, float]]:
+            return [
+                {"total": e["total"], "duration": e["duration"]}
+                for e in dask_worker.transfer_incoming_log
+                if e["start"] >= since
+            ]
+
+        entries = client.run(log, since=since, workers=[target])[target]
+        moved = sum(e["total"] for e in entries)
+        seconds = sum(e["duration"] for e in entries)
+        del data
+        if moved >= size and seconds > 0:
+            return {
+                "bytes_per_s": moved / seconds,
+                "bytes": moved,
+                "seconds": seconds,
+                "how": "worker-to-worker",
+            }
+    rtt = statistics.median(client_scheduler_rtt(client, repeats=3))
+    payload = _payload(nbytes)
+    tic = time.perf_counter()
+    future = client.scatter(payload, workers=workers[:1], direct=True)
+    seconds = max(time.perf_counter() - tic - rtt, 1e-6)
+    del future
+    return {"bytes_per_s": nbytes / seconds, "bytes": nbytes, "seconds": seconds, "how": "client-to-worker"}
+
+
+def _result_bytes(results: Sequence[BatchResult]) -> int:
+    from dask.sizeof import sizeof
+
+    return int(sum(sizeof(r.tracks) for r in results))
+
+
+# --------------------------------------------------------------------------- one sweep point
+def _summarise(report: dict[str, Any], point: dict[str, Any], result_bytes: int) -> dict[str, Any]:
+    """The sweep entry of one run: the report's numbers a plot or a ratio needs."""
+    stages = report.get("stages") or {}
+    overhead = report.get("dask_overhead") or {}
+    return {
+        **point,
+        "events": report["events"]["processed"],
+        "failed": report["events"]["failed"],
+        "hits": report["hits"],
+        "wall_s": report["wall_s"],
+        "events_per_second": report["throughput"]["events_per_s"],
+        "hits_per_second": report["throughput"]["hits_per_s"],
+        "latency_s": report["latency_s"],
+        "event_time_s": report["event_time_s"],
+        "queueing_s": report["queueing_s"],
+        "stages": {name: s["mean_s"] for name, s in stages.items()},
+        "stage_share": {name: s["share"] for name, s in stages.items()},
+        "dask_overhead": overhead,
+        "utilisation": report["workers"]["utilisation"],
+        "per_worker": report["workers"]["per_worker"],
+        "bytes_between_workers": report["network"]["bytes_between_workers"],
+        "result_bytes": result_bytes,
+        "failed_events": report["failed_events"][:10],
+    }
+
+
+@dataclass
+class _Samples:
+    """Service-time samples of one (mode, workers, threads) configuration."""
+
+    mode: str
+    workers: int
+    threads: int
+    device: str
+    per_event_s: list[float] = field(default_factory=list)
+    per_event_hits: list[int] = field(default_factory=list)
+    per_event_worker: list[str] = field(default_factory=list)
+    per_batch_s: list[float] = field(default_factory=list)
+    per_batch_events: list[int] = field(default_factory=list)
+    per_batch_worker: list[str] = field(default_factory=list)
+    per_batch_latency_s: list[float] = field(default_factory=list)
+    per_batch_overhead_s: list[float] = field(default_factory=list)
+    concurrency: list[int] = field(default_factory=list)
+
+    def add(self, results: Iterable[BatchResult], concurrency: int) -> None:
+        for r in results:
+            for e in r.events:
+                self.per_event_s.append(e.stop - e.start)
+                self.per_event_hits.append(e.hits)
+                self.per_event_worker.append(e.worker)
+            if not r.tasks or not r.events:
+                continue
+            task_s = sum(t.stop - t.start for t in r.tasks)
+            self.per_batch_s.append(task_s)
+            self.per_batch_events.append(len(r.events))
+            self.per_batch_worker.append(r.tasks[-1].worker)
+            self.per_batch_latency_s.append(r.latency_s)
+            self.per_batch_overhead_s.append(r.latency_s - task_s)
+            self.concurrency.append(concurrency)
+
+    def to_dict(self) -> dict[str, Any]:
+        out = asdict(self)
+        by_worker: dict[str, dict[str, Any]] = {}
+        for worker in sorted(set(self.per_event_worker) | set(self.per_batch_worker)):
+            by_worker[worker] = {
+                "events": sum(w == worker for w in self.per_event_worker),
+                "per_event_s": percentiles(
+                    [s for s, w in zip(self.per_event_s, self.per_event_worker, strict=True) if w == worker]
+                ),
+                "per_batch_s": percentiles(
+                    [s for s, w in zip(self.per_batch_s, self.per_batch_worker, strict=True) if w == worker]
+                ),
+            }
+        out["by_worker"] = by_worker
+        out["per_event"] = percentiles(self.per_event_s)
+        out["per_batch"] = percentiles(self.per_batch_s)
+        return out
+
+
+def _run_point(
+    executor: Any,
+    batches: Sequence[Batch],
+    point: dict[str, Any],
+    client: Client | None,
+    threads_by_worker: dict[str, int],
+    rtt: dict[str, list[float]] | None,
+) -> tuple[dict[str, Any], list[BatchResult]]:
+    since = time.time()
+    tic = time.perf_counter()
+    results = list(executor.execute(batches))
+    wall = time.perf_counter() - tic
+    network = NetworkStats(
+        bytes_between_workers=bytes_between_workers(client, since) if client is not None else None,
+        result_bytes=_result_bytes(results) if client is not None else None,
+        scheduler_worker_rtt=rtt,
+    )
+    stats = RunStats(
+        settings={"mode": point["mode"], "workers": point["workers"]},
+        results=results,
+        total_events=sum(len(b) for b in batches),
+        wall_s=wall,
+        worker_threads=threads_by_worker,
+        network=network,
+    )
+    return _summarise(build_report(stats), point, _result_bytes(results)), results
+
+
+# --------------------------------------------------------------------------- the sweep
+def _events(cfg: BenchConfig) -> list[EventRef]:
+    refs = list_events(cfg.input_dir)
+    if cfg.max_events is not None:
+        refs = refs[: int(cfg.max_events)]
+    if not refs:
+        raise ConfigError(f"{cfg.input_dir}: no TrackML events to bench")
+    return refs
+
+
+def _mean_throughput(sweep: Sequence[dict[str, Any]], **where: Any) -> dict[tuple, float]:
+    """Mean events/s over repeats, keyed by (workers, threads, concurrency), for matching points."""
+    grouped: dict[tuple, list[float]] = defaultdict(list)
+    for p in sweep:
+        if all(p.get(k) == v for k, v in where.items()) and p["events_per_second"]:
+            grouped[(p["workers"], p["threads"], p["concurrency"])].append(p["events_per_second"])
+    return {k: statistics.fmean(v) for k, v in grouped.items()}
+
+
+def _best_over_concurrency(throughput: dict[tuple, float], workers: int, threads: int) -> float | None:
+    values = [v for (w, t, _), v in throughput.items() if w == workers and t == threads]
+    return max(values) if values else None
+
+
+def headline_numbers(sweep: Sequence[dict[str, Any]], batch_size: int) -> dict[str, Any]:
+    """scaling_efficiency, fused_over_staged and dask_overhead_fraction from the sweep entries
+    (definitions in the module docstring), each with what it was computed from."""
+    fused = _mean_throughput(sweep, mode="fused", batch_size=batch_size)
+    staged = _mean_throughput(sweep, mode="staged", batch_size=batch_size)
+    direct = _mean_throughput(sweep, mode="direct", threads=1)
+    out: dict[str, Any] = {}
+
+    direct_1 = max(direct.values()) if direct else None
+    multi = sorted({w for (w, t, _) in fused if t == 1 and w > 1})
+    scaling_workers = 2 if 2 in multi else (multi[-1] if multi else None)
+    fused_w = _best_over_concurrency(fused, scaling_workers, 1) if scaling_workers else None
+    out["scaling_efficiency"] = fused_w / (scaling_workers * direct_1) if fused_w and direct_1 else None
+    out["scaling_efficiency_detail"] = {
+        "workers": scaling_workers,
+        "fused_events_per_second": fused_w,
+        "direct_1_thread_events_per_second": direct_1,
+        "definition": "fused events/s with W workers (1 thread each, best concurrency) / "
+        "(W x direct events/s, 1 thread)",
+    }
+
+    by_workers: dict[int, float] = {}
+    for workers in sorted({w for (w, _, _) in fused} & {w for (w, _, _) in staged}):
+        threads = min(t for (w, t, _) in fused if w == workers)
+        f = _best_over_concurrency(fused, workers, threads)
+        s = _best_over_concurrency(staged, workers, threads)
+        if f and s:
+            by_workers[workers] = f / s
+    out["fused_over_staged"] = by_workers[max(by_workers)] if by_workers else None
+    out["fused_over_staged_by_workers"] = {str(w): r for w, r in by_workers.items()}
+
+    # overhead: fused, fewest workers, 1 batch in flight (no batch waits for a busy worker)
+    candidates = [
+        p for p in sweep if p["mode"] == "fused" and p["batch_size"] == batch_size and p["overhead"]
+    ]
+    if candidates:
+        workers = min(p["workers"] for p in candidates)
+        threads = min(p["threads"] for p in candidates if p["workers"] == workers)
+        chosen = [p for p in candidates if p["workers"] == workers and p["threads"] == threads]
+        k = min(p["concurrency"] for p in chosen)
+        chosen = [p for p in chosen if p["concurrency"] == k]
+        overhead = sum(p["overhead"]["sum_s"] for p in chosen)
+        task = sum(p["overhead"]["task_sum_s"] for p in chosen)
+        batches = sum(p["overhead"]["batches"] for p in chosen)
+        out["dask_overhead_fraction"] = overhead / task if task > 0 else None
+        out["dask_overhead_per_batch_s"] = overhead / batches if batches else None
+        out["dask_overhead_detail"] = {
+            "workers": workers,
+            "threads": threads,
+            "concurrency": k,
+            "batch_size": batch_size,
+            "batches": batches,
+            "mean_task_s": task / batches if batches else None,
+            "worker_side_s_per_batch": statistics.fmean(p["overhead"]["worker_side_mean_s"] for p in chosen),
+            "definition": "sum over batches of (client-observed batch latency - in-task time) / "
+            "sum of in-task time; fused, fewest workers, lowest concurrency",
+        }
+    else:
+        out["dask_overhead_fraction"] = None
+        out["dask_overhead_per_batch_s"] = None
+        out["dask_overhead_detail"] = {"definition": "no fused run in the sweep"}
+    return out
+
+
+def _overhead(results: Sequence[BatchResult]) -> dict[str, Any] | None:
+    """Per-batch Dask overhead of one run: client latency − task time, and inside the task the
+    time not spent on events (task wall − Σ event wall)."""
+    pairs = [
+        (r.latency_s, sum(t.stop - t.start for t in r.tasks), sum(e.stop - e.start for e in r.events))
+        for r in results
+        if r.tasks and r.events and math.isfinite(r.latency_s)
+    ]
+    if not pairs:
+        return None
+    return {
+        "batches": len(pairs),
+        "sum_s": float(sum(max(lat - task, 0.0) for lat, task, _ in pairs)),
+        "task_sum_s": float(sum(task for _, task, _ in pairs)),
+        "worker_side_mean_s": float(statistics.fmean(max(task - ev, 0.0) for _, task, ev in pairs)),
+    }
+
+
+@contextlib.contextmanager
+def worker_environment() -> Iterator[dict[str, Any]]:
+    """Dask's nanny exports ``MALLOC_TRIM_THRESHOLD_=65536`` to its workers; setting it freezes
+    glibc's mmap threshold at 128 KiB, so every large tensor is a fresh mmap and page faults made
+    the pipeline 2-3x slower in workers than in-process (measured on this machine). Workers
+    started here do without it; yields the environment they get."""
+    key = "distributed.nanny.pre-spawn-environ"
+    environ = {k: v for k, v in dict(dask.config.get(key, {})).items() if k != "MALLOC_TRIM_THRESHOLD_"}
+    with dask.config.set({key: environ}):
+        yield environ
+
+
+def _sweep_dask(
+    cfg: BenchConfig,
+    batches: list[Batch],
+    workers: int,
+    threads: int,
+    sweep: list[dict[str, Any]],
+    samples: dict[str, _Samples],
+    measurements: dict[str, Any],
+    log: Any,
+) -> None:
+    dask_modes = [m for m in cfg.modes if m in DASK_MODES]
+    with worker_environment(), open_cluster(
+        cfg.cluster,
+        workers=workers,
+        threads_per_worker=threads,
+        adapt=cfg.adapt,
+        profile_file=cfg.profile_file,
+        insecure=cfg.insecure,
+        scheduler_file=cfg.scheduler_file,
+    ) as opened:
+        client = opened.client
+        plugin = PipelinePlugin(cfg.models_dir, cfg.device, threads, cfg.loader)
+        client.register_plugin(plugin)
+        gpu = opened.gpu_worker_count() > 0
+        threads_by_worker = worker_threads(client)
+        memory = worker_memory(client)
+        measurements.setdefault("worker_rss_bytes", []).extend(m["rss"] for m in memory.values())
+        rtt = scheduler_worker_rtt(client)
+        measurements.setdefault("rtt", []).extend(t for ts in rtt.values() for t in ts)
+        measurements.setdefault("client_rtt", []).extend(client_scheduler_rtt(client))
+        if len(threads_by_worker) >= 2 or "transfer" not in measurements:
+            measurements["transfer"] = transfer_rate(client)
+        for mode in dask_modes:
+            cls = FusedExecutor if mode == "fused" else StagedExecutor
+            executor = cls(
+                client,
+                plugin.name,
+                retries=int(config.get("workflow.retries", 2)),
+                task_timeout=float(config.get("workflow.task_timeout", 600)),
+                max_in_flight=1,
+                gpu=gpu,
+            )
+            list(executor.execute(batches[:1]))  # warm-up: first inference, imports, connections
+            for concurrency in cfg.concurrency:
+                executor.max_in_flight = concurrency
+                for repeat in range(cfg.repeats):
+                    point = {
+                        "mode": mode,
+                        "workers": len(threads_by_worker),
+                        "threads": threads,
+                        "concurrency": concurrency,
+                        "batch_size": cfg.batch_size,
+                        "repeat": repeat,
+                        "device": cfg.device,
+                    }
+                    entry, results = _run_point(executor, batches, point, client, threads_by_worker, rtt)
+                    entry["overhead"] = _overhead(results)
+                    sweep.append(entry)
+                    key = f"{mode}/w{point['workers']}/t{threads}"
+                    samples.setdefault(key, _Samples(mode, point["workers"], threads, cfg.device)).add(
+                        results, concurrency
+                    )
+                    log(entry)
+        memory = worker_memory(client)
+        measurements.setdefault("worker_peak_bytes", []).extend(m["peak"] for m in memory.values())
+
+
+def _sweep_direct(
+    cfg: BenchConfig,
+    batches: list[Batch],
+    sweep: list[dict[str, Any]],
+    samples: dict[str, _Samples],
+    log: Any,
+) -> None:
+    for threads in cfg.threads:
+        pipeline = load_pipeline(cfg.models_dir, cfg.device, threads, cfg.loader)
+        executor = DirectExecutor(pipeline, retries=int(config.get("workflow.retries", 2)))
+        list(executor.execute(batches[:1]))  # warm-up
+        for repeat in range(cfg.repeats):
+            point = {
+                "mode": "direct",
+                "workers": 1,
+                "threads": threads,
+                "concurrency": 1,
+                "batch_size": cfg.batch_size,
+                "repeat": repeat,
+                "device": cfg.device,
+            }
+            entry, results = _run_point(executor, batches, point, None, {"direct": threads}, None)
+            entry["overhead"] = None
+            sweep.append(entry)
+            key = f"direct/w1/t{threads}"
+            samples.setdefault(key, _Samples("direct", 1, threads, cfg.device)).add(results, 1)
+            log(entry)
+
+
+def _subsample(ref: EventRef, hits: int, rng: np.random.Generator, out_dir: Path) -> EventRef | None:
+    """The event with ``hits`` of its hits picked at random (a lower pile-up), written to out_dir."""
+    event = ref.load(("hits",))
+    if event.n_hits <= hits:
+        return None
+    keep = np.sort(rng.choice(event.n_hits, size=hits, replace=False))
+    smaller = Event(event_id=event.event_id, hits=event.hits.iloc[keep].reset_index(drop=True))
+    paths = write_event(smaller, out_dir)
+    return EventRef(event.event_id, paths)
+
+
+def size_sweep(cfg: BenchConfig, refs: Sequence[EventRef], log: Any) -> dict[str, Any]:
+    """Direct, 1 thread: seconds per event against hits, on events subsampled to each size."""
+    rng = np.random.default_rng(0)
+    pipeline = load_pipeline(cfg.models_dir, cfg.device, 1, cfg.loader)
+    executor = DirectExecutor(pipeline, retries=0)
+    points: list[dict[str, Any]] = []
+    with tempfile.TemporaryDirectory(prefix="trackflow-size-") as tmp:
+        for hits in sorted(cfg.size_sweep):
+            subsampled = [
+                s
+                for i, ref in enumerate(refs[: cfg.size_events])
+                if (s := _subsample(ref, hits, rng, Path(tmp) / f"h{hits}-{i}")) is not None
+            ]
+            if not subsampled:
+                continue
+            batches = [Batch(i, (ref,)) for i, ref in enumerate(subsampled)]
+            for result in executor.execute(batches):
+                for e in result.events:
+                    points.append({"hits": e.hits, "seconds": e.stop - e.start, "stages": e.timings})
+            log({"mode": "size", "hits": hits, "events": len(subsampled)})
+    return {"points": points}
+
+
+def run_bench(config_: BenchConfig) -> dict[str, Any]:
+    """Run the sweep, write ``bench.json`` and the PNG plots to ``out_dir``; return bench.json's
+    content (schema in the module docstring)."""
+    cfg = config_
+    cfg.out_dir.mkdir(parents=True, exist_ok=True)
+    refs = _events(cfg)
+    batches = make_batches(refs, batch_size=cfg.batch_size)
+    quiet = not config.get("bench.verbose", True)
+
+    def log(entry: dict[str, Any]) -> None:
+        if quiet:
+            return
+        rate = entry.get("events_per_second")
+        shown = f"{rate:.3g} events/s" if rate else f"{entry.get('events')} events"
+        print(
+            f"bench: {entry['mode']:<6} workers={entry.get('workers', '-')} "
+            f"threads={entry.get('threads', '-')} in-flight={entry.get('concurrency', '-')} "
+            f"hits={entry.get('hits', '-')}: {shown}",
+            flush=True,
+        )
+
+    started = time.time()
+    sweep: list[dict[str, Any]] = []
+    samples: dict[str, _Samples] = {}
+    measurements: dict[str, Any] = {}
+    if "direct" in cfg.modes:
+        _sweep_direct(cfg, batches, sweep, samples, log)
+    if any(m in DASK_MODES for m in cfg.modes):
+        for workers in cfg.workers:
+            for threads in cfg.threads:
+                _sweep_dask(cfg, batches, workers, threads, sweep, samples, measurements, log)
+
+    sizes = size_sweep(cfg, refs, log) if cfg.size_sweep else {"points": []}
+    direct_1 = samples.get("direct/w1/t1")
+    fit_hits = [p["hits"] for p in sizes["points"]] + (direct_1.per_event_hits if direct_1 else [])
+    fit_seconds = [p["seconds"] for p in sizes["points"]] + (direct_1.per_event_s if direct_1 else [])
+    if not fit_hits:  # no direct run: fall back on the fused per-event times
+        any_samples = next(iter(samples.values()))
+        fit_hits, fit_seconds = any_samples.per_event_hits, any_samples.per_event_s
+    scaling = SizeScaling.fit(np.asarray(fit_hits), np.asarray(fit_seconds))
+
+    hits_per_event = [h for s in samples.values() for h in s.per_event_hits]
+    mean_hits = statistics.fmean(hits_per_event) if hits_per_event else 0.0
+    input_bytes = statistics.fmean(ref.size_bytes() for ref in refs)
+    results_points = [p for p in sweep if p.get("result_bytes") and p["events"]]
+    result_bytes = (
+        statistics.fmean(p["result_bytes"] / p["events"] for p in results_points) if results_points else None
+    )
+    bytes_per_event = input_bytes + (result_bytes or 0.0)
+    rtt = measurements.get("rtt") or []
+    local_memory = _process_memory()
+    headline = headline_numbers(sweep, cfg.batch_size)
+    bench: dict[str, Any] = {
+        "version": BENCH_VERSION,
+        "created": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
+        "duration_s": None,
+        "input_dir": str(cfg.input_dir),
+        "config": {
+            k: (str(v) if isinstance(v, Path) else v) for k, v in asdict(cfg).items() if k not in ("loader",)
+        },
+        "machine": machine_info(cfg.device),
+        "device": cfg.device,
+        "batch_size": cfg.batch_size,
+        "events": len(refs),
+        "hits_per_event": {
+            "mean": mean_hits,
+            "min": min(hits_per_event, default=0),
+            "max": max(hits_per_event, default=0),
+        },
+        **headline,
+        "sweep": sweep,
+        "service_times": {key: s.to_dict() for key, s in samples.items()},
+        "size_scaling": {**scaling.to_dict(), "measured": sizes["points"]},
+        "network": {
+            "round_trip_s": {
+                "p50": statistics.median(rtt) if rtt else 0.0,
+                "mean": statistics.fmean(rtt) if rtt else 0.0,
+                "min": min(rtt) if rtt else 0.0,
+                "samples": len(rtt),
+                "what": "scheduler -> worker -> scheduler (identity RPC); 0 when no Dask run",
+            },
+            "client_scheduler_s": statistics.median(measurements["client_rtt"])
+            if measurements.get("client_rtt")
+            else None,
+            "transfer": measurements.get("transfer"),
+            "transfer_bytes_per_s": (measurements.get("transfer") or {}).get("bytes_per_s") or math.inf,
+            "input_bytes_per_event": input_bytes,
+            "result_bytes_per_event": result_bytes,
+            "bytes_per_event": bytes_per_event,
+            "bytes_per_hit": bytes_per_event / mean_hits if mean_hits else 0.0,
+        },
+        "memory": {
+            "worker_rss_bytes": min(measurements.get("worker_rss_bytes") or [local_memory["rss"]]),
+            "worker_peak_bytes": max(measurements.get("worker_peak_bytes") or [local_memory["peak"]]),
+            "peak_hits": max(hits_per_event, default=0),
+            "what": "resident after loading the models; peak resident after the sweep",
+        },
+    }
+    bench["plots"] = [str(p.name) for p in write_plots(bench, cfg.out_dir)] if cfg.plots else []
+    bench["duration_s"] = time.time() - started
+    path = cfg.out_dir / "bench.json"
+    tmp = path.with_suffix(".json.tmp")
+    tmp.write_text(json.dumps(_finite(bench), indent=1) + "\n")
+    shutil.move(tmp, path)
+    return bench
+
+
+def _finite(value: Any) -> Any:
+    """NaN/inf become null so bench.json stays strict JSON."""
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    if isinstance(value, dict):
+        return {k: _finite(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [_finite(v) for v in value]
+    if isinstance(value, np.generic):
+        return _finite(value.item())
+    return value
+
+
+def write_plots(bench: dict[str, Any], out_dir: Path) -> list[Path]:
+    """The bench's PNGs: throughput vs workers and vs concurrency, modes, stages, size, service."""
+    sweep = [p for p in bench["sweep"] if p["events_per_second"]]
+    written = []
+    dask_points = [p for p in sweep if p["mode"] in DASK_MODES]
+    if dask_points:
+        written.append(plots.plot_throughput_vs_workers(dask_points, out_dir / "throughput_vs_workers.png"))
+        written.append(
+            plots.plot_throughput_vs_concurrency(dask_points, out_dir / "throughput_vs_concurrency.png")
+        )
+    if sweep:
+        written.append(plots.plot_modes(sweep, out_dir / "modes.png"))
+        by_config: dict[str, dict[str, list[float]]] = defaultdict(lambda: defaultdict(list))
+        for p in sweep:
+            label = f"{p['mode']} w{p['workers']} t{p['threads']}"
+            for stage, seconds in (p["stages"] or {}).items():
+                by_config[label][stage].append(seconds)
+        means = {label: {s: statistics.fmean(v) for s, v in st.items()} for label, st in by_config.items()}
+        written.append(plots.plot_stage_breakdown(means, out_dir / "stages.png"))
+    size = bench["size_scaling"]
+    measured = size.get("measured") or []
+    direct = bench["service_times"].get("direct/w1/t1", {})
+    hits = [p["hits"] for p in measured] + list(direct.get("per_event_hits", []))
+    seconds = [p["seconds"] for p in measured] + list(direct.get("per_event_s", []))
+    written.append(plots.plot_size_scaling(hits, seconds, size, out_dir / "size_scaling.png"))
+    written.append(plots.plot_service_times(bench["service_times"], out_dir / "service_times.png"))
+    return written
