@@ -86,7 +86,7 @@ class SimulationConfig:
     digitization: str = field(default_factory=_setting("digitization", "smeared"))
     noise_fraction: float = field(default_factory=_setting("noise_fraction", 0.15))
     p_min: float = field(default_factory=_setting("p_min", 0.05))
-    detectors: Path | None = field(default_factory=_setting("detectors", None))
+    detectors: Path | None = None
 
     def __post_init__(self) -> None:
         if self.particles_from is not None:
