@@ -41,6 +41,9 @@ class SimulationSummary:
     seconds: float
     workers: int
 
+    def __len__(self) -> int:
+        return len(self.events)
+
     @property
     def events_per_second(self) -> float:
         return len(self.events) / self.seconds if self.seconds > 0 else float("inf")
