@@ -31,6 +31,7 @@ from __future__ import annotations
 import hashlib
 import json
 import pickle
+import warnings
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -212,7 +213,11 @@ def load_state_dict(path: Path) -> dict[str, torch.Tensor]:
 def load_torchscript(path: Path, device: str | torch.device = "cpu") -> torch.jit.ScriptModule:
     """A TorchScript model (``torch.jit.load``: TorchScript code, no Python pickle)."""
     try:
-        module = torch.jit.load(str(path), map_location=torch.device(device))
+        with warnings.catch_warnings():
+            # torch 2.13 deprecates TorchScript in favour of torch.export, but TorchScript is
+            # what existing Exa.TrkX models ship as (gnn.pt); loading it stays supported
+            warnings.simplefilter("ignore", DeprecationWarning)
+            module = torch.jit.load(str(path), map_location=torch.device(device))
     except Exception as err:  # jit raises RuntimeError and ValueError variants
         problem = str(err).splitlines()[0] if str(err) else type(err).__name__
         raise ModelFileError(path, f"not a TorchScript archive: {problem}") from err
@@ -240,8 +245,10 @@ def save_model(
     path = directory / f"{stage}.pt"
     model = None
     if kind == "torchscript":
-        scripted = module if isinstance(module, torch.jit.ScriptModule) else torch.jit.script(module)
-        scripted.save(str(path))
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", DeprecationWarning)  # see load_torchscript
+            scripted = module if isinstance(module, torch.jit.ScriptModule) else torch.jit.script(module)
+            scripted.save(str(path))
     else:
         class_name = type(module).__name__
         if class_name not in MODEL_CLASSES:
