@@ -86,7 +86,8 @@ def main(argv: list[str] | None = None) -> int:
     ]
     machine = (
         f"{platform.machine()}, {os.cpu_count()} CPUs (pyarrow uses {pa.cpu_count()} threads), "
-        f"Python {platform.python_version()}, pandas {pd.__version__}, pyarrow {pa.__version__}"
+        f"Python {platform.python_version()}, pandas {pd.__version__}, pyarrow {pa.__version__}; "
+        f"load average at the end {os.getloadavg()[0]:.1f} (other work on the machine slows the reads)"
     )
     table = "\n".join(
         [
