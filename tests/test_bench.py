@@ -1,0 +1,148 @@
+"""trackflow bench: the headline ratios from sweep entries, and one real small sweep on a
+2-worker LocalCluster (real TrackML hits subsampled to small events, untrained models)."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from trackflow.errors import ConfigError
+from trackflow.events import list_events
+from trackflow.pipeline.pipeline import Pipeline
+from trackflow.workflow import estimates
+from trackflow.workflow.bench import BenchConfig, _subsample, headline_numbers, run_bench
+
+
+def point(mode: str, workers: int, concurrency: int, rate: float, **extra: object) -> dict:
+    return {
+        "mode": mode,
+        "workers": workers,
+        "threads": 1,
+        "concurrency": concurrency,
+        "batch_size": 4,
+        "repeat": 0,
+        "events_per_second": rate,
+        "overhead": extra.get("overhead"),
+    }
+
+
+def test_headline_numbers_from_sweep_entries() -> None:
+    overhead = {"batches": 10, "sum_s": 0.5, "task_sum_s": 20.0, "worker_side_mean_s": 0.01}
+    sweep = [
+        point("direct", 1, 1, 10.0),
+        point("fused", 1, 1, 9.0, overhead=overhead),
+        point("fused", 1, 2, 9.5, overhead={**overhead, "sum_s": 5.0}),
+        point("fused", 2, 1, 15.0, overhead=overhead),
+        point("fused", 2, 2, 19.0, overhead=overhead),
+        point("staged", 1, 2, 5.0),
+        point("staged", 2, 1, 6.0),
+        point("staged", 2, 2, 8.0),
+    ]
+    numbers = headline_numbers(sweep, batch_size=4)
+    # best fused with 2 workers over 2 x direct on one thread
+    assert numbers["scaling_efficiency"] == pytest.approx(19.0 / (2 * 10.0))
+    # best over concurrency, at the most workers measured
+    assert numbers["fused_over_staged"] == pytest.approx(19.0 / 8.0)
+    assert numbers["fused_over_staged_by_workers"]["1"] == pytest.approx(9.5 / 5.0)
+    # overhead from 1 worker, 1 batch in flight only
+    assert numbers["dask_overhead_fraction"] == pytest.approx(0.5 / 20.0)
+    assert numbers["dask_overhead_per_batch_s"] == pytest.approx(0.5 / 10)
+
+
+def test_headline_numbers_missing_modes_are_null() -> None:
+    numbers = headline_numbers([point("staged", 1, 1, 3.0)], batch_size=4)
+    assert numbers["scaling_efficiency"] is None
+    assert numbers["fused_over_staged"] is None
+    assert numbers["dask_overhead_fraction"] is None
+
+
+def test_bench_config_rejects_bad_options(tmp_path: Path) -> None:
+    with pytest.raises(ConfigError, match="--modes"):
+        BenchConfig(tmp_path, tmp_path, modes=["fused", "ensemble"])
+    with pytest.raises(ConfigError, match="--workers"):
+        BenchConfig(tmp_path, tmp_path, workers=[0, 2])
+
+
+@pytest.fixture(scope="module")
+def small_events(trackml_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """Four real TrackML events cut down to 300 random hits each (keeps the sweep quick)."""
+    out = tmp_path_factory.mktemp("small-events")
+    rng = np.random.default_rng(0)
+    for ref in list_events(trackml_dir)[:4]:
+        _subsample(ref, 300, rng, out)
+    return out
+
+
+@pytest.mark.slow
+def test_small_bench_on_two_worker_local_cluster(small_events: Path, tmp_path: Path) -> None:
+    out = tmp_path / "bench"
+    config = BenchConfig(
+        small_events,
+        out,
+        workers=[1, 2],
+        threads=[1],
+        concurrency=[1, 2],
+        modes=["fused", "staged", "direct"],
+        batch_size=2,
+        size_sweep=[100, 200],
+        size_events=1,
+        loader=Pipeline.random_init,
+    )
+    returned = run_bench(config)
+    bench = json.loads((out / "bench.json").read_text())
+    assert bench["events"] == 4
+    for key in ("scaling_efficiency", "fused_over_staged", "dask_overhead_fraction"):
+        assert isinstance(bench[key], float) and bench[key] > 0, key
+    assert bench["scaling_efficiency"] == pytest.approx(returned["scaling_efficiency"])
+
+    # the sweep: every Dask point of (mode, workers, concurrency), direct once; nothing failed
+    combos = {(p["mode"], p["workers"], p["concurrency"]) for p in bench["sweep"]}
+    expected = {(m, w, k) for m in ("fused", "staged") for w in (1, 2) for k in (1, 2)}
+    assert combos == expected | {("direct", 1, 1)}
+    for p in bench["sweep"]:
+        assert p["events"] == 4 and p["failed"] == 0
+        assert p["events_per_second"] == pytest.approx(4 / p["wall_s"])
+        assert set(p["stages"]) >= {"embedding", "graph_building", "filter", "gnn", "labelling"}
+    two_workers = [p for p in bench["sweep"] if p["workers"] == 2 and p["mode"] != "direct"]
+    assert all(len(p["per_worker"]) >= 1 for p in two_workers)
+
+    # the headline numbers agree with the sweep they were computed from
+    def best(mode: str, workers: int) -> float:
+        return max(
+            p["events_per_second"] for p in bench["sweep"] if p["mode"] == mode and p["workers"] == workers
+        )
+
+    assert bench["scaling_efficiency"] == pytest.approx(best("fused", 2) / (2 * best("direct", 1)))
+    assert bench["fused_over_staged"] == pytest.approx(best("fused", 2) / best("staged", 2))
+
+    # service times: every event of every fused run, with its hits; per worker for 2 workers
+    fused2 = bench["service_times"]["fused/w2/t1"]
+    assert len(fused2["per_event_s"]) == 4 * 2  # 4 events x 2 concurrency values
+    assert set(fused2["per_event_hits"]) == {300}
+    assert sum(w["events"] for w in fused2["by_worker"].values()) == 8
+    assert sum(fused2["per_batch_events"]) == 8
+
+    # size scaling measured on subsampled events, and a fit through it
+    measured_hits = {p["hits"] for p in bench["size_scaling"]["measured"]}
+    assert measured_hits == {100, 200}
+    assert bench["size_scaling"]["b"] > 0
+
+    network = bench["network"]
+    assert network["round_trip_s"]["p50"] > 0
+    assert network["transfer"]["how"] == "worker-to-worker"
+    assert network["bytes_per_event"] == pytest.approx(
+        network["input_bytes_per_event"] + network["result_bytes_per_event"]
+    )
+    assert bench["memory"]["worker_peak_bytes"] >= bench["memory"]["worker_rss_bytes"] > 0
+    assert bench["machine"]["cpu_count"] >= 1
+
+    for name in bench["plots"]:
+        assert (out / name).stat().st_size > 1000
+    assert {"throughput_vs_workers.png", "modes.png", "stages.png"} <= set(bench["plots"])
+
+    # the estimate reads this bench.json as it is
+    result = estimates.estimate(out / "bench.json", 100.0, nodes=["cpu=cores:128,mem:512GB"])
+    assert result.rows[0].measured and result.rows[0].nodes >= 1
