@@ -1,0 +1,74 @@
+"""Labelling: every hit gets a track label; connected components and CC-and-walk."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+from trackflow.errors import ConfigError
+from trackflow.pipeline import HitGraph, Labelling, LabellingConfig
+from trackflow.pipeline.labelling import connected_component_labels, walkthrough_labels
+
+
+def groups(labels: np.ndarray) -> set[frozenset[int]]:
+    return {frozenset(np.nonzero(labels == label)[0].tolist()) for label in np.unique(labels)}
+
+
+def test_cc_groups_edges_above_the_cut_and_isolates_the_rest() -> None:
+    edges = np.array([[1, 2, 4, 6], [0, 1, 3, 5]])
+    scores = np.array([0.9, 0.8, 0.3, 0.95])
+    labels = connected_component_labels(8, edges, scores, cut=0.5)
+    assert labels.dtype == np.int64 and labels.shape == (8,)
+    assert groups(labels) == {
+        frozenset({0, 1, 2}),
+        frozenset({3}),
+        frozenset({4}),
+        frozenset({5, 6}),
+        frozenset({7}),
+    }
+    assert set(labels.tolist()) == set(range(5))  # labels 0..T-1
+
+
+def test_cc_with_no_edges_gives_one_track_per_hit() -> None:
+    labels = connected_component_labels(4, np.zeros((2, 0), dtype=np.int64), np.zeros(0), 0.5)
+    assert sorted(labels.tolist()) == [0, 1, 2, 3]
+
+
+def test_walkthrough_keeps_simple_paths_and_walks_branches() -> None:
+    # hits 0-1-2-3 a clean path (any loose score); hits 4..9: a Y from 4 via 5 to 6-7 (good) and
+    # 8-9 (a weak branch); r grows with the hit index inside each group
+    r = np.array([1, 2, 3, 4, 1, 2, 3, 4, 3, 4], dtype=np.float32)
+    edges = np.array([[1, 2, 3, 5, 6, 7, 8, 9], [0, 1, 2, 4, 5, 6, 5, 8]])
+    scores = np.array([0.05, 0.3, 0.2, 0.9, 0.95, 0.9, 0.7, 0.65])
+    labels = walkthrough_labels(10, edges, scores, r, loose_cut=0.01, walk_cut=0.6, min_hits=3)
+    found = groups(labels)
+    assert frozenset({0, 1, 2, 3}) in found  # a simple path is a track as it is
+    assert frozenset({4, 5, 6, 7}) in found  # the walk follows the best edge at the branch
+    assert frozenset({8, 9}) not in found  # too short to be a track: its hits stand alone
+    assert frozenset({8}) in found and frozenset({9}) in found
+    assert len(labels) == 10 and set(labels.tolist()) == set(range(len(found)))
+
+
+def test_walkthrough_ignores_edges_below_the_loose_cut() -> None:
+    r = np.arange(4, dtype=np.float32)
+    edges = np.array([[1, 2, 3], [0, 1, 2]])
+    labels = walkthrough_labels(4, edges, np.array([0.9, 0.005, 0.9]), r, 0.01, 0.6, 2)
+    assert groups(labels) == {frozenset({0, 1}), frozenset({2, 3})}
+
+
+@pytest.mark.parametrize("method", ["cc", "walkthrough"])
+def test_stage_labels_every_hit(method: str) -> None:
+    rng = np.random.default_rng(0)
+    graph = HitGraph.from_features(torch.from_numpy(rng.random((200, 3), dtype=np.float32)))
+    graph.edges = torch.from_numpy(np.sort(rng.integers(0, 200, (2, 400)), axis=0)[::-1].copy())
+    graph.edge_scores = torch.from_numpy(rng.random(400, dtype=np.float32))
+    graph = Labelling(LabellingConfig(method=method))(graph)
+    assert graph.track_labels.shape == (200,)
+    assert graph.counts["tracks"] == len(np.unique(graph.track_labels))
+    assert method in repr(Labelling(LabellingConfig(method=method)))
+
+
+def test_bad_method_is_a_config_error() -> None:
+    with pytest.raises(ConfigError, match="method"):
+        LabellingConfig(method="dbscan")
