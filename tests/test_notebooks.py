@@ -1,0 +1,156 @@
+"""The notebooks in ``notebooks/`` run top to bottom in a real Jupyter kernel, and are stripped in git.
+
+Execution: a kernel spec for this interpreter is installed into a temporary prefix (found through
+``JUPYTER_PATH``, so nothing is written into the virtualenv or the home directory), each notebook's
+first code cell gets its parameters replaced (an output directory under tmp_path, a local cluster),
+and nbclient runs every cell; a cell that raises fails the test. The notebooks run in file order and
+share one output directory, as a user would run them: 02 benchmarks the events 01 simulated, 03
+estimates from the bench.json 02 wrote (each falls back to making its own inputs when run alone).
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import os
+import re
+import subprocess
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from conftest import REPO, require
+
+NOTEBOOK_DIR = REPO / "notebooks"
+NOTEBOOKS = sorted(NOTEBOOK_DIR.glob("*.ipynb"))
+KERNEL_NAME = "trackflow-test"
+#: seconds one cell may run before the test fails (the sweep of 02 is the longest cell)
+CELL_TIMEOUT_S = 300
+#: PNG files each notebook must leave in its output directory
+EXPECTED_FIGURES = {
+    "01-quickstart": ["01-event-display.png", "01-efficiency.png"],
+    "02-throughput": [
+        "bench/throughput_vs_workers.png",
+        "bench/throughput_vs_concurrency.png",
+        "bench/modes.png",
+        "bench/stages.png",
+    ],
+    "03-online-estimate": ["estimate/nodes_vs_rate.png", "estimate/latency_vs_rate.png"],
+}
+PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
+
+
+def _has_module(name: str) -> bool:
+    return importlib.util.find_spec(name) is not None
+
+
+def set_parameters(notebook: Any, values: dict[str, Any]) -> None:
+    """Replace ``NAME = ...`` lines of the notebook's first code cell by ``NAME = repr(value)``.
+
+    Every name must already be a parameter there: a renamed parameter fails loudly instead of
+    silently running the notebook with its defaults.
+    """
+    cell = next(c for c in notebook.cells if c.cell_type == "code")
+    source = cell.source
+    for name, value in values.items():
+        pattern = re.compile(rf"^{name} = .*$", flags=re.MULTILINE)
+        if not pattern.search(source):
+            raise AssertionError(f"{name} is not a parameter of the first code cell")
+        source = pattern.sub(lambda _, name=name, value=value: f"{name} = {value!r}", source, count=1)
+    cell.source = source
+
+
+@pytest.fixture(scope="session")
+def jupyter_kernel(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    """A Jupyter kernel spec that starts this interpreter, and an environment in which it finds
+    trackflow; yields the kernel name."""
+    require(_has_module("nbclient") and _has_module("ipykernel"), "nbclient/ipykernel not installed")
+    prefix = tmp_path_factory.mktemp("jupyter")
+    subprocess.run(
+        [sys.executable, "-m", "ipykernel", "install", "--prefix", str(prefix), "--name", KERNEL_NAME],
+        check=True,
+        capture_output=True,
+    )
+    with pytest.MonkeyPatch.context() as env:
+        env.setenv("JUPYTER_PATH", str(prefix / "share" / "jupyter"))
+        env.setenv("PYTHONPATH", os.pathsep.join(filter(None, [str(REPO), os.environ.get("PYTHONPATH")])))
+        env.delenv("TRACKFLOW_CLUSTER", raising=False)  # CI's Slurm is for the slurm tests
+        yield KERNEL_NAME
+
+
+@pytest.fixture(scope="module")
+def notebook_out(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The one output directory the notebooks share (events, bench.json, PNGs)."""
+    return tmp_path_factory.mktemp("notebook-out")
+
+
+def test_there_are_notebooks() -> None:
+    assert [p.stem for p in NOTEBOOKS] == sorted(EXPECTED_FIGURES)
+
+
+@pytest.mark.parametrize("path", NOTEBOOKS, ids=lambda p: p.stem)
+def test_outputs_stripped_in_git(path: Path) -> None:
+    """Committed notebooks carry no outputs (``tools/strip_notebooks.py`` strips them)."""
+    import nbformat
+
+    notebook = nbformat.read(path, as_version=4)
+    nbformat.validate(notebook)
+    dirty = [
+        i
+        for i, cell in enumerate(notebook.cells)
+        if cell.cell_type == "code" and (cell.outputs or cell.execution_count is not None)
+    ]
+    assert not dirty, f"{path.name}: cells {dirty} have outputs; run tools/strip_notebooks.py"
+
+
+@pytest.mark.parametrize("path", NOTEBOOKS, ids=lambda p: p.stem)
+def test_parameters_in_first_cell(path: Path) -> None:
+    import nbformat
+
+    notebook = nbformat.read(path, as_version=4)
+    first = next(c for c in notebook.cells if c.cell_type == "code")
+    assert "parameters" in first.metadata.get("tags", [])
+    assert re.search(r"^OUT_DIR = ", first.source, flags=re.MULTILINE)
+
+
+@pytest.mark.notebooks
+@pytest.mark.slow
+@pytest.mark.sim
+@pytest.mark.parametrize("path", NOTEBOOKS, ids=lambda p: p.stem)
+def test_notebook_runs(path: Path, jupyter_kernel: str, notebook_out: Path, detectors_csv: Path) -> None:
+    """Every cell runs without error; every figure is displayed and written as a PNG."""
+    import nbformat
+    from nbclient import NotebookClient
+
+    require(_has_module("acts"), "pyacts not installed (the notebooks simulate their events)")
+    notebook = nbformat.read(path, as_version=4)
+    parameters: dict[str, Any] = {"OUT_DIR": str(notebook_out)}
+    if path.stem == "01-quickstart":
+        parameters["CLUSTER"] = "local"
+    set_parameters(notebook, parameters)
+
+    client = NotebookClient(
+        notebook,
+        kernel_name=jupyter_kernel,
+        timeout=CELL_TIMEOUT_S,
+        resources={"metadata": {"path": str(NOTEBOOK_DIR)}},  # cwd of the kernel, as in JupyterLab
+    )
+    try:
+        client.execute()  # raises CellExecutionError naming the cell when one fails
+    finally:
+        # the executed copy, outputs included, to read when a cell failed
+        nbformat.write(notebook, notebook_out / f"{path.stem}.executed.ipynb")
+
+    for name in EXPECTED_FIGURES[path.stem]:
+        png = notebook_out / name
+        assert png.is_file(), f"{path.name} did not write {name}"
+        assert png.read_bytes()[:8] == PNG_MAGIC
+    shown = [
+        output
+        for cell in notebook.cells
+        if cell.cell_type == "code"
+        for output in cell.outputs
+        if "image/png" in output.get("data", {})
+    ]
+    assert len(shown) >= len(EXPECTED_FIGURES[path.stem]), "figures written but not displayed"
