@@ -1,0 +1,244 @@
+"""No event lost or duplicated: bad input files, a worker SIGKILLed mid-run, the client killed
+mid-run and the run resumed. Outputs are compared byte for byte with a clean run."""
+
+from __future__ import annotations
+
+import gzip
+import json
+import os
+import signal
+import subprocess
+import sys
+import textwrap
+import threading
+import time
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+import pytest
+from test_workflow import run, shared_local_client, small_hits, write_small_events
+
+from trackflow.events import Event, write_event
+from trackflow.workflow.outputs import MANIFEST_NAME
+from trackflow.workflow.report import EXIT_FAILED_EVENTS, EXIT_OK
+
+HEADER = "hit_id,x,y,z,volume_id,layer_id,module_id\n"
+GOOD_ROW = "1,30.5,2.0,3.0,8,2,1\n"
+
+
+@pytest.fixture(scope="session")
+def dask_client() -> Any:
+    with shared_local_client() as client:
+        yield client
+
+
+# --------------------------------------------------------------------------- bad input catalogue
+def _hits_csv(directory: Path, event_id: int) -> Path:
+    return directory / f"event{event_id:09d}-hits.csv"
+
+
+def _replace_hits(directory: Path, event_id: int, text: str) -> Path:
+    (directory / f"event{event_id:09d}-hits.csv.gz").unlink()
+    path = _hits_csv(directory, event_id)
+    path.write_text(text)
+    return path
+
+
+def _build_catalogue(directory: Path, trackml_dir: Path) -> dict[int, tuple[str, str, str]]:
+    """Two good events (7100, 7113), one far larger than the rest (7112), and eleven broken ones.
+
+    Returns event_id -> (failing file name, stage, a phrase of the problem) for the broken ones.
+    """
+    write_small_events(trackml_dir, directory, 14, first=7100)
+    expected: dict[int, tuple[str, str, str]] = {}
+
+    def broken(event_id: int, text: str, phrase: str) -> None:
+        expected[event_id] = (_replace_hits(directory, event_id, text).name, "load", phrase)
+
+    # missing file: the event has a particles file but no hits
+    gz = directory / "event000007101-hits.csv.gz"
+    gz.unlink()
+    (directory / "event000007101-particles.csv").write_text("particle_id,vx,vy,vz,px,py,pz,q,nhits\n")
+    expected[7101] = (gz.name, "load", "missing hits file")
+    broken(7102, "", "0 bytes")
+    truncated = directory / "event000007103-hits.csv.gz"
+    truncated.write_bytes(truncated.read_bytes()[: truncated.stat().st_size // 2])
+    expected[7103] = (truncated.name, "load", "gzip")
+    broken(7104, "hit_id,y,z,volume_id,layer_id,module_id\n1,2.0,3.0,8,2,1\n", "missing column(s) x")
+    broken(7105, HEADER + GOOD_ROW + "2,abc,2.0,3.0,8,2,1\n", "non-numeric")
+    broken(7106, HEADER + GOOD_ROW + "2,1.0,nan,3.0,8,2,1\n", "NaN")
+    broken(7107, HEADER + GOOD_ROW + "2,1.0,2.0,inf,8,2,1\n", "infinite")
+    broken(7108, HEADER + GOOD_ROW + GOOD_ROW, "duplicate hit_id 1")
+    broken(7109, HEADER, "no hits")
+    broken(7110, HEADER + GOOD_ROW + "2,1.0,2.0,3.0,99,2,1\n", "unknown volume_id 99")
+    # hit ids of the truth file belong to another event: tracks are made, the score step fails
+    hits = small_hits(trackml_dir, 11)
+    truth = pd.DataFrame(
+        {"hit_id": hits["hit_id"] + 10_000_000, "particle_id": 0, "tx": 0.0, "ty": 0.0, "tz": 0.0}
+        | {"tpx": 0.0, "tpy": 0.0, "tpz": 0.0, "weight": 0.0}
+    )
+    truth.to_csv(directory / "event000007111-truth.csv", index=False)
+    (directory / "event000007111-particles.csv").write_text("particle_id,vx,vy,vz,px,py,pz,q,nhits\n")
+    expected[7111] = ("event000007111-truth.csv", "score", "do not match")
+    # far larger than the rest (about eight times the hits): just slower
+    write_event(Event(event_id=7112, hits=small_hits(trackml_dir, 12, width=0.3)), directory)
+    return expected
+
+
+@pytest.fixture(scope="module")
+def catalogue(trackml_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, dict]:
+    directory = tmp_path_factory.mktemp("catalogue")
+    return directory, _build_catalogue(directory, trackml_dir)
+
+
+@pytest.mark.parametrize("mode", ["direct", "fused"])
+def test_bad_input_catalogue_fails_each_bad_event_alone(
+    mode: str, catalogue: tuple[Path, dict], dask_client: Any, tmp_path: Path, capsys: pytest.CaptureFixture
+) -> None:
+    directory, expected = catalogue
+    options = {"client": dask_client} if mode == "fused" else {}
+    report = run(directory, tmp_path, mode=mode, batch_size=3, **options)
+    assert report.exit_code == EXIT_FAILED_EVENTS == 3
+
+    written = json.loads(report.report_path.read_text())
+    failed = {f["event_id"]: f for f in written["failed_events"]}
+    assert set(failed) == set(expected)
+    for event_id, (file_name, stage, phrase) in expected.items():
+        failure = failed[event_id]
+        assert failure["stage"] == stage, failure
+        assert Path(failure["path"]).name == file_name, failure
+        assert phrase in failure["message"], failure
+        assert file_name in failure["message"] and "\n" not in failure["message"]
+        assert failure["attempts"] == 1  # bad data is never retried
+
+    # the others complete: the good ones, the large one, and 7111 whose tracks were made
+    submission = pd.read_csv(report.submission_path)
+    assert sorted(submission["event_id"].unique()) == [7100, 7111, 7112, 7113]
+    assert written["events"]["done"] == 4 and written["events"]["failed"] == len(expected)
+
+    # one line per failure on stderr, naming the file
+    lines = [line for line in capsys.readouterr().err.splitlines() if line.startswith("event ")]
+    assert len(lines) == len(expected)
+    for event_id, (file_name, _, _) in expected.items():
+        assert sum(line.startswith(f"event {event_id} ") and file_name in line for line in lines) == 1
+
+
+# --------------------------------------------------------------------------- killed processes
+@pytest.fixture(scope="module")
+def slow_events(trackml_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """Ten events of ~1,200 hits: long enough (~1 s each) to kill something mid-run."""
+    directory = tmp_path_factory.mktemp("slow_events")
+    write_small_events(trackml_dir, directory, 10, first=8000, width=0.15)
+    return directory
+
+
+@pytest.fixture(scope="module")
+def clean_run(slow_events: Path, tmp_path_factory: pytest.TempPathFactory) -> Any:
+    return run(slow_events, tmp_path_factory.mktemp("clean"), mode="direct", batch_size=1)
+
+
+def _manifest_batches(out_dir: Path) -> dict[str, Any]:
+    try:
+        return json.loads((out_dir / MANIFEST_NAME).read_text())["batches"]
+    except (OSError, ValueError):
+        return {}
+
+
+def _wait_for_batches(out_dir: Path, count: int, timeout: float = 300.0) -> int:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        done = len(_manifest_batches(out_dir))
+        if done >= count:
+            return done
+        time.sleep(0.02)
+    raise AssertionError(f"no {count} finished batch(es) in {out_dir} after {timeout} s")
+
+
+def _same_outputs(report: Any, clean: Any) -> None:
+    assert report.submission_path.read_bytes() == clean.submission_path.read_bytes()
+    ours = {b["key"]: b["sha256"] for b in _manifest_batches(report.submission_path.parent).values()}
+    theirs = {b["key"]: b["sha256"] for b in _manifest_batches(clean.submission_path.parent).values()}
+    assert ours == theirs  # every batch's Parquet byte-identical to the clean run's
+
+
+@pytest.mark.slow
+def test_worker_sigkilled_mid_run_loses_and_duplicates_nothing(
+    slow_events: Path, clean_run: Any, dask_client: Any, tmp_path: Path
+) -> None:
+    pids = dask_client.run(os.getpid)
+    killed: dict[str, int] = {}
+
+    def kill_a_worker() -> None:
+        killed["batches_done"] = _wait_for_batches(tmp_path, 1)
+        pid = pids[min(pids)]
+        os.kill(pid, signal.SIGKILL)
+        killed["pid"] = pid
+
+    killer = threading.Thread(target=kill_a_worker)
+    killer.start()
+    report = run(slow_events, tmp_path, mode="fused", batch_size=1, client=dask_client, max_in_flight=4)
+    killer.join()
+    assert killed["pid"] in pids.values() and killed["batches_done"] < 10  # it died mid-run
+    assert report.exit_code == EXIT_OK, report.report["failed_events"]
+    events = [e["event_id"] for e in report.report["per_event"]]
+    assert sorted(events) == list(range(8000, 8010))  # every event exactly once
+    _same_outputs(report, clean_run)
+
+
+CLIENT_SCRIPT = """
+import functools, sys
+from pathlib import Path
+from trackflow.pipeline.pipeline import Pipeline
+from trackflow.workflow.reconstruct import ReconstructConfig, reconstruct
+
+if __name__ == "__main__":
+    loader = functools.partial(Pipeline.random_init, hidden=32, gnn_hidden=16, seed=7)
+    reconstruct(ReconstructConfig(
+        input_dir=Path(sys.argv[1]), out_dir=Path(sys.argv[2]), mode="fused", cluster="local",
+        workers=2, batch_size=1, max_in_flight=2, pipeline_loader=loader, progress=False,
+    ))
+"""
+
+
+@pytest.mark.slow
+def test_client_killed_then_rerun_resumes_to_identical_outputs(
+    slow_events: Path, clean_run: Any, dask_client: Any, tmp_path: Path
+) -> None:
+    script = tmp_path / "client.py"
+    script.write_text(textwrap.dedent(CLIENT_SCRIPT))
+    out = tmp_path / "out"
+    repo = Path(__file__).resolve().parents[1]
+    env = {
+        **os.environ,
+        "PYTHONPATH": os.pathsep.join(filter(None, [str(repo), os.environ.get("PYTHONPATH")])),
+    }
+    # its own session, so the client, its cluster and workers die together
+    client = subprocess.Popen(
+        [sys.executable, str(script), str(slow_events), str(out)],
+        env=env,
+        start_new_session=True,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    try:
+        _wait_for_batches(out, 2)
+    finally:
+        os.killpg(client.pid, signal.SIGKILL)
+        client.wait()
+    finished = {k: b["sha256"] for k, b in _manifest_batches(out).items()}
+    assert 2 <= len(finished) < 10, "the client was to be killed mid-run"
+
+    report = run(slow_events, out, mode="fused", batch_size=1, client=dask_client)
+    assert report.exit_code == EXIT_OK
+    assert report.report["events"]["resumed"] == len(finished)
+    assert report.report["events"]["processed"] == 10 - len(finished)
+    after = {k: b["sha256"] for k, b in _manifest_batches(out).items()}
+    assert {k: after[k] for k in finished} == finished  # finished batches were not redone
+    _same_outputs(report, clean_run)
+
+
+def test_truncated_gzip_fixture_is_really_truncated(catalogue: tuple[Path, dict]) -> None:
+    directory, _ = catalogue
+    with pytest.raises((EOFError, OSError)), gzip.open(directory / "event000007103-hits.csv.gz") as f:
+        f.read()
