@@ -258,3 +258,19 @@ def test_bad_bench_file(tmp_path: Path) -> None:
     bad.write_text("{}")
     with pytest.raises(ConfigError, match="service_times"):
         estimates.estimate(bad, 10.0)
+
+
+def test_predict_finite_batch_run_with_constant_service() -> None:
+    # 5 batches of 3 events, 2 workers, all 5 in flight, 1 s each: waves of 2, 2, 1 -> 3 s
+    prediction = estimates.predict_batch_workflow(
+        workers=2, in_flight=5, per_batch_s=np.array([1.0]), events_per_batch=3, overhead_s=0.0,
+        batches=5, replicates=3,
+    )
+    assert prediction["events_per_second"] == pytest.approx(15 / 3.0)
+    # latencies 1, 1, 2, 2, 3 s: p50 = 2
+    assert prediction["p50"] == pytest.approx(2.0)
+    steady = estimates.predict_batch_workflow(
+        workers=2, in_flight=4, per_batch_s=np.array([1.0]), events_per_batch=3, overhead_s=0.0
+    )
+    assert steady["events_per_second"] == pytest.approx(2 * 3 / 1.0, rel=0.01)
+    assert steady["p50"] == pytest.approx(4 / 2 * 1.0, rel=0.01)  # Little: K / throughput (batches)

@@ -638,6 +638,7 @@ def run_bench(config_: BenchConfig) -> dict[str, Any]:
         )
 
     started = time.time()
+    load_start = os.getloadavg()  # other work on the machine skews every timing: recorded
     sweep: list[dict[str, Any]] = []
     samples: dict[str, _Samples] = {}
     measurements: dict[str, Any] = {}
@@ -676,7 +677,10 @@ def run_bench(config_: BenchConfig) -> dict[str, Any]:
         "config": {
             k: (str(v) if isinstance(v, Path) else v) for k, v in asdict(cfg).items() if k not in ("loader",)
         },
-        "machine": machine_info(cfg.device),
+        "machine": {
+            **machine_info(cfg.device),
+            "load_average": {"start": load_start, "end": os.getloadavg()},
+        },
         "device": cfg.device,
         "batch_size": cfg.batch_size,
         "events": len(refs),

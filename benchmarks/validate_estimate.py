@@ -1,0 +1,233 @@
+"""Validate trackflow's estimates against measurement (issue 8).
+
+1. ``trackflow bench`` with ONE worker (fused and direct, 1 thread) on the chosen events.
+2. Predict, from that bench alone, the throughput and the p95 per-event latency of
+   ``trackflow reconstruct`` with TWO workers and K batches in flight: a closed queue
+   (:func:`trackflow.workflow.estimates.predict_batch_workflow`) drawing the measured per-batch
+   service times, plus the measured Dask overhead per batch outside the workers.
+3. Measure them: ``reconstruct`` (fused) on a 2-worker LocalCluster, after one warm-up run.
+   Targets: throughput within 15 %, p95 latency within 25 %.
+4. Size: fit ``t = a + b·h^k`` on the bench's subsampled sizes only (all <= H/2), predict the
+   time ratio t(H)/t(H/2) of doubling the event size, then measure it (direct, 1 thread) on
+   fresh subsamples of H/2 and H hits.
+
+Writes ``OUT/validation.json`` and prints a table. Example (about 5-10 min on 2 cores)::
+
+    PYTHONPATH=. .venv/bin/python benchmarks/validate_estimate.py \\
+        ../shared/data/trackml/kaggle_train_1 --out /tmp/validate --events 8 --hits 4000
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import statistics
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+
+from trackflow.events.trackml import list_events
+from trackflow.workflow.batching import Batch, count_hits
+from trackflow.workflow.bench import BenchConfig, _subsample, run_bench, worker_environment
+from trackflow.workflow.clusters import open_cluster
+from trackflow.workflow.estimates import SizeScaling, predict_batch_workflow
+from trackflow.workflow.executors import DirectExecutor
+from trackflow.workflow.plugin import load_pipeline
+from trackflow.workflow.reconstruct import ReconstructConfig, reconstruct
+
+THROUGHPUT_TOLERANCE = 0.15
+LATENCY_TOLERANCE = 0.25
+
+
+def prepare_events(input_dir: Path, out: Path, events: int, hits: int | None, seed: int) -> Path:
+    """The first ``events`` events, subsampled to ``hits`` hits when given, as a directory."""
+    refs = list_events(input_dir)[:events]
+    if hits is None:
+        return input_dir
+    rng = np.random.default_rng(seed)
+    for ref in refs:
+        if _subsample(ref, hits, rng, out) is None:
+            raise SystemExit(f"{ref.hits_path}: has fewer than {hits} hits")
+    return out
+
+
+def measure_reconstruct(
+    events_dir: Path, out: Path, args: argparse.Namespace, loader: object
+) -> list[dict[str, float]]:
+    """Throughput (events/s) and p95 latency (s) of reconstruct with 2 workers, per repeat."""
+    measured = []
+    with worker_environment(), open_cluster("local", workers=2, threads_per_worker=1) as opened:
+        common = {
+            "input_dir": events_dir,
+            "event_ids": [r.event_id for r in list_events(events_dir)[: args.events]],
+            "models_dir": args.models,
+            "mode": "fused",
+            "workers": 2,
+            "batch_size": args.batch_size,
+            "max_in_flight": args.in_flight,
+            "client": opened.client,
+            "pipeline_loader": loader,
+            "overwrite": True,
+            "progress": False,
+        }
+        reconstruct(ReconstructConfig(out_dir=out / "warmup", **common))  # loads models, first inference
+        for repeat in range(args.repeats):
+            run = reconstruct(ReconstructConfig(out_dir=out / f"run-{repeat}", **common))
+            report = run.report
+            measured.append(
+                {
+                    "events_per_second": report["throughput"]["events_per_s"],
+                    "latency_p95_s": report["latency_s"]["p95"],
+                    "latency_p50_s": report["latency_s"]["p50"],
+                    "report": str(run.report_path),
+                }
+            )
+            print(f"measured run {repeat}: {measured[-1]}", flush=True)
+    return measured
+
+
+def measure_size_ratio(
+    input_dir: Path, out: Path, args: argparse.Namespace, loader: object, small: int, large: int
+) -> dict[str, float]:
+    """Mean direct seconds per event at ``small`` and ``large`` hits on fresh subsamples."""
+    pipeline = load_pipeline(args.models, "cpu", 1, loader)
+    executor = DirectExecutor(pipeline, retries=0)
+    rng = np.random.default_rng(args.seed + 1)
+    refs = list_events(input_dir)[: args.size_events]
+    seconds: dict[int, list[float]] = {}
+    for hits in (small, large):
+        subsampled = [_subsample(ref, hits, rng, out / f"size-{hits}-{i}") for i, ref in enumerate(refs)]
+        batches = [Batch(i, (ref,)) for i, ref in enumerate(subsampled) if ref is not None]
+        list(executor.execute(batches[:1]))  # warm-up at this size
+        for _ in range(args.repeats):
+            for result in executor.execute(batches):
+                seconds.setdefault(hits, []).extend(e.stop - e.start for e in result.events)
+    return {
+        "small_hits": small,
+        "large_hits": large,
+        "small_mean_s": statistics.fmean(seconds[small]),
+        "large_mean_s": statistics.fmean(seconds[large]),
+        "ratio": statistics.fmean(seconds[large]) / statistics.fmean(seconds[small]),
+    }
+
+
+def relative_error(predicted: float, measured: float) -> float:
+    return (predicted - measured) / measured
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("input_dir", type=Path)
+    parser.add_argument("--out", type=Path, required=True)
+    parser.add_argument("--models", type=Path, default=None, help="model directory (default: shipped)")
+    parser.add_argument("--random-init", action="store_true", help="untrained models (no shipped ones)")
+    parser.add_argument("--events", type=int, default=8)
+    parser.add_argument("--hits", type=int, default=None, help="subsample events to this many hits")
+    parser.add_argument("--batch-size", type=int, default=2)
+    parser.add_argument("--in-flight", type=int, default=4)
+    parser.add_argument("--repeats", type=int, default=2)
+    parser.add_argument("--size-events", type=int, default=2)
+    parser.add_argument("--seed", type=int, default=0)
+    args = parser.parse_args(argv)
+    loader = None
+    if args.random_init:
+        from trackflow.pipeline.pipeline import Pipeline
+
+        loader = Pipeline.random_init
+    args.out.mkdir(parents=True, exist_ok=True)
+    started = time.time()
+    load_start = os.getloadavg()  # other work on the machine skews every timing: recorded
+
+    events_dir = prepare_events(args.input_dir, args.out / "events", args.events, args.hits, args.seed)
+    # the size test doubles from H/2 to H hits: H = --hits, else the smallest event used
+    full_hits = args.hits or min(count_hits(r) for r in list_events(events_dir)[: args.events])
+    half = full_hits // 2
+
+    # 1. the 1-worker bench
+    bench = run_bench(
+        BenchConfig(
+            events_dir,
+            args.out / "bench-1worker",
+            workers=[1],
+            threads=[1],
+            concurrency=sorted({1, args.in_flight}),
+            modes=["fused", "direct"],
+            max_events=args.events,
+            batch_size=args.batch_size,
+            repeats=args.repeats,
+            models_dir=args.models,
+            size_sweep=[half // 4, half // 2, half],
+            size_events=args.size_events,
+            loader=loader,
+        )
+    )
+
+    # 2. prediction for 2 workers from it
+    fused = bench["service_times"]["fused/w1/t1"]
+    per_batch = np.asarray(fused["per_batch_s"])
+    n_events = len(list_events(events_dir)[: args.events])
+    prediction = predict_batch_workflow(
+        workers=2,
+        in_flight=args.in_flight,
+        per_batch_s=per_batch,
+        events_per_batch=float(np.mean(fused["per_batch_events"])),
+        overhead_s=float(bench["dask_overhead_per_batch_s"] or 0.0),
+        batches=-(-n_events // args.batch_size),  # the finite run reconstruct makes
+    )
+    print(f"predicted for 2 workers: {prediction}", flush=True)
+
+    # 3. measurement
+    measured_runs = measure_reconstruct(events_dir, args.out, args, loader)
+    measured = {
+        "events_per_second": statistics.fmean(m["events_per_second"] for m in measured_runs),
+        "latency_p95_s": statistics.fmean(m["latency_p95_s"] for m in measured_runs),
+    }
+
+    # 4. size doubling: fit on the subsampled sizes (all <= H/2), extrapolate to H
+    points = bench["size_scaling"]["measured"]
+    scaling = SizeScaling.fit(np.array([p["hits"] for p in points]), np.array([p["seconds"] for p in points]))
+    predicted_ratio = float(scaling.seconds(full_hits) / scaling.seconds(half))
+    size = measure_size_ratio(args.input_dir, args.out, args, loader, half, full_hits)
+
+    rows = [
+        ("throughput 2 workers (events/s)", prediction["events_per_second"], measured["events_per_second"],
+         THROUGHPUT_TOLERANCE),
+        ("p95 latency 2 workers (s)", prediction["p95"], measured["latency_p95_s"], LATENCY_TOLERANCE),
+        (f"time ratio {full_hits} / {half} hits", predicted_ratio, size["ratio"], None),
+    ]
+    print(f"\n{'quantity':<34} {'predicted':>10} {'measured':>10} {'error':>8}  target")
+    table = []
+    for name, predicted, actual, tolerance in rows:
+        error = relative_error(predicted, actual)
+        verdict = "" if tolerance is None else ("PASS" if abs(error) <= tolerance else "MISS")
+        target = "" if tolerance is None else f"±{tolerance:.0%}"
+        print(f"{name:<34} {predicted:>10.4g} {actual:>10.4g} {error:>+8.1%}  {target} {verdict}")
+        table.append(
+            {"quantity": name, "predicted": predicted, "measured": actual, "relative_error": error,
+             "tolerance": tolerance, "passed": None if tolerance is None else abs(error) <= tolerance}
+        )
+    result = {
+        "command": " ".join(["benchmarks/validate_estimate.py", *(argv or sys.argv[1:])]),
+        "bench": str(args.out / "bench-1worker" / "bench.json"),
+        "prediction": prediction,
+        "measured_runs": measured_runs,
+        "measured": measured,
+        "size_fit": scaling.to_dict(),
+        "size_measured": size,
+        "table": table,
+        "bench_headline": {
+            k: bench[k] for k in ("scaling_efficiency", "fused_over_staged", "dask_overhead_fraction")
+        },
+        "duration_s": time.time() - started,
+        "load_average": {"start": load_start, "end": os.getloadavg()},
+    }
+    (args.out / "validation.json").write_text(json.dumps(result, indent=1, default=str) + "\n")
+    print(f"\nwrote {args.out / 'validation.json'} ({result['duration_s']:.0f} s)")
+    return 0 if all(r["passed"] is not False for r in table) else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())
