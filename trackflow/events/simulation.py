@@ -229,7 +229,7 @@ class ActsDetector:
     frames: ModuleFrames
     acts_codes: np.ndarray  # sorted ACTS (volume, layer, sensitive) codes
     frame_rows: np.ndarray  # row in frames for each acts_codes entry
-    digi_configs: dict[str, Any]
+    digi_configs: dict[str, Any]  # DigitizationAlgorithm.Config per digitization kind
 
 
 def _acts_code(volume: np.ndarray, layer: np.ndarray, sensitive: np.ndarray) -> np.ndarray:
@@ -297,7 +297,17 @@ def acts_detector(detectors_path: str) -> ActsDetector:
             ("geometric", geometric_config(frames, acts_sensitive)),
         ):
             path = write_config(digi, Path(tmp) / f"{name}.json")
-            digi_configs[name] = acts.examples.json.readDigiConfigFromJson(str(path))
+            digi_configs[name] = acts.examples.DigitizationAlgorithm.Config(
+                digitizationConfigs=acts.examples.json.readDigiConfigFromJson(str(path)),
+                surfaceByIdentifier=surfaces,
+                inputSimHits="simhits",
+                outputMeasurements="measurements",
+                outputClusters="clusters",
+                outputMeasurementParticlesMap="measurement_particles_map",
+                outputMeasurementSimHitsMap="measurement_simhits_map",
+                outputParticleMeasurementsMap="particle_measurements_map",
+                outputSimHitMeasurementsMap="simhit_measurements_map",
+            )
     return ActsDetector(
         detector=detector,
         tracking_geometry=tracking_geometry,
@@ -429,18 +439,10 @@ def _run_acts(config: SimulationConfig, event_index: int, setup: ActsDetector, w
             pMin=config.p_min * units.GeV,
         )
     )
-    digi = acts.examples.DigitizationAlgorithm.Config(
-        digitizationConfigs=setup.digi_configs[config.digitization],
-        surfaceByIdentifier=setup.surfaces,
-        randomNumbers=random_numbers,
-        inputSimHits="simhits",
-        outputMeasurements="measurements",
-        outputClusters="clusters",
-        outputMeasurementParticlesMap="measurement_particles_map",
-        outputMeasurementSimHitsMap="measurement_simhits_map",
-        outputParticleMeasurementsMap="particle_measurements_map",
-        outputSimHitMeasurementsMap="simhit_measurements_map",
-    )
+    # the prepared config already holds the 19k-surface map (slow to convert); one event at a
+    # time per process, so setting its random numbers here is safe
+    digi = setup.digi_configs[config.digitization]
+    digi.randomNumbers = random_numbers
     # ERROR: at WARNING it prints a line per event counting the simulated hits it skipped
     # (about 1 in 100k in a full event), which would break up the progress bar
     sequencer.addAlgorithm(acts.examples.DigitizationAlgorithm(digi, acts.logging.ERROR))
