@@ -63,7 +63,11 @@ def default_detectors_path() -> Path:
 
 
 def load_detectors(path: str | Path | None = None) -> pd.DataFrame:
-    """Read the detector description (cached per path); raises EventFileError if unusable."""
+    """Read the detector description (cached per path).
+
+    Raises ConfigError when the file is not there, EventFileError when it lacks columns or
+    repeats a module.
+    """
     resolved = Path(path) if path is not None else default_detectors_path()
     if not resolved.is_file():
         raise ConfigError(
