@@ -26,6 +26,7 @@ from scipy.spatial import cKDTree
 
 from trackflow.pipeline.embedding import EmbeddingNet
 from trackflow.pipeline.training.data import TruthEvent
+from trackflow.pipeline.training.edges import warmup_cosine
 
 log = logging.getLogger(__name__)
 
@@ -123,9 +124,7 @@ def train_embedding(
         )
     optimiser = torch.optim.AdamW(model.parameters(), lr=config.learning_rate)
     total_steps = max(1, config.epochs * config.steps_per_epoch)
-    scheduler = torch.optim.lr_scheduler.OneCycleLR(
-        optimiser, max_lr=config.learning_rate, total_steps=total_steps, pct_start=0.1
-    )
+    scheduler = warmup_cosine(optimiser, total_steps)
     positives_all = [e.truth_edges_above(config.pt_min) for e in events]
     losses: list[float] = []
     for epoch in range(config.epochs):

@@ -14,7 +14,7 @@ import numpy as np
 import torch
 
 from trackflow.pipeline.filter import FilterNet
-from trackflow.pipeline.training.edges import EdgeSet, bce_loss, edge_weights
+from trackflow.pipeline.training.edges import EdgeSet, bce_loss, edge_weights, warmup_cosine
 
 log = logging.getLogger(__name__)
 
@@ -63,9 +63,7 @@ def train_filter(
     )
     optimiser = torch.optim.AdamW(model.parameters(), lr=config.learning_rate)
     total = max(1, config.epochs * config.steps_per_epoch)
-    scheduler = torch.optim.lr_scheduler.OneCycleLR(
-        optimiser, config.learning_rate, total_steps=total, pct_start=0.1
-    )
+    scheduler = warmup_cosine(optimiser, total)
     true_idx = [np.nonzero(s.y)[0] for s in edge_sets]
     false_idx = [np.nonzero(~s.y)[0] for s in edge_sets]
     losses: list[float] = []

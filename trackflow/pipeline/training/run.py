@@ -28,6 +28,7 @@ from trackflow.pipeline.training.edges import (
     EdgeSet,
     choose_cut_for_efficiency,
     choose_cut_for_purity,
+    found_truth,
     truth_edge_keys,
     undirected_keys,
 )
@@ -38,7 +39,7 @@ from trackflow.pipeline.training.gnn import GNNTrainingConfig, gnn_scores, train
 log = logging.getLogger(__name__)
 
 #: hit features of the shipped models: r first (the walkthrough labelling orders hits by column 0)
-DEFAULT_FEATURES: tuple[str, ...] = ("r", "phi", "z")
+DEFAULT_FEATURES: tuple[str, ...] = ("r", "cos_phi", "sin_phi", "z")
 
 
 def _cfg(key: str, default: Any) -> Any:
@@ -152,42 +153,46 @@ def _edge_sets(
 
 
 def choose_radius(
-    events: list[TruthEvent], model: torch.nn.Module, max_neighbours: int, target: float, pt_min: float
+    events: list[TruthEvent],
+    model: torch.nn.Module,
+    max_neighbours: int,
+    target: float,
+    pt_min: float,
+    max_tries: int = 8,
 ) -> tuple[float, dict[str, float]]:
-    """Smallest radius whose graph (capped at ``max_neighbours``) keeps ``target`` of the truth
-    edges of particles above ``pt_min`` GeV, over all ``events``.
+    """Smallest radius (about) whose graph, capped at ``max_neighbours``, keeps ``target`` of the
+    truth edges of particles above ``pt_min`` GeV over all ``events``.
 
-    One search at a generous radius suffices: the capped edge set at a smaller radius is the
-    capped set at the larger one cut at the smaller distance (the cap keeps the closest first).
+    Starts at the ``target`` quantile of the truth edges' embedding distances (what an uncapped
+    graph would need) and widens by 10 % while the cap costs edges; stops early when widening no
+    longer helps (the cap binds). Each try is one graph building per event, as at inference.
     """
-    distances, n_hits, n_edges_at = [], 0, []
     embeddings = [embed(model, e.features) for e in events]
-    for event, emb in zip(events, embeddings, strict=True):
-        truth = event.truth_edges_above(pt_min)
-        d = (emb[truth[0]] - emb[truth[1]]).pow(2).sum(1).sqrt().numpy()
-        distances.append(d)
-    all_d = np.concatenate(distances) if distances else np.zeros(0)
-    if not len(all_d):
+    truth = [e.truth_edges_above(pt_min) for e in events]
+    d = np.concatenate([(emb[t[0]] - emb[t[1]]).pow(2).sum(1).sqrt().numpy() for emb, t in zip(
+        embeddings, truth, strict=True)]) if events else np.zeros(0)
+    if not len(d):
         return 0.1, {}
-    loose = float(np.quantile(all_d, min(1.0, target + 0.01))) * 1.05 + 1e-6
-    found = []
-    for event, emb in zip(events, embeddings, strict=True):
-        edges = build_edges(emb, loose, max_neighbours).numpy()
-        keys = undirected_keys(edges, event.n_hits)
-        d_edge = (emb[edges[0]] - emb[edges[1]]).pow(2).sum(1).sqrt().numpy()
-        truth = truth_edge_keys(event, pt_min)
-        lookup = pd.Series(d_edge, index=keys)
-        lookup = lookup[~lookup.index.duplicated()]
-        d_truth = lookup.reindex(truth).to_numpy()
-        found.append(np.where(np.isnan(d_truth), np.inf, d_truth))
-        n_hits += event.n_hits
-        n_edges_at.append((edges.shape[1], d_edge))
-    all_found = np.sort(np.concatenate(found))
-    k = int(np.ceil(target * len(all_found))) - 1
-    radius = float(all_found[k]) * (1 + 1e-6) if np.isfinite(all_found[k]) else loose
-    n_edges = sum(int((d < radius).sum()) for _, d in n_edges_at)
-    achieved = float((all_found < radius).mean())
-    return radius, {"efficiency": achieved, "edges_per_hit": n_edges / max(n_hits, 1)}
+    radius = float(np.quantile(d, target)) * 1.001 + 1e-6
+    best: tuple[float, dict[str, float]] | None = None
+    for _ in range(max_tries):
+        found = total = n_edges = n_hits = 0
+        for event, emb in zip(events, embeddings, strict=True):
+            edges = build_edges(emb, radius, max_neighbours).numpy()
+            f, n = found_truth(event, edges, pt_min)
+            found, total = found + f, total + n
+            n_edges, n_hits = n_edges + edges.shape[1], n_hits + event.n_hits
+        result = (radius, {"efficiency": found / max(total, 1), "edges_per_hit": n_edges / max(n_hits, 1)})
+        log.info("graph building at radius %.4f: %.4f of truth edges, %.1f edges/hit", radius,
+                 result[1]["efficiency"], result[1]["edges_per_hit"])
+        if best is not None and result[1]["efficiency"] <= best[1]["efficiency"] + 1e-4:
+            break  # the cap binds: a larger radius adds no truth edges
+        best = result
+        if result[1]["efficiency"] >= target:
+            break
+        radius *= 1.1
+    assert best is not None
+    return best
 
 
 def _is_truth_edge(edge_set: EdgeSet, pt_min: float) -> np.ndarray:

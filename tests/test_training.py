@@ -1,0 +1,204 @@
+"""Training: a tiny run writes a loadable, checksummed model directory; losses go down; cuts and
+truth edges follow their definitions; the shipped models load and label every hit."""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+import os
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+import torch
+
+from trackflow.events import Event, list_events, with_derived
+from trackflow.pipeline import model_files
+from trackflow.pipeline.features import FeatureConfig
+from trackflow.pipeline.pipeline import Pipeline
+from trackflow.pipeline.training import TrainingConfig, train
+from trackflow.pipeline.training.data import load_truth_events, prepare_event, truth_edges
+from trackflow.pipeline.training.edges import choose_cut_for_efficiency, choose_cut_for_purity
+from trackflow.pipeline.training.embedding import EmbeddingTrainingConfig, train_embedding
+from trackflow.pipeline.training.filter import FilterTrainingConfig
+from trackflow.pipeline.training.gnn import GNNTrainingConfig
+
+HAVE_ACTS = importlib.util.find_spec("acts") is not None
+IN_CI = os.environ.get("CI", "").lower() in ("1", "true", "yes")
+
+
+def _need_acts() -> None:
+    if HAVE_ACTS:
+        return
+    if IN_CI:
+        pytest.fail("required in CI: pyacts (pip install 'trackflow[sim]')")
+    pytest.skip("pyacts is not installed")
+
+
+@pytest.fixture(scope="module")
+def tiny_events(tmp_path_factory: pytest.TempPathFactory, detectors_csv: Path) -> Path:
+    """Three small Fatras events (a few hundred particles each): seconds to simulate."""
+    _need_acts()
+    from trackflow.events.simulation import SimulationConfig
+    from trackflow.workflow.simulate import simulate
+
+    out = tmp_path_factory.mktemp("train-events")
+    config = SimulationConfig(
+        seed=11, pileup=4, particles_per_vertex=10, pt_min=0.5, pt_max=5.0, detectors=detectors_csv
+    )
+    simulate(config, out, events=3, progress=False)
+    return out
+
+
+def tiny_config(data: Path, out: Path) -> TrainingConfig:
+    """One epoch per stage, small models and few steps: seconds on one core."""
+    return TrainingConfig(
+        data_dir=data,
+        out_dir=out,
+        seed=3,
+        threads=1,
+        max_neighbours=16,
+        embedding=EmbeddingTrainingConfig(
+            hidden=32, n_layers=2, out_dim=4, epochs=1, steps_per_epoch=10, events_per_epoch=2,
+            positives_per_step=256, hard_negatives_per_step=256, random_negatives_per_step=128,
+        ),
+        filter=FilterTrainingConfig(hidden=32, n_layers=2, epochs=1, steps_per_epoch=10, batch_size=512),
+        gnn=GNNTrainingConfig(hidden=16, n_iterations=2, epochs=1, steps_per_epoch=4),
+    )
+
+
+# ------------------------------------------------------------------------- pure definitions
+def test_truth_edges_join_consecutive_hits_outwards_from_the_vertex() -> None:
+    # particle 7: hits at distances 30, 10, 20 mm from its vertex (0, 0, 5); particle 9: one hit;
+    # hit 4 is noise
+    hits = with_derived(pd.DataFrame({
+        "hit_id": [1, 2, 3, 4, 5],
+        "x": [30.0, 10.0, 20.0, 50.0, 15.0], "y": [0.0] * 5, "z": [5.0, 5.0, 5.0, 0.0, 0.0],
+        "volume_id": [8] * 5, "layer_id": [2] * 5, "module_id": [1] * 5,
+    }))
+    truth = pd.DataFrame({
+        "hit_id": [1, 2, 3, 4, 5], "particle_id": [7, 7, 7, 0, 9],
+        "tx": hits.x, "ty": hits.y, "tz": hits.z, "tpx": 1.0, "tpy": 0.0, "tpz": 0.0, "weight": 0.0,
+    })
+    particles = pd.DataFrame({
+        "particle_id": [7, 9], "vx": [0.0, 0.0], "vy": [0.0, 0.0], "vz": [5.0, 0.0],
+        "px": [2.0, 0.3], "py": [0.0, 0.0], "pz": [0.0, 0.0], "q": [1, -1], "nhits": [3, 1],
+    })
+    event = Event(1, hits, truth=truth, particles=particles)
+    edges, pt = truth_edges(event)
+    assert edges.T.tolist() == [[1, 2], [2, 0]]  # rows: 10 mm -> 20 mm -> 30 mm
+    assert np.allclose(pt, 2.0)
+    prepared = prepare_event(event, FeatureConfig())
+    assert prepared.particle_id.tolist() == [7, 7, 7, 0, 9]
+    assert prepared.truth_edges_above(2.5).shape == (2, 0)
+    assert prepared.same_particle(np.array([[0, 3, 4], [1, 3, 0]])).tolist() == [True, False, False]
+
+
+def test_filter_cut_keeps_the_target_fraction_of_truth_edges() -> None:
+    rng = np.random.default_rng(0)
+    scores = [rng.uniform(size=1000), rng.uniform(size=500)]
+    flags = [rng.uniform(size=1000) < 0.3, rng.uniform(size=500) < 0.3]
+    cut = choose_cut_for_efficiency(scores, flags, 0.97)
+    kept = sum(int((s[f] > cut).sum()) for s, f in zip(scores, flags, strict=True))
+    total = sum(int(f.sum()) for f in flags)
+    assert kept / total >= 0.97
+    # the next larger distinct truth score as cut would drop below the target
+    truth_scores = np.sort(np.concatenate([s[f] for s, f in zip(scores, flags, strict=True)]))
+    higher = truth_scores[truth_scores > cut][0]
+    assert (truth_scores > higher).mean() < 0.97
+
+
+def test_gnn_cut_is_the_loosest_with_the_target_purity() -> None:
+    scores = np.array([0.95, 0.9, 0.8, 0.7, 0.6, 0.5, 0.4])
+    y = np.array([1, 1, 1, 0, 1, 0, 0], dtype=bool)
+    cut = choose_cut_for_purity(scores, y, 0.8)
+    kept = scores > cut
+    assert y[kept].mean() >= 0.8
+    assert kept.sum() == 5  # top 5: 4 true of 5 = 0.8; top 6 would be 4/6
+    assert choose_cut_for_purity(scores, np.zeros(7, bool), 0.8) == 0.5  # no cut reaches it
+
+
+# ------------------------------------------------------------------------- on simulated events
+@pytest.mark.sim
+def test_embedding_loss_decreases(tiny_events: Path) -> None:
+    features = FeatureConfig(names=("r", "cos_phi", "sin_phi", "z"))
+    events = load_truth_events(tiny_events, features, max_events=2)
+    config = EmbeddingTrainingConfig(
+        hidden=32, n_layers=2, out_dim=4, epochs=1, steps_per_epoch=40, events_per_epoch=2,
+        positives_per_step=512, hard_negatives_per_step=512, random_negatives_per_step=256,
+    )
+    torch.set_num_threads(1)
+    _, losses = train_embedding(events, config, seed=1)
+    assert len(losses) == 40
+    assert np.mean(losses[-8:]) < 0.7 * np.mean(losses[:8])
+
+
+@pytest.mark.sim
+def test_tiny_training_writes_a_checked_manifest_and_a_pipeline_that_runs(
+    tiny_events: Path, tmp_path: Path
+) -> None:
+    out = train(tiny_config(tiny_events, tmp_path / "models"))
+    manifest = json.loads((out / "manifest.json").read_text())
+    files = {name: stage for name, stage in manifest["stages"].items() if "file" in stage}
+    assert set(files) == {"embedding", "filter", "gnn"}
+    for stage in files.values():
+        assert model_files.sha256_of(out / stage["file"]) == stage["sha256"]
+        # plain tensors only: loadable with weights_only=True
+        assert all(torch.is_tensor(v) for v in torch.load(out / stage["file"], weights_only=True).values())
+    config = manifest["stages"]
+    assert config["graph_building"]["config"]["radius"] > 0
+    assert config["graph_building"]["config"]["max_neighbours"] == 16
+    assert 0 <= config["filter"]["config"]["cut"] < 1
+    assert config["labelling"]["config"]["cut"] == config["gnn"]["config"]["cut"]
+    training = manifest["training"]
+    all_ids = [ref.event_id for ref in list_events(tiny_events)]
+    assert sorted(training["train_event_ids"] + training["val_event_ids"]) == all_ids
+    assert not set(training["train_event_ids"]) & set(training["val_event_ids"])
+    assert {"graph_building", "filter", "gnn", "tracks"} <= set(manifest["metrics"])
+
+    pipeline = Pipeline.load(out)
+    event = list_events(tiny_events)[0].load(("hits",))
+    tracks = pipeline(event)
+    assert len(tracks.track_labels) == event.n_hits
+    frame = tracks.to_frame()
+    assert frame["hit_id"].is_unique and set(frame["hit_id"]) == set(event.hits["hit_id"])
+
+
+@pytest.mark.sim
+def test_a_changed_weight_file_is_refused(tiny_events: Path, tmp_path: Path) -> None:
+    from trackflow.errors import ModelFileError
+
+    out = train(tiny_config(tiny_events, tmp_path / "models"))
+    with (out / "gnn.pt").open("ab") as f:
+        f.write(b"\0")
+    with pytest.raises(ModelFileError, match="sha256"):
+        Pipeline.load(out)
+
+
+# ------------------------------------------------------------------------- shipped models
+def test_shipped_models_load_from_the_manifest() -> None:
+    directory = model_files.shipped_models_dir()
+    if not (directory / "manifest.json").is_file():
+        pytest.fail(f"no shipped models in {directory}")
+    manifest = model_files.read_manifest(directory)
+    model_files.verify(manifest)
+    size = sum(p.stat().st_size for p in directory.iterdir() if p.is_file())
+    assert size <= 20 * 2**20
+    pipeline = Pipeline.load()
+    assert pipeline.models_dir == directory
+
+
+@pytest.mark.sim
+@pytest.mark.slow
+def test_shipped_models_find_tracks_on_a_small_simulated_event(tiny_events: Path) -> None:
+    from trackflow.metrics import score_event
+
+    pipeline = Pipeline.load()
+    event = list_events(tiny_events)[2].load(("hits", "truth", "particles"))
+    tracks = pipeline(event.hits_only())
+    assert len(tracks.track_labels) == event.n_hits
+    metrics = score_event(tracks.to_frame(), event.truth, event.particles)
+    # a sparse event is easy: the shipped models must find most pT > 1 GeV particles
+    assert metrics.efficiency > 0.8
+    assert metrics.fake_rate < 0.1
