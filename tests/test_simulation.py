@@ -227,3 +227,18 @@ def test_particles_from_takes_a_directory_a_file_or_a_pattern(trackml_dir: Path)
         particles_from=trackml_dir / "event0000010[01]?-particles.csv.gz"
     ).particle_files()
     assert len(training) == 8 and held_out not in training
+
+
+def test_module_frames_put_real_hits_on_their_modules(trackml_dir: Path, frames: ModuleFrames) -> None:
+    """The frame arithmetic the hit-on-module test relies on, checked on real TrackML hits."""
+    hits = pd.read_csv(trackml_dir / "event000001001-hits.csv.gz")
+    xyz = hits[["x", "y", "z"]].to_numpy(np.float64)
+    rows = frames.rows(hits["volume_id"], hits["layer_id"], hits["module_id"])
+    assert (rows >= 0).all()
+    # a few real endcap strip hits lie up to 0.32 mm past the trapezoid's side, hence 0.5 mm
+    assert frames.contains(frames.to_local(xyz, rows), rows, tolerance=0.5).all()
+    np.testing.assert_allclose(frames.to_global(frames.to_local(xyz, rows), rows), xyz, atol=1e-6)
+    shifted = frames.rows(hits["volume_id"], hits["layer_id"], hits["module_id"] + 1)
+    known = shifted >= 0
+    wrong = frames.contains(frames.to_local(xyz[known], shifted[known]), shifted[known], tolerance=0.5)
+    assert wrong.mean() < 0.05
