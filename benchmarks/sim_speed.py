@@ -11,6 +11,7 @@ Prints a markdown table.
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 import tempfile
 import time
@@ -28,17 +29,17 @@ def measure(name: str, config: SimulationConfig, events: int) -> list[str]:
         simulate_event(config, 10_000)  # warm-up: ACTS geometry, digitization configs
         warmup = time.perf_counter() - start
         hits = 0
-        start = time.perf_counter()
+        start, cpu_start = time.perf_counter(), time.process_time()
         for i in range(events):
             hits += simulate_event(config, i).n_hits
-        simulated = time.perf_counter() - start
-        start = time.perf_counter()
+        simulated, simulated_cpu = time.perf_counter() - start, time.process_time() - cpu_start
+        start, cpu_start = time.perf_counter(), time.process_time()
         for i in range(events):
             simulate_and_write(config, i, Path(tmp))
-        written = time.perf_counter() - start
+        written, written_cpu = time.perf_counter() - start, time.process_time() - cpu_start
     return [
         f"| {name} | {events} | {hits / events:,.0f} | {events / simulated:.2f} | "
-        f"{events / written:.2f} | {warmup:.1f} |"
+        f"{simulated_cpu / events:.2f} | {events / written:.2f} | {written_cpu / events:.2f} | {warmup:.1f} |"
     ]
 
 
@@ -49,9 +50,9 @@ def main() -> int:
     parser.add_argument("--data", type=Path, default=SHARED)
     args = parser.parse_args()
     rows = [
-        "| case | events | hits/event | events/s (simulate) | events/s (simulate + write .csv.gz) "
-        "| first-event set-up (s) |",
-        "|---|---:|---:|---:|---:|---:|",
+        "| case | events | hits/event | events/s (simulate) | CPU s/event (simulate) "
+        "| events/s (simulate + write .csv.gz) | CPU s/event (simulate + write) | first-event set-up (s) |",
+        "|---|---:|---:|---:|---:|---:|---:|---:|",
     ]
     rows += measure("gun, pileup 20 x 10 pions", SimulationConfig(seed=1, pileup=20), args.events)
     rows += measure(
@@ -59,7 +60,12 @@ def main() -> int:
         SimulationConfig(seed=1, particles_from=args.data),
         args.full_events,
     )
-    print("One process, one thread (2-core machine); noise 15 %, smeared digitization.\n")
+    load = ", ".join(f"{x:.1f}" for x in os.getloadavg())
+    print(
+        "One process, one thread (2-core machine); noise 15 %, smeared digitization; "
+        f"load average at the end {load} (wall-clock rates fall when other work shares the cores, "
+        "CPU seconds much less).\n"
+    )
     print("\n".join(rows))
     return 0
 
