@@ -25,6 +25,7 @@ from trackflow.pipeline import (
 from trackflow.pipeline.filter import apply_cut
 from trackflow.pipeline.gnn import GNNConfig
 from trackflow.pipeline.model_files import load_torchscript
+from trackflow.pipeline.threads import set_threads
 
 DEVICES = [
     "cpu",
@@ -40,6 +41,12 @@ RADIUS = 1.6
 MAX_NEIGHBOURS = 500
 FILTER_CUT = 0.21
 GNN_CUT = 0.75
+
+
+@pytest.fixture(autouse=True, scope="module")
+def one_thread() -> None:
+    """One thread per pool, as a worker runs (and no OpenMP spinning on a shared machine)."""
+    set_threads(1)
 
 
 class Reference:

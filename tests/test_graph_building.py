@@ -11,6 +11,7 @@ from hypothesis import strategies as st
 from trackflow.errors import ConfigError
 from trackflow.pipeline import GraphBuilding, GraphBuildingConfig, HitGraph, build_edges
 from trackflow.pipeline.graph_building import choose_backend
+from trackflow.pipeline.threads import set_threads
 
 BACKENDS = ["faiss", "kdtree", "torch"]
 DEVICES = [
@@ -23,6 +24,12 @@ DEVICES = [
         ],
     ),
 ]
+
+
+@pytest.fixture(autouse=True, scope="module")
+def one_thread() -> None:
+    """One thread per pool, as a worker runs (and no OpenMP spinning on a shared machine)."""
+    set_threads(1)
 
 
 def brute_force(points: np.ndarray, radius: float, max_neighbours: int) -> set[tuple[int, int]]:

@@ -9,6 +9,13 @@ import torch
 from trackflow.errors import ConfigError
 from trackflow.pipeline import HitGraph, Labelling, LabellingConfig
 from trackflow.pipeline.labelling import connected_component_labels, walkthrough_labels
+from trackflow.pipeline.threads import set_threads
+
+
+@pytest.fixture(autouse=True, scope="module")
+def one_thread() -> None:
+    """One thread per pool, as a worker runs (and no OpenMP spinning on a shared machine)."""
+    set_threads(1)
 
 
 def groups(labels: np.ndarray) -> set[frozenset[int]]:

@@ -52,6 +52,7 @@ class FeatureConfig:
 
     def __post_init__(self) -> None:
         self.names = tuple(self.names)
+        self.scale = _default_scale() | {k: float(v) for k, v in self.scale.items()}
         unknown = [n for n in self.names if n not in KNOWN_FEATURES]
         if unknown:
             raise ConfigError(

@@ -64,7 +64,10 @@ def stage_config(stage: str, trained_with: Mapping[str, Any] | None = None) -> A
 
 
 def _resolve_device(device: str | torch.device) -> torch.device:
-    device = torch.device(device)
+    try:
+        device = torch.device(device)
+    except RuntimeError as err:
+        raise ConfigError(f"device: must be cpu or cuda, got {device!r}") from err
     if device.type == "cuda" and not torch.cuda.is_available():
         raise ConfigError(f"device: {device} requested but torch sees no CUDA device")
     if device.type not in ("cpu", "cuda"):

@@ -1,0 +1,275 @@
+"""The stages and the Pipeline on real TrackML hits (subsampled) with untrained models."""
+
+from __future__ import annotations
+
+import os
+import pickle
+import warnings
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+import torch
+
+import trackflow.config
+from trackflow.errors import ConfigError
+from trackflow.events import Event, list_events, read_event, with_derived
+from trackflow.pipeline import (
+    GNN,
+    STAGE_NAMES,
+    EdgeFilter,
+    EmbeddingNet,
+    FeatureConfig,
+    FilterConfig,
+    FilterNet,
+    GraphBuildingConfig,
+    HitGraph,
+    InteractionGNN,
+    Pipeline,
+    hit_features,
+    set_threads,
+)
+from trackflow.pipeline.pipeline import stage_config
+
+DEVICES = [
+    "cpu",
+    pytest.param(
+        "cuda",
+        marks=[
+            pytest.mark.gpu,
+            pytest.mark.skipif(not torch.cuda.is_available(), reason="no CUDA device"),
+        ],
+    ),
+]
+
+
+@pytest.fixture(autouse=True, scope="module")
+def one_thread() -> None:
+    """One thread per pool, as a worker runs (and no OpenMP spinning on a shared machine)."""
+    set_threads(1)
+
+
+@pytest.fixture(scope="module")
+def real_event(trackml_dir: Path) -> Event:
+    """2,000 hits of a real TrackML event (hits only, as a reconstruction job sees them)."""
+    event = read_event(list_events(trackml_dir)[0], parts=("hits",))
+    hits = event.hits.sample(n=2000, random_state=0).sort_values("hit_id").reset_index(drop=True)
+    return Event(event.event_id, hits)
+
+
+def small_pipeline(device: str = "cpu", **kwargs: object) -> Pipeline:
+    # radius chosen so an untrained embedding gives a few edges per hit
+    return Pipeline.random_init(
+        hidden=32,
+        gnn_hidden=16,
+        device=device,
+        graph_building=GraphBuildingConfig(radius=0.05, max_neighbours=16),
+        **kwargs,
+    )
+
+
+# ---------------------------------------------------------------------------- features
+def test_features_are_scaled_positions_only(real_event: Event) -> None:
+    hits = real_event.hits
+    features = hit_features(hits)
+    assert features.dtype == torch.float32 and features.shape == (len(hits), 3)
+    r = np.hypot(hits["x"], hits["y"]).to_numpy()
+    np.testing.assert_allclose(features[:, 0].numpy(), r / 1000.0, rtol=1e-6)
+    np.testing.assert_allclose(features[:, 2].numpy(), hits["z"].to_numpy() / 1000.0, rtol=1e-6)
+    assert features[:, 1].abs().max() <= 1.0
+    # derived columns (with_derived) or not: the same features
+    np.testing.assert_allclose(hit_features(with_derived(hits)).numpy(), features.numpy(), atol=1e-6)
+
+
+def test_extra_features_and_scales(real_event: Event) -> None:
+    config = FeatureConfig(names=("r", "phi", "z", "eta", "volume"), scale={"r": 3000.0})
+    features = hit_features(real_event.hits, config)
+    assert features.shape == (2000, config.n_features) == (2000, 13)
+    assert torch.equal(features[:, 4:].sum(1), torch.ones(2000))  # one volume each
+    assert float(features[:, 0].max()) < 1100 / 3000
+    assert FeatureConfig.from_dict(config.to_dict()) == config
+    with pytest.raises(ConfigError, match="unknown feature"):
+        FeatureConfig(names=("r", "particle_id"))
+
+
+def test_features_follow_config(real_event: Event) -> None:
+    with trackflow.config.set(**{"pipeline.feature_scale": {"r": 500.0, "phi": 1.0, "z": 1.0}}):
+        features = hit_features(real_event.hits)
+    r = np.hypot(real_event.hits["x"], real_event.hits["y"]).to_numpy()
+    np.testing.assert_allclose(features[:, 0].numpy(), r / 500.0, rtol=1e-6)
+
+
+# ---------------------------------------------------------------------------- models
+def test_models_are_torchscript_able() -> None:
+    torch.manual_seed(0)
+    x = torch.randn(300, 3)
+    edges = torch.randint(0, 300, (2, 2000))
+    models = [
+        (EmbeddingNet(3, 32, 2, 8), (x,)),
+        (FilterNet(3, 32, 2), (x, edges)),
+        (FilterNet(3, 32, 2, use_embedding_distance=True), (x, edges, torch.randn(300, 8))),
+        (InteractionGNN(3, 16, 8), (x, edges)),
+    ]
+    for model, inputs in models:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", DeprecationWarning)  # TorchScript is deprecated
+            scripted = torch.jit.script(model)
+        with torch.inference_mode():
+            torch.testing.assert_close(scripted(*inputs), model(*inputs))
+
+
+def test_embedding_is_normalised_when_asked() -> None:
+    x = torch.randn(50, 3)
+    assert torch.allclose(EmbeddingNet(normalise=True)(x).norm(dim=1), torch.ones(50))
+    assert not torch.allclose(EmbeddingNet(normalise=False)(x).norm(dim=1), torch.ones(50))
+
+
+def test_gnn_chunked_inference_equals_textbook_form() -> None:
+    torch.manual_seed(1)
+    model = InteractionGNN(3, 16, 8).eval()
+    x = torch.randn(400, 3)
+    edges = torch.randint(0, 400, (2, 3000))
+    model.inference_chunk = 257
+    with torch.inference_mode():
+        torch.testing.assert_close(model(x, edges), model.reference_forward(x, edges))
+    # with autograd on, the same numbers and a gradient
+    logits = model(x, edges)
+    logits.sum().backward()
+    assert model.edge_network[0].weight.grad is not None
+
+
+# ---------------------------------------------------------------------------- stages
+def test_filter_in_chunks_equals_filter_at_once() -> None:
+    torch.manual_seed(2)
+    graph = HitGraph.from_features(torch.randn(500, 3))
+    graph.edges = torch.randint(0, 500, (2, 5000))
+    model = FilterNet(3, 32, 2)
+    whole = EdgeFilter(model, FilterConfig(cut=0.5, chunk_size=10**6))(pickle.loads(pickle.dumps(graph)))
+    chunked = EdgeFilter(model, FilterConfig(cut=0.5, chunk_size=333))(graph)
+    assert torch.equal(whole.edges, chunked.edges)
+    torch.testing.assert_close(whole.edge_scores, chunked.edge_scores)
+    assert (chunked.edge_scores > 0.5).all()
+    assert 0 < chunked.counts["edges_filter"] < 5000
+
+
+def test_gnn_stage_scores_every_edge() -> None:
+    graph = HitGraph.from_features(torch.randn(100, 3))
+    graph.edges = torch.randint(0, 100, (2, 700))
+    graph = GNN(InteractionGNN(3, 16))(graph)
+    assert graph.edge_scores.shape == (700,)
+    assert ((graph.edge_scores >= 0) & (graph.edge_scores <= 1)).all()
+    assert graph.counts["edges_gnn"] == int((graph.edge_scores > 0.5).sum())
+
+
+def test_hitgraph_pickles_and_moves() -> None:
+    graph = HitGraph.from_features(np.ones((5, 3)), event_id=7, hit_ids=np.arange(10, 15))
+    graph.timings["embedding"] = 0.1
+    clone = pickle.loads(pickle.dumps(graph))
+    assert clone.event_id == 7 and torch.equal(clone.features, graph.features)
+    assert clone.hit_ids.tolist() == [10, 11, 12, 13, 14] and clone.counts["hits"] == 5
+    moved = graph.to("cpu")
+    moved.timings["filter"] = 1.0
+    assert "filter" not in graph.timings  # a copy, not the same dicts
+
+
+# ---------------------------------------------------------------------------- pipeline
+@pytest.mark.parametrize("device", DEVICES)
+def test_pipeline_labels_every_hit(real_event: Event, device: str) -> None:
+    pipeline = small_pipeline(device)
+    tracks = pipeline(real_event)
+    assert tracks.event_id == real_event.event_id
+    assert np.array_equal(tracks.hit_ids, real_event.hits["hit_id"].to_numpy())
+    assert tracks.track_labels.shape == (2000,)
+    assert set(tracks.timings) == set(STAGE_NAMES)
+    counts = tracks.counts
+    assert counts["hits"] == 2000
+    assert counts["edges_graph"] > 1000  # the radius gives a few edges per hit
+    assert counts["edges_filter"] <= counts["edges_graph"]
+    assert counts["edges_gnn"] <= counts["edges_filter"]
+    assert counts["tracks"] == tracks.n_tracks
+    frame = tracks.to_frame()
+    assert list(frame.columns) == ["event_id", "hit_id", "track_id"]
+    assert frame["hit_id"].is_unique and len(frame) == 2000
+    assert all(dtype == np.int64 for dtype in frame.dtypes)
+
+
+def test_staged_run_equals_fused_run(real_event: Event) -> None:
+    pipeline = small_pipeline()
+    fused = pipeline(real_event)
+    graph = pipeline.prepare(real_event)
+    for name in pipeline.stage_names:
+        # staged mode moves the graph between workers: pickle it between stages
+        graph = pickle.loads(pickle.dumps(pipeline.run_stage(name, graph)))
+    staged = pipeline.finish(graph)
+    assert np.array_equal(staged.track_labels, fused.track_labels)
+    assert staged.counts == fused.counts
+
+
+def test_prepare_never_needs_truth(real_event: Event) -> None:
+    truthy = Event(
+        real_event.event_id,
+        real_event.hits,
+        truth=pd.DataFrame({"hit_id": real_event.hits["hit_id"], "particle_id": 1}),
+    )
+    pipeline = small_pipeline()
+    assert torch.equal(pipeline.prepare(truthy).features, pipeline.prepare(real_event).features)
+
+
+def test_torchscript_models_give_the_same_tracks(real_event: Event) -> None:
+    eager = small_pipeline()
+    stages = eager.stages
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", DeprecationWarning)
+        scripted = Pipeline.from_modules(
+            torch.jit.script(stages["embedding"].model),
+            torch.jit.script(stages["filter"].model),
+            torch.jit.script(stages["gnn"].model),
+            graph_building=stages["graph_building"].config,
+        )
+    assert np.array_equal(scripted(real_event).track_labels, eager(real_event).track_labels)
+
+
+def test_run_batch(real_event: Event) -> None:
+    halves = [
+        Event(1, real_event.hits.iloc[:1000].reset_index(drop=True)),
+        Event(2, real_event.hits.iloc[1000:].reset_index(drop=True)),
+    ]
+    results = small_pipeline().run_batch(halves)
+    assert [r.event_id for r in results] == [1, 2]
+    assert [len(r.hit_ids) for r in results] == [1000, 1000]
+
+
+def test_unknown_stage_and_device_are_refused(real_event: Event) -> None:
+    pipeline = small_pipeline()
+    with pytest.raises(ValueError, match="unknown stage"):
+        pipeline.run_stage("tracking", pipeline.prepare(real_event))
+    with pytest.raises(ConfigError, match="device"):
+        small_pipeline(device="tpu")
+    if not torch.cuda.is_available():
+        with pytest.raises(ConfigError, match="CUDA"):
+            small_pipeline(device="cuda")
+
+
+def test_stage_config_precedence() -> None:
+    # the models' trained-with value wins over the packaged default ...
+    assert stage_config("filter", {"cut": 0.31}).cut == 0.31
+    # ... and a setting the user changed wins over both
+    with trackflow.config.set(**{"pipeline.filter.cut": 0.42}):
+        assert stage_config("filter", {"cut": 0.31}).cut == 0.42
+    assert stage_config("labelling", {}).method == trackflow.config.get("pipeline.labelling.method")
+
+
+def test_set_threads_sets_every_pool() -> None:
+    import faiss
+
+    before = torch.get_num_threads()
+    try:
+        assert set_threads(1) == 1
+        assert torch.get_num_threads() == 1
+        assert faiss.omp_get_max_threads() == 1
+        assert os.environ["OMP_NUM_THREADS"] == "1" and os.environ["MKL_NUM_THREADS"] == "1"
+        with pytest.raises(ConfigError, match="threads"):
+            set_threads(0)
+    finally:
+        set_threads(before)
