@@ -162,7 +162,16 @@ def test_fused_and_staged_give_the_direct_submission(
 ) -> None:
     expected = direct_run.submission_path.read_bytes()
     for mode in ("fused", "staged"):
-        report = run(events_dir, tmp_path / mode, mode=mode, client=dask_client, max_in_flight=2)
+        html = tmp_path / f"{mode}.html"
+        report = run(
+            events_dir,
+            tmp_path / mode,
+            mode=mode,
+            client=dask_client,
+            max_in_flight=2,
+            performance_report=html,
+        )
+        assert "Dask Performance Report" in html.read_text()
         assert report.exit_code == EXIT_OK, report.report["failed_events"]
         assert report.submission_path.read_bytes() == expected, mode
         written = report.report
@@ -206,3 +215,26 @@ def test_bad_options_name_the_option(events_dir: Path, tmp_path: Path) -> None:
         ReconstructConfig(input_dir=events_dir, out_dir=tmp_path, mode="sideways")
     with pytest.raises(ConfigError, match="--out"):
         ReconstructConfig(input_dir=events_dir, out_dir=events_dir)
+
+
+def test_efficiency_is_scored_when_the_events_have_truth(trackml_dir: Path, tmp_path: Path) -> None:
+    """Truth is never read by the reconstruction, only afterwards to score the submission."""
+    hits = small_hits(trackml_dir, 0)
+    particle_ids = (np.arange(len(hits)) // 6 + 1).astype(np.int64)  # made-up particles of 6 hits
+    zeros = np.zeros(len(hits))
+    truth = pd.DataFrame(
+        {"hit_id": hits["hit_id"], "particle_id": particle_ids, "tx": zeros, "ty": zeros, "tz": zeros}
+        | {"tpx": zeros + 2.0, "tpy": zeros, "tpz": zeros, "weight": zeros + 1.0 / len(hits)}
+    )
+    ids = np.unique(particle_ids)
+    ones = np.ones(len(ids))
+    particles = pd.DataFrame(
+        {"particle_id": ids, "vx": 0 * ones, "vy": 0 * ones, "vz": 0 * ones, "px": 2 * ones, "py": 0 * ones}
+        | {"pz": 0 * ones, "q": np.ones(len(ids), np.int64), "nhits": np.bincount(particle_ids)[ids]}
+    )
+    write_event(Event(event_id=FIRST_EVENT, hits=hits, truth=truth, particles=particles), tmp_path / "in")
+    report = run(tmp_path / "in", tmp_path / "out", mode="direct")
+    efficiency = report.report["efficiency"]
+    assert efficiency is not None and efficiency["counts"]["events"] == 1
+    assert 0.0 <= efficiency["efficiency"] <= 1.0 and 0.0 <= efficiency["trackml_score"] <= 1.0
+    assert any(line.startswith("efficiency:") for line in report.summary_lines())

@@ -91,8 +91,8 @@ class EventFailure:
 @dataclass
 class EventRecord:
     """One event that went through: hits, tracks, seconds per stage (``load`` = read files and
-    build features), the pipeline's counts, the worker that finished it, and its wall-clock start
-    and stop (Unix s)."""
+    build features), the pipeline's counts, the worker that finished it, its wall-clock start
+    and stop (Unix s), and the resident memory of that worker process when it finished (bytes)."""
 
     event_id: int
     hits: int
@@ -102,6 +102,7 @@ class EventRecord:
     worker: str
     start: float
     stop: float
+    rss_bytes: int = 0
 
     @property
     def compute_s(self) -> float:
@@ -233,7 +234,14 @@ def _record(tracks: Any, timings: dict[str, float], worker: str, start: float) -
         worker=worker,
         start=start,
         stop=time.time(),
+        rss_bytes=_rss_bytes(),
     )
+
+
+def _rss_bytes() -> int:
+    import psutil
+
+    return int(psutil.Process().memory_info().rss)
 
 
 @dataclass

@@ -7,6 +7,7 @@ fetch the loaded pipeline with :func:`worker_pipeline`.
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -20,6 +21,7 @@ if TYPE_CHECKING:
     from trackflow.pipeline import Pipeline
 
 PipelineLoader = Callable[..., "Pipeline"]
+logger = logging.getLogger(__name__)
 
 
 def load_pipeline(
@@ -44,8 +46,13 @@ class PipelinePlugin(WorkerPlugin):
     """Loads the pipeline once per worker and sets its thread counts.
 
     ``device``: where the neural-network stages run on workers without a ``GPU`` resource; a
-    worker started with ``--resources GPU=1`` always uses ``cuda``. ``threads``: torch, FAISS and
-    OpenMP threads in the worker process (``threads_per_worker``).
+    worker started with ``--resources GPU=1`` uses ``cuda`` (when torch sees a CUDA device; a
+    GPU-flagged worker without one, as in a test cluster, keeps ``device`` and logs a warning).
+
+    ``threads``: the threads a worker may keep busy (``--threads-per-worker``). A worker runs
+    ``nthreads`` tasks at once, so each task's torch/FAISS/OpenMP pools get
+    ``threads // nthreads`` (at least 1): T tasks of one thread each rather than T tasks of T
+    threads each, the oversubscription the study saw between FAISS and its caller.
     """
 
     idempotent = True
@@ -67,8 +74,16 @@ class PipelinePlugin(WorkerPlugin):
         self.pipeline: Pipeline | None = None
 
     def setup(self, worker: Worker) -> None:
-        device = "cuda" if worker.state.total_resources.get("GPU", 0) > 0 else self.device
-        self.pipeline = load_pipeline(self.models_dir, device, self.threads, self.loader)
+        device = self.device
+        if worker.state.total_resources.get("GPU", 0) > 0:
+            import torch
+
+            if torch.cuda.is_available():
+                device = "cuda"
+            else:
+                logger.warning("worker %s has the GPU resource but torch sees no CUDA device", worker.address)
+        threads = max(1, self.threads // max(1, worker.state.nthreads))
+        self.pipeline = load_pipeline(self.models_dir, device, threads, self.loader)
 
     def teardown(self, worker: Worker) -> None:
         self.pipeline = None

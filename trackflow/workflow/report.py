@@ -23,7 +23,8 @@ Schema (version 1; times in s, Unix time for instants, bytes for sizes)::
     failed_events: [{event_id, stage, error, message, path, attempts}]   — this run and resumed;
                  stage is load, a pipeline stage, finish, task (the whole task: timeout, worker
                  lost) or score (tracks written, but the event's truth is unusable)
-    per_event:   [{event_id, batch_id, worker, hits, tracks, latency_s, timings, counts}]  — this run
+    per_event:   [{event_id, batch_id, worker, hits, tracks, latency_s, timings, counts, rss_bytes}]
+                 — this run; rss_bytes: the worker's resident memory after the event
     efficiency:  trackflow.metrics summary when the inputs have truth, else null
     outputs:     submission, manifest, batches, report, performance_report
 
@@ -261,6 +262,7 @@ def build_report(stats: RunStats) -> dict[str, Any]:
                 "latency_s": r.latency_s,
                 "timings": e.timings,
                 "counts": e.counts,
+                "rss_bytes": e.rss_bytes,
             }
             for r, e in events
         ],
