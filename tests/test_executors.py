@@ -13,7 +13,7 @@ from test_workflow import TINY_PIPELINE, shared_local_client, write_small_events
 
 from trackflow.events import list_events
 from trackflow.workflow.batching import Batch, make_batches
-from trackflow.workflow.executors import DirectExecutor, FusedExecutor, StagedExecutor
+from trackflow.workflow.executors import NN_STAGES, DirectExecutor, FusedExecutor, StagedExecutor
 from trackflow.workflow.plugin import PipelinePlugin, load_pipeline
 
 BAD_EVENT = 6002
@@ -157,3 +157,23 @@ def test_a_missing_resource_times_out_instead_of_hanging(
     assert all(f.error == "TimeoutError" and f.stage == "task" for f in failures)
     assert all("task_timeout=2 s" in f.message and "no-worker" in f.message for f in failures)
     assert all(len(r.tracks) == 0 for r in results)
+
+
+@pytest.mark.slow
+def test_neural_network_stages_go_to_gpu_workers(events_with_a_bad_file: Path) -> None:
+    """One CPU worker and one worker with the GPU resource (a flag only: no device here)."""
+    from trackflow.workflow.clusters import open_cluster
+    from trackflow.workflow.report import worker_resources
+
+    batches = make_batches(list_events(events_with_a_bad_file, [6000, 6001, 6003]), batch_size=1)
+    with open_cluster("local", 1, 1, gpu_workers=1) as opened:
+        client = opened.client
+        gpu_workers = {a for a, r in worker_resources(client).items() if r.get("GPU")}
+        assert len(gpu_workers) == 1
+        fused = execute("fused", client, batches, TINY_PIPELINE, gpu=True)
+        staged = execute("staged", client, batches, TINY_PIPELINE, gpu=True)
+    assert all(r.failures == [] and len(r.events) == 1 for r in fused + staged)
+    assert {t.worker for r in fused for t in r.tasks} == gpu_workers
+    nn_tasks = [t for r in staged for t in r.tasks if t.name in NN_STAGES]
+    assert len(nn_tasks) == 3 * len(NN_STAGES)
+    assert {t.worker for t in nn_tasks} == gpu_workers

@@ -186,7 +186,10 @@ def test_fused_and_staged_give_the_direct_submission(
 
 def test_rerun_skips_finished_batches_and_overwrite_starts_afresh(events_dir: Path, tmp_path: Path) -> None:
     first = run(events_dir, tmp_path, mode="direct")
+    leftover = tmp_path / "batches" / ".batch-000005000-0002-0.parquet.x1y2.tmp"  # a killed write
+    leftover.write_bytes(b"half a file")
     again = run(events_dir, tmp_path, mode="direct")
+    assert not leftover.exists()
     assert again.report["events"]["resumed"] == 6 and again.report["events"]["processed"] == 0
     assert again.submission_path.read_bytes() == first.submission_path.read_bytes()
     assert again.exit_code == EXIT_OK

@@ -67,6 +67,7 @@ class RunOutputs:
         self.fingerprint = json.loads(json.dumps(fingerprint, default=str))  # as it reads back
         self.out_dir.mkdir(parents=True, exist_ok=True)
         self.batch_dir.mkdir(exist_ok=True)
+        self._remove_partial_writes()
         if overwrite:
             self._remove_previous()
         self.entries: dict[str, BatchEntry] = {}
@@ -88,6 +89,12 @@ class RunOutputs:
     @property
     def report_path(self) -> Path:
         return self.out_dir / REPORT_NAME
+
+    def _remove_partial_writes(self) -> None:
+        # temporaries of trackflow.files.atomic_path left by a run killed mid-write
+        for pattern in (f"{BATCH_DIR}/.batch-*.tmp", f".{MANIFEST_NAME}.*.tmp", f".{SUBMISSION_NAME}.*.tmp"):
+            for path in self.out_dir.glob(pattern):
+                path.unlink(missing_ok=True)
 
     def _remove_previous(self) -> None:
         # only what a run writes; anything else the user put in --out stays

@@ -18,6 +18,9 @@ Schema (version 1; times in s, Unix time for instants, bytes for sizes)::
                  (staged: includes the waits between a batch's stage tasks)
     workers:     utilisation (busy / wall / threads), per_worker {address: {batches, events,
                  busy_s, nthreads, utilisation}}
+    memory:      rss_growth — the largest, over workers, of (median RSS of a worker's last
+                 ``window`` events ÷ that of its first ``window`` events − 1), window = min(100,
+                 events/4); per_worker {address: {first_bytes, last_bytes, growth}}
     network:     bytes_between_workers (worker transfer logs), result_bytes (results to the client),
                  scheduler_worker_rtt_s {p50, min, max, per_worker}, client_scheduler_rtt_s
     failed_events: [{event_id, stage, error, message, path, attempts}]   — this run and resumed;
@@ -250,6 +253,7 @@ def build_report(stats: RunStats) -> dict[str, Any]:
             "utilisation": busy / (wall * total_threads) if wall > 0 and total_threads else None,
             "per_worker": dict(sorted(per_worker.items())),
         },
+        "memory": memory_growth([e for _, e in events]),
         "network": stats.network.to_dict(),
         "failed_events": [f.to_dict() for f in failures],
         "per_event": [
@@ -270,6 +274,31 @@ def build_report(stats: RunStats) -> dict[str, Any]:
         "outputs": stats.outputs,
     }
     return _finite(report)
+
+
+def memory_growth(events: Sequence[Any], window: int = 100) -> dict[str, Any]:
+    """How much each worker's resident memory grew from its first to its last events (a leak
+    shows as growth that does not level off; the soak benchmark asks for < 10 %)."""
+    by_worker: dict[str, list[Any]] = defaultdict(list)
+    for event in events:
+        if event.rss_bytes:
+            by_worker[event.worker].append(event)
+    per_worker = {}
+    for worker, records in sorted(by_worker.items()):
+        records.sort(key=lambda e: e.stop)
+        n = min(window, len(records) // 4)
+        if n < 1:
+            continue
+        first = float(np.median([e.rss_bytes for e in records[:n]]))
+        last = float(np.median([e.rss_bytes for e in records[-n:]]))
+        per_worker[worker] = {
+            "first_bytes": first,
+            "last_bytes": last,
+            "growth": last / first - 1.0,
+            "window": n,
+        }
+    growth = max((w["growth"] for w in per_worker.values()), default=None)
+    return {"rss_growth": growth, "per_worker": per_worker}
 
 
 def _finite(value: Any) -> Any:
