@@ -124,9 +124,9 @@ def inspect(events_dir: Path, event_ids: tuple[int, ...], as_json: bool) -> None
 @click.option("--eta-max", type=float, default=None, help="Particle gun: |eta| range.")
 @click.option(
     "--particles-from",
-    type=EXISTING_DIR,
+    type=click.Path(path_type=Path),
     default=None,
-    help="Propagate the particles files of real TrackML events in this directory instead.",
+    help="Propagate real TrackML particles files instead of a gun: a directory, one file or a glob pattern.",
 )
 @click.option(
     "--digitization",

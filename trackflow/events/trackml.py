@@ -20,10 +20,10 @@ import pyarrow.csv as pacsv
 from trackflow.errors import EventFileError
 from trackflow.events.event import Event, with_derived
 from trackflow.events.validation import SCHEMAS, check_consistency, check_frame
+from trackflow.files import atomic_path
 
 PARTS = ("hits", "cells", "truth", "particles")
 FILE_PATTERN = re.compile(r"^event(\d+)-(hits|cells|truth|particles)\.csv(\.gz)?$")
-FLOAT_FORMAT = "%.6g"
 
 
 @dataclass(frozen=True)
@@ -163,9 +163,16 @@ def read_event(source: str | Path | EventRef, parts: Sequence[str] = PARTS) -> E
 
 
 def _write_frame(frame: pd.DataFrame, path: Path, compress: bool) -> None:
-    # mtime=0 keeps gzip output byte-identical for identical content (reproducible simulation)
-    compression = {"method": "gzip", "mtime": 0, "compresslevel": 6} if compress else None
-    frame.to_csv(path, index=False, float_format=FLOAT_FORMAT, compression=compression)
+    # pyarrow writes each float in its shortest exact form (float32 round-trips bit for bit) and
+    # is much faster than pandas' per-value float_format. gzip level 1: 5x faster than level 6
+    # for files ~15 % larger; mtime=0 makes identical content give byte-identical files.
+    table = pa.Table.from_pandas(frame, preserve_index=False)
+    buffer = pa.BufferOutputStream()
+    buffer.write((",".join(map(str, frame.columns)) + "\n").encode())  # unquoted, as TrackML's
+    pacsv.write_csv(table, buffer, pacsv.WriteOptions(include_header=False, quoting_style="none"))
+    content = buffer.getvalue().to_pybytes()
+    with atomic_path(path) as tmp:
+        tmp.write_bytes(gzip.compress(content, compresslevel=1, mtime=0) if compress else content)
 
 
 def write_event(event: Event, out_dir: str | Path, compress: bool = True) -> dict[str, Path]:
