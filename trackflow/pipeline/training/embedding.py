@@ -35,15 +35,15 @@ log = logging.getLogger(__name__)
 class EmbeddingTrainingConfig:
     """Hyper-parameters of embedding training (distances are in the embedding space, unitless)."""
 
-    hidden: int = 256
+    hidden: int = 128
     n_layers: int = 4
-    out_dim: int = 8
-    epochs: int = 8
+    out_dim: int = 12
+    epochs: int = 6
     steps_per_epoch: int = 150
-    events_per_epoch: int = 6     # events mined (and stepped through) in one epoch
-    positives_per_step: int = 4096
-    hard_negatives_per_step: int = 8192
-    random_negatives_per_step: int = 4096
+    events_per_epoch: int = 4     # events mined (and stepped through) in one epoch
+    positives_per_step: int = 2048
+    hard_negatives_per_step: int = 4096
+    random_negatives_per_step: int = 1024
     knn_mining: int = 16  # neighbours per hit searched for hard negatives
     mining_queries: int = 30000  # hits per event whose neighbours are mined (all when fewer)
     margin: float = 0.1  # negatives are pushed beyond this distance

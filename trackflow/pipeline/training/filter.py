@@ -23,12 +23,12 @@ log = logging.getLogger(__name__)
 class FilterTrainingConfig:
     """Hyper-parameters of filter training."""
 
-    hidden: int = 256
+    hidden: int = 128
     n_layers: int = 3
     use_embedding_distance: bool = True
-    epochs: int = 6
+    epochs: int = 4
     steps_per_epoch: int = 100
-    batch_size: int = 32768  # edges per step, half true and half false
+    batch_size: int = 16384  # edges per step, half true and half false
     learning_rate: float = 2e-3
     pt_min: float = 0.5  # GeV; true edges of slower particles weigh less
     low_pt_weight: float = 0.3

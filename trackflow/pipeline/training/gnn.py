@@ -26,9 +26,9 @@ class GNNTrainingConfig:
     hidden: int = 64
     n_iterations: int = 8
     n_mlp_layers: int = 2
-    epochs: int = 6
-    steps_per_epoch: int = 40
-    max_edges_per_step: int = 150000  # sector width is chosen to give about this many edges
+    epochs: int = 4
+    steps_per_epoch: int = 30
+    max_edges_per_step: int = 50000  # sector width is chosen to give about this many edges
     learning_rate: float = 2e-3
     pt_min: float = 0.5  # GeV; true edges of slower particles weigh less
     low_pt_weight: float = 0.3
