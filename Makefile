@@ -36,9 +36,14 @@ test: $(STAMP)
 lint: $(STAMP)
 	$(VENV)/bin/ruff check .
 
+# Training and validation sets with real TrackML kinematics propagated through ACTS Fatras, noise at
+# the real level (event 1001: 18.6 %). Training uses 8 events' particles (each repeat rotated in
+# phi), validation the held-out event 1020. A few minutes on 2 cores.
 data: $(STAMP)
-	$(VENV)/bin/trackflow simulate --out data/train --events 40 --seed 1 --particles-from ../shared/data/trackml/kaggle_train_1 --workers 2
-	$(VENV)/bin/trackflow simulate --out data/val --events 5 --seed 2 --particles-from ../shared/data/trackml/kaggle_train_1 --workers 2
+	$(VENV)/bin/trackflow simulate --out data/train --events 40 --seed 1 --workers 2 --noise-fraction 0.18 \
+		--particles-from '$(TRACKML_EVENTS)/event0000010[01]?-particles.csv.gz'
+	$(VENV)/bin/trackflow simulate --out data/val --events 5 --seed 2 --workers 2 --noise-fraction 0.18 \
+		--particles-from $(TRACKML_EVENTS)/event000001020-particles.csv.gz
 
 clean-venv:
 	rm -rf $(VENV)
