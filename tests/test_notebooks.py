@@ -36,7 +36,11 @@ EXPECTED_FIGURES = {
         "bench/modes.png",
         "bench/stages.png",
     ],
-    "03-online-estimate": ["estimate/nodes_vs_rate.png", "estimate/latency_vs_rate.png", "estimate/nodes_vs_event_size.png"],
+    "03-online-estimate": [
+        "estimate/nodes_vs_rate.png",
+        "estimate/latency_vs_rate.png",
+        "estimate/nodes_vs_event_size.png",
+    ],
 }
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
 
