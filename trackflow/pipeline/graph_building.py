@@ -142,6 +142,69 @@ CANDIDATES: dict[str, Callable] = {
 }
 
 
+def _squared_distances(columns: Any, sources: Any, targets: Any) -> Any:
+    """sum_k (x_k[source] - x_k[target])**2 in float64, dimension by dimension in order.
+
+    Works on numpy arrays and torch tensors alike; ``columns`` is the float64 embedding
+    transposed ([D, N]). The fixed order of operations (no fused multiply-add, no pairwise
+    sums) gives bit-identical results in numpy and torch.
+    """
+    acc = None
+    for column in columns:
+        diff = column[sources] - column[targets]
+        acc = diff * diff if acc is None else acc + diff * diff
+    return acc
+
+
+def _select_cpu(
+    points: torch.Tensor, src: np.ndarray, dst: np.ndarray, radius: float, cap: int
+) -> torch.Tensor:
+    import scipy.sparse as sp
+
+    n = len(points)
+    columns = points.detach().cpu().numpy().astype(np.float64).T.copy()
+    dist2 = _squared_distances(columns, src, dst)
+    keep = dist2 < radius**2
+    src, dst, dist2 = src[keep], dst[keep], dist2[keep]
+    # order by (source, target): CSR conversion buckets rows in O(E) and sorts each short row;
+    # the data carry each pair's position (+1: CSR must not see a zero)
+    csr = sp.csr_matrix((np.arange(1, len(src) + 1), (src, dst)), shape=(n, n))
+    csr.sort_indices()
+    order = csr.data - 1
+    src, dst, dist2 = src[order], dst[order], dist2[order]
+    counts = np.diff(csr.indptr)
+    if len(src) and counts.max() > cap:
+        # rank partners of over-full sources by (distance, target): lexsort is stable and the
+        # entries already run by target within a source
+        crowded = np.nonzero(np.repeat(counts > cap, counts))[0]
+        ranked = crowded[np.lexsort((dist2[crowded], src[crowded]))]
+        first = np.searchsorted(src[ranked], src[ranked], side="left")
+        keep = np.repeat(counts <= cap, counts)
+        keep[ranked[np.arange(len(ranked)) - first < cap]] = True
+        src, dst = src[keep], dst[keep]
+    return torch.from_numpy(np.stack([src, dst]).astype(np.int64))
+
+
+def _select_torch(
+    points: torch.Tensor, src: torch.Tensor, dst: torch.Tensor, radius: float, cap: int
+) -> torch.Tensor:
+    n = len(points)
+    dist2 = _squared_distances(points.detach().to(torch.float64).T.contiguous(), src, dst)
+    keep = dist2 < radius**2
+    src, dst, dist2 = src[keep], dst[keep], dist2[keep]
+    if len(src) and int(torch.bincount(src, minlength=n).max()) > cap:
+        order = torch.argsort(dst, stable=True)
+        order = order[torch.argsort(dist2[order], stable=True)]
+        order = order[torch.argsort(src[order], stable=True)]
+        src, dst = src[order], dst[order]
+        counts = torch.bincount(src, minlength=n)
+        first = torch.cumsum(counts, 0) - counts
+        keep = torch.arange(len(src), device=src.device) - first[src] < cap
+        src, dst = src[keep], dst[keep]
+    order = torch.argsort(src * n + dst)
+    return torch.stack([src[order], dst[order]])
+
+
 def select_edges(
     points: torch.Tensor,
     sources: torch.Tensor,
@@ -151,32 +214,18 @@ def select_edges(
 ) -> torch.Tensor:
     """Apply the exact edge definition (module docstring) to candidate pairs -> int64 [2, E].
 
-    Runs on the device of ``points``; candidates must have source > target and include every
-    true edge (backends use a slightly larger radius).
+    Candidates must have source > target, appear once each, and include every true edge
+    (backends search a slightly larger radius). Computed with numpy/scipy for points on the CPU
+    and with torch on the points' device otherwise; both use the same float64 arithmetic.
     """
     device = points.device
-    src = sources.to(device)
-    dst = targets.to(device)
-    n = len(points)
-    if len(src) == 0:
+    if len(sources) == 0:
         return torch.zeros((2, 0), dtype=torch.int64, device=device)
-    pts = points.detach().to(torch.float64)
-    dist2 = (pts[src] - pts[dst]).pow(2).sum(1)
-    keep = dist2 < radius**2
-    src, dst, dist2 = src[keep], dst[keep], dist2[keep]
-    if len(src) and int(torch.bincount(src, minlength=n).max()) > max_neighbours:
-        # rank partners of each source by (distance, target index); keep the closest ones
-        order = torch.argsort(dst, stable=True)
-        order = order[torch.argsort(dist2[order], stable=True)]
-        order = order[torch.argsort(src[order], stable=True)]
-        src, dst = src[order], dst[order]
-        counts = torch.bincount(src, minlength=n)
-        first = torch.cumsum(counts, 0) - counts
-        rank = torch.arange(len(src), device=device) - first[src]
-        keep = rank < max_neighbours
-        src, dst = src[keep], dst[keep]
-    order = torch.argsort(src * n + dst)
-    return torch.stack([src[order], dst[order]])
+    if device.type == "cpu":
+        src = sources.cpu().numpy().astype(np.int64, copy=False)
+        dst = targets.cpu().numpy().astype(np.int64, copy=False)
+        return _select_cpu(points, src, dst, radius, max_neighbours)
+    return _select_torch(points, sources.to(device), targets.to(device), radius, max_neighbours)
 
 
 def build_edges(
