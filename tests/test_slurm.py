@@ -8,6 +8,7 @@ afterwards. Nothing here calls a Slurm command at import or collection time.
 
 from __future__ import annotations
 
+import json
 import os
 import subprocess
 import sys
@@ -259,8 +260,9 @@ def test_adaptive_cluster_survives_scancel_of_a_worker_job(run_dir: Path) -> Non
 
 
 def _batch_client(tmp: Path) -> Path:
-    """A minimal client for batch mode until `trackflow reconstruct` exists: it connects through
-    the scheduler file (the path a `--scheduler-file` CLI takes) and writes what it computed."""
+    """A stand-in client for batch mode: it connects through the scheduler file (as
+    `trackflow ... --scheduler-file` does), writes what it computed, and exits 3 unless its
+    first argument is `reconstruct` (to show that the job ends with the client's exit code)."""
     script = tmp / "client.py"
     script.write_text(
         "import json, sys\n"
@@ -323,35 +325,287 @@ def _sbatch_and_wait(run_dir: Path, env: dict[str, str], *args: str, timeout: fl
     pytest.fail(f"batch job {job_id} still {state} after {timeout} s")
 
 
-@pytest.mark.slow
-@pytest.mark.timeout(400)
-@pytest.mark.parametrize("tls", [True, False], ids=["tls", "insecure"])
-def test_batch_mode_runs_scheduler_workers_and_client_in_one_job(run_dir: Path, tls: bool) -> None:
+@pytest.mark.timeout(200)
+def test_insecure_batch_job_ends_with_the_client_exit_code(run_dir: Path) -> None:
     out = run_dir / "out.json"
     env = {
         **os.environ,
         "TRACKFLOW": f"{sys.executable} {_batch_client(run_dir)}",
         "TRACKFLOW_PYTHON": sys.executable,
         "TRACKFLOW_RUN_DIR": str(run_dir / "run"),
-        "TRACKFLOW_INSECURE": "0" if tls else "1",
+        "TRACKFLOW_INSECURE": "1",
     }
-    state = _sbatch_and_wait(run_dir, env, "reconstruct", "INPUT", "--out", str(out))
-    logs = "\n".join(p.read_text() for p in sorted(run_dir.glob("slurm-*")))
-    assert state == "COMPLETED 0:0", logs
-    result = __import__("json").loads(out.read_text())
+    state = _sbatch_and_wait(run_dir, env, "bench", "--out", str(out))
+    logs = "\n".join(p.read_text()[-3000:] for p in sorted(run_dir.glob("slurm-*")))
+    assert state == "FAILED 3:0", logs  # the client's exit code (3), after a full computation
+    result = json.loads(out.read_text())
     assert result["sum"] == sum(x * x for x in range(50))
     assert result["workers"] == 2
-    assert result["address"].startswith("tls://" if tls else "tcp://")
-    assert not (run_dir / "run" / "tls").exists()  # certificates removed at the end
+    assert result["address"].startswith("tcp://")
+    assert not (run_dir / "run" / "scheduler.json").exists()  # no stale scheduler file
 
 
-@pytest.mark.timeout(200)
-def test_batch_mode_job_fails_with_the_client(run_dir: Path) -> None:
-    env = {
-        **os.environ,
-        "TRACKFLOW": f"{sys.executable} {_batch_client(run_dir)}",
-        "TRACKFLOW_PYTHON": sys.executable,
-        "TRACKFLOW_RUN_DIR": str(run_dir / "run"),
-    }
-    state = _sbatch_and_wait(run_dir, env, "bench", "--out", str(run_dir / "out.json"))
-    assert state == "FAILED 3:0"
+# --------------------------------------------------------------------------- end to end (CLI)
+# `trackflow reconstruct` on simulated events, on the local Slurm, compared with a LocalCluster
+# run of the same events and models.
+N_EVENTS = 10
+
+
+def _trackflow(
+    *args: str | Path, env: dict[str, str] | None = None, timeout: float = 300
+) -> subprocess.Popen[str]:
+    """Start the trackflow CLI (the installed entry point, else trackflow.cli:main)."""
+    entry = Path(sys.executable).with_name("trackflow")
+    command = (
+        [str(entry)] if entry.is_file() else [sys.executable, "-c", "from trackflow.cli import main; main()"]
+    )
+    return subprocess.Popen(
+        [*command, *map(str, args)],
+        cwd=REPO,
+        env=env,
+        text=True,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+    )
+
+
+def _finish(process: subprocess.Popen[str], timeout: float = 300) -> str:
+    try:
+        output, _ = process.communicate(timeout=timeout)
+    except subprocess.TimeoutExpired:
+        process.kill()
+        output, _ = process.communicate()
+        pytest.fail(f"trackflow did not finish in {timeout} s:\n{output[-3000:]}")
+    assert process.returncode == 0, output[-3000:]
+    return output
+
+
+def _tiny_models(out: Path) -> Path:
+    """A small untrained model directory (what `--models` takes): fast and deterministic."""
+    import torch
+
+    from trackflow.pipeline import model_files
+    from trackflow.pipeline.embedding import EmbeddingNet
+    from trackflow.pipeline.features import FeatureConfig
+    from trackflow.pipeline.filter import FilterNet
+    from trackflow.pipeline.gnn import InteractionGNN
+
+    features = FeatureConfig()
+    n = features.n_features
+    embedding = {"in_features": n, "hidden": 32, "n_layers": 2, "out_dim": 8, "normalise": True}
+    edge_filter = {"in_features": n, "hidden": 32, "n_layers": 2, "use_embedding_distance": False}
+    gnn = {"in_features": n, "hidden": 16, "n_iterations": 2, "n_mlp_layers": 2}
+    state = torch.random.get_rng_state()
+    torch.manual_seed(7)
+    try:
+        stages = {
+            "embedding": model_files.save_model(
+                EmbeddingNet(**embedding), out, "embedding", kwargs=embedding
+            ),
+            "graph_building": model_files.StageEntry(config={"radius": 0.1, "max_neighbours": 16}),
+            "filter": model_files.save_model(
+                FilterNet(**edge_filter), out, "filter", config={"cut": 0.5}, kwargs=edge_filter
+            ),
+            "gnn": model_files.save_model(InteractionGNN(**gnn), out, "gnn", config={"cut": 0.5}, kwargs=gnn),
+            "labelling": model_files.StageEntry(config={"method": "cc", "cut": 0.5}),
+        }
+    finally:
+        torch.random.set_rng_state(state)
+    model_files.write_manifest(out, stages, features=features.to_dict())
+    return out
+
+
+@pytest.fixture(scope="module")
+def pipeline_inputs(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path, Path]:
+    """Simulated events (ACTS, through `trackflow simulate`), tiny models, and the submission of a
+    LocalCluster run of them: (events, models, reference submission.csv)."""
+    if not IN_CI:  # in CI a missing pyacts fails the simulation below, loudly
+        pytest.importorskip("acts", reason="pyacts is needed to simulate events")
+    base = tmp_path_factory.mktemp("e2e")
+    events, models, local = base / "events", _tiny_models(base / "models"), base / "local"
+    _finish(
+        _trackflow(
+            "simulate", "--out", events, "--events", N_EVENTS, "--seed", 11, "--pileup", 5, "--no-progress"
+        )
+    )
+    _finish(
+        _trackflow(
+            "reconstruct",
+            events,
+            "--out",
+            local,
+            "--models",
+            models,
+            "--workers",
+            2,
+            "--batch-size",
+            1,
+            "--no-progress",
+        )
+    )
+    return events, models, local / "submission.csv"
+
+
+def _run_env(run_dir: Path) -> dict[str, str]:
+    # job logs and TLS files of the CLI's clusters go under the test's directory
+    return {**os.environ, "DASK_TRACKFLOW__WORKFLOW__CLUSTER__RUN_DIR": str(run_dir)}
+
+
+def _report(out: Path) -> dict:
+    return json.loads((out / "report.json").read_text())
+
+
+@pytest.mark.slow
+@pytest.mark.timeout(600)
+def test_cli_reconstruct_on_slurm_cpu_equals_the_local_run(
+    run_dir: Path, pipeline_inputs: tuple[Path, Path, Path]
+) -> None:
+    events, models, reference = pipeline_inputs
+    out = run_dir / "out"
+    process = _trackflow(
+        "reconstruct",
+        events,
+        "--out",
+        out,
+        "--models",
+        models,
+        "--cluster",
+        "slurm-cpu",
+        "--workers",
+        2,
+        "--batch-size",
+        1,
+        "--no-progress",
+        env=_run_env(run_dir),
+    )
+    seen: set[str] = set()
+    while process.poll() is None:  # the worker jobs, as squeue shows them while it runs
+        seen |= set(_jobs_writing_under(run_dir))
+        time.sleep(0.2)
+    output = _finish(process)
+    assert len(seen) == 2, output[-2000:]
+    report = _report(out)
+    assert report["cluster"] == "slurm-cpu"
+    assert report["events"]["done"] == report["events"]["total"] == N_EVENTS
+    assert report["failed_events"] == []
+    assert len(report["workers"]["per_worker"]) == 2
+    assert all(w.startswith("tls://") for w in report["workers"]["per_worker"])
+    assert (out / "submission.csv").read_bytes() == reference.read_bytes()
+    assert not seen & _squeue_ids()
+
+
+@pytest.mark.slow
+@pytest.mark.timeout(600)
+@pytest.mark.xfail(
+    strict=True,
+    raises=KeyError,
+    reason="report.json does not yet say which stages each worker ran nor its resources "
+    "(needs workers.per_worker[address].stages and .resources in trackflow/workflow/report.py)",
+)
+def test_cli_mixed_cluster_runs_gpu_stages_only_on_the_gpu_worker(
+    run_dir: Path, pipeline_inputs: tuple[Path, Path, Path]
+) -> None:
+    events, models, reference = pipeline_inputs
+    out = run_dir / "out"
+    _finish(
+        _trackflow(
+            "reconstruct",
+            events,
+            "--out",
+            out,
+            "--models",
+            models,
+            "--cluster",
+            "slurm-mixed",
+            "--workers",
+            1,
+            "--mode",
+            "staged",
+            "--batch-size",
+            1,
+            "--no-progress",
+            env=_run_env(run_dir),
+        )
+    )
+    report = _report(out)
+    assert report["events"]["done"] == N_EVENTS
+    assert (out / "submission.csv").read_bytes() == reference.read_bytes()
+    per_worker = report["workers"]["per_worker"]
+    gpu_workers = {a for a, w in per_worker.items() if w["resources"].get("GPU")}
+    assert len(gpu_workers) == 1
+    for address, worker in per_worker.items():
+        nn_stages = {"embedding", "filter", "gnn"} & set(worker["stages"])
+        assert bool(nn_stages) == (address in gpu_workers), (address, worker["stages"])
+
+
+@pytest.mark.slow
+@pytest.mark.timeout(600)
+def test_sbatch_reconstruct_completes_with_the_local_output(
+    run_dir: Path, pipeline_inputs: tuple[Path, Path, Path]
+) -> None:
+    events, models, reference = pipeline_inputs
+    out = run_dir / "out"
+    env = {**os.environ, "TRACKFLOW_PYTHON": sys.executable, "TRACKFLOW_RUN_DIR": str(run_dir / "run")}
+    state = _sbatch_and_wait(
+        run_dir,
+        env,
+        "reconstruct",
+        str(events),
+        "--out",
+        str(out),
+        "--models",
+        str(models),
+        "--batch-size",
+        "1",
+        "--no-progress",
+        timeout=400,
+    )
+    logs = "\n".join(p.read_text()[-3000:] for p in sorted(run_dir.glob("slurm-*")))
+    assert state == "COMPLETED 0:0", logs
+    report = _report(out)
+    assert report["events"]["done"] == N_EVENTS
+    assert all(w.startswith("tls://") for w in report["workers"]["per_worker"])
+    assert (out / "submission.csv").read_bytes() == reference.read_bytes()
+
+
+@pytest.mark.slow
+@pytest.mark.timeout(600)
+def test_cli_adaptive_run_survives_scancel_of_a_worker_job(
+    run_dir: Path, pipeline_inputs: tuple[Path, Path, Path]
+) -> None:
+    events, models, reference = pipeline_inputs
+    out = run_dir / "out"
+    process = _trackflow(
+        "reconstruct",
+        events,
+        "--out",
+        out,
+        "--models",
+        models,
+        "--cluster",
+        "slurm-cpu",
+        "--adapt",
+        "2:2",
+        "--batch-size",
+        1,
+        "--max-in-flight",
+        2,
+        "--no-progress",
+        env=_run_env(run_dir),
+    )
+    cancelled = None
+    deadline = time.monotonic() + 300
+    while process.poll() is None and cancelled is None and time.monotonic() < deadline:
+        jobs = _jobs_writing_under(run_dir)
+        # mid-run: both jobs up and a first batch written, others still to do
+        if len(jobs) == 2 and any((out / "batches").glob("*.parquet")):
+            cancelled = sorted(jobs)[0]
+            assert _slurm("scancel", cancelled).returncode == 0
+        time.sleep(0.1)
+    output = _finish(process)
+    assert cancelled is not None, f"the run ended before a job could be cancelled:\n{output}"
+    report = _report(out)
+    assert report["events"]["done"] == N_EVENTS
+    assert report["failed_events"] == []
+    submission = (out / "submission.csv").read_bytes()
+    assert submission == reference.read_bytes()  # every event exactly once, same tracks
