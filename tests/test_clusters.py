@@ -218,3 +218,15 @@ def test_tls_files_in_directory_layout(tmp_path: Path) -> None:
     files = TlsFiles.in_directory(tmp_path)
     assert not files.exist()
     assert files.key_file.parent == tmp_path
+
+
+def test_profile_file_overrides_with_either_key_spelling(tmp_path: Path) -> None:
+    profile_file = tmp_path / "site.yaml"
+    profile_file.write_text(
+        "jobqueue:\n  cpu:\n    worker_extra_args: ['--resources', 'GPU=1']\n    memory: 3GiB\n"
+    )
+    with dask.config.set(load_profiles(profile_file)):
+        settings = profile_settings("cpu")
+        assert is_gpu_profile(settings)  # the underscore spelling replaced the shipped value
+        assert settings["memory"] == "3GiB"
+        assert settings["walltime"] == "00:30:00"  # the rest of the shipped profile stays

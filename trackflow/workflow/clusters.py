@@ -23,6 +23,7 @@ left in ``squeue`` afterwards. Nothing here runs a Slurm command at import time.
 from __future__ import annotations
 
 import contextlib
+import copy
 import datetime as dt
 import re
 import secrets
@@ -142,8 +143,9 @@ def load_profiles(profile_file: Path | None = None) -> dict[str, Any]:
     settings: dict[str, Any] = {}
     for name, section in overrides["jobqueue"].items():
         known = dask.config.get(f"jobqueue.{name}", None)
-        merged = dict(base if known is None else known)
-        merged.update(section or {})
+        merged = copy.deepcopy(base if known is None else known)
+        # dask's own merge: 'worker_extra_args' meets 'worker-extra-args' as dask.config does
+        dask.config.update(merged, section or {})
         settings[f"jobqueue.{name}"] = merged
     return settings
 
@@ -178,9 +180,18 @@ def profile_settings(profile: str) -> dict[str, Any]:
 _SCHEDULER_NAMES = {"slurm", "pbs", "sge", "lsf", "oar", "htcondor", "moab", "local"}
 
 
+def setting(settings: dict[str, Any], key: str, default: Any = None) -> Any:
+    """``settings[key]`` with dask's spelling tolerance (``worker-extra-args`` or
+    ``worker_extra_args``); ``default`` when missing or null."""
+    for spelling in (key, key.replace("-", "_")):
+        if settings.get(spelling) is not None:
+            return settings[spelling]
+    return default
+
+
 def is_gpu_profile(settings: dict[str, Any]) -> bool:
     """True when the profile's workers get the Dask resource ``GPU`` (``--resources GPU=n``)."""
-    args = [str(a) for a in settings.get("worker-extra-args") or []]
+    args = [str(a) for a in setting(settings, "worker-extra-args") or []]
     for i, arg in enumerate(args):
         value = arg.split("=", 1)[1] if arg.startswith("--resources=") else None
         if arg == "--resources" and i + 1 < len(args):
@@ -483,19 +494,19 @@ def _job_kwargs(
     settings: dict[str, Any], threads_per_worker: int | None, run_dir: Path, job_name: str
 ) -> dict[str, Any]:
     """Arguments for SLURMCluster/SLURMJob overriding what trackflow must control."""
-    processes = int(settings.get("processes") or 1)
+    processes = int(setting(settings, "processes") or 1)
     kwargs: dict[str, Any] = {
-        "python": settings.get("python") or sys.executable,
+        "python": setting(settings, "python") or sys.executable,
         "job_name": job_name,
-        "log_directory": str(settings.get("log-directory") or run_dir / "logs"),
+        "log_directory": str(setting(settings, "log-directory") or run_dir / "logs"),
         "job_script_prologue": [
-            *(settings.get("job-script-prologue") or []),
+            *(setting(settings, "job-script-prologue") or []),
             f'export PYTHONPATH="{PACKAGE_ROOT}${{PYTHONPATH:+:$PYTHONPATH}}"',
         ],
     }
-    extra = list(settings.get("worker-extra-args") or [])
+    extra = list(setting(settings, "worker-extra-args") or [])
     if not any(str(a).startswith("--lifetime") for a in extra):
-        extra += lifetime_args(settings.get("walltime") or "00:30:00")
+        extra += lifetime_args(setting(settings, "walltime") or "00:30:00")
     kwargs["worker_extra_args"] = extra
     if threads_per_worker is not None:
         kwargs["cores"] = threads_per_worker * processes
@@ -535,12 +546,12 @@ def _slurm(
         run_dir = Path(run_dir) if run_dir is not None else default_run_dir()
         run_dir.mkdir(parents=True, exist_ok=True)
         run_id = secrets.token_hex(4)
-        job_name = f"{settings.get('name') or 'trackflow'}-{run_id}"
+        job_name = f"{setting(settings, 'name') or 'trackflow'}-{run_id}"
 
         tls_files = None if insecure else write_certificates(run_dir / "tls")
         security = None if tls_files is None else tls_security(tls_files)
         protocol = "tcp://" if insecure else "tls://"
-        processes = int(settings.get("processes") or 1)
+        processes = int(setting(settings, "processes") or 1)
         what = f"--cluster {spec} (profile {profile!r}{f' + {gpu_profile!r}' if mixed else ''})"
 
         cluster = None
@@ -566,14 +577,14 @@ def _slurm(
                         config_name=gpu_profile,
                         security=security,
                         protocol=protocol,
-                        interface=gpu_settings.get("interface"),
+                        interface=setting(gpu_settings, "interface"),
                         **gpu_kwargs,
                     )
                     cluster.sync(job.start)
                     gpu_jobs.append(job)
             client = Client(cluster, security=security)
             expected = (adapt[0] if adapt is not None else workers) * processes
-            expected += gpu_workers * int(gpu_settings.get("processes") or 1) if mixed else 0
+            expected += gpu_workers * int(setting(gpu_settings, "processes") or 1) if mixed else 0
             try:
                 _wait_for_workers(client, expected, start_timeout, what)
             except ClusterStartError as error:
