@@ -118,36 +118,28 @@ def test_parameters_in_first_cell(path: Path) -> None:
     assert re.search(r"^OUT_DIR = ", first.source, flags=re.MULTILINE)
 
 
-@pytest.mark.notebooks
-@pytest.mark.slow
-@pytest.mark.sim
-@pytest.mark.parametrize("path", NOTEBOOKS, ids=lambda p: p.stem)
-def test_notebook_runs(path: Path, jupyter_kernel: str, notebook_out: Path, detectors_csv: Path) -> None:
-    """Every cell runs without error; every figure is displayed and written as a PNG."""
+def execute(path: Path, kernel: str, parameters: dict[str, Any], out_dir: Path) -> Any:
+    """Run the notebook at ``path`` with ``parameters`` in ``kernel``; check its figures in
+    ``out_dir``; return the executed notebook (also written to ``out_dir`` to read after a failure)."""
     import nbformat
     from nbclient import NotebookClient
 
     require(_has_module("acts"), "pyacts not installed (the notebooks simulate their events)")
     notebook = nbformat.read(path, as_version=4)
-    parameters: dict[str, Any] = {"OUT_DIR": str(notebook_out)}
-    if path.stem == "01-quickstart":
-        parameters["CLUSTER"] = "local"
-    set_parameters(notebook, parameters)
-
+    set_parameters(notebook, {"OUT_DIR": str(out_dir), **parameters})
     client = NotebookClient(
         notebook,
-        kernel_name=jupyter_kernel,
+        kernel_name=kernel,
         timeout=CELL_TIMEOUT_S,
         resources={"metadata": {"path": str(NOTEBOOK_DIR)}},  # cwd of the kernel, as in JupyterLab
     )
     try:
         client.execute()  # raises CellExecutionError naming the cell when one fails
     finally:
-        # the executed copy, outputs included, to read when a cell failed
-        nbformat.write(notebook, notebook_out / f"{path.stem}.executed.ipynb")
+        nbformat.write(notebook, out_dir / f"{path.stem}.executed.ipynb")
 
     for name in EXPECTED_FIGURES[path.stem]:
-        png = notebook_out / name
+        png = out_dir / name
         assert png.is_file(), f"{path.name} did not write {name}"
         assert png.read_bytes()[:8] == PNG_MAGIC
     shown = [
@@ -158,3 +150,62 @@ def test_notebook_runs(path: Path, jupyter_kernel: str, notebook_out: Path, dete
         if "image/png" in output.get("data", {})
     ]
     assert len(shown) >= len(EXPECTED_FIGURES[path.stem]), "figures written but not displayed"
+    return notebook
+
+
+def printed(notebook: Any) -> str:
+    """Everything the notebook's cells printed (stdout and stderr)."""
+    return "".join(
+        output.get("text", "")
+        for cell in notebook.cells
+        if cell.cell_type == "code"
+        for output in cell.outputs
+        if output.output_type == "stream"
+    )
+
+
+@pytest.mark.notebooks
+@pytest.mark.slow
+@pytest.mark.sim
+@pytest.mark.parametrize("path", NOTEBOOKS, ids=lambda p: p.stem)
+def test_notebook_runs(path: Path, jupyter_kernel: str, notebook_out: Path, detectors_csv: Path) -> None:
+    """Every cell runs without error; every figure is displayed and written as a PNG."""
+    parameters = {"CLUSTER": "local"} if path.stem == "01-quickstart" else {}
+    notebook = execute(path, jupyter_kernel, parameters, notebook_out)
+    if path.stem == "01-quickstart":
+        assert re.search(r"dashboard: http://\S+/status", printed(notebook))
+
+
+def _slurm_reachable() -> str | None:
+    """None when slurmctld answers and a node can take jobs, else what is wrong."""
+    try:
+        ping = subprocess.run(["scontrol", "ping"], capture_output=True, text=True, timeout=15, check=False)
+        if "UP" not in ping.stdout:
+            return f"scontrol ping: {' '.join((ping.stdout + ping.stderr).split())}"
+        states = subprocess.run(
+            ["sinfo", "-h", "-o", "%t"], capture_output=True, text=True, timeout=15, check=False
+        ).stdout.split()
+    except (FileNotFoundError, subprocess.TimeoutExpired) as error:
+        return str(error)
+    return None if {"idle", "mix", "alloc"} & set(states) else f"no usable node (sinfo: {states})"
+
+
+@pytest.mark.notebooks
+@pytest.mark.slurm
+@pytest.mark.slow
+@pytest.mark.sim
+def test_quickstart_on_slurm(
+    jupyter_kernel: str, notebook_out: Path, tmp_path: Path, detectors_csv: Path
+) -> None:
+    """01 with ``CLUSTER = "slurm-cpu"``: its workers are Slurm jobs of the shipped cpu profile
+    (the events of the local run are reused when it ran first)."""
+    problem = _slurm_reachable()
+    require(problem is None, f"no Slurm reachable (slurm/local/up.sh): {problem}")
+    parameters: dict[str, Any] = {"CLUSTER": "slurm-cpu"}
+    if (notebook_out / "events").is_dir():
+        parameters["EVENTS_DIR"] = str(notebook_out / "events")
+    notebook = execute(NOTEBOOK_DIR / "01-quickstart.ipynb", jupyter_kernel, parameters, tmp_path)
+    text = printed(notebook)
+    assert "cluster 'slurm-cpu' up" in text
+    assert re.search(r"dashboard: http://\S+/status", text)
+    assert re.search(r"events: \d+ done, 0 failed", text)
