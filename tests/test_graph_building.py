@@ -146,3 +146,14 @@ def test_bad_settings_raise_config_errors() -> None:
 def test_auto_backend_follows_device() -> None:
     assert choose_backend("cpu", 100_000) == "kdtree"
     assert choose_backend("cuda", 1_000) == "torch"
+
+
+def test_segments_never_share_an_edge() -> None:
+    a = torch.from_numpy(clustered_points(300, seed=4))
+    b = a + 1e-3  # a second event almost on top of the first
+    segments = torch.cat([torch.zeros(300, dtype=torch.int64), torch.ones(300, dtype=torch.int64)])
+    alone = build_edges(a, 0.2, 8, "kdtree")
+    for backend in BACKENDS:
+        both = build_edges(torch.cat([a, b]), 0.2, 8, backend, segments=segments)
+        expected = torch.cat([alone, build_edges(b, 0.2, 8, "kdtree") + 300], dim=1)
+        assert edge_set(both) == edge_set(expected), backend

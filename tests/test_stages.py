@@ -273,3 +273,24 @@ def test_set_threads_sets_every_pool() -> None:
             set_threads(0)
     finally:
         set_threads(before)
+
+
+@pytest.mark.parametrize("device", DEVICES)
+def test_fused_batch_equals_events_one_by_one(real_event: Event, device: str) -> None:
+    hits = real_event.hits
+    events = [
+        Event(11, hits.iloc[:700].reset_index(drop=True)),
+        Event(12, hits.iloc[700:1500].reset_index(drop=True)),
+        Event(13, hits.iloc[1500:].reset_index(drop=True)),
+    ]
+    pipeline = small_pipeline(device)
+    alone = pipeline.run_batch(events)
+    fused = pipeline.run_batch(events, fuse=True)
+    assert [t.event_id for t in fused] == [11, 12, 13]
+    for one, many in zip(alone, fused, strict=True):
+        assert np.array_equal(one.hit_ids, many.hit_ids)
+        assert one.counts == many.counts
+        # the same grouping of hits (label values may differ)
+        pairs = np.unique(np.stack([one.track_labels, many.track_labels]), axis=1).shape[1]
+        assert pairs == one.n_tracks == many.n_tracks
+        assert set(many.timings) == set(STAGE_NAMES)

@@ -24,6 +24,8 @@ class HitGraph:
     ``embedding`` float32 [N, D]; ``edges`` int64 [2, E] as (source, target) rows into the hits;
     ``edge_scores`` float32 [E] in [0, 1] (sigmoid of the last model's logits, one per edge);
     ``track_labels`` int64 [N] (numpy). ``timings`` (s) and ``counts`` fill as stages run.
+    ``segments`` int64 [N] (optional): for several events fused into one graph, the event of
+    each hit (0, 1, ...); graph building never joins hits of different segments.
     """
 
     event_id: int
@@ -35,6 +37,7 @@ class HitGraph:
     track_labels: np.ndarray | None = None
     timings: dict[str, float] = field(default_factory=dict)
     counts: dict[str, int] = field(default_factory=dict)
+    segments: torch.Tensor | None = None
 
     def __post_init__(self) -> None:
         self.counts.setdefault("hits", len(self.hit_ids))

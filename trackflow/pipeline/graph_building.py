@@ -234,10 +234,15 @@ def build_edges(
     max_neighbours: int,
     backend: str = "auto",
     block_size: int | None = None,
+    segments: torch.Tensor | None = None,
 ) -> torch.Tensor:
     """Edges int64 [2, E] (source > target) between ``points`` [N, D] closer than ``radius``.
 
-    Same result for every backend; the result lies on the device of ``points``.
+    Same result for every backend; the result lies on the device of ``points``. ``segments``
+    (int [N], e.g. the event of each hit in a fused batch) keeps hits of different segments
+    apart: one more coordinate, segment x 2 x radius, puts them beyond the radius while leaving
+    distances inside a segment exactly as they were, so each segment gets the edges it would get
+    alone (indices offset by its position).
     """
     if backend not in BACKENDS:
         raise ConfigError(f"pipeline.graph_building.backend: {backend!r} is not one of {BACKENDS}")
@@ -245,6 +250,9 @@ def build_edges(
         backend = choose_backend(points.device, len(points))
     if len(points) < 2:
         return torch.zeros((2, 0), dtype=torch.int64, device=points.device)
+    if segments is not None and int(segments.max()) > int(segments.min()):
+        offset = segments.to(points.device, torch.float32).unsqueeze(1) * (2.0 * radius)
+        points = torch.cat([points.to(torch.float32), offset], dim=1)
     radius2 = _loose_radius2(points, radius)
     sources, targets = CANDIDATES[backend](points, radius2, block_size)
     return select_edges(points, sources, targets, radius, max_neighbours)
@@ -262,7 +270,9 @@ class GraphBuilding:
         if graph.embedding is None:
             raise ValueError("graph_building needs the embedding stage to have run")
         c = self.config
-        graph.edges = build_edges(graph.embedding, c.radius, c.max_neighbours, c.backend, c.block_size)
+        graph.edges = build_edges(
+            graph.embedding, c.radius, c.max_neighbours, c.backend, c.block_size, graph.segments
+        )
         graph.edge_scores = None
         graph.counts["edges_graph"] = graph.n_edges
         return graph
