@@ -230,3 +230,11 @@ def test_profile_file_overrides_with_either_key_spelling(tmp_path: Path) -> None
         assert is_gpu_profile(settings)  # the underscore spelling replaced the shipped value
         assert settings["memory"] == "3GiB"
         assert settings["walltime"] == "00:30:00"  # the rest of the shipped profile stays
+
+
+def test_unknown_cluster_name_is_reported_before_looking_for_slurm(tmp_path: Path) -> None:
+    with (
+        pytest.raises(ConfigError, match="--cluster slurm-cpus: no such Slurm profile"),
+        open_cluster("slurm-cpus", 1, run_dir=tmp_path),
+    ):
+        pass

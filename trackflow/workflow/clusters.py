@@ -532,7 +532,6 @@ def _slurm(
     from dask_jobqueue import SLURMCluster
     from dask_jobqueue.slurm import SLURMJob
 
-    _require_slurm(spec)
     # profile_file settings hold for this cluster's lifetime only (adapt() makes jobs later)
     with dask.config.set(load_profiles(profile_file)):
         profile = SLURM_SPECS.get(spec, spec)
@@ -543,6 +542,7 @@ def _slurm(
             gpu_settings = profile_settings(gpu_profile)
         elif gpu_workers:
             raise ConfigError(f"--gpu-workers {gpu_workers}: only with --cluster slurm-mixed")
+        _require_slurm(spec)  # after the profile check: a typo in --cluster is named as such
         run_dir = Path(run_dir) if run_dir is not None else default_run_dir()
         run_dir.mkdir(parents=True, exist_ok=True)
         run_id = secrets.token_hex(4)
