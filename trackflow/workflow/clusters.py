@@ -138,7 +138,7 @@ def load_profiles(profile_file: Path | None = None) -> dict[str, Any]:
         dask.config.update_defaults(_read_profiles(Path(shipped)))
     if profile_file is None:
         return {}
-    overrides = _read_profiles(Path(profile_file))
+    overrides = _read_profiles(Path(profile_file).expanduser())
     base = dask.config.get("jobqueue.slurm")
     settings: dict[str, Any] = {}
     for name, section in overrides["jobqueue"].items():
