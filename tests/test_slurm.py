@@ -348,7 +348,7 @@ def test_insecure_batch_job_ends_with_the_client_exit_code(run_dir: Path) -> Non
 # --------------------------------------------------------------------------- end to end (CLI)
 # `trackflow reconstruct` on simulated events, on the local Slurm, compared with a LocalCluster
 # run of the same events and models.
-N_EVENTS = 10
+N_EVENTS = 12
 
 
 def _trackflow(
@@ -598,10 +598,12 @@ def test_cli_adaptive_run_survives_scancel_of_a_worker_job(
     while process.poll() is None and cancelled is None and time.monotonic() < deadline:
         jobs = _jobs_writing_under(run_dir)
         # mid-run: both jobs up and a first batch written, others still to do
-        if len(jobs) == 2 and any((out / "batches").glob("*.parquet")):
+        written = len(list((out / "batches").glob("*.parquet")))
+        if len(jobs) == 2 and written:
             cancelled = sorted(jobs)[0]
             assert _slurm("scancel", cancelled).returncode == 0
-        time.sleep(0.1)
+            assert written < N_EVENTS  # batches of one event: the run was not over yet
+        time.sleep(0.05)  # the run lasts a few seconds
     output = _finish(process)
     assert cancelled is not None, f"the run ended before a job could be cancelled:\n{output}"
     report = _report(out)
