@@ -488,16 +488,19 @@ class _DaskExecutor:
 
     def _collect(self, flight: _Flight, future: Future) -> bool:
         """Take a finished attempt into ``flight``; True when the rest of the batch must run again."""
+        if future.status == "finished":  # even when the watchdog was about to cancel it
+            flight.parts.append(future.result())
+            return False
         if flight.timeout_reason is not None:
             flight.failures += [
                 EventFailure(e, "task", "TimeoutError", flight.timeout_reason)
                 for e in flight.remaining.event_ids
             ]
             return False
-        if future.status == "finished":
-            flight.parts.append(future.result())
-            return False
-        error = future.exception()
+        if future.status == "cancelled":  # by someone else: a closing client, a restarted cluster
+            error: BaseException = RuntimeError(f"task {future.key} was cancelled")
+        else:
+            error = future.exception()
         if isinstance(error, TransientEventError):
             # Dask already retried the task; this event fails, the others run again without it
             flight.failures.append(_failure_from_transient(error, self.retries + 1))
