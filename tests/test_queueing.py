@@ -101,3 +101,15 @@ def test_closed_queue_overhead_adds_to_latency() -> None:
 def test_simulation_rejects_nonsense() -> None:
     with pytest.raises(ValueError, match="service samples"):
         queueing.simulate_open_queue(1.0, np.array([]), 1)
+
+
+def test_erlang_b_poisson_form_agrees_with_recursion() -> None:
+    recursion = queueing.erlang_b(9_000, 8_900.0)
+    limit = queueing.RECURSION_LIMIT
+    try:
+        queueing.RECURSION_LIMIT = 10
+        assert queueing.erlang_b(9_000, 8_900.0) == pytest.approx(recursion, rel=1e-6)
+    finally:
+        queueing.RECURSION_LIMIT = limit
+    # huge systems stay quick and sane: a stable queue at 80 % load rarely waits
+    assert 0.0 <= queueing.erlang_c(500_000_000, 4e8) < 1e-6

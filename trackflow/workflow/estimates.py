@@ -346,7 +346,8 @@ class BenchInputs:
             scaling=SizeScaling.from_dict(bench["size_scaling"]),
             mean_hits=float(all_hits.mean()),
             round_trip_s=float(network["round_trip_s"]["p50"]),
-            transfer_bytes_per_s=float(network["transfer_bytes_per_s"]),
+            # null: no transfer was measured (no Dask run); the payload then adds no time
+            transfer_bytes_per_s=float(network.get("transfer_bytes_per_s") or math.inf),
             bytes_per_hit=float(network["bytes_per_hit"]),
             worker_rss_bytes=float(memory["worker_rss_bytes"]),
             worker_peak_bytes=float(memory["worker_peak_bytes"]),
@@ -600,7 +601,7 @@ def _estimate_node(
             samples = samples / gpu_speedup
         servers, latency, meets = _size_servers(rate_hz, samples, headroom, network_s, budget_s)
         nodes = math.ceil(servers / node.gpus)
-        return NodeEstimate(
+        row = NodeEstimate(
             node,
             measured=True,
             note=(
@@ -623,6 +624,7 @@ def _estimate_node(
             mean_wait_allen_cunneen_s=_allen_cunneen(rate_hz, samples, servers),
             meets_budget=meets,
         )
+        return _budget_note(row, budget_s)
 
     profiles = inputs.profiles_for("cpu")
     if not profiles:
@@ -673,7 +675,16 @@ def _estimate_node(
         return NodeEstimate(node, measured=False, note="one worker does not fit on this node")
     # the cheapest configuration that meets the budget; if none does, the cheapest of all
     meeting = [c for c in candidates if c.meets_budget is not False] or candidates
-    return min(meeting, key=lambda c: (c.nodes, c.cost_core_s_per_event))
+    best = min(meeting, key=lambda c: (c.nodes, c.cost_core_s_per_event))
+    return _budget_note(best, budget_s)
+
+
+def _budget_note(row: NodeEstimate, budget_s: float | None) -> NodeEstimate:
+    if row.meets_budget is False and budget_s is not None:
+        p95 = _fmt_s(row.latency_s["p95"])
+        missed = f"latency budget {_fmt_s(budget_s)} (p95) NOT met by any number of servers: p95 {p95}"
+        row.note = f"{missed}; {row.note}" if row.note else missed
+    return row
 
 
 def _allen_cunneen(rate_hz: float, samples: np.ndarray, servers: int) -> float:

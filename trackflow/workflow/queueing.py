@@ -36,14 +36,23 @@ from dataclasses import dataclass
 
 import numpy as np
 
+#: above this many servers Erlang B comes from scipy's Poisson distribution, not the recursion
+RECURSION_LIMIT = 10_000
+
 
 def erlang_b(servers: int, offered_load: float) -> float:
     """Erlang B blocking probability for ``servers`` and offered load ``a = λ/μ`` (Erlangs).
 
-    Computed with the stable recursion ``B(k) = a·B(k−1) / (k + a·B(k−1))``, ``B(0) = 1``.
+    Up to :data:`RECURSION_LIMIT` servers with the stable recursion
+    ``B(k) = a·B(k−1) / (k + a·B(k−1))``, ``B(0) = 1``; beyond (O(c) gets slow: a million-core
+    estimate) from the Poisson form ``B = P(N = c) / P(N <= c)``, N ~ Poisson(a), in logs.
     """
     if servers < 0 or offered_load < 0:
         raise ValueError("servers and offered_load must be non-negative")
+    if servers > RECURSION_LIMIT and offered_load > 0:
+        from scipy.stats import poisson
+
+        return float(np.exp(poisson.logpmf(servers, offered_load) - poisson.logcdf(servers, offered_load)))
     blocking = 1.0
     for k in range(1, servers + 1):
         blocking = offered_load * blocking / (k + offered_load * blocking)
@@ -160,7 +169,8 @@ def simulate_open_queue(
     rng = np.random.default_rng(seed)
     arrivals = np.cumsum(rng.exponential(1.0 / arrival_rate, size=jobs))
     services = rng.choice(samples, size=jobs, replace=True)
-    free_at = [0.0] * servers  # heap of the times each server becomes free
+    # heap of the times each server becomes free; more servers than jobs are never all used
+    free_at = [0.0] * min(servers, jobs)
     starts = np.empty(jobs)
     for i in range(jobs):
         earliest = heapq.heappop(free_at)
@@ -204,7 +214,7 @@ def simulate_closed_queue(
     # the K initial jobs are submitted at t=0; job i >= K is submitted when job i-K's result is back
     # (FCFS: results come back in start order only approximately, so track completions in a heap)
     done_heap: list[float] = []
-    free_at = [0.0] * servers
+    free_at = [0.0] * min(servers, jobs)
     for i in range(jobs):
         submitted[i] = 0.0 if i < in_flight else heapq.heappop(done_heap)
         ready = submitted[i] + overhead_s / 2  # half the round trip to reach a worker
