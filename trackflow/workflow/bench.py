@@ -139,7 +139,8 @@ class BenchConfig:
         if self.repeats < 1:
             raise ConfigError(f"--repeats: must be >= 1, got {self.repeats}")
         if self.max_events is None:
-            self.max_events = config.get("bench.max_events", None)
+            # a default sweep should take minutes on 2 cores, whatever the directory holds
+            self.max_events = config.get("bench.max_events", 16)
         if self.size_sweep is None:
             self.size_sweep = list(config.get("bench.size_sweep", [1000, 3000, 10000, 30000, 100000]))
         if self.size_events is None:
@@ -594,8 +595,11 @@ def _subsample(ref: EventRef, hits: int, rng: np.random.Generator, out_dir: Path
 
 
 def size_sweep(cfg: BenchConfig, refs: Sequence[EventRef], log: Any) -> dict[str, Any]:
-    """Direct, 1 thread: seconds per event against hits, on events subsampled to each size."""
+    """Direct, 1 thread: seconds per event against hits, on events subsampled to each size
+    (smallest first; stops after a size whose events took more than ``bench.size_time_limit``
+    s on average, 20 s by default)."""
     rng = np.random.default_rng(0)
+    time_limit = float(config.get("bench.size_time_limit", 20.0))
     pipeline = load_pipeline(cfg.models_dir, cfg.device, 1, cfg.loader)
     executor = DirectExecutor(pipeline, retries=0)
     points: list[dict[str, Any]] = []
@@ -609,10 +613,14 @@ def size_sweep(cfg: BenchConfig, refs: Sequence[EventRef], log: Any) -> dict[str
             if not subsampled:
                 continue
             batches = [Batch(i, (ref,)) for i, ref in enumerate(subsampled)]
+            seconds = []
             for result in executor.execute(batches):
                 for e in result.events:
+                    seconds.append(e.stop - e.start)
                     points.append({"hits": e.hits, "seconds": e.stop - e.start, "stages": e.timings})
             log({"mode": "size", "hits": hits, "events": len(subsampled)})
+            if seconds and statistics.fmean(seconds) > time_limit:
+                break  # bigger sizes would take longer still; the fit extrapolates
     return {"points": points}
 
 
