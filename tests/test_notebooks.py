@@ -10,6 +10,7 @@ estimates from the bench.json 02 wrote (each falls back to making its own inputs
 
 from __future__ import annotations
 
+import ast
 import importlib.util
 import os
 import re
@@ -43,6 +44,9 @@ EXPECTED_FIGURES = {
     ],
 }
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
+#: trackflow modules a notebook may use besides the names of ``trackflow.__all__``: the errors
+#: (documented in docs/design.md) and metrics, for ``binned_efficiency`` (not exported yet)
+PUBLIC_MODULES = {"trackflow", "trackflow.errors", "trackflow.metrics"}
 
 
 def _has_module(name: str) -> bool:
@@ -162,6 +166,33 @@ def printed(notebook: Any) -> str:
         for output in cell.outputs
         if output.output_type == "stream"
     )
+
+
+def trackflow_names(source: str) -> set[str]:
+    """``trackflow.X`` attributes and ``trackflow...`` modules that Python source uses."""
+    used = set()
+    for node in ast.walk(ast.parse(source)):
+        if isinstance(node, ast.Attribute) and getattr(node.value, "id", None) == "trackflow":
+            used.add(f"trackflow.{node.attr}")
+        elif isinstance(node, ast.ImportFrom) and (node.module or "").startswith("trackflow"):
+            used.add(node.module or "")
+        elif isinstance(node, ast.Import):
+            used.update(alias.name for alias in node.names if alias.name.startswith("trackflow"))
+    return used
+
+
+@pytest.mark.parametrize("path", NOTEBOOKS, ids=lambda p: p.stem)
+def test_public_api_only(path: Path) -> None:
+    """Notebooks use what a user gets: ``trackflow.__all__`` and the public modules."""
+    import nbformat
+
+    import trackflow
+
+    notebook = nbformat.read(path, as_version=4)
+    used = set().union(*(trackflow_names(c.source) for c in notebook.cells if c.cell_type == "code"))
+    public = {f"trackflow.{name}" for name in trackflow.__all__} | PUBLIC_MODULES
+    assert used, f"{path.name} does not use trackflow"
+    assert not used - public, f"{path.name} uses non-public {sorted(used - public)}"
 
 
 @pytest.mark.notebooks
