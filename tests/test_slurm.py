@@ -43,7 +43,8 @@ def slurm_available() -> None:
     try:
         ping = _slurm("scontrol", "ping", timeout=15)
         if "UP" not in ping.stdout:
-            problem = f"scontrol ping: {' '.join((ping.stdout + ping.stderr).split())}"
+            said = (ping.stdout + ping.stderr).strip().splitlines() or ["no answer"]
+            problem = f"scontrol ping: {said[0].strip()}"
         else:
             states = _slurm("sinfo", "-h", "-o", "%t", timeout=15).stdout.split()
             if not {"idle", "mix", "alloc"} & set(states):
