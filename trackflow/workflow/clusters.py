@@ -22,6 +22,7 @@ left in ``squeue`` afterwards. Nothing here runs a Slurm command at import time.
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import copy
 import datetime as dt
@@ -228,6 +229,11 @@ def lifetime_args(walltime: str) -> list[str]:
     stagger = min(300, total // 20)
     lifetime = max(60, total - 2 * stagger - 60)
     return ["--lifetime", f"{lifetime}s", "--lifetime-stagger", f"{stagger}s"]
+
+
+async def _bounded(step: Any, timeout: float) -> None:
+    """Await ``step()`` (a job's sbatch or scancel) for at most ``timeout`` s."""
+    await asyncio.wait_for(step(), timeout)
 
 
 # --- Slurm helpers --------------------------------------------------------------------------------
@@ -580,7 +586,7 @@ def _slurm(
                         interface=setting(gpu_settings, "interface"),
                         **gpu_kwargs,
                     )
-                    cluster.sync(job.start)
+                    cluster.sync(_bounded, job.start, start_timeout)
                     gpu_jobs.append(job)
             client = Client(cluster, security=security)
             expected = (adapt[0] if adapt is not None else workers) * processes
@@ -606,7 +612,7 @@ def _slurm(
                 client.close()
             for job in gpu_jobs:
                 with contextlib.suppress(Exception):
-                    cluster.sync(job.close)
+                    cluster.sync(_bounded, job.close, close_timeout)
             if cluster is not None:
                 cluster.close(timeout=close_timeout)
             cancel_jobs(job_name, timeout=close_timeout)  # anything close() missed
