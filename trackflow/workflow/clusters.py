@@ -458,6 +458,8 @@ def _connect(
 def _local(
     workers: int, threads_per_worker: int, gpu_workers: int, adapt: tuple[int, int] | None, timeout: float
 ) -> Iterator[OpenCluster]:
+    if adapt and gpu_workers:
+        raise ConfigError("--adapt with --gpu-workers: a local cluster adapts CPU workers only; drop one")
     cluster = LocalCluster(
         n_workers=0 if adapt else workers,
         threads_per_worker=threads_per_worker,
@@ -469,7 +471,8 @@ def _local(
         template = cluster.new_worker_spec()
         base_options = next(iter(template.values()))["options"]
         for i in range(gpu_workers):
-            # Named apart from LocalCluster's integer names so scale()/adapt() leave them alone.
+            # Extra specs beside LocalCluster's own (named 0, 1, ...); scale() would drop them,
+            # which is why --adapt is refused with GPU workers here.
             cluster.worker_spec[f"gpu-{i}"] = {
                 "cls": Nanny,
                 "options": {
@@ -481,7 +484,7 @@ def _local(
         if gpu_workers:
             cluster.sync(cluster._correct_state)
         if adapt:
-            cluster.adapt(minimum=adapt[0] + gpu_workers, maximum=adapt[1] + gpu_workers)
+            cluster.adapt(minimum=adapt[0], maximum=adapt[1])
         client = Client(cluster)
         try:
             expected = (adapt[0] if adapt else workers) + gpu_workers
