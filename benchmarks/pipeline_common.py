@@ -17,7 +17,7 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
 from trackflow.events import Event, list_events, read_event  # noqa: E402
-from trackflow.pipeline import GraphBuildingConfig, Pipeline  # noqa: E402
+from trackflow.pipeline import GraphBuildingConfig, HitGraph, Pipeline  # noqa: E402
 from trackflow.pipeline.filter import FilterConfig  # noqa: E402
 from trackflow.pipeline.model_files import MANIFEST_NAME, shipped_models_dir  # noqa: E402
 
@@ -60,22 +60,42 @@ def benchmark_pipeline(
     pipeline = Pipeline.random_init(hidden=128, gnn_hidden=64, device=device, threads=threads)
     if calibration_event is None:
         calibration_event = real_event(0)
-    graph = pipeline.run_stage("embedding", pipeline.prepare(calibration_event))
-    emb = graph.embedding.cpu().numpy().astype(np.float64)
-    rng = np.random.default_rng(0)
-    a, b = rng.integers(0, len(emb), (2, 200_000))
-    dist = np.sqrt(((emb[a] - emb[b]) ** 2).sum(1))
-    radius = float(np.quantile(dist, 2 * edges_per_hit / len(emb)))
-    pipeline.stages["graph_building"].config = GraphBuildingConfig(radius=radius, max_neighbours=64)
-    graph = pipeline.run_stage("graph_building", graph)
-    scores = torch.sigmoid(pipeline.stages["filter"].logits(graph)).cpu().numpy()
-    cut = float(np.quantile(scores, 1 - filter_keep))
-    pipeline.stages["filter"].config = FilterConfig(cut=cut)
+    radius, cut = calibrate(pipeline, [pipeline.prepare(calibration_event)], edges_per_hit, filter_keep)
     return pipeline, (
         f"untrained models (no shipped models yet), radius {radius:.4g} for ~{edges_per_hit:g} "
         f"edges/hit, filter cut {cut:.4g} keeping ~{filter_keep:.0%} (calibrated on "
         f"{calibration_event.n_hits} hits)"
     )
+
+
+def calibrate(
+    pipeline: Pipeline, graphs: Sequence[HitGraph], edges_per_hit: float, filter_keep: float
+) -> tuple[float, float]:
+    """Set the graph-building radius and the filter cut of an untrained ``pipeline`` so that
+    ``graphs`` get about ``edges_per_hit`` edges per hit and the filter keeps ``filter_keep``
+    of them (quantiles of distances between random pairs, and of filter scores)."""
+    rng = np.random.default_rng(0)
+    distances, n_hits, n_pairs = [], 0, 0.0
+    embedded = [pipeline.run_stage("embedding", graph) for graph in graphs]
+    for graph in embedded:
+        emb = graph.embedding.detach().cpu().numpy().astype(np.float64)
+        a, b = rng.integers(0, len(emb), (2, 100_000))
+        keep = a != b
+        distances.append(np.sqrt(((emb[a[keep]] - emb[b[keep]]) ** 2).sum(1)))
+        n_hits += len(emb)
+        n_pairs += len(emb) * (len(emb) - 1) / 2
+    quantile = min(edges_per_hit * n_hits / n_pairs, 1.0)
+    radius = float(np.quantile(np.concatenate(distances), quantile))
+    pipeline.stages["graph_building"].config = GraphBuildingConfig(
+        radius=radius, max_neighbours=pipeline.stages["graph_building"].config.max_neighbours
+    )
+    scores = []
+    for graph in embedded:
+        graph = pipeline.run_stage("graph_building", graph)
+        scores.append(torch.sigmoid(pipeline.stages["filter"].logits(graph)).cpu().numpy())
+    cut = float(np.clip(np.quantile(np.concatenate(scores), 1 - filter_keep), 0.0, 0.999))
+    pipeline.stages["filter"].config = FilterConfig(cut=cut)
+    return radius, cut
 
 
 def matmul_peak_gflops(threads: int = 1, size: int = 2048, repeats: int = 5) -> float:

@@ -1,0 +1,104 @@
+"""Per-stage time, achieved FLOP/s of the MLP stages against the fp32 matmul peak measured in the
+same run, and peak memory (RSS) per stage, on one full real TrackML event (~100k hits).
+
+    .venv/bin/python benchmarks/stage_flops.py [--event-index 0] [--threads 1] [--models DIR]
+
+FLOPs are those of the matrix products (torch.utils.flop_counter, 2 per multiply-add), counted
+in a second, untimed pass; element-wise work (LayerNorm, tanh, gathers) is not counted, so the
+percentage says how close the stage gets to spending all its time in matmuls at peak. Peak RSS
+is the process high-water mark (VmHWM) reset before each stage, so it is that stage's own peak
+(interpreter, libraries and models included). Writes benchmarks/results/stage_flops.md.
+"""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+from pipeline_common import (
+    benchmark_pipeline,
+    machine,
+    matmul_peak_gflops,
+    real_event,
+    reset_peak_rss,
+    rss_mib,
+    write_table,
+)
+from torch.utils.flop_counter import FlopCounterMode
+
+from trackflow.pipeline import STAGE_NAMES, set_threads
+
+MLP_STAGES = ("embedding", "filter", "gnn")
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--event-index", type=int, default=0)
+    parser.add_argument("--threads", type=int, default=1)
+    parser.add_argument("--models", type=Path, default=None)
+    parser.add_argument("--device", default="cpu")
+    args = parser.parse_args(argv)
+    set_threads(args.threads)
+    event = real_event(args.event_index)
+    pipeline, description = benchmark_pipeline(
+        args.models, device=args.device, threads=args.threads, calibration_event=event
+    )
+    peak_before = matmul_peak_gflops(args.threads)
+
+    graph = pipeline.prepare(event)
+    peak_rss, can_reset = {}, True
+    for name in STAGE_NAMES:
+        can_reset = reset_peak_rss() and can_reset
+        graph = pipeline.run_stage(name, graph)
+        peak_rss[name] = rss_mib("VmHWM")
+    tracks = pipeline.finish(graph)
+    process_peak = rss_mib("VmHWM") if not can_reset else max(peak_rss.values())
+
+    # FLOPs of each MLP stage on the same inputs (untimed pass)
+    flops = {}
+    graph = pipeline.prepare(event)
+    for name in STAGE_NAMES:
+        if name in MLP_STAGES:
+            with FlopCounterMode(display=False) as counter:
+                graph = pipeline.run_stage(name, graph)
+            flops[name] = counter.get_total_flops()
+        else:
+            graph = pipeline.run_stage(name, graph)
+    peak_after = matmul_peak_gflops(args.threads)
+    peak = max(peak_before, peak_after)
+
+    rows = []
+    for name in STAGE_NAMES:
+        seconds = tracks.timings[name]
+        row = [name, f"{seconds:.3f}"]
+        if name in flops:
+            rate = flops[name] / seconds / 1e9
+            row += [f"{flops[name] / 1e9:.1f}", f"{rate:.1f}", f"{100 * rate / peak:.0f} %"]
+        else:
+            row += ["-", "-", "-"]
+        row.append(f"{peak_rss[name]:.0f}")
+        rows.append(row)
+    total = sum(tracks.timings.values())
+    rows.append(["total", f"{total:.3f}", "", "", "", f"{max(peak_rss.values()):.0f}"])
+    counts = ", ".join(f"{k} {v}" for k, v in tracks.counts.items())
+    notes = (
+        f"Machine: {machine()}. Event {event.event_id} ({event.n_hits} hits); {counts}. "
+        f"{description}. Device {args.device}, {args.threads} thread(s). fp32 matmul peak "
+        f"(torch 2048x2048, best of 5, before/after): {peak_before:.1f} / {peak_after:.1f} "
+        f"GFLOP/s. Peak RSS per stage: VmHWM reset before each stage"
+        f"{'' if can_reset else ' (reset not permitted: cumulative peak)'}; whole run "
+        f"{process_peak:.0f} MiB. Command: `.venv/bin/python benchmarks/stage_flops.py "
+        f"--event-index {args.event_index} --threads {args.threads}`."
+    )
+    write_table(
+        "stage_flops",
+        "Per-stage time, FLOP/s and peak RSS on a full event",
+        ["stage", "time (s)", "GFLOP", "GFLOP/s", "of peak", "peak RSS (MiB)"],
+        rows,
+        notes,
+    )
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
