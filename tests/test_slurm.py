@@ -151,6 +151,16 @@ def test_mixed_cluster_routes_gpu_tasks_to_the_gpu_job(run_dir: Path) -> None:
 
 
 @pytest.mark.timeout(300)
+def test_gpu_profile_cluster_has_gpu_workers_only(run_dir: Path) -> None:
+    with open_cluster("slurm-gpu", 1, 1, run_dir=run_dir, start_timeout=START, close_timeout=CLOSE) as handle:
+        assert [k.kind for k in handle.worker_kinds()] == ["gpu"]
+        assert handle.gpu_worker_count() == 1
+        ((job, visible),) = handle.client.run(_job_probe()).values()
+        assert handle.job_ids() == [job]
+        assert visible is not None and visible.isdigit()
+
+
+@pytest.mark.timeout(300)
 def test_tls_scheduler_refuses_a_client_without_the_certificate(run_dir: Path) -> None:
     with open_cluster("slurm-cpu", 1, 1, run_dir=run_dir, start_timeout=START, close_timeout=CLOSE) as handle:
         address = handle.scheduler_address
