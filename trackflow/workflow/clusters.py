@@ -125,6 +125,9 @@ class OpenCluster:
 # --- profiles -------------------------------------------------------------------------------------
 
 
+_LOADED_DEFAULTS: set[Path] = set()
+
+
 def load_profiles(profile_file: Path | None = None) -> dict[str, Any]:
     """Put ``slurm/jobqueue.yaml`` into dask.config as defaults (user config keeps precedence) and
     return the settings of ``profile_file`` for ``dask.config.set`` (empty without one).
@@ -134,9 +137,10 @@ def load_profiles(profile_file: Path | None = None) -> dict[str, Any]:
     """
     import dask_jobqueue  # noqa: F401 - registers jobqueue.slurm defaults in dask.config
 
-    shipped = config.get("workflow.cluster.jobqueue_file", None) or JOBQUEUE_FILE
-    if Path(shipped).is_file():
-        dask.config.update_defaults(_read_profiles(Path(shipped)))
+    shipped = Path(config.get("workflow.cluster.jobqueue_file", None) or JOBQUEUE_FILE)
+    if shipped not in _LOADED_DEFAULTS and shipped.is_file():
+        dask.config.update_defaults(_read_profiles(shipped))
+        _LOADED_DEFAULTS.add(shipped)  # once: update_defaults appends to dask's list each call
     if profile_file is None:
         return {}
     overrides = _read_profiles(Path(profile_file).expanduser())
