@@ -139,10 +139,12 @@ def clean_run(slow_events: Path, tmp_path_factory: pytest.TempPathFactory) -> An
 
 
 def _manifest_batches(out_dir: Path) -> dict[str, Any]:
-    try:
-        return json.loads((out_dir / MANIFEST_NAME).read_text())["batches"]
-    except (OSError, ValueError):
-        return {}
+    """The batch entries written so far (one file per batch; manifest.json at the end)."""
+    entries = {}
+    for path in (out_dir / "batches").glob("batch-*.json"):
+        entry = json.loads(path.read_text())
+        entries[entry["key"]] = entry
+    return entries
 
 
 def _wait_for_batches(out_dir: Path, count: int, timeout: float = 300.0) -> int:
@@ -155,10 +157,14 @@ def _wait_for_batches(out_dir: Path, count: int, timeout: float = 300.0) -> int:
     raise AssertionError(f"no {count} finished batch(es) in {out_dir} after {timeout} s")
 
 
+def _manifest(report: Any) -> dict[str, Any]:
+    return json.loads((report.submission_path.parent / MANIFEST_NAME).read_text())["batches"]
+
+
 def _same_outputs(report: Any, clean: Any) -> None:
     assert report.submission_path.read_bytes() == clean.submission_path.read_bytes()
-    ours = {b["key"]: b["sha256"] for b in _manifest_batches(report.submission_path.parent).values()}
-    theirs = {b["key"]: b["sha256"] for b in _manifest_batches(clean.submission_path.parent).values()}
+    ours = {b["key"]: b["sha256"] for b in _manifest(report).values()}
+    theirs = {b["key"]: b["sha256"] for b in _manifest(clean).values()}
     assert ours == theirs  # every batch's Parquet byte-identical to the clean run's
 
 

@@ -2,16 +2,20 @@
 
 Layout::
 
-    OUT/batches/batch-<first event>-<n events>-<hash>.parquet   one per finished batch
-    OUT/manifest.json    finished batches: events, Parquet file, sha256, failed events
+    OUT/batches/batch-<first event>-<n events>-<hash>.parquet   the tracks of one finished batch
+    OUT/batches/batch-<...>.json     its manifest entry: events, Parquet file, sha256, failures
+    OUT/manifest.json    the run's fingerprint and (at the end) every batch entry in one file
     OUT/submission.csv   event_id,hit_id,track_id of every event, in event order (at the end)
     OUT/report.json      throughput, latency, stages, workers, failures (trackflow.workflow.report)
 
-Each batch's Parquet is written (atomically) the moment its result arrives, then the manifest is
-rewritten (atomically) with the batch's checksum. A re-run with the same ``--out`` skips every
-batch whose entry and file still match; ``overwrite=True`` removes these files and starts afresh.
-The manifest also holds the run's *fingerprint* (inputs, models, pipeline settings, batching):
-resuming with other settings is refused rather than mixing two runs in one submission.
+Each batch's Parquet is written (atomically) the moment its result arrives, then its manifest
+entry with the Parquet's sha256 (atomically). One small file per batch keeps the cost of a batch
+constant: rewriting one growing manifest after every batch would cost O(batches²) over a long
+campaign. ``manifest.json`` holds the run's *fingerprint* (inputs, models, pipeline settings,
+batching), written when the run starts, and every entry, written when it ends. A re-run with the
+same ``--out`` skips every batch whose entry and file still match (resuming with other settings
+is refused rather than mixing two runs in one submission); ``overwrite=True`` removes these files
+and starts afresh.
 """
 
 from __future__ import annotations
@@ -73,6 +77,8 @@ class RunOutputs:
         self.entries: dict[str, BatchEntry] = {}
         if self.manifest_path.exists():
             self._load_manifest()
+        self._load_entries()
+        self.write_manifest()
 
     @property
     def manifest_path(self) -> Path:
@@ -92,14 +98,20 @@ class RunOutputs:
 
     def _remove_partial_writes(self) -> None:
         # temporaries of trackflow.files.atomic_path left by a run killed mid-write
-        for pattern in (f"{BATCH_DIR}/.batch-*.tmp", f".{MANIFEST_NAME}.*.tmp", f".{SUBMISSION_NAME}.*.tmp"):
+        for pattern in (
+            f"{BATCH_DIR}/.batch-*.tmp",
+            f".{MANIFEST_NAME}.*.tmp",
+            f".{SUBMISSION_NAME}.*.tmp",
+            f".{REPORT_NAME}.*.tmp",
+        ):
             for path in self.out_dir.glob(pattern):
                 path.unlink(missing_ok=True)
 
     def _remove_previous(self) -> None:
         # only what a run writes; anything else the user put in --out stays
-        for path in self.batch_dir.glob("batch-*.parquet"):
-            path.unlink()
+        for pattern in ("batch-*.parquet", "batch-*.json"):
+            for path in self.batch_dir.glob(pattern):
+                path.unlink()
         for name in (MANIFEST_NAME, SUBMISSION_NAME, REPORT_NAME):
             (self.out_dir / name).unlink(missing_ok=True)
 
@@ -122,6 +134,17 @@ class RunOutputs:
             )
         self.entries = entries
 
+    def _load_entries(self) -> None:
+        """Entries of the batches written since the manifest was last consolidated."""
+        for path in sorted(self.batch_dir.glob("batch-*.json")):
+            try:
+                entry = BatchEntry(**json.loads(path.read_text()))
+            except (OSError, ValueError, TypeError) as error:
+                # written atomically, so only tampering gets here; the batch simply runs again
+                logger.warning("%s: unreadable manifest entry (%s); the batch runs again", path, error)
+                continue
+            self.entries[entry.key] = entry
+
     def finished(self, batch: Batch) -> BatchEntry | None:
         """The manifest entry of ``batch`` when its file is still there and intact, else None."""
         entry = self.entries.get(batch.key)
@@ -134,7 +157,7 @@ class RunOutputs:
         return entry
 
     def write_batch(self, result: BatchResult) -> BatchEntry:
-        """Write the batch's tracks (Parquet, atomic), then record it in the manifest (atomic)."""
+        """Write the batch's tracks (Parquet, atomic), then its manifest entry (atomic)."""
         batch = result.batch
         path = self.batch_dir / f"{batch.key}.parquet"
         write_tracks_parquet(path, result.tracks)
@@ -157,11 +180,13 @@ class RunOutputs:
                 for e in result.events
             ],
         )
+        with atomic_path(self.batch_dir / f"{batch.key}.json") as tmp:
+            tmp.write_text(json.dumps(asdict(entry), sort_keys=True) + "\n")
         self.entries[batch.key] = entry
-        self._write_manifest()
         return entry
 
-    def _write_manifest(self) -> None:
+    def write_manifest(self) -> None:
+        """``manifest.json``: the fingerprint and every entry known now, in one file (atomic)."""
         manifest = {
             "version": MANIFEST_VERSION,
             "fingerprint": self.fingerprint,

@@ -180,6 +180,7 @@ class _Collected:
     threads: dict[str, int] = field(default_factory=dict)
     network: NetworkStats = field(default_factory=NetworkStats)
     dashboard: str | None = None
+    result_bytes: int = 0
 
 
 def _drain(
@@ -191,6 +192,9 @@ def _drain(
         for failure in result.failures:
             progress.write(failure.line())
         progress.update(len(result.events), len(result.failures))
+        collected.result_bytes += int(result.tracks.memory_usage(index=False).sum())
+        # the tracks are on disk now; a long campaign must not hold every event's rows in memory
+        result.tracks = result.tracks.iloc[0:0]
         collected.results.append(result)
 
 
@@ -242,7 +246,7 @@ def _run_dask(
         collected.wall_s = time.time() - start
         collected.network = NetworkStats(
             bytes_between_workers=bytes_between_workers(client, since=start),
-            result_bytes=int(sum(r.tracks.memory_usage(index=False).sum() for r in collected.results)),
+            result_bytes=collected.result_bytes,
             scheduler_worker_rtt=rtt,
             client_scheduler_rtt=client_rtt,
         )
@@ -301,6 +305,7 @@ def reconstruct(cfg: ReconstructConfig) -> RunReport:
         else:
             collected = _run_dask(cfg, workers, todo, outputs, progress)
 
+    outputs.write_manifest()
     submission = outputs.write_submission(batches)
     done = {e["event_id"] for e in resumed_events} | {e.event_id for r in collected.results for e in r.events}
     efficiency, score_failures = _score(cfg, submission, refs, done)
