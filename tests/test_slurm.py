@@ -607,15 +607,20 @@ def test_cli_adaptive_run_survives_scancel_of_a_worker_job(
     )
     cancelled = None
     deadline = time.monotonic() + 300
+    jobs: dict[str, str] = {}
+    while process.poll() is None and len(jobs) < 2 and time.monotonic() < deadline:
+        jobs = _jobs_writing_under(run_dir)  # both worker jobs queued or running
+        time.sleep(0.1)
+    batches = out / "batches"
     while process.poll() is None and cancelled is None and time.monotonic() < deadline:
-        jobs = _jobs_writing_under(run_dir)
-        # mid-run: both jobs up and a first batch written, others still to do
-        written = len(list((out / "batches").glob("*.parquet")))
-        if len(jobs) == 2 and written:
+        # mid-run: a first batch written, others still to do (the run lasts a few seconds, so
+        # only the file system is polled here)
+        written = len(list(batches.glob("*.parquet"))) if batches.is_dir() else 0
+        if written:
             cancelled = sorted(jobs)[0]
             assert _slurm("scancel", cancelled).returncode == 0
             assert written < N_EVENTS  # batches of one event: the run was not over yet
-        time.sleep(0.05)  # the run lasts a few seconds
+        time.sleep(0.02)
     output = _finish(process)
     assert cancelled is not None, f"the run ended before a job could be cancelled:\n{output}"
     report = _report(out)
