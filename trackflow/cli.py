@@ -235,6 +235,12 @@ def cluster_options(command: F) -> F:
 @click.option("--workers", type=click.IntRange(min=1), default=None, help="Workers (default: cores).")
 @click.option("--threads-per-worker", type=click.IntRange(min=1), default=1, show_default=True)
 @click.option(
+    "--gpu-workers",
+    type=click.IntRange(min=0),
+    default=None,
+    help="GPU workers (slurm-mixed: GPU jobs beside the CPU jobs; local: workers flagged GPU=1).",
+)
+@click.option(
     "--mode",
     type=click.Choice(["fused", "staged", "direct"]),
     default=None,
