@@ -11,7 +11,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from trackflow.pipeline.graph import HitGraph
-from trackflow.pipeline.mlp import make_mlp
+from trackflow.pipeline.mlp import block_rows, make_mlp
 
 
 class EmbeddingNet(nn.Module):
@@ -56,8 +56,12 @@ class Embedding:
         self.model = model.eval()
 
     def __call__(self, graph: HitGraph) -> HitGraph:
+        rows = block_rows(graph.device, graph.n_hits)
         with torch.inference_mode():
-            graph.embedding = self.model(graph.features).contiguous()
+            blocks = [
+                self.model(graph.features[start : start + rows]) for start in range(0, graph.n_hits, rows)
+            ]
+        graph.embedding = torch.cat(blocks) if blocks else self.model(graph.features)
         return graph
 
     def __repr__(self) -> str:

@@ -11,7 +11,7 @@ from torch import nn
 import trackflow.config
 from trackflow.errors import ConfigError
 from trackflow.pipeline.graph import HitGraph
-from trackflow.pipeline.mlp import make_mlp
+from trackflow.pipeline.mlp import block_rows, make_mlp
 
 
 class FilterNet(nn.Module):
@@ -95,9 +95,10 @@ class EdgeFilter:
         """Filter logits [E] for every edge of ``graph``, computed chunk by chunk."""
         assert graph.edges is not None
         chunks = []
+        rows = block_rows(graph.device, self.config.chunk_size)
         with torch.inference_mode():
-            for start in range(0, graph.n_edges, self.config.chunk_size):
-                edges = graph.edges[:, start : start + self.config.chunk_size]
+            for start in range(0, graph.n_edges, rows):
+                edges = graph.edges[:, start : start + rows]
                 if self.uses_embedding:
                     chunks.append(self.model(graph.features, edges, graph.embedding))
                 else:

@@ -12,6 +12,8 @@ from trackflow.errors import ConfigError
 from trackflow.pipeline.graph import HitGraph
 from trackflow.pipeline.mlp import make_mlp
 
+GPU_BLOCK_ROWS = 1 << 20
+
 
 class InteractionGNN(nn.Module):
     """Interaction network (Battaglia et al.; the acorn/Exa.TrkX variant) -> one logit per edge.
@@ -35,8 +37,9 @@ class InteractionGNN(nn.Module):
         self.in_features = in_features
         self.hidden = hidden
         self.n_iterations = n_iterations
-        # edges per chunk at inference (a plain attribute: not in the state dict)
-        self.inference_chunk = 32768
+        # rows (edges or hits) per block at inference; a plain attribute, not in the state dict.
+        # 8192 keeps a block's activations near a CPU's cache; the GNN stage raises it on CUDA
+        self.inference_chunk = 8192
         h = hidden
         self.node_encoder = make_mlp(in_features, h, n_mlp_layers, h, output_activation=True)
         self.edge_encoder = make_mlp(2 * h, h, n_mlp_layers, h, output_activation=True)
@@ -48,19 +51,25 @@ class InteractionGNN(nn.Module):
         # The first Linear of each edge-level MLP acts on a concatenation [e, x_src, x_dst]; it is
         # split into per-part weights so node parts are projected once per hit (N x H) and
         # gathered, instead of building [E, 3H] inputs: a third of the FLOPs and memory.
-        # Without autograd (inference) edges are processed in chunks so transient memory stays
-        # near chunk x H floats whatever the event size; the result is the same.
+        # Without autograd (inference) edges and hits go through the MLPs in blocks of
+        # ``inference_chunk`` rows: activations stay in cache (on a CPU, 2-3x faster than whole
+        # tensors) and transient memory stays bounded; the result is the same.
         source, target = edges[0], edges[1]
         n_edges = edges.shape[1]
-        chunk = n_edges if torch.is_grad_enabled() else self.inference_chunk
+        n_hits = features.shape[0]
+        chunk = max(n_edges, n_hits) if torch.is_grad_enabled() else self.inference_chunk
         chunk = max(chunk, 1)
         h = self.hidden
-        x = self.node_encoder(features)
+
+        parts: list[torch.Tensor] = []
+        for start in range(0, n_hits, chunk):
+            parts.append(self.node_encoder(features[start : start + chunk]))
+        x = torch.cat(parts) if len(parts) > 0 else features.new_zeros((0, h))
 
         w = self.edge_encoder[0].weight
         x_src = x @ w[:, :h].T
         x_dst = x @ w[:, h:].T + self.edge_encoder[0].bias
-        parts: list[torch.Tensor] = []
+        parts = []
         for start in range(0, n_edges, chunk):
             src, dst = source[start : start + chunk], target[start : start + chunk]
             out = x_src[src] + x_dst[dst]
@@ -75,6 +84,8 @@ class InteractionGNN(nn.Module):
             e_w = w[:, :h]
             x_src = x @ w[:, h : 2 * h].T
             x_dst = x @ w[:, 2 * h :].T + self.edge_network[0].bias
+            incoming = torch.zeros_like(x)
+            outgoing = torch.zeros_like(x)
             parts = []
             for start in range(0, n_edges, chunk):
                 src, dst = source[start : start + chunk], target[start : start + chunk]
@@ -83,11 +94,18 @@ class InteractionGNN(nn.Module):
                 for i, layer in enumerate(self.edge_network):
                     if i > 0:
                         out = layer(out)
-                parts.append(e_chunk + out)
+                out = e_chunk + out
+                # messages summed per hit while the block is still in cache
+                incoming.index_add_(0, dst, out)
+                outgoing.index_add_(0, src, out)
+                parts.append(out)
             e = torch.cat(parts) if len(parts) > 0 else e
-            incoming = torch.zeros_like(x).index_add_(0, target, e)
-            outgoing = torch.zeros_like(x).index_add_(0, source, e)
-            x = x + self.node_network(torch.cat([x, incoming, outgoing], dim=1))
+            parts = []
+            for start in range(0, n_hits, chunk):
+                stop = start + chunk
+                node_in = torch.cat([x[start:stop], incoming[start:stop], outgoing[start:stop]], 1)
+                parts.append(x[start:stop] + self.node_network(node_in))
+            x = torch.cat(parts) if len(parts) > 0 else x
 
         w = self.edge_classifier[0].weight
         e_w = w[:, :h]
@@ -145,6 +163,9 @@ class GNN:
         assert graph.edges is not None
         if graph.n_edges == 0:
             return torch.zeros(0, dtype=torch.float32, device=graph.device)
+        if graph.device.type == "cuda" and hasattr(self.model, "inference_chunk"):
+            # a GPU wants big blocks (few kernel launches); memory allows a million edges
+            self.model.inference_chunk = GPU_BLOCK_ROWS
         with torch.inference_mode():
             return self.model(graph.features, graph.edges)
 
