@@ -81,6 +81,7 @@ class TrainingConfig:
     gnn_purity: float = 0.95
     walk_loose_cut: float = 0.1
     walk_min_hits: int = 3
+    embedding_from: Path | None = None
     embedding: EmbeddingTrainingConfig = field(default_factory=EmbeddingTrainingConfig)
     filter: FilterTrainingConfig = field(default_factory=FilterTrainingConfig)
     gnn: GNNTrainingConfig = field(default_factory=GNNTrainingConfig)
@@ -89,6 +90,7 @@ class TrainingConfig:
         self.data_dir = Path(self.data_dir)
         self.out_dir = Path(self.out_dir)
         self.val_dir = None if self.val_dir is None else Path(self.val_dir)
+        self.embedding_from = None if self.embedding_from is None else Path(self.embedding_from)
         self.features = tuple(self.features)
         if self.epochs_embedding is not None:
             self.embedding.epochs = int(self.epochs_embedding)
@@ -103,7 +105,7 @@ class TrainingConfig:
 
     def to_dict(self) -> dict[str, Any]:
         out = asdict(self)
-        for key in ("data_dir", "out_dir", "val_dir"):
+        for key in ("data_dir", "out_dir", "val_dir", "embedding_from"):
             out[key] = None if out[key] is None else str(out[key])
         out["features"] = list(self.features)
         return out
@@ -252,13 +254,28 @@ def train(config: TrainingConfig) -> Path:
     # training owns the machine: all cores unless told otherwise
     set_threads(config.threads or os.cpu_count() or 1)
     features = FeatureConfig(names=config.features)
+    reused: dict[str, Any] | None = None
+    if config.embedding_from is not None:
+        # keep a trained embedding (and its features); train only the later stages
+        source = model_files.read_manifest(config.embedding_from)
+        features = FeatureConfig.from_dict(source.features)
+        entry = source.stages["embedding"]
+        reused = {"models_dir": str(config.embedding_from.resolve()), "sha256": entry.sha256,
+                  "training": source.training.get("config", {}).get("embedding")}
     split = _load(config, features)
     log.info("training on %d events, validating on %d", len(split.train), len(split.val))
     timings: dict[str, float] = {}
 
     # 1. embedding
     t = time.perf_counter()
-    embedding, emb_losses = train_embedding(split.train, config.embedding, seed=config.seed)
+    if config.embedding_from is not None:
+        embedding, emb_losses = model_files.load_model(source, "embedding"), []
+        emb_kwargs = dict(entry.model["kwargs"]) if entry.model else {}
+    else:
+        embedding, emb_losses = train_embedding(split.train, config.embedding, seed=config.seed)
+        e = config.embedding
+        emb_kwargs = {"in_features": features.n_features, "hidden": e.hidden, "n_layers": e.n_layers,
+                      "out_dim": e.out_dim, "normalise": embedding.normalise}
     timings["embedding"] = time.perf_counter() - t
 
     # 2. graph-building radius on validation events
@@ -330,13 +347,9 @@ def train(config: TrainingConfig) -> Path:
     # 5. write
     out = config.out_dir
     out.mkdir(parents=True, exist_ok=True)
-    e, f, g = config.embedding, config.filter, config.gnn
+    f, g = config.filter, config.gnn
     stages = {
-        "embedding": model_files.save_model(
-            embedding, out, "embedding",
-            kwargs={"in_features": features.n_features, "hidden": e.hidden, "n_layers": e.n_layers,
-                    "out_dim": e.out_dim, "normalise": embedding.normalise},
-        ),
+        "embedding": model_files.save_model(embedding, out, "embedding", kwargs=emb_kwargs),
         "graph_building": model_files.StageEntry(
             config={"radius": radius, "max_neighbours": config.max_neighbours}
         ),
@@ -359,6 +372,7 @@ def train(config: TrainingConfig) -> Path:
         "val_dir": str((config.val_dir or config.data_dir).resolve()),
         "val_event_ids": split.val_ids,
         "seed": config.seed,
+        "embedding_reused_from": reused,
         "simulation": _simulation_config(config.data_dir),
         "config": config.to_dict(),
         "losses": {
