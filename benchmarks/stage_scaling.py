@@ -14,7 +14,14 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from pipeline_common import benchmark_pipeline, machine, real_event, subsample, write_table
+from pipeline_common import (
+    benchmark_pipeline,
+    calibrate,
+    machine,
+    real_event,
+    subsample,
+    write_table,
+)
 
 from trackflow.pipeline import STAGE_NAMES, set_threads
 
@@ -26,6 +33,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--repeats", type=int, default=3, help="timed runs (1 above 50k hits)")
     parser.add_argument("--models", type=Path, default=None)
     parser.add_argument("--device", default="cpu")
+    parser.add_argument(
+        "--same-density",
+        action="store_true",
+        help="untrained models: set radius and cut per size for ~20 edges/hit (algorithmic scaling)",
+    )
     args = parser.parse_args(argv)
     set_threads(args.threads)
     event = real_event(0)
@@ -35,6 +47,8 @@ def main(argv: list[str] | None = None) -> int:
     rows, per_hit = [], {}
     for size in [int(s) for s in args.sizes.split(",")]:
         sample = subsample(event, size or event.n_hits)
+        if args.same_density and "untrained" in description:
+            calibrate(pipeline, [pipeline.prepare(sample)], 20.0, 0.2)
         repeats = 1 if sample.n_hits > 50_000 else args.repeats
         if sample.n_hits <= 50_000:
             pipeline(sample)  # warm-up
@@ -61,10 +75,11 @@ def main(argv: list[str] | None = None) -> int:
     notes = (
         f"Machine: {machine()}. {description}. Device {args.device}, {args.threads} thread(s). "
         f"Best of {args.repeats} (1 above 50k hits), s.{ratio} Command: `.venv/bin/python "
-        f"benchmarks/stage_scaling.py --sizes {args.sizes} --threads {args.threads}`."
+        f"benchmarks/stage_scaling.py --sizes {args.sizes} --threads {args.threads}"
+        f"{' --same-density' if args.same_density else ''}`."
     )
     write_table(
-        "stage_scaling",
+        "stage_scaling_same_density" if args.same_density else "stage_scaling",
         "Per-stage time against event size",
         ["hits", *STAGE_NAMES, "total (s)", "us/hit", "edges_graph"],
         rows,
