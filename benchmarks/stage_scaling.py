@@ -73,7 +73,9 @@ def main(argv: list[str] | None = None) -> int:
             f"{per_hit[sizes[-1]] / per_hit[ten_k[0]]:.2f} (target <= 1.5)."
         )
     notes = (
-        f"Machine: {machine()}. {description}. Device {args.device}, {args.threads} thread(s). "
+        f"Machine: {machine()}. {description}"
+        f"{'; radius and cut then set again at each size for ~20 edges/hit' if args.same_density else ''}"
+        f". Device {args.device}, {args.threads} thread(s). "
         f"Best of {args.repeats} (1 above 50k hits), s.{ratio} Command: `.venv/bin/python "
         f"benchmarks/stage_scaling.py --sizes {args.sizes} --threads {args.threads}"
         f"{' --same-density' if args.same_density else ''}`."
