@@ -59,6 +59,8 @@ class InteractionGNN(nn.Module):
         n_hits = features.shape[0]
         chunk = max(n_edges, n_hits) if torch.is_grad_enabled() else self.inference_chunk
         chunk = max(chunk, 1)
+        # without autograd, states are updated in place (no copies of e and x per iteration)
+        in_place = not torch.is_grad_enabled()
         h = self.hidden
 
         parts: list[torch.Tensor] = []
@@ -94,18 +96,27 @@ class InteractionGNN(nn.Module):
                 for i, layer in enumerate(self.edge_network):
                     if i > 0:
                         out = layer(out)
-                out = e_chunk + out
+                if in_place:
+                    e_chunk += out  # rows of this block only: nothing else reads them later
+                    out = e_chunk
+                else:
+                    out = e_chunk + out
+                    parts.append(out)
                 # messages summed per hit while the block is still in cache
                 incoming.index_add_(0, dst, out)
                 outgoing.index_add_(0, src, out)
-                parts.append(out)
-            e = torch.cat(parts) if len(parts) > 0 else e
+            if not in_place and len(parts) > 0:
+                e = torch.cat(parts)
             parts = []
             for start in range(0, n_hits, chunk):
                 stop = start + chunk
                 node_in = torch.cat([x[start:stop], incoming[start:stop], outgoing[start:stop]], 1)
-                parts.append(x[start:stop] + self.node_network(node_in))
-            x = torch.cat(parts) if len(parts) > 0 else x
+                if in_place:
+                    x[start:stop] += self.node_network(node_in)
+                else:
+                    parts.append(x[start:stop] + self.node_network(node_in))
+            if not in_place and len(parts) > 0:
+                x = torch.cat(parts)
 
         w = self.edge_classifier[0].weight
         e_w = w[:, :h]
