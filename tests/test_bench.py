@@ -104,6 +104,7 @@ def test_small_bench_on_two_worker_local_cluster(small_events: Path, tmp_path: P
         concurrency=[1, 2],
         modes=["fused", "staged", "direct"],
         batch_size=2,
+        hits=250,  # cut further, as `--hits` does for full-size events
         size_sweep=[100, 200],
         size_events=1,
         loader=Pipeline.random_init,
@@ -121,6 +122,7 @@ def test_small_bench_on_two_worker_local_cluster(small_events: Path, tmp_path: P
     assert combos == expected | {("direct", 1, 1)}
     for p in bench["sweep"]:
         assert p["events"] == 4 and p["failed"] == 0
+        assert p["hits"] == 4 * 250
         assert p["events_per_second"] == pytest.approx(4 / p["wall_s"])
         assert set(p["stages"]) >= {"embedding", "graph_building", "filter", "gnn", "labelling"}
     two_workers = [p for p in bench["sweep"] if p["workers"] == 2 and p["mode"] != "direct"]
@@ -138,7 +140,7 @@ def test_small_bench_on_two_worker_local_cluster(small_events: Path, tmp_path: P
     # service times: every event of every fused run, with its hits; per worker for 2 workers
     fused2 = bench["service_times"]["fused/w2/t1"]
     assert len(fused2["per_event_s"]) == 4 * 2  # 4 events x 2 concurrency values
-    assert set(fused2["per_event_hits"]) == {300}
+    assert set(fused2["per_event_hits"]) == {250}
     assert sum(w["events"] for w in fused2["by_worker"].values()) == 8
     assert sum(fused2["per_batch_events"]) == 8
 
