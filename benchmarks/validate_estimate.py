@@ -156,6 +156,7 @@ def main(argv: list[str] | None = None) -> int:
             concurrency=sorted({1, args.in_flight}),
             modes=["fused", "direct"],
             max_events=args.events,
+            hits=0,  # the events were cut above already
             batch_size=args.batch_size,
             repeats=args.repeats,
             models_dir=args.models,

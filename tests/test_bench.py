@@ -112,6 +112,7 @@ def test_small_bench_on_two_worker_local_cluster(small_events: Path, tmp_path: P
     returned = run_bench(config)
     bench = json.loads((out / "bench.json").read_text())
     assert bench["events"] == 4
+    assert bench["input_hits_per_event"]["mean"] == 300  # before the cut to 250
     for key in ("scaling_efficiency", "fused_over_staged", "dask_overhead_fraction"):
         assert isinstance(bench[key], float) and bench[key] > 0, key
     assert bench["scaling_efficiency"] == pytest.approx(returned["scaling_efficiency"])

@@ -199,6 +199,16 @@ def test_estimate_scales_to_bigger_events(bench_json: Path) -> None:
     assert any("EXTRAPOLATED" in a for a in big.assumptions)
 
 
+def test_default_target_is_the_bench_input_size(bench_json: Path) -> None:
+    bench = json.loads(bench_json.read_text())
+    bench["input_hits_per_event"] = {"mean": 2 * HITS}  # the bench cut events to half their size
+    bench_json.write_text(json.dumps(bench))
+    node = NodeSpec("cpu", cores=128, memory_bytes=512e9)
+    result = estimates.estimate(bench_json, 100.0, nodes=[node])
+    assert result.event_hits == 2 * HITS
+    assert result.rows[0].service_mean_s == pytest.approx(SERVICE_1T.mean() * 2 + OVERHEAD)
+
+
 def test_memory_bound_node(bench_json: Path) -> None:
     # 2 GB holds 3 workers of 600 MB although the node has 64 cores
     node = NodeSpec("small", cores=64, memory_bytes=2e9)

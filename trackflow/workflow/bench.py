@@ -60,7 +60,7 @@ from trackflow.errors import ConfigError
 from trackflow.events.event import Event
 from trackflow.events.trackml import EventRef, list_events, write_event
 from trackflow.workflow import plots
-from trackflow.workflow.batching import Batch, make_batches
+from trackflow.workflow.batching import Batch, count_hits, make_batches
 from trackflow.workflow.clusters import open_cluster
 from trackflow.workflow.estimates import SizeScaling
 from trackflow.workflow.executors import BatchResult, DirectExecutor, FusedExecutor, StagedExecutor
@@ -93,8 +93,10 @@ class BenchConfig:
     ``concurrency``: batches in flight; ``modes``: among fused, staged, direct (direct runs once
     per thread count, in this process); ``batch_size``: events per batch (default
     ``workflow.batch_size``); ``repeats``: runs of each point; ``max_events``: use the first N
-    events of ``input_dir``; ``hits``: first cut every event down to this many random hits (a
-    lower pile-up; written under ``out_dir``), so full 100k-hit events can be benched in minutes;
+    events of ``input_dir``; ``hits``: first cut every bigger event down to this many random hits
+    (a lower pile-up; written under ``out_dir``; default ``bench.hits`` = 10,000, 0 = as they
+    are), so full 100k-hit events are benched in minutes — the size sweep still reaches their
+    full size, and estimates extrapolate to it;
     ``size_sweep``: hit counts to subsample ``size_events`` events to for
     the size-scaling fit (empty: fit on the events as they are); ``loader``: builds the pipeline
     instead of ``Pipeline.load`` (tests, notebooks).
@@ -144,6 +146,11 @@ class BenchConfig:
         if self.max_events is None:
             # a default sweep should take minutes on 2 cores, whatever the directory holds
             self.max_events = config.get("bench.max_events", 16)
+        if self.hits is None:
+            # full 100k-hit events take ~20 s each on one core: cut them for a sweep of minutes
+            self.hits = config.get("bench.hits", 10_000)
+        if self.hits is not None and int(self.hits) <= 0:
+            self.hits = None  # 0: bench the events as they are
         if self.size_sweep is None:
             self.size_sweep = list(config.get("bench.size_sweep", [1000, 3000, 10000, 30000, 100000]))
         if self.size_events is None:
@@ -386,8 +393,6 @@ def _cut_events(cfg: BenchConfig, refs: list[EventRef]) -> list[EventRef]:
     """The events cut down to ``cfg.hits`` random hits each (unchanged when None)."""
     if cfg.hits is None:
         return refs
-    if cfg.hits < 1:
-        raise ConfigError(f"--hits: must be >= 1, got {cfg.hits}")
     rng = np.random.default_rng(0)
     directory = cfg.out_dir / f"events-{cfg.hits}-hits"
     shutil.rmtree(directory, ignore_errors=True)
@@ -687,6 +692,7 @@ def run_bench(config_: BenchConfig) -> dict[str, Any]:
     hits_per_event = [h for s in samples.values() for h in s.per_event_hits]
     mean_hits = statistics.fmean(hits_per_event) if hits_per_event else 0.0
     input_bytes = statistics.fmean(ref.size_bytes() for ref in refs)
+    input_hits = [count_hits(ref) for ref in originals]
     results_points = [p for p in sweep if p.get("result_bytes") and p["events"]]
     result_bytes = (
         statistics.fmean(p["result_bytes"] / p["events"] for p in results_points) if results_points else None
@@ -714,6 +720,12 @@ def run_bench(config_: BenchConfig) -> dict[str, Any]:
             "mean": mean_hits,
             "min": min(hits_per_event, default=0),
             "max": max(hits_per_event, default=0),
+        },
+        # the events as given, before any cut: what an estimate plans for by default
+        "input_hits_per_event": {
+            "mean": statistics.fmean(input_hits),
+            "min": min(input_hits),
+            "max": max(input_hits),
         },
         **headline,
         "sweep": sweep,

@@ -288,7 +288,7 @@ class BenchInputs:
     device: str
     profiles: list[ServiceProfile]
     scaling: SizeScaling
-    mean_hits: float
+    input_hits: float  # mean hits of the events as given to the bench (the default target)
     round_trip_s: float
     transfer_bytes_per_s: float
     bytes_per_hit: float
@@ -339,12 +339,14 @@ class BenchInputs:
         network = bench["network"]
         memory = bench["memory"]
         all_hits = np.concatenate([p.per_event_hits for p in profiles])
+        # plan for the events as the user gave them (the bench may have cut them smaller)
+        planned = (bench.get("input_hits_per_event") or {}).get("mean") or float(all_hits.mean())
         return cls(
             path=path,
             device=device,
             profiles=profiles,
             scaling=SizeScaling.from_dict(bench["size_scaling"]),
-            mean_hits=float(all_hits.mean()),
+            input_hits=float(planned),
             round_trip_s=float(network["round_trip_s"]["p50"]),
             # null: no transfer was measured (no Dask run); the payload then adds no time
             transfer_bytes_per_s=float(network.get("transfer_bytes_per_s") or math.inf),
@@ -739,7 +741,7 @@ def estimate_from_inputs(
         raise ConfigError(f"--gpu-speedup: must be positive, got {gpu_speedup}")
     if event_hits is not None and event_hits < 1:
         raise ConfigError(f"--event-hits: must be a positive number of hits, got {event_hits}")
-    hits = float(event_hits) if event_hits is not None else inputs.mean_hits
+    hits = float(event_hits) if event_hits is not None else inputs.input_hits
     node_types = [
         NodeSpec.parse(node) if isinstance(node, str) else node for node in nodes or DEFAULT_NODES
     ]
