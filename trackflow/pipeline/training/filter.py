@@ -26,9 +26,9 @@ class FilterTrainingConfig:
     hidden: int = 128
     n_layers: int = 3
     use_embedding_distance: bool = True
-    epochs: int = 4
-    steps_per_epoch: int = 100
-    batch_size: int = 16384  # edges per step, half true and half false
+    epochs: int = 5
+    steps_per_epoch: int = 150
+    batch_size: int = 8192  # edges per step, half true and half false
     learning_rate: float = 2e-3
     pt_min: float = 0.5  # GeV; true edges of slower particles weigh less
     low_pt_weight: float = 0.3
