@@ -2,6 +2,8 @@
 clusters, outputs, reports, benchmarks and estimates.
 
 Names are imported on first use, so ``import trackflow.workflow.clusters`` does not load torch.
+The entry point is ``from trackflow.workflow.reconstruct import ReconstructConfig, reconstruct``
+(the function is not re-exported here: the package attribute ``reconstruct`` is the module).
 """
 
 from __future__ import annotations
@@ -23,7 +25,6 @@ _EXPORTS = {
     "EXIT_FAILED_EVENTS": "report",
     "EXIT_OK": "report",
     "ReconstructConfig": "reconstruct",
-    "reconstruct": "reconstruct",
 }
 
 __all__ = list(_EXPORTS)
