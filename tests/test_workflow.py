@@ -241,3 +241,13 @@ def test_efficiency_is_scored_when_the_events_have_truth(trackml_dir: Path, tmp_
     assert efficiency is not None and efficiency["counts"]["events"] == 1
     assert 0.0 <= efficiency["efficiency"] <= 1.0 and 0.0 <= efficiency["trackml_score"] <= 1.0
     assert any(line.startswith("efficiency:") for line in report.summary_lines())
+
+
+def test_bad_model_files_are_refused_before_any_worker_starts(events_dir: Path, tmp_path: Path) -> None:
+    from trackflow.errors import ModelFileError
+
+    empty = tmp_path / "models"
+    empty.mkdir()
+    with pytest.raises(ModelFileError, match=r"manifest\.json"):
+        reconstruct(ReconstructConfig(input_dir=events_dir, out_dir=tmp_path / "out", models_dir=empty))
+    assert not (tmp_path / "out").exists()

@@ -146,6 +146,17 @@ def _fingerprint(cfg: ReconstructConfig) -> dict[str, Any]:
     }
 
 
+def _check_models(cfg: ReconstructConfig) -> None:
+    """Refuse missing or tampered model files here, in one line, before any worker starts (the
+    workers check again when they load them)."""
+    if cfg.pipeline_loader is not None:
+        return
+    from trackflow.pipeline import model_files
+
+    directory = Path(cfg.models_dir) if cfg.models_dir is not None else model_files.shipped_models_dir()
+    model_files.verify(model_files.read_manifest(directory))
+
+
 def _default_workers(cfg: ReconstructConfig) -> int:
     if cfg.workers is not None:
         return int(cfg.workers)
@@ -286,6 +297,7 @@ def reconstruct(cfg: ReconstructConfig) -> RunReport:
     refs = list_events(cfg.input_dir, cfg.event_ids)
     if not refs:
         raise EventFileError(cfg.input_dir, "holds no TrackML events (eventNNNNNNNNN-hits.csv[.gz])")
+    _check_models(cfg)
     batches = make_batches(refs, cfg.batch_size, cfg.max_hits_per_batch)
     outputs = RunOutputs(cfg.out_dir, _fingerprint(cfg), overwrite=cfg.overwrite)
     finished = {b.batch_id: outputs.finished(b) for b in batches}
