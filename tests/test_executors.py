@@ -177,3 +177,15 @@ def test_neural_network_stages_go_to_gpu_workers(events_with_a_bad_file: Path) -
     nn_tasks = [t for r in staged for t in r.tasks if t.name in NN_STAGES]
     assert len(nn_tasks) == 3 * len(NN_STAGES)
     assert {t.worker for t in nn_tasks} == gpu_workers
+
+
+def test_malloc_tuning_applies_on_glibc_and_can_be_switched_off() -> None:
+    import platform
+
+    from trackflow import config
+    from trackflow.workflow.plugin import tune_malloc
+
+    if platform.libc_ver()[0] == "glibc":
+        assert tune_malloc()
+    with config.set(**{"workflow.tune_malloc": False}):
+        assert not tune_malloc()
