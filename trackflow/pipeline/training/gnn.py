@@ -12,6 +12,7 @@ from dataclasses import asdict, dataclass
 
 import numpy as np
 import torch
+from torch import nn
 
 from trackflow.pipeline.gnn import InteractionGNN
 from trackflow.pipeline.training.edges import EdgeSet, bce_loss, edge_weights, warmup_cosine
@@ -103,3 +104,22 @@ def train_gnn(
         )
     model.eval()
     return model, losses
+
+
+class EmbeddedGNN(nn.Module):
+    """An InteractionGNN whose node inputs are the hit features *and* the hit's embedding.
+
+    Called as the GNN stage calls any model, ``(features [N, F], edges [2, E]) -> logits [E]``: the
+    (trained, frozen) embedding network runs inside, so the GNN starts from the metric the
+    embedding learned (same-particle hits close) instead of learning it again from r, phi, z.
+    Shipped as TorchScript (model_files kind ``"torchscript"``).
+    """
+
+    def __init__(self, embedding: nn.Module, gnn: InteractionGNN) -> None:
+        super().__init__()
+        self.embedding = embedding
+        self.gnn = gnn
+
+    def forward(self, features: torch.Tensor, edges: torch.Tensor) -> torch.Tensor:
+        embedded = self.embedding(features).detach()
+        return self.gnn(torch.cat([features, embedded], dim=1), edges)

@@ -7,7 +7,7 @@ import logging
 import os
 import platform
 import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -35,7 +35,7 @@ from trackflow.pipeline.training.edges import (
 )
 from trackflow.pipeline.training.embedding import EmbeddingTrainingConfig, embed, train_embedding
 from trackflow.pipeline.training.filter import FilterTrainingConfig, filter_scores, train_filter
-from trackflow.pipeline.training.gnn import GNNTrainingConfig, gnn_scores, train_gnn
+from trackflow.pipeline.training.gnn import EmbeddedGNN, GNNTrainingConfig, gnn_scores, train_gnn
 
 log = logging.getLogger(__name__)
 
@@ -80,6 +80,7 @@ class TrainingConfig:
     filter_efficiency: float = 0.975
     gnn_purity: float = 0.95
     walk_loose_cut: float = 0.1
+    gnn_uses_embedding: bool = True
     walk_min_hits: int = 3
     embedding_from: Path | None = None
     embedding: EmbeddingTrainingConfig = field(default_factory=EmbeddingTrainingConfig)
@@ -316,6 +317,10 @@ def train(config: TrainingConfig) -> Path:
     # 4. GNN
     t = time.perf_counter()
     phis = [e.phi for e in edge_events]
+    if config.gnn_uses_embedding:
+        # node inputs = hit features + embedding; EmbeddedGNN computes the same at inference
+        filtered_train = [_with_embedding(s) for s in filtered_train]
+        filtered_val = [_with_embedding(s) for s in filtered_val]
     gnn_net, gnn_losses = train_gnn(filtered_train, phis, config.gnn, seed=config.seed)
     val_gnn = [gnn_scores(gnn_net, s) for s in filtered_val]
     all_scores = np.concatenate(val_gnn) if val_gnn else np.zeros(0)
@@ -359,6 +364,8 @@ def train(config: TrainingConfig) -> Path:
                     "use_embedding_distance": f.use_embedding_distance},
         ),
         "gnn": model_files.save_model(
+            EmbeddedGNN(embedding, gnn_net).eval(), out, "gnn", kind="torchscript", config={"cut": gnn_cut},
+        ) if config.gnn_uses_embedding else model_files.save_model(
             gnn_net, out, "gnn", config={"cut": gnn_cut},
             kwargs={"in_features": features.n_features, "hidden": g.hidden, "n_iterations": g.n_iterations,
                     "n_mlp_layers": g.n_mlp_layers},
@@ -394,6 +401,13 @@ def train(config: TrainingConfig) -> Path:
     model_files.write_manifest(out, stages, features=features.to_dict(), training=training, metrics=metrics)
     log.info("models written to %s in %.0f s", out, time.perf_counter() - start)
     return out
+
+
+def _with_embedding(edge_set: EdgeSet) -> EdgeSet:
+    """The same edges, on an event whose features are extended by the hits' embedding."""
+    assert edge_set.embedding is not None
+    event = replace(edge_set.event, features=torch.cat([edge_set.event.features, edge_set.embedding], dim=1))
+    return EdgeSet(event, edge_set.edges, edge_set.y, edge_set.pt, edge_set.embedding)
 
 
 def _loss_summary(losses: list[float]) -> dict[str, float | int]:
