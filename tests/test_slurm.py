@@ -508,12 +508,6 @@ def test_cli_reconstruct_on_slurm_cpu_equals_the_local_run(
 
 @pytest.mark.slow
 @pytest.mark.timeout(600)
-@pytest.mark.xfail(
-    strict=True,
-    raises=KeyError,
-    reason="report.json does not yet say which stages each worker ran nor its resources "
-    "(needs workers.per_worker[address].stages and .resources in trackflow/workflow/report.py)",
-)
 def test_cli_mixed_cluster_runs_gpu_stages_only_on_the_gpu_worker(
     run_dir: Path, pipeline_inputs: tuple[Path, Path, Path]
 ) -> None:

@@ -189,6 +189,7 @@ class _Collected:
     results: list[BatchResult] = field(default_factory=list)
     wall_s: float = 0.0
     threads: dict[str, int] = field(default_factory=dict)
+    resources: dict[str, dict[str, float]] = field(default_factory=dict)
     network: NetworkStats = field(default_factory=NetworkStats)
     dashboard: str | None = None
     result_bytes: int = 0
@@ -232,7 +233,8 @@ def _run_dask(
         progress.write(f"dashboard: {client.dashboard_link}")
         plugin = PipelinePlugin(cfg.models_dir, cfg.device, cfg.threads_per_worker, cfg.pipeline_loader)
         client.register_plugin(plugin)
-        gpu = any(r.get("GPU", 0) > 0 for r in worker_resources(client).values())
+        collected.resources = worker_resources(client)
+        gpu = any(r.get("GPU", 0) > 0 for r in collected.resources.values())
         cls = FusedExecutor if cfg.mode == "fused" else StagedExecutor
         executor = cls(
             client,
@@ -255,6 +257,8 @@ def _run_dask(
         with report_cm:
             _drain(executor.execute(todo), outputs, progress, collected)
         collected.wall_s = time.time() - start
+        # workers that joined during the run (adaptive scaling, replaced jobs) count too
+        collected.resources = {**worker_resources(client), **collected.resources}
         collected.network = NetworkStats(
             bytes_between_workers=bytes_between_workers(client, since=start),
             result_bytes=collected.result_bytes,
@@ -349,6 +353,7 @@ def reconstruct(cfg: ReconstructConfig) -> RunReport:
         total_events=len(refs),
         wall_s=collected.wall_s,
         worker_threads=collected.threads,
+        worker_resources=collected.resources,
         network=collected.network,
         efficiency=efficiency,
         score_failures=score_failures,

@@ -17,7 +17,7 @@ Schema (version 1; times in s, Unix time for instants, bytes for sizes)::
     dask_overhead: mean_s, fraction — per batch: latency − queueing − task time; fraction of task time
                  (staged: includes the waits between a batch's stage tasks)
     workers:     utilisation (busy / wall / threads), per_worker {address: {batches, events,
-                 busy_s, nthreads, utilisation}}
+                 busy_s, nthreads, utilisation, stages {task name: count}, resources {GPU: 1, ...}}}
     memory:      rss_growth — the largest, over workers, of (median RSS of a worker's last
                  ``window`` events ÷ that of its first ``window`` events − 1), window = min(100,
                  events/4); per_worker {address: {first_bytes, last_bytes, growth}}
@@ -39,7 +39,7 @@ from __future__ import annotations
 import math
 import statistics
 import time
-from collections import defaultdict
+from collections import Counter, defaultdict
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -161,6 +161,7 @@ class RunStats:
     total_events: int = 0
     wall_s: float = 0.0
     worker_threads: dict[str, int] = field(default_factory=dict)
+    worker_resources: dict[str, dict[str, float]] = field(default_factory=dict)
     network: NetworkStats = field(default_factory=NetworkStats)
     efficiency: dict[str, Any] | None = None
     score_failures: list[EventFailure] = field(default_factory=list)
@@ -176,6 +177,11 @@ def _batch_timing(result: BatchResult) -> tuple[float, float, float]:
     task_s = sum(t.stop - t.start for t in result.tasks)
     overhead = max(result.latency_s - queueing - task_s, 0.0)
     return queueing, task_s, overhead
+
+
+def _new_worker() -> dict[str, Any]:
+    # stages: tasks run per task name (a stage name in staged mode, "fused" or "load" otherwise)
+    return {"batches": set(), "events": 0, "busy_s": 0.0, "stages": Counter()}
 
 
 def build_report(stats: RunStats) -> dict[str, Any]:
@@ -211,13 +217,16 @@ def build_report(stats: RunStats) -> dict[str, Any]:
     per_worker: dict[str, dict[str, Any]] = {}
     for r in results:
         for t in r.tasks:
-            w = per_worker.setdefault(t.worker, {"batches": set(), "events": 0, "busy_s": 0.0})
+            w = per_worker.setdefault(t.worker, _new_worker())
             w["batches"].add(r.batch.batch_id)
+            w["stages"][t.name] += 1
             w["busy_s"] += t.stop - t.start
         for e in r.events:
-            per_worker.setdefault(e.worker, {"batches": set(), "events": 0, "busy_s": 0.0})["events"] += 1
+            per_worker.setdefault(e.worker, _new_worker())["events"] += 1
     for address, w in per_worker.items():
         w["batches"] = len(w["batches"])
+        w["stages"] = dict(sorted(w["stages"].items()))
+        w["resources"] = stats.worker_resources.get(address, {})
         w["nthreads"] = stats.worker_threads.get(address, 1)
         w["utilisation"] = w["busy_s"] / (wall * w["nthreads"]) if wall > 0 else None
     total_threads = sum(stats.worker_threads.values()) or sum(w["nthreads"] for w in per_worker.values())
