@@ -31,7 +31,7 @@ import numpy as np
 
 from trackflow.events.trackml import list_events
 from trackflow.workflow.batching import Batch, count_hits
-from trackflow.workflow.bench import BenchConfig, _subsample, run_bench, worker_environment
+from trackflow.workflow.bench import BenchConfig, _subsample, run_bench
 from trackflow.workflow.clusters import open_cluster
 from trackflow.workflow.estimates import SizeScaling, predict_batch_workflow
 from trackflow.workflow.executors import DirectExecutor
@@ -59,7 +59,7 @@ def measure_reconstruct(
 ) -> list[dict[str, float]]:
     """Throughput (events/s) and p95 latency (s) of reconstruct with 2 workers, per repeat."""
     measured = []
-    with worker_environment(), open_cluster("local", workers=2, threads_per_worker=1) as opened:
+    with open_cluster("local", workers=2, threads_per_worker=1) as opened:
         common = {
             "input_dir": events_dir,
             "event_ids": [r.event_id for r in list_events(events_dir)[: args.events]],

@@ -18,7 +18,6 @@ from trackflow.workflow.bench import (
     _subsample,
     headline_numbers,
     run_bench,
-    worker_environment,
 )
 
 
@@ -63,17 +62,6 @@ def test_headline_numbers_missing_modes_are_null() -> None:
     assert numbers["scaling_efficiency"] is None
     assert numbers["fused_over_staged"] is None
     assert numbers["dask_overhead_fraction"] is None
-
-
-def test_workers_start_without_malloc_trim_threshold() -> None:
-    import dask.config
-
-    key = "distributed.nanny.pre-spawn-environ"
-    before = dict(dask.config.get(key))
-    with worker_environment() as environ:
-        assert "MALLOC_TRIM_THRESHOLD_" not in dask.config.get(key)
-        assert environ == {k: v for k, v in before.items() if k != "MALLOC_TRIM_THRESHOLD_"}
-    assert dict(dask.config.get(key)) == before
 
 
 def test_bench_config_rejects_bad_options(tmp_path: Path) -> None:

@@ -34,7 +34,6 @@ own executors (:mod:`trackflow.workflow.executors`) on one cluster per (workers,
 
 from __future__ import annotations
 
-import contextlib
 import datetime as dt
 import json
 import math
@@ -47,12 +46,11 @@ import statistics
 import tempfile
 import time
 from collections import defaultdict
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-import dask.config
 import numpy as np
 
 from trackflow import config
@@ -496,18 +494,6 @@ def _overhead(results: Sequence[BatchResult]) -> dict[str, Any] | None:
     }
 
 
-@contextlib.contextmanager
-def worker_environment() -> Iterator[dict[str, Any]]:
-    """Dask's nanny exports ``MALLOC_TRIM_THRESHOLD_=65536`` to its workers; setting it freezes
-    glibc's mmap threshold at 128 KiB, so every large tensor is a fresh mmap and page faults made
-    the pipeline 2-3x slower in workers than in-process (measured on this machine). Workers
-    started here do without it; yields the environment they get."""
-    key = "distributed.nanny.pre-spawn-environ"
-    environ = {k: v for k, v in dict(dask.config.get(key, {})).items() if k != "MALLOC_TRIM_THRESHOLD_"}
-    with dask.config.set({key: environ}):
-        yield environ
-
-
 def _sweep_dask(
     cfg: BenchConfig,
     batches: list[Batch],
@@ -519,7 +505,7 @@ def _sweep_dask(
     log: Any,
 ) -> None:
     dask_modes = [m for m in cfg.modes if m in DASK_MODES]
-    with worker_environment(), open_cluster(
+    with open_cluster(
         cfg.cluster,
         workers=workers,
         threads_per_worker=threads,
