@@ -79,6 +79,7 @@ def measure_reconstruct(
             report = run.report
             measured.append(
                 {
+                    "event_time_mean_s": report["event_time_s"]["mean"],
                     "events_per_second": report["throughput"]["events_per_s"],
                     "latency_p95_s": report["latency_s"]["p95"],
                     "latency_p50_s": report["latency_s"]["p50"],
@@ -187,6 +188,14 @@ def main(argv: list[str] | None = None) -> int:
         "latency_p95_s": statistics.fmean(m["latency_p95_s"] for m in measured_runs),
     }
 
+    # diagnostic: the model assumes a worker is as fast beside another as alone; compare the
+    # in-task time per event of the 2-worker runs with the 1-worker bench's
+    alone = float(np.mean(fused["per_event_s"]))
+    beside = statistics.fmean(m["event_time_mean_s"] for m in measured_runs)
+    slowdown = beside / alone
+    print(f"in-task time per event: 1 worker {alone:.3f} s, 2 workers {beside:.3f} s "
+          f"(x{slowdown:.2f}; 1.0 = no contention)", flush=True)
+
     # 4. size doubling: fit on the subsampled sizes (all <= H/2), extrapolate to H
     points = bench["size_scaling"]["measured"]
     scaling = SizeScaling.fit(np.array([p["hits"] for p in points]), np.array([p["seconds"] for p in points]))
@@ -224,6 +233,12 @@ def main(argv: list[str] | None = None) -> int:
         },
         "duration_s": time.time() - started,
         "load_average": {"start": load_start, "end": os.getloadavg()},
+        "contention": {
+            "event_time_1_worker_s": alone,
+            "event_time_2_workers_s": beside,
+            "slowdown": slowdown,
+            "what": "in-task time per event with 2 workers / with 1 (the model assumes 1.0)",
+        },
     }
     (args.out / "validation.json").write_text(json.dumps(result, indent=1, default=str) + "\n")
     print(f"\nwrote {args.out / 'validation.json'} ({result['duration_s']:.0f} s)")
