@@ -34,7 +34,7 @@ _PUBLIC: dict[str, str] = {
     "simulate": "trackflow.workflow.simulate",
     "score_event": "trackflow.metrics",
     "score_submission": "trackflow.metrics",
-    "efficiency_table": "trackflow.metrics",
+    "binned_efficiency": "trackflow.metrics",
     "Pipeline": "trackflow.pipeline",
     "EventTracks": "trackflow.pipeline",
     "TrainingConfig": "trackflow.pipeline.training",
