@@ -164,6 +164,12 @@ def simulate(out_dir: Path, n_events: int, seed: int, workers: int, progress: bo
 @click.option("--epochs-gnn", type=click.IntRange(min=0), default=None)
 @click.option("--max-events", type=click.IntRange(min=1), default=None, help="Use at most this many events.")
 @click.option("--pt-min", type=float, default=None, help="Target particles above this pT (GeV).")
+@click.option(
+    "--embedding-from",
+    type=EXISTING_DIR,
+    default=None,
+    help="Reuse the embedding of this model directory; train only the later stages.",
+)
 @click.option("--seed", type=int, default=0, show_default=True)
 @click.option("--threads", type=click.IntRange(min=1), default=None, help="torch threads (default: cores).")
 @user_errors
