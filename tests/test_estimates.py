@@ -284,3 +284,13 @@ def test_predict_finite_batch_run_with_constant_service() -> None:
     )
     assert steady["events_per_second"] == pytest.approx(2 * 3 / 1.0, rel=0.01)
     assert steady["p50"] == pytest.approx(4 / 2 * 1.0, rel=0.01)  # Little: K / throughput (batches)
+
+
+def test_working_memory_fit_replaces_linear_scaling(bench_json: Path) -> None:
+    bench = json.loads(bench_json.read_text())
+    # working memory grows as 1e5 * hits**0.5 bytes (a = 0)
+    bench["memory"]["working_bytes_fit"] = {"a": 0.0, "b": 1e5, "k": 0.5}
+    bench_json.write_text(json.dumps(bench))
+    node = NodeSpec("cpu", cores=128, memory_bytes=512e9)
+    (row,) = estimates.estimate(bench_json, 100.0, nodes=[node], event_hits=40_000).rows
+    assert row.memory_bytes == pytest.approx(row.servers * (RSS + 1e5 * 40_000**0.5))

@@ -44,6 +44,7 @@ import shutil
 import socket
 import statistics
 import tempfile
+import threading
 import time
 from collections import defaultdict
 from collections.abc import Iterable, Sequence
@@ -601,6 +602,30 @@ def _subsample(ref: EventRef, hits: int, rng: np.random.Generator, out_dir: Path
     return EventRef(event.event_id, paths)
 
 
+class _PeakMemory:
+    """Highest resident memory (bytes) of this process while the block runs, sampled every
+    5 ms by a thread (torch releases the GIL in its kernels, so the samples keep coming)."""
+
+    def __enter__(self) -> _PeakMemory:
+        import psutil
+
+        self._process = psutil.Process()
+        self.peak = self._process.memory_info().rss
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._sample, daemon=True)
+        self._thread.start()
+        return self
+
+    def _sample(self) -> None:
+        while not self._stop.wait(0.005):
+            self.peak = max(self.peak, self._process.memory_info().rss)
+
+    def __exit__(self, *exc: object) -> None:
+        self._stop.set()
+        self._thread.join()
+        self.peak = max(self.peak, self._process.memory_info().rss)
+
+
 def size_sweep(cfg: BenchConfig, refs: Sequence[EventRef], log: Any) -> dict[str, Any]:
     """Direct, 1 thread: seconds per event against hits, on events subsampled to each size
     (smallest first; stops after a size whose events took more than ``bench.size_time_limit``
@@ -610,6 +635,7 @@ def size_sweep(cfg: BenchConfig, refs: Sequence[EventRef], log: Any) -> dict[str
     pipeline = load_pipeline(cfg.models_dir, cfg.device, 1, cfg.loader)
     executor = DirectExecutor(pipeline, retries=0)
     points: list[dict[str, Any]] = []
+    baseline = _process_memory()["rss"]  # pipeline loaded, no event yet
     with tempfile.TemporaryDirectory(prefix="trackflow-size-") as tmp:
         for hits in sorted(cfg.size_sweep):
             subsampled = [
@@ -619,16 +645,33 @@ def size_sweep(cfg: BenchConfig, refs: Sequence[EventRef], log: Any) -> dict[str
             ]
             if not subsampled:
                 continue
-            batches = [Batch(i, (ref,)) for i, ref in enumerate(subsampled)]
             seconds = []
-            for result in executor.execute(batches):
+            for i, ref in enumerate(subsampled):
+                with _PeakMemory() as memory:
+                    (result,) = executor.execute([Batch(i, (ref,))])
                 for e in result.events:
                     seconds.append(e.stop - e.start)
-                    points.append({"hits": e.hits, "seconds": e.stop - e.start, "stages": e.timings})
+                    points.append(
+                        {
+                            "hits": e.hits,
+                            "seconds": e.stop - e.start,
+                            "stages": e.timings,
+                            # sizes ascend: memory kept from smaller events is below this peak
+                            "working_bytes": max(memory.peak - baseline, 0),
+                        }
+                    )
             log({"mode": "size", "hits": hits, "events": len(subsampled)})
             if seconds and statistics.fmean(seconds) > time_limit:
                 break  # bigger sizes would take longer still; the fit extrapolates
     return {"points": points}
+
+
+def _working_memory_fit(points: Sequence[dict[str, Any]]) -> dict[str, Any] | None:
+    measured = [(p["hits"], p["working_bytes"]) for p in points if p.get("working_bytes", 0) > 0]
+    if len({h for h, _ in measured}) < 2:
+        return None
+    hits, working = zip(*measured, strict=True)
+    return SizeScaling.fit(np.asarray(hits), np.asarray(working, dtype=np.float64)).to_dict()
 
 
 def run_bench(config_: BenchConfig) -> dict[str, Any]:
@@ -739,7 +782,10 @@ def run_bench(config_: BenchConfig) -> dict[str, Any]:
             "worker_rss_bytes": min(measurements.get("worker_rss_bytes") or [local_memory["rss"]]),
             "worker_peak_bytes": max(measurements.get("worker_peak_bytes") or [local_memory["peak"]]),
             "peak_hits": max(hits_per_event, default=0),
-            "what": "resident after loading the models; peak resident after the sweep",
+            "working_bytes_fit": _working_memory_fit(sizes["points"]),
+            "what": "resident after loading the models; peak resident after the sweep; "
+            "working_bytes_fit: peak memory above resident while one event runs, against hits "
+            "(bytes = a + b*hits**k, from the size sweep)",
         },
     }
     bench["plots"] = [str(p.name) for p in write_plots(bench, cfg.out_dir)] if cfg.plots else []

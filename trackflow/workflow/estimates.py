@@ -10,8 +10,9 @@ Inputs, all read from ``bench.json`` (nothing is invented):
   count measured), with the number of hits of each event, plus the measured Dask overhead per task;
 * the size-scaling fit ``t(h) = a + b·h^k`` (s, h = hits per event) to extrapolate to bigger events:
   each measured sample is scaled by ``t(H)/t(h_i)``, which keeps the measured spread around the curve;
-* memory of one worker (resident after loading models, and peak) — the part above the resident
-  size scaled linearly with hits;
+* memory of one worker: resident after loading models, plus the working memory of one event
+  (peak above resident, measured per size in the size sweep and fitted like the time; without
+  that fit, the sweep's peak above resident scaled linearly with hits);
 * network: the measured scheduler–worker round trip, the measured transfer rate (bytes/s) and the
   bytes moved per event (scaled linearly with hits).
 
@@ -296,6 +297,7 @@ class BenchInputs:
     worker_peak_bytes: float
     peak_hits: float
     machine: dict[str, Any] = field(default_factory=dict)
+    working_memory: SizeScaling | None = None  # bytes above resident while an event runs
 
     @classmethod
     def load(cls, path: Path) -> BenchInputs:
@@ -355,6 +357,11 @@ class BenchInputs:
             worker_peak_bytes=float(memory["worker_peak_bytes"]),
             peak_hits=float(memory.get("peak_hits") or all_hits.max()),
             machine=dict(bench.get("machine", {})),
+            working_memory=(
+                SizeScaling.from_dict(memory["working_bytes_fit"])
+                if memory.get("working_bytes_fit")
+                else None
+            ),
         )
 
     def profiles_for(self, device: str) -> list[ServiceProfile]:
@@ -373,7 +380,10 @@ class BenchInputs:
         return [best[t] for t in sorted(best)]
 
     def memory_per_worker(self, hits: float) -> float:
-        """Bytes one worker needs for events of ``hits``: resident + (peak − resident)·hits/peak_hits."""
+        """Bytes one worker needs for events of ``hits``: resident + the working memory of one
+        event (the size sweep's fit when measured, else (peak − resident)·hits/peak_hits)."""
+        if self.working_memory is not None:
+            return self.worker_rss_bytes + float(self.working_memory.seconds(hits))
         extra = max(self.worker_peak_bytes - self.worker_rss_bytes, 0.0)
         return self.worker_rss_bytes + extra * hits / max(self.peak_hits, 1.0)
 
@@ -763,8 +773,9 @@ def estimate_from_inputs(
         f"{_fmt_s(inputs.round_trip_s)} + {inputs.bytes_per_hit * hits:,.0f} B at "
         f"{_fmt_bytes(inputs.transfer_bytes_per_s)}/s) + queue + service; percentiles from a "
         "discrete-event simulation drawing the measured samples",
-        f"memory per worker {_fmt_bytes(inputs.memory_per_worker(hits))} (resident + peak above "
-        "resident scaled linearly with hits)",
+        f"memory per worker {_fmt_bytes(inputs.memory_per_worker(hits))} (resident + working "
+        + ("memory fitted against hits in the size sweep)" if inputs.working_memory else
+           "memory scaled linearly with hits)"),
         f"headroom {headroom:.0%}: utilisation kept <= {1 - headroom:.0%}",
     ]
     if hits > hi > 0:
