@@ -319,6 +319,12 @@ def reconstruct(event_ids: tuple[int, ...], **options: Any) -> None:
 @click.option("--batch-size", type=click.IntRange(min=1), default=None)
 @click.option("--repeats", type=click.IntRange(min=1), default=None)
 @click.option("--max-events", type=click.IntRange(min=1), default=None, help="Use at most this many events.")
+@click.option(
+    "--hits",
+    type=click.IntRange(min=0),
+    default=None,
+    help="Cut every event to this many random hits before the sweep (0: no cut; default 10000).",
+)
 @user_errors
 def bench(**options: Any) -> None:
     """Sweep workers x threads x concurrency x mode on the same events; write bench.json and plots."""
@@ -370,6 +376,12 @@ def bench(**options: Any) -> None:
     help="Fraction of capacity kept free (e.g. 0.2).",
 )
 @click.option("--out", "out_dir", type=OUT_DIR, default=None, help="Write estimate.json and a plot here.")
+@click.option(
+    "--gpu-speedup",
+    type=click.FloatRange(min=0, min_open=True),
+    default=None,
+    help="Assumed GPU speed-up over one core when the bench has no GPU figures (shown as an assumption).",
+)
 @user_errors
 def estimate(**options: Any) -> None:
     """Resources (nodes, cores/GPUs, memory, network) that a target event rate needs, from a bench."""

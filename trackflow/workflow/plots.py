@@ -11,10 +11,6 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-import matplotlib
-
-matplotlib.use("Agg")  # headless: batch nodes have no display
-
 import matplotlib.pyplot as plt
 import numpy as np
 
