@@ -70,6 +70,7 @@ from trackflow.workflow.report import (
     build_report,
     bytes_between_workers,
     client_scheduler_rtt,
+    json_safe,
     percentiles,
     scheduler_worker_rtt,
     worker_threads,
@@ -792,22 +793,9 @@ def run_bench(config_: BenchConfig) -> dict[str, Any]:
     bench["duration_s"] = time.time() - started
     path = cfg.out_dir / "bench.json"
     tmp = path.with_suffix(".json.tmp")
-    tmp.write_text(json.dumps(_finite(bench), indent=1) + "\n")
+    tmp.write_text(json.dumps(json_safe(bench), indent=1) + "\n")
     shutil.move(tmp, path)
     return bench
-
-
-def _finite(value: Any) -> Any:
-    """NaN/inf become null so bench.json stays strict JSON."""
-    if isinstance(value, float) and not math.isfinite(value):
-        return None
-    if isinstance(value, dict):
-        return {k: _finite(v) for k, v in value.items()}
-    if isinstance(value, list | tuple):
-        return [_finite(v) for v in value]
-    if isinstance(value, np.generic):
-        return _finite(value.item())
-    return value
 
 
 def write_plots(bench: dict[str, Any], out_dir: Path) -> list[Path]:

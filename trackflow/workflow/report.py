@@ -282,7 +282,7 @@ def build_report(stats: RunStats) -> dict[str, Any]:
         "efficiency": stats.efficiency,
         "outputs": stats.outputs,
     }
-    return _finite(report)
+    return json_safe(report)
 
 
 def memory_growth(events: Sequence[Any], window: int = 100) -> dict[str, Any]:
@@ -310,14 +310,17 @@ def memory_growth(events: Sequence[Any], window: int = 100) -> dict[str, Any]:
     return {"rss_growth": growth, "per_worker": per_worker}
 
 
-def _finite(value: Any) -> Any:
-    """NaN and inf become null: report.json stays strict JSON."""
+def json_safe(value: Any) -> Any:
+    """NaN and inf become null and numpy scalars Python numbers: report.json and bench.json stay
+    strict JSON."""
+    if isinstance(value, np.generic):
+        value = value.item()
     if isinstance(value, float) and not math.isfinite(value):
         return None
     if isinstance(value, dict):
-        return {k: _finite(v) for k, v in value.items()}
+        return {k: json_safe(v) for k, v in value.items()}
     if isinstance(value, list | tuple):
-        return [_finite(v) for v in value]
+        return [json_safe(v) for v in value]
     return value
 
 
