@@ -30,6 +30,7 @@ from trackflow.pipeline import (
     hit_features,
     set_threads,
 )
+from trackflow.pipeline.filter import pair_features
 from trackflow.pipeline.pipeline import stage_config
 
 DEVICES = [
@@ -110,6 +111,7 @@ def test_models_are_torchscript_able() -> None:
         (FilterNet(3, 32, 2), (x, edges)),
         (FilterNet(3, 32, 2, use_embedding_distance=True), (x, edges, torch.randn(300, 8))),
         (InteractionGNN(3, 16, 8), (x, edges)),
+        (FilterNet(4, 32, 2, pair_features=True), (torch.randn(300, 4), edges)),
     ]
     for model, inputs in models:
         with warnings.catch_warnings():
@@ -117,6 +119,48 @@ def test_models_are_torchscript_able() -> None:
             scripted = torch.jit.script(model)
         with torch.inference_mode():
             torch.testing.assert_close(scripted(*inputs), model(*inputs))
+
+
+def _scaled_hits(r: np.ndarray, phi: np.ndarray, z: np.ndarray) -> torch.Tensor:
+    """Hit features r, cos_phi, sin_phi, z at the default scales (r, z / 1000 mm)."""
+    columns = [r / 1000.0, np.cos(phi), np.sin(phi), z / 1000.0]
+    return torch.tensor(np.stack(columns, axis=1), dtype=torch.float32)
+
+
+def test_filter_pair_features_are_the_pair_geometry() -> None:
+    # a straight line from (r, z) = (0, 40 mm), and a pair across phi = +-pi
+    x = _scaled_hits(np.array([100.0, 300.0, 500.0, 520.0]), np.array([0.1, 0.16, 3.1, -3.1]),
+                     np.array([60.0, 100.0, 0.0, 0.0]))
+    f = pair_features(x[[0, 2]], x[[1, 3]], 1000.0, 1000.0).numpy()
+    dr, dphi, dz, deta, curvature, z0 = f[0]
+    np.testing.assert_allclose([dr, dphi, dz, z0], [0.2, 0.06, 0.04, 0.04], atol=1e-5)
+    np.testing.assert_allclose(curvature, 0.06 / 0.2, rtol=1e-4)  # rad/m
+    np.testing.assert_allclose(deta, np.arcsinh(100 / 300) - np.arcsinh(60 / 100), rtol=1e-5)
+    np.testing.assert_allclose(f[1, 1], 2 * np.pi - 6.2, atol=1e-5)  # wrapped, not -6.2
+    # hits on one disk (dr = 0): finite, clipped
+    same = pair_features(x[[2]], x[[2]] + torch.tensor([[0.0, 0.0, 0.0, 0.5]]), 1000.0, 1000.0)
+    assert torch.isfinite(same).all() and same[0, 5].abs() <= 3.0
+
+
+def test_filter_with_pair_features_ignores_edge_direction_and_hit_order() -> None:
+    torch.manual_seed(3)
+    rng = np.random.default_rng(3)
+    r, phi, z = rng.uniform(30, 1000, 200), rng.uniform(-np.pi, np.pi, 200), rng.uniform(-2000, 2000, 200)
+    x = _scaled_hits(r, phi, z)
+    edges = torch.randint(0, 200, (2, 1000))
+    model = FilterNet(4, 32, 2, pair_features=True).eval()
+    with torch.inference_mode():
+        logits = model(x, edges)
+        torch.testing.assert_close(model(x, edges.flip(0)), logits)
+        perm = torch.randperm(200)  # shuffled hits, the same edges
+        inverse = torch.argsort(perm)
+        torch.testing.assert_close(model(x[perm], inverse[edges]), logits)
+    # without it (the default, as in the shipped models) direction matters
+    plain = FilterNet(4, 32, 2).eval()
+    with torch.inference_mode():
+        assert not torch.allclose(plain(x, edges.flip(0)), plain(x, edges))
+    with pytest.raises(ValueError, match="pair_features"):
+        FilterNet(3, 32, 2, pair_features=True)
 
 
 def test_embedding_is_normalised_when_asked() -> None:

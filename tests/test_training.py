@@ -13,6 +13,7 @@ import pandas as pd
 import pytest
 import torch
 
+from trackflow.errors import ConfigError
 from trackflow.events import Event, list_events, with_derived
 from trackflow.pipeline import model_files
 from trackflow.pipeline.features import FeatureConfig
@@ -167,6 +168,30 @@ def test_tiny_training_writes_a_checked_manifest_and_a_pipeline_that_runs(
     assert len(tracks.track_labels) == event.n_hits
     frame = tracks.to_frame()
     assert frame["hit_id"].is_unique and set(frame["hit_id"]) == set(event.hits["hit_id"])
+
+
+@pytest.mark.sim
+def test_filter_pair_features_are_recorded_and_the_models_run(tiny_events: Path, tmp_path: Path) -> None:
+    from dataclasses import replace
+
+    config = tiny_config(tiny_events, tmp_path / "models")
+    config.filter = replace(config.filter, pair_features=True)
+    out = train(config)
+    manifest = model_files.read_manifest(out)
+    kwargs = manifest.stages["filter"].model["kwargs"]
+    assert kwargs["pair_features"] is True
+    assert (kwargs["r_scale"], kwargs["z_scale"]) == (manifest.features["scale"]["r"],
+                                                      manifest.features["scale"]["z"])
+    assert model_files.load_model(manifest, "filter").pair_features
+    pipeline = Pipeline.load(out)
+    event = list_events(tiny_events)[0].load(("hits",))
+    assert len(pipeline(event).track_labels) == event.n_hits
+    # the pair features read r, cos_phi, sin_phi, z from the first columns: other features refused
+    other = tiny_config(tiny_events, tmp_path / "other")
+    other.features = ("r", "phi", "z")
+    other.filter = replace(other.filter, pair_features=True)
+    with pytest.raises(ConfigError, match="pair_features"):
+        train(other)
 
 
 @pytest.mark.sim

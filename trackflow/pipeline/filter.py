@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -21,6 +22,13 @@ class FilterNet(nn.Module):
     ``use_embedding_distance`` is set, ``embedding`` float32 [N, D]. The MLP sees
     ``[x_source, x_target]`` (2F columns), plus the Euclidean distance of the two hits in the
     embedding space (1 column) when enabled. Output: logits float32 [E].
+
+    ``pair_features`` (off by default, so older models load unchanged) adds 6 physics columns
+    per edge, from hit features whose first four columns are ``r/r_scale, cos_phi, sin_phi,
+    z/z_scale`` (r, z in mm): dr, dphi (wrapped to (-pi, pi]), dz, deta, the curvature proxy
+    dphi/dr and the beam-line intercept z0 = z_in - r_in * dz/dr (see :func:`pair_features`).
+    Each pair is ordered by r (inner hit first) for these and for the two hits' own columns,
+    so the score does not depend on the edge's direction or on the order of the hits.
     """
 
     def __init__(
@@ -29,11 +37,20 @@ class FilterNet(nn.Module):
         hidden: int = 256,
         n_layers: int = 4,
         use_embedding_distance: bool = False,
+        pair_features: bool = False,
+        r_scale: float = 1000.0,
+        z_scale: float = 1000.0,
     ) -> None:
         super().__init__()
+        if pair_features and in_features < 4:
+            raise ValueError("FilterNet(pair_features=True) needs features r, cos_phi, sin_phi, z first")
         self.in_features = in_features
         self.use_embedding_distance = use_embedding_distance
-        self.network = make_mlp(2 * in_features + int(use_embedding_distance), hidden, n_layers, 1)
+        self.pair_features = pair_features
+        self.r_scale = float(r_scale)
+        self.z_scale = float(z_scale)
+        n_inputs = 2 * in_features + int(use_embedding_distance) + N_PAIR_FEATURES * int(pair_features)
+        self.network = make_mlp(n_inputs, hidden, n_layers, 1)
 
     def forward(
         self,
@@ -42,13 +59,46 @@ class FilterNet(nn.Module):
         embedding: torch.Tensor | None = None,
     ) -> torch.Tensor:
         source, target = edges[0], edges[1]
+        if self.pair_features:
+            # inner hit first: the same pair scores the same whichever way the edge points
+            swap = features[source, 0] > features[target, 0]
+            source, target = torch.where(swap, target, source), torch.where(swap, source, target)
         inputs = [features[source], features[target]]
+        if self.pair_features:
+            inputs.append(pair_features(features[source], features[target], self.r_scale, self.z_scale))
         if self.use_embedding_distance:
             if embedding is None:
                 raise ValueError("FilterNet(use_embedding_distance=True) needs the embedding")
             diff = embedding[source] - embedding[target]
             inputs.append(diff.pow(2).sum(dim=1, keepdim=True).sqrt())
         return self.network(torch.cat(inputs, dim=1)).squeeze(1)
+
+
+#: columns :func:`pair_features` adds
+N_PAIR_FEATURES = 6
+
+
+def pair_features(inner: torch.Tensor, outer: torch.Tensor, r_scale: float, z_scale: float) -> torch.Tensor:
+    """Physics features [E, 6] of hit pairs from scaled hit features (columns ``r/r_scale,
+    cos_phi, sin_phi, z/z_scale``, r and z in mm), ``inner`` the hit at smaller r.
+
+    Columns: dr (m), dphi (rad, wrapped to (-pi, pi]), dz (m), deta, dphi/dr (rad/m, clipped to
+    +-10: a 1 GeV track in 2 T bends about 0.3 rad/m), z0 = z_in - r_in * dz/dr (m, the pair's
+    intercept with the beam line; true pairs sit within the vertex spread of about +-0.15 m;
+    clipped to +-3 m). dr is floored at 1 mm for the ratios: pairs on one endcap disk have dr ~ 0.
+    """
+    r_a, r_b = inner[:, 0] * r_scale, outer[:, 0] * r_scale  # mm
+    z_a, z_b = inner[:, 3] * z_scale, outer[:, 3] * z_scale
+    phi_a = torch.atan2(inner[:, 2], inner[:, 1])
+    phi_b = torch.atan2(outer[:, 2], outer[:, 1])
+    dphi = phi_b - phi_a
+    dphi = dphi - 2.0 * math.pi * torch.ceil((dphi - math.pi) / (2.0 * math.pi))  # (-pi, pi]
+    dr, dz = r_b - r_a, z_b - z_a
+    dr_safe = dr.clamp(min=1.0)
+    deta = torch.asinh(z_b / r_b.clamp(min=1.0)) - torch.asinh(z_a / r_a.clamp(min=1.0))
+    curvature = (dphi / dr_safe * 1000.0).clamp(-10.0, 10.0)
+    z0 = ((z_a - r_a * dz / dr_safe) / 1000.0).clamp(-3.0, 3.0)
+    return torch.stack([dr / 1000.0, dphi, dz / 1000.0, deta, curvature, z0], dim=1)
 
 
 def _cfg(key: str, default: Any) -> Any:

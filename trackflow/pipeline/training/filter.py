@@ -26,6 +26,11 @@ class FilterTrainingConfig:
     hidden: int = 128
     n_layers: int = 3
     use_embedding_distance: bool = True
+    # physics pair features (dr, dphi, dz, deta, dphi/dr, z0): needs hit features r, cos_phi,
+    # sin_phi, z first; off by default so configs of older models reproduce them
+    pair_features: bool = False
+    r_scale: float = 1000.0  # mm, the feature scale of r (FeatureConfig.scale["r"])
+    z_scale: float = 1000.0  # mm, the feature scale of z
     epochs: int = 5
     steps_per_epoch: int = 150
     batch_size: int = 8192  # edges per step, half true and half false
@@ -60,6 +65,9 @@ def train_filter(
         hidden=config.hidden,
         n_layers=config.n_layers,
         use_embedding_distance=config.use_embedding_distance,
+        pair_features=config.pair_features,
+        r_scale=config.r_scale,
+        z_scale=config.z_scale,
     )
     optimiser = torch.optim.AdamW(model.parameters(), lr=config.learning_rate)
     total = max(1, config.epochs * config.steps_per_epoch)

@@ -263,6 +263,14 @@ def train(config: TrainingConfig) -> Path:
         entry = source.stages["embedding"]
         reused = {"models_dir": str(config.embedding_from.resolve()), "sha256": entry.sha256,
                   "training": source.training.get("config", {}).get("embedding")}
+    if config.filter.pair_features:
+        # pair features read r, cos_phi, sin_phi, z from the first four columns, in these scales
+        if tuple(features.names[:4]) != ("r", "cos_phi", "sin_phi", "z"):
+            raise ConfigError(
+                "training.filter.pair_features: needs hit features r, cos_phi, sin_phi, z first, "
+                f"got {features.names}"
+            )
+        config.filter.r_scale, config.filter.z_scale = features.scale["r"], features.scale["z"]
     split = _load(config, features)
     log.info("training on %d events, validating on %d", len(split.train), len(split.val))
     timings: dict[str, float] = {}
@@ -361,7 +369,9 @@ def train(config: TrainingConfig) -> Path:
         "filter": model_files.save_model(
             filter_net, out, "filter", config={"cut": filter_cut},
             kwargs={"in_features": features.n_features, "hidden": f.hidden, "n_layers": f.n_layers,
-                    "use_embedding_distance": f.use_embedding_distance},
+                    "use_embedding_distance": f.use_embedding_distance}
+            | ({"pair_features": True, "r_scale": f.r_scale, "z_scale": f.z_scale}
+               if f.pair_features else {}),
         ),
         "gnn": model_files.save_model(
             EmbeddedGNN(embedding, gnn_net).eval(), out, "gnn", kind="torchscript", config={"cut": gnn_cut},
