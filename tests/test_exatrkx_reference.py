@@ -12,6 +12,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+from conftest import DEVICES
 
 from trackflow.pipeline import (
     GNN,
@@ -27,16 +28,6 @@ from trackflow.pipeline.gnn import GNNConfig
 from trackflow.pipeline.model_files import load_torchscript
 from trackflow.pipeline.threads import set_threads
 
-DEVICES = [
-    "cpu",
-    pytest.param(
-        "cuda",
-        marks=[
-            pytest.mark.gpu,
-            pytest.mark.skipif(not torch.cuda.is_available(), reason="no CUDA device"),
-        ],
-    ),
-]
 RADIUS = 1.6
 MAX_NEIGHBOURS = 500
 FILTER_CUT = 0.21

@@ -7,6 +7,7 @@ import importlib.util
 import numpy as np
 import pytest
 import torch
+from conftest import DEVICES
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -17,16 +18,6 @@ from trackflow.pipeline.threads import set_threads
 
 # faiss-cpu is a dependency (always there in CI); a GPU machine's image may lack it
 BACKENDS = ["kdtree", "torch"] + (["faiss"] if importlib.util.find_spec("faiss") else [])
-DEVICES = [
-    "cpu",
-    pytest.param(
-        "cuda",
-        marks=[
-            pytest.mark.gpu,
-            pytest.mark.skipif(not torch.cuda.is_available(), reason="no CUDA device"),
-        ],
-    ),
-]
 
 
 @pytest.fixture(autouse=True, scope="module")

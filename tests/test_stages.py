@@ -11,6 +11,7 @@ import numpy as np
 import pandas as pd
 import pytest
 import torch
+from conftest import DEVICES
 
 import trackflow.config
 from trackflow.errors import ConfigError
@@ -32,17 +33,6 @@ from trackflow.pipeline import (
 )
 from trackflow.pipeline.filter import pair_features
 from trackflow.pipeline.pipeline import stage_config
-
-DEVICES = [
-    "cpu",
-    pytest.param(
-        "cuda",
-        marks=[
-            pytest.mark.gpu,
-            pytest.mark.skipif(not torch.cuda.is_available(), reason="no CUDA device"),
-        ],
-    ),
-]
 
 
 @pytest.fixture(autouse=True, scope="module")
@@ -129,8 +119,11 @@ def _scaled_hits(r: np.ndarray, phi: np.ndarray, z: np.ndarray) -> torch.Tensor:
 
 def test_filter_pair_features_are_the_pair_geometry() -> None:
     # a straight line from (r, z) = (0, 40 mm), and a pair across phi = +-pi
-    x = _scaled_hits(np.array([100.0, 300.0, 500.0, 520.0]), np.array([0.1, 0.16, 3.1, -3.1]),
-                     np.array([60.0, 100.0, 0.0, 0.0]))
+    x = _scaled_hits(
+        np.array([100.0, 300.0, 500.0, 520.0]),
+        np.array([0.1, 0.16, 3.1, -3.1]),
+        np.array([60.0, 100.0, 0.0, 0.0]),
+    )
     f = pair_features(x[[0, 2]], x[[1, 3]], 1000.0, 1000.0).numpy()
     dr, dphi, dz, deta, curvature, z0 = f[0]
     np.testing.assert_allclose([dr, dphi, dz, z0], [0.2, 0.06, 0.04, 0.04], atol=1e-5)
