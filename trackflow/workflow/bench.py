@@ -23,8 +23,17 @@ own executors (:mod:`trackflow.workflow.executors`) on one cluster per (workers,
     service_times:  per "mode/wW/tT": per-event in-task times (load + pipeline, s) with their
                     hits and worker, per-batch task times with their event counts, per-batch
                     overhead, and per-worker percentiles
-    size_scaling:   fit seconds = a + b·hits^k over direct (1 thread) events, including events
-                    subsampled to fewer hits (random hits, i.e. a lower pile-up in the same detector)
+    size_scaling:   time per event against hits (:mod:`trackflow.workflow.size_scaling`): per
+                    stage a + b·hits + c·edges(hits), edges(hits) a power law of the measured
+                    counts, fitted on the size sweep (direct, 1 thread, events subsampled to each
+                    size: random hits, a lower pile-up in the same detector); a, b, k: the power
+                    law a + b·hits^k alongside (the only model without a size sweep); measured:
+                    the sweep's events (hits, seconds, stages, counts, working_bytes)
+    node_contention: {cores, slowdown, alone_s, together_s, events, window_s}: in-task seconds
+                    per event with every core running a single-threaded pipeline process at once
+                    ÷ one process alone, no Dask (:mod:`trackflow.workflow.contention`); null
+                    when not measured (--device cuda, bench.contention false, or it failed:
+                    node_contention_error says why)
     network:        round_trip_s (scheduler→worker→scheduler, p50/mean/min), client_scheduler_s,
                     transfer_bytes_per_s (one 16 MiB payload between two workers, or client→worker),
                     bytes_per_event (input hits file + result rows) and bytes_per_hit
@@ -38,13 +47,12 @@ import datetime as dt
 import json
 import math
 import os
+import pickle
 import platform
 import resource
 import shutil
 import socket
 import statistics
-import tempfile
-import threading
 import time
 from collections import defaultdict
 from collections.abc import Iterable, Sequence
@@ -56,12 +64,11 @@ import numpy as np
 
 from trackflow import config
 from trackflow.errors import ConfigError
-from trackflow.events.event import Event
-from trackflow.events.trackml import EventRef, list_events, write_event
+from trackflow.events.trackml import EventRef, list_events
 from trackflow.workflow import plots
 from trackflow.workflow.batching import Batch, count_hits, make_batches
 from trackflow.workflow.clusters import open_cluster
-from trackflow.workflow.estimates import SizeScaling
+from trackflow.workflow.contention import NodeContention, measure_node_contention
 from trackflow.workflow.executors import BatchResult, DirectExecutor, FusedExecutor, StagedExecutor
 from trackflow.workflow.plugin import PipelineLoader, PipelinePlugin, load_pipeline
 from trackflow.workflow.report import (
@@ -75,6 +82,10 @@ from trackflow.workflow.report import (
     scheduler_worker_rtt,
     worker_threads,
 )
+from trackflow.workflow.size_scaling import SizeScaling
+from trackflow.workflow.size_sweep import _subsample, size_sweep, working_memory_fit
+
+__all__ = ["BenchConfig", "_subsample", "headline_numbers", "run_bench", "write_plots"]
 
 if TYPE_CHECKING:
     from distributed import Client
@@ -99,7 +110,9 @@ class BenchConfig:
     full size, and estimates extrapolate to it;
     ``size_sweep``: hit counts to subsample ``size_events`` events to for
     the size-scaling fit (empty: fit on the events as they are); ``loader``: builds the pipeline
-    instead of ``Pipeline.load`` (tests, notebooks).
+    instead of ``Pipeline.load`` (tests, notebooks; picklable for the contention probe);
+    ``contention``: measure the node contention (default ``bench.contention``, true; CPU only),
+    each of its two runs lasting ``contention_seconds`` (default ``bench.contention_seconds``, 8 s).
     """
 
     input_dir: Path
@@ -123,6 +136,8 @@ class BenchConfig:
     insecure: bool = False
     loader: PipelineLoader | None = None
     plots: bool = True
+    contention: bool | None = None
+    contention_seconds: float | None = None
 
     def __post_init__(self) -> None:
         self.input_dir = Path(self.input_dir)
@@ -157,6 +172,12 @@ class BenchConfig:
             self.size_events = int(config.get("bench.size_events", 2))
         if self.device is None:
             self.device = str(config.get("device", "cpu"))
+        if self.contention is None:
+            self.contention = bool(config.get("bench.contention", True))
+        if self.contention_seconds is None:
+            self.contention_seconds = float(config.get("bench.contention_seconds", 8.0))
+        if not self.contention_seconds > 0:
+            raise ConfigError(f"bench.contention_seconds: must be > 0, got {self.contention_seconds}")
         if self.models_dir is None and config.get("models", None):
             self.models_dir = Path(config.get("models"))
 
@@ -592,87 +613,45 @@ def _sweep_direct(
             log(entry)
 
 
-def _subsample(ref: EventRef, hits: int, rng: np.random.Generator, out_dir: Path) -> EventRef | None:
-    """The event with ``hits`` of its hits picked at random (a lower pile-up), written to out_dir."""
-    event = ref.load(("hits",))
-    if event.n_hits <= hits:
-        return None
-    keep = np.sort(rng.choice(event.n_hits, size=hits, replace=False))
-    smaller = Event(event_id=event.event_id, hits=event.hits.iloc[keep].reset_index(drop=True))
-    paths = write_event(smaller, out_dir)
-    return EventRef(event.event_id, paths)
+def _size_scaling(points: Sequence[dict[str, Any]], samples: dict[str, _Samples]) -> SizeScaling:
+    """The per-stage model on the size sweep (3 sizes or more); else the power law through the
+    sweep and the direct 1-thread events; else through any measured events."""
+    if len({p["hits"] for p in points}) >= 3:
+        return SizeScaling.fit_points(points)
+    direct_1 = samples.get("direct/w1/t1")
+    hits = [p["hits"] for p in points] + (direct_1.per_event_hits if direct_1 else [])
+    seconds = [p["seconds"] for p in points] + (direct_1.per_event_s if direct_1 else [])
+    if not hits:  # no direct run: fall back on the fused per-event times
+        any_samples = next(iter(samples.values()))
+        hits, seconds = any_samples.per_event_hits, any_samples.per_event_s
+    return SizeScaling.fit(np.asarray(hits), np.asarray(seconds))
 
 
-class _PeakMemory:
-    """Highest resident memory (bytes) of this process while the block runs, sampled every
-    5 ms by a thread (torch releases the GIL in its kernels, so the samples keep coming)."""
-
-    def __enter__(self) -> _PeakMemory:
-        import psutil
-
-        self._process = psutil.Process()
-        self.peak = self._process.memory_info().rss
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._sample, daemon=True)
-        self._thread.start()
-        return self
-
-    def _sample(self) -> None:
-        while not self._stop.wait(0.005):
-            self.peak = max(self.peak, self._process.memory_info().rss)
-
-    def __exit__(self, *exc: object) -> None:
-        self._stop.set()
-        self._thread.join()
-        self.peak = max(self.peak, self._process.memory_info().rss)
-
-
-def size_sweep(cfg: BenchConfig, refs: Sequence[EventRef], log: Any) -> dict[str, Any]:
-    """Direct, 1 thread: seconds per event against hits, on events subsampled to each size
-    (smallest first; stops after a size whose events took more than ``bench.size_time_limit``
-    s on average, 20 s by default)."""
-    rng = np.random.default_rng(0)
-    time_limit = float(config.get("bench.size_time_limit", 20.0))
-    pipeline = load_pipeline(cfg.models_dir, cfg.device, 1, cfg.loader)
-    executor = DirectExecutor(pipeline, retries=0)
-    points: list[dict[str, Any]] = []
-    baseline = _process_memory()["rss"]  # pipeline loaded, no event yet
-    with tempfile.TemporaryDirectory(prefix="trackflow-size-") as tmp:
-        for hits in sorted(cfg.size_sweep):
-            subsampled = [
-                s
-                for i, ref in enumerate(refs[: cfg.size_events])
-                if (s := _subsample(ref, hits, rng, Path(tmp) / f"h{hits}-{i}")) is not None
-            ]
-            if not subsampled:
-                continue
-            seconds = []
-            for i, ref in enumerate(subsampled):
-                with _PeakMemory() as memory:
-                    (result,) = executor.execute([Batch(i, (ref,))])
-                for e in result.events:
-                    seconds.append(e.stop - e.start)
-                    points.append(
-                        {
-                            "hits": e.hits,
-                            "seconds": e.stop - e.start,
-                            "stages": e.timings,
-                            # sizes ascend: memory kept from smaller events is below this peak
-                            "working_bytes": max(memory.peak - baseline, 0),
-                        }
-                    )
-            log({"mode": "size", "hits": hits, "events": len(subsampled)})
-            if seconds and statistics.fmean(seconds) > time_limit:
-                break  # bigger sizes would take longer still; the fit extrapolates
-    return {"points": points}
-
-
-def _working_memory_fit(points: Sequence[dict[str, Any]]) -> dict[str, Any] | None:
-    measured = [(p["hits"], p["working_bytes"]) for p in points if p.get("working_bytes", 0) > 0]
-    if len({h for h, _ in measured}) < 2:
-        return None
-    hits, working = zip(*measured, strict=True)
-    return SizeScaling.fit(np.asarray(hits), np.asarray(working, dtype=np.float64)).to_dict()
+def _node_contention(
+    cfg: BenchConfig, refs: Sequence[EventRef], log: Any
+) -> tuple[NodeContention | None, str | None]:
+    """The measured node contention, or None and why it was not measured."""
+    if not cfg.contention:
+        return None, "not asked for (bench.contention false)"
+    if cfg.device != "cpu":
+        return None, f"measured on CPU only (device {cfg.device!r})"
+    try:
+        contention = measure_node_contention(
+            refs, cfg.models_dir, cfg.device, cfg.loader, window_s=float(cfg.contention_seconds)
+        )
+    except (RuntimeError, ValueError, TypeError, AttributeError, pickle.PicklingError) as error:
+        # the bench's other figures stand without it; the estimate then assumes no contention
+        return None, f"{type(error).__name__}: {error}"
+    log(
+        {
+            "mode": "contention",
+            "workers": contention.cores,
+            "threads": 1,
+            "events": contention.events.get("together"),
+            "hits": f"slowdown x{contention.slowdown:.3f}",
+        }
+    )
+    return contention, None
 
 
 def run_bench(config_: BenchConfig) -> dict[str, Any]:
@@ -710,14 +689,13 @@ def run_bench(config_: BenchConfig) -> dict[str, Any]:
                 _sweep_dask(cfg, batches, workers, threads, sweep, samples, measurements, log)
 
     # the size sweep cuts the original events: the fit then reaches their full size
-    sizes = size_sweep(cfg, originals, log) if cfg.size_sweep else {"points": []}
-    direct_1 = samples.get("direct/w1/t1")
-    fit_hits = [p["hits"] for p in sizes["points"]] + (direct_1.per_event_hits if direct_1 else [])
-    fit_seconds = [p["seconds"] for p in sizes["points"]] + (direct_1.per_event_s if direct_1 else [])
-    if not fit_hits:  # no direct run: fall back on the fused per-event times
-        any_samples = next(iter(samples.values()))
-        fit_hits, fit_seconds = any_samples.per_event_hits, any_samples.per_event_s
-    scaling = SizeScaling.fit(np.asarray(fit_hits), np.asarray(fit_seconds))
+    sizes = (
+        size_sweep(originals, cfg.size_sweep, cfg.size_events, cfg.models_dir, cfg.device, cfg.loader, log)
+        if cfg.size_sweep
+        else {"points": []}
+    )
+    scaling = _size_scaling(sizes["points"], samples)
+    contention, contention_error = _node_contention(cfg, refs, log)
 
     hits_per_event = [h for s in samples.values() for h in s.per_event_hits]
     mean_hits = statistics.fmean(hits_per_event) if hits_per_event else 0.0
@@ -761,6 +739,8 @@ def run_bench(config_: BenchConfig) -> dict[str, Any]:
         "sweep": sweep,
         "service_times": {key: s.to_dict() for key, s in samples.items()},
         "size_scaling": {**scaling.to_dict(), "measured": sizes["points"]},
+        "node_contention": contention.to_dict() if contention else None,
+        "node_contention_error": contention_error,
         "network": {
             "round_trip_s": {
                 "p50": statistics.median(rtt) if rtt else 0.0,
@@ -783,7 +763,7 @@ def run_bench(config_: BenchConfig) -> dict[str, Any]:
             "worker_rss_bytes": min(measurements.get("worker_rss_bytes") or [local_memory["rss"]]),
             "worker_peak_bytes": max(measurements.get("worker_peak_bytes") or [local_memory["peak"]]),
             "peak_hits": max(hits_per_event, default=0),
-            "working_bytes_fit": _working_memory_fit(sizes["points"]),
+            "working_bytes_fit": working_memory_fit(sizes["points"]),
             "what": "resident after loading the models; peak resident after the sweep; "
             "working_bytes_fit: peak memory above resident while one event runs, against hits "
             "(bytes = a + b*hits**k, from the size sweep)",

@@ -8,8 +8,17 @@ Inputs, all read from ``bench.json`` (nothing is invented):
 
 * per-event service times S (s) of one worker (in-task pipeline time, fused mode, every thread
   count measured), with the number of hits of each event, plus the measured Dask overhead per task;
-* the size-scaling fit ``t(h) = a + b·h^k`` (s, h = hits per event) to extrapolate to bigger events:
-  each measured sample is scaled by ``t(H)/t(h_i)``, which keeps the measured spread around the curve;
+* the size-scaling model ``t(h)`` (s, h = hits per event; :mod:`trackflow.workflow.size_scaling`:
+  per stage ``a + b·h + c·edges(h)`` with the edge counts a measured power law of h, or
+  ``a + b·h^k`` for benches without per-stage data) to extrapolate to bigger events: each measured
+  sample is scaled by ``t(H)/t(h_i)``, which keeps the measured spread around the curve;
+* the node contention (:mod:`trackflow.workflow.contention`): per-event time with every core of
+  the bench machine busy ÷ with one process alone, measured by ``trackflow bench`` without Dask.
+  It is a property of the hardware (shared last-level cache, memory bandwidth, clock), measured
+  like a matmul peak, so it is a measured input too. Service times measured with ``m`` busy
+  cores are multiplied by ``s(busy)/s(m)``, with ``s`` growing linearly from 1 (one busy core) to
+  the measured slowdown (all cores busy); a CPU node's busy fraction (workers × threads ÷ cores)
+  is mapped onto the bench machine's cores. Benches without it: no contention (printed);
 * memory of one worker: resident after loading models, plus the working memory of one event
   (peak above resident, measured per size in the size sweep and fitted like the time; without
   that fit, the sweep's peak above resident scaled linearly with hits);
@@ -27,7 +36,9 @@ The model (assumptions printed with every estimate):
    from the (scaled) measured samples; the Allen–Cunneen M/G/c mean is given as a cross-check.
 4. Workers per node = min(cores // T, usable memory // memory per worker) for CPU nodes, one server
    per GPU for GPU nodes. Node counts round up.
-5. GPU figures exist only when the bench ran with ``--device cuda``. Otherwise GPU nodes are
+5. CPU service times are slowed down by the measured node contention at the node's planned
+   occupancy (above); GPU service times are not (the GPU, not the host cores, does the work).
+6. GPU figures exist only when the bench ran with ``--device cuda``. Otherwise GPU nodes are
    reported as "not measured", unless the user passes ``gpu_speedup`` (GPU service time = 1-thread
    CPU service time ÷ speedup), which is then printed as an assumption, never used silently.
 
@@ -40,7 +51,6 @@ from __future__ import annotations
 
 import json
 import math
-import re
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -49,212 +59,29 @@ from typing import Any
 import numpy as np
 
 from trackflow import config
-from trackflow.errors import ConfigError, TrackflowError
+from trackflow.errors import ConfigError
 from trackflow.workflow import queueing
+from trackflow.workflow.contention import NodeContention
+from trackflow.workflow.nodes import DEFAULT_NODES, NodeSpec
+from trackflow.workflow.size_scaling import SizeScaling
+from trackflow.workflow.units import parse_bandwidth, parse_bytes, parse_duration, parse_rate
 
-# ---------------------------------------------------------------------------------------------
-# units
-
-_SI = {"": 1.0, "k": 1e3, "m": 1e6, "g": 1e9, "t": 1e12, "p": 1e15}
-_BINARY = {"ki": 2.0**10, "mi": 2.0**20, "gi": 2.0**30, "ti": 2.0**40, "pi": 2.0**50}
-_NUMBER = r"([0-9]*\.?[0-9]+(?:[eE][-+]?[0-9]+)?)"
-
-
-def parse_bytes(text: str | float | int, option: str = "memory") -> float:
-    """Bytes from ``"512GB"`` (SI, 512e9), ``"512GiB"`` (binary, 512·2³⁰), ``"1.5TB"`` or a number.
-
-    A bare prefix (``"512G"``) is refused: it is ambiguous between GB and GiB.
-    """
-    if isinstance(text, int | float):
-        return float(text)
-    match = re.fullmatch(_NUMBER + r"\s*([kKmMgGtTpP]i?)?([bB])?", text.strip())
-    if not match:
-        raise ConfigError(f"{option}: cannot read {text!r} as a size (examples: 512GB, 256GiB)")
-    value, prefix, unit = match.groups()
-    if prefix and not unit:
-        raise ConfigError(f"{option}: {text!r} is ambiguous, write {text}B (SI) or {text}iB")
-    prefix = (prefix or "").lower()
-    scale = _BINARY[prefix] if prefix.endswith("i") else _SI[prefix]
-    return float(value) * scale
-
-
-def parse_bandwidth(text: str | float | int, option: str = "net") -> float:
-    """Bytes/s from ``"200Gbit/s"``, ``"200Gbps"``, ``"200Gb/s"`` (bits) or ``"25GB/s"`` (bytes)."""
-    if isinstance(text, int | float):
-        return float(text)
-    match = re.fullmatch(_NUMBER + r"\s*([kKmMgGtT]?)(bit|bps|b|B)(/s)?", text.strip())
-    if not match:
-        raise ConfigError(f"{option}: cannot read {text!r} as a bandwidth (e.g. 200Gbit/s, 25GB/s)")
-    value, prefix, unit, _ = match.groups()
-    per_second = float(value) * _SI[prefix.lower()]
-    return per_second if unit == "B" else per_second / 8.0
-
-
-def parse_rate(text: str | float | int, option: str = "--rate") -> float:
-    """Events per second from ``"1kHz"``, ``"500 Hz"``, ``"2MHz"`` or a plain number (Hz)."""
-    if isinstance(text, int | float):
-        rate = float(text)
-    else:
-        match = re.fullmatch(_NUMBER + r"\s*([kKmMgG]?)(?:Hz|hz)?", text.strip())
-        if not match:
-            raise ConfigError(f"{option}: cannot read {text!r} as a rate (examples: 500, 1kHz)")
-        value, prefix = match.groups()
-        # "m" in a rate means mega: nobody asks for milli-hertz event rates
-        rate = float(value) * _SI[prefix.lower()]
-    if not rate > 0:
-        raise ConfigError(f"{option}: the rate must be positive, got {text!r}")
-    return rate
-
-
-_DURATION = {"": 1.0, "s": 1.0, "ms": 1e-3, "us": 1e-6, "µs": 1e-6, "min": 60.0}
-
-
-def parse_duration(text: str | float | int, option: str = "--latency-budget") -> float:
-    """Seconds from ``"0.5"``, ``"500ms"``, ``"2s"``, ``"100us"`` or ``"1min"``."""
-    if isinstance(text, int | float):
-        seconds = float(text)
-    else:
-        match = re.fullmatch(_NUMBER + r"\s*(s|ms|us|µs|min)?", text.strip())
-        if not match:
-            raise ConfigError(f"{option}: cannot read {text!r} as a duration (e.g. 0.5, 500ms)")
-        value, unit = match.groups()
-        seconds = float(value) * _DURATION[unit or ""]
-    if not seconds > 0:
-        raise ConfigError(f"{option}: the duration must be positive, got {text!r}")
-    return seconds
-
-
-# ---------------------------------------------------------------------------------------------
-# node types
-
-
-@dataclass(frozen=True)
-class NodeSpec:
-    """One node type: ``cores``, ``gpus``, ``memory_bytes`` and NIC ``network_bytes_per_s``."""
-
-    name: str
-    cores: int
-    gpus: int = 0
-    memory_bytes: float = 0.0
-    network_bytes_per_s: float | None = None
-
-    @classmethod
-    def parse(cls, text: str) -> NodeSpec:
-        """``NAME=cores:128,mem:512GB[,gpus:4][,net:200Gbit/s]`` (``--node``)."""
-        name, sep, spec = text.partition("=")
-        if not sep or not name.strip():
-            raise ConfigError(f"--node {text!r}: expected NAME=cores:N,mem:SIZE[,gpus:N][,net:BW]")
-        fields: dict[str, Any] = {"name": name.strip(), "cores": 0}
-        for item in filter(None, (part.strip() for part in spec.split(","))):
-            key, _, value = item.partition(":")
-            key = key.strip().lower()
-            option = f"--node {name.strip()}: {key}"
-            try:
-                if key in ("cores", "cpus"):
-                    fields["cores"] = int(value)
-                elif key == "gpus":
-                    fields["gpus"] = int(value)
-                elif key in ("mem", "memory"):
-                    fields["memory_bytes"] = parse_bytes(value, option)
-                elif key in ("net", "nic", "network"):
-                    fields["network_bytes_per_s"] = parse_bandwidth(value, option)
-                else:
-                    raise ConfigError(f"--node {text!r}: unknown key {key!r} (cores, gpus, mem, net)")
-            except ValueError as error:
-                if isinstance(error, ConfigError):
-                    raise
-                raise ConfigError(f"{option}: cannot read {value!r} as an integer") from None
-        node = cls(**fields)
-        if node.cores < 1 and node.gpus < 1:
-            raise ConfigError(f"--node {text!r}: needs cores:N or gpus:N")
-        return node
-
-    @property
-    def kind(self) -> str:
-        return "gpu" if self.gpus > 0 else "cpu"
-
-
-DEFAULT_NODES: tuple[NodeSpec, ...] = (
-    NodeSpec("cpu", cores=128, memory_bytes=512e9, network_bytes_per_s=200e9 / 8),
-    NodeSpec("gpu", cores=64, gpus=4, memory_bytes=256e9, network_bytes_per_s=4 * 200e9 / 8),
-)
-
-
-# ---------------------------------------------------------------------------------------------
-# size scaling
-
-
-@dataclass(frozen=True)
-class SizeScaling:
-    """Time per event against its size: ``seconds(h) = a + b·h^k`` (s; h = hits per event)."""
-
-    a: float
-    b: float
-    k: float
-    points: int = 0
-    hits_range: tuple[int, int] = (0, 0)
-
-    def seconds(self, hits: float | np.ndarray) -> float | np.ndarray:
-        return self.a + self.b * np.power(np.asarray(hits, dtype=np.float64), self.k)
-
-    def ratio(self, target_hits: float, hits: np.ndarray) -> np.ndarray:
-        """``t(target)/t(h)`` for each ``h``: the factor that moves a sample to the target size."""
-        return np.asarray(self.seconds(target_hits)) / np.asarray(self.seconds(hits))
-
-    @classmethod
-    def fit(cls, hits: np.ndarray, seconds: np.ndarray) -> SizeScaling:
-        """Least squares on relative residuals (sizes span decades), a, b >= 0, 0.3 <= k <= 3.
-
-        With fewer than 3 distinct sizes the exponent is not constrained: k is fixed to 1.
-        """
-        from scipy.optimize import curve_fit
-
-        hits = np.asarray(hits, dtype=np.float64)
-        seconds = np.asarray(seconds, dtype=np.float64)
-        keep = (hits > 0) & (seconds > 0) & np.isfinite(seconds)
-        hits, seconds = hits[keep], seconds[keep]
-        if hits.size == 0:
-            raise TrackflowError("size scaling: no (hits, seconds) measurements to fit")
-        span = (int(hits.min()), int(hits.max()))
-        if np.unique(hits).size < 3:
-            # weighted least squares for a + b·h with relative weights
-            design = np.stack([np.ones_like(hits), hits], axis=1) / seconds[:, None]
-            coef, *_ = np.linalg.lstsq(design, np.ones_like(hits), rcond=None)
-            a, b = (max(float(c), 0.0) for c in coef)
-            if b == 0.0:
-                b = float(np.mean(seconds) / np.mean(hits))
-            return cls(a, b, 1.0, int(hits.size), span)
-
-        def model(h: np.ndarray, a: float, b: float, k: float) -> np.ndarray:
-            return a + b * np.power(h, k)
-
-        scale = float(np.median(seconds / hits))
-        (a, b, k), _ = curve_fit(
-            model,
-            hits,
-            seconds,
-            p0=(float(seconds.min()) * 0.1, scale, 1.0),
-            sigma=seconds,
-            bounds=([0.0, 0.0, 0.3], [np.inf, np.inf, 3.0]),
-            maxfev=20_000,
-        )
-        return cls(float(a), float(b), float(k), int(hits.size), span)
-
-    def to_dict(self) -> dict[str, Any]:
-        out = asdict(self)
-        out["model"] = "seconds = a + b * hits**k"
-        out["hits_range"] = list(self.hits_range)
-        return out
-
-    @classmethod
-    def from_dict(cls, data: dict[str, Any]) -> SizeScaling:
-        return cls(
-            float(data["a"]),
-            float(data["b"]),
-            float(data["k"]),
-            int(data.get("points", 0)),
-            tuple(data.get("hits_range", (0, 0))),  # type: ignore[arg-type]
-        )
+# re-exported: callers import these from here (the CLI, notebooks, tests)
+__all__ = [
+    "DEFAULT_NODES",
+    "BenchInputs",
+    "EstimateResult",
+    "NodeEstimate",
+    "NodeSpec",
+    "SizeScaling",
+    "estimate",
+    "estimate_from_inputs",
+    "parse_bandwidth",
+    "parse_bytes",
+    "parse_duration",
+    "parse_rate",
+    "predict_batch_workflow",
+]
 
 
 # ---------------------------------------------------------------------------------------------
@@ -298,6 +125,7 @@ class BenchInputs:
     peak_hits: float
     machine: dict[str, Any] = field(default_factory=dict)
     working_memory: SizeScaling | None = None  # bytes above resident while an event runs
+    contention: NodeContention | None = None  # measured slowdown with all cores busy
 
     @classmethod
     def load(cls, path: Path) -> BenchInputs:
@@ -362,7 +190,16 @@ class BenchInputs:
                 if memory.get("working_bytes_fit")
                 else None
             ),
+            contention=NodeContention.from_dict(bench.get("node_contention")),
         )
+
+    def contention_factor(self, profile: ServiceProfile, busy_fraction: float) -> float:
+        """Multiplier moving ``profile``'s times (measured with its workers × threads busy on the
+        bench machine) to a node with ``busy_fraction`` of its cores busy; 1 when not measured."""
+        if self.contention is None:
+            return 1.0
+        measured_busy = profile.workers * profile.threads if profile.device == "cpu" else 1
+        return self.contention.at_fraction(busy_fraction) / self.contention.at(measured_busy)
 
     def profiles_for(self, device: str) -> list[ServiceProfile]:
         """One profile per thread count: fused preferred, then the most workers (most contention)."""
@@ -645,8 +482,6 @@ def _estimate_node(
         )
     candidates = []
     for profile in profiles:
-        samples = profile.scaled(inputs.scaling, hits)
-        servers, latency, meets = _size_servers(rate_hz, samples, headroom, network_s, budget_s)
         by_cores = node.cores // profile.threads
         by_memory = (
             int(node.memory_bytes // memory_per_worker) if node.memory_bytes > 0 else by_cores
@@ -654,10 +489,18 @@ def _estimate_node(
         workers_per_node = min(by_cores, by_memory)
         if workers_per_node < 1:
             continue
+        # a node is planned full of workers: they run beside each other, slower than benched alone
+        busy_fraction = workers_per_node * profile.threads / max(node.cores, 1)
+        contention = inputs.contention_factor(profile, busy_fraction)
+        samples = profile.scaled(inputs.scaling, hits) * contention
+        servers, latency, meets = _size_servers(rate_hz, samples, headroom, network_s, budget_s)
         nodes = math.ceil(servers / workers_per_node)
         note = ""
+        if contention != 1.0:
+            note = f"contention x{contention:.2f}"
         if by_memory < by_cores:
-            note = f"memory-bound: {by_memory} workers of {_fmt_bytes(memory_per_worker)} per node"
+            note += "; " if note else ""
+            note += f"memory-bound: {by_memory} workers of {_fmt_bytes(memory_per_worker)} per node"
         if node.network_bytes_per_s and bandwidth / nodes > node.network_bytes_per_s:
             note += "; " if note else ""
             note += "NIC-bound: more nodes needed than computed for the network"
@@ -761,14 +604,14 @@ def estimate_from_inputs(
         for node in node_types
     ]
     scaling = inputs.scaling
-    lo, hi = scaling.hits_range
+    hi = scaling.hits_range[1]
     assumptions = [
         "Poisson arrivals; one event = one task on one server (worker or GPU); identical, "
         "independent servers; FCFS shared queue",
         f"service times: measured per-event samples (bench device {inputs.device!r}) + measured "
         "Dask overhead per task, scaled to the target size by t(H)/t(h) with "
-        f"t(h) = {scaling.a:.3g} + {scaling.b:.3g}*h^{scaling.k:.3f} s "
-        f"(fit on {scaling.points} points, {lo:,}-{hi:,} hits)",
+        + scaling.describe(),
+        _contention_assumption(inputs.contention),
         f"latency = network {_fmt_s(inputs.network_seconds(hits))} (measured round trip "
         f"{_fmt_s(inputs.round_trip_s)} + {inputs.bytes_per_hit * hits:,.0f} B at "
         f"{_fmt_bytes(inputs.transfer_bytes_per_s)}/s) + queue + service; percentiles from a "
@@ -797,6 +640,7 @@ def estimate_from_inputs(
             "bench": str(inputs.path) if inputs.path else None,
             "device": inputs.device,
             "size_scaling": scaling.to_dict(),
+            "node_contention": inputs.contention.to_dict() if inputs.contention else None,
             "round_trip_s": inputs.round_trip_s,
             "transfer_bytes_per_s": inputs.transfer_bytes_per_s,
             "bytes_per_event": inputs.bytes_per_hit * hits,
@@ -808,6 +652,18 @@ def estimate_from_inputs(
     if out_dir is not None:
         result.write(Path(out_dir))
     return result
+
+
+def _contention_assumption(contention: NodeContention | None) -> str:
+    if contention is None:
+        return "node contention NOT measured (bench without it): CPU workers assumed as fast " \
+            "beside each other as alone"
+    return (
+        f"CPU node contention: measured x{contention.slowdown:.3f} per event with all "
+        f"{contention.cores} cores of the bench machine busy (no Dask), linear in the busy cores "
+        "from x1 with one; a node's busy fraction is mapped onto the bench machine's cores "
+        "(its contention stands in for the target node's)"
+    )
 
 
 def _nodes_against_rate(
@@ -840,6 +696,7 @@ def predict_batch_workflow(
     batches: int | None = None,
     replicates: int = 200,
     seed: int = 0,
+    contention: float = 1.0,
 ) -> dict[str, float]:
     """Throughput (events/s) and batch latency percentiles (s) of ``trackflow reconstruct``.
 
@@ -849,8 +706,12 @@ def predict_batch_workflow(
     batches all starting at t = 0, as reconstruct does (its throughput = events / (first
     submission → last result)), averaged over ``replicates`` simulated runs; without, the steady
     state. Latency percentiles are per batch, which is each of its events' latency in report.json.
+    ``contention``: factor on the service times for workers running beside each other
+    (:meth:`trackflow.workflow.contention.NodeContention.factor`; 1 = as fast as benched).
     """
-    samples = np.asarray(per_batch_s, dtype=np.float64)
+    if not contention > 0:
+        raise ConfigError(f"contention: must be a positive factor, got {contention}")
+    samples = np.asarray(per_batch_s, dtype=np.float64) * contention
     if batches is None:
         simulation = queueing.simulate_closed_queue(
             in_flight, samples, workers, jobs=20_000, overhead_s=overhead_s, seed=seed

@@ -1,0 +1,200 @@
+"""Node contention: how much slower one event runs when every core of the node is busy.
+
+Cores of one node share the last-level cache, the memory bandwidth and (on most servers) a
+power budget that lowers the clock when more cores run. A worker benched alone is therefore
+faster than the same worker beside others: on the 2-core development machine (one 36 MB L3,
+no SMT) an event took 1.25x as long with two workers as with one. The service times of
+``trackflow bench`` come from one worker, so the estimate needs that factor.
+
+It is a property of the hardware, measured like a matmul peak, without Dask:
+:func:`measure_node_contention` starts N processes (spawn; one thread each; N = the usable
+cores by default), lets each load the pipeline and warm up, releases them together with a
+barrier, and has each run the same events in a loop for a fixed window; then one process alone
+does the same. ``slowdown`` = mean in-task time per event with N at once ÷ alone, compared
+event by event (the same events in both runs).
+
+How the estimate uses it (:meth:`NodeContention.at`): the slowdown is taken to grow linearly
+with the number of busy cores, from 1 with one busy core to the measured value with all N;
+beyond N it stays at the measured value. Busy cores = workers × threads per worker. For a node
+type other than the bench machine, the fraction of its cores that are busy is mapped onto the
+bench machine's cores (a full node gets the full measured slowdown): the bench machine's
+contention stands in for the target node's, which is printed as an assumption.
+"""
+
+from __future__ import annotations
+
+import multiprocessing
+import os
+import pickle
+import queue
+import statistics
+import time
+from collections import defaultdict
+from collections.abc import Mapping, Sequence
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+from trackflow.workflow.batching import Batch
+
+
+@dataclass(frozen=True)
+class NodeContention:
+    """Per-event time with ``cores`` single-threaded processes at once ÷ with one alone."""
+
+    cores: int
+    slowdown: float
+    alone_s: float = 0.0  # mean in-task time per event, one process (s)
+    together_s: float = 0.0  # the same with ``cores`` processes at once (s)
+    events: dict[str, int] = field(default_factory=dict)  # events timed: {"alone": n, "together": n}
+    window_s: float = 0.0
+
+    def at(self, busy_cores: float) -> float:
+        """Slowdown with ``busy_cores`` of the bench machine's cores busy (linear in between)."""
+        if self.cores <= 1 or busy_cores <= 1:
+            return 1.0
+        busy = min(float(busy_cores), float(self.cores))
+        return 1.0 + (self.slowdown - 1.0) * (busy - 1.0) / (self.cores - 1.0)
+
+    def at_fraction(self, busy_fraction: float) -> float:
+        """Slowdown with this fraction of a node's cores busy, mapped onto the bench machine."""
+        return self.at(max(0.0, min(busy_fraction, 1.0)) * self.cores)
+
+    def factor(self, busy_cores: float, measured_busy_cores: float = 1.0) -> float:
+        """Multiplier for service times measured with ``measured_busy_cores`` busy (their own
+        contention already inside) to move them to ``busy_cores`` busy."""
+        return self.at(busy_cores) / self.at(measured_busy_cores)
+
+    def to_dict(self) -> dict[str, Any]:
+        out = asdict(self)
+        out["what"] = (
+            "in-task seconds per event with `cores` single-threaded pipeline processes running "
+            "at once / with one process alone (no Dask); same events, timed in the same window"
+        )
+        return out
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any] | None) -> NodeContention | None:
+        if not data:
+            return None
+        return cls(
+            int(data["cores"]),
+            float(data["slowdown"]),
+            float(data.get("alone_s", 0.0)),
+            float(data.get("together_s", 0.0)),
+            dict(data.get("events") or {}),
+            float(data.get("window_s", 0.0)),
+        )
+
+
+def slowdown_from_times(
+    alone: Mapping[Any, Sequence[float]], together: Mapping[Any, Sequence[float]]
+) -> float:
+    """Σ over events of mean time together ÷ Σ of mean time alone, over events timed in both
+    (each event weighs once however often it ran, so uneven loops do not bias the ratio)."""
+    common = [e for e in alone if alone[e] and together.get(e)]
+    if not common:
+        raise ValueError("no event was timed both alone and together")
+    busy = sum(statistics.fmean(together[e]) for e in common)
+    return busy / sum(statistics.fmean(alone[e]) for e in common)
+
+
+def _run_processes(
+    batches: Sequence[Batch], processes: int, window_s: float, pipeline_args: tuple[Any, ...]
+) -> dict[int, list[float]]:
+    """Per-event seconds (by event id) of ``processes`` spawned processes released together."""
+    context = multiprocessing.get_context("spawn")
+    barrier = context.Barrier(processes)
+    results = context.Queue()
+    workers = [
+        context.Process(
+            target=_worker, args=(rank, batches, window_s, pipeline_args, barrier, results), daemon=True
+        )
+        for rank in range(processes)
+    ]
+    for worker in workers:
+        worker.start()
+    times: dict[int, list[float]] = defaultdict(list)
+    errors = []
+    try:
+        for _ in workers:
+            # loading the models takes seconds; a process that died never answers
+            rank, measured, error = results.get(timeout=window_s + 300)
+            if error:
+                errors.append(f"process {rank}: {error}")
+            for event_id, seconds in measured:
+                times[event_id].append(seconds)
+    except queue.Empty:
+        errors.append("a contention process did not report (crashed or hung)")
+    finally:
+        for worker in workers:
+            worker.join(timeout=30)
+            if worker.is_alive():
+                worker.kill()
+    if errors:
+        raise RuntimeError("; ".join(errors))
+    return times
+
+
+def _worker(
+    rank: int,
+    batches: Sequence[Batch],
+    window_s: float,
+    pipeline_args: tuple[Any, ...],
+    barrier: Any,
+    results: Any,
+) -> None:
+    """One contention process: load, warm up, wait for the others, loop over the events."""
+    measured: list[tuple[int, float]] = []
+    try:
+        from trackflow.workflow.executors import DirectExecutor
+        from trackflow.workflow.plugin import load_pipeline
+
+        executor = DirectExecutor(load_pipeline(*pipeline_args), retries=0)
+        list(executor.execute(batches[:1]))  # warm-up: first inference, allocator, caches
+        barrier.wait(timeout=600)
+        start = time.perf_counter()
+        # each process starts at a different event so that the processes do not run in lockstep
+        i = rank
+        while time.perf_counter() - start < window_s:
+            (result,) = executor.execute([batches[i % len(batches)]])
+            measured.extend((e.event_id, e.stop - e.start) for e in result.events)
+            i += 1
+        results.put((rank, measured, None))
+    except BaseException as error:  # report instead of leaving the parent waiting
+        barrier.abort()
+        results.put((rank, measured, f"{type(error).__name__}: {error}"))
+
+
+def measure_node_contention(
+    refs: Sequence[Any],
+    models_dir: Path | None,
+    device: str,
+    loader: Any = None,
+    processes: int | None = None,
+    window_s: float = 10.0,
+) -> NodeContention:
+    """Run the pipeline on ``refs`` (one event per batch) in ``processes`` single-threaded
+    processes at once (default: every usable core), then in one alone; see the module docstring.
+
+    ``loader`` must be picklable (a module-level function or classmethod) since the processes
+    are spawned. Raises RuntimeError when a process fails.
+    """
+    if processes is None:
+        processes = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
+    pickle.dumps(loader)  # fail here, not in N children, when the loader cannot travel
+    batches = [Batch(i, (ref,)) for i, ref in enumerate(refs)]
+    args = (models_dir, device, 1, loader)
+    together = _run_processes(batches, processes, window_s, args) if processes > 1 else {}
+    alone = _run_processes(batches, 1, window_s, args)
+    if processes <= 1:
+        together = alone
+    slowdown = slowdown_from_times(alone, together)
+    return NodeContention(
+        cores=processes,
+        slowdown=slowdown,
+        alone_s=statistics.fmean(s for v in alone.values() for s in v),
+        together_s=statistics.fmean(s for v in together.values() for s in v),
+        events={"alone": sum(map(len, alone.values())), "together": sum(map(len, together.values()))},
+        window_s=window_s,
+    )
