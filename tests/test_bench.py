@@ -93,9 +93,10 @@ def test_small_bench_on_two_worker_local_cluster(small_events: Path, tmp_path: P
         modes=["fused", "staged", "direct"],
         batch_size=2,
         hits=250,  # cut further, as `--hits` does for full-size events
-        size_sweep=[100, 200],
-        size_events=1,
+        size_sweep=[100, 150, 200],
+        size_events=2,
         loader=Pipeline.random_init,
+        contention_seconds=1.0,
     )
     returned = run_bench(config)
     bench = json.loads((out / "bench.json").read_text())
@@ -134,9 +135,21 @@ def test_small_bench_on_two_worker_local_cluster(small_events: Path, tmp_path: P
     assert sum(fused2["per_batch_events"]) == 8
 
     # size scaling measured on subsampled events, and a fit through it
-    measured_hits = {p["hits"] for p in bench["size_scaling"]["measured"]}
-    assert measured_hits == {100, 200}
+    measured = bench["size_scaling"]["measured"]
+    assert {p["hits"] for p in measured} == {100, 150, 200}
+    assert all(set(p["counts"]) >= {"edges_graph", "edges_filter"} for p in measured)
     assert bench["size_scaling"]["b"] > 0
+    # 3 sizes with per-stage times and counts: the per-stage model, readable back
+    assert bench["size_scaling"]["model"] == "per-stage"
+    scaling = estimates.SizeScaling.from_dict(bench["size_scaling"])
+    assert {s.stage for s in scaling.stages} >= {"embedding", "graph_building", "filter", "gnn"}
+    assert scaling.seconds(400) > 0
+
+    # the node contention probe ran every usable core at once, then one process alone
+    contention = bench["node_contention"]
+    assert contention is not None, bench["node_contention_error"]
+    assert contention["cores"] == bench["machine"]["cpus_usable"]
+    assert contention["slowdown"] > 0 and contention["events"]["alone"] >= 1
 
     network = bench["network"]
     assert network["round_trip_s"]["p50"] > 0

@@ -294,3 +294,93 @@ def test_working_memory_fit_replaces_linear_scaling(bench_json: Path) -> None:
     node = NodeSpec("cpu", cores=128, memory_bytes=512e9)
     (row,) = estimates.estimate(bench_json, 100.0, nodes=[node], event_hits=40_000).rows
     assert row.memory_bytes == pytest.approx(row.servers * (RSS + 1e5 * 40_000**0.5))
+
+
+# ---------------------------------------------------------------------------------------------
+# node contention and the per-stage size model in the estimate
+
+
+def with_contention(bench_json: Path, cores: int, slowdown: float) -> Path:
+    bench = json.loads(bench_json.read_text())
+    bench["node_contention"] = {"cores": cores, "slowdown": slowdown}
+    bench_json.write_text(json.dumps(bench))
+    return bench_json
+
+
+def test_full_node_gets_the_measured_contention(bench_json: Path) -> None:
+    rate, headroom, slowdown = 510.0, 0.25, 1.3
+    with_contention(bench_json, cores=4, slowdown=slowdown)
+    node = NodeSpec("cpu", cores=128, memory_bytes=512e9)
+    (row,) = estimates.estimate(bench_json, rate, nodes=[node], headroom=headroom).rows
+    # 2 threads: x1.3/1.1 (1.1 already inside), 0.142 core-s per event against 0.133: 1 thread
+    assert row.threads_per_worker == 1
+    # benched with 1 worker (1 busy core): a full node multiplies every service time by 1.3
+    mean_service = (SERVICE_1T.mean() + OVERHEAD) * slowdown
+    assert row.service_mean_s == pytest.approx(mean_service)
+    assert row.servers == math.ceil(rate * mean_service / (1 - headroom))
+    assert "contention x1.30" in row.note
+
+
+def test_half_full_node_gets_interpolated_contention(bench_json: Path) -> None:
+    # 64 workers of RSS + working memory fit in the memory: half of 128 cores busy, mapped onto
+    # a 5-core bench machine: 2.5 busy cores -> 1 + 0.4 * 1.5 / 4
+    with_contention(bench_json, cores=5, slowdown=1.4)
+    per_worker = RSS + (PEAK - RSS) * HITS / HITS
+    node = NodeSpec("cpu", cores=128, memory_bytes=64 * per_worker)
+    (row,) = estimates.estimate(bench_json, 100.0, nodes=[node], headroom=0.2).rows
+    assert row.workers_per_node == 64
+    assert row.service_mean_s == pytest.approx((SERVICE_1T.mean() + OVERHEAD) * (1 + 0.4 * 1.5 / 4))
+
+
+def test_profile_benched_with_two_workers_is_not_slowed_twice(bench_json: Path) -> None:
+    bench = json.loads(bench_json.read_text())
+    entry = dict(bench["service_times"]["fused/w1/t1"], workers=2)
+    bench["service_times"] = {"fused/w2/t1": entry}
+    bench["node_contention"] = {"cores": 4, "slowdown": 1.3}
+    bench_json.write_text(json.dumps(bench))
+    node = NodeSpec("cpu", cores=128, memory_bytes=512e9)
+    (row,) = estimates.estimate(bench_json, 100.0, nodes=[node]).rows
+    already = 1 + 0.3 * (2 - 1) / 3  # the contention inside samples taken with 2 busy cores
+    assert row.service_mean_s == pytest.approx((SERVICE_1T.mean() + OVERHEAD) * 1.3 / already)
+
+
+def test_no_contention_measured_is_said(bench_json: Path) -> None:
+    result = estimates.estimate(bench_json, 100.0, nodes=["cpu=cores:128,mem:512GB"])
+    assert any("contention NOT measured" in a for a in result.assumptions)
+    assert result.rows[0].service_mean_s == pytest.approx(SERVICE_1T.mean() + OVERHEAD)
+
+
+def test_gpu_service_is_not_slowed_by_cpu_contention(bench_json: Path) -> None:
+    with_contention(bench_json, cores=2, slowdown=1.5)
+    (row,) = estimates.estimate(
+        bench_json, 100.0, nodes=["gpu=gpus:4,cores:64,mem:256GB"], gpu_speedup=10.0
+    ).rows
+    assert row.service_mean_s == pytest.approx((SERVICE_1T.mean() + OVERHEAD) / 10.0)
+
+
+def test_predict_with_contention_slows_every_batch() -> None:
+    # constant 1 s batches slowed to 1.5 s: 5 batches on 2 workers take 3 waves = 4.5 s
+    prediction = estimates.predict_batch_workflow(
+        workers=2, in_flight=5, per_batch_s=np.array([1.0]), events_per_batch=3, overhead_s=0.0,
+        batches=5, replicates=2, contention=1.5,
+    )
+    assert prediction["events_per_second"] == pytest.approx(15 / 4.5)
+    assert prediction["p50"] == pytest.approx(3.0)
+    with pytest.raises(ConfigError, match="contention"):
+        estimates.predict_batch_workflow(2, 2, np.array([1.0]), 1, 0.0, contention=0.0)
+
+
+def test_estimate_extrapolates_with_the_per_stage_model(bench_json: Path) -> None:
+    bench = json.loads(bench_json.read_text())
+    # one stage, seconds = 0.01 + 1e-3 * edges, edges = 1e-4 * h**2: 0.11 s at 1000 hits
+    bench["size_scaling"] = {
+        "a": 0.0, "b": 1e-4, "k": 1.0, "points": 9, "hits_range": [250, 1000],
+        "stages": [{"stage": "filter", "a": 0.01, "b": 0.0, "c": 1e-3, "count": "edges_graph"}],
+        "counts": [{"name": "edges_graph", "coefficient": 1e-4, "exponent": 2.0}],
+        "other_s": 0.0,
+    }
+    bench_json.write_text(json.dumps(bench))
+    node = NodeSpec("cpu", cores=128, memory_bytes=512e9)
+    (row,) = estimates.estimate(bench_json, 10.0, nodes=[node], event_hits=2000).rows
+    ratio = (0.01 + 1e-3 * 1e-4 * 2000**2) / (0.01 + 1e-3 * 1e-4 * 1000**2)
+    assert row.service_mean_s == pytest.approx(SERVICE_1T.mean() * ratio + OVERHEAD)

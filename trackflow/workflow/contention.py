@@ -116,16 +116,25 @@ def _run_processes(
         worker.start()
     times: dict[int, list[float]] = defaultdict(list)
     errors = []
+    reported: set[int] = set()
+    deadline = time.monotonic() + window_s + 600  # loading the models takes seconds, not minutes
     try:
-        for _ in workers:
-            # loading the models takes seconds; a process that died never answers
-            rank, measured, error = results.get(timeout=window_s + 300)
+        while len(reported) < processes:
+            try:
+                rank, measured, error = results.get(timeout=1.0)
+            except queue.Empty:
+                # a process that died before reporting (e.g. a main module without the
+                # ``if __name__ == "__main__"`` guard that spawn needs) never answers
+                dead = [r for r, w in enumerate(workers) if r not in reported and w.exitcode not in (None, 0)]
+                if dead or time.monotonic() > deadline:
+                    errors.append(f"contention process(es) {dead or 'all'} died or hung without reporting")
+                    break
+                continue
+            reported.add(rank)
             if error:
                 errors.append(f"process {rank}: {error}")
             for event_id, seconds in measured:
                 times[event_id].append(seconds)
-    except queue.Empty:
-        errors.append("a contention process did not report (crashed or hung)")
     finally:
         for worker in workers:
             worker.join(timeout=30)
