@@ -176,6 +176,61 @@ def test_gnn_chunked_inference_equals_textbook_form() -> None:
     assert model.edge_network[0].weight.grad is not None
 
 
+def _hit_features(n: int) -> torch.Tensor:
+    """Scaled hit features r/1000, cos_phi, sin_phi, z/1000 (r in 30..1000 mm) plus 2 extra."""
+    r = torch.rand(n) * 0.97 + 0.03
+    phi = (torch.rand(n) * 2 - 1) * torch.pi
+    return torch.stack([r, phi.cos(), phi.sin(), torch.randn(n) * 0.5, torch.randn(n), torch.randn(n)], 1)
+
+
+def test_gnn_with_pair_features_ignores_edge_direction() -> None:
+    torch.manual_seed(3)
+    model = InteractionGNN(6, 16, 4, pair_features=True).eval()
+    x = _hit_features(300)
+    edges = torch.randint(0, 300, (2, 2000))
+    edges = edges[:, edges[0] != edges[1]]
+    model.inference_chunk = 333
+    with torch.inference_mode():
+        logits = model(x, edges)
+        torch.testing.assert_close(logits, model.reference_forward(x, edges))
+        # graph building's direction is arbitrary: the same pairs reversed score the same
+        torch.testing.assert_close(model(x, edges.flip(0)), logits)
+    # without orientation the in/out aggregation would tell the two apart
+    plain = InteractionGNN(6, 16, 4).eval()
+    with torch.inference_mode():
+        assert not torch.allclose(plain(x, edges), plain(x, edges.flip(0)))
+    with pytest.raises(ValueError, match="pair_features"):
+        InteractionGNN(3, 16, pair_features=True)
+
+
+def test_gnn_reading_filter_scores_gets_them_from_the_stage_and_survives_torchscript() -> None:
+    from trackflow.pipeline.training.gnn import EmbeddedGNN
+
+    torch.manual_seed(4)
+    x = _hit_features(200)[:, :4]
+    edges = torch.randint(0, 200, (2, 1500))
+    scores = torch.rand(1500)
+    gnn = InteractionGNN(4 + 3, 16, 3, pair_features=True, edge_score_input=True).eval()
+    gnn.inference_chunk = 100
+    model = EmbeddedGNN(EmbeddingNet(4, 16, 2, 3), gnn).eval()
+    with torch.inference_mode():
+        logits = model(x, edges, scores)
+        embedded = torch.cat([x, model.embedding(x)], 1)
+        torch.testing.assert_close(logits, gnn.reference_forward(embedded, edges, scores))
+        # the score is an input: other scores, other logits
+        assert not torch.allclose(model(x, edges, 1 - scores), logits)
+    with pytest.raises(ValueError, match="edge_scores"):
+        model(x, edges)
+    with warnings.catch_warnings():  # TorchScript is how such models ship (model_files)
+        warnings.simplefilter("ignore", DeprecationWarning)
+        scripted = torch.jit.script(model)
+    assert scripted.uses_edge_scores
+    graph = HitGraph.from_features(x)
+    graph.edges, graph.edge_scores = edges, scores
+    graph = GNN(scripted)(graph)
+    torch.testing.assert_close(torch.logit(graph.edge_scores), logits, atol=1e-4, rtol=1e-4)
+
+
 # ---------------------------------------------------------------------------- stages
 def test_filter_in_chunks_equals_filter_at_once() -> None:
     torch.manual_seed(2)

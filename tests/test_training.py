@@ -195,6 +195,33 @@ def test_filter_pair_features_are_recorded_and_the_models_run(tiny_events: Path,
 
 
 @pytest.mark.sim
+def test_filter_from_keeps_embedding_graph_and_filter_and_trains_a_pair_feature_gnn(
+    tiny_events: Path, tmp_path: Path
+) -> None:
+    from dataclasses import replace
+
+    first = train(tiny_config(tiny_events, tmp_path / "first"))
+    config = tiny_config(tiny_events, tmp_path / "second")
+    config.filter_from = first
+    config.gnn_uses_embedding = False
+    config.gnn = replace(config.gnn, pair_features=True)
+    second = train(config)
+    old, new = model_files.read_manifest(first), model_files.read_manifest(second)
+    for name in ("embedding", "filter"):
+        assert new.stages[name].sha256 == old.stages[name].sha256
+    assert new.stages["graph_building"].config == old.stages["graph_building"].config
+    assert new.stages["filter"].config["cut"] == old.stages["filter"].config["cut"]
+    assert new.training["filter_reused_from"]["sha256"] == old.stages["filter"].sha256
+    gnn = model_files.load_model(new, "gnn")
+    assert gnn.pair_features and new.stages["gnn"].model["kwargs"]["pair_features"] is True
+    event = list_events(tiny_events)[0].load(("hits",))
+    assert len(Pipeline.load(second)(event).track_labels) == event.n_hits
+    with pytest.raises(ConfigError, match="filter-from"):
+        TrainingConfig(data_dir=tiny_events, out_dir=tmp_path / "x", filter_from=first,
+                       embedding_from=tmp_path)
+
+
+@pytest.mark.sim
 def test_a_changed_weight_file_is_refused(tiny_events: Path, tmp_path: Path) -> None:
     from trackflow.errors import ModelFileError
 

@@ -170,6 +170,12 @@ def simulate(out_dir: Path, n_events: int, seed: int, workers: int, progress: bo
     default=None,
     help="Reuse the embedding of this model directory; train only the later stages.",
 )
+@click.option(
+    "--filter-from",
+    type=EXISTING_DIR,
+    default=None,
+    help="Reuse the embedding, graph building and filter of this model directory; train only the GNN.",
+)
 @click.option("--seed", type=int, default=0, show_default=True)
 @click.option("--threads", type=click.IntRange(min=1), default=None, help="torch threads (default: cores).")
 @user_errors

@@ -9,6 +9,7 @@ from torch import nn
 
 import trackflow.config
 from trackflow.errors import ConfigError
+from trackflow.pipeline.filter import N_PAIR_FEATURES, pair_features
 from trackflow.pipeline.graph import HitGraph
 from trackflow.pipeline.mlp import make_mlp
 
@@ -24,6 +25,18 @@ class InteractionGNN(nn.Module):
     ``x += node_net([x, sum of messages into the node, sum of messages out of it])``, with
     "into" = edges whose target is the node. The classifier reads ``[e, x_src, x_dst]``.
     Inputs: ``features`` float32 [N, F], ``edges`` int64 [2, E]; output logits float32 [E].
+
+    ``pair_features`` (off by default, so older models load unchanged) needs hit features whose
+    first four columns are ``r/r_scale, cos_phi, sin_phi, z/z_scale`` (r, z in mm): every edge is
+    then oriented outwards (inner hit = source, whatever order graph building gave), so "into"
+    and "out of" a hit mean from the inner and from the outer layers, and the edge encoder also
+    reads the pair's physics features (dr, dphi, dz, deta, dphi/dr, z0; see
+    :func:`trackflow.pipeline.filter.pair_features`).
+
+    ``edge_score_input`` (off by default) adds the previous stage's score of each edge (the
+    filter's, in (0, 1)) to the edge encoder's inputs, as logit/4: the network then starts from
+    what the filter knows and learns from the neighbourhood what the filter could not see. Such
+    a model is called ``model(features, edges, edge_scores [E])``; its ``uses_edge_scores`` says so.
     """
 
     def __init__(
@@ -32,22 +45,39 @@ class InteractionGNN(nn.Module):
         hidden: int = 64,
         n_iterations: int = 8,
         n_mlp_layers: int = 2,
+        pair_features: bool = False,
+        r_scale: float = 1000.0,
+        z_scale: float = 1000.0,
+        edge_score_input: bool = False,
     ) -> None:
         super().__init__()
+        if pair_features and in_features < 4:
+            raise ValueError("InteractionGNN(pair_features=True) needs features r, cos_phi, sin_phi, z first")
         self.in_features = in_features
         self.hidden = hidden
         self.n_iterations = n_iterations
+        self.pair_features = pair_features
+        self.r_scale = float(r_scale)
+        self.z_scale = float(z_scale)
+        self.edge_score_input = edge_score_input
+        self.uses_edge_scores = edge_score_input
         # rows (edges or hits) per block at inference; a plain attribute, not in the state dict.
         # 8192 keeps a block's activations near a CPU's cache; the GNN stage raises it on CUDA
         self.inference_chunk = 8192
         h = hidden
         self.node_encoder = make_mlp(in_features, h, n_mlp_layers, h, output_activation=True)
-        self.edge_encoder = make_mlp(2 * h, h, n_mlp_layers, h, output_activation=True)
+        n_pair = N_PAIR_FEATURES if pair_features else 0
+        self.n_pair = n_pair
+        self.edge_encoder = make_mlp(
+            2 * h + n_pair + int(edge_score_input), h, n_mlp_layers, h, output_activation=True
+        )
         self.edge_network = make_mlp(3 * h, h, n_mlp_layers, h, output_activation=True)
         self.node_network = make_mlp(3 * h, h, n_mlp_layers, h, output_activation=True)
         self.edge_classifier = make_mlp(3 * h, h, n_mlp_layers, 1)
 
-    def forward(self, features: torch.Tensor, edges: torch.Tensor) -> torch.Tensor:
+    def forward(
+        self, features: torch.Tensor, edges: torch.Tensor, edge_scores: torch.Tensor | None = None
+    ) -> torch.Tensor:
         # The first Linear of each edge-level MLP acts on a concatenation [e, x_src, x_dst]; it is
         # split into per-part weights so node parts are projected once per hit (N x H) and
         # gathered, instead of building [E, 3H] inputs: a third of the FLOPs and memory.
@@ -55,6 +85,11 @@ class InteractionGNN(nn.Module):
         # ``inference_chunk`` rows: activations stay in cache (on a CPU, 2-3x faster than whole
         # tensors) and transient memory stays bounded; the result is the same.
         source, target = edges[0], edges[1]
+        if self.pair_features:
+            # outwards: inner hit first (column 0 is r), so the result does not depend on the
+            # direction graph building happened to give each edge
+            swap = features[source, 0] > features[target, 0]
+            source, target = torch.where(swap, target, source), torch.where(swap, source, target)
         n_edges = edges.shape[1]
         n_hits = features.shape[0]
         chunk = max(n_edges, n_hits) if torch.is_grad_enabled() else self.inference_chunk
@@ -70,11 +105,17 @@ class InteractionGNN(nn.Module):
 
         w = self.edge_encoder[0].weight
         x_src = x @ w[:, :h].T
-        x_dst = x @ w[:, h:].T + self.edge_encoder[0].bias
+        x_dst = x @ w[:, h : 2 * h].T + self.edge_encoder[0].bias
         parts = []
         for start in range(0, n_edges, chunk):
             src, dst = source[start : start + chunk], target[start : start + chunk]
             out = x_src[src] + x_dst[dst]
+            if self.pair_features:
+                pairs = pair_features(features[src], features[dst], self.r_scale, self.z_scale)
+                out = out + pairs @ w[:, 2 * h : 2 * h + self.n_pair].T
+            if self.edge_score_input:
+                score = _score_column(edge_scores, start, chunk)
+                out = out + score @ w[:, w.shape[1] - 1 :].T
             for i, layer in enumerate(self.edge_encoder):
                 if i > 0:
                     out = layer(out)
@@ -132,17 +173,35 @@ class InteractionGNN(nn.Module):
             logits.append(out.squeeze(1))
         return torch.cat(logits) if len(logits) > 0 else x.new_zeros((0,))
 
-    def reference_forward(self, features: torch.Tensor, edges: torch.Tensor) -> torch.Tensor:
+    def reference_forward(
+        self, features: torch.Tensor, edges: torch.Tensor, edge_scores: torch.Tensor | None = None
+    ) -> torch.Tensor:
         """The textbook form of :meth:`forward` (concatenated inputs, no chunks): for tests."""
         source, target = edges[0], edges[1]
+        if self.pair_features:
+            swap = features[source, 0] > features[target, 0]
+            source, target = torch.where(swap, target, source), torch.where(swap, source, target)
         x = self.node_encoder(features)
-        e = self.edge_encoder(torch.cat([x[source], x[target]], dim=1))
+        inputs = [x[source], x[target]]
+        if self.pair_features:
+            inputs.append(pair_features(features[source], features[target], self.r_scale, self.z_scale))
+        if self.edge_score_input:
+            inputs.append(_score_column(edge_scores, 0, source.shape[0]))
+        e = self.edge_encoder(torch.cat(inputs, dim=1))
         for _ in range(self.n_iterations):
             e = e + self.edge_network(torch.cat([e, x[source], x[target]], dim=1))
             incoming = torch.zeros_like(x).index_add_(0, target, e)
             outgoing = torch.zeros_like(x).index_add_(0, source, e)
             x = x + self.node_network(torch.cat([x, incoming, outgoing], dim=1))
         return self.edge_classifier(torch.cat([e, x[source], x[target]], dim=1)).squeeze(1)
+
+
+def _score_column(edge_scores: torch.Tensor | None, start: int, size: int) -> torch.Tensor:
+    """logit(score)/4 of edges ``start .. start+size`` as a column [size, 1] (scores in (0, 1))."""
+    if edge_scores is None:
+        raise ValueError("this GNN reads the filter's edge scores: call it with edge_scores")
+    part = edge_scores[start : start + size].clamp(1e-4, 1.0 - 1e-4)
+    return (torch.logit(part) / 4.0).unsqueeze(1)
 
 
 @dataclass
@@ -178,6 +237,10 @@ class GNN:
             # a GPU wants big blocks (few kernel launches); memory allows a million edges
             self.model.inference_chunk = GPU_BLOCK_ROWS
         with torch.inference_mode():
+            if getattr(self.model, "uses_edge_scores", False):
+                if graph.edge_scores is None:
+                    raise ValueError("this GNN reads the filter's scores: run the filter stage first")
+                return self.model(graph.features, graph.edges, graph.edge_scores)
             return self.model(graph.features, graph.edges)
 
     def __call__(self, graph: HitGraph) -> HitGraph:

@@ -18,13 +18,15 @@ from trackflow.pipeline.training.data import TruthEvent
 @dataclass
 class EdgeSet:
     """Candidate edges of one event with truth: ``edges`` int64 [2, E], ``y`` bool [E],
-    ``pt`` float32 [E] (GeV of the edge's particle when true, else 0)."""
+    ``pt`` float32 [E] (GeV of the edge's particle when true, else 0); ``score`` float32 [E]: the
+    filter's score of each edge once it has one (the GNN may read it)."""
 
     event: TruthEvent
     edges: np.ndarray
     y: np.ndarray
     pt: np.ndarray
     embedding: torch.Tensor | None = None
+    score: np.ndarray | None = None
 
     @classmethod
     def label(cls, event: TruthEvent, edges: np.ndarray, embedding: torch.Tensor | None = None) -> EdgeSet:
@@ -33,7 +35,8 @@ class EdgeSet:
         return cls(event, edges, y, pt, embedding)
 
     def subset(self, keep: np.ndarray) -> EdgeSet:
-        return EdgeSet(self.event, self.edges[:, keep], self.y[keep], self.pt[keep], self.embedding)
+        score = None if self.score is None else self.score[keep]
+        return EdgeSet(self.event, self.edges[:, keep], self.y[keep], self.pt[keep], self.embedding, score)
 
 
 def edge_weights(y: np.ndarray, pt: np.ndarray, pt_min: float, low_pt_weight: float = 0.3) -> np.ndarray:

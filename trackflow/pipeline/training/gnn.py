@@ -1,8 +1,9 @@
 """GNN training: an interaction network on the edges the filter keeps.
 
 Full 100k-hit events give ~10⁶ filtered edges, too many to back-propagate through 8 message-
-passing steps in a few GiB; each step therefore trains on the hits of one sector in phi (and the
-edges among them). Sectors are re-drawn at random each step, so sector borders move around.
+passing steps in a few GiB; each step therefore trains on the hits of one sector in phi and the
+edges among them (both ends inside, so every hit keeps the neighbours it has at inference except
+at the sector's borders). Sectors are re-drawn at random each step, so borders move around.
 """
 
 from __future__ import annotations
@@ -30,7 +31,15 @@ class GNNTrainingConfig:
     epochs: int = 6
     steps_per_epoch: int = 80
     max_edges_per_step: int = 25000  # sector width is chosen to give about this many edges
-    learning_rate: float = 3e-3
+    learning_rate: float = 2e-3
+    # physics pair features in the edge encoder and edges oriented outwards (see InteractionGNN):
+    # needs hit features r, cos_phi, sin_phi, z first
+    pair_features: bool = True
+    r_scale: float = 1000.0  # mm, the feature scale of r
+    z_scale: float = 1000.0  # mm, the feature scale of z
+    max_grad_norm: float = 1.0  # gradient clipping: sums over many neighbours can spike
+    # the filter's score of each edge as one more edge input (see InteractionGNN)
+    edge_score_input: bool = True
     pos_weight: float = 1.0
     pt_min: float = 0.5  # GeV; true edges of slower particles weigh less
     low_pt_weight: float = 0.3
@@ -45,18 +54,29 @@ def gnn_scores(model: torch.nn.Module, edge_set: EdgeSet) -> np.ndarray:
     model.eval()
     if edge_set.edges.shape[1] == 0:
         return np.zeros(0, np.float32)
-    return torch.sigmoid(model(edge_set.event.features, torch.from_numpy(edge_set.edges))).numpy()
+    return torch.sigmoid(_call(model, edge_set.event.features, edge_set.edges, edge_set.score)).numpy()
+
+
+def _call(
+    model: torch.nn.Module, features: torch.Tensor, edges: np.ndarray, score: np.ndarray | None
+) -> torch.Tensor:
+    """``model(features, edges[, scores])``: the filter's scores only to a model that reads them."""
+    if getattr(model, "uses_edge_scores", False):
+        if score is None:
+            raise ValueError("the GNN reads filter scores but the edge set has none")
+        return model(features, torch.from_numpy(edges), torch.from_numpy(score))
+    return model(features, torch.from_numpy(edges))
 
 
 def sector(edge_set: EdgeSet, phi: np.ndarray, max_edges: int, rng: np.random.Generator) -> EdgeSet:
-    """The edges whose source hit lies in a random phi sector holding about ``max_edges`` edges."""
+    """The edges with both hits in a random phi sector holding about ``max_edges`` edges."""
     n_edges = edge_set.edges.shape[1]
     if n_edges <= max_edges:
         return edge_set
     width = 2 * np.pi * max_edges / n_edges
     start = rng.uniform(-np.pi, np.pi)
-    offset = np.mod(phi[edge_set.edges[0]] - start, 2 * np.pi)
-    return edge_set.subset(offset < width)
+    inside = np.mod(phi - start, 2 * np.pi) < width
+    return edge_set.subset(inside[edge_set.edges[0]] & inside[edge_set.edges[1]])
 
 
 def train_gnn(
@@ -70,6 +90,10 @@ def train_gnn(
         hidden=config.hidden,
         n_iterations=config.n_iterations,
         n_mlp_layers=config.n_mlp_layers,
+        pair_features=config.pair_features,
+        r_scale=config.r_scale,
+        z_scale=config.z_scale,
+        edge_score_input=config.edge_score_input,
     )
     optimiser = torch.optim.AdamW(model.parameters(), lr=config.learning_rate)
     total = max(1, config.epochs * config.steps_per_epoch)
@@ -87,12 +111,13 @@ def train_gnn(
             # only the hits of the sector go through the network
             hits, inverse = np.unique(part.edges.reshape(-1), return_inverse=True)
             feats = part.event.features[torch.from_numpy(hits)]
-            edges = torch.from_numpy(inverse.reshape(2, -1))
+            edges = inverse.reshape(2, -1)
             y = torch.from_numpy(part.y.astype(np.float32))
             w = torch.from_numpy(edge_weights(part.y, part.pt, config.pt_min, config.low_pt_weight))
-            loss = bce_loss(model(feats, edges), y, w, pos_weight)
+            loss = bce_loss(_call(model, feats, edges, part.score), y, w, pos_weight)
             optimiser.zero_grad()
             loss.backward()
+            torch.nn.utils.clip_grad_norm_(model.parameters(), config.max_grad_norm)
             optimiser.step()
             scheduler.step()
             losses.append(loss.item())
@@ -119,10 +144,13 @@ class EmbeddedGNN(nn.Module):
         super().__init__()
         self.embedding = embedding
         self.gnn = gnn
+        self.uses_edge_scores = bool(gnn.uses_edge_scores)
 
-    def forward(self, features: torch.Tensor, edges: torch.Tensor) -> torch.Tensor:
+    def forward(
+        self, features: torch.Tensor, edges: torch.Tensor, edge_scores: torch.Tensor | None = None
+    ) -> torch.Tensor:
         embedded = self.embedding(features).detach()
-        return self.gnn(torch.cat([features, embedded], dim=1), edges)
+        return self.gnn(torch.cat([features, embedded], dim=1), edges, edge_scores)
 
 
 class FilterEdgeClassifier(nn.Module):

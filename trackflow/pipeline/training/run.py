@@ -83,6 +83,7 @@ class TrainingConfig:
     gnn_uses_embedding: bool = True
     walk_min_hits: int = 3
     embedding_from: Path | None = None
+    filter_from: Path | None = None
     embedding: EmbeddingTrainingConfig = field(default_factory=EmbeddingTrainingConfig)
     filter: FilterTrainingConfig = field(default_factory=FilterTrainingConfig)
     gnn: GNNTrainingConfig = field(default_factory=GNNTrainingConfig)
@@ -92,6 +93,12 @@ class TrainingConfig:
         self.out_dir = Path(self.out_dir)
         self.val_dir = None if self.val_dir is None else Path(self.val_dir)
         self.embedding_from = None if self.embedding_from is None else Path(self.embedding_from)
+        self.filter_from = None if self.filter_from is None else Path(self.filter_from)
+        if self.filter_from is not None:
+            if self.embedding_from not in (None, self.filter_from):
+                raise ConfigError("training: --filter-from reuses that directory's embedding too; "
+                                  "do not give a different --embedding-from")
+            self.embedding_from = self.filter_from
         self.features = tuple(self.features)
         if self.epochs_embedding is not None:
             self.embedding.epochs = int(self.epochs_embedding)
@@ -106,7 +113,7 @@ class TrainingConfig:
 
     def to_dict(self) -> dict[str, Any]:
         out = asdict(self)
-        for key in ("data_dir", "out_dir", "val_dir", "embedding_from"):
+        for key in ("data_dir", "out_dir", "val_dir", "embedding_from", "filter_from"):
             out[key] = None if out[key] is None else str(out[key])
         out["features"] = list(self.features)
         return out
@@ -263,14 +270,15 @@ def train(config: TrainingConfig) -> Path:
         entry = source.stages["embedding"]
         reused = {"models_dir": str(config.embedding_from.resolve()), "sha256": entry.sha256,
                   "training": source.training.get("config", {}).get("embedding")}
-    if config.filter.pair_features:
-        # pair features read r, cos_phi, sin_phi, z from the first four columns, in these scales
-        if tuple(features.names[:4]) != ("r", "cos_phi", "sin_phi", "z"):
-            raise ConfigError(
-                "training.filter.pair_features: needs hit features r, cos_phi, sin_phi, z first, "
-                f"got {features.names}"
-            )
-        config.filter.r_scale, config.filter.z_scale = features.scale["r"], features.scale["z"]
+    for stage_name, stage in (("filter", config.filter), ("gnn", config.gnn)):
+        if stage.pair_features:
+            # pair features read r, cos_phi, sin_phi, z from the first four columns, in these scales
+            if tuple(features.names[:4]) != ("r", "cos_phi", "sin_phi", "z"):
+                raise ConfigError(
+                    f"training.{stage_name}.pair_features: needs hit features r, cos_phi, sin_phi, z "
+                    f"first, got {features.names}"
+                )
+            stage.r_scale, stage.z_scale = features.scale["r"], features.scale["z"]
     split = _load(config, features)
     log.info("training on %d events, validating on %d", len(split.train), len(split.val))
     timings: dict[str, float] = {}
@@ -287,11 +295,18 @@ def train(config: TrainingConfig) -> Path:
                       "out_dim": e.out_dim, "normalise": embedding.normalise}
     timings["embedding"] = time.perf_counter() - t
 
-    # 2. graph-building radius on validation events
+    # 2. graph-building radius on validation events (kept as it was when the filter is reused:
+    # the filter was trained on that radius's graphs)
     t = time.perf_counter()
-    radius, gb = choose_radius(
-        split.val, embedding, config.max_neighbours, config.graph_efficiency, config.target_pt
-    )
+    if config.filter_from is not None:
+        built = source.stages["graph_building"].config
+        radius, config.max_neighbours = float(built["radius"]), int(built["max_neighbours"])
+        gb = dict(source.metrics.get("graph_building", {})) if source.metrics else {}
+        gb.pop("radius", None)
+    else:
+        radius, gb = choose_radius(
+            split.val, embedding, config.max_neighbours, config.graph_efficiency, config.target_pt
+        )
     log.info("graph building: radius %.4f keeps %.4f of truth edges, %.1f edges/hit", radius,
              gb.get("efficiency", float("nan")), gb.get("edges_per_hit", float("nan")))
     rng = np.random.default_rng(config.seed)
@@ -302,14 +317,31 @@ def train(config: TrainingConfig) -> Path:
 
     # 3. filter
     t = time.perf_counter()
-    filter_net, filter_losses = train_filter(train_sets, config.filter, seed=config.seed)
+    if config.filter_from is not None:
+        filter_net, filter_losses = model_files.load_model(source, "filter"), []
+        filter_entry = source.stages["filter"]
+        filter_kwargs = dict(filter_entry.model["kwargs"]) if filter_entry.model else {}
+    else:
+        filter_net, filter_losses = train_filter(train_sets, config.filter, seed=config.seed)
+        f = config.filter
+        filter_kwargs = {"in_features": features.n_features, "hidden": f.hidden, "n_layers": f.n_layers,
+                         "use_embedding_distance": f.use_embedding_distance} | (
+            {"pair_features": True, "r_scale": f.r_scale, "z_scale": f.z_scale} if f.pair_features else {})
     val_filter = [filter_scores(filter_net, s) for s in val_sets]
     flags = [_is_truth_edge(s, config.target_pt) for s in val_sets]
-    filter_cut = choose_cut_for_efficiency(val_filter, flags, config.filter_efficiency)
+    if config.filter_from is not None:
+        filter_cut = float(source.stages["filter"].config["cut"])
+    else:
+        filter_cut = choose_cut_for_efficiency(val_filter, flags, config.filter_efficiency)
     kept_truth = sum(int((sc[f] > filter_cut).sum()) for sc, f in zip(val_filter, flags, strict=True))
     n_truth_found = sum(int(f.sum()) for f in flags)
-    filtered_train = [s.subset(filter_scores(filter_net, s) > filter_cut) for s in train_sets]
-    filtered_val = [s.subset(sc > filter_cut) for s, sc in zip(val_sets, val_filter, strict=True)]
+    # the filtered graphs keep the filter's scores: the GNN may read them
+    filtered_train = []
+    for s in train_sets:
+        sc = filter_scores(filter_net, s)
+        filtered_train.append(replace(s, score=sc).subset(sc > filter_cut))
+    filtered_val = [replace(s, score=sc).subset(sc > filter_cut)
+                    for s, sc in zip(val_sets, val_filter, strict=True)]
     n_val_hits = sum(e.n_hits for e in split.val)
     filter_metrics = {
         "cut": filter_cut,
@@ -360,25 +392,23 @@ def train(config: TrainingConfig) -> Path:
     # 5. write
     out = config.out_dir
     out.mkdir(parents=True, exist_ok=True)
-    f, g = config.filter, config.gnn
+    g = config.gnn
     stages = {
         "embedding": model_files.save_model(embedding, out, "embedding", kwargs=emb_kwargs),
         "graph_building": model_files.StageEntry(
             config={"radius": radius, "max_neighbours": config.max_neighbours}
         ),
         "filter": model_files.save_model(
-            filter_net, out, "filter", config={"cut": filter_cut},
-            kwargs={"in_features": features.n_features, "hidden": f.hidden, "n_layers": f.n_layers,
-                    "use_embedding_distance": f.use_embedding_distance}
-            | ({"pair_features": True, "r_scale": f.r_scale, "z_scale": f.z_scale}
-               if f.pair_features else {}),
+            filter_net, out, "filter", config={"cut": filter_cut}, kwargs=filter_kwargs
         ),
         "gnn": model_files.save_model(
             EmbeddedGNN(embedding, gnn_net).eval(), out, "gnn", kind="torchscript", config={"cut": gnn_cut},
         ) if config.gnn_uses_embedding else model_files.save_model(
             gnn_net, out, "gnn", config={"cut": gnn_cut},
             kwargs={"in_features": features.n_features, "hidden": g.hidden, "n_iterations": g.n_iterations,
-                    "n_mlp_layers": g.n_mlp_layers},
+                    "n_mlp_layers": g.n_mlp_layers, "edge_score_input": g.edge_score_input}
+            | ({"pair_features": True, "r_scale": g.r_scale, "z_scale": g.z_scale}
+               if g.pair_features else {}),
         ),
         "labelling": model_files.StageEntry(config=dict(best["labelling"])),
     }
@@ -390,6 +420,10 @@ def train(config: TrainingConfig) -> Path:
         "val_event_ids": split.val_ids,
         "seed": config.seed,
         "embedding_reused_from": reused,
+        "filter_reused_from": (
+            {"models_dir": str(config.filter_from.resolve()), "sha256": source.stages["filter"].sha256}
+            if config.filter_from is not None else None
+        ),
         "simulation": _simulation_config(config.data_dir),
         "config": config.to_dict(),
         "losses": {
@@ -417,7 +451,7 @@ def _with_embedding(edge_set: EdgeSet) -> EdgeSet:
     """The same edges, on an event whose features are extended by the hits' embedding."""
     assert edge_set.embedding is not None
     event = replace(edge_set.event, features=torch.cat([edge_set.event.features, edge_set.embedding], dim=1))
-    return EdgeSet(event, edge_set.edges, edge_set.y, edge_set.pt, edge_set.embedding)
+    return replace(edge_set, event=event)
 
 
 def _loss_summary(losses: list[float]) -> dict[str, float | int]:
