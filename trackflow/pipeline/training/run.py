@@ -94,11 +94,7 @@ class TrainingConfig:
         self.val_dir = None if self.val_dir is None else Path(self.val_dir)
         self.embedding_from = None if self.embedding_from is None else Path(self.embedding_from)
         self.filter_from = None if self.filter_from is None else Path(self.filter_from)
-        if self.filter_from is not None:
-            if self.embedding_from not in (None, self.filter_from):
-                raise ConfigError("training: --filter-from reuses that directory's embedding too; "
-                                  "do not give a different --embedding-from")
-            self.embedding_from = self.filter_from
+        self.reused_dir()
         self.features = tuple(self.features)
         if self.epochs_embedding is not None:
             self.embedding.epochs = int(self.epochs_embedding)
@@ -110,6 +106,15 @@ class TrainingConfig:
             stage.pt_min = self.pt_min
         if not 0.0 < self.val_fraction < 1.0:
             raise ConfigError(f"training.val_fraction: must be in (0, 1), got {self.val_fraction}")
+
+    def reused_dir(self) -> Path | None:
+        """The model directory whose embedding (and, with ``filter_from``, filter) is reused."""
+        if self.filter_from is None:
+            return self.embedding_from
+        if self.embedding_from not in (None, Path(self.filter_from)):
+            raise ConfigError("training: --filter-from reuses that directory's embedding too; "
+                              "do not give a different --embedding-from")
+        return Path(self.filter_from)
 
     def to_dict(self) -> dict[str, Any]:
         out = asdict(self)
@@ -263,12 +268,13 @@ def train(config: TrainingConfig) -> Path:
     set_threads(config.threads or os.cpu_count() or 1)
     features = FeatureConfig(names=config.features)
     reused: dict[str, Any] | None = None
-    if config.embedding_from is not None:
+    reused_dir = config.reused_dir()
+    if reused_dir is not None:
         # keep a trained embedding (and its features); train only the later stages
-        source = model_files.read_manifest(config.embedding_from)
+        source = model_files.read_manifest(reused_dir)
         features = FeatureConfig.from_dict(source.features)
         entry = source.stages["embedding"]
-        reused = {"models_dir": str(config.embedding_from.resolve()), "sha256": entry.sha256,
+        reused = {"models_dir": str(reused_dir.resolve()), "sha256": entry.sha256,
                   "training": source.training.get("config", {}).get("embedding")}
     for stage_name, stage in (("filter", config.filter), ("gnn", config.gnn)):
         if stage.pair_features:
@@ -285,7 +291,7 @@ def train(config: TrainingConfig) -> Path:
 
     # 1. embedding
     t = time.perf_counter()
-    if config.embedding_from is not None:
+    if reused_dir is not None:
         embedding, emb_losses = model_files.load_model(source, "embedding"), []
         emb_kwargs = dict(entry.model["kwargs"]) if entry.model else {}
     else:
