@@ -5,15 +5,44 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-# Rows (hits or edges) an MLP processes at a time on a CPU: a block's activations (8192 x 128
-# float32 = 4 MiB) stay in cache between layers, measured 1.7-2.3x faster than whole tensors
-# (benchmarks/stage_flops.py). On CUDA whole chunks go at once (fewer kernel launches).
-CPU_BLOCK_ROWS = 8192
+# Rows (hits or edges) an MLP processes at a time on a CPU. A hidden-128 block's activations are
+# then 2048 x 128 float32 = 1 MiB in and 1 MiB out, inside this CPU's 2 MiB L2 per core; 8192
+# rows (4 MiB) spilled to L3 and were 5-10 % slower, whole 100k-row tensors (out of every cache)
+# about 2x slower (benchmarks/mlp_blocks.py). On CUDA whole chunks go at once (fewer launches).
+CPU_BLOCK_ROWS = 2048
 
 
 def block_rows(device: torch.device, limit: int) -> int:
     """Rows per model call on ``device``, at most ``limit`` (a memory bound)."""
     return max(1, min(limit, CPU_BLOCK_ROWS) if device.type == "cpu" else limit)
+
+
+class MLP(nn.Sequential):
+    """An ``nn.Sequential`` (same layers, same parameter names ``0.weight``, ``1.bias``, ...) whose
+    inference on a CPU goes through the layers ``block_rows`` rows at a time.
+
+    Without autograd on a CPU tensor longer than ``block_rows``, each block of rows passes through
+    every layer before the next block starts, so the activations stay in L2 instead of streaming
+    whole [rows, hidden] tensors through memory once per layer; rows are independent, so the
+    result is the same. With autograd (training) or on CUDA the whole tensor goes at once.
+    TorchScript-able (``block_rows`` is a plain int attribute, not in the state dict).
+    """
+
+    def __init__(self, *layers: nn.Module, block_rows: int = CPU_BLOCK_ROWS) -> None:
+        super().__init__(*layers)
+        self.block_rows = int(block_rows)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        n = x.shape[0]
+        rows = max(self.block_rows, 1)
+        if torch.is_grad_enabled() or x.is_cuda or n <= rows:
+            return self._layers(x)
+        return torch.cat([self._layers(x[start : start + rows]) for start in range(0, n, rows)])
+
+    def _layers(self, x: torch.Tensor) -> torch.Tensor:
+        for layer in self:
+            x = layer(x)
+        return x
 
 
 def make_mlp(
@@ -24,12 +53,13 @@ def make_mlp(
     *,
     layer_norm: bool = True,
     output_activation: bool = False,
-) -> nn.Sequential:
+) -> MLP:
     """``n_layers`` hidden blocks Linear -> LayerNorm -> tanh, then Linear to ``out_features``.
 
     tanh with LayerNorm is the Exa.TrkX recipe (REFERENCE.md §2): bounded activations keep sums
     over many neighbours (GNN aggregation) in range. ``output_activation`` adds LayerNorm + tanh
-    after the last Linear too (used for hidden representations inside the GNN).
+    after the last Linear too (used for hidden representations inside the GNN). The result is an
+    :class:`MLP` (an ``nn.Sequential``: state dicts of older models load unchanged).
     """
     layers: list[nn.Module] = []
     width = in_features
@@ -44,7 +74,7 @@ def make_mlp(
         if layer_norm:
             layers.append(nn.LayerNorm(out_features))
         layers.append(nn.Tanh())
-    return nn.Sequential(*layers)
+    return MLP(*layers)
 
 
 def count_matmul_flops(mlp: nn.Sequential, n_rows: int) -> int:
