@@ -178,11 +178,18 @@ def simulate(out_dir: Path, n_events: int, seed: int, workers: int, progress: bo
 )
 @click.option("--seed", type=int, default=0, show_default=True)
 @click.option("--threads", type=click.IntRange(min=1), default=None, help="torch threads (default: cores).")
+@click.option("--quiet", is_flag=True, help="No progress log (losses, cuts, metrics) on stderr.")
 @user_errors
-def train(**options: Any) -> None:
+def train(quiet: bool, **options: Any) -> None:
     """Train embedding, filter and GNN in turn; write weights and manifest.json to --out."""
+    import logging
+
     from trackflow.pipeline.training import TrainingConfig
     from trackflow.pipeline.training import train as run_training
+
+    if not quiet:  # training takes minutes: say what it is doing
+        logging.basicConfig(format="%(asctime)s %(name)s: %(message)s", datefmt="%H:%M:%S")
+        logging.getLogger("trackflow.pipeline.training").setLevel(logging.INFO)
 
     config = TrainingConfig(**{k: v for k, v in options.items() if v is not None})
     model_dir = run_training(config)
