@@ -7,6 +7,7 @@ TrackML files, real Slurm or a real kernel must really run there.
 from __future__ import annotations
 
 import os
+import subprocess
 from pathlib import Path
 
 import pytest
@@ -27,6 +28,22 @@ DEVICES = [
         ],
     ),
 ]
+
+
+def slurm_problem() -> str | None:
+    """None when slurmctld answers and a node can take jobs, else what is wrong (one line)."""
+    def run(*args: str) -> subprocess.CompletedProcess[str]:
+        return subprocess.run(list(args), capture_output=True, text=True, timeout=15, check=False)
+
+    try:
+        ping = run("scontrol", "ping")
+        if "UP" not in ping.stdout:
+            said = (ping.stdout + ping.stderr).strip().splitlines() or ["no answer"]
+            return f"scontrol ping: {said[0].strip()}"
+        states = run("sinfo", "-h", "-o", "%t").stdout.split()
+    except (FileNotFoundError, subprocess.TimeoutExpired) as error:
+        return str(error)
+    return None if {"idle", "mix", "alloc"} & set(states) else f"no usable node (sinfo states: {states})"
 
 
 def require(condition: bool, message: str) -> None:

@@ -21,7 +21,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from conftest import REPO, require
+from conftest import REPO, require, slurm_problem
 
 NOTEBOOK_DIR = REPO / "notebooks"
 NOTEBOOKS = sorted(NOTEBOOK_DIR.glob("*.ipynb"))
@@ -207,20 +207,6 @@ def test_notebook_runs(path: Path, jupyter_kernel: str, notebook_out: Path, dete
         assert re.search(r"dashboard: http://\S+/status", printed(notebook))
 
 
-def _slurm_reachable() -> str | None:
-    """None when slurmctld answers and a node can take jobs, else what is wrong."""
-    try:
-        ping = subprocess.run(["scontrol", "ping"], capture_output=True, text=True, timeout=15, check=False)
-        if "UP" not in ping.stdout:
-            return f"scontrol ping: {' '.join((ping.stdout + ping.stderr).split())}"
-        states = subprocess.run(
-            ["sinfo", "-h", "-o", "%t"], capture_output=True, text=True, timeout=15, check=False
-        ).stdout.split()
-    except (FileNotFoundError, subprocess.TimeoutExpired) as error:
-        return str(error)
-    return None if {"idle", "mix", "alloc"} & set(states) else f"no usable node (sinfo: {states})"
-
-
 @pytest.mark.notebooks
 @pytest.mark.slurm
 @pytest.mark.slow
@@ -230,7 +216,7 @@ def test_quickstart_on_slurm(
 ) -> None:
     """01 with ``CLUSTER = "slurm-cpu"``: its workers are Slurm jobs of the shipped cpu profile
     (the events of the local run are reused when it ran first)."""
-    problem = _slurm_reachable()
+    problem = slurm_problem()
     require(problem is None, f"no Slurm reachable (slurm/local/up.sh): {problem}")
     parameters: dict[str, Any] = {"CLUSTER": "slurm-cpu"}
     if (notebook_out / "events").is_dir():

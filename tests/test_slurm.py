@@ -18,6 +18,7 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
+from conftest import require, slurm_problem
 from distributed import Client, as_completed, wait
 
 from trackflow.errors import TrackflowError
@@ -39,23 +40,8 @@ def _slurm(*args: str, timeout: float = 30) -> subprocess.CompletedProcess[str]:
 @pytest.fixture(scope="session")
 def slurm_available() -> None:
     """A reachable slurmctld with a usable node; fails in CI, skips elsewhere."""
-    problem = None
-    try:
-        ping = _slurm("scontrol", "ping", timeout=15)
-        if "UP" not in ping.stdout:
-            said = (ping.stdout + ping.stderr).strip().splitlines() or ["no answer"]
-            problem = f"scontrol ping: {said[0].strip()}"
-        else:
-            states = _slurm("sinfo", "-h", "-o", "%t", timeout=15).stdout.split()
-            if not {"idle", "mix", "alloc"} & set(states):
-                problem = f"no usable node (sinfo states: {states})"
-    except (FileNotFoundError, subprocess.TimeoutExpired) as error:
-        problem = str(error)
-    if problem is None:
-        return
-    if IN_CI:
-        pytest.fail(f"Slurm must be reachable in CI (slurm/local/up.sh): {problem}")
-    pytest.skip(f"no Slurm reachable: run `sudo slurm/local/up.sh` ({problem})")
+    problem = slurm_problem()
+    require(problem is None, f"no Slurm reachable: run `sudo slurm/local/up.sh` ({problem})")
 
 
 def _jobs_writing_under(directory: Path) -> dict[str, str]:
