@@ -124,6 +124,43 @@ def measure_size_ratio(
     }
 
 
+class ForeignCpu:
+    """CPU seconds the rest of the machine used while the validation ran: all busy CPU time
+    (/proc/stat) minus this process's and its reaped children's (getrusage). Other work on the
+    machine slows both the bench and the measurement, differently: a run with more than a few
+    percent of foreign CPU is not a clean validation, and is flagged as such."""
+
+    def __init__(self) -> None:
+        self.busy0, self.own0, self.wall0 = self._busy(), self._own(), time.monotonic()
+
+    @staticmethod
+    def _busy() -> float:
+        fields = [float(x) for x in Path("/proc/stat").read_text().split("\n")[0].split()[1:]]
+        # user nice system idle iowait irq softirq steal ...: busy = all but idle and iowait
+        return (sum(fields[:8]) - fields[3] - fields[4]) / os.sysconf("SC_CLK_TCK")
+
+    @staticmethod
+    def _own() -> float:
+        import resource
+
+        return sum(
+            u.ru_utime + u.ru_stime
+            for u in (resource.getrusage(resource.RUSAGE_SELF), resource.getrusage(resource.RUSAGE_CHILDREN))
+        )
+
+    def result(self) -> dict[str, float]:
+        busy = self._busy() - self.busy0
+        own = self._own() - self.own0
+        wall = time.monotonic() - self.wall0
+        foreign = max(busy - own, 0.0)
+        return {
+            "busy_cpu_s": busy,
+            "own_cpu_s": own,
+            "foreign_cpu_s": foreign,
+            "foreign_fraction": foreign / (wall * (os.cpu_count() or 1)),
+        }
+
+
 def relative_error(predicted: float, measured: float) -> float:
     return (predicted - measured) / measured
 
@@ -151,6 +188,7 @@ def main(argv: list[str] | None = None) -> int:
     args.out.mkdir(parents=True, exist_ok=True)
     started = time.time()
     load_start = os.getloadavg()  # other work on the machine skews every timing: recorded
+    foreign = ForeignCpu()
 
     events_dir = prepare_events(args.input_dir, args.out / "events", args.events, args.hits, args.seed)
     # the size test doubles from H/2 to H hits: H = --hits, else the smallest event used
@@ -264,6 +302,7 @@ def main(argv: list[str] | None = None) -> int:
         },
         "duration_s": time.time() - started,
         "load_average": {"start": load_start, "end": os.getloadavg()},
+        "foreign_cpu": foreign.result(),
         "contention": {
             "event_time_1_worker_s": alone,
             "event_time_2_workers_s": beside,
@@ -274,6 +313,13 @@ def main(argv: list[str] | None = None) -> int:
             "bench), against the factor the bench's contention probe (no Dask) predicts",
         },
     }
+    (args.out / "validation.json").write_text(json.dumps(result, indent=1, default=str) + "\n")
+    other = result["foreign_cpu"]
+    clean = other["foreign_fraction"] <= 0.05
+    result["clean"] = clean
+    print(f"other work on the machine: {other['foreign_cpu_s']:.1f} CPU-s of {other['busy_cpu_s']:.1f} busy "
+          f"({other['foreign_fraction']:.1%} of the machine): "
+          + ("clean run" if clean else "NOT a clean run (more than 5 %), timings disturbed"))
     (args.out / "validation.json").write_text(json.dumps(result, indent=1, default=str) + "\n")
     print(f"\nwrote {args.out / 'validation.json'} ({result['duration_s']:.0f} s)")
     return 0 if all(r["passed"] is not False for r in table) else 1
