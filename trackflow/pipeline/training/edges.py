@@ -86,18 +86,3 @@ def bce_loss(logits: torch.Tensor, y: torch.Tensor, weight: torch.Tensor, pos_we
     return torch.nn.functional.binary_cross_entropy_with_logits(
         logits, y, weight=weight, pos_weight=torch.tensor(pos_weight)
     )
-
-
-def warmup_cosine(optimiser: torch.optim.Optimizer, total_steps: int, warmup: float = 0.05):
-    """Learning-rate schedule shared by every stage: linear warm-up over ``warmup`` of the steps,
-    then cosine decay to 2 % of the peak (works for any number of steps, even 1)."""
-    total = max(int(total_steps), 1)
-    n_warm = max(1, int(warmup * total))
-
-    def factor(step: int) -> float:
-        if step < n_warm:
-            return (step + 1) / n_warm
-        progress = min(1.0, (step - n_warm) / max(total - n_warm, 1))
-        return 0.02 + 0.98 * 0.5 * (1.0 + float(np.cos(np.pi * progress)))
-
-    return torch.optim.lr_scheduler.LambdaLR(optimiser, factor)

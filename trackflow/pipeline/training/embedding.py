@@ -17,7 +17,6 @@ the same on a 1k-hit or a 100k-hit event.
 
 from __future__ import annotations
 
-import logging
 from dataclasses import asdict, dataclass
 
 import numpy as np
@@ -26,9 +25,7 @@ from scipy.spatial import cKDTree
 
 from trackflow.pipeline.embedding import EmbeddingNet
 from trackflow.pipeline.training.data import TruthEvent
-from trackflow.pipeline.training.edges import warmup_cosine
-
-log = logging.getLogger(__name__)
+from trackflow.pipeline.training.loop import Optimisation
 
 
 @dataclass
@@ -122,11 +119,8 @@ def train_embedding(
             n_layers=config.n_layers,
             out_dim=config.out_dim,
         )
-    optimiser = torch.optim.AdamW(model.parameters(), lr=config.learning_rate)
-    total_steps = max(1, config.epochs * config.steps_per_epoch)
-    scheduler = warmup_cosine(optimiser, total_steps)
+    fit = Optimisation("embedding", model, config.learning_rate, config.epochs * config.steps_per_epoch)
     positives_all = [e.truth_edges_above(config.pt_min) for e in events]
-    losses: list[float] = []
     for epoch in range(config.epochs):
         chosen = rng.permutation(len(events))[: config.events_per_epoch]
         mined = {}
@@ -148,20 +142,10 @@ def train_embedding(
             rand = rng.integers(0, event.n_hits, size=(2, config.random_negatives_per_step))
             rand = rand[:, ~event.same_particle(rand) & (rand[0] != rand[1])]
             neg = np.concatenate([neg, rand], axis=1)
-            loss = embedding_loss(model, event.features, pos, neg, config.margin, config.negative_weight)
-            optimiser.zero_grad()
-            loss.backward()
-            optimiser.step()
-            scheduler.step()
-            losses.append(loss.item())
-        log.info(
-            "embedding epoch %d/%d: loss %.4f",
-            epoch + 1,
-            config.epochs,
-            float(np.mean(losses[-len(order) :])) if len(order) else float("nan"),
-        )
+            fit.step(embedding_loss(model, event.features, pos, neg, config.margin, config.negative_weight))
+        fit.end_epoch(epoch, config.epochs)
     model.eval()
-    return model, losses
+    return model, fit.losses
 
 
 def _sample(pairs: np.ndarray, n: int, rng: np.random.Generator) -> np.ndarray:

@@ -7,16 +7,14 @@ calibration this causes does not matter.
 
 from __future__ import annotations
 
-import logging
 from dataclasses import asdict, dataclass
 
 import numpy as np
 import torch
 
 from trackflow.pipeline.filter import FilterNet
-from trackflow.pipeline.training.edges import EdgeSet, bce_loss, edge_weights, warmup_cosine
-
-log = logging.getLogger(__name__)
+from trackflow.pipeline.training.edges import EdgeSet, bce_loss, edge_weights
+from trackflow.pipeline.training.loop import Optimisation
 
 
 @dataclass
@@ -69,12 +67,9 @@ def train_filter(
         r_scale=config.r_scale,
         z_scale=config.z_scale,
     )
-    optimiser = torch.optim.AdamW(model.parameters(), lr=config.learning_rate)
-    total = max(1, config.epochs * config.steps_per_epoch)
-    scheduler = warmup_cosine(optimiser, total)
+    fit = Optimisation("filter", model, config.learning_rate, config.epochs * config.steps_per_epoch)
     true_idx = [np.nonzero(s.y)[0] for s in edge_sets]
     false_idx = [np.nonzero(~s.y)[0] for s in edge_sets]
-    losses: list[float] = []
     half = config.batch_size // 2
     for epoch in range(config.epochs):
         model.train()
@@ -93,17 +88,7 @@ def train_filter(
             y = torch.from_numpy(s.y[pick].astype(np.float32))
             w = torch.from_numpy(edge_weights(s.y[pick], s.pt[pick], config.pt_min, config.low_pt_weight))
             logits = model(s.event.features, edges, s.embedding)
-            loss = bce_loss(logits, y, w, pos_weight=1.0)
-            optimiser.zero_grad()
-            loss.backward()
-            optimiser.step()
-            scheduler.step()
-            losses.append(loss.item())
-        log.info(
-            "filter epoch %d/%d: loss %.4f",
-            epoch + 1,
-            config.epochs,
-            float(np.mean(losses[-len(order) :])) if len(order) else float("nan"),
-        )
+            fit.step(bce_loss(logits, y, w, pos_weight=1.0))
+        fit.end_epoch(epoch, config.epochs)
     model.eval()
-    return model, losses
+    return model, fit.losses

@@ -8,7 +8,6 @@ at the sector's borders). Sectors are re-drawn at random each step, so borders m
 
 from __future__ import annotations
 
-import logging
 from dataclasses import asdict, dataclass
 
 import numpy as np
@@ -16,9 +15,8 @@ import torch
 from torch import nn
 
 from trackflow.pipeline.gnn import InteractionGNN
-from trackflow.pipeline.training.edges import EdgeSet, bce_loss, edge_weights, warmup_cosine
-
-log = logging.getLogger(__name__)
+from trackflow.pipeline.training.edges import EdgeSet, bce_loss, edge_weights
+from trackflow.pipeline.training.loop import Optimisation
 
 
 @dataclass
@@ -101,12 +99,10 @@ def train_gnn(
         z_scale=config.z_scale,
         edge_score_input=config.edge_score_input,
     )
-    optimiser = torch.optim.AdamW(model.parameters(), lr=config.learning_rate)
-    total = max(1, config.epochs * config.steps_per_epoch)
-    scheduler = warmup_cosine(optimiser, total)
+    fit = Optimisation("gnn", model, config.learning_rate, config.epochs * config.steps_per_epoch,
+                       max_grad_norm=config.max_grad_norm)
     # unweighted classes: the cut is then chosen for purity, which weighting would blur
     pos_weight = config.pos_weight
-    losses: list[float] = []
     for epoch in range(config.epochs):
         model.train()
         order = np.resize(rng.permutation(len(edge_sets)), config.steps_per_epoch)
@@ -120,21 +116,10 @@ def train_gnn(
             edges = inverse.reshape(2, -1)
             y = torch.from_numpy(part.y.astype(np.float32))
             w = torch.from_numpy(edge_weights(part.y, part.pt, config.pt_min, config.low_pt_weight))
-            loss = bce_loss(_call(model, feats, edges, part.score), y, w, pos_weight)
-            optimiser.zero_grad()
-            loss.backward()
-            torch.nn.utils.clip_grad_norm_(model.parameters(), config.max_grad_norm)
-            optimiser.step()
-            scheduler.step()
-            losses.append(loss.item())
-        log.info(
-            "gnn epoch %d/%d: loss %.4f",
-            epoch + 1,
-            config.epochs,
-            float(np.mean(losses[-len(order) :])) if len(order) else float("nan"),
-        )
+            fit.step(bce_loss(_call(model, feats, edges, part.score), y, w, pos_weight))
+        fit.end_epoch(epoch, config.epochs)
     model.eval()
-    return model, losses
+    return model, fit.losses
 
 
 class EmbeddedGNN(nn.Module):
