@@ -2,12 +2,16 @@
 same run, and peak memory (RSS) per stage, on one full real TrackML event (~100k hits).
 
     .venv/bin/python benchmarks/stage_flops.py [--event-index 0] [--threads 1] [--models DIR]
+        [--profile]
 
 FLOPs are those of the matrix products (torch.utils.flop_counter, 2 per multiply-add), counted
 in a second, untimed pass; element-wise work (LayerNorm, tanh, gathers) is not counted, so the
 percentage says how close the stage gets to spending all its time in matmuls at peak. Peak RSS
 is the process high-water mark (VmHWM) reset before each stage, so it is that stage's own peak
-(interpreter, libraries and models included). Writes benchmarks/results/stage_flops.md.
+(interpreter, libraries and models included). ``--profile`` adds where each MLP stage's time
+goes: torch.profiler's self CPU time per operator in a third pass (matmuls ``addmm``/``mm``,
+``native_layer_norm``, ``tanh``, ``copy_`` (addmm's bias copy, concatenations), ``index``
+(gathers), ...). Writes benchmarks/results/stage_flops.md.
 """
 
 from __future__ import annotations
@@ -16,6 +20,7 @@ import argparse
 from pathlib import Path
 
 from pipeline_common import (
+    RESULTS_DIR,
     benchmark_pipeline,
     machine,
     matmul_peak_gflops,
@@ -24,11 +29,34 @@ from pipeline_common import (
     rss_mib,
     write_table,
 )
+from torch.profiler import ProfilerActivity, profile
 from torch.utils.flop_counter import FlopCounterMode
 
-from trackflow.pipeline import STAGE_NAMES, set_threads
+from trackflow.pipeline import STAGE_NAMES, Pipeline, set_threads
+from trackflow.pipeline.mlp import CPU_BLOCK_ROWS
 
 MLP_STAGES = ("embedding", "filter", "gnn")
+#: operators named in the profile table; the rest are summed as "other"
+PROFILE_OPS = ("aten::addmm", "aten::mm", "aten::native_layer_norm", "aten::tanh", "aten::copy_",
+               "aten::index", "aten::cat", "aten::index_add_")
+
+
+def op_shares(pipeline: Pipeline, event: object) -> dict[str, dict[str, float]]:
+    """Self CPU time share (0-1) of each operator in each MLP stage (torch.profiler, one pass)."""
+    shares = {}
+    graph = pipeline.prepare(event)
+    for name in STAGE_NAMES:
+        if name not in MLP_STAGES:
+            graph = pipeline.run_stage(name, graph)
+            continue
+        with profile(activities=[ProfilerActivity.CPU]) as prof:
+            graph = pipeline.run_stage(name, graph)
+        times = {e.key: e.self_cpu_time_total for e in prof.key_averages()}
+        total = sum(times.values()) or 1.0
+        stage = {op: times.get(op, 0.0) / total for op in PROFILE_OPS}
+        stage["other"] = 1.0 - sum(stage.values())
+        shares[name] = stage
+    return shares
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -37,6 +65,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--threads", type=int, default=1)
     parser.add_argument("--models", type=Path, default=None)
     parser.add_argument("--device", default="cpu")
+    parser.add_argument("--profile", action="store_true", help="add the per-operator time shares")
     args = parser.parse_args(argv)
     set_threads(args.threads)
     event = real_event(args.event_index)
@@ -66,6 +95,7 @@ def main(argv: list[str] | None = None) -> int:
             graph = pipeline.run_stage(name, graph)
     peak_after = matmul_peak_gflops(args.threads)
     peak = max(peak_before, peak_after)
+    shares = op_shares(pipeline, event) if args.profile else {}
 
     rows = []
     for name in STAGE_NAMES:
@@ -87,16 +117,28 @@ def main(argv: list[str] | None = None) -> int:
         f"(torch 2048x2048, best of 5, before/after): {peak_before:.1f} / {peak_after:.1f} "
         f"GFLOP/s. Peak RSS per stage: VmHWM reset before each stage"
         f"{'' if can_reset else ' (reset not permitted: cumulative peak)'}; whole run "
-        f"{process_peak:.0f} MiB. Command: `.venv/bin/python benchmarks/stage_flops.py "
-        f"--event-index {args.event_index} --threads {args.threads}`."
+        f"{process_peak:.0f} MiB. MLP row blocks on CPU: {CPU_BLOCK_ROWS}. Command: "
+        f"`.venv/bin/python benchmarks/stage_flops.py --event-index {args.event_index} "
+        f"--threads {args.threads}{'' if args.models is None else f' --models {args.models}'}"
+        f"{' --profile' if args.profile else ''}`."
     )
-    write_table(
+    text = write_table(
         "stage_flops",
         "Per-stage time, FLOP/s and peak RSS on a full event",
         ["stage", "time (s)", "GFLOP", "GFLOP/s", "of peak", "peak RSS (MiB)"],
         rows,
         notes,
     )
+    if shares:
+        ops = [*PROFILE_OPS, "other"]
+        lines = ["", "## Where the time goes (share of self CPU time, torch.profiler)", ""]
+        lines.append("| stage | " + " | ".join(op.removeprefix("aten::") for op in ops) + " |")
+        lines.append("|" + "|".join("---" for _ in range(len(ops) + 1)) + "|")
+        for name, stage in shares.items():
+            lines.append(f"| {name} | " + " | ".join(f"{100 * stage[op]:.0f} %" for op in ops) + " |")
+        extra = "\n".join(lines) + "\n"
+        print(extra)
+        (RESULTS_DIR / "stage_flops.md").write_text(text + extra)
     return 0
 
 

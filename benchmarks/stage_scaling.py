@@ -5,8 +5,11 @@
 Subsampling keeps the detector's geometry and lowers the hit density, as a lower pileup would;
 the models (and graph-building radius) stay fixed, as in production. Each size runs once to warm
 up and then ``--repeats`` times; the table gives the best time per stage (s), the total, the time
-per hit (us) and, for the largest size, its time per hit relative to 10k hits (issue 10's target:
-<= 1.5). Writes benchmarks/results/stage_scaling.md.
+per hit (us), graph and filtered edges per hit and, for the largest size, its time per hit
+relative to 10k hits (issue 10's target: <= 1.5), with a second table of where that growth is:
+per stage, the growth of its work per hit (edges per hit rise with hit density at a fixed
+radius) and of its time per unit of work. ``--models DIR`` times another model directory (e.g.
+a retrained, tighter embedding). Writes benchmarks/results/stage_scaling.md.
 """
 
 from __future__ import annotations
@@ -15,6 +18,7 @@ import argparse
 from pathlib import Path
 
 from pipeline_common import (
+    RESULTS_DIR,
     benchmark_pipeline,
     calibrate,
     machine,
@@ -24,6 +28,41 @@ from pipeline_common import (
 )
 
 from trackflow.pipeline import STAGE_NAMES, set_threads
+
+#: the count each stage's cost is proportional to (hits when None)
+WORK_UNITS = {
+    "embedding": None,
+    "graph_building": "edges_graph",
+    "filter": "edges_graph",
+    "gnn": "edges_filter",
+    "labelling": "edges_filter",
+}
+
+
+def growth_table(
+    small: tuple[dict[str, float], dict[str, int]], n_small: int,
+    large: tuple[dict[str, float], dict[str, int]], n_large: int,
+) -> list[list[str]]:
+    """Per stage: its share of the total time at the large size, the growth of its time per hit,
+    of its work units per hit and of its time per work unit (large / small)."""
+    (t_small, c_small), (t_large, c_large) = small, large
+    total_large = sum(t_large.values())
+    rows = []
+    for name in STAGE_NAMES:
+        unit = WORK_UNITS.get(name)
+        u_small = c_small.get(unit, n_small) if unit else n_small
+        u_large = c_large.get(unit, n_large) if unit else n_large
+        time_ratio = (t_large[name] / n_large) / (t_small[name] / n_small)
+        unit_ratio = (u_large / n_large) / (u_small / n_small) if u_small else float("nan")
+        rows.append([
+            name,
+            f"{100 * t_large[name] / total_large:.0f} %",
+            f"{time_ratio:.2f}",
+            unit or "hits",
+            f"{unit_ratio:.2f}",
+            f"{time_ratio / unit_ratio:.2f}" if unit_ratio else "-",
+        ])
+    return rows
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -44,7 +83,7 @@ def main(argv: list[str] | None = None) -> int:
     pipeline, description = benchmark_pipeline(
         args.models, device=args.device, threads=args.threads, calibration_event=event
     )
-    rows, per_hit = [], {}
+    rows, per_hit, runs = [], {}, {}
     for size in [int(s) for s in args.sizes.split(",")]:
         sample = subsample(event, size or event.n_hits)
         if args.same_density and "untrained" in description:
@@ -57,36 +96,66 @@ def main(argv: list[str] | None = None) -> int:
             tracks = pipeline(sample)
             best = {name: min(best[name], tracks.timings[name]) for name in STAGE_NAMES}
         total = sum(best.values())
-        per_hit[sample.n_hits] = total / sample.n_hits
+        n = sample.n_hits
+        per_hit[n] = total / n
+        runs[n] = (best, dict(tracks.counts))
         rows.append(
-            [sample.n_hits]
+            [n]
             + [f"{best[name]:.4f}" for name in STAGE_NAMES]
-            + [f"{total:.3f}", f"{1e6 * per_hit[sample.n_hits]:.1f}", tracks.counts["edges_graph"]]
+            + [
+                f"{total:.3f}",
+                f"{1e6 * per_hit[n]:.1f}",
+                f"{tracks.counts['edges_graph'] / n:.2f}",
+                f"{tracks.counts['edges_filter'] / n:.2f}",
+            ]
         )
         print(rows[-1], flush=True)
     sizes = sorted(per_hit)
     ratio = ""
     ten_k = [n for n in sizes if 5_000 <= n <= 20_000]
+    growth_rows = []
     if ten_k and sizes[-1] > ten_k[0]:
+        small, large = ten_k[0], sizes[-1]
         ratio = (
-            f" Time per hit at {sizes[-1]} hits / at {ten_k[0]} hits: "
-            f"{per_hit[sizes[-1]] / per_hit[ten_k[0]]:.2f} (target <= 1.5)."
+            f" Time per hit at {large} hits / at {small} hits: "
+            f"{per_hit[large] / per_hit[small]:.2f} (target <= 1.5)."
         )
+        growth_rows = growth_table(runs[small], small, runs[large], large)
     notes = (
         f"Machine: {machine()}. {description}"
         f"{'; radius and cut then set again at each size for ~20 edges/hit' if args.same_density else ''}"
         f". Device {args.device}, {args.threads} thread(s). "
         f"Best of {args.repeats} (1 above 50k hits), s.{ratio} Command: `.venv/bin/python "
         f"benchmarks/stage_scaling.py --sizes {args.sizes} --threads {args.threads}"
+        f"{'' if args.models is None else f' --models {args.models}'}"
         f"{' --same-density' if args.same_density else ''}`."
     )
-    write_table(
+    text = write_table(
         "stage_scaling_same_density" if args.same_density else "stage_scaling",
         "Per-stage time against event size",
-        ["hits", *STAGE_NAMES, "total (s)", "us/hit", "edges_graph"],
+        ["hits", *STAGE_NAMES, "total (s)", "us/hit", "graph edges/hit", "filtered edges/hit"],
         rows,
         notes,
     )
+    if growth_rows:
+        lines = [
+            "",
+            f"## Where the growth is ({sizes[-1]} hits against {ten_k[0]})",
+            "",
+            "Time per hit grows by (work per hit growth) x (time per unit of work growth). The "
+            "work unit is what the stage's cost is proportional to: hits for embedding, graph "
+            "edges (pairs found) for graph building and the filter (it scores every pair), "
+            "filtered edges for the GNN and labelling.",
+            "",
+            "| stage | share of total at large | time/hit ratio | work unit | units/hit ratio "
+            "| time/unit ratio |",
+            "|---|---|---|---|---|---|",
+        ]
+        lines += ["| " + " | ".join(str(c) for c in row) + " |" for row in growth_rows]
+        extra = "\n".join(lines) + "\n"
+        print(extra)
+        name = "stage_scaling_same_density" if args.same_density else "stage_scaling"
+        (RESULTS_DIR / f"{name}.md").write_text(text + extra)
     return 0
 
 

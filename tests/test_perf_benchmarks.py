@@ -1,0 +1,67 @@
+"""The helpers of the performance benchmarks (benchmarks/*.py): no timings asserted."""
+
+from __future__ import annotations
+
+import os
+import sys
+import threading
+from pathlib import Path
+
+import pytest
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "benchmarks"))
+
+from oversubscription import RunnableThreads, parse_settings
+from stage_scaling import growth_table
+
+
+def test_settings_count_the_threads_that_may_run() -> None:
+    default, two_tasks = parse_settings("2x1, 1x2")
+    assert (default.workers, default.threads, default.busy_limit, default.plugin_threads) == (2, 1, 2, 1)
+    # 1 worker running 2 tasks of 1 pool thread each: the plugin is told 2 threads
+    assert (two_tasks.busy_limit, two_tasks.plugin_threads) == (2, 2)
+    wide = parse_settings("2x1", pool=2)[0]
+    # the plugin gives each task threads // nthreads: 2 // 1 = 2 pool threads, 4 may run
+    assert (wide.plugin_threads, wide.busy_limit) == (2, 4)
+    assert "naive" in wide.label and "naive" not in default.label
+    with pytest.raises(ValueError):
+        parse_settings("2by1")
+
+
+def test_runnable_threads_sees_a_busy_thread() -> None:
+    stop = threading.Event()
+
+    def spin() -> None:
+        while not stop.is_set():
+            pass
+
+    worker = threading.Thread(target=spin, daemon=True)
+    worker.start()
+    try:
+        with RunnableThreads([os.getpid()], period=0.005) as sampler:
+            stop.wait(0.3)
+    finally:
+        stop.set()
+        worker.join()
+    assert sampler.samples, "no samples taken"
+    assert max(sampler.samples) >= 1
+    with RunnableThreads([2**22 + 12345], period=0.005) as gone:  # no such process: counted as 0
+        stop.wait(0.05)
+    assert set(gone.samples) <= {0}
+
+
+def test_growth_table_splits_time_growth_into_work_and_speed() -> None:
+    names = ("embedding", "graph_building", "filter", "gnn", "labelling")
+    small = (dict.fromkeys(names, 1.0), {"edges_graph": 20_000, "edges_filter": 10_000})
+    # 10x the hits; 9x edges per hit in graph and filter; each stage 10x its time except the
+    # filter (90x: 9x the edges per hit at the same cost per edge)
+    large_t = dict.fromkeys(names, 10.0) | {"filter": 90.0}
+    large = (large_t, {"edges_graph": 1_800_000, "edges_filter": 900_000})
+    rows = {row[0]: row for row in growth_table(small, 10_000, large, 100_000)}
+    # filter: time/hit x9, edges/hit x9, time per edge x1
+    assert rows["filter"][2:] == ["9.00", "edges_graph", "9.00", "1.00"]
+    # embedding: time/hit x1 with hits as the unit
+    assert rows["embedding"][2:] == ["1.00", "hits", "1.00", "1.00"]
+    # gnn: time/hit x1 though its edges/hit grew 9x: per edge 9x cheaper
+    assert rows["gnn"][4:] == ["9.00", "0.11"]
+    assert rows["filter"][1] == "69 %"  # 90 of 130 s
