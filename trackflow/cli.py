@@ -163,6 +163,12 @@ def simulate(out_dir: Path, n_events: int, seed: int, workers: int, progress: bo
 @click.option("--epochs-filter", type=click.IntRange(min=0), default=None)
 @click.option("--epochs-gnn", type=click.IntRange(min=0), default=None)
 @click.option("--max-events", type=click.IntRange(min=1), default=None, help="Use at most this many events.")
+@click.option(
+    "--edge-events",
+    type=click.IntRange(min=1),
+    default=None,
+    help="Events whose graphs train the filter and GNN (default: training.edge_events).",
+)
 @click.option("--pt-min", type=float, default=None, help="Target particles above this pT (GeV).")
 @click.option(
     "--embedding-from",

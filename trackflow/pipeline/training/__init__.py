@@ -13,7 +13,8 @@ run them:
    labelling (connected components or walkthrough, and its cut) with the best track efficiency
    on the validation events within fake rate <= 5 % and duplicate rate <= 2 %.
 
-Data recipe of the shipped models (real kinematics, real noise level, files held out)::
+Data recipe of the shipped models (``make data``; real kinematics, real noise level, files held
+out)::
 
     real=$PWD/../shared/data/trackml/kaggle_train_1
     mkdir -p data/particles_train data/particles_holdout
@@ -23,7 +24,16 @@ Data recipe of the shipped models (real kinematics, real noise level, files held
     trackflow simulate --out data/train --events 14 --seed 1 --particles-from data/particles_train
     trackflow simulate --out data/val --events 2 --seed 2 --particles-from data/particles_holdout
     trackflow simulate --out data/test --events 4 --seed 3 --particles-from data/particles_holdout
-    trackflow train --data data/train --val data/val --out trackflow/pipeline/models --seed 0
+    trackflow simulate --out data/gun_train --events 6 --seed 21 --pileup 100
+    # data/train_mix: data/train plus data/gun_train as events 100-105 (symlinks)
+
+and the two training runs (embedding and filter first, then the GNN on the filtered graphs of
+real-kinematics and gun events, so it also holds with the gun's 55 mm vertex spread; TrackML's
+beam spot is ~5 mm)::
+
+    trackflow train --data data/train --val data/val --out models-1 --seed 0
+    trackflow train --data data/train_mix --val data/val --out trackflow/pipeline/models \
+        --filter-from models-1 --edge-events 12 --seed 0
 
 Training never sees the two held-out particle files; validation (cuts) and test (the figures of
 ``benchmarks/model_quality.py``) use them with other seeds (other rotations in phi, other
