@@ -7,7 +7,9 @@
    ``trackflow reconstruct`` with TWO workers and K batches in flight: a closed queue
    (:func:`trackflow.workflow.estimates.predict_batch_workflow`) drawing the measured per-batch
    service times, multiplied by the measured contention at 2 busy cores, plus the measured Dask
-   overhead per batch outside the workers.
+   overhead per batch outside the workers; the CPU Dask itself uses per batch (client, scheduler,
+   worker event loops; measured in the 1-worker bench) comes out of the workers' cores once the
+   2 workers fill the 2 cores (:func:`trackflow.workflow.estimates.shared_cores_service`).
 3. Measure them: ``reconstruct`` (fused) on a 2-worker LocalCluster, after one warm-up run.
    Targets: throughput within 15 %, p95 latency within 25 %.
 4. Size: fit the per-stage model (:mod:`trackflow.workflow.size_scaling`: per stage
@@ -225,6 +227,9 @@ def main(argv: list[str] | None = None) -> int:
     factor = contention.factor(busy_cores=2, measured_busy_cores=1) if contention else 1.0
     print(f"node contention: {bench.get('node_contention')}; factor at 2 busy cores {factor:.3f}",
           flush=True)
+    measured_cpu = bench.get("dask_cpu_per_batch_s") or {}
+    dask_cpu = float(measured_cpu.get("client_process", 0.0) + measured_cpu.get("worker_side", 0.0))
+    print(f"Dask CPU per batch outside the task: {measured_cpu}", flush=True)
 
     # 2. prediction for 2 workers from it
     fused = bench["service_times"]["fused/w1/t1"]
@@ -238,6 +243,9 @@ def main(argv: list[str] | None = None) -> int:
         overhead_s=float(bench["dask_overhead_per_batch_s"] or 0.0),
         batches=-(-n_events // args.batch_size),  # the finite run reconstruct makes
         contention=factor,
+        # the client, the scheduler and both workers share this machine's cores
+        cores=os.cpu_count(),
+        dask_cpu_per_batch_s=dask_cpu,
     )
     print(f"predicted for 2 workers: {prediction}", flush=True)
 
@@ -293,6 +301,7 @@ def main(argv: list[str] | None = None) -> int:
         "prediction": prediction,
         "measured_runs": measured_runs,
         "measured": measured,
+        "dask_cpu_per_batch_s": measured_cpu,
         "size_fit": scaling.to_dict(),
         "size_fit_power_law": power_law.to_dict(),
         "size_measured": size,

@@ -16,6 +16,7 @@ from trackflow.workflow import estimates
 from trackflow.workflow.bench import (
     BenchConfig,
     _subsample,
+    dask_cpu_per_batch,
     headline_numbers,
     run_bench,
 )
@@ -62,6 +63,24 @@ def test_headline_numbers_missing_modes_are_null() -> None:
     assert numbers["scaling_efficiency"] is None
     assert numbers["fused_over_staged"] is None
     assert numbers["dask_overhead_fraction"] is None
+
+
+def test_dask_cpu_per_batch_from_the_fewest_workers() -> None:
+    def entry(workers: int, client: float, worker_cpu: float, in_task: float, batches: int) -> dict:
+        cpu = {"client_process": client, "workers": worker_cpu, "in_task": in_task, "batches": batches}
+        return {**point("fused", workers, 1, 1.0), "cpu_s": cpu}
+
+    sweep = [
+        entry(1, 0.4, 5.3, 5.0, 4),
+        entry(1, 0.2, 2.6, 2.5, 2),
+        entry(2, 9.0, 9.0, 1.0, 2),  # more workers: not used
+        point("direct", 1, 1, 1.0),  # no cpu_s: not used
+    ]
+    cpu = dask_cpu_per_batch(sweep)
+    assert cpu is not None and cpu["workers"] == 1 and cpu["batches"] == 6
+    assert cpu["client_process"] == pytest.approx(0.6 / 6)
+    assert cpu["worker_side"] == pytest.approx((5.3 + 2.6 - 5.0 - 2.5) / 6)
+    assert dask_cpu_per_batch([point("direct", 1, 1, 1.0)]) is None
 
 
 def test_bench_config_rejects_bad_options(tmp_path: Path) -> None:
@@ -150,6 +169,10 @@ def test_small_bench_on_two_worker_local_cluster(small_events: Path, tmp_path: P
     assert contention is not None, bench["node_contention_error"]
     assert contention["cores"] == bench["machine"]["cpus_usable"]
     assert contention["slowdown"] > 0 and contention["events"]["alone"] >= 1
+    # Dask's own CPU per batch, from the CPU times of the fused runs
+    cpu = bench["dask_cpu_per_batch_s"]
+    assert cpu["workers"] == 1 and cpu["client_process"] > 0 and cpu["worker_side"] >= 0
+    assert all(p["cpu_s"]["batches"] == 2 for p in bench["sweep"] if p["mode"] != "direct")
 
     network = bench["network"]
     assert network["round_trip_s"]["p50"] > 0

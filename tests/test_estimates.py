@@ -384,3 +384,36 @@ def test_estimate_extrapolates_with_the_per_stage_model(bench_json: Path) -> Non
     (row,) = estimates.estimate(bench_json, 10.0, nodes=[node], event_hits=2000).rows
     ratio = (0.01 + 1e-3 * 1e-4 * 2000**2) / (0.01 + 1e-3 * 1e-4 * 1000**2)
     assert row.service_mean_s == pytest.approx(SERVICE_1T.mean() * ratio + OVERHEAD)
+
+
+def test_shared_cores_service_known_cases() -> None:
+    service = np.array([1.0, 2.0])
+    # 1 worker on 2 cores: the spare core absorbs 0.5 s of Dask CPU per task
+    assert estimates.shared_cores_service(service, 1, 2, 0.5) == pytest.approx(service)
+    # 2 workers on 2 cores: every task pays for it
+    assert estimates.shared_cores_service(service, 2, 2, 0.5) == pytest.approx(service + 0.5)
+    # 3 workers on 4 cores, S = 1, 2 s of other CPU per task: X = 3/S' needs 2X cores, 1 spare:
+    # S' = 3 * (1 + 2) / 4 = 2.25 s (check: other work 2 * 3/2.25 = 2.67 cores = 1 spare + 1.67
+    # taken from the 3 workers, which keep 3 - 1.67 = 1.33 cores = 3 * 1/2.25)
+    assert estimates.shared_cores_service(np.array([1.0]), 3, 4, 2.0) == pytest.approx([2.25])
+    assert estimates.shared_cores_service(service, 2, 2, 0.0) == pytest.approx(service)
+
+
+def test_predict_adds_dask_cpu_when_workers_fill_the_cores() -> None:
+    # constant 1 s batches + 0.25 s Dask CPU, 2 workers on 2 cores: 1.25 s, steady state
+    steady = estimates.predict_batch_workflow(
+        workers=2, in_flight=4, per_batch_s=np.array([1.0]), events_per_batch=2, overhead_s=0.0,
+        cores=2, dask_cpu_per_batch_s=0.25,
+    )
+    assert steady["events_per_second"] == pytest.approx(2 * 2 / 1.25, rel=0.01)
+
+
+def test_worker_side_dask_cpu_lengthens_service_on_a_full_node(bench_json: Path) -> None:
+    bench = json.loads(bench_json.read_text())
+    bench["dask_cpu_per_batch_s"] = {"client_process": 0.5, "worker_side": 0.01}
+    bench_json.write_text(json.dumps(bench))
+    node = NodeSpec("cpu", cores=128, memory_bytes=512e9)
+    (row,) = estimates.estimate(bench_json, 100.0, nodes=[node]).rows
+    # 128 one-thread workers fill the 128 cores: + 0.01 s per task; the client's CPU is elsewhere
+    assert row.threads_per_worker == 1
+    assert row.service_mean_s == pytest.approx(SERVICE_1T.mean() + OVERHEAD + 0.01)

@@ -20,6 +20,9 @@ own executors (:mod:`trackflow.workflow.executors`) on one cluster per (workers,
                           time) ÷ Σ in-task time. Everything Dask adds per batch — submission,
                           scheduling, transfer of the result, the client's own loop — counts.
     dask_overhead_per_batch_s: the mean of that difference (s per batch)
+    dask_cpu_per_batch_s: CPU s Dask itself uses per batch outside the task, fused, fewest
+                    workers: client_process (client + local scheduler and nannies), worker_side
+                    (worker CPU − in-task time); each sweep entry has its cpu_s
     service_times:  per "mode/wW/tT": per-event in-task times (load + pipeline, s) with their
                     hits and worker, per-batch task times with their event counts, per-batch
                     overhead, and per-worker percentiles
@@ -381,9 +384,11 @@ def _run_point(
     rtt: dict[str, list[float]] | None,
 ) -> tuple[dict[str, Any], list[BatchResult]]:
     since = time.time()
+    cpu_before = _cpu_seconds(client) if client is not None else None
     tic = time.perf_counter()
     results = list(executor.execute(batches))
     wall = time.perf_counter() - tic
+    cpu_after = _cpu_seconds(client) if client is not None else None
     network = NetworkStats(
         bytes_between_workers=bytes_between_workers(client, since) if client is not None else None,
         result_bytes=_result_bytes(results) if client is not None else None,
@@ -397,7 +402,50 @@ def _run_point(
         worker_threads=threads_by_worker,
         network=network,
     )
-    return _summarise(build_report(stats), point, _result_bytes(results)), results
+    entry = _summarise(build_report(stats), point, _result_bytes(results))
+    if cpu_before is not None and cpu_after is not None:
+        entry["cpu_s"] = {
+            "client_process": cpu_after["client"] - cpu_before["client"],
+            "workers": sum(cpu_after["workers"].get(w, 0.0) - t for w, t in cpu_before["workers"].items()),
+            "in_task": float(sum(t.stop - t.start for r in results for t in r.tasks)),
+            "batches": sum(1 for r in results if r.tasks),
+        }
+    return entry, results
+
+
+def _own_cpu_seconds() -> float:
+    import psutil
+
+    times = psutil.Process().cpu_times()
+    return float(times.user + times.system)
+
+
+def _cpu_seconds(client: Client) -> dict[str, Any]:
+    """CPU seconds (user + system) used so far by this process (the client; with a local
+    cluster also the scheduler and the nannies) and by each worker process."""
+    return {"client": _own_cpu_seconds(), "workers": client.run(_own_cpu_seconds)}
+
+
+def dask_cpu_per_batch(sweep: Sequence[dict[str, Any]]) -> dict[str, Any] | None:
+    """CPU seconds Dask itself uses per batch, outside the task, from the fused runs with the
+    fewest workers: ``client_process`` (client, and the scheduler and nannies of a local
+    cluster) and ``worker_side`` (worker process CPU − in-task time: event loop, comms,
+    (de)serialisation, profiler). On a node whose cores the workers fill, that CPU is taken from
+    the workers' cores: the estimate adds it to the service time."""
+    fused = [p for p in sweep if p["mode"] == "fused" and p.get("cpu_s") and p["cpu_s"]["batches"]]
+    if not fused:
+        return None
+    workers = min(p["workers"] for p in fused)
+    chosen = [p["cpu_s"] for p in fused if p["workers"] == workers]
+    batches = sum(c["batches"] for c in chosen)
+    return {
+        "workers": workers,
+        "batches": batches,
+        "client_process": sum(c["client_process"] for c in chosen) / batches,
+        "worker_side": max(sum(c["workers"] - c["in_task"] for c in chosen) / batches, 0.0),
+        "what": "CPU s per batch outside the task: client_process = client (+ scheduler and "
+        "nannies of a local cluster); worker_side = worker CPU - in-task time",
+    }
 
 
 # --------------------------------------------------------------------------- the sweep
@@ -740,6 +788,7 @@ def run_bench(config_: BenchConfig) -> dict[str, Any]:
         "service_times": {key: s.to_dict() for key, s in samples.items()},
         "size_scaling": {**scaling.to_dict(), "measured": sizes["points"]},
         "node_contention": contention.to_dict() if contention else None,
+        "dask_cpu_per_batch_s": dask_cpu_per_batch(sweep),
         "node_contention_error": contention_error,
         "network": {
             "round_trip_s": {

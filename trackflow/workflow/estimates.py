@@ -12,6 +12,9 @@ Inputs, all read from ``bench.json`` (nothing is invented):
   per stage ``a + b·h + c·edges(h)`` with the edge counts a measured power law of h, or
   ``a + b·h^k`` for benches without per-stage data) to extrapolate to bigger events: each measured
   sample is scaled by ``t(H)/t(h_i)``, which keeps the measured spread around the curve;
+* Dask's own CPU per task inside a worker process, outside the task (event loop, comms,
+  (de)serialisation), measured by the bench: on a node full of workers it has no spare core
+  and lengthens each service time (:func:`shared_cores_service`);
 * the node contention (:mod:`trackflow.workflow.contention`): per-event time with every core of
   the bench machine busy ÷ with one process alone, measured by ``trackflow bench`` without Dask.
   It is a property of the hardware (shared last-level cache, memory bandwidth, clock), measured
@@ -126,6 +129,7 @@ class BenchInputs:
     machine: dict[str, Any] = field(default_factory=dict)
     working_memory: SizeScaling | None = None  # bytes above resident while an event runs
     contention: NodeContention | None = None  # measured slowdown with all cores busy
+    worker_side_cpu_s: float = 0.0  # Dask's CPU per task in a worker process, outside the task
 
     @classmethod
     def load(cls, path: Path) -> BenchInputs:
@@ -191,6 +195,7 @@ class BenchInputs:
                 else None
             ),
             contention=NodeContention.from_dict(bench.get("node_contention")),
+            worker_side_cpu_s=float((bench.get("dask_cpu_per_batch_s") or {}).get("worker_side") or 0.0),
         )
 
     def contention_factor(self, profile: ServiceProfile, busy_fraction: float) -> float:
@@ -493,6 +498,11 @@ def _estimate_node(
         busy_fraction = workers_per_node * profile.threads / max(node.cores, 1)
         contention = inputs.contention_factor(profile, busy_fraction)
         samples = profile.scaled(inputs.scaling, hits) * contention
+        if profile.overhead_per_task_s > 0 and inputs.worker_side_cpu_s > 0:
+            # Dask's own CPU in each worker process (event loop, comms) has no spare core on a
+            # full node: S' = max(S, W·(T·S + cpu)/cores) (see shared_cores_service)
+            busy = workers_per_node * (profile.threads * samples + inputs.worker_side_cpu_s)
+            samples = np.maximum(samples, busy / node.cores)
         servers, latency, meets = _size_servers(rate_hz, samples, headroom, network_s, budget_s)
         nodes = math.ceil(servers / workers_per_node)
         note = ""
@@ -612,6 +622,9 @@ def estimate_from_inputs(
         "Dask overhead per task, scaled to the target size by t(H)/t(h) with "
         + scaling.describe(),
         _contention_assumption(inputs.contention),
+        f"Dask's CPU in each worker outside the task, {_fmt_s(inputs.worker_side_cpu_s)} per task "
+        "(measured), taken from the workers' cores when they fill the node; the client and the "
+        "scheduler run elsewhere",
         f"latency = network {_fmt_s(inputs.network_seconds(hits))} (measured round trip "
         f"{_fmt_s(inputs.round_trip_s)} + {inputs.bytes_per_hit * hits:,.0f} B at "
         f"{_fmt_bytes(inputs.transfer_bytes_per_s)}/s) + queue + service; percentiles from a "
@@ -687,6 +700,24 @@ def _nodes_against_rate(
     return curve
 
 
+def shared_cores_service(
+    service_s: np.ndarray, workers: float, cores: float, other_cpu_s: float
+) -> np.ndarray:
+    """Service times (s) of ``workers`` single-core servers sharing ``cores`` cores with other
+    work needing ``other_cpu_s`` CPU s per task (Dask's client, scheduler, worker event loops).
+
+    The other work first uses the spare cores (cores − workers); what does not fit is taken
+    from the workers evenly. At throughput X = workers / S', the other work needs other·X cores;
+    solving ``S' = S / (1 − (other·X − spare)/workers)`` gives ``S' = workers·(S + other)/cores``,
+    and never less than S: ``S' = max(S, workers·(S + other)/cores)``. With workers = cores this
+    is S + other: every task pays for Dask's CPU.
+    """
+    service_s = np.asarray(service_s, dtype=np.float64)
+    if other_cpu_s <= 0 or cores <= 0:
+        return service_s
+    return np.maximum(service_s, workers * (service_s + other_cpu_s) / cores)
+
+
 def predict_batch_workflow(
     workers: int,
     in_flight: int,
@@ -697,6 +728,8 @@ def predict_batch_workflow(
     replicates: int = 200,
     seed: int = 0,
     contention: float = 1.0,
+    cores: int | None = None,
+    dask_cpu_per_batch_s: float = 0.0,
 ) -> dict[str, float]:
     """Throughput (events/s) and batch latency percentiles (s) of ``trackflow reconstruct``.
 
@@ -708,10 +741,15 @@ def predict_batch_workflow(
     state. Latency percentiles are per batch, which is each of its events' latency in report.json.
     ``contention``: factor on the service times for workers running beside each other
     (:meth:`trackflow.workflow.contention.NodeContention.factor`; 1 = as fast as benched).
+    ``cores`` and ``dask_cpu_per_batch_s``: when the workers and Dask's own processes share
+    ``cores`` cores, Dask's CPU per batch outside the task is taken from the workers once they
+    leave no core spare (:func:`shared_cores_service`).
     """
     if not contention > 0:
         raise ConfigError(f"contention: must be a positive factor, got {contention}")
     samples = np.asarray(per_batch_s, dtype=np.float64) * contention
+    if cores is not None:
+        samples = shared_cores_service(samples, workers, cores, dask_cpu_per_batch_s)
     if batches is None:
         simulation = queueing.simulate_closed_queue(
             in_flight, samples, workers, jobs=20_000, overhead_s=overhead_s, seed=seed
