@@ -142,19 +142,3 @@ class EmbeddedGNN(nn.Module):
     ) -> torch.Tensor:
         embedded = self.embedding(features).detach()
         return self.gnn(torch.cat([features, embedded], dim=1), edges, edge_scores)
-
-
-class FilterEdgeClassifier(nn.Module):
-    """The trained filter MLP (with its embedding distance) as a ``(features, edges) -> logits``
-    edge classifier, for the GNN slot when no GNN trained well enough (TorchScript).
-
-    Not message passing: each edge is scored from its two hits alone, as the filter does.
-    """
-
-    def __init__(self, embedding: nn.Module, filter_net: nn.Module) -> None:
-        super().__init__()
-        self.embedding = embedding
-        self.filter_net = filter_net
-
-    def forward(self, features: torch.Tensor, edges: torch.Tensor) -> torch.Tensor:
-        return self.filter_net(features, edges, self.embedding(features))

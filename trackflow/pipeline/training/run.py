@@ -477,33 +477,3 @@ def _simulation_config(data_dir: Path) -> Any:
             except (OSError, ValueError):
                 return str(path)
     return None
-
-
-def use_filter_as_gnn(models_dir: Path, out_dir: Path, labelling: dict[str, Any], reason: str) -> Path:
-    """Copy ``models_dir`` to ``out_dir`` with the GNN stage replaced by the filter's classifier
-    (:class:`FilterEdgeClassifier`) and the given labelling config; the manifest says so and why."""
-    import shutil
-
-    from trackflow.pipeline.training.gnn import FilterEdgeClassifier
-
-    source = model_files.read_manifest(models_dir)
-    model_files.verify(source)
-    out_dir = Path(out_dir)
-    out_dir.mkdir(parents=True, exist_ok=True)
-    for name in ("embedding", "filter"):
-        shutil.copy2(Path(models_dir) / source.stages[name].file, out_dir / source.stages[name].file)
-    classifier = FilterEdgeClassifier(
-        model_files.load_model(source, "embedding"), model_files.load_model(source, "filter")
-    ).eval()
-    stages = dict(source.stages)
-    stages["gnn"] = model_files.save_model(
-        classifier, out_dir, "gnn", kind="torchscript", config={"cut": float(labelling["cut"])}
-    )
-    stages["labelling"] = model_files.StageEntry(config=dict(labelling))
-    training = dict(source.training) | {
-        "gnn_stage": {"model": "FilterEdgeClassifier", "reason": reason,
-                      "replaced_gnn_sha256": source.stages["gnn"].sha256},
-    }
-    model_files.write_manifest(out_dir, stages, features=source.features, training=training,
-                               metrics=source.metrics)
-    return out_dir
