@@ -101,6 +101,25 @@ def measure_reconstruct(
     return measured
 
 
+class ReferencePass:
+    """The same fixed work (direct, 1 thread, in this process, the validation's events) run at
+    several moments: a diagnostic of the machine's own speed drifting between the bench and the
+    measurement (other tenants of the host share its cache and memory bandwidth). Never used in
+    a prediction."""
+
+    def __init__(self, events_dir: Path, events: int, models: Path | None, loader: object) -> None:
+        self.executor = DirectExecutor(load_pipeline(models, "cpu", 1, loader), retries=0)
+        self.batches = [Batch(i, (ref,)) for i, ref in enumerate(list_events(events_dir)[:events])]
+        list(self.executor.execute(self.batches[:1]))  # warm-up
+        self.seconds: dict[str, float] = {}
+
+    def run(self, moment: str) -> float:
+        times = [e.stop - e.start for r in self.executor.execute(self.batches) for e in r.events]
+        self.seconds[moment] = statistics.fmean(times)
+        print(f"reference pass ({moment}): {self.seconds[moment]:.3f} s per event", flush=True)
+        return self.seconds[moment]
+
+
 def measure_size_ratio(
     input_dir: Path, out: Path, args: argparse.Namespace, loader: object, small: int, large: int
 ) -> dict[str, float]:
@@ -197,6 +216,9 @@ def main(argv: list[str] | None = None) -> int:
     full_hits = args.hits or min(count_hits(r) for r in list_events(events_dir)[: args.events])
     half = full_hits // 2
 
+    reference = ReferencePass(events_dir, args.events, args.models, loader)
+    reference.run("before the bench")
+
     # 1. the 1-worker bench
     bench = run_bench(
         BenchConfig(
@@ -250,7 +272,9 @@ def main(argv: list[str] | None = None) -> int:
     print(f"predicted for 2 workers: {prediction}", flush=True)
 
     # 3. measurement
+    reference.run("before the 2-worker runs")
     measured_runs = measure_reconstruct(events_dir, args.out, args, loader)
+    reference.run("after the 2-worker runs")
     measured = {
         "events_per_second": statistics.fmean(m["events_per_second"] for m in measured_runs),
         "latency_p95_s": statistics.fmean(m["latency_p95_s"] for m in measured_runs),
@@ -279,6 +303,10 @@ def main(argv: list[str] | None = None) -> int:
          THROUGHPUT_TOLERANCE),
         ("p95 latency 2 workers (s)", prediction["p95"], measured["latency_p95_s"], LATENCY_TOLERANCE),
         ("per-event slowdown 2 workers vs 1", factor, slowdown, None),
+        ("reference pass: 2-worker time / bench time", 1.0,
+         statistics.fmean([reference.seconds["before the 2-worker runs"],
+                           reference.seconds["after the 2-worker runs"]])
+         / reference.seconds["before the bench"], None),
         (f"time ratio {full_hits} / {half} hits ({scaling.model})", predicted_ratio, size["ratio"], None),
         (f"  same, power law a+b*h^k (k={power_law.k:.2f})", power_law_ratio, size["ratio"], None),
         (f"time per event at {full_hits} hits (s)", float(scaling.seconds(full_hits)), size["large_mean_s"],
@@ -302,6 +330,7 @@ def main(argv: list[str] | None = None) -> int:
         "measured_runs": measured_runs,
         "measured": measured,
         "dask_cpu_per_batch_s": measured_cpu,
+        "reference_pass_s": reference.seconds,
         "size_fit": scaling.to_dict(),
         "size_fit_power_law": power_law.to_dict(),
         "size_measured": size,
