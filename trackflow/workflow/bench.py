@@ -51,10 +51,7 @@ import json
 import math
 import os
 import pickle
-import platform
-import resource
 import shutil
-import socket
 import statistics
 import time
 from collections import defaultdict
@@ -70,10 +67,19 @@ from trackflow.errors import ConfigError
 from trackflow.events.trackml import EventRef, list_events
 from trackflow.workflow import plots
 from trackflow.workflow.batching import Batch, count_hits, make_batches
+from trackflow.workflow.bench_summary import _overhead, dask_cpu_per_batch, headline_numbers
 from trackflow.workflow.clusters import open_cluster
 from trackflow.workflow.contention import NodeContention, measure_node_contention
 from trackflow.workflow.executors import BatchResult, DirectExecutor, FusedExecutor, StagedExecutor
 from trackflow.workflow.plugin import PipelineLoader, PipelinePlugin, load_pipeline
+from trackflow.workflow.probes import (
+    _cpu_seconds,
+    _process_memory,
+    _result_bytes,
+    machine_info,
+    transfer_rate,
+    worker_memory,
+)
 from trackflow.workflow.report import (
     NetworkStats,
     RunStats,
@@ -88,7 +94,17 @@ from trackflow.workflow.report import (
 from trackflow.workflow.size_scaling import SizeScaling
 from trackflow.workflow.size_sweep import _subsample, size_sweep, working_memory_fit
 
-__all__ = ["BenchConfig", "_subsample", "headline_numbers", "run_bench", "write_plots"]
+__all__ = [
+    "BenchConfig",
+    "_subsample",
+    "dask_cpu_per_batch",
+    "headline_numbers",
+    "machine_info",
+    "run_bench",
+    "transfer_rate",
+    "worker_memory",
+    "write_plots",
+]
 
 if TYPE_CHECKING:
     from distributed import Client
@@ -96,7 +112,6 @@ if TYPE_CHECKING:
 BENCH_VERSION = 1
 MODES = ("fused", "staged", "direct")
 DASK_MODES = ("fused", "staged")
-TRANSFER_PROBE_BYTES = 16 * 2**20
 
 
 @dataclass
@@ -190,109 +205,6 @@ def _positive_list(values: Sequence[int] | None, key: str, default: list[int], o
     if not chosen or any(int(v) < 1 for v in chosen):
         raise ConfigError(f"{option}: need positive integers, got {chosen}")
     return sorted({int(v) for v in chosen})
-
-
-# --------------------------------------------------------------------------- measurements
-def machine_info(device: str) -> dict[str, Any]:
-    """Where the bench ran: host, CPU model and count, memory, library versions, the GPU if any."""
-    import dask
-    import distributed
-    import psutil
-    import torch
-
-    cpu_model = platform.processor()
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                cpu_model = line.split(":", 1)[1].strip()
-                break
-    except OSError:
-        pass
-    info: dict[str, Any] = {
-        "hostname": socket.gethostname(),
-        "platform": platform.platform(),
-        "python": platform.python_version(),
-        "cpu_model": cpu_model,
-        "cpu_count": os.cpu_count(),
-        "cpus_usable": len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count(),
-        "memory_bytes": psutil.virtual_memory().total,
-        "device": device,
-        "torch": torch.__version__,
-        "dask": dask.__version__,
-        "distributed": distributed.__version__,
-        "numpy": np.__version__,
-        "gpu": torch.cuda.get_device_name(0) if device == "cuda" and torch.cuda.is_available() else None,
-    }
-    try:
-        import faiss
-
-        info["faiss"] = faiss.__version__
-    except ImportError:
-        info["faiss"] = None
-    return info
-
-
-def _process_memory() -> dict[str, int]:
-    """Resident and peak resident memory (bytes) of the calling process."""
-    import psutil
-
-    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024  # Linux reports KiB
-    return {"rss": int(psutil.Process().memory_info().rss), "peak": int(peak)}
-
-
-def worker_memory(client: Client) -> dict[str, dict[str, int]]:
-    """Resident and peak memory (bytes) of every worker process, asked of the workers."""
-    return client.run(_process_memory)
-
-
-def _payload(nbytes: int) -> bytes:
-    return os.urandom(nbytes)  # random: no compression can shrink it on the wire
-
-
-def transfer_rate(client: Client, nbytes: int = TRANSFER_PROBE_BYTES) -> dict[str, Any]:
-    """Bytes/s of one payload moved between two workers (from the receiver's transfer log), or,
-    with a single worker, scattered from the client (minus the client–scheduler round trip)."""
-    from distributed import wait
-
-    workers = sorted(client.run(lambda: None))
-    if len(workers) >= 2:
-        source, target = workers[0], workers[1]
-        since = time.time()
-        data = client.submit(_payload, nbytes, workers=[source], pure=False)
-        wait([data])
-        size = client.submit(len, data, workers=[target], pure=False).result()
-
-        def log(dask_worker: Any, since: float) -> list[dict[str, float]]:
-            return [
-                {"total": e["total"], "duration": e["duration"]}
-                for e in dask_worker.transfer_incoming_log
-                if e["start"] >= since
-            ]
-
-        entries = client.run(log, since=since, workers=[target])[target]
-        moved = sum(e["total"] for e in entries)
-        seconds = sum(e["duration"] for e in entries)
-        del data
-        if moved >= size and seconds > 0:
-            return {
-                "bytes_per_s": moved / seconds,
-                "bytes": moved,
-                "seconds": seconds,
-                "how": "worker-to-worker",
-            }
-    rtt = statistics.median(client_scheduler_rtt(client, repeats=3))
-    payload = _payload(nbytes)
-    tic = time.perf_counter()
-    future = client.scatter(payload, workers=workers[:1], direct=True)
-    seconds = max(time.perf_counter() - tic - rtt, 1e-6)
-    del future
-    return {"bytes_per_s": nbytes / seconds, "bytes": nbytes, "seconds": seconds, "how": "client-to-worker"}
-
-
-def _result_bytes(results: Sequence[BatchResult]) -> int:
-    from dask.sizeof import sizeof
-
-    return int(sum(sizeof(r.tracks) for r in results))
 
 
 # --------------------------------------------------------------------------- one sweep point
@@ -413,41 +325,6 @@ def _run_point(
     return entry, results
 
 
-def _own_cpu_seconds() -> float:
-    import psutil
-
-    times = psutil.Process().cpu_times()
-    return float(times.user + times.system)
-
-
-def _cpu_seconds(client: Client) -> dict[str, Any]:
-    """CPU seconds (user + system) used so far by this process (the client; with a local
-    cluster also the scheduler and the nannies) and by each worker process."""
-    return {"client": _own_cpu_seconds(), "workers": client.run(_own_cpu_seconds)}
-
-
-def dask_cpu_per_batch(sweep: Sequence[dict[str, Any]]) -> dict[str, Any] | None:
-    """CPU seconds Dask itself uses per batch, outside the task, from the fused runs with the
-    fewest workers: ``client_process`` (client, and the scheduler and nannies of a local
-    cluster) and ``worker_side`` (worker process CPU − in-task time: event loop, comms,
-    (de)serialisation, profiler). On a node whose cores the workers fill, that CPU is taken from
-    the workers' cores: the estimate adds it to the service time."""
-    fused = [p for p in sweep if p["mode"] == "fused" and p.get("cpu_s") and p["cpu_s"]["batches"]]
-    if not fused:
-        return None
-    workers = min(p["workers"] for p in fused)
-    chosen = [p["cpu_s"] for p in fused if p["workers"] == workers]
-    batches = sum(c["batches"] for c in chosen)
-    return {
-        "workers": workers,
-        "batches": batches,
-        "client_process": sum(c["client_process"] for c in chosen) / batches,
-        "worker_side": max(sum(c["workers"] - c["in_task"] for c in chosen) / batches, 0.0),
-        "what": "CPU s per batch outside the task: client_process = client (+ scheduler and "
-        "nannies of a local cluster); worker_side = worker CPU - in-task time",
-    }
-
-
 # --------------------------------------------------------------------------- the sweep
 def _events(cfg: BenchConfig) -> list[EventRef]:
     refs = list_events(cfg.input_dir)
@@ -467,102 +344,6 @@ def _cut_events(cfg: BenchConfig, refs: list[EventRef]) -> list[EventRef]:
     shutil.rmtree(directory, ignore_errors=True)
     # events already smaller than the target are benched as they are
     return [_subsample(ref, cfg.hits, rng, directory) or ref for ref in refs]
-
-
-def _mean_throughput(sweep: Sequence[dict[str, Any]], **where: Any) -> dict[tuple, float]:
-    """Mean events/s over repeats, keyed by (workers, threads, concurrency), for matching points."""
-    grouped: dict[tuple, list[float]] = defaultdict(list)
-    for p in sweep:
-        if all(p.get(k) == v for k, v in where.items()) and p["events_per_second"]:
-            grouped[(p["workers"], p["threads"], p["concurrency"])].append(p["events_per_second"])
-    return {k: statistics.fmean(v) for k, v in grouped.items()}
-
-
-def _best_over_concurrency(throughput: dict[tuple, float], workers: int, threads: int) -> float | None:
-    values = [v for (w, t, _), v in throughput.items() if w == workers and t == threads]
-    return max(values) if values else None
-
-
-def headline_numbers(sweep: Sequence[dict[str, Any]], batch_size: int) -> dict[str, Any]:
-    """scaling_efficiency, fused_over_staged and dask_overhead_fraction from the sweep entries
-    (definitions in the module docstring), each with what it was computed from."""
-    fused = _mean_throughput(sweep, mode="fused", batch_size=batch_size)
-    staged = _mean_throughput(sweep, mode="staged", batch_size=batch_size)
-    direct = _mean_throughput(sweep, mode="direct", threads=1)
-    out: dict[str, Any] = {}
-
-    direct_1 = max(direct.values()) if direct else None
-    multi = sorted({w for (w, t, _) in fused if t == 1 and w > 1})
-    scaling_workers = 2 if 2 in multi else (multi[-1] if multi else None)
-    fused_w = _best_over_concurrency(fused, scaling_workers, 1) if scaling_workers else None
-    out["scaling_efficiency"] = fused_w / (scaling_workers * direct_1) if fused_w and direct_1 else None
-    out["scaling_efficiency_detail"] = {
-        "workers": scaling_workers,
-        "fused_events_per_second": fused_w,
-        "direct_1_thread_events_per_second": direct_1,
-        "definition": "fused events/s with W workers (1 thread each, best concurrency) / "
-        "(W x direct events/s, 1 thread)",
-    }
-
-    by_workers: dict[int, float] = {}
-    for workers in sorted({w for (w, _, _) in fused} & {w for (w, _, _) in staged}):
-        threads = min(t for (w, t, _) in fused if w == workers)
-        f = _best_over_concurrency(fused, workers, threads)
-        s = _best_over_concurrency(staged, workers, threads)
-        if f and s:
-            by_workers[workers] = f / s
-    out["fused_over_staged"] = by_workers[max(by_workers)] if by_workers else None
-    out["fused_over_staged_by_workers"] = {str(w): r for w, r in by_workers.items()}
-
-    # overhead: fused, fewest workers, 1 batch in flight (no batch waits for a busy worker)
-    candidates = [
-        p for p in sweep if p["mode"] == "fused" and p["batch_size"] == batch_size and p["overhead"]
-    ]
-    if candidates:
-        workers = min(p["workers"] for p in candidates)
-        threads = min(p["threads"] for p in candidates if p["workers"] == workers)
-        chosen = [p for p in candidates if p["workers"] == workers and p["threads"] == threads]
-        k = min(p["concurrency"] for p in chosen)
-        chosen = [p for p in chosen if p["concurrency"] == k]
-        overhead = sum(p["overhead"]["sum_s"] for p in chosen)
-        task = sum(p["overhead"]["task_sum_s"] for p in chosen)
-        batches = sum(p["overhead"]["batches"] for p in chosen)
-        out["dask_overhead_fraction"] = overhead / task if task > 0 else None
-        out["dask_overhead_per_batch_s"] = overhead / batches if batches else None
-        out["dask_overhead_detail"] = {
-            "workers": workers,
-            "threads": threads,
-            "concurrency": k,
-            "batch_size": batch_size,
-            "batches": batches,
-            "mean_task_s": task / batches if batches else None,
-            "worker_side_s_per_batch": statistics.fmean(p["overhead"]["worker_side_mean_s"] for p in chosen),
-            "definition": "sum over batches of (client-observed batch latency - in-task time) / "
-            "sum of in-task time; fused, fewest workers, lowest concurrency",
-        }
-    else:
-        out["dask_overhead_fraction"] = None
-        out["dask_overhead_per_batch_s"] = None
-        out["dask_overhead_detail"] = {"definition": "no fused run in the sweep"}
-    return out
-
-
-def _overhead(results: Sequence[BatchResult]) -> dict[str, Any] | None:
-    """Per-batch Dask overhead of one run: client latency − task time, and inside the task the
-    time not spent on events (task wall − Σ event wall)."""
-    pairs = [
-        (r.latency_s, sum(t.stop - t.start for t in r.tasks), sum(e.stop - e.start for e in r.events))
-        for r in results
-        if r.tasks and r.events and math.isfinite(r.latency_s)
-    ]
-    if not pairs:
-        return None
-    return {
-        "batches": len(pairs),
-        "sum_s": float(sum(max(lat - task, 0.0) for lat, task, _ in pairs)),
-        "task_sum_s": float(sum(task for _, task, _ in pairs)),
-        "worker_side_mean_s": float(statistics.fmean(max(task - ev, 0.0) for _, task, ev in pairs)),
-    }
 
 
 def _sweep_dask(

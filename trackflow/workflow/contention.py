@@ -1,10 +1,12 @@
 """Node contention: how much slower one event runs when every core of the node is busy.
 
 Cores of one node share the last-level cache, the memory bandwidth and (on most servers) a
-power budget that lowers the clock when more cores run. A worker benched alone is therefore
-faster than the same worker beside others: on the 2-core development machine (one 36 MB L3,
-no SMT) an event took 1.25x as long with two workers as with one. The service times of
-``trackflow bench`` come from one worker, so the estimate needs that factor.
+power budget that lowers the clock when more cores run. A worker benched alone can therefore
+be faster than the same worker beside others. The service times of ``trackflow bench`` come
+from one worker, so the estimate needs that factor. (On the 2-core development machine, one
+36 MB L3, no SMT, this probe measured x0.94-x1.17; Dask's 2 workers were slowed more, x1.1-x1.25,
+because Dask's own client, scheduler and event loops then have no spare core: that part is
+measured separately, as Dask's CPU per batch, see :func:`trackflow.workflow.estimates.shared_cores_service`.)
 
 It is a property of the hardware, measured like a matmul peak, without Dask:
 :func:`measure_node_contention` starts N processes (spawn; one thread each; N = the usable

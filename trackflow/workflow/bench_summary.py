@@ -1,0 +1,131 @@
+"""The headline numbers of a ``trackflow bench`` sweep (definitions in
+:mod:`trackflow.workflow.bench`): scaling efficiency, fused over staged, Dask's overhead per
+batch (wall) and Dask's own CPU per batch."""
+
+from __future__ import annotations
+
+import math
+import statistics
+from collections import defaultdict
+from collections.abc import Sequence
+from typing import Any
+
+from trackflow.workflow.executors import BatchResult
+
+
+def _mean_throughput(sweep: Sequence[dict[str, Any]], **where: Any) -> dict[tuple, float]:
+    """Mean events/s over repeats, keyed by (workers, threads, concurrency), for matching points."""
+    grouped: dict[tuple, list[float]] = defaultdict(list)
+    for p in sweep:
+        if all(p.get(k) == v for k, v in where.items()) and p["events_per_second"]:
+            grouped[(p["workers"], p["threads"], p["concurrency"])].append(p["events_per_second"])
+    return {k: statistics.fmean(v) for k, v in grouped.items()}
+
+
+def _best_over_concurrency(throughput: dict[tuple, float], workers: int, threads: int) -> float | None:
+    values = [v for (w, t, _), v in throughput.items() if w == workers and t == threads]
+    return max(values) if values else None
+
+
+def headline_numbers(sweep: Sequence[dict[str, Any]], batch_size: int) -> dict[str, Any]:
+    """scaling_efficiency, fused_over_staged and dask_overhead_fraction from the sweep entries
+    (definitions in the module docstring), each with what it was computed from."""
+    fused = _mean_throughput(sweep, mode="fused", batch_size=batch_size)
+    staged = _mean_throughput(sweep, mode="staged", batch_size=batch_size)
+    direct = _mean_throughput(sweep, mode="direct", threads=1)
+    out: dict[str, Any] = {}
+
+    direct_1 = max(direct.values()) if direct else None
+    multi = sorted({w for (w, t, _) in fused if t == 1 and w > 1})
+    scaling_workers = 2 if 2 in multi else (multi[-1] if multi else None)
+    fused_w = _best_over_concurrency(fused, scaling_workers, 1) if scaling_workers else None
+    out["scaling_efficiency"] = fused_w / (scaling_workers * direct_1) if fused_w and direct_1 else None
+    out["scaling_efficiency_detail"] = {
+        "workers": scaling_workers,
+        "fused_events_per_second": fused_w,
+        "direct_1_thread_events_per_second": direct_1,
+        "definition": "fused events/s with W workers (1 thread each, best concurrency) / "
+        "(W x direct events/s, 1 thread)",
+    }
+
+    by_workers: dict[int, float] = {}
+    for workers in sorted({w for (w, _, _) in fused} & {w for (w, _, _) in staged}):
+        threads = min(t for (w, t, _) in fused if w == workers)
+        f = _best_over_concurrency(fused, workers, threads)
+        s = _best_over_concurrency(staged, workers, threads)
+        if f and s:
+            by_workers[workers] = f / s
+    out["fused_over_staged"] = by_workers[max(by_workers)] if by_workers else None
+    out["fused_over_staged_by_workers"] = {str(w): r for w, r in by_workers.items()}
+
+    # overhead: fused, fewest workers, 1 batch in flight (no batch waits for a busy worker)
+    candidates = [
+        p for p in sweep if p["mode"] == "fused" and p["batch_size"] == batch_size and p["overhead"]
+    ]
+    if candidates:
+        workers = min(p["workers"] for p in candidates)
+        threads = min(p["threads"] for p in candidates if p["workers"] == workers)
+        chosen = [p for p in candidates if p["workers"] == workers and p["threads"] == threads]
+        k = min(p["concurrency"] for p in chosen)
+        chosen = [p for p in chosen if p["concurrency"] == k]
+        overhead = sum(p["overhead"]["sum_s"] for p in chosen)
+        task = sum(p["overhead"]["task_sum_s"] for p in chosen)
+        batches = sum(p["overhead"]["batches"] for p in chosen)
+        out["dask_overhead_fraction"] = overhead / task if task > 0 else None
+        out["dask_overhead_per_batch_s"] = overhead / batches if batches else None
+        out["dask_overhead_detail"] = {
+            "workers": workers,
+            "threads": threads,
+            "concurrency": k,
+            "batch_size": batch_size,
+            "batches": batches,
+            "mean_task_s": task / batches if batches else None,
+            "worker_side_s_per_batch": statistics.fmean(p["overhead"]["worker_side_mean_s"] for p in chosen),
+            "definition": "sum over batches of (client-observed batch latency - in-task time) / "
+            "sum of in-task time; fused, fewest workers, lowest concurrency",
+        }
+    else:
+        out["dask_overhead_fraction"] = None
+        out["dask_overhead_per_batch_s"] = None
+        out["dask_overhead_detail"] = {"definition": "no fused run in the sweep"}
+    return out
+
+
+def _overhead(results: Sequence[BatchResult]) -> dict[str, Any] | None:
+    """Per-batch Dask overhead of one run: client latency − task time, and inside the task the
+    time not spent on events (task wall − Σ event wall)."""
+    pairs = [
+        (r.latency_s, sum(t.stop - t.start for t in r.tasks), sum(e.stop - e.start for e in r.events))
+        for r in results
+        if r.tasks and r.events and math.isfinite(r.latency_s)
+    ]
+    if not pairs:
+        return None
+    return {
+        "batches": len(pairs),
+        "sum_s": float(sum(max(lat - task, 0.0) for lat, task, _ in pairs)),
+        "task_sum_s": float(sum(task for _, task, _ in pairs)),
+        "worker_side_mean_s": float(statistics.fmean(max(task - ev, 0.0) for _, task, ev in pairs)),
+    }
+
+
+def dask_cpu_per_batch(sweep: Sequence[dict[str, Any]]) -> dict[str, Any] | None:
+    """CPU seconds Dask itself uses per batch, outside the task, from the fused runs with the
+    fewest workers: ``client_process`` (client, and the scheduler and nannies of a local
+    cluster) and ``worker_side`` (worker process CPU − in-task time: event loop, comms,
+    (de)serialisation, profiler). On a node whose cores the workers fill, that CPU is taken from
+    the workers' cores: the estimate adds it to the service time."""
+    fused = [p for p in sweep if p["mode"] == "fused" and p.get("cpu_s") and p["cpu_s"]["batches"]]
+    if not fused:
+        return None
+    workers = min(p["workers"] for p in fused)
+    chosen = [p["cpu_s"] for p in fused if p["workers"] == workers]
+    batches = sum(c["batches"] for c in chosen)
+    return {
+        "workers": workers,
+        "batches": batches,
+        "client_process": sum(c["client_process"] for c in chosen) / batches,
+        "worker_side": max(sum(c["workers"] - c["in_task"] for c in chosen) / batches, 0.0),
+        "what": "CPU s per batch outside the task: client_process = client (+ scheduler and "
+        "nannies of a local cluster); worker_side = worker CPU - in-task time",
+    }
