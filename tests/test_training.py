@@ -255,7 +255,8 @@ def test_shipped_models_find_tracks_on_a_small_simulated_event(tiny_events: Path
     tracks = pipeline(event.hits_only())
     assert len(tracks.track_labels) == event.n_hits
     metrics = score_event(tracks.to_frame(), event.truth, event.particles)
-    # floors well below what the shipped models give on full simulated events (efficiency 0.50,
-    # fake rate 0.23 on data/test): they catch models that lost their training, not small drifts
-    assert metrics.efficiency > 0.3
-    assert metrics.fake_rate < 0.4
+    # floors well below what the shipped models give (efficiency 0.86, fake rate 0.012 on the
+    # held-out data/test; 0.75 and 0.008 on pileup-100 gun events with this 55 mm vertex spread):
+    # they catch models that lost their training, not small drifts
+    assert metrics.efficiency > 0.5
+    assert metrics.fake_rate < 0.1
