@@ -61,8 +61,7 @@ class FilterNet(nn.Module):
         source, target = edges[0], edges[1]
         if self.pair_features:
             # inner hit first: the same pair scores the same whichever way the edge points
-            swap = features[source, 0] > features[target, 0]
-            source, target = torch.where(swap, target, source), torch.where(swap, source, target)
+            source, target = inner_first(features, source, target)
         inputs = [features[source], features[target]]
         if self.pair_features:
             inputs.append(pair_features(features[source], features[target], self.r_scale, self.z_scale))
@@ -76,6 +75,15 @@ class FilterNet(nn.Module):
 
 #: columns :func:`pair_features` adds
 N_PAIR_FEATURES = 6
+
+
+def inner_first(
+    features: torch.Tensor, source: torch.Tensor, target: torch.Tensor
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Edge ends reordered so the first is the hit at smaller r (``features`` column 0 is r):
+    models that read pair features score a pair the same whichever way the edge points."""
+    swap = features[source, 0] > features[target, 0]
+    return torch.where(swap, target, source), torch.where(swap, source, target)
 
 
 def pair_features(inner: torch.Tensor, outer: torch.Tensor, r_scale: float, z_scale: float) -> torch.Tensor:

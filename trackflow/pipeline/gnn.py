@@ -9,7 +9,7 @@ from torch import nn
 
 import trackflow.config
 from trackflow.errors import ConfigError
-from trackflow.pipeline.filter import N_PAIR_FEATURES, pair_features
+from trackflow.pipeline.filter import N_PAIR_FEATURES, inner_first, pair_features
 from trackflow.pipeline.graph import HitGraph
 from trackflow.pipeline.mlp import make_mlp
 
@@ -86,10 +86,8 @@ class InteractionGNN(nn.Module):
         # tensors) and transient memory stays bounded; the result is the same.
         source, target = edges[0], edges[1]
         if self.pair_features:
-            # outwards: inner hit first (column 0 is r), so the result does not depend on the
-            # direction graph building happened to give each edge
-            swap = features[source, 0] > features[target, 0]
-            source, target = torch.where(swap, target, source), torch.where(swap, source, target)
+            # outwards: the result does not depend on the direction graph building gave each edge
+            source, target = inner_first(features, source, target)
         n_edges = edges.shape[1]
         n_hits = features.shape[0]
         chunk = max(n_edges, n_hits) if torch.is_grad_enabled() else self.inference_chunk
@@ -179,8 +177,7 @@ class InteractionGNN(nn.Module):
         """The textbook form of :meth:`forward` (concatenated inputs, no chunks): for tests."""
         source, target = edges[0], edges[1]
         if self.pair_features:
-            swap = features[source, 0] > features[target, 0]
-            source, target = torch.where(swap, target, source), torch.where(swap, source, target)
+            source, target = inner_first(features, source, target)
         x = self.node_encoder(features)
         inputs = [x[source], x[target]]
         if self.pair_features:
