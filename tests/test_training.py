@@ -17,6 +17,7 @@ from trackflow.errors import ConfigError
 from trackflow.events import Event, list_events, with_derived
 from trackflow.pipeline import model_files
 from trackflow.pipeline.features import FeatureConfig
+from trackflow.pipeline.graph import HitGraph
 from trackflow.pipeline.pipeline import Pipeline
 from trackflow.pipeline.training import TrainingConfig, train
 from trackflow.pipeline.training.data import load_truth_events, prepare_event, truth_edges
@@ -52,9 +53,10 @@ def tiny_events(tmp_path_factory: pytest.TempPathFactory, detectors_csv: Path) -
     return out
 
 
-def tiny_config(data: Path, out: Path) -> TrainingConfig:
+def tiny_config(data: Path, out: Path, **options: object) -> TrainingConfig:
     """One epoch per stage, small models and few steps: seconds on one core."""
     return TrainingConfig(
+        **options,  # type: ignore[arg-type]
         data_dir=data,
         out_dir=out,
         seed=3,
@@ -219,6 +221,40 @@ def test_filter_from_keeps_embedding_graph_and_filter_and_trains_a_pair_feature_
     with pytest.raises(ConfigError, match="filter-from"):
         TrainingConfig(data_dir=tiny_events, out_dir=tmp_path / "x", filter_from=first,
                        embedding_from=tmp_path)
+
+
+def _scored_graph(pipeline: Pipeline, event: Event) -> HitGraph:
+    graph = pipeline.prepare(event)
+    for name in ("embedding", "graph_building", "filter", "gnn"):
+        graph = pipeline.run_stage(name, graph)
+    return graph
+
+
+@pytest.mark.sim
+def test_gnn_from_warm_starts_the_gnn_and_may_add_iterations(tiny_events: Path, tmp_path: Path) -> None:
+    first = train(tiny_config(tiny_events, tmp_path / "first"))
+    event = list_events(tiny_events)[0].load(("hits",))
+    # no GNN steps: the warm-started GNN is the first one, edge for edge
+    copied = train(tiny_config(tiny_events, tmp_path / "same", gnn_from=first, epochs_gnn=0))
+    old, new = model_files.read_manifest(first), model_files.read_manifest(copied)
+    assert new.training["gnn_warm_start_from"]["sha256"] == old.stages["gnn"].sha256
+    assert new.stages["filter"].sha256 == old.stages["filter"].sha256
+    graph_old, graph_new = (_scored_graph(Pipeline.load(d), event) for d in (first, copied))
+    assert torch.equal(graph_old.edges, graph_new.edges)
+    torch.testing.assert_close(graph_new.edge_scores, graph_old.edge_scores)
+    # shared message-passing weights: the same network can run (and train) more iterations
+    more = train(tiny_config(tiny_events, tmp_path / "more", gnn_from=first, gnn_iterations=3))
+    deeper = model_files.load_model(model_files.read_manifest(more), "gnn")
+    assert deeper.gnn.n_iterations == 3
+    assert len(Pipeline.load(more)(event).track_labels) == event.n_hits
+    # a different --filter-from cannot go with it; a differently shaped GNN cannot start from it
+    with pytest.raises(ConfigError, match="gnn-from"):
+        TrainingConfig(data_dir=tiny_events, out_dir=tmp_path / "x", gnn_from=first, filter_from=tmp_path)
+    from trackflow.pipeline.gnn import InteractionGNN
+    from trackflow.pipeline.training.gnn import _warm_start
+
+    with pytest.raises(ConfigError, match="warm-start"):
+        _warm_start(InteractionGNN(in_features=7, hidden=8), model_files.load_model(old, "gnn"))
 
 
 @pytest.mark.sim

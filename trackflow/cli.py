@@ -182,6 +182,20 @@ def simulate(out_dir: Path, n_events: int, seed: int, workers: int, progress: bo
     default=None,
     help="Reuse the embedding, graph building and filter of this model directory; train only the GNN.",
 )
+@click.option(
+    "--gnn-from",
+    type=EXISTING_DIR,
+    default=None,
+    help="As --filter-from, and start the GNN from this directory's GNN (fine-tuning).",
+)
+@click.option(
+    "--gnn-iterations",
+    type=click.IntRange(min=1),
+    default=None,
+    help="GNN message-passing iterations (default 4; a warm start may raise it: weights are shared).",
+)
+@click.option("--gnn-learning-rate", type=click.FloatRange(min=0, min_open=True), default=None,
+              help="Peak learning rate of the GNN (default 4e-3).")
 @click.option("--seed", type=int, default=0, show_default=True)
 @click.option("--threads", type=click.IntRange(min=1), default=None, help="torch threads (default: cores).")
 @click.option("--quiet", is_flag=True, help="No progress log (losses, cuts, metrics) on stderr.")

@@ -14,6 +14,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from trackflow.errors import ConfigError
 from trackflow.pipeline.gnn import InteractionGNN
 from trackflow.pipeline.training.edges import EdgeSet, bce_loss, edge_weights
 from trackflow.pipeline.training.loop import Optimisation
@@ -83,10 +84,38 @@ def sector(edge_set: EdgeSet, phi: np.ndarray, max_edges: int, rng: np.random.Ge
     return edge_set.subset(inside[edge_set.edges[0]] & inside[edge_set.edges[1]])
 
 
+def gnn_architecture(model: nn.Module) -> dict:
+    """The shape settings of a trained GNN (an :class:`InteractionGNN`, or an
+    :class:`EmbeddedGNN` / its TorchScript, whose ``gnn`` it is): what a warm start must match."""
+    gnn = getattr(model, "gnn", model)
+    # Linear weights are the 2-D ones (LayerNorm's are 1-D); make_mlp adds an output layer
+    state = gnn.state_dict()
+    n_mlp_layers = sum(1 for k, v in state.items() if k.startswith("edge_network.") and v.dim() == 2) - 1
+    return {"hidden": int(gnn.hidden), "n_mlp_layers": n_mlp_layers,
+            "pair_features": bool(gnn.pair_features), "edge_score_input": bool(gnn.edge_score_input)}
+
+
+def _warm_start(model: InteractionGNN, init: nn.Module) -> None:
+    """Copy a trained GNN's weights into ``model``. The message-passing weights are shared
+    across iterations, so ``model`` may run more (or fewer) iterations than ``init`` did."""
+    state = init.state_dict()
+    if any(k.startswith("gnn.") for k in state):  # an EmbeddedGNN: its embedding stays outside
+        state = {k[4:]: v for k, v in state.items() if k.startswith("gnn.")}
+    wanted, given = gnn_architecture(model), gnn_architecture(init)
+    if wanted != given:
+        raise ConfigError(f"training.gnn: the warm-start GNN has {given}, the training config {wanted}")
+    model.load_state_dict(state)
+
+
 def train_gnn(
-    edge_sets: list[EdgeSet], phis: list[np.ndarray], config: GNNTrainingConfig, seed: int = 0
+    edge_sets: list[EdgeSet],
+    phis: list[np.ndarray],
+    config: GNNTrainingConfig,
+    seed: int = 0,
+    init: nn.Module | None = None,
 ) -> tuple[InteractionGNN, list[float]]:
-    """Train an :class:`InteractionGNN` on filtered edges; ``phis``: hit phi (rad) per event."""
+    """Train an :class:`InteractionGNN` on filtered edges; ``phis``: hit phi (rad) per event.
+    ``init``: a trained GNN to start from (fine-tuning, e.g. with more iterations)."""
     rng = np.random.default_rng(seed)
     torch.manual_seed(seed)
     model = InteractionGNN(
@@ -99,6 +128,8 @@ def train_gnn(
         z_scale=config.z_scale,
         edge_score_input=config.edge_score_input,
     )
+    if init is not None:
+        _warm_start(model, init)
     fit = Optimisation("gnn", model, config.learning_rate, config.epochs * config.steps_per_epoch,
                        max_grad_norm=config.max_grad_norm)
     # unweighted classes: the cut is then chosen for purity, which weighting would blur

@@ -35,7 +35,13 @@ from trackflow.pipeline.training.edges import (
 )
 from trackflow.pipeline.training.embedding import EmbeddingTrainingConfig, embed, train_embedding
 from trackflow.pipeline.training.filter import FilterTrainingConfig, filter_scores, train_filter
-from trackflow.pipeline.training.gnn import EmbeddedGNN, GNNTrainingConfig, gnn_scores, train_gnn
+from trackflow.pipeline.training.gnn import (
+    EmbeddedGNN,
+    GNNTrainingConfig,
+    gnn_architecture,
+    gnn_scores,
+    train_gnn,
+)
 
 log = logging.getLogger(__name__)
 
@@ -84,6 +90,9 @@ class TrainingConfig:
     walk_min_hits: int = 3
     embedding_from: Path | None = None
     filter_from: Path | None = None
+    gnn_from: Path | None = None
+    gnn_iterations: int | None = None
+    gnn_learning_rate: float | None = None
     embedding: EmbeddingTrainingConfig = field(default_factory=EmbeddingTrainingConfig)
     filter: FilterTrainingConfig = field(default_factory=FilterTrainingConfig)
     gnn: GNNTrainingConfig = field(default_factory=GNNTrainingConfig)
@@ -94,6 +103,13 @@ class TrainingConfig:
         self.val_dir = None if self.val_dir is None else Path(self.val_dir)
         self.embedding_from = None if self.embedding_from is None else Path(self.embedding_from)
         self.filter_from = None if self.filter_from is None else Path(self.filter_from)
+        if self.gnn_from is not None:
+            # fine-tuning a GNN keeps the graphs it was trained on: same embedding and filter
+            self.gnn_from = Path(self.gnn_from)
+            if self.filter_from not in (None, self.gnn_from):
+                raise ConfigError("training: --gnn-from reuses that directory's embedding and filter too; "
+                                  "do not give a different --filter-from")
+            self.filter_from = self.gnn_from
         self.reused_dir()
         self.features = tuple(self.features)
         if self.epochs_embedding is not None:
@@ -102,6 +118,10 @@ class TrainingConfig:
             self.filter.epochs = int(self.epochs_filter)
         if self.epochs_gnn is not None:
             self.gnn.epochs = int(self.epochs_gnn)
+        if self.gnn_iterations is not None:
+            self.gnn.n_iterations = int(self.gnn_iterations)
+        if self.gnn_learning_rate is not None:
+            self.gnn.learning_rate = float(self.gnn_learning_rate)
         for stage in (self.embedding, self.filter, self.gnn):
             stage.pt_min = self.pt_min
         if not 0.0 < self.val_fraction < 1.0:
@@ -118,7 +138,7 @@ class TrainingConfig:
 
     def to_dict(self) -> dict[str, Any]:
         out = asdict(self)
-        for key in ("data_dir", "out_dir", "val_dir", "embedding_from", "filter_from"):
+        for key in ("data_dir", "out_dir", "val_dir", "embedding_from", "filter_from", "gnn_from"):
             out[key] = None if out[key] is None else str(out[key])
         out["features"] = list(self.features)
         return out
@@ -367,7 +387,16 @@ def train(config: TrainingConfig) -> Path:
         # node inputs = hit features + embedding; EmbeddedGNN computes the same at inference
         filtered_train = [_with_embedding(s) for s in filtered_train]
         filtered_val = [_with_embedding(s) for s in filtered_val]
-    gnn_net, gnn_losses = train_gnn(filtered_train, phis, config.gnn, seed=config.seed)
+    init = None
+    if config.gnn_from is not None:
+        init = model_files.load_model(source, "gnn")
+        # the warm start fixes the network's shape; iterations, steps and rate stay the config's
+        arch = gnn_architecture(init)
+        for key, value in arch.items():
+            setattr(config.gnn, key, value)
+        log.info("gnn: warm start from %s (%s), %d iterations", config.gnn_from, arch,
+                 config.gnn.n_iterations)
+    gnn_net, gnn_losses = train_gnn(filtered_train, phis, config.gnn, seed=config.seed, init=init)
     val_gnn = [gnn_scores(gnn_net, s) for s in filtered_val]
     all_scores = np.concatenate(val_gnn) if val_gnn else np.zeros(0)
     all_y = np.concatenate([s.y for s in filtered_val]) if filtered_val else np.zeros(0, bool)
@@ -426,6 +455,11 @@ def train(config: TrainingConfig) -> Path:
         "val_event_ids": split.val_ids,
         "seed": config.seed,
         "embedding_reused_from": reused,
+        "gnn_warm_start_from": (
+            {"models_dir": str(config.gnn_from.resolve()), "sha256": source.stages["gnn"].sha256,
+             "training": source.training.get("config", {}).get("gnn")}
+            if config.gnn_from is not None else None
+        ),
         "filter_reused_from": (
             {"models_dir": str(config.filter_from.resolve()), "sha256": source.stages["filter"].sha256}
             if config.filter_from is not None else None
