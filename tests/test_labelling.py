@@ -1,4 +1,4 @@
-"""Labelling: every hit gets a track label; connected components and CC-and-walk."""
+"""Labelling: every hit gets a track label; connected components, CC-and-extend and CC-and-walk."""
 
 from __future__ import annotations
 
@@ -8,7 +8,11 @@ import torch
 
 from trackflow.errors import ConfigError
 from trackflow.pipeline import HitGraph, Labelling, LabellingConfig
-from trackflow.pipeline.labelling import connected_component_labels, walkthrough_labels
+from trackflow.pipeline.labelling import (
+    connected_component_labels,
+    extended_component_labels,
+    walkthrough_labels,
+)
 from trackflow.pipeline.threads import set_threads
 
 
@@ -42,6 +46,31 @@ def test_cc_with_no_edges_gives_one_track_per_hit() -> None:
     assert sorted(labels.tolist()) == [0, 1, 2, 3]
 
 
+def test_cc_extend_gives_lone_hits_back_to_the_track_their_best_loose_edge_reaches() -> None:
+    # tight tracks A = 0-1-2-3 and B = 4-5-6-7 (scores 0.95); hit 8 has loose edges to both (0.6
+    # to hit 3, 0.4 to hit 7): it joins A; hit 9 has only a 0.2 edge (below extend_cut): alone;
+    # hits 10-11, a tight pair (a fragment of 2), have loose edges into B: both join it; hits 12
+    # and 13 are lone hits joined only to each other: a fragment never joins one of its size;
+    # hit 14's loose edge reaches hit 8, a lone hit until round 1 moves it into A: round 2 follows
+    edges = np.array([[1, 2, 3, 5, 6, 7, 8, 8, 9, 11, 10, 11, 12, 14],
+                      [0, 1, 2, 4, 5, 6, 3, 7, 0, 10, 6, 7, 13, 8]])
+    scores = np.array([0.95, 0.95, 0.95, 0.95, 0.95, 0.95, 0.6, 0.4, 0.2, 0.95, 0.5, 0.45, 0.7, 0.8])
+    labels = extended_component_labels(15, edges, scores, cut=0.9, extend_cut=0.3, max_hits=2, rounds=3)
+    assert groups(labels) == {
+        frozenset({0, 1, 2, 3, 8, 14}), frozenset({4, 5, 6, 7, 10, 11}), frozenset({9}),
+        frozenset({12}), frozenset({13}),
+    }
+    assert set(labels.tolist()) == set(range(5))
+    one = extended_component_labels(15, edges, scores, cut=0.9, extend_cut=0.3, max_hits=2, rounds=1)
+    assert frozenset({14}) in groups(one) and frozenset({0, 1, 2, 3, 8}) in groups(one)
+    # fragments above max_hits stay as they are; with the loose cut at the tight one it is CC
+    big = extended_component_labels(15, edges, scores, cut=0.9, extend_cut=0.3, max_hits=1, rounds=3)
+    assert frozenset({10, 11}) in groups(big)
+    assert groups(extended_component_labels(15, edges, scores, 0.9, 0.9)) == groups(
+        connected_component_labels(15, edges, scores, 0.9)
+    )
+
+
 def test_walkthrough_keeps_simple_paths_and_walks_branches() -> None:
     # hits 0-1-2-3 a clean path (any loose score); hits 4..9: a Y from 4 via 5 to 6-7 (good) and
     # 8-9 (a weak branch); r grows with the hit index inside each group
@@ -64,7 +93,7 @@ def test_walkthrough_ignores_edges_below_the_loose_cut() -> None:
     assert groups(labels) == {frozenset({0, 1}), frozenset({2, 3})}
 
 
-@pytest.mark.parametrize("method", ["cc", "walkthrough"])
+@pytest.mark.parametrize("method", ["cc", "cc_extend", "walkthrough"])
 def test_stage_labels_every_hit(method: str) -> None:
     rng = np.random.default_rng(0)
     graph = HitGraph.from_features(torch.from_numpy(rng.random((200, 3), dtype=np.float32)))
@@ -79,3 +108,7 @@ def test_stage_labels_every_hit(method: str) -> None:
 def test_bad_method_is_a_config_error() -> None:
     with pytest.raises(ConfigError, match="method"):
         LabellingConfig(method="dbscan")
+    with pytest.raises(ConfigError, match="extend_cut"):
+        LabellingConfig(method="cc_extend", cut=0.5, extend_cut=0.7)
+    with pytest.raises(ConfigError, match="extend_max_hits"):
+        LabellingConfig(method="cc_extend", extend_max_hits=0)

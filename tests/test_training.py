@@ -246,6 +246,9 @@ def test_gnn_from_warm_starts_the_gnn_and_may_add_iterations(tiny_events: Path, 
     more = train(tiny_config(tiny_events, tmp_path / "more", gnn_from=first, gnn_iterations=3))
     deeper = model_files.load_model(model_files.read_manifest(more), "gnn")
     assert deeper.gnn.n_iterations == 3
+    # without --gnn-iterations a warm start keeps the source's (3 here, not the config's 2)
+    kept = train(tiny_config(tiny_events, tmp_path / "kept", gnn_from=more, epochs_gnn=0))
+    assert model_files.load_model(model_files.read_manifest(kept), "gnn").gnn.n_iterations == 3
     assert len(Pipeline.load(more)(event).track_labels) == event.n_hits
     # a different --filter-from cannot go with it; a differently shaped GNN cannot start from it
     with pytest.raises(ConfigError, match="gnn-from"):

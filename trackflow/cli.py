@@ -186,13 +186,15 @@ def simulate(out_dir: Path, n_events: int, seed: int, workers: int, progress: bo
     "--gnn-from",
     type=EXISTING_DIR,
     default=None,
-    help="As --filter-from, and start the GNN from this directory's GNN (fine-tuning).",
+    help="As --filter-from, and start the GNN from this directory's GNN (fine-tuning; with "
+    "--epochs-gnn 0 it only re-chooses the GNN cut and labelling on --val).",
 )
 @click.option(
     "--gnn-iterations",
     type=click.IntRange(min=1),
     default=None,
-    help="GNN message-passing iterations (default 4; a warm start may raise it: weights are shared).",
+    help="GNN message-passing iterations (default 4, or the --gnn-from GNN's; weights are shared "
+    "across iterations, so a warm start may change it).",
 )
 @click.option("--gnn-learning-rate", type=click.FloatRange(min=0, min_open=True), default=None,
               help="Peak learning rate of the GNN (default 4e-3).")

@@ -22,7 +22,7 @@ from trackflow.metrics import score_event
 from trackflow.pipeline import model_files
 from trackflow.pipeline.features import FeatureConfig
 from trackflow.pipeline.graph_building import build_edges
-from trackflow.pipeline.labelling import connected_component_labels, walkthrough_labels
+from trackflow.pipeline.labelling import LabellingConfig, track_labels
 from trackflow.pipeline.threads import set_threads
 from trackflow.pipeline.training.data import TruthEvent, load_truth_events, prepare_event
 from trackflow.pipeline.training.edges import (
@@ -242,13 +242,8 @@ def _labels(
     event: TruthEvent, edge_set: EdgeSet, scores: np.ndarray, labelling: dict[str, Any]
 ) -> np.ndarray:
     """Track labels as the pipeline's labelling stage would give them with ``labelling``."""
-    if labelling["method"] == "cc":
-        return connected_component_labels(event.n_hits, edge_set.edges, scores, labelling["cut"])
     r = event.features[:, 0].numpy()  # column 0 is r: the walk goes outwards
-    return walkthrough_labels(
-        event.n_hits, edge_set.edges, scores, r,
-        labelling["walk_loose_cut"], labelling["walk_cut"], labelling["min_hits"],
-    )
+    return track_labels(event.n_hits, edge_set.edges, scores, r, LabellingConfig(**labelling))
 
 
 def _track_metrics(
@@ -394,6 +389,8 @@ def train(config: TrainingConfig) -> Path:
         arch = gnn_architecture(init)
         for key, value in arch.items():
             setattr(config.gnn, key, value)
+        if config.gnn_iterations is None:  # unless told otherwise, as many as the source ran
+            config.gnn.n_iterations = int(getattr(init, "gnn", init).n_iterations)
         log.info("gnn: warm start from %s (%s), %d iterations", config.gnn_from, arch,
                  config.gnn.n_iterations)
     gnn_net, gnn_losses = train_gnn(filtered_train, phis, config.gnn, seed=config.seed, init=init)
@@ -408,6 +405,10 @@ def train(config: TrainingConfig) -> Path:
         {"method": "walkthrough", "cut": c, "walk_cut": c, "walk_loose_cut": config.walk_loose_cut,
          "min_hits": config.walk_min_hits}
         for c in candidates if c >= 0.5
+    ] + [
+        # cc_extend (see trackflow.pipeline.labelling): tight cut, then lone hits follow looser edges
+        {"method": "cc_extend", "cut": c, "extend_cut": x, "extend_max_hits": 3, "extend_rounds": 3}
+        for c in candidates if c >= 0.5 for x in (0.2, 0.3, 0.4) if x < c
     ]
     for labelling in settings:
         rates = _rates(_track_metrics(split.val, split.val_frames, filtered_val, val_gnn, labelling))
