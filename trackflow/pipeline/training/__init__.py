@@ -27,13 +27,21 @@ out)::
     trackflow simulate --out data/gun_train --events 6 --seed 21 --pileup 100
     # data/train_mix: data/train plus data/gun_train as events 100-105 (symlinks)
 
-and the two training runs (embedding and filter first, then the GNN on the filtered graphs of
+and the training runs (embedding and filter first, then the GNN on the filtered graphs of
 real-kinematics and gun events, so it also holds with the gun's 55 mm vertex spread; TrackML's
-beam spot is ~5 mm)::
+beam spot is ~5 mm; then the same GNN fine-tuned with 8 message-passing iterations: its weights
+are shared across iterations, so it starts from what 4 iterations learned)::
 
     trackflow train --data data/train --val data/val --out models-1 --seed 0
-    trackflow train --data data/train_mix --val data/val --out trackflow/pipeline/models \
+    trackflow train --data data/train_mix --val data/val --out models-2 \
         --filter-from models-1 --edge-events 12 --seed 0
+    trackflow train --data data/train_mix --val data/val --out trackflow/pipeline/models \
+        --gnn-from models-2 --gnn-iterations 8 --gnn-learning-rate 2e-3 --epochs-gnn 10 \
+        --edge-events 12 --seed 1
+
+(The shipped directory's last step ran in two parts: the fine-tuning, then, once the
+``cc_extend`` labelling existed, ``--gnn-from <that directory> --epochs-gnn 0`` to re-choose the
+GNN cut and labelling on ``data/val`` with it.)
 
 Training never sees the two held-out particle files; validation (cuts) and test (the figures of
 ``benchmarks/model_quality.py``) use them with other seeds (other rotations in phi, other
