@@ -11,6 +11,7 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 
 import numpy as np
+import pandas as pd
 import torch
 
 REPO = Path(__file__).resolve().parents[1]
@@ -36,6 +37,24 @@ def subsample(event: Event, n_hits: int, seed: int = 0) -> Event:
         return event
     hits = event.hits.sample(n=n_hits, random_state=seed).sort_values("hit_id")
     return Event(event.event_id, hits.reset_index(drop=True))
+
+
+def subsample_particles(event: Event, truth: pd.DataFrame, n_hits: int, seed: int = 0) -> Event:
+    """About ``n_hits`` hits of ``event``: whole particles drawn at random (each keeps all its
+    hits) plus the same fraction of its noise hits, as a lower-pileup event would look.
+    ``truth``: hit_id, particle_id (0 = noise). Hits only in the result, as a job reads them."""
+    if n_hits >= event.n_hits:
+        return Event(event.event_id, event.hits.reset_index(drop=True))
+    rng = np.random.default_rng(seed)
+    particle = event.hits["hit_id"].map(truth.set_index("hit_id")["particle_id"]).fillna(0).to_numpy()
+    fraction = n_hits / event.n_hits
+    ids, counts = np.unique(particle[particle != 0], return_counts=True)
+    order = rng.permutation(len(ids))
+    n_signal = int(np.searchsorted(np.cumsum(counts[order]), fraction * counts.sum())) + 1
+    keep = np.isin(particle, ids[order[:n_signal]])
+    noise = np.nonzero(particle == 0)[0]
+    keep[rng.choice(noise, size=round(fraction * len(noise)), replace=False)] = True
+    return Event(event.event_id, event.hits[keep].reset_index(drop=True))
 
 
 def benchmark_pipeline(

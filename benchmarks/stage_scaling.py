@@ -10,6 +10,12 @@ relative to 10k hits (issue 10's target: <= 1.5), with a second table of where t
 per stage, the growth of its work per hit (edges per hit rise with hit density at a fixed
 radius) and of its time per unit of work. ``--models DIR`` times another model directory (e.g.
 a retrained, tighter embedding). Writes benchmarks/results/stage_scaling.md.
+
+Random hits are not what a smaller event looks like: each particle keeps a tenth of its hits at
+10k, so true neighbours vanish with the fake ones. ``--whole-particles DIR`` instead takes the
+first simulated event of DIR (with truth; default ``data/test``, held out from training) and
+keeps whole particles at random, plus the same fraction of noise, as a lower pileup would
+(``results/stage_scaling_particles.md``).
 """
 
 from __future__ import annotations
@@ -18,12 +24,14 @@ import argparse
 from pathlib import Path
 
 from pipeline_common import (
+    REPO,
     RESULTS_DIR,
     benchmark_pipeline,
     calibrate,
     machine,
     real_event,
     subsample,
+    subsample_particles,
     write_table,
 )
 
@@ -77,15 +85,35 @@ def main(argv: list[str] | None = None) -> int:
         action="store_true",
         help="untrained models: set radius and cut per size for ~20 edges/hit (algorithmic scaling)",
     )
+    parser.add_argument(
+        "--whole-particles",
+        type=Path,
+        nargs="?",
+        const=REPO / "data" / "test",
+        default=None,
+        metavar="DIR",
+        help="subsample whole particles of DIR's first simulated event (default DIR: data/test)",
+    )
     args = parser.parse_args(argv)
     set_threads(args.threads)
-    event = real_event(0)
+    truth = None
+    if args.whole_particles is not None:
+        from trackflow.events import list_events
+
+        refs = list_events(args.whole_particles)
+        if not refs:
+            parser.error(f"{args.whole_particles}: no TrackML events there")
+        loaded = refs[0].load(("hits", "truth"))
+        event, truth = loaded.hits_only(), loaded.truth
+    else:
+        event = real_event(0)
     pipeline, description = benchmark_pipeline(
         args.models, device=args.device, threads=args.threads, calibration_event=event
     )
     rows, per_hit, runs = [], {}, {}
     for size in [int(s) for s in args.sizes.split(",")]:
-        sample = subsample(event, size or event.n_hits)
+        n_wanted = size or event.n_hits
+        sample = subsample(event, n_wanted) if truth is None else subsample_particles(event, truth, n_wanted)
         if args.same_density and "untrained" in description:
             calibrate(pipeline, [pipeline.prepare(sample)], 20.0, 0.2)
         repeats = 1 if sample.n_hits > 50_000 else args.repeats
@@ -112,7 +140,7 @@ def main(argv: list[str] | None = None) -> int:
         print(rows[-1], flush=True)
     sizes = sorted(per_hit)
     ratio = ""
-    ten_k = [n for n in sizes if 5_000 <= n <= 20_000]
+    ten_k = [n for n in sizes if 5_000 <= n <= 20_000]  # whole particles give about 10k
     growth_rows = []
     if ten_k and sizes[-1] > ten_k[0]:
         small, large = ten_k[0], sizes[-1]
@@ -128,10 +156,14 @@ def main(argv: list[str] | None = None) -> int:
         f"Best of {args.repeats} (1 above 50k hits), s.{ratio} Command: `.venv/bin/python "
         f"benchmarks/stage_scaling.py --sizes {args.sizes} --threads {args.threads}"
         f"{'' if args.models is None else f' --models {args.models}'}"
-        f"{' --same-density' if args.same_density else ''}`."
+        f"{' --same-density' if args.same_density else ''}"
+        f"{'' if truth is None else f' --whole-particles {args.whole_particles}'}`."
+        + ("" if truth is None else f" Event {event.event_id} of {args.whole_particles}: whole particles "
+           "kept at random with the same fraction of noise hits.")
     )
     text = write_table(
-        "stage_scaling_same_density" if args.same_density else "stage_scaling",
+        "stage_scaling_same_density" if args.same_density
+        else "stage_scaling" if truth is None else "stage_scaling_particles",
         "Per-stage time against event size",
         ["hits", *STAGE_NAMES, "total (s)", "us/hit", "graph edges/hit", "filtered edges/hit"],
         rows,
