@@ -12,7 +12,10 @@ import pytest
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "benchmarks"))
 
 from oversubscription import RunnableThreads, parse_settings
+from pipeline_common import subsample_particles
 from stage_scaling import growth_table
+
+from trackflow.events import Event
 
 
 def test_settings_count_the_threads_that_may_run() -> None:
@@ -65,3 +68,24 @@ def test_growth_table_splits_time_growth_into_work_and_speed() -> None:
     # gnn: time/hit x1 though its edges/hit grew 9x: per edge 9x cheaper
     assert rows["gnn"][4:] == ["9.00", "0.11"]
     assert rows["filter"][1] == "69 %"  # 90 of 130 s
+
+
+def test_whole_particle_subsampling_keeps_every_hit_of_a_kept_particle() -> None:
+    import numpy as np
+    import pandas as pd
+
+    rng = np.random.default_rng(1)
+    # 400 particles of 5-15 hits, and 1000 noise hits (particle 0)
+    particle = np.concatenate([np.repeat(np.arange(1, 401), rng.integers(5, 16, 400)), np.zeros(1000, int)])
+    hit_id = rng.permutation(len(particle)) + 1
+    hits = pd.DataFrame({"hit_id": hit_id, "x": rng.random(len(hit_id))})
+    truth = pd.DataFrame({"hit_id": hit_id, "particle_id": particle})
+    event = Event(7, hits)
+    thin = subsample_particles(event, truth, len(hit_id) // 10, seed=3)
+    kept = truth.set_index("hit_id").loc[thin.hits["hit_id"], "particle_id"]
+    per_particle = kept[kept != 0].value_counts()
+    full = truth[truth.particle_id != 0].particle_id.value_counts()
+    assert (per_particle == full[per_particle.index]).all()  # whole particles only
+    assert abs(thin.n_hits - len(hit_id) / 10) <= 20  # about the size asked for
+    assert (kept == 0).sum() == 100  # noise thinned in proportion
+    assert subsample_particles(event, truth, 10**6).n_hits == event.n_hits
