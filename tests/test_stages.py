@@ -229,6 +229,13 @@ def test_gnn_reading_filter_scores_gets_them_from_the_stage_and_survives_torchsc
     graph.edges, graph.edge_scores = edges, scores
     graph = GNN(scripted)(graph)
     torch.testing.assert_close(torch.logit(graph.edge_scores), logits, atol=1e-4, rtol=1e-4)
+    # the block size the stage raises on a GPU lives in the wrapped GNN, scripted or not
+    from trackflow.pipeline.gnn import chunked_module
+
+    assert chunked_module(model) is gnn and chunked_module(gnn) is gnn
+    chunked_module(scripted).inference_chunk = 77
+    assert scripted.gnn.inference_chunk == 77
+    assert chunked_module(EmbeddingNet(4, 16, 2, 3)) is None
 
 
 # ---------------------------------------------------------------------------- stages

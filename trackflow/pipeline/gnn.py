@@ -214,6 +214,15 @@ class GNNConfig:
             raise ConfigError(f"pipeline.gnn.cut: must be in [0, 1), got {self.cut}")
 
 
+def chunked_module(model: nn.Module) -> nn.Module | None:
+    """The InteractionGNN whose ``inference_chunk`` sets its block size: ``model`` itself, or the
+    ``gnn`` inside a wrapper (the shipped EmbeddedGNN, also as TorchScript); None for other models."""
+    for candidate in (model, getattr(model, "gnn", None)):
+        if candidate is not None and hasattr(candidate, "inference_chunk"):
+            return candidate
+    return None
+
+
 class GNN:
     """Stage ``"gnn"``: score the filtered edges with an InteractionGNN or any TorchScript model
     called as ``model(features [N, F] float32, edges [2, E] int64) -> logits [E]`` (as the
@@ -230,9 +239,10 @@ class GNN:
         assert graph.edges is not None
         if graph.n_edges == 0:
             return torch.zeros(0, dtype=torch.float32, device=graph.device)
-        if graph.device.type == "cuda" and hasattr(self.model, "inference_chunk"):
+        chunked = chunked_module(self.model)
+        if graph.device.type == "cuda" and chunked is not None:
             # a GPU wants big blocks (few kernel launches); memory allows a million edges
-            self.model.inference_chunk = GPU_BLOCK_ROWS
+            chunked.inference_chunk = GPU_BLOCK_ROWS
         with torch.inference_mode():
             if getattr(self.model, "uses_edge_scores", False):
                 if graph.edge_scores is None:
