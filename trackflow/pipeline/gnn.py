@@ -107,7 +107,9 @@ class InteractionGNN(nn.Module):
         parts = []
         for start in range(0, n_edges, chunk):
             src, dst = source[start : start + chunk], target[start : start + chunk]
-            out = x_src[src] + x_dst[dst]
+            # index_select, not x_src[src]: the same rows, but gathers took 15 % of the GNN's CPU
+            # time through advanced indexing and a third of that through index_select
+            out = x_src.index_select(0, src) + x_dst.index_select(0, dst)
             if self.pair_features:
                 pairs = pair_features(features[src], features[dst], self.r_scale, self.z_scale)
                 out = out + pairs @ w[:, 2 * h : 2 * h + self.n_pair].T
@@ -131,7 +133,7 @@ class InteractionGNN(nn.Module):
             for start in range(0, n_edges, chunk):
                 src, dst = source[start : start + chunk], target[start : start + chunk]
                 e_chunk = e[start : start + chunk]
-                out = e_chunk @ e_w.T + x_src[src] + x_dst[dst]
+                out = e_chunk @ e_w.T + x_src.index_select(0, src) + x_dst.index_select(0, dst)
                 for i, layer in enumerate(self.edge_network):
                     if i > 0:
                         out = layer(out)
@@ -164,7 +166,7 @@ class InteractionGNN(nn.Module):
         logits: list[torch.Tensor] = []
         for start in range(0, n_edges, chunk):
             src, dst = source[start : start + chunk], target[start : start + chunk]
-            out = e[start : start + chunk] @ e_w.T + x_src[src] + x_dst[dst]
+            out = e[start : start + chunk] @ e_w.T + x_src.index_select(0, src) + x_dst.index_select(0, dst)
             for i, layer in enumerate(self.edge_classifier):
                 if i > 0:
                     out = layer(out)
