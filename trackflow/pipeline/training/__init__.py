@@ -39,9 +39,10 @@ are shared across iterations, so it starts from what 4 iterations learned)::
         --gnn-from models-2 --gnn-iterations 8 --gnn-learning-rate 2e-3 --epochs-gnn 10 \
         --edge-events 12 --seed 1
 
-(The shipped directory's last step ran in two parts: the fine-tuning, then, once the
-``cc_extend`` labelling existed, ``--gnn-from <that directory> --epochs-gnn 0`` to re-choose the
-GNN cut and labelling on ``data/val`` with it.)
+(The shipped directory's last step ran in parts: the fine-tuning; then, once the ``cc_extend``
+labelling existed, ``--gnn-from <that directory> --epochs-gnn 0`` to re-choose the GNN cut and
+labelling on ``data/val`` with it; then the same again after a speed-up of the GNN's code, to
+re-save its TorchScript: same weights, scores and choice.)
 
 Training never sees the two held-out particle files; validation (cuts) and test (the figures of
 ``benchmarks/model_quality.py``) use them with other seeds (other rotations in phi, other
