@@ -105,6 +105,9 @@ def _warm_start(model: InteractionGNN, init: nn.Module) -> None:
     if any(k.startswith("gnn.") for k in state):  # an EmbeddedGNN: its embedding stays outside
         state = {k[4:]: v for k, v in state.items() if k.startswith("gnn.")}
     wanted, given = gnn_architecture(model), gnn_architecture(init)
+    # hit inputs too: features only, or features + embedding (EmbeddedGNN)
+    wanted["in_features"] = model.in_features
+    given["in_features"] = int(getattr(init, "gnn", init).in_features)
     if wanted != given:
         raise ConfigError(f"training.gnn: the warm-start GNN has {given}, the training config {wanted}")
     model.load_state_dict(state)
