@@ -151,3 +151,22 @@ def test_segments_never_share_an_edge() -> None:
         both = build_edges(torch.cat([a, b]), 0.2, 8, backend, segments=segments)
         expected = torch.cat([alone, build_edges(b, 0.2, 8, "kdtree") + 300], dim=1)
         assert edge_set(both) == edge_set(expected), backend
+
+
+@pytest.mark.parametrize("max_neighbours", [None, 1, 40])
+def test_kdtree_candidates_do_not_depend_on_its_nearest_neighbour_count(max_neighbours: int | None) -> None:
+    # dense points: with a cap of 1 (k = 3) almost every hit's bounded search is full and falls
+    # back to a ball search; without a cap k is 65; either way the candidates are all pairs
+    # within the radius, as the brute-force distance matrix finds them
+    from trackflow.pipeline.graph_building import candidates_kdtree, candidates_torch
+
+    points = torch.from_numpy(np.random.default_rng(5).random((2000, 4), dtype=np.float32))
+    pairs = {
+        name: set(zip(*(t.tolist() for t in found), strict=True))
+        for name, found in (
+            ("kdtree", candidates_kdtree(points, 0.06, max_neighbours=max_neighbours)),
+            ("brute force", candidates_torch(points, 0.06)),
+        )
+    }
+    assert 2 * len(pairs["brute force"]) > 20 * len(points)  # ~24 partners per hit: k = 3 is full
+    assert pairs["kdtree"] == pairs["brute force"]
