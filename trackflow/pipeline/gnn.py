@@ -102,14 +102,12 @@ class InteractionGNN(nn.Module):
         x = torch.cat(parts) if len(parts) > 0 else features.new_zeros((0, h))
 
         w = self.edge_encoder[0].weight
-        x_src = x @ w[:, :h].T
-        x_dst = x @ w[:, h : 2 * h].T + self.edge_encoder[0].bias
+        x_src = _project(x, w[:, :h], None, chunk, in_place)
+        x_dst = _project(x, w[:, h : 2 * h], self.edge_encoder[0].bias, chunk, in_place)
         parts = []
         for start in range(0, n_edges, chunk):
             src, dst = source[start : start + chunk], target[start : start + chunk]
-            # index_select, not x_src[src]: the same rows, but gathers took 15 % of the GNN's CPU
-            # time through advanced indexing and a third of that through index_select
-            out = x_src.index_select(0, src) + x_dst.index_select(0, dst)
+            out = _gather_sum(x_src, x_dst, src, dst, in_place)
             if self.pair_features:
                 pairs = pair_features(features[src], features[dst], self.r_scale, self.z_scale)
                 out = out + pairs @ w[:, 2 * h : 2 * h + self.n_pair].T
@@ -122,18 +120,30 @@ class InteractionGNN(nn.Module):
             parts.append(out)
         e = torch.cat(parts) if len(parts) > 0 else x.new_zeros((0, h))
 
-        for _ in range(self.n_iterations):
+        # message sums per hit; without autograd one pair of buffers serves every iteration
+        incoming = torch.zeros_like(x)
+        outgoing = torch.zeros_like(x)
+        for iteration in range(self.n_iterations):
             w = self.edge_network[0].weight
-            e_w = w[:, :h]
-            x_src = x @ w[:, h : 2 * h].T
-            x_dst = x @ w[:, 2 * h :].T + self.edge_network[0].bias
-            incoming = torch.zeros_like(x)
-            outgoing = torch.zeros_like(x)
+            e_w = w[:, :h].T
+            x_src = _project(x, w[:, h : 2 * h], None, chunk, in_place)
+            x_dst = _project(x, w[:, 2 * h :], self.edge_network[0].bias, chunk, in_place)
+            if iteration > 0:
+                if in_place:
+                    incoming.zero_()
+                    outgoing.zero_()
+                else:
+                    incoming = torch.zeros_like(x)
+                    outgoing = torch.zeros_like(x)
             parts = []
             for start in range(0, n_edges, chunk):
                 src, dst = source[start : start + chunk], target[start : start + chunk]
                 e_chunk = e[start : start + chunk]
-                out = e_chunk @ e_w.T + x_src.index_select(0, src) + x_dst.index_select(0, dst)
+                out = _gather_sum(x_src, x_dst, src, dst, in_place)
+                if in_place:
+                    out.addmm_(e_chunk, e_w)  # accumulates in place: no bias copy, no temporary
+                else:
+                    out = out + e_chunk @ e_w
                 for i, layer in enumerate(self.edge_network):
                     if i > 0:
                         out = layer(out)
@@ -160,13 +170,17 @@ class InteractionGNN(nn.Module):
                 x = torch.cat(parts)
 
         w = self.edge_classifier[0].weight
-        e_w = w[:, :h]
-        x_src = x @ w[:, h : 2 * h].T
-        x_dst = x @ w[:, 2 * h :].T + self.edge_classifier[0].bias
+        e_w = w[:, :h].T
+        x_src = _project(x, w[:, h : 2 * h], None, chunk, in_place)
+        x_dst = _project(x, w[:, 2 * h :], self.edge_classifier[0].bias, chunk, in_place)
         logits: list[torch.Tensor] = []
         for start in range(0, n_edges, chunk):
             src, dst = source[start : start + chunk], target[start : start + chunk]
-            out = e[start : start + chunk] @ e_w.T + x_src.index_select(0, src) + x_dst.index_select(0, dst)
+            out = _gather_sum(x_src, x_dst, src, dst, in_place)
+            if in_place:
+                out.addmm_(e[start : start + chunk], e_w)
+            else:
+                out = out + e[start : start + chunk] @ e_w
             for i, layer in enumerate(self.edge_classifier):
                 if i > 0:
                     out = layer(out)
@@ -193,6 +207,39 @@ class InteractionGNN(nn.Module):
             outgoing = torch.zeros_like(x).index_add_(0, source, e)
             x = x + self.node_network(torch.cat([x, incoming, outgoing], dim=1))
         return self.edge_classifier(torch.cat([e, x[source], x[target]], dim=1)).squeeze(1)
+
+
+def _project(
+    x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None, chunk: int, blocked: bool
+) -> torch.Tensor:
+    """``x @ weight.T (+ bias)``: one column block of a Linear applied to hit states [N, H].
+
+    ``blocked`` (inference): ``chunk`` rows at a time into one output, so each block's rows
+    stay in cache (3.5x faster than one product over a 94k-row tensor on a CPU)."""
+    if not blocked:
+        out = x @ weight.T
+        return out if bias is None else out + bias
+    out = x.new_empty((x.shape[0], weight.shape[0]))
+    for start in range(0, x.shape[0], chunk):
+        rows = out[start : start + chunk]
+        if bias is None:
+            torch.mm(x[start : start + chunk], weight.T, out=rows)
+        else:
+            torch.addmm(bias, x[start : start + chunk], weight.T, out=rows)
+    return out
+
+
+def _gather_sum(
+    x_src: torch.Tensor, x_dst: torch.Tensor, src: torch.Tensor, dst: torch.Tensor, in_place: bool
+) -> torch.Tensor:
+    """``x_src[src] + x_dst[dst]``: the two hits' parts of an edge MLP's first layer.
+
+    index_select, not advanced indexing: the same rows, but gathers took 15 % of the GNN's CPU
+    time through ``x[idx]`` and a third of that through index_select."""
+    out = x_src.index_select(0, src)
+    if in_place:
+        return out.add_(x_dst.index_select(0, dst))
+    return out + x_dst.index_select(0, dst)
 
 
 def _score_column(edge_scores: torch.Tensor | None, start: int, size: int) -> torch.Tensor:
