@@ -41,8 +41,9 @@ are shared across iterations, so it starts from what 4 iterations learned)::
 
 (The shipped directory's last step ran in parts: the fine-tuning; then, once the ``cc_extend``
 labelling existed, ``--gnn-from <that directory> --epochs-gnn 0`` to re-choose the GNN cut and
-labelling on ``data/val`` with it; then the same again after a speed-up of the GNN's code, to
-re-save its TorchScript: same weights, scores and choice.)
+labelling on ``data/val`` with it; then the same again after each speed-up of the GNN's code
+(index_select gathers; blocked hit projections and in-place sums), to re-save its TorchScript:
+same weights, same validation metrics and choice.)
 
 Training never sees the two held-out particle files; validation (cuts) and test (the figures of
 ``benchmarks/model_quality.py``) use them with other seeds (other rotations in phi, other
