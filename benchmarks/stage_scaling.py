@@ -161,9 +161,12 @@ def main(argv: list[str] | None = None) -> int:
         + ("" if truth is None else f" Event {event.event_id} of {args.whole_particles}: whole particles "
            "kept at random with the same fraction of noise hits.")
     )
-    text = write_table(
+    name = (
         "stage_scaling_same_density" if args.same_density
-        else "stage_scaling" if truth is None else "stage_scaling_particles",
+        else "stage_scaling" if truth is None else "stage_scaling_particles"
+    )
+    text = write_table(
+        name,
         "Per-stage time against event size",
         ["hits", *STAGE_NAMES, "total (s)", "us/hit", "graph edges/hit", "filtered edges/hit"],
         rows,
@@ -186,7 +189,6 @@ def main(argv: list[str] | None = None) -> int:
         lines += ["| " + " | ".join(str(c) for c in row) + " |" for row in growth_rows]
         extra = "\n".join(lines) + "\n"
         print(extra)
-        name = "stage_scaling_same_density" if args.same_density else "stage_scaling"
         (RESULTS_DIR / f"{name}.md").write_text(text + extra)
     return 0
 
