@@ -6,6 +6,7 @@ from __future__ import annotations
 import importlib.util
 import json
 import os
+import shutil
 from pathlib import Path
 
 import numpy as np
@@ -250,9 +251,23 @@ def test_gnn_from_warm_starts_the_gnn_and_may_add_iterations(tiny_events: Path, 
     kept = train(tiny_config(tiny_events, tmp_path / "kept", gnn_from=more, epochs_gnn=0))
     assert model_files.load_model(model_files.read_manifest(kept), "gnn").gnn.n_iterations == 3
     assert len(Pipeline.load(more)(event).track_labels) == event.n_hits
-    # a different --filter-from cannot go with it; a differently shaped GNN cannot start from it
-    with pytest.raises(ConfigError, match="gnn-from"):
-        TrainingConfig(data_dir=tiny_events, out_dir=tmp_path / "x", gnn_from=first, filter_from=tmp_path)
+    # another filter (same embedding) under the warm-started GNN: that filter's graphs, this GNN
+    config = tiny_config(tiny_events, tmp_path / "refiltered", embedding_from=first, epochs_gnn=0)
+    config.filter.steps_per_epoch = 12  # not the first run's filter
+    refiltered = train(config)
+    mixed = train(tiny_config(tiny_events, tmp_path / "mixed", gnn_from=first, filter_from=refiltered,
+                              epochs_gnn=0))
+    manifest = model_files.read_manifest(mixed)
+    assert manifest.stages["filter"].sha256 == model_files.read_manifest(refiltered).stages["filter"].sha256
+    assert manifest.training["gnn_warm_start_from"]["sha256"] == old.stages["gnn"].sha256
+    assert manifest.stages["filter"].sha256 != old.stages["filter"].sha256
+    # ... but not a GNN that read another embedding; nor a differently shaped GNN
+    other = tmp_path / "other-embedding"
+    shutil.copytree(first, other)
+    text = (other / "manifest.json").read_text()
+    (other / "manifest.json").write_text(text.replace(old.stages["embedding"].sha256, "0" * 64))
+    with pytest.raises(ConfigError, match="another embedding"):
+        train(tiny_config(tiny_events, tmp_path / "x", gnn_from=other, filter_from=refiltered, epochs_gnn=0))
     from trackflow.pipeline.gnn import InteractionGNN
     from trackflow.pipeline.training.gnn import _warm_start
 

@@ -186,8 +186,9 @@ def simulate(out_dir: Path, n_events: int, seed: int, workers: int, progress: bo
     "--gnn-from",
     type=EXISTING_DIR,
     default=None,
-    help="As --filter-from, and start the GNN from this directory's GNN (fine-tuning; with "
-    "--epochs-gnn 0 it only re-chooses the GNN cut and labelling on --val).",
+    help="Start the GNN from this directory's GNN (fine-tuning; with --epochs-gnn 0 it only "
+    "re-chooses the GNN cut and labelling on --val). Reuses its embedding and filter too, unless "
+    "--filter-from names another filter (same embedding) for the GNN to adapt to.",
 )
 @click.option(
     "--gnn-iterations",

@@ -104,12 +104,11 @@ class TrainingConfig:
         self.embedding_from = None if self.embedding_from is None else Path(self.embedding_from)
         self.filter_from = None if self.filter_from is None else Path(self.filter_from)
         if self.gnn_from is not None:
-            # fine-tuning a GNN keeps the graphs it was trained on: same embedding and filter
+            # fine-tuning a GNN keeps the graphs it was trained on (same embedding and filter)
+            # unless --filter-from names another filter: the GNN then adapts to that one's graphs
             self.gnn_from = Path(self.gnn_from)
-            if self.filter_from not in (None, self.gnn_from):
-                raise ConfigError("training: --gnn-from reuses that directory's embedding and filter too; "
-                                  "do not give a different --filter-from")
-            self.filter_from = self.gnn_from
+            if self.filter_from is None:
+                self.filter_from = self.gnn_from
         self.reused_dir()
         self.features = tuple(self.features)
         if self.epochs_embedding is not None:
@@ -382,9 +381,18 @@ def train(config: TrainingConfig) -> Path:
         # node inputs = hit features + embedding; EmbeddedGNN computes the same at inference
         filtered_train = [_with_embedding(s) for s in filtered_train]
         filtered_val = [_with_embedding(s) for s in filtered_val]
-    init = None
+    init, gnn_source = None, None
     if config.gnn_from is not None:
-        init = model_files.load_model(source, "gnn")
+        gnn_source = source
+        if Path(config.gnn_from).resolve() != Path(config.filter_from).resolve():
+            gnn_source = model_files.read_manifest(config.gnn_from)
+            # the GNN reads the embedding too (EmbeddedGNN): its weights only fit the same one
+            if gnn_source.stages["embedding"].sha256 != source.stages["embedding"].sha256:
+                raise ConfigError(
+                    f"training: the --gnn-from GNN ({config.gnn_from}) was trained with another "
+                    f"embedding than --filter-from's ({config.filter_from}); a warm start needs the same"
+                )
+        init = model_files.load_model(gnn_source, "gnn")
         # the warm start fixes the network's shape; iterations, steps and rate stay the config's
         arch = gnn_architecture(init)
         for key, value in arch.items():
@@ -457,8 +465,8 @@ def train(config: TrainingConfig) -> Path:
         "seed": config.seed,
         "embedding_reused_from": reused,
         "gnn_warm_start_from": (
-            {"models_dir": str(config.gnn_from.resolve()), "sha256": source.stages["gnn"].sha256,
-             "training": source.training.get("config", {}).get("gnn")}
+            {"models_dir": str(config.gnn_from.resolve()), "sha256": gnn_source.stages["gnn"].sha256,
+             "training": gnn_source.training.get("config", {}).get("gnn")}
             if config.gnn_from is not None else None
         ),
         "filter_reused_from": (
