@@ -177,9 +177,8 @@ def test_tiny_training_writes_a_checked_manifest_and_a_pipeline_that_runs(
 def test_filter_pair_features_are_recorded_and_the_models_run(tiny_events: Path, tmp_path: Path) -> None:
     from dataclasses import replace
 
-    config = tiny_config(tiny_events, tmp_path / "models")
-    config.filter = replace(config.filter, pair_features=True)
-    out = train(config)
+    # (--filter-pair-features on the command line)
+    out = train(tiny_config(tiny_events, tmp_path / "models", filter_pair_features=True))
     manifest = model_files.read_manifest(out)
     kwargs = manifest.stages["filter"].model["kwargs"]
     assert kwargs["pair_features"] is True

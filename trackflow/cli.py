@@ -197,6 +197,9 @@ def simulate(out_dir: Path, n_events: int, seed: int, workers: int, progress: bo
     help="GNN message-passing iterations (default 4, or the --gnn-from GNN's; weights are shared "
     "across iterations, so a warm start may change it).",
 )
+@click.option("--filter-pair-features", is_flag=True, default=None,
+              help="The filter also reads each hit pair's physics (dr, dphi, dz, deta, dphi/dr, "
+              "z0): fewer false edges at the same efficiency.")
 @click.option("--gnn-learning-rate", type=click.FloatRange(min=0, min_open=True), default=None,
               help="Peak learning rate of the GNN (default 4e-3).")
 @click.option("--seed", type=int, default=0, show_default=True)

@@ -93,6 +93,7 @@ class TrainingConfig:
     gnn_from: Path | None = None
     gnn_iterations: int | None = None
     gnn_learning_rate: float | None = None
+    filter_pair_features: bool | None = None
     embedding: EmbeddingTrainingConfig = field(default_factory=EmbeddingTrainingConfig)
     filter: FilterTrainingConfig = field(default_factory=FilterTrainingConfig)
     gnn: GNNTrainingConfig = field(default_factory=GNNTrainingConfig)
@@ -115,6 +116,8 @@ class TrainingConfig:
             self.embedding.epochs = int(self.epochs_embedding)
         if self.epochs_filter is not None:
             self.filter.epochs = int(self.epochs_filter)
+        if self.filter_pair_features is not None:
+            self.filter.pair_features = bool(self.filter_pair_features)
         if self.epochs_gnn is not None:
             self.gnn.epochs = int(self.epochs_gnn)
         if self.gnn_iterations is not None:
