@@ -89,3 +89,25 @@ def test_whole_particle_subsampling_keeps_every_hit_of_a_kept_particle() -> None
     assert abs(thin.n_hits - len(hit_id) / 10) <= 20  # about the size asked for
     assert (kept == 0).sum() == 100  # noise thinned in proportion
     assert subsample_particles(event, truth, 10**6).n_hits == event.n_hits
+
+
+@pytest.mark.slow
+def test_gpu_check_script_runs_on_the_cpu(shared_data: Path, tmp_path: Path) -> None:
+    """benchmarks/gpu_check.sh as a lent GPU machine would run it, in its CPU form: the stage
+    tests, then fused / staged / batched throughput on the study's small events (real files)."""
+    import subprocess
+
+    script = Path(__file__).resolve().parents[1] / "benchmarks" / "gpu_check.sh"
+    env = dict(os.environ, OUT=str(tmp_path), PYTHON=sys.executable)
+    done = subprocess.run(
+        ["bash", str(script), str(shared_data), "--device", "cpu", "--quick"],
+        check=False, env=env, capture_output=True, text=True, timeout=800,
+    )
+    assert done.returncode == 0, (done.stdout + done.stderr)[-3000:]
+    tests_log = (tmp_path / "gpu_tests.log").read_text()
+    assert " passed" in tests_log and " failed" not in tests_log
+    table = (tmp_path / "gpu_throughput.md").read_text()
+    cells = [[c.strip() for c in line.split("|")[1:4]] for line in table.splitlines()]
+    rows = [row for row in cells if len(row) == 3 and row[0] in ("fused", "staged", "batched")]
+    assert {mode for mode, _workers, _rate in rows} == {"fused", "staged", "batched"}
+    assert all(float(rate) > 0 for _mode, _workers, rate in rows)
