@@ -28,9 +28,9 @@ class GNNTrainingConfig:
     minutes: hidden 32, 4 message-passing iterations, 3000 steps of ~30k edges. Per step that is
     4x cheaper than hidden 64 x 8 iterations, and it reached a lower loss in the same CPU time:
     the filter score and the pair features give the network a head start. The shipped GNN then
-    continues from those weights with 8 iterations (the InteractionGNN default; ``--gnn-from``,
-    2000 steps at learning rate 2e-3): loss 0.064 -> 0.034, and on validation events track
-    efficiency 88 % -> 95 % with connected components alone.
+    continues from those weights with 8 iterations (the InteractionGNN default; ``--gnn-from``),
+    and again on the pair-feature filter's graphs: the runs are listed in
+    :mod:`trackflow.pipeline.training`.
     """
 
     hidden: int = 32

@@ -293,6 +293,18 @@ def train(config: TrainingConfig) -> Path:
         entry = source.stages["embedding"]
         reused = {"models_dir": str(reused_dir.resolve()), "sha256": entry.sha256,
                   "training": source.training.get("config", {}).get("embedding")}
+    gnn_source = None
+    if config.gnn_from is not None:
+        gnn_source = source
+        if Path(config.gnn_from).resolve() != Path(config.filter_from).resolve():
+            gnn_source = model_files.read_manifest(config.gnn_from)
+            # the GNN reads the embedding too (EmbeddedGNN): its weights only fit the same one;
+            # checked before any work is done
+            if gnn_source.stages["embedding"].sha256 != source.stages["embedding"].sha256:
+                raise ConfigError(
+                    f"training: the --gnn-from GNN ({config.gnn_from}) was trained with another "
+                    f"embedding than --filter-from's ({config.filter_from}); a warm start needs the same"
+                )
     for stage_name, stage in (("filter", config.filter), ("gnn", config.gnn)):
         if stage.pair_features:
             # pair features read r, cos_phi, sin_phi, z from the first four columns, in these scales
@@ -384,17 +396,8 @@ def train(config: TrainingConfig) -> Path:
         # node inputs = hit features + embedding; EmbeddedGNN computes the same at inference
         filtered_train = [_with_embedding(s) for s in filtered_train]
         filtered_val = [_with_embedding(s) for s in filtered_val]
-    init, gnn_source = None, None
-    if config.gnn_from is not None:
-        gnn_source = source
-        if Path(config.gnn_from).resolve() != Path(config.filter_from).resolve():
-            gnn_source = model_files.read_manifest(config.gnn_from)
-            # the GNN reads the embedding too (EmbeddedGNN): its weights only fit the same one
-            if gnn_source.stages["embedding"].sha256 != source.stages["embedding"].sha256:
-                raise ConfigError(
-                    f"training: the --gnn-from GNN ({config.gnn_from}) was trained with another "
-                    f"embedding than --filter-from's ({config.filter_from}); a warm start needs the same"
-                )
+    init = None
+    if gnn_source is not None:
         init = model_files.load_model(gnn_source, "gnn")
         # the warm start fixes the network's shape; iterations, steps and rate stay the config's
         arch = gnn_architecture(init)
