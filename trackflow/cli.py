@@ -106,6 +106,13 @@ def inspect(events_dir: Path, event_ids: tuple[int, ...], as_json: bool) -> None
     "--seed", type=int, default=0, show_default=True, help="Seed; the same seed gives identical files."
 )
 @click.option(
+    "--first-event",
+    type=click.IntRange(min=0),
+    default=0,
+    show_default=True,
+    help="Id of the first event: several runs (other conditions) can fill one directory.",
+)
+@click.option(
     "--workers",
     type=click.IntRange(min=1),
     default=1,
@@ -141,16 +148,55 @@ def inspect(events_dir: Path, event_ids: tuple[int, ...], as_json: bool) -> None
     default=None,
     help="Fraction of all hits that are noise (default 0.15).",
 )
+@click.option(
+    "--sigma-z",
+    "beam_sigma_z",
+    type=click.FloatRange(min=0.0),
+    default=None,
+    help="Beam spot length (mm): every primary vertex's z drawn from N(0, SIGMA). Default: the "
+    "gun's 55 mm; with --particles-from, the file's own vertices (about 5 mm in the Kaggle events). "
+    "The HL-LHC luminous region is about 50 mm.",
+)
+@click.option(
+    "--sigma-xy",
+    "beam_sigma_xy",
+    type=click.FloatRange(min=0.0),
+    default=None,
+    help="Beam spot width (mm) in x and y, as --sigma-z (default: the gun's 0.0125 mm, or the file's).",
+)
+@click.option(
+    "--vertex-shift",
+    type=(float, float, float),
+    default=None,
+    metavar="X Y Z",
+    help="Move every vertex by this offset (mm), e.g. a displaced beam spot: --vertex-shift 0 0 20.",
+)
+@click.option(
+    "--vertex-fraction",
+    type=click.FloatRange(0.0, 1.0, min_open=True),
+    default=None,
+    help="Keep this fraction of the vertices, drawn at random per event: a lower pileup "
+    "(density) than the file's or --pileup's (default 1).",
+)
 @click.option("--progress/--no-progress", default=True, show_default=True)
 @user_errors
-def simulate(out_dir: Path, n_events: int, seed: int, workers: int, progress: bool, **options: Any) -> None:
-    """Simulate events with ACTS Fatras (Generic Detector = TrackML detector) into TrackML CSV."""
+def simulate(
+    out_dir: Path, n_events: int, seed: int, first_event: int, workers: int, progress: bool, **options: Any
+) -> None:
+    """Simulate events with ACTS Fatras (Generic Detector = TrackML detector) into TrackML CSV.
+
+    Beam conditions (--sigma-z, --sigma-xy, --vertex-shift), density (--vertex-fraction) and
+    noise (--noise-fraction) apply to the gun and to real kinematics (--particles-from) alike.
+    Every event is seeded by (seed, event id): the same command gives the same files.
+    """
     from trackflow.events.simulation import SimulationConfig
     from trackflow.workflow.simulate import simulate as run_simulation
 
     given = {k: v for k, v in options.items() if v is not None}
     config = SimulationConfig(seed=seed, **given)
-    paths = run_simulation(config, out_dir, n_events, workers=workers, progress=progress)
+    paths = run_simulation(
+        config, out_dir, n_events, workers=workers, progress=progress, first_event=first_event
+    )
     click.echo(f"wrote {len(paths)} events to {out_dir}")
 
 

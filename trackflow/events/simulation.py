@@ -50,7 +50,11 @@ B_FIELD_T = 2.0
 BARCODE_FIELDS = (("pv", 47, 16), ("sv", 35, 12), ("part", 19, 16), ("gen", 11, 8), ("subpart", 0, 11))
 ACTS_ID_COLUMNS = tuple(f"particle_id_{name}" for name, _, _ in BARCODE_FIELDS)
 # independent random streams per event, all derived from (seed, event_index)
-_STREAM_ACTS, _STREAM_NOISE, _STREAM_SHUFFLE, _STREAM_ROTATION = range(4)
+_STREAM_ACTS, _STREAM_NOISE, _STREAM_SHUFFLE, _STREAM_ROTATION, _STREAM_VERTICES = range(5)
+#: bits of a real TrackML particle_id below its vertex index (``particle_id >> 52``)
+TRACKML_VERTEX_SHIFT = 52
+#: half length of the tracker (mm, the outer strip endcaps end at |z| = 2955 mm)
+TRACKER_HALF_LENGTH_MM = 2960.0
 
 
 def _setting(key: str, default: Any) -> Callable[[], Any]:
@@ -70,6 +74,13 @@ class SimulationConfig:
     ``rotate_phi`` turns each such event by a random azimuth so repeated files differ.
     ``digitization``: ``"smeared"`` or ``"geometric"`` (makes cells). ``noise_fraction``: noise
     hits / all hits. ``p_min`` (GeV): Fatras drops particles below this momentum.
+
+    Beam conditions, both modes: ``beam_sigma_z`` / ``beam_sigma_xy`` (mm) give the beam spot,
+    every primary vertex drawn from N(0, sigma) (the gun: they replace ``sigma_z`` /
+    ``sigma_xy``; real kinematics: None keeps the file's vertices, ≈ 5 mm in z in the Kaggle
+    events, see :func:`move_vertices`); ``vertex_shift`` (mm, x, y, z) moves every vertex by the
+    same offset; ``vertex_fraction`` keeps that fraction of the vertices at random, a lower
+    pileup (the gun keeps ``round(pileup * vertex_fraction)`` vertices).
     ``detectors``: detectors.csv(.gz) (default: setting ``data.detectors`` / shared data).
     """
 
@@ -86,6 +97,12 @@ class SimulationConfig:
     digitization: str = field(default_factory=_setting("digitization", "smeared"))
     noise_fraction: float = field(default_factory=_setting("noise_fraction", 0.15))
     p_min: float = field(default_factory=_setting("p_min", 0.05))
+    beam_sigma_z: float | None = field(default_factory=_setting("beam_sigma_z", None))
+    beam_sigma_xy: float | None = field(default_factory=_setting("beam_sigma_xy", None))
+    vertex_shift: tuple[float, float, float] = field(
+        default_factory=_setting("vertex_shift", (0.0, 0.0, 0.0))
+    )
+    vertex_fraction: float = field(default_factory=_setting("vertex_fraction", 1.0))
     detectors: Path | None = None
 
     def __post_init__(self) -> None:
@@ -100,6 +117,15 @@ class SimulationConfig:
             )
         if not 0.0 <= self.noise_fraction < 1.0:
             problems.append(f"noise_fraction: must be in [0, 1), got {self.noise_fraction}")
+        if not 0.0 < self.vertex_fraction <= 1.0:
+            problems.append(f"vertex_fraction: must be in (0, 1], got {self.vertex_fraction}")
+        for name in ("beam_sigma_z", "beam_sigma_xy"):
+            value = getattr(self, name)
+            if value is not None and not (math.isfinite(value) and value >= 0.0):
+                problems.append(f"{name}: must be a finite width >= 0 mm, got {value}")
+        self.vertex_shift = tuple(float(v) for v in self.vertex_shift)  # type: ignore[assignment]
+        if len(self.vertex_shift) != 3 or not all(math.isfinite(v) for v in self.vertex_shift):
+            problems.append(f"vertex_shift: must be three finite numbers (mm), got {self.vertex_shift}")
         if self.particles_from is None:
             if self.pileup < 1 or self.particles_per_vertex < 1:
                 problems.append("pileup and particles_per_vertex: must be >= 1")
@@ -355,6 +381,62 @@ def trackml_to_acts_particles(particles: pd.DataFrame, rotation: float = 0.0) ->
     )
 
 
+def vertex_index(particles: pd.DataFrame) -> np.ndarray:
+    """The primary-vertex index of each particle of a TrackML particles frame.
+
+    Real TrackML ids carry it in their top bits (``particle_id >> 52``), which keeps secondaries
+    with their primary vertex; without ``particle_id``, particles sharing (vx, vy, vz) are one.
+    """
+    if "particle_id" in particles.columns:
+        return (particles["particle_id"].to_numpy(np.int64) >> TRACKML_VERTEX_SHIFT).astype(np.int64)
+    return particles.groupby(["vx", "vy", "vz"], sort=False).ngroup().to_numpy(np.int64)
+
+
+def move_vertices(
+    particles: pd.DataFrame,
+    rng: np.random.Generator,
+    sigma_z: float | None = None,
+    sigma_xy: float | None = None,
+    shift: tuple[float, float, float] = (0.0, 0.0, 0.0),
+    fraction: float = 1.0,
+) -> pd.DataFrame:
+    """Real kinematics under another beam spot or pileup: whole vertices moved, or dropped.
+
+    Each primary vertex (:func:`vertex_index`) is kept with probability ``fraction`` (at least
+    one is kept). With ``sigma_z`` (mm) its z is drawn anew from N(0, sigma_z); with ``sigma_xy``
+    its x and y from N(0, sigma_xy); then every vertex moves by ``shift`` (mm, x, y, z). All
+    particles of a vertex, secondaries included, move by the same offset, so tracks stay what they
+    were, only displaced. A vertex's position is that of its particle closest to the beam line
+    (the prompt vertex). Momenta are untouched.
+    """
+    index = vertex_index(particles)
+    vertices, inverse = np.unique(index, return_inverse=True)
+    keep = rng.random(len(vertices)) < fraction
+    if not keep.any():
+        keep[rng.integers(len(vertices))] = True
+    position = particles[["vx", "vy", "vz"]].to_numpy(np.float64)
+    # the prompt particle of each vertex: the one nearest the beam line
+    order = np.lexsort((np.hypot(position[:, 0], position[:, 1]), inverse))
+    first = order[np.searchsorted(inverse[order], np.arange(len(vertices)))]
+    origin = position[first]
+    target = origin.copy()
+    if sigma_xy is not None:
+        target[:, 0] = rng.normal(0.0, sigma_xy, len(vertices)) if sigma_xy > 0 else 0.0
+        target[:, 1] = rng.normal(0.0, sigma_xy, len(vertices)) if sigma_xy > 0 else 0.0
+    if sigma_z is not None:
+        target[:, 2] = rng.normal(0.0, sigma_z, len(vertices)) if sigma_z > 0 else 0.0
+    offsets = target - origin + np.asarray(shift, dtype=np.float64)
+    new_position = position + offsets[inverse]
+    # a secondary pushed out of the detector has nowhere to start in ACTS's geometry (and would
+    # leave no hit): it goes
+    inside = np.abs(new_position[:, 2]) <= TRACKER_HALF_LENGTH_MM
+    selected = keep[inverse] & inside
+    moved = particles[selected].copy()
+    for axis, column in enumerate(("vx", "vy", "vz")):
+        moved[column] = new_position[selected, axis]
+    return moved.reset_index(drop=True)
+
+
 def _read_acts_csv(path: Path) -> pd.DataFrame:
     return pacsv.read_csv(path).to_pandas()
 
@@ -392,6 +474,14 @@ def _run_acts(config: SimulationConfig, event_index: int, setup: ActsDetector, w
         missing = {"vx", "vy", "vz", "px", "py", "pz", "q"} - set(particles.columns)
         if missing:
             raise EventFileError(source, f"missing column(s) {', '.join(sorted(missing))}")
+        particles = move_vertices(
+            particles,
+            event_rng(config.seed, event_index, _STREAM_VERTICES),
+            sigma_z=config.beam_sigma_z,
+            sigma_xy=config.beam_sigma_xy,
+            shift=config.vertex_shift,
+            fraction=config.vertex_fraction,
+        )
         inputs = workdir / "input"
         inputs.mkdir()
         # ACTS's reader wants its exact header and '\n' line ends; ACTS runs the event as event 0
@@ -405,17 +495,19 @@ def _run_acts(config: SimulationConfig, event_index: int, setup: ActsDetector, w
         )
         input_particles = "particles_input"
     else:
+        sigma_z = config.sigma_z if config.beam_sigma_z is None else config.beam_sigma_z
+        sigma_xy = config.sigma_xy if config.beam_sigma_xy is None else config.beam_sigma_xy
         addParticleGun(
             sequencer,
             MomentumConfig(config.pt_min * units.GeV, config.pt_max * units.GeV, transverse=True),
             EtaConfig(-config.eta_max, config.eta_max, uniform=True),
             PhiConfig(0.0, 360.0 * units.degree),
             ParticleConfig(config.particles_per_vertex, acts.PdgParticle.ePionPlus, randomizeCharge=True),
-            multiplicity=config.pileup,
+            multiplicity=max(1, round(config.pileup * config.vertex_fraction)),
             vtxGen=acts.examples.GaussianVertexGenerator(
-                mean=acts.Vector4(0, 0, 0, 0),
+                mean=acts.Vector4(*(v * units.mm for v in config.vertex_shift), 0),
                 stddev=acts.Vector4(
-                    config.sigma_xy * units.mm, config.sigma_xy * units.mm, config.sigma_z * units.mm, 0
+                    sigma_xy * units.mm, sigma_xy * units.mm, sigma_z * units.mm, 0
                 ),
             ),
             rnd=random_numbers,
