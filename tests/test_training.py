@@ -139,10 +139,11 @@ def test_embedding_loss_decreases(tiny_events: Path) -> None:
 
 
 @pytest.mark.sim
+@pytest.mark.parametrize("graph_method", ["layer_map", "radius"])
 def test_tiny_training_writes_a_checked_manifest_and_a_pipeline_that_runs(
-    tiny_events: Path, tmp_path: Path
+    tiny_events: Path, tmp_path: Path, graph_method: str
 ) -> None:
-    out = train(tiny_config(tiny_events, tmp_path / "models"))
+    out = train(tiny_config(tiny_events, tmp_path / "models", graph_method=graph_method))
     manifest = json.loads((out / "manifest.json").read_text())
     files = {name: stage for name, stage in manifest["stages"].items() if "file" in stage}
     assert set(files) == {"embedding", "filter", "gnn"}
@@ -155,8 +156,17 @@ def test_tiny_training_writes_a_checked_manifest_and_a_pipeline_that_runs(
             assert stage["kind"] == "torchscript"
             assert isinstance(model_files.load_torchscript(out / stage["file"]), torch.jit.ScriptModule)
     config = manifest["stages"]
-    assert config["graph_building"]["config"]["radius"] > 0
-    assert config["graph_building"]["config"]["max_neighbours"] == 16
+    graph = config["graph_building"]["config"]
+    assert graph["method"] == graph_method
+    if graph_method == "radius":
+        assert graph["radius"] > 0
+        assert graph["max_neighbours"] == 16
+    else:  # the map of the training events: pixel-barrel neighbours at least, with real cuts
+        pairs = {(row[0], row[1]): row for row in graph["layer_map"]["pairs"]}
+        assert (802, 804) in pairs
+        assert 0 < pairs[(802, 804)][2] < 1.0  # dphi_max, rad
+        assert pairs[(802, 804)][3] <= -200.0 and pairs[(802, 804)][4] >= 200.0  # z0 cover, mm
+    assert manifest["metrics"]["graph_building"]["efficiency"] > 0.5
     assert 0 <= config["filter"]["config"]["cut"] < 1
     assert config["labelling"]["config"]["cut"] == config["gnn"]["config"]["cut"]
     training = manifest["training"]

@@ -248,6 +248,9 @@ def simulate(
               "z0): fewer false edges at the same efficiency.")
 @click.option("--gnn-learning-rate", type=click.FloatRange(min=0, min_open=True), default=None,
               help="Peak learning rate of the GNN (default 4e-3).")
+@click.option("--graph-method", type=click.Choice(["layer_map", "radius"]), default=None,
+              help="Graph building: the detector's layer map learned from the training events "
+              "(default; holds at any beam spot) or the embedding-space radius.")
 @click.option("--seed", type=int, default=0, show_default=True)
 @click.option("--threads", type=click.IntRange(min=1), default=None, help="torch threads (default: cores).")
 @click.option("--quiet", is_flag=True, help="No progress log (losses, cuts, metrics) on stderr.")

@@ -114,6 +114,23 @@ def hit_features(hits: pd.DataFrame, config: FeatureConfig | None = None) -> tor
     return torch.from_numpy(np.ascontiguousarray(stacked, dtype=np.float32))
 
 
+def hit_geometry(hits: pd.DataFrame) -> tuple[np.ndarray | None, np.ndarray]:
+    """(layer keys int64 [N] or None, cylindrical float64 [N, 3]: r mm, phi rad, z mm) of hits.
+
+    What the layer map's graph building reads (:mod:`trackflow.pipeline.layer_map`); the layer
+    keys need ``volume_id`` and ``layer_id`` (None without them).
+    """
+    from trackflow.pipeline.layer_map import layer_keys
+
+    cylindrical = np.stack([_column(hits, "r"), _column(hits, "phi"), hits["z"].to_numpy(np.float64)], axis=1)
+    layers = (
+        layer_keys(hits["volume_id"].to_numpy(), hits["layer_id"].to_numpy())
+        if {"volume_id", "layer_id"} <= set(hits.columns)
+        else None
+    )
+    return layers, cylindrical
+
+
 def feature_names(names: Sequence[str]) -> list[str]:
     """Column names of ``hit_features`` output (``volume`` expands to ``volume_7`` ...)."""
     out: list[str] = []

@@ -26,6 +26,9 @@ class HitGraph:
     ``track_labels`` int64 [N] (numpy). ``timings`` (s) and ``counts`` fill as stages run.
     ``segments`` int64 [N] (optional): for several events fused into one graph, the event of
     each hit (0, 1, ...); graph building never joins hits of different segments.
+    ``layers`` int64 [N] and ``cylindrical`` float64 [N, 3] (r mm, phi rad, z mm), numpy, on
+    the host (optional): the hits' detector layers and positions, which the layer map's graph
+    building reads (:mod:`trackflow.pipeline.layer_map`).
     """
 
     event_id: int
@@ -38,6 +41,8 @@ class HitGraph:
     timings: dict[str, float] = field(default_factory=dict)
     counts: dict[str, int] = field(default_factory=dict)
     segments: torch.Tensor | None = None
+    layers: np.ndarray | None = None
+    cylindrical: np.ndarray | None = None
 
     def __post_init__(self) -> None:
         self.counts.setdefault("hits", len(self.hit_ids))

@@ -30,8 +30,11 @@ import torch
 import trackflow.config
 from trackflow.errors import ConfigError
 from trackflow.pipeline.graph import HitGraph
+from trackflow.pipeline.layer_map import LayerMap, layer_map_edges
 
 BACKENDS = ("auto", "faiss", "kdtree", "torch")
+#: how edges are found: within ``radius`` in the embedding space, or the detector's layer map
+METHODS = ("radius", "layer_map")
 # relative slack on radius**2 for candidates; float32 distances differ by ~1e-7 * |x|**2
 _CANDIDATE_SLACK = 1e-4
 
@@ -42,7 +45,10 @@ def _cfg(key: str, default: Any) -> Any:
 
 @dataclass
 class GraphBuildingConfig:
-    """``radius``: in embedding units; ``max_neighbours``: cap per hit (lower-indexed partners);
+    """``method``: ``radius`` (embedding-space neighbours) or ``layer_map`` (the detector's
+    layer pairs and their cuts, :mod:`trackflow.pipeline.layer_map`; ``layer_map`` then holds the
+    map as :meth:`LayerMap.to_dict` gives it, and the radius settings are unused).
+    ``radius``: in embedding units; ``max_neighbours``: cap per hit (lower-indexed partners);
     ``backend``: auto | faiss | kdtree | torch; ``block_size``: query rows per block for the
     faiss and torch backends (None: sized so one block's distances stay near 256 MB)."""
 
@@ -50,8 +56,14 @@ class GraphBuildingConfig:
     max_neighbours: int = field(default_factory=lambda: int(_cfg("max_neighbours", 64)))
     backend: str = field(default_factory=lambda: str(_cfg("backend", "auto")))
     block_size: int | None = None
+    method: str = field(default_factory=lambda: str(_cfg("method", "radius")))
+    layer_map: dict | None = field(default_factory=lambda: _cfg("layer_map", None))
 
     def __post_init__(self) -> None:
+        if self.method not in METHODS:
+            raise ConfigError(f"pipeline.graph_building.method: {self.method!r} is not one of {METHODS}")
+        if self.method == "layer_map" and not self.layer_map:
+            raise ConfigError("pipeline.graph_building.method layer_map: needs a layer_map (from training)")
         if self.backend not in BACKENDS:
             raise ConfigError(f"pipeline.graph_building.backend: {self.backend!r} is not one of {BACKENDS}")
         if not self.radius > 0:
@@ -314,18 +326,42 @@ class GraphBuilding:
 
     def __init__(self, config: GraphBuildingConfig | None = None) -> None:
         self.config = config or GraphBuildingConfig()
+        self._map: tuple[int, LayerMap | None] = (0, None)
+
+    @property
+    def layer_map(self) -> LayerMap | None:
+        """The layer map of the current config (None for the radius method); parsed once per
+        config, which callers may replace."""
+        c = self.config
+        if c.method != "layer_map":
+            return None
+        if self._map[0] != id(c.layer_map) or self._map[1] is None:
+            self._map = (id(c.layer_map), LayerMap.from_dict(c.layer_map or {}))
+        return self._map[1]
 
     def __call__(self, graph: HitGraph) -> HitGraph:
-        if graph.embedding is None:
-            raise ValueError("graph_building needs the embedding stage to have run")
         c = self.config
-        graph.edges = build_edges(
-            graph.embedding, c.radius, c.max_neighbours, c.backend, c.block_size, graph.segments
-        )
+        if self.layer_map is not None:
+            if graph.layers is None or graph.cylindrical is None:
+                raise ValueError(
+                    "graph_building with a layer map needs the hits' volume_id and layer_id "
+                    "(HitGraph.layers, cylindrical: Pipeline.prepare fills them from a hits frame)"
+                )
+            segments = None if graph.segments is None else graph.segments.cpu().numpy()
+            edges = layer_map_edges(self.layer_map, graph.layers, graph.cylindrical, segments)
+            graph.edges = torch.from_numpy(edges).to(graph.device)
+        else:
+            if graph.embedding is None:
+                raise ValueError("graph_building needs the embedding stage to have run")
+            graph.edges = build_edges(
+                graph.embedding, c.radius, c.max_neighbours, c.backend, c.block_size, graph.segments
+            )
         graph.edge_scores = None
         graph.counts["edges_graph"] = graph.n_edges
         return graph
 
     def __repr__(self) -> str:
         c = self.config
+        if self.layer_map is not None:
+            return f"GraphBuilding(method='layer_map', layer_pairs={len(self.layer_map)})"
         return f"GraphBuilding(radius={c.radius}, max_neighbours={c.max_neighbours}, backend={c.backend!r})"

@@ -22,7 +22,7 @@ from trackflow.errors import ConfigError
 from trackflow.events import Event
 from trackflow.pipeline import model_files
 from trackflow.pipeline.embedding import Embedding, EmbeddingNet
-from trackflow.pipeline.features import FeatureConfig, hit_features
+from trackflow.pipeline.features import FeatureConfig, hit_features, hit_geometry
 from trackflow.pipeline.filter import EdgeFilter, FilterConfig, FilterNet
 from trackflow.pipeline.gnn import GNN, GNNConfig, InteractionGNN
 from trackflow.pipeline.graph import COUNT_NAMES, STAGE_NAMES, EventTracks, HitGraph
@@ -62,6 +62,11 @@ def stage_config(stage: str, trained_with: Mapping[str, Any] | None = None) -> A
         if f.name in trained_with and not user_changed:
             values[f.name] = trained_with[f.name]
     return cls(**values)
+
+
+def _joined(parts: list[np.ndarray | None]) -> np.ndarray | None:
+    """The parts end to end, or None when any is missing."""
+    return None if any(p is None for p in parts) else np.concatenate(parts)  # type: ignore[arg-type]
 
 
 def _resolve_device(device: str | torch.device) -> torch.device:
@@ -193,7 +198,14 @@ class Pipeline:
         """The event's hits as a HitGraph on this pipeline's device (features from hits only)."""
         hit_ids = event.hits["hit_id"].to_numpy(dtype="int64")
         features = hit_features(event.hits, self.features)
-        graph = HitGraph(event_id=int(event.event_id), hit_ids=hit_ids, features=features)
+        layers, cylindrical = hit_geometry(event.hits)
+        graph = HitGraph(
+            event_id=int(event.event_id),
+            hit_ids=hit_ids,
+            features=features,
+            layers=layers,
+            cylindrical=cylindrical,
+        )
         return graph.to(self.device) if self.device.type != "cpu" else graph
 
     def _synchronize(self) -> None:
@@ -262,6 +274,8 @@ class Pipeline:
             hit_ids=np.concatenate([g.hit_ids for g in graphs]),
             features=torch.cat([g.features.to(self.device) for g in graphs]),
             segments=segments,
+            layers=_joined([g.layers for g in graphs]),
+            cylindrical=_joined([g.cylindrical for g in graphs]),
         )
         per_event: dict[str, np.ndarray] = {}
 

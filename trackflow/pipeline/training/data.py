@@ -17,7 +17,7 @@ import torch
 
 from trackflow.errors import EventFileError
 from trackflow.events import Event, list_events
-from trackflow.pipeline.features import FeatureConfig, hit_features
+from trackflow.pipeline.features import FeatureConfig, hit_features, hit_geometry
 
 
 @dataclass
@@ -38,6 +38,8 @@ class TruthEvent:
     truth_edge_pt: np.ndarray
     hits_per_particle: np.ndarray  # int64 [N]: hits of the hit's particle in this event (0 for noise)
     phi: np.ndarray  # float32 [N]: azimuth of the hit (rad), for splitting events into sectors
+    layers: np.ndarray | None = None  # int64 [N]: layer key (volume_id * 100 + layer_id)
+    cylindrical: np.ndarray | None = None  # float64 [N, 3]: r (mm), phi (rad), z (mm)
 
     @property
     def n_hits(self) -> int:
@@ -105,6 +107,7 @@ def prepare_event(event: Event, features: FeatureConfig) -> TruthEvent:
         pt[edges[1]] = edge_pt
     _, inverse, counts = np.unique(pid, return_inverse=True, return_counts=True)
     per_particle = np.where(pid != 0, counts[inverse], 0).astype(np.int64)
+    layers, cylindrical = hit_geometry(event.hits)
     return TruthEvent(
         event_id=event.event_id,
         hit_ids=hit_ids,
@@ -115,6 +118,8 @@ def prepare_event(event: Event, features: FeatureConfig) -> TruthEvent:
         truth_edge_pt=edge_pt.astype(np.float32),
         hits_per_particle=per_particle,
         phi=np.arctan2(event.hits["y"].to_numpy(), event.hits["x"].to_numpy()).astype(np.float32),
+        layers=layers,
+        cylindrical=cylindrical,
     )
 
 

@@ -1,4 +1,5 @@
-"""``train(TrainingConfig) -> Path``: embedding, graph-building radius, filter, GNN, cuts, manifest."""
+"""``train(TrainingConfig) -> Path``: embedding, graph building (layer map or radius), filter, GNN,
+cuts, manifest."""
 
 from __future__ import annotations
 
@@ -21,8 +22,9 @@ from trackflow.events import list_events
 from trackflow.metrics import score_event
 from trackflow.pipeline import model_files
 from trackflow.pipeline.features import FeatureConfig
-from trackflow.pipeline.graph_building import build_edges
+from trackflow.pipeline.graph_building import METHODS, build_edges
 from trackflow.pipeline.labelling import LabellingConfig, track_labels
+from trackflow.pipeline.layer_map import LayerMap, layer_map_edges
 from trackflow.pipeline.threads import set_threads
 from trackflow.pipeline.training.data import TruthEvent, load_truth_events, prepare_event
 from trackflow.pipeline.training.edges import (
@@ -64,6 +66,11 @@ class TrainingConfig:
     (their graphs are the expensive part); ``pt_min`` (GeV): particles below it weigh less.
     Targets: graph building keeps ``graph_efficiency`` of the pT > ``target_pt`` GeV truth edges,
     the filter ``filter_efficiency`` of those the graph found; GNN edge purity ``gnn_purity``.
+    ``graph_method``: ``layer_map`` (default: the detector's layer pairs, learned from the
+    training events' truth with cuts from particles above ``layer_map_pt_min`` GeV at their
+    ``layer_map_quantile``, accepting vertices within ``±layer_map_z0_cover`` mm; see
+    :mod:`trackflow.pipeline.layer_map`) or ``radius`` (embedding-space neighbours, radius chosen
+    for ``graph_efficiency``, at most ``max_neighbours`` per hit).
     """
 
     data_dir: Path
@@ -94,6 +101,10 @@ class TrainingConfig:
     gnn_iterations: int | None = None
     gnn_learning_rate: float | None = None
     filter_pair_features: bool | None = None
+    graph_method: str = field(default_factory=lambda: str(_cfg("graph_method", "layer_map")))
+    layer_map_pt_min: float = 0.9
+    layer_map_quantile: float = 0.995
+    layer_map_z0_cover: float = 200.0
     embedding: EmbeddingTrainingConfig = field(default_factory=EmbeddingTrainingConfig)
     filter: FilterTrainingConfig = field(default_factory=FilterTrainingConfig)
     gnn: GNNTrainingConfig = field(default_factory=GNNTrainingConfig)
@@ -128,6 +139,8 @@ class TrainingConfig:
             stage.pt_min = self.pt_min
         if not 0.0 < self.val_fraction < 1.0:
             raise ConfigError(f"training.val_fraction: must be in (0, 1), got {self.val_fraction}")
+        if self.graph_method not in METHODS:
+            raise ConfigError(f"training.graph_method: {self.graph_method!r} is not one of {METHODS}")
 
     def reused_dir(self) -> Path | None:
         """The model directory whose embedding (and, with ``filter_from``, filter) is reused."""
@@ -181,14 +194,36 @@ def _load(config: TrainingConfig, features: FeatureConfig) -> _Split:
     return _Split(train, val, frames, [r.event_id for r in train_refs], [r.event_id for r in val_refs])
 
 
-def _edge_sets(
-    events: list[TruthEvent], model: torch.nn.Module, radius: float, max_neighbours: int
-) -> list[EdgeSet]:
+def graph_edges(event: TruthEvent, embedding: torch.Tensor, graph: dict[str, Any]) -> np.ndarray:
+    """Edges [2, E] of one event as the pipeline's graph building would give them under the
+    manifest config ``graph`` (radius in the embedding space, or the layer map)."""
+    if graph.get("method", "radius") == "layer_map":
+        if event.layers is None or event.cylindrical is None:
+            raise EventFileError(
+                Path(f"event {event.event_id}"), "hits need volume_id and layer_id for the layer map"
+            )
+        return layer_map_edges(LayerMap.from_dict(graph["layer_map"]), event.layers, event.cylindrical)
+    return build_edges(embedding, float(graph["radius"]), int(graph["max_neighbours"])).numpy()
+
+
+def graph_quality(
+    events: list[TruthEvent], model: torch.nn.Module, graph: dict[str, Any], pt_min: float
+) -> dict[str, float]:
+    """Fraction of the pT > ``pt_min`` GeV truth edges the graph keeps, and edges per hit."""
+    found = total = n_edges = n_hits = 0
+    for event in events:
+        edges = graph_edges(event, embed(model, event.features), graph)
+        f, n = found_truth(event, edges, pt_min)
+        found, total = found + f, total + n
+        n_edges, n_hits = n_edges + edges.shape[1], n_hits + event.n_hits
+    return {"efficiency": found / max(total, 1), "edges_per_hit": n_edges / max(n_hits, 1)}
+
+
+def _edge_sets(events: list[TruthEvent], model: torch.nn.Module, graph: dict[str, Any]) -> list[EdgeSet]:
     out = []
     for event in events:
         embedding = embed(model, event.features)
-        edges = build_edges(embedding, radius, max_neighbours).numpy()
-        out.append(EdgeSet.label(event, edges, embedding))
+        out.append(EdgeSet.label(event, graph_edges(event, embedding, graph), embedding))
     return out
 
 
@@ -330,24 +365,35 @@ def train(config: TrainingConfig) -> Path:
                       "out_dim": e.out_dim, "normalise": embedding.normalise}
     timings["embedding"] = time.perf_counter() - t
 
-    # 2. graph-building radius on validation events (kept as it was when the filter is reused:
-    # the filter was trained on that radius's graphs)
+    # 2. graph building: the layer map of the training events, or the embedding radius chosen
+    # on validation events (kept as it was when the filter is reused: the filter was trained on
+    # that graph)
     t = time.perf_counter()
     if config.filter_from is not None:
-        built = source.stages["graph_building"].config
-        radius, config.max_neighbours = float(built["radius"]), int(built["max_neighbours"])
+        graph = dict(source.stages["graph_building"].config)
+        graph.setdefault("method", "radius")
         gb = dict(source.metrics.get("graph_building", {})) if source.metrics else {}
-        gb.pop("radius", None)
+    elif config.graph_method == "layer_map":
+        layer_map = LayerMap.from_truth(
+            ((e.layers, e.cylindrical, e.truth_edges, e.truth_edge_pt) for e in split.train),
+            pt_min=config.layer_map_pt_min,
+            quantile=config.layer_map_quantile,
+            z0_cover=config.layer_map_z0_cover,
+        )
+        graph = {"method": "layer_map", "layer_map": layer_map.to_dict()}
+        gb = graph_quality(split.val, embedding, graph, config.target_pt) | {"layer_pairs": len(layer_map)}
     else:
         radius, gb = choose_radius(
             split.val, embedding, config.max_neighbours, config.graph_efficiency, config.target_pt
         )
-    log.info("graph building: radius %.4f keeps %.4f of truth edges, %.1f edges/hit", radius,
+        graph = {"method": "radius", "radius": radius, "max_neighbours": config.max_neighbours}
+        gb = gb | {"radius": radius}
+    log.info("graph building (%s): keeps %.4f of truth edges, %.1f edges/hit", graph["method"],
              gb.get("efficiency", float("nan")), gb.get("edges_per_hit", float("nan")))
     rng = np.random.default_rng(config.seed)
     edge_events = [split.train[i] for i in sorted(rng.permutation(len(split.train))[: config.edge_events])]
-    train_sets = _edge_sets(edge_events, embedding, radius, config.max_neighbours)
-    val_sets = _edge_sets(split.val, embedding, radius, config.max_neighbours)
+    train_sets = _edge_sets(edge_events, embedding, graph)
+    val_sets = _edge_sets(split.val, embedding, graph)
     timings["graph_building"] = time.perf_counter() - t
 
     # 3. filter
@@ -445,9 +491,7 @@ def train(config: TrainingConfig) -> Path:
     g = config.gnn
     stages = {
         "embedding": model_files.save_model(embedding, out, "embedding", kwargs=emb_kwargs),
-        "graph_building": model_files.StageEntry(
-            config={"radius": radius, "max_neighbours": config.max_neighbours}
-        ),
+        "graph_building": model_files.StageEntry(config=graph),
         "filter": model_files.save_model(
             filter_net, out, "filter", config={"cut": filter_cut}, kwargs=filter_kwargs
         ),
@@ -492,7 +536,7 @@ def train(config: TrainingConfig) -> Path:
         "python": platform.python_version(),
     }
     metrics = {
-        "graph_building": gb | {"radius": radius},
+        "graph_building": gb,
         "filter": filter_metrics,
         "gnn": {"cut": gnn_cut, "purity_cut": purity_cut, "scan": scan},
         "tracks": {k: best[k] for k in ("efficiency", "efficiency_pt05", "fake_rate", "duplicate_rate")},

@@ -1,0 +1,126 @@
+"""Graph building from a layer map (trackflow.pipeline.layer_map): learned from truth, exact cuts."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+from trackflow.errors import ConfigError
+from trackflow.pipeline import HitGraph
+from trackflow.pipeline.graph_building import GraphBuilding, GraphBuildingConfig
+from trackflow.pipeline.layer_map import LayerMap, intercept_z0, layer_keys, layer_map_edges
+
+BARREL_RADII = (32.0, 72.0, 116.0, 172.0)  # mm: the pixel barrel (volume 8, layers 2, 4, 6, 8)
+
+
+def straight_tracks(n_tracks: int, z0_range: float, seed: int, bend: float = 0.002):
+    """Hits of tracks from vertices z0 ~ U(-z0_range, z0_range) mm through the four pixel-barrel
+    layers: (layer keys [N], cylindrical [N, 3], truth edges [2, T], edge pT [T], z0 per track)."""
+    rng = np.random.default_rng(seed)
+    z0 = rng.uniform(-z0_range, z0_range, n_tracks)
+    cot = rng.uniform(-1.0, 1.0, n_tracks)
+    phi0 = rng.uniform(-np.pi, np.pi, n_tracks)
+    curvature = rng.uniform(-bend, bend, n_tracks)  # rad per mm: a small azimuthal bend
+    rows, edges = [], []
+    for r in BARREL_RADII:
+        phi = (phi0 + curvature * r + np.pi) % (2 * np.pi) - np.pi
+        rows.append(np.column_stack([np.full(n_tracks, r), phi, z0 + cot * r]))
+    cylindrical = np.concatenate(rows)
+    layers = np.repeat(layer_keys(np.full(4, 8), np.array([2, 4, 6, 8])), n_tracks)
+    track = np.tile(np.arange(n_tracks), 4)
+    for i in range(3):
+        edges.append(np.stack([np.arange(n_tracks) + i * n_tracks, np.arange(n_tracks) + (i + 1) * n_tracks]))
+    truth = np.concatenate(edges, axis=1)
+    return layers, cylindrical, truth, np.full(truth.shape[1], 2.0), z0, track
+
+
+def undirected(edges: np.ndarray) -> set[tuple[int, int]]:
+    return {(int(max(a, b)), int(min(a, b))) for a, b in edges.T}
+
+
+def test_intercept_is_the_vertex_and_symmetric():
+    r_a, z_a, r_b, z_b = np.array([32.0]), np.array([40.0]), np.array([72.0]), np.array([80.0])
+    assert intercept_z0(r_a, z_a, r_b, z_b)[0] == pytest.approx(8.0)
+    assert intercept_z0(r_b, z_b, r_a, z_a)[0] == pytest.approx(8.0)
+
+
+def test_learned_map_finds_every_track_within_the_luminous_region():
+    layers, cyl, truth, pt, _, _ = straight_tracks(300, 60.0, seed=1)
+    layer_map = LayerMap.from_truth([(layers, cyl, truth, pt)], pt_min=1.0, z0_cover=200.0)
+    # the three consecutive layer pairs, nothing else
+    pairs = sorted(zip(layer_map.inner.tolist(), layer_map.outer.tolist(), strict=True))
+    assert pairs == [(802, 804), (804, 806), (806, 808)]
+    # other tracks, vertices spread further than in training but inside the ±200 mm cover
+    layers, cyl, truth, _, _, _ = straight_tracks(200, 190.0, seed=2)
+    edges = layer_map_edges(layer_map, layers, cyl)
+    assert undirected(truth) <= undirected(edges)
+    # the convention of every graph-building method: source > target, sorted, no duplicates
+    assert (edges[0] > edges[1]).all()
+    keys = edges[0] * len(layers) + edges[1]
+    assert (np.diff(keys) > 0).all()
+
+
+def test_cuts_reject_pairs_outside_them():
+    layers, cyl, truth, pt, _, _ = straight_tracks(300, 60.0, seed=1)
+    layer_map = LayerMap.from_truth([(layers, cyl, truth, pt)], pt_min=1.0, z0_cover=100.0)
+    # a track from z0 = 400 mm: its pairs point outside the accepted luminous region
+    far = np.array([[r, 0.3, 400.0 + 0.5 * r] for r in BARREL_RADII])
+    edges = layer_map_edges(layer_map, layers[::300], far)
+    assert edges.shape[1] == 0
+    # two hits far apart in azimuth are never joined
+    apart = np.array([[32.0, 0.0, 10.0], [72.0, 1.0, 22.5]])
+    assert layer_map_edges(layer_map, np.array([802, 804]), apart).shape[1] == 0
+    # the same two hits close in azimuth are, and across phi = ±pi too
+    close = np.array([[32.0, np.pi - 0.001, 10.0], [72.0, -np.pi + 0.001, 22.5]])
+    assert layer_map_edges(layer_map, np.array([802, 804]), close).shape[1] == 1
+
+
+def test_edges_do_not_depend_on_hit_order_and_respect_segments():
+    layers, cyl, truth, pt, _, _ = straight_tracks(200, 60.0, seed=3)
+    layer_map = LayerMap.from_truth([(layers, cyl, truth, pt)], pt_min=1.0)
+    edges = layer_map_edges(layer_map, layers, cyl)
+    perm = np.random.default_rng(0).permutation(len(layers))
+    permuted = layer_map_edges(layer_map, layers[perm], cyl[perm])
+    assert undirected(perm[permuted]) == undirected(edges)
+    # two copies of the event fused: each keeps its own edges, none joins the copies
+    n = len(layers)
+    fused = layer_map_edges(
+        layer_map, np.concatenate([layers, layers]), np.concatenate([cyl, cyl]), np.repeat([0, 1], n)
+    )
+    assert fused.shape[1] == 2 * edges.shape[1]
+    assert ((fused[0] < n) == (fused[1] < n)).all()
+
+
+def test_round_trip_and_bad_specs():
+    layers, cyl, truth, pt, _, _ = straight_tracks(100, 60.0, seed=4)
+    layer_map = LayerMap.from_truth([(layers, cyl, truth, pt)], pt_min=1.0)
+    again = LayerMap.from_dict(layer_map.to_dict())
+    # the manifest's rounding (1e-6 rad, 1e-3 mm) moves no edge
+    assert np.array_equal(layer_map_edges(again, layers, cyl), layer_map_edges(layer_map, layers, cyl))
+    assert np.array_equal(again.inner, layer_map.inner)
+    with pytest.raises(ConfigError, match="layer map"):
+        LayerMap.from_dict({"pairs": [[802, 804, 0.1]]})
+    with pytest.raises(ConfigError, match="dphi_max"):
+        LayerMap.from_dict({"pairs": [[802, 804, -0.1, -200.0, 200.0, 5]]})
+    with pytest.raises(ConfigError, match="needs a layer_map"):
+        GraphBuildingConfig(method="layer_map")
+
+
+def test_stage_uses_the_map_and_says_what_it_misses():
+    layers, cyl, truth, pt, _, _ = straight_tracks(100, 60.0, seed=5)
+    spec = LayerMap.from_truth([(layers, cyl, truth, pt)], pt_min=1.0).to_dict()
+    stage = GraphBuilding(GraphBuildingConfig(method="layer_map", layer_map=spec))
+    graph = HitGraph(
+        event_id=0,
+        hit_ids=np.arange(len(layers)),
+        features=torch.zeros(len(layers), 4),
+        layers=layers,
+        cylindrical=cyl,
+    )
+    out = stage(graph)
+    assert undirected(truth) <= undirected(out.edges.numpy())
+    assert out.counts["edges_graph"] == out.n_edges
+    bare = HitGraph(event_id=0, hit_ids=np.arange(3), features=torch.zeros(3, 4))
+    with pytest.raises(ValueError, match="volume_id and layer_id"):
+        stage(bare)
