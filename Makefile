@@ -23,11 +23,12 @@ venv: $(STAMP)
 
 # The main job on a LocalCluster: simulate a few events with ACTS (truth included, so efficiency
 # is reported) from the real TrackML particles when ../shared is there, else from a particle gun,
-# reconstruct them with the shipped models, print the summary.
+# reconstruct them with the shipped models, print the summary. It looks for events, not for a
+# directory: a run that failed halfway must not stop the next one from simulating.
 DEMO ?= runs/demo
 DEMO_EVENTS ?= 4
 run: $(STAMP)
-	test -d $(DEMO)/events || $(VENV)/bin/trackflow simulate --out $(DEMO)/events --events $(DEMO_EVENTS) \
+	ls $(DEMO)/events/event*-hits.csv* >/dev/null 2>&1 || $(VENV)/bin/trackflow simulate --out $(DEMO)/events --events $(DEMO_EVENTS) \
 		--seed 20261128 --no-progress \
 		$(if $(wildcard $(TRACKML_EVENTS)),--particles-from $(TRACKML_EVENTS),--pileup 40)
 	$(VENV)/bin/trackflow reconstruct $(DEMO)/events --out $(DEMO)/out --overwrite --no-progress --batch-size 1

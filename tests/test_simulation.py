@@ -5,6 +5,7 @@ from __future__ import annotations
 import filecmp
 import importlib.util
 import os
+import re
 from pathlib import Path
 
 import numpy as np
@@ -12,7 +13,7 @@ import pandas as pd
 import pytest
 from scipy.spatial import cKDTree
 
-from trackflow.errors import ConfigError
+from trackflow.errors import ConfigError, EventFileError
 from trackflow.events import list_events, read_event
 from trackflow.events.detector import ModuleFrames, load_detectors
 from trackflow.events.simulation import SimulationConfig, simulate_event, trackml_weights
@@ -243,3 +244,74 @@ def test_module_frames_put_real_hits_on_their_modules(trackml_dir: Path, frames:
     known = shifted >= 0
     wrong = frames.contains(frames.to_local(xyz[known], shifted[known]), shifted[known], tolerance=0.5)
     assert wrong.mean() < 0.05
+
+
+# --------------------------------------------------------------------------- atomic runs
+def write_particles(path: Path, n: int = 20) -> Path:
+    """A small TrackML particles file: ``n`` charged pions from the origin, pT 1-3 GeV."""
+    rng = np.random.default_rng(5)
+    pt, phi, eta = rng.uniform(1.0, 3.0, n), rng.uniform(-np.pi, np.pi, n), rng.uniform(-2.0, 2.0, n)
+    pd.DataFrame(
+        {
+            "particle_id": np.arange(1, n + 1),
+            "vx": 0.0,
+            "vy": 0.0,
+            "vz": 0.0,
+            "px": pt * np.cos(phi),
+            "py": pt * np.sin(phi),
+            "pz": pt * np.sinh(eta),
+            "q": rng.choice([-1, 1], n),
+            "nhits": 10,
+        }
+    ).to_csv(path, index=False)
+    return path
+
+
+def tree(directory: Path) -> dict[str, bytes]:
+    return {p.name: p.read_bytes() for p in sorted(directory.iterdir())}
+
+
+def test_a_failed_run_leaves_the_output_as_it_was(tmp_path: Path, detectors_csv: Path) -> None:
+    # file 0 is good, file 1 lacks its momenta: the second event of a run fails after the first
+    # one is written
+    sources = tmp_path / "particles"
+    sources.mkdir()
+    write_particles(sources / "event000000000-particles.csv")
+    pd.read_csv(sources / "event000000000-particles.csv").drop(columns=["px", "py", "pz"]).to_csv(
+        sources / "event000000001-particles.csv", index=False
+    )
+    failing = small_config(detectors_csv, particles_from=sources)
+    out = tmp_path / "runs" / "events"
+    with pytest.raises(EventFileError, match=re.escape("event000000001-particles.csv: missing column")):
+        simulate(failing, out, events=2, progress=False)
+    assert not out.exists()
+    assert list((tmp_path / "runs").iterdir()) == []  # no staging directory left either
+
+    simulate(small_config(detectors_csv), out, events=1, progress=False)
+    before = tree(out)
+    with pytest.raises(EventFileError, match="missing column"):
+        simulate(failing, out, events=2, first_event=2, progress=False)  # files 2 % 2, 3 % 2
+    assert tree(out) == before
+    assert [p.name for p in (tmp_path / "runs").iterdir()] == ["events"]
+
+
+def test_runs_with_other_first_events_fill_one_directory(
+    tmp_path: Path, simulated_dir: Path, detectors_csv: Path
+) -> None:
+    out = tmp_path / "events"
+    simulate(small_config(detectors_csv), out, events=1, progress=False)
+    summary = simulate(small_config(detectors_csv), out, events=1, first_event=1, progress=False)
+    assert [ref.event_id for ref in list_events(out)] == [0, 1]
+    assert all(path.parent == out and path.is_file() for path in summary.events[0].paths.values())
+    # the same files as one run of both events: staging changes nothing in them
+    assert tree(out) == tree(simulated_dir)
+
+    # an id the directory already holds is refused, naming both, before anything is simulated
+    with pytest.raises(ConfigError, match=rf"{re.escape(str(out))}: already holds event id\(s\) 1\b"):
+        simulate(small_config(detectors_csv), out, events=2, first_event=1, progress=False)
+    assert tree(out) == tree(simulated_dir)
+    # unless overwriting is asked for: every file of the event is replaced, stale ones removed
+    stale = out / "event000000001-cells.csv.gz"
+    stale.write_bytes(b"from an older run")
+    simulate(small_config(detectors_csv), out, events=1, first_event=1, progress=False, overwrite=True)
+    assert tree(out) == tree(simulated_dir)

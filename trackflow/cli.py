@@ -178,16 +178,29 @@ def inspect(events_dir: Path, event_ids: tuple[int, ...], as_json: bool) -> None
     help="Keep this fraction of the vertices, drawn at random per event: a lower pileup "
     "(density) than the file's or --pileup's (default 1).",
 )
+@click.option(
+    "--overwrite",
+    is_flag=True,
+    help="Replace events of --out that have this run's ids (without it, such a run is refused).",
+)
 @click.option("--progress/--no-progress", default=True, show_default=True)
 @user_errors
 def simulate(
-    out_dir: Path, n_events: int, seed: int, first_event: int, workers: int, progress: bool, **options: Any
+    out_dir: Path,
+    n_events: int,
+    seed: int,
+    first_event: int,
+    workers: int,
+    overwrite: bool,
+    progress: bool,
+    **options: Any,
 ) -> None:
     """Simulate events with ACTS Fatras (Generic Detector = TrackML detector) into TrackML CSV.
 
     Beam conditions (--sigma-z, --sigma-xy, --vertex-shift), density (--vertex-fraction) and
     noise (--noise-fraction) apply to the gun and to real kinematics (--particles-from) alike.
-    Every event is seeded by (seed, event id): the same command gives the same files.
+    Every event is seeded by (seed, event id): the same command gives the same files. The events
+    appear in --out only once all are written, so a failed run leaves --out as it was.
     """
     from trackflow.events.simulation import SimulationConfig
     from trackflow.workflow.simulate import simulate as run_simulation
@@ -195,7 +208,13 @@ def simulate(
     given = {k: v for k, v in options.items() if v is not None}
     config = SimulationConfig(seed=seed, **given)
     paths = run_simulation(
-        config, out_dir, n_events, workers=workers, progress=progress, first_event=first_event
+        config,
+        out_dir,
+        n_events,
+        workers=workers,
+        progress=progress,
+        first_event=first_event,
+        overwrite=overwrite,
     )
     click.echo(f"wrote {len(paths)} events to {out_dir}")
 

@@ -36,7 +36,7 @@ from scipy.spatial import cKDTree
 
 from trackflow import config as settings
 from trackflow.errors import ConfigError, EventFileError
-from trackflow.events.detector import ModuleFrames, default_detectors_path, module_frames
+from trackflow.events.detector import ModuleFrames, generic_detector, module_frames, resolve_detectors
 from trackflow.events.digitization import DIGITIZATIONS, geometric_config, smearing_config, write_config
 from trackflow.events.event import Event, with_derived
 from trackflow.events.noise import noise_count, noise_hits
@@ -81,7 +81,9 @@ class SimulationConfig:
     events, see :func:`move_vertices`); ``vertex_shift`` (mm, x, y, z) moves every vertex by the
     same offset; ``vertex_fraction`` keeps that fraction of the vertices at random, a lower
     pileup (the gun keeps ``round(pileup * vertex_fraction)`` vertices).
-    ``detectors``: detectors.csv(.gz) (default: setting ``data.detectors`` / shared data).
+    ``detectors``: detectors.csv(.gz) (default: setting ``data.detectors``, else the shared
+    data's, else one derived from ACTS's Generic Detector: see
+    :func:`trackflow.events.detector.resolve_detectors`).
     """
 
     seed: int = field(default_factory=_setting("seed", 1))
@@ -283,9 +285,7 @@ def acts_detector(detectors_path: str) -> ActsDetector:
     import acts.examples
     import acts.examples.json
 
-    quiet = acts.logging.WARNING
-    detector = acts.examples.GenericDetector(acts.examples.GenericDetector.Config(logLevel=quiet))
-    tracking_geometry = detector.trackingGeometry()
+    detector, tracking_geometry = generic_detector()
     b_field = acts.ConstantBField(acts.Vector3(0.0, 0.0, B_FIELD_T * acts.UnitConstants.T))
     surfaces = tracking_geometry.geoIdSurfaceMap()
     context = acts.GeometryContext.dangerouslyDefaultConstruct()
@@ -697,14 +697,14 @@ def simulate_event(config: SimulationConfig, event_index: int, event_id: int | N
     """Simulate one event in this process and return it as a TrackML Event with truth.
 
     Deterministic for ``(config, event_index)``; ``event_id`` defaults to ``event_index``.
-    Needs pyacts (``pip install trackflow[sim]``) and the detector description.
+    Needs pyacts (``pip install trackflow[sim]``); the detector description is
+    :func:`~trackflow.events.detector.resolve_detectors`'s.
     """
     try:
         import acts.examples  # noqa: F401
     except ImportError as error:  # an environment problem the user can fix
         raise ConfigError("simulation needs pyacts: pip install 'trackflow[sim]'") from error
-    detectors = config.detectors or default_detectors_path()
-    setup = acts_detector(str(Path(detectors).resolve()))
+    setup = acts_detector(str(resolve_detectors(config.detectors)))
     with _workdir() as workdir:
         _run_acts(config, event_index, setup, workdir)
         return _convert(config, event_index, event_index if event_id is None else event_id, setup, workdir)
