@@ -158,6 +158,15 @@ def inspect(events_dir: Path, event_ids: tuple[int, ...], as_json: bool) -> None
     "The HL-LHC luminous region is about 50 mm.",
 )
 @click.option(
+    "--flat-z",
+    "beam_flat_z",
+    type=click.FloatRange(min=0.0),
+    default=None,
+    help="With --particles-from: every primary vertex's z uniform in +-HALF mm instead of Gaussian "
+    "(training data with no preferred z).",
+    metavar="HALF",
+)
+@click.option(
     "--sigma-xy",
     "beam_sigma_xy",
     type=click.FloatRange(min=0.0),

@@ -79,7 +79,9 @@ class SimulationConfig:
     every primary vertex drawn from N(0, sigma) (the gun: they replace ``sigma_z`` /
     ``sigma_xy``; real kinematics: None keeps the file's vertices, ≈ 5 mm in z in the Kaggle
     events, see :func:`move_vertices`); ``vertex_shift`` (mm, x, y, z) moves every vertex by the
-    same offset; ``vertex_fraction`` keeps that fraction of the vertices at random, a lower
+    same offset; ``beam_flat_z`` (mm, real kinematics): every vertex's z uniform in
+    ±beam_flat_z instead (what training wants: no z prior that a narrower or wider beam spot
+    could contradict); ``vertex_fraction`` keeps that fraction of the vertices at random, a lower
     pileup (the gun keeps ``round(pileup * vertex_fraction)`` vertices).
     ``detectors``: detectors.csv(.gz) (default: setting ``data.detectors``, else the shared
     data's, else one derived from ACTS's Generic Detector: see
@@ -101,6 +103,7 @@ class SimulationConfig:
     p_min: float = field(default_factory=_setting("p_min", 0.05))
     beam_sigma_z: float | None = field(default_factory=_setting("beam_sigma_z", None))
     beam_sigma_xy: float | None = field(default_factory=_setting("beam_sigma_xy", None))
+    beam_flat_z: float | None = field(default_factory=_setting("beam_flat_z", None))
     vertex_shift: tuple[float, float, float] = field(
         default_factory=_setting("vertex_shift", (0.0, 0.0, 0.0))
     )
@@ -121,7 +124,11 @@ class SimulationConfig:
             problems.append(f"noise_fraction: must be in [0, 1), got {self.noise_fraction}")
         if not 0.0 < self.vertex_fraction <= 1.0:
             problems.append(f"vertex_fraction: must be in (0, 1], got {self.vertex_fraction}")
-        for name in ("beam_sigma_z", "beam_sigma_xy"):
+        if self.beam_flat_z is not None and self.beam_sigma_z is not None:
+            problems.append("beam_flat_z and beam_sigma_z: give one shape of the beam spot in z, not both")
+        if self.beam_flat_z is not None and self.particles_from is None:
+            problems.append("beam_flat_z: only for real kinematics (particles_from), the gun is Gaussian")
+        for name in ("beam_sigma_z", "beam_sigma_xy", "beam_flat_z"):
             value = getattr(self, name)
             if value is not None and not (math.isfinite(value) and value >= 0.0):
                 problems.append(f"{name}: must be a finite width >= 0 mm, got {value}")
@@ -399,12 +406,14 @@ def move_vertices(
     sigma_xy: float | None = None,
     shift: tuple[float, float, float] = (0.0, 0.0, 0.0),
     fraction: float = 1.0,
+    flat_z: float | None = None,
 ) -> pd.DataFrame:
     """Real kinematics under another beam spot or pileup: whole vertices moved, or dropped.
 
     Each primary vertex (:func:`vertex_index`) is kept with probability ``fraction`` (at least
     one is kept). With ``sigma_z`` (mm) its z is drawn anew from N(0, sigma_z); with ``sigma_xy``
-    its x and y from N(0, sigma_xy); then every vertex moves by ``shift`` (mm, x, y, z). All
+    its x and y from N(0, sigma_xy); with ``flat_z`` its z uniformly in ±flat_z (mm) instead;
+    then every vertex moves by ``shift`` (mm, x, y, z). All
     particles of a vertex, secondaries included, move by the same offset, so tracks stay what they
     were, only displaced. A vertex's position is that of its particle closest to the beam line
     (the prompt vertex). Momenta are untouched.
@@ -425,6 +434,8 @@ def move_vertices(
         target[:, 1] = rng.normal(0.0, sigma_xy, len(vertices)) if sigma_xy > 0 else 0.0
     if sigma_z is not None:
         target[:, 2] = rng.normal(0.0, sigma_z, len(vertices)) if sigma_z > 0 else 0.0
+    elif flat_z is not None:
+        target[:, 2] = rng.uniform(-flat_z, flat_z, len(vertices))
     offsets = target - origin + np.asarray(shift, dtype=np.float64)
     new_position = position + offsets[inverse]
     # a secondary pushed out of the detector has nowhere to start in ACTS's geometry (and would
@@ -479,6 +490,7 @@ def _run_acts(config: SimulationConfig, event_index: int, setup: ActsDetector, w
             event_rng(config.seed, event_index, _STREAM_VERTICES),
             sigma_z=config.beam_sigma_z,
             sigma_xy=config.beam_sigma_xy,
+            flat_z=config.beam_flat_z,
             shift=config.vertex_shift,
             fraction=config.vertex_fraction,
         )
