@@ -111,6 +111,11 @@ class LayerMap:
             raise ConfigError(
                 f"layer map: expected {{'pairs': [[inner, outer, dphi, z0_min, z0_max, n]]}} ({error})"
             ) from error
+        return cls.from_table(rows)
+
+    @classmethod
+    def from_table(cls, rows: np.ndarray) -> LayerMap:
+        """From a float [P, 6] table with the columns of :meth:`to_dict`."""
         return cls(
             inner=rows[:, 0].astype(np.int64),
             outer=rows[:, 1].astype(np.int64),
@@ -186,15 +191,7 @@ class LayerMap:
             )
         if not rows:
             raise ConfigError(f"layer map: no layer pair has {min_edges} truth edges above {pt_min} GeV")
-        table = np.asarray(rows, dtype=np.float64)
-        return cls(
-            inner=table[:, 0].astype(np.int64),
-            outer=table[:, 1].astype(np.int64),
-            dphi_max=table[:, 2],
-            z0_min=table[:, 3],
-            z0_max=table[:, 4],
-            edges=table[:, 5].astype(np.int64),
-        )
+        return cls.from_table(np.asarray(rows, dtype=np.float64))
 
 
 def _window_pairs(
