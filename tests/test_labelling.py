@@ -1,5 +1,4 @@
-"""Labelling: every hit gets a track label; connected components, CC-and-extend, CC-and-walk and
-junction removal (chain)."""
+"""Labelling: every hit gets a track label; connected components, CC-and-extend and CC-and-walk."""
 
 from __future__ import annotations
 
@@ -10,8 +9,6 @@ import torch
 from trackflow.errors import ConfigError
 from trackflow.pipeline import HitGraph, Labelling, LabellingConfig
 from trackflow.pipeline.labelling import (
-    chain_edges,
-    chain_labels,
     connected_component_labels,
     extended_component_labels,
     walkthrough_labels,
@@ -96,60 +93,7 @@ def test_walkthrough_ignores_edges_below_the_loose_cut() -> None:
     assert groups(labels) == {frozenset({0, 1}), frozenset({2, 3})}
 
 
-def test_chain_keeps_crossing_tracks_apart_where_cc_merges_them() -> None:
-    # two tracks A = 0-1-2-3 and B = 4-5-6-7 (r = 1..4 in each); at the crossing the GNN also
-    # scores A's hit 1 -> B's hit 6 (0.8) and B's hit 5 -> A's hit 2 (0.7), below each track's own
-    # edges: CC at a loose cut merges both tracks into one, junction removal keeps each hit's best
-    # inner and outer edge only
-    r = np.array([1, 2, 3, 4, 1, 2, 3, 4], dtype=np.float32)
-    edges = np.array([[0, 1, 2, 4, 5, 6, 1, 5], [1, 2, 3, 5, 6, 7, 6, 2]])
-    scores = np.array([0.9, 0.95, 0.9, 0.9, 0.85, 0.9, 0.8, 0.7])
-    assert len(groups(connected_component_labels(8, edges, scores, 0.5))) == 1
-    labels = chain_labels(8, edges, scores, r, cut=0.5, extend_cut=0.5)
-    assert groups(labels) == {frozenset({0, 1, 2, 3}), frozenset({4, 5, 6, 7})}
-    # orientation comes from r, not from the edge's row order
-    flipped = chain_labels(8, edges[::-1].copy(), scores, r, cut=0.5, extend_cut=0.5)
-    assert groups(flipped) == groups(labels)
-
-
-def test_chain_edges_match_one_greedy_pass_in_score_order() -> None:
-    rng = np.random.default_rng(3)
-    n = 60
-    r = rng.random(n)
-    edges = rng.integers(0, n, (2, 300))
-    edges = edges[:, edges[0] != edges[1]]
-    scores = rng.random(edges.shape[1])
-    kept = set(chain_edges(edges, scores, r, cut=0.2).tolist())
-    # the plain loop it replaces: best score first, each hit one outer and one inner neighbour
-    has_outer, has_inner, greedy = set(), set(), set()
-    for e in np.argsort(-scores, kind="stable"):
-        if scores[e] <= 0.2:
-            break
-        a, b = edges[:, e]
-        inner, outer = (a, b) if r[a] <= r[b] else (b, a)
-        if inner not in has_outer and outer not in has_inner:
-            has_outer.add(inner)
-            has_inner.add(outer)
-            greedy.add(int(e))
-    assert kept == greedy and len(kept) > 10
-    # each hit: at most one edge outwards and one inwards
-    k = np.array(sorted(kept))
-    inner = np.where(r[edges[0, k]] <= r[edges[1, k]], edges[0, k], edges[1, k])
-    outer = np.where(r[edges[0, k]] <= r[edges[1, k]], edges[1, k], edges[0, k])
-    assert len(np.unique(inner)) == len(k) and len(np.unique(outer)) == len(k)
-
-
-def test_chain_gives_a_short_fragment_to_the_track_its_loose_edge_reaches() -> None:
-    # track 0-1-2-3 (0.9); hit 4 reaches hit 3 with 0.4 only: below the chain cut, above the
-    # extend cut, so it joins; hit 5's 0.1 edge is below both: alone
-    r = np.array([1, 2, 3, 4, 5, 5], dtype=np.float32)
-    edges = np.array([[0, 1, 2, 3, 3], [1, 2, 3, 4, 5]])
-    scores = np.array([0.9, 0.9, 0.9, 0.4, 0.1])
-    labels = chain_labels(6, edges, scores, r, cut=0.5, extend_cut=0.3, max_hits=2)
-    assert groups(labels) == {frozenset({0, 1, 2, 3, 4}), frozenset({5})}
-
-
-@pytest.mark.parametrize("method", ["cc", "cc_extend", "walkthrough", "chain"])
+@pytest.mark.parametrize("method", ["cc", "cc_extend", "walkthrough"])
 def test_stage_labels_every_hit(method: str) -> None:
     rng = np.random.default_rng(0)
     graph = HitGraph.from_features(torch.from_numpy(rng.random((200, 3), dtype=np.float32)))

@@ -16,16 +16,7 @@ Three methods (the first two from REFERENCE.md §2):
   simple paths of >= ``min_hits`` hits are tracks as they are; in the rest, walks start from the
   innermost unused hit and follow, hit by hit outwards (by r), the best-scored edge above
   ``walk_cut`` to an unused hit; a walk of >= ``min_hits`` hits is a track. This keeps one
-  greedy road per start rather than acorn's branching roads (simpler, same cuts);
-- ``"chain"`` (junction removal): every edge above ``cut`` is oriented from the hit nearer
-  the beam line to the outer one, and each hit keeps at most one inner and one outer neighbour,
-  edges taken best score first (a greedy matching of outer ends to inner ends); the components of
-  the kept edges are simple paths, so two particles that cross only share a hit's junction and
-  are not merged. That is what lets the cut go loose: a CC cut must stay tight (0.87 on the
-  shipped models) to keep crossing tracks apart at full density, and it loses every track the GNN
-  scored a few edges of between the loose and the tight cut. Fragments of at most
-  ``extend_max_hits`` hits then join a bigger track across their best edge above
-  ``extend_cut`` (as cc_extend).
+  greedy road per start rather than acorn's branching roads (simpler, same cuts).
 
 Every hit gets a label; a hit on no kept edge is a track of its own. Labels are 0..T-1.
 Labelling runs on the CPU: on CUDA the device-to-host copy happens inside the stage (and is
@@ -45,7 +36,7 @@ import trackflow.config
 from trackflow.errors import ConfigError
 from trackflow.pipeline.graph import HitGraph
 
-METHODS = ("cc", "cc_extend", "walkthrough", "chain")
+METHODS = ("cc", "cc_extend", "walkthrough")
 
 
 def _cfg(key: str, default: Any) -> Any:
@@ -54,11 +45,10 @@ def _cfg(key: str, default: Any) -> Any:
 
 @dataclass
 class LabellingConfig:
-    """``method``: cc | cc_extend | walkthrough | chain; ``cut``: CC edge-score cut (chain: the
-    cut of the edges a hit may keep); ``extend_cut``, ``extend_max_hits``, ``extend_rounds``:
-    cc_extend's (and chain's) loose cut, largest fragment it moves and passes;
-    ``walk_loose_cut``, ``walk_cut``, ``min_hits``: walkthrough cuts and the smallest track it
-    forms."""
+    """``method``: cc | cc_extend | walkthrough; ``cut``: CC edge-score cut; ``extend_cut``,
+    ``extend_max_hits``, ``extend_rounds``: cc_extend's loose cut, largest fragment it moves and
+    passes; ``walk_loose_cut``, ``walk_cut``, ``min_hits``: walkthrough cuts and the smallest
+    track it forms."""
 
     method: str = field(default_factory=lambda: str(_cfg("method", "cc")))
     cut: float = field(default_factory=lambda: float(_cfg("cut", 0.5)))
@@ -75,7 +65,7 @@ class LabellingConfig:
         for key in ("cut", "extend_cut", "walk_loose_cut", "walk_cut"):
             if not 0.0 <= getattr(self, key) < 1.0:
                 raise ConfigError(f"pipeline.labelling.{key}: must be in [0, 1)")
-        if self.method in ("cc_extend", "chain") and self.extend_cut > self.cut:
+        if self.method == "cc_extend" and self.extend_cut > self.cut:
             raise ConfigError(
                 f"pipeline.labelling.extend_cut: {self.extend_cut} is above the cut {self.cut} "
                 "(it must be looser)"
@@ -112,22 +102,6 @@ def extended_component_labels(
     label across its best edge with ``extend_cut < score <= cut`` to a bigger component (all
     hits of a round move at once, on the sizes the round started with)."""
     labels = connected_component_labels(n_hits, edges, scores, cut)
-    return _move_fragments(labels, edges, scores, extend_cut, cut, max_hits, rounds)
-
-
-def _move_fragments(
-    labels: np.ndarray,
-    edges: np.ndarray,
-    scores: np.ndarray,
-    extend_cut: float,
-    cut: float,
-    max_hits: int,
-    rounds: int,
-) -> np.ndarray:
-    """``rounds`` times, each hit of a track of <= ``max_hits`` hits takes the label across its
-    best edge with ``extend_cut < score <= cut`` to a bigger track (all hits of a round move at
-    once, on the sizes the round started with)."""
-    n_hits = len(labels)
     loose = (scores > extend_cut) & (scores <= cut)
     # both directions of every loose edge: (hit that may move, hit it would join, score)
     mover = np.concatenate([edges[0, loose], edges[1, loose]])
@@ -145,49 +119,6 @@ def _move_fragments(
         labels = labels.copy()
         labels[hits[first]] = labels[targets[first]]
     return _compact(labels)
-
-
-def chain_edges(edges: np.ndarray, scores: np.ndarray, r: np.ndarray, cut: float) -> np.ndarray:
-    """Indices into ``edges`` [2, E] of the edges kept by junction removal: of the edges with
-    score > ``cut``, oriented by ``r`` [n_hits] (inner -> outer), each hit keeps at most one edge
-    to an outer and one to an inner hit, the best-scored first. Rounds of "best for both of its
-    hits among the edges still free" give the same edges as one greedy pass in score order, in a
-    handful of vectorised rounds."""
-    candidate = np.flatnonzero(scores > cut)
-    a, b = edges[0, candidate], edges[1, candidate]
-    flip = r[a] > r[b]
-    inner, outer = np.where(flip, b, a), np.where(flip, a, b)
-    order = np.argsort(-scores[candidate], kind="stable")  # ties: lower edge index first
-    candidate, inner, outer = candidate[order], inner[order], outer[order]
-    kept: list[np.ndarray] = []
-    while len(candidate):
-        # first (= best) remaining edge per inner end and per outer end
-        best_out = np.zeros(len(candidate), dtype=bool)
-        best_out[np.unique(inner, return_index=True)[1]] = True
-        best_in = np.zeros(len(candidate), dtype=bool)
-        best_in[np.unique(outer, return_index=True)[1]] = True
-        take = best_out & best_in
-        kept.append(candidate[take])
-        # an inner end now has its outer neighbour, an outer end its inner one
-        free = ~np.isin(inner, inner[take]) & ~np.isin(outer, outer[take])
-        candidate, inner, outer = candidate[free], inner[free], outer[free]
-    return np.concatenate(kept) if kept else np.zeros(0, dtype=np.int64)
-
-
-def chain_labels(
-    n_hits: int,
-    edges: np.ndarray,
-    scores: np.ndarray,
-    r: np.ndarray,
-    cut: float,
-    extend_cut: float = 0.3,
-    max_hits: int = 3,
-    rounds: int = 3,
-) -> np.ndarray:
-    """Track label int64 [n_hits] by junction removal (module docstring): the components of
-    :func:`chain_edges`, then small fragments moved as in cc_extend."""
-    labels = _components(n_hits, edges[:, chain_edges(edges, scores, r, cut)])
-    return _move_fragments(labels, edges, scores, extend_cut, cut, max_hits, rounds)
 
 
 def _compact(labels: np.ndarray) -> np.ndarray:
@@ -269,10 +200,6 @@ def track_labels(
         return extended_component_labels(
             n_hits, edges, scores, c.cut, c.extend_cut, c.extend_max_hits, c.extend_rounds
         )
-    if c.method == "chain":
-        return chain_labels(
-            n_hits, edges, scores, r, c.cut, c.extend_cut, c.extend_max_hits, c.extend_rounds
-        )
     return walkthrough_labels(n_hits, edges, scores, r, c.walk_loose_cut, c.walk_cut, c.min_hits)
 
 
@@ -300,9 +227,9 @@ class Labelling:
         c = self.config
         if c.method == "cc":
             return f"Labelling(method='cc', cut={c.cut})"
-        if c.method in ("cc_extend", "chain"):
+        if c.method == "cc_extend":
             return (
-                f"Labelling(method={c.method!r}, cut={c.cut}, extend_cut={c.extend_cut}, "
+                f"Labelling(method='cc_extend', cut={c.cut}, extend_cut={c.extend_cut}, "
                 f"extend_max_hits={c.extend_max_hits}, extend_rounds={c.extend_rounds})"
             )
         return (
