@@ -69,16 +69,29 @@ def main() -> None:
 @main.command()
 @click.argument("events_dir", type=EXISTING_DIR)
 @click.argument("submission_csv", type=EXISTING_FILE)
+@click.option(
+    "--plots",
+    "plots_dir",
+    type=OUT_DIR,
+    default=None,
+    help="Also write efficiency vs pT and eta (PNG, with efficiency.json) and an event display here.",
+)
 @user_errors
-def score(events_dir: Path, submission_csv: Path) -> None:
+def score(events_dir: Path, submission_csv: Path, plots_dir: Path | None) -> None:
     """Score SUBMISSION_CSV (event_id,hit_id,track_id) against the truth in EVENTS_DIR.
 
     Prints one JSON object: trackml_score, efficiency (pT > 1 GeV), efficiency_pt05, fake_rate,
-    duplicate_rate and the counts behind them.
+    duplicate_rate and the counts behind them; with --plots also plots, the files written.
     """
-    from trackflow.metrics import score_submission
+    if plots_dir is None:
+        from trackflow.metrics import score_submission
 
-    click.echo(json.dumps(score_submission(events_dir, submission_csv), indent=2))
+        click.echo(json.dumps(score_submission(events_dir, submission_csv), indent=2))
+        return
+    from trackflow.workflow.tracking_plots import score_with_plots
+
+    summary, paths = score_with_plots(events_dir, submission_csv, plots_dir)
+    click.echo(json.dumps({**summary, "plots": [str(p) for p in paths]}, indent=2))
 
 
 @main.command()

@@ -35,10 +35,10 @@ scores, as in the challenge; efficiencies and rates pool the counts of all event
 from __future__ import annotations
 
 import math
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 import numpy as np
 import pandas as pd
@@ -46,6 +46,9 @@ from scipy import stats
 
 from trackflow import config
 from trackflow.errors import EventFileError
+
+if TYPE_CHECKING:
+    from trackflow.events.event import Event
 
 #: transverse-momentum threshold (GeV) of reconstructable particles and of the truth graph
 PT_MIN = 1.0
@@ -530,6 +533,7 @@ def score_submission(
     events_dir: str | Path,
     submission_csv: str | Path,
     event_ids: Iterable[int] | None = None,
+    on_event: Callable[[TrackMetrics, Event, pd.DataFrame], None] | None = None,
 ) -> dict[str, Any]:
     """Score a TrackML submission CSV against the truth of the events in ``events_dir``.
 
@@ -538,7 +542,9 @@ def score_submission(
     Returns a JSON-ready dict: trackml_score (mean over events, as the challenge), efficiency
     (pT > 1 GeV), efficiency_pt05, fake_rate, duplicate_rate (pooled over events), counts (summed,
     plus ``events``), and ``events``: one summary per event. Raises EventFileError naming the file
-    and the problem.
+    and the problem. ``on_event(metrics, event, tracks)`` is called once per event as it is scored,
+    with the event's hits, truth and particles and its submission rows, so that a consumer (the
+    efficiency plots of :mod:`trackflow.workflow.tracking_plots`) reads each event once, not twice.
     """
     # imported here: the metrics of one event need no file handling
     from trackflow.events.submission import check_tracks, read_submission
@@ -568,7 +574,10 @@ def score_submission(
         assert event.truth is not None and event.particles is not None  # checked just above
         tracks = grouped[ref.event_id]
         check_tracks(tracks, event.hits, ref.event_id, submission_csv)
-        per_event.append(score_event(tracks, event.truth, event.particles, event_id=ref.event_id))
+        scored = score_event(tracks, event.truth, event.particles, event_id=ref.event_id)
+        per_event.append(scored)
+        if on_event is not None:
+            on_event(scored, event, tracks)
 
     counts = {key: sum(m.counts[key] for m in per_event) for key in per_event[0].counts}
     mean_score = float(np.mean([m.trackml_score for m in per_event]))

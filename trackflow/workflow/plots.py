@@ -1,7 +1,10 @@
 """PNG plots of benchmarks and estimates (matplotlib, Agg backend: no display needed).
 
 Each function takes plain numbers (as found in bench.json / estimate.json), writes one PNG and
-returns its path, so plots can be redrawn from the JSON alone.
+returns its path, so plots can be redrawn from the JSON alone. Figures are
+:class:`matplotlib.figure.Figure` objects drawn on the Agg canvas, never pyplot's: no backend is
+chosen or forced for the process (a notebook's inline figures stay as they are) and a batch node
+without a display draws the same files.
 """
 
 from __future__ import annotations
@@ -11,18 +14,28 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-import matplotlib.pyplot as plt
 import numpy as np
+from matplotlib.backends.backend_agg import FigureCanvasAgg
+from matplotlib.figure import Figure
+
+from trackflow.files import atomic_path
 
 MODE_COLOURS = {"fused": "tab:blue", "staged": "tab:orange", "direct": "tab:green"}
 
 
-def _save(fig: Any, path: Path) -> Path:
+def new_figure(figsize: tuple[float, float], ncols: int = 1) -> tuple[Figure, Any]:
+    """A figure on the Agg canvas (``figsize`` in inches) and its axes (one, or ``ncols``)."""
+    fig = Figure(figsize=figsize)
+    FigureCanvasAgg(fig)
+    return fig, fig.subplots(1, ncols)
+
+
+def save_figure(fig: Figure, path: Path, dpi: int = 110) -> Path:
+    """Write ``fig`` as PNG to ``path`` (folders made, atomically); returns the path."""
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
     fig.tight_layout()
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
+    with atomic_path(path) as tmp:  # a reader never sees half a PNG
+        fig.savefig(tmp, dpi=dpi, format="png")
     return path
 
 
@@ -36,7 +49,7 @@ def _best(points: Sequence[dict[str, Any]], key: Any) -> dict[Any, float]:
 
 def plot_throughput_vs_workers(sweep: Sequence[dict[str, Any]], path: Path) -> Path:
     """Events/s against workers (model instances), one line per mode and threads per worker."""
-    fig, ax = plt.subplots(figsize=(6, 4))
+    fig, ax = new_figure((6, 4))
     lines = _best(sweep, lambda p: (p["mode"], p["threads"], p["workers"]))
     for mode, threads in sorted({(m, t) for m, t, _ in lines}):
         xs = sorted(w for m, t, w in lines if (m, t) == (mode, threads))
@@ -53,12 +66,12 @@ def plot_throughput_vs_workers(sweep: Sequence[dict[str, Any]], path: Path) -> P
     ax.set_title("Throughput vs instances (best concurrency)")
     ax.legend(fontsize=8)
     ax.grid(alpha=0.3)
-    return _save(fig, path)
+    return save_figure(fig, path)
 
 
 def plot_throughput_vs_concurrency(sweep: Sequence[dict[str, Any]], path: Path) -> Path:
     """Events/s against batches in flight, one line per mode and worker count."""
-    fig, ax = plt.subplots(figsize=(6, 4))
+    fig, ax = new_figure((6, 4))
     lines = _best(sweep, lambda p: (p["mode"], p["workers"], p["concurrency"]))
     for mode, workers in sorted({(m, w) for m, w, _ in lines}):
         xs = sorted(k for m, w, k in lines if (m, w) == (mode, workers))
@@ -75,12 +88,12 @@ def plot_throughput_vs_concurrency(sweep: Sequence[dict[str, Any]], path: Path) 
     ax.set_title("Throughput vs concurrency")
     ax.legend(fontsize=8)
     ax.grid(alpha=0.3)
-    return _save(fig, path)
+    return save_figure(fig, path)
 
 
 def plot_modes(sweep: Sequence[dict[str, Any]], path: Path) -> Path:
     """Fused vs staged vs direct: best throughput per mode at each worker count (bars)."""
-    fig, ax = plt.subplots(figsize=(6, 4))
+    fig, ax = new_figure((6, 4))
     best = _best(sweep, lambda p: (p["mode"], p["workers"]))
     workers = sorted({w for _, w in best})
     modes = [m for m in ("fused", "staged", "direct") if any(k[0] == m for k in best)]
@@ -95,12 +108,15 @@ def plot_modes(sweep: Sequence[dict[str, Any]], path: Path) -> Path:
     ax.set_title("Fused vs staged vs direct")
     ax.legend(fontsize=8)
     ax.grid(alpha=0.3, axis="y")
-    return _save(fig, path)
+    return save_figure(fig, path)
 
 
-def plot_stage_breakdown(stage_seconds: dict[str, dict[str, float]], path: Path) -> Path:
-    """Stacked bars: mean seconds per event in each pipeline stage, one bar per configuration."""
-    fig, ax = plt.subplots(figsize=(7, 4))
+def plot_stage_breakdown(
+    stage_seconds: dict[str, dict[str, float]], path: Path, title: str = "Per-stage breakdown"
+) -> Path:
+    """Stacked bars: seconds per event in each pipeline stage, one bar per label (a configuration
+    of a bench, or the mean / median / slowest event of a run)."""
+    fig, ax = new_figure((7, 4))
     labels = list(stage_seconds)
     stages: list[str] = []
     for per_stage in stage_seconds.values():
@@ -111,18 +127,18 @@ def plot_stage_breakdown(stage_seconds: dict[str, dict[str, float]], path: Path)
         ax.bar(labels, values, bottom=bottom, label=stage)
         bottom += values
     ax.set_ylabel("time per event (s)")
-    ax.set_title("Per-stage breakdown")
+    ax.set_title(title)
     ax.tick_params(axis="x", labelrotation=20, labelsize=8)
     ax.legend(fontsize=8)
     ax.grid(alpha=0.3, axis="y")
-    return _save(fig, path)
+    return save_figure(fig, path)
 
 
 def plot_size_scaling(
     hits: Sequence[float], seconds: Sequence[float], fit: dict[str, float], path: Path
 ) -> Path:
     """Time per event against hits (log-log), with the fitted ``a + b·h^k``."""
-    fig, ax = plt.subplots(figsize=(6, 4))
+    fig, ax = new_figure((6, 4))
     ax.loglog(hits, seconds, "o", alpha=0.6, label="measured")
     if len(hits):
         grid = np.geomspace(max(min(hits), 1), max(hits) * 2, 100)
@@ -137,12 +153,12 @@ def plot_size_scaling(
     ax.set_title("Scaling of time with event size")
     ax.legend(fontsize=8)
     ax.grid(alpha=0.3, which="both")
-    return _save(fig, path)
+    return save_figure(fig, path)
 
 
 def plot_service_times(service_times: dict[str, dict[str, Any]], path: Path) -> Path:
     """Histograms of the per-event service time of each measured worker configuration."""
-    fig, ax = plt.subplots(figsize=(6, 4))
+    fig, ax = new_figure((6, 4))
     for key, entry in service_times.items():
         values = np.asarray(entry.get("per_event_s", []))
         if values.size:
@@ -151,12 +167,12 @@ def plot_service_times(service_times: dict[str, dict[str, Any]], path: Path) -> 
     ax.set_ylabel("events")
     ax.set_title("Per-event service times")
     ax.legend(fontsize=7)
-    return _save(fig, path)
+    return save_figure(fig, path)
 
 
 def plot_nodes_against_rate(curve: dict[str, list[float]], rate_hz: float, path: Path) -> Path:
     """Nodes needed against event rate (log-log), one line per node type; the target marked."""
-    fig, ax = plt.subplots(figsize=(6, 4))
+    fig, ax = new_figure((6, 4))
     rates = curve.get("rate_hz", [])
     for name, nodes in curve.items():
         if name != "rate_hz":
@@ -169,4 +185,4 @@ def plot_nodes_against_rate(curve: dict[str, list[float]], rate_hz: float, path:
     ax.set_title("Nodes needed against rate")
     ax.legend(fontsize=8)
     ax.grid(alpha=0.3, which="both")
-    return _save(fig, path)
+    return save_figure(fig, path)

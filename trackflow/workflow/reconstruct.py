@@ -46,6 +46,7 @@ from trackflow.workflow.report import (
     worker_resources,
     worker_threads,
 )
+from trackflow.workflow.tracking_plots import TruthPlots, write_run_plots
 
 if TYPE_CHECKING:
     from distributed import Client
@@ -269,10 +270,15 @@ def _run_dask(
 
 
 def _score(
-    cfg: ReconstructConfig, submission: Path, refs: list[EventRef], done: set[int]
+    cfg: ReconstructConfig,
+    submission: Path,
+    refs: list[EventRef],
+    done: set[int],
+    truth_plots: TruthPlots | None = None,
 ) -> tuple[dict[str, Any] | None, list[EventFailure]]:
     """Efficiency of the done events that have truth and particles (trackflow.metrics), and a
-    ``score`` failure for each whose truth cannot be used (e.g. its hit ids match another event)."""
+    ``score`` failure for each whose truth cannot be used (e.g. its hit ids match another event).
+    Each scored event also fills ``truth_plots``."""
     with_truth = [r for r in refs if r.event_id in done and {"truth", "particles"} <= r.paths.keys()]
     if not with_truth:
         return None, []
@@ -288,7 +294,8 @@ def _score(
             good.append(ref.event_id)
     if not good:
         return None, failures
-    summary = score_submission(cfg.input_dir, submission, event_ids=good)
+    on_event = None if truth_plots is None else truth_plots.add_event
+    summary = score_submission(cfg.input_dir, submission, event_ids=good, on_event=on_event)
     return {k: v for k, v in summary.items() if k != "events"}, failures
 
 
@@ -302,6 +309,7 @@ def reconstruct(cfg: ReconstructConfig) -> RunReport:
     if not refs:
         raise EventFileError(cfg.input_dir, "holds no TrackML events (eventNNNNNNNNN-hits.csv[.gz])")
     _check_models(cfg)
+    truth_plots = TruthPlots()  # a bad plots.* setting is refused here, before any work
     batches = make_batches(refs, cfg.batch_size, cfg.max_hits_per_batch)
     outputs = RunOutputs(cfg.out_dir, _fingerprint(cfg), overwrite=cfg.overwrite)
     finished = {b.batch_id: outputs.finished(b) for b in batches}
@@ -324,7 +332,7 @@ def reconstruct(cfg: ReconstructConfig) -> RunReport:
     outputs.write_manifest()
     submission = outputs.write_submission(batches)
     done = {e["event_id"] for e in resumed_events} | {e.event_id for r in collected.results for e in r.events}
-    efficiency, score_failures = _score(cfg, submission, refs, done)
+    efficiency, score_failures = _score(cfg, submission, refs, done, truth_plots)
     for failure in score_failures:
         print(failure.line(), file=sys.stderr)
     failures: list[EventFailure] = sorted(
@@ -366,5 +374,7 @@ def reconstruct(cfg: ReconstructConfig) -> RunReport:
         },
     )
     report = build_report(stats)
+    # beside report.json, listed in it; a picture that fails is a warning, never a failed run
+    report["outputs"]["plots"] = [str(p) for p in write_run_plots(report, cfg.out_dir, truth_plots)]
     report_path = outputs.write_report(report)
     return RunReport(report=report, report_path=report_path, submission_path=submission, failures=failures)

@@ -29,7 +29,8 @@ Schema (version 1; times in s, Unix time for instants, bytes for sizes)::
     per_event:   [{event_id, batch_id, worker, hits, tracks, latency_s, timings, counts, rss_bytes}]
                  — this run; rss_bytes: the worker's resident memory after the event
     efficiency:  trackflow.metrics summary when the inputs have truth, else null
-    outputs:     submission, manifest, batches, report, performance_report
+    outputs:     submission, manifest, batches, report, performance_report, plots (the PNG and JSON
+                 files of trackflow.workflow.tracking_plots beside report.json)
 
 ``null`` stands for "not measured" (e.g. the network in direct mode, latency with no event done).
 """
@@ -372,4 +373,5 @@ class RunReport:
             lines.append(f"stage shares: {shares}")
         lines.append(f"report: {self.report_path}")
         lines.append(f"submission: {self.submission_path}")
+        lines.extend(f"plot: {path}" for path in (r.get("outputs") or {}).get("plots") or [])
         return lines
