@@ -134,8 +134,8 @@ def test_real_event_round_trip(trackml_dir: Path, tmp_path: Path) -> None:
 
 def synthetic_event(event_id: int, n_hits: int = 500, seed: int = 0) -> Event:
     rng = np.random.default_rng(seed)
-    # 6 significant digits, as in TrackML files
-    x, y, z = (np.round(rng.uniform(-1000, 1000, n_hits), 2).astype(np.float32) for _ in range(3))
+    # 6 significant digits, as in TrackML files; inside the detector envelope (r <= 990 mm)
+    x, y, z = (np.round(rng.uniform(-700, 700, n_hits), 2).astype(np.float32) for _ in range(3))
     hits = pd.DataFrame(
         {
             "hit_id": np.arange(1, n_hits + 1, dtype=np.int64),
@@ -143,8 +143,9 @@ def synthetic_event(event_id: int, n_hits: int = 500, seed: int = 0) -> Event:
             "y": y,
             "z": z,
             "volume_id": rng.choice(VOLUME_IDS, n_hits).astype(np.int32),
-            "layer_id": rng.integers(2, 14, n_hits).astype(np.int32),
-            "module_id": rng.integers(1, 3000, n_hits).astype(np.int32),
+            # modules every TrackML volume has: layers 2 and 4, module ids 1-98
+            "layer_id": rng.choice([2, 4], n_hits).astype(np.int32),
+            "module_id": rng.integers(1, 99, n_hits).astype(np.int32),
         }
     )
     particle_ids = np.array([4503668346847232 + 7 * i for i in range(40)], dtype=np.int64)
@@ -227,9 +228,9 @@ def test_ten_thousand_events_are_listed_without_reading_any(
     reads: list[Path] = []
     real_read_csv = trackml_module.read_csv
 
-    def counting_read_csv(path: Path, part: str) -> pd.DataFrame:
+    def counting_read_csv(path: Path, part: str, *args: object) -> pd.DataFrame:
         reads.append(path)
-        return real_read_csv(path, part)
+        return real_read_csv(path, part, *args)
 
     monkeypatch.setattr(trackml_module, "read_csv", counting_read_csv)
     refs = list_events(tmp_path)

@@ -6,6 +6,7 @@ from __future__ import annotations
 import gzip
 import re
 import shutil
+import zlib
 from collections.abc import Callable
 from pathlib import Path
 
@@ -13,12 +14,15 @@ import numpy as np
 import pandas as pd
 import pytest
 
+from trackflow import config
 from trackflow.errors import EventFileError
 from trackflow.events import Event, list_events, read_event, read_submission, write_event
 from trackflow.events.submission import check_tracks
+from trackflow.events.validation import ValueChecks
 
 EVENT_ID = 1
 PREFIX = f"event{EVENT_ID:09d}"
+HITS_HEADER = b"hit_id,x,y,z,volume_id,layer_id,module_id\n"
 
 
 def valid_event(event_id: int = EVENT_ID) -> Event:
@@ -165,6 +169,33 @@ CASES: list[tuple[str, str, Mutation, str]] = [
     ("duplicate particle_id", "particles", set_field(2, "particle_id", "1"), r"duplicate particle_id 1"),
     ("empty event", "hits", edit_lines(lambda lines: lines[:1]), r"event is empty: no hits"),
     ("unknown volume id", "hits", set_field(5, "volume_id", "10"), r"unknown volume_id 10 on line 7"),
+    # values, not only types (issue 19)
+    (
+        "hit at x = 1e30",
+        "hits",
+        set_field(0, "x", "1e30"),
+        r"hit outside the detector envelope on line 2: x=1e\+30 .*\|z\| <= 3100 mm, r <= 1100 mm",
+    ),
+    ("hit beyond z_max", "hits", set_field(1, "z", "-3200.5"), r"outside the detector envelope on line 3"),
+    (
+        "float32 overflow",
+        "truth",
+        set_field(2, "tpx", "-1e39"),
+        r"column tpx has a value -1e\+39 beyond float32's range on line 4",
+    ),
+    ("negative hit_id", "hits", set_field(0, "hit_id", "-7"), r"hit_id must be positive, has -7 on line 2"),
+    (
+        "zero hit_id in truth",
+        "truth",
+        set_field(3, "hit_id", "0"),
+        r"hit_id must be positive, has 0 on line 5",
+    ),
+    (
+        "line longer than a block",
+        "hits",
+        lambda p: p.write_bytes(gzip.compress(HITS_HEADER + b"0" * (40 << 20))),
+        r"not a valid CSV file \(a line longer than 16777216 bytes\)",
+    ),
     (
         "ragged row",
         "hits",
@@ -216,6 +247,82 @@ def test_bad_file_gives_one_line_naming_file_and_problem(
 
 def test_catalogue_has_at_least_12_cases() -> None:
     assert len(CASES) >= 12
+
+
+def gzip_bomb(path: Path, decompressed_bytes: int, row: bytes = b"1,30.5,2.0,3.0,8,2,1\n") -> None:
+    """A small .gz that decompresses to ``decompressed_bytes`` of valid-looking hit rows."""
+    compressor = zlib.compressobj(9, zlib.DEFLATED, 31)  # 31: gzip framing
+    chunk = row * ((1 << 20) // len(row))
+    with path.open("wb") as f:
+        f.write(compressor.compress(HITS_HEADER))
+        for _ in range(decompressed_bytes // len(chunk) + 1):
+            f.write(compressor.compress(chunk))
+        f.write(compressor.flush())
+
+
+def test_gzip_bomb_is_refused_as_too_large(event_dir: Path) -> None:
+    hits = event_dir / f"{PREFIX}-hits.csv.gz"
+    gzip_bomb(hits, 3 << 20)
+    assert hits.stat().st_size < 100_000
+    with config.set(**{"events.max_file_bytes": 1 << 20}), pytest.raises(EventFileError) as error:
+        read_event(hits)
+    assert str(error.value) == (
+        f"{hits}: file is too large: decompresses to more than 1048576 bytes, the limit for one "
+        "event file (setting events.max_file_bytes)"
+    )
+
+
+def test_plain_csv_over_the_size_limit_is_refused(tmp_path: Path) -> None:
+    written = write_event(Event(EVENT_ID, valid_event().hits), tmp_path, compress=False)
+    size = written["hits"].stat().st_size
+    with config.set(**{"events.max_file_bytes": size - 1}), pytest.raises(
+        EventFileError, match=rf"hits\.csv: file is too large: holds more than {size - 1} bytes"
+    ):
+        read_event(written["hits"])
+    with config.set(**{"events.max_file_bytes": size}):
+        assert read_event(written["hits"]).n_hits == 12
+
+
+def test_envelope_is_a_setting(event_dir: Path) -> None:
+    set_field(0, "z", "3150")(event_dir / f"{PREFIX}-hits.csv.gz")
+    with pytest.raises(EventFileError, match=r"on line 2: x=30 y=5 z=3150 mm"):
+        read_event(event_dir / PREFIX)
+    with config.set(**{"events.z_max": 3200.0}):
+        assert read_event(event_dir / PREFIX).n_hits == 12
+    assert ValueChecks.from_config() == ValueChecks(z_max=3100.0, r_max=1100.0)
+    with pytest.raises(ValueError, match="must be > 0"):
+        ValueChecks(r_max=0.0)
+
+
+def test_event_as_csv_and_csv_gz_fails_alone(event_dir: Path) -> None:
+    """Both ``-hits.csv`` and ``-hits.csv.gz``: the event fails in one line naming both, instead
+    of one being picked without a word; another event beside it reads."""
+    write_event(valid_event(event_id=2), event_dir)
+    gz = event_dir / f"{PREFIX}-hits.csv.gz"
+    plain = event_dir / f"{PREFIX}-hits.csv"
+    plain.write_bytes(gzip.decompress(gz.read_bytes()))
+    first, second = list_events(event_dir)
+    with pytest.raises(EventFileError) as error:
+        first.load()
+    assert str(error.value) == (
+        f"{plain}: hits of event 1 is here twice ({plain.name} and {gz.name}): "
+        "one file per event and part; remove one"
+    )
+    assert second.load().n_hits == 12
+
+
+def test_modules_must_exist_in_the_detector_description(event_dir: Path, detectors_csv: Path) -> None:
+    set_field(4, "module_id", "4000")(event_dir / f"{PREFIX}-hits.csv.gz")
+    hits = event_dir / f"{PREFIX}-hits.csv.gz"
+    with config.set(**{"data.detectors": str(detectors_csv)}):
+        with pytest.raises(EventFileError) as error:
+            read_event(hits)
+        assert str(error.value) == (
+            f"{hits}: no module volume_id=8 layer_id=2 module_id=4000 (line 6) in the detector "
+            "description detectors.csv.gz (1 hit(s) on unknown modules)"
+        )
+        with config.set(**{"events.check_modules": False}):
+            assert read_event(hits).n_hits == 12
 
 
 def test_mismatched_event_ids_between_files(event_dir: Path) -> None:

@@ -106,6 +106,28 @@ def resolve_detectors(path: str | Path | None = None) -> Path:
     return derived_detectors_path(missing=candidate)
 
 
+def available_detectors_path() -> Path | None:
+    """The detector description that is there without deriving one, or None.
+
+    As :func:`resolve_detectors`, except that the table derived from ACTS's Generic Detector is
+    only used when it is already in the cache: checking an event's module ids never starts a
+    derivation (about 1 s and a pyacts import per worker).
+    """
+    candidate = default_detectors_path()
+    if config.get("data.detectors", None) or candidate.is_file():
+        return candidate.resolve()
+    try:
+        version = importlib.metadata.version("pyacts")
+    except importlib.metadata.PackageNotFoundError:
+        return None
+    derived = _derived_path(version)
+    return derived if derived.is_file() else None
+
+
+def _derived_path(pyacts_version: str) -> Path:
+    return cache_dir() / f"generic-detector-v{DERIVED_FORMAT}-pyacts{pyacts_version}.csv.gz"
+
+
 def cache_dir() -> Path:
     """trackflow's cache directory: ``$XDG_CACHE_HOME/trackflow``, default ``~/.cache/trackflow``."""
     base = os.environ.get("XDG_CACHE_HOME")
@@ -131,7 +153,7 @@ def derived_detectors_path(missing: Path | None = None) -> Path:
             "Generic Detector (pip install 'trackflow[sim]', or set data.detectors, e.g. "
             "DASK_TRACKFLOW__DATA__DETECTORS=/path/detectors.csv.gz)"
         ) from error
-    path = cache_dir() / f"generic-detector-v{DERIVED_FORMAT}-pyacts{version}.csv.gz"
+    path = _derived_path(version)
     if not path.is_file():
         table = derive_detectors()
         try:

@@ -19,19 +19,26 @@ import pyarrow.csv as pacsv
 
 from trackflow.errors import EventFileError
 from trackflow.events.event import Event, with_derived
-from trackflow.events.validation import SCHEMAS, check_consistency, check_frame
+from trackflow.events.validation import SCHEMAS, ValueChecks, check_consistency, check_frame
 from trackflow.files import atomic_path
 
 PARTS = ("hits", "cells", "truth", "particles")
 FILE_PATTERN = re.compile(r"^event(\d+)-(hits|cells|truth|particles)\.csv(\.gz)?$")
+#: bytes pyarrow parses at a time: a line longer than this is not a TrackML row
+BLOCK_BYTES = 1 << 24
 
 
 @dataclass(frozen=True)
 class EventRef:
-    """Where one event's files are; nothing is read until :meth:`load`."""
+    """Where one event's files are; nothing is read until :meth:`load`.
+
+    ``duplicates``: the parts present twice (``-hits.csv`` beside ``-hits.csv.gz``), with both
+    files; such an event fails when it is loaded rather than having one of them picked silently.
+    """
 
     event_id: int
     paths: dict[str, Path] = field(hash=False)
+    duplicates: dict[str, tuple[Path, Path]] = field(default_factory=dict, hash=False, compare=False)
 
     @property
     def hits_path(self) -> Path:
@@ -59,18 +66,23 @@ def list_events(directory: str | Path, event_ids: Iterable[int] | None = None) -
     """Events in ``directory``, sorted by event id, optionally only ``event_ids``.
 
     Only file names are looked at. An event appears when any of its files exists; a missing hits
-    file is reported when the event is loaded, so one bad event does not stop the others.
+    file, or a part present both as ``.csv`` and ``.csv.gz``, is reported when the event is
+    loaded, so one bad event does not stop the others.
     """
     directory = Path(directory)
     if not directory.is_dir():
         raise EventFileError(directory, "is not a directory of TrackML event files")
     found: dict[int, dict[str, Path]] = {}
+    duplicates: dict[int, dict[str, tuple[Path, Path]]] = {}
     for path in directory.iterdir():
         match = FILE_PATTERN.match(path.name)
         if match:
             event_id, part = int(match.group(1)), match.group(2)
             previous = found.setdefault(event_id, {}).get(part)
-            # prefer the .csv.gz when both exist, deterministically
+            if previous is not None:
+                first, second = sorted((previous, path))
+                duplicates.setdefault(event_id, {})[part] = (first, second)
+            # the .csv.gz stands for the part (until the load refuses the pair), deterministically
             if previous is None or path.name.endswith(".gz"):
                 found[event_id][part] = path
     wanted = None if event_ids is None else {int(e) for e in event_ids}
@@ -79,7 +91,7 @@ def list_events(directory: str | Path, event_ids: Iterable[int] | None = None) -
         if absent:
             raise EventFileError(directory, f"no files for event id(s) {', '.join(map(str, absent[:10]))}")
     return [
-        EventRef(event_id, paths)
+        EventRef(event_id, paths, duplicates.get(event_id, {}))
         for event_id, paths in sorted(found.items())
         if wanted is None or event_id in wanted
     ]
@@ -103,14 +115,39 @@ def _ref_from_path(path: Path) -> EventRef:
     return refs[0]
 
 
-def read_csv(path: Path, part: str) -> pd.DataFrame:
-    """Read one CSV(.gz) file and check it against the part's schema."""
+def _too_large(path: Path, limit: int, what: str) -> EventFileError:
+    return EventFileError(
+        path,
+        f"file is too large: {what} more than {limit} bytes, the limit for one event file "
+        "(setting events.max_file_bytes)",
+    )
+
+
+def _csv_source(path: Path, limit: int) -> Path | pa.BufferReader:
+    """What pyarrow parses: the plain file, or a .gz decompressed here with at most ``limit``
+    bytes kept, so that a gzip bomb is refused (as too large) before it fills memory."""
+    if path.suffix != ".gz":
+        if path.stat().st_size > limit:
+            raise _too_large(path, limit, "holds")
+        return path
+    with gzip.open(path, "rb") as stream:
+        content = stream.read(limit + 1)
+    if len(content) > limit:
+        raise _too_large(path, limit, "decompresses to")
+    return pa.BufferReader(content)
+
+
+def read_csv(path: Path, part: str, checks: ValueChecks | None = None) -> pd.DataFrame:
+    """Read one CSV(.gz) file and check it against the part's schema and ``checks`` (default
+    :meth:`ValueChecks.from_config`)."""
+    checks = checks if checks is not None else ValueChecks.from_config()
     if not path.exists():
         raise EventFileError(path, f"missing {part} file")
     if path.stat().st_size == 0:
         raise EventFileError(path, "file is empty (0 bytes)")
     try:
-        table = pacsv.read_csv(path, read_options=pacsv.ReadOptions(block_size=1 << 24))
+        source = _csv_source(path, checks.max_file_bytes)
+        table = pacsv.read_csv(source, read_options=pacsv.ReadOptions(block_size=BLOCK_BYTES))
         # column names are decoded lazily: binary garbage fails here, not in read_csv
         frame = table.to_pandas()
     except UnicodeDecodeError as error:
@@ -124,11 +161,13 @@ def read_csv(path: Path, part: str) -> pd.DataFrame:
             problem = f"truncated or corrupt gzip ({text.splitlines()[0]})"
         elif "Empty CSV" in text:
             problem = "file is empty"
+        elif "straddl" in lowered:  # pyarrow's words for a line longer than its block
+            problem = f"not a valid CSV file (a line longer than {BLOCK_BYTES} bytes)"
         else:
             problem = f"not a valid CSV file ({text.splitlines()[0] if text else type(error).__name__})"
         raise EventFileError(path, problem) from error
     frame.columns = [str(c).strip() for c in frame.columns]
-    return check_frame(path, part, frame)
+    return check_frame(path, part, frame, checks)
 
 
 def read_event(source: str | Path | EventRef, parts: Sequence[str] = PARTS) -> Event:
@@ -142,14 +181,22 @@ def read_event(source: str | Path | EventRef, parts: Sequence[str] = PARTS) -> E
     if unknown:
         raise ValueError(f"unknown event parts {sorted(unknown)}; choose from {PARTS}")
     hits_path = ref.hits_path
+    if ref.duplicates:
+        part, (first, second) = min(ref.duplicates.items())
+        raise EventFileError(
+            first,
+            f"{part} of event {ref.event_id} is here twice ({first.name} and {second.name}): "
+            "one file per event and part; remove one",
+        )
     if "hits" not in ref.paths:
         # e.g. a truth or particles file named after another event: say what is there
         others = ", ".join(path.name for _, path in sorted(ref.paths.items()))
         raise EventFileError(hits_path, f"missing hits file (event {ref.event_id} has only {others})")
-    frames: dict[str, pd.DataFrame | None] = {"hits": read_csv(hits_path, "hits")}
+    checks = ValueChecks.from_config()
+    frames: dict[str, pd.DataFrame | None] = {"hits": read_csv(hits_path, "hits", checks)}
     for part in PARTS[1:]:
         path = ref.paths.get(part)
-        frames[part] = read_csv(path, part) if part in parts and path is not None else None
+        frames[part] = read_csv(path, part, checks) if part in parts and path is not None else None
     paths = {part: ref.paths.get(part) or ref.expected_path(part) for part in PARTS}
     check_consistency(frames["hits"], frames["truth"], frames["particles"], paths)
     return Event(
