@@ -32,7 +32,6 @@ from trackflow.pipeline import (
     set_threads,
 )
 from trackflow.pipeline.filter import pair_features
-from trackflow.pipeline.pipeline import stage_config
 
 
 @pytest.fixture(autouse=True, scope="module")
@@ -348,15 +347,6 @@ def test_unknown_stage_and_device_are_refused(real_event: Event) -> None:
     if not torch.cuda.is_available():
         with pytest.raises(ConfigError, match="CUDA"):
             small_pipeline(device="cuda")
-
-
-def test_stage_config_precedence() -> None:
-    # the models' trained-with value wins over the packaged default ...
-    assert stage_config("filter", {"cut": 0.31}).cut == 0.31
-    # ... and a setting the user changed wins over both
-    with trackflow.config.set(**{"pipeline.filter.cut": 0.42}):
-        assert stage_config("filter", {"cut": 0.31}).cut == 0.42
-    assert stage_config("labelling", {}).method == trackflow.config.get("pipeline.labelling.method")
 
 
 def test_set_threads_sets_every_pool() -> None:

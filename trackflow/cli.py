@@ -401,19 +401,35 @@ def cluster_options(command: F) -> F:
 )
 @click.option("--overwrite", is_flag=True, help="Start afresh instead of resuming finished batches in --out.")
 @click.option("--progress/--no-progress", default=None, help="Progress bar (default: when a terminal).")
+@click.option(
+    "--set",
+    "assignments",
+    multiple=True,
+    metavar="KEY=VALUE",
+    help="A setting of trackflow.yaml for this run, e.g. pipeline.graph_building.radius=0.09 "
+    "(repeatable; VALUE is read as YAML). Wins over the environment, config files and the models' "
+    "manifest; report.json records every stage's settings and their sources.",
+)
 @user_errors
-def reconstruct(event_ids: tuple[int, ...], **options: Any) -> None:
+def reconstruct(event_ids: tuple[int, ...], assignments: tuple[str, ...], **options: Any) -> None:
     """Reconstruct tracks for the events in INPUT_DIR; write submission.csv and report.json.
 
     Exit code 0 when every event was done, 3 when some events failed (listed in report.json).
     """
+    from trackflow import config
     from trackflow.workflow.reconstruct import ReconstructConfig
     from trackflow.workflow.reconstruct import reconstruct as run_reconstruct
 
     given = {k: v for k, v in options.items() if v is not None}
     if event_ids:
         given["event_ids"] = list(event_ids)
-    report = run_reconstruct(ReconstructConfig(**given))
+    settings = config.parse_assignments(assignments)
+    # pipeline settings travel to the workers resolved; the rest apply to this process (and
+    # the local workers it starts) through dask.config
+    given["settings"] = {k: v for k, v in settings.items() if k.startswith("pipeline.")}
+    given["settings_source"] = "cli"
+    with config.set(**{k: v for k, v in settings.items() if not k.startswith("pipeline.")}):
+        report = run_reconstruct(ReconstructConfig(**given))
     for line in report.summary_lines():
         click.echo(line)
     sys.exit(report.exit_code)

@@ -1,16 +1,26 @@
 """trackflow settings through ``dask.config`` (one YAML of defaults, overridable by file and env).
 
 ``get("pipeline.filter.cut")`` reads ``dask.config.get("trackflow.pipeline.filter.cut")``; users
-override with dask's own config files or ``DASK_TRACKFLOW__...`` environment variables.
+override with dask's own config files, ``DASK_TRACKFLOW__...`` environment variables,
+``dask.config.set`` / :func:`set`, or ``trackflow reconstruct --set KEY=VALUE``.
+
+A setting that is ``null`` is unset: :func:`get` gives the caller's fallback. Every pipeline-stage
+setting (``pipeline.*``) ships ``null`` in ``trackflow.yaml``, so a value found there was put
+there by the user — in a config file, the environment, ``dask.config.set`` or an edit of
+``trackflow.yaml`` itself — and wins over the models' manifest even when it equals the built-in
+default (:mod:`trackflow.pipeline.settings` resolves the precedence).
 """
 
 from __future__ import annotations
 
+from collections.abc import Iterable, Mapping
 from pathlib import Path
 from typing import Any
 
 import dask.config
 import yaml
+
+from trackflow.errors import ConfigError
 
 DEFAULTS_FILE = Path(__file__).with_name("trackflow.yaml")
 
@@ -23,13 +33,62 @@ _MISSING = object()
 
 
 def get(key: str, default: Any = _MISSING) -> Any:
-    """Return the trackflow setting ``key`` (dotted, without the ``trackflow.`` prefix)."""
+    """Return the trackflow setting ``key`` (dotted, without the ``trackflow.`` prefix).
+
+    With ``default``: that value when the setting is missing or ``null`` (unset).
+    """
     full = f"trackflow.{key}"
     if default is _MISSING:
         return dask.config.get(full)
-    return dask.config.get(full, default)
+    value = dask.config.get(full, None)
+    return default if value is None else value
 
 
 def set(**settings: Any) -> dask.config.set:
     """Context manager overriding settings: ``with trackflow.config.set(**{"threads": 2}):``."""
     return dask.config.set({f"trackflow.{k}": v for k, v in settings.items()})
+
+
+def _leaves(node: Mapping[str, Any], prefix: str = "") -> Iterable[str]:
+    for name, value in node.items():
+        key = f"{prefix}{name}"
+        if isinstance(value, Mapping) and value:
+            yield from _leaves(value, f"{key}.")
+        else:
+            yield key
+
+
+def known_keys() -> frozenset[str]:
+    """Every setting of ``trackflow.yaml``, dotted (``pipeline.graph_building.radius``, ...)."""
+    return frozenset(_leaves(DEFAULTS.get("trackflow", {})))
+
+
+def parse_assignments(assignments: Iterable[str]) -> dict[str, Any]:
+    """``["pipeline.filter.cut=0.3", ...]`` -> ``{"pipeline.filter.cut": 0.3, ...}``.
+
+    Values are read as YAML scalars (``0.3`` a float, ``64`` an int, ``true`` a bool, ``null``
+    unset, anything else a string). Raises ConfigError naming the assignment when it is not
+    ``KEY=VALUE`` or when KEY is not a setting of ``trackflow.yaml``.
+    """
+    known = known_keys()
+    settings: dict[str, Any] = {}
+    for text in assignments:
+        key, sep, raw = text.partition("=")
+        key = key.strip()
+        if not sep or not key:
+            raise ConfigError(f"--set {text!r}: expected KEY=VALUE, e.g. pipeline.graph_building.radius=0.09")
+        if key.startswith("trackflow."):
+            key = key[len("trackflow.") :]
+        if key not in known:
+            parent = key.rpartition(".")[0]
+            near = sorted(k for k in known if k.startswith(f"{parent}.")) if parent else []
+            hint = f"; {parent} has {', '.join(k.rpartition('.')[2] for k in near)}" if near else ""
+            raise ConfigError(f"--set {key}: unknown setting (not in {DEFAULTS_FILE.name}){hint}")
+        try:
+            value = yaml.safe_load(raw) if raw.strip() else None
+        except yaml.YAMLError as err:
+            raise ConfigError(f"--set {key}: value {raw!r} is not a YAML scalar") from err
+        if isinstance(value, (dict, list)):
+            raise ConfigError(f"--set {key}: value {raw!r} must be a scalar (number, string, true/false)")
+        settings[key] = value
+    return settings

@@ -47,15 +47,19 @@ class EmbeddingNet(nn.Module):
 class Embedding:
     """Stage ``"embedding"``: ``graph.features`` [N, F] -> ``graph.embedding`` [N, D].
 
-    ``model`` is an EmbeddingNet or any TorchScript model with the same call.
+    ``model`` is an EmbeddingNet or any TorchScript model with the same call (``embed.pt`` of
+    Exa.TrkX / ACTS). None: no embedding (``graph.embedding`` stays None), for models whose
+    graph building reads the detector's layer map instead.
     """
 
     name = "embedding"
 
-    def __init__(self, model: nn.Module) -> None:
-        self.model = model.eval()
+    def __init__(self, model: nn.Module | None) -> None:
+        self.model = None if model is None else model.eval()
 
     def __call__(self, graph: HitGraph) -> HitGraph:
+        if self.model is None:
+            return graph
         rows = block_rows(graph.device, graph.n_hits)
         with torch.inference_mode():
             blocks = [
@@ -65,4 +69,4 @@ class Embedding:
         return graph
 
     def __repr__(self) -> str:
-        return f"Embedding({type(self.model).__name__})"
+        return f"Embedding({type(self.model).__name__ if self.model is not None else None})"

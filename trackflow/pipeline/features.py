@@ -35,7 +35,8 @@ ETA_SCALE = 4.0  # |eta| of TrackML hits stays below ~4
 
 def _default_scale() -> dict[str, float]:
     scale = trackflow.config.get("pipeline.feature_scale", None) or {}
-    return {"r": 1000.0, "phi": float(np.pi), "z": 1000.0} | {k: float(v) for k, v in scale.items()}
+    user = {k: float(v) for k, v in scale.items() if v is not None}  # null = unset
+    return {"r": 1000.0, "phi": float(np.pi), "z": 1000.0} | user
 
 
 @dataclass

@@ -139,21 +139,26 @@ def apply_cut(edges: torch.Tensor, logits: torch.Tensor, cut: float) -> tuple[to
 
 class EdgeFilter:
     """Stage ``"filter"``: score graph-building edges with a FilterNet (or a TorchScript model
-    with the same call), in chunks, and keep those above the cut.
+    with the same call, ``(x [N, F], edge_index [2, E]) -> logits [E]``), in chunks, and keep
+    those above the cut.
 
     Sets ``graph.edges`` to the kept edges and ``graph.edge_scores`` to their filter scores.
+    ``model`` None: no filter, every edge is kept with score 1 (a layer-map graph feeding the
+    GNN directly, as ACTS runs a module map with a GNN).
     """
 
     name = "filter"
 
-    def __init__(self, model: nn.Module, config: FilterConfig | None = None) -> None:
-        self.model = model.eval()
+    def __init__(self, model: nn.Module | None, config: FilterConfig | None = None) -> None:
+        self.model = None if model is None else model.eval()
         self.config = config or FilterConfig()
         self.uses_embedding = bool(getattr(model, "use_embedding_distance", False))
 
     def logits(self, graph: HitGraph) -> torch.Tensor:
         """Filter logits [E] for every edge of ``graph``, computed chunk by chunk."""
         assert graph.edges is not None
+        if self.model is None:
+            return torch.full((graph.n_edges,), torch.inf, dtype=torch.float32, device=graph.device)
         chunks = []
         rows = block_rows(graph.device, self.config.chunk_size)
         with torch.inference_mode():
@@ -176,4 +181,5 @@ class EdgeFilter:
 
     def __repr__(self) -> str:
         c = self.config
-        return f"EdgeFilter({type(self.model).__name__}, cut={c.cut}, chunk_size={c.chunk_size})"
+        model = type(self.model).__name__ if self.model is not None else None
+        return f"EdgeFilter({model}, cut={c.cut}, chunk_size={c.chunk_size})"

@@ -1,6 +1,9 @@
 """The Pipeline: five stages composed, each timed (s) and counted, on CPU or CUDA.
 
-``Pipeline.load()`` reads a model directory (default: the models shipped in the package),
+``Pipeline.load()`` reads a model directory (default: the models shipped in the package) with
+its settings resolved by :func:`~trackflow.pipeline.settings.resolve_settings` (explicit
+overrides, then the user's dask config, then the manifest, then built-in defaults),
+``Pipeline.from_settings()`` builds one from settings resolved elsewhere (a Dask client),
 ``Pipeline.from_modules()`` wraps modules already in memory (training, tests), and
 ``Pipeline.random_init()`` builds untrained models of the default shapes (benchmarks, tests).
 """
@@ -9,7 +12,6 @@ from __future__ import annotations
 
 import time
 from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import fields
 from pathlib import Path
 from typing import Any
 
@@ -17,8 +19,7 @@ import numpy as np
 import torch
 from torch import nn
 
-import trackflow.config
-from trackflow.errors import ConfigError
+from trackflow.errors import ConfigError, ModelFileError
 from trackflow.events import Event
 from trackflow.pipeline import model_files
 from trackflow.pipeline.embedding import Embedding, EmbeddingNet
@@ -28,40 +29,8 @@ from trackflow.pipeline.gnn import GNN, GNNConfig, InteractionGNN
 from trackflow.pipeline.graph import COUNT_NAMES, STAGE_NAMES, EventTracks, HitGraph
 from trackflow.pipeline.graph_building import GraphBuilding, GraphBuildingConfig
 from trackflow.pipeline.labelling import Labelling, LabellingConfig
+from trackflow.pipeline.settings import PipelineSettings, resolve_settings
 from trackflow.pipeline.threads import set_threads
-
-# stage name -> (trackflow.config section, config class)
-_CONFIG_SECTIONS: dict[str, tuple[str, type]] = {
-    "graph_building": ("pipeline.graph_building", GraphBuildingConfig),
-    "filter": ("pipeline.filter", FilterConfig),
-    "gnn": ("pipeline.gnn", GNNConfig),
-    "labelling": ("pipeline.labelling", LabellingConfig),
-}
-
-
-def _packaged_default(key: str) -> Any:
-    node: Any = trackflow.config.DEFAULTS.get("trackflow", {})
-    for part in key.split("."):
-        if not isinstance(node, Mapping) or part not in node:
-            return None
-        node = node[part]
-    return node
-
-
-def stage_config(stage: str, trained_with: Mapping[str, Any] | None = None) -> Any:
-    """The config of ``stage``: a setting the user changed (dask config file or env) wins over
-    the value the models were trained with (``trained_with``, from the manifest), which wins
-    over the packaged default."""
-    section, cls = _CONFIG_SECTIONS[stage]
-    trained_with = trained_with or {}
-    values: dict[str, Any] = {}
-    for f in fields(cls):
-        key = f"{section}.{f.name}"
-        current = trackflow.config.get(key, None)
-        user_changed = current is not None and current != _packaged_default(key)
-        if f.name in trained_with and not user_changed:
-            values[f.name] = trained_with[f.name]
-    return cls(**values)
 
 
 def _joined(parts: list[np.ndarray | None]) -> np.ndarray | None:
@@ -85,7 +54,8 @@ class Pipeline:
     """Embedding -> graph building -> filter -> GNN -> labelling for one event at a time.
 
     ``stages`` maps each name of :data:`STAGE_NAMES` to a callable ``HitGraph -> HitGraph``.
-    ``threads`` (if not None) is applied through :func:`set_threads`.
+    ``threads`` (if not None) is applied through :func:`set_threads`. ``settings``: what it was
+    built from, when it came from a model directory (:class:`PipelineSettings`), else None.
     """
 
     def __init__(
@@ -104,6 +74,7 @@ class Pipeline:
         self.device = _resolve_device(device)
         self.threads = None if threads is None else set_threads(threads)
         self.models_dir = models_dir
+        self.settings: PipelineSettings | None = None
 
     # ------------------------------------------------------------------ construction
     @classmethod
@@ -112,37 +83,67 @@ class Pipeline:
         models_dir: str | Path | None = None,
         device: str | torch.device = "cpu",
         threads: int | None = 1,
+        overrides: Mapping[str, Any] | None = None,
     ) -> Pipeline:
         """The pipeline of a model directory (None: the models shipped in the package).
 
+        ``overrides``: explicit settings, dotted as in ``trackflow.yaml``
+        (``{"pipeline.graph_building.radius": 0.09}``); they win over the user's dask config,
+        which wins over the manifest's trained-with values (:mod:`trackflow.pipeline.settings`).
         Checks the manifest's sha256 of every file before loading it (ModelFileError otherwise).
         """
-        directory = Path(models_dir) if models_dir is not None else model_files.shipped_models_dir()
+        return cls.from_settings(resolve_settings(models_dir, overrides), device, threads)
+
+    @classmethod
+    def from_settings(
+        cls, settings: PipelineSettings, device: str | torch.device = "cpu", threads: int | None = 1
+    ) -> Pipeline:
+        """The pipeline ``settings`` describe, exactly (this process's dask config plays no part).
+
+        Every model file must still have the sha256 recorded in ``settings`` (ModelFileError
+        naming the file otherwise: the directory changed since the settings were resolved).
+        """
         dev = _resolve_device(device)
         if threads is not None:
             set_threads(threads)
-        manifest = model_files.read_manifest(directory)
+        manifest = model_files.read_manifest(settings.models_dir)
         model_files.verify(manifest)
-        models = {name: model_files.load_model(manifest, name, dev) for name in model_files.MODEL_STAGES}
-        return cls.from_modules(
+        models: dict[str, nn.Module | None] = {}
+        for name in model_files.MODEL_STAGES:
+            recorded = settings.model_files.get(name)
+            entry = manifest.stages.get(name)
+            if recorded is None:
+                models[name] = None
+                continue
+            if entry is None or entry.sha256 != recorded["sha256"]:
+                raise ModelFileError(
+                    settings.models_dir / recorded["file"],
+                    f"stage {name!r} changed since its settings were resolved (sha256 differs)",
+                )
+            models[name] = model_files.load_model(manifest, name, dev)
+        gnn = models["gnn"]
+        assert gnn is not None  # resolve_settings refuses models without a GNN
+        pipeline = cls.from_modules(
             models["embedding"],
             models["filter"],
-            models["gnn"],
-            features=FeatureConfig.from_dict(manifest.features),
-            graph_building=stage_config("graph_building", manifest.stage_config("graph_building")),
-            filter_config=stage_config("filter", manifest.stage_config("filter")),
-            gnn_config=stage_config("gnn", manifest.stage_config("gnn")),
-            labelling=stage_config("labelling", manifest.stage_config("labelling")),
+            gnn,
+            features=settings.features,
+            graph_building=settings.graph_building,
+            filter_config=settings.filter,
+            gnn_config=settings.gnn,
+            labelling=settings.labelling,
             device=dev,
             threads=threads,
-            models_dir=directory,
+            models_dir=settings.models_dir,
         )
+        pipeline.settings = settings
+        return pipeline
 
     @classmethod
     def from_modules(
         cls,
-        embedding: nn.Module,
-        filter: nn.Module,  # named after the stage
+        embedding: nn.Module | None,
+        filter: nn.Module | None,  # named after the stage
         gnn: nn.Module,
         *,
         features: FeatureConfig | None = None,
@@ -154,12 +155,15 @@ class Pipeline:
         threads: int | None = None,
         models_dir: Path | None = None,
     ) -> Pipeline:
-        """A pipeline around models in memory (moved to ``device``, set to eval mode)."""
+        """A pipeline around models in memory (moved to ``device``, set to eval mode).
+
+        ``embedding`` None: no embedding (layer-map graph building only); ``filter`` None: every
+        graph edge goes on to the GNN."""
         dev = _resolve_device(device)
         stages = {
-            "embedding": Embedding(embedding.to(dev)),
+            "embedding": Embedding(None if embedding is None else embedding.to(dev)),
             "graph_building": GraphBuilding(graph_building),
-            "filter": EdgeFilter(filter.to(dev), filter_config),
+            "filter": EdgeFilter(None if filter is None else filter.to(dev), filter_config),
             "gnn": GNN(gnn.to(dev), gnn_config),
             "labelling": Labelling(labelling),
         }

@@ -22,6 +22,7 @@ if TYPE_CHECKING:
     from distributed import Worker
 
     from trackflow.pipeline import Pipeline
+    from trackflow.pipeline.settings import PipelineSettings
 
 PipelineLoader = Callable[..., "Pipeline"]
 logger = logging.getLogger(__name__)
@@ -52,17 +53,27 @@ def tune_malloc() -> bool:
 
 
 def load_pipeline(
-    models_dir: Path | None, device: str, threads: int, loader: PipelineLoader | None = None
+    models_dir: Path | None,
+    device: str,
+    threads: int,
+    loader: PipelineLoader | None = None,
+    settings: PipelineSettings | None = None,
 ) -> Pipeline:
-    """Set the thread counts of this process, then load the pipeline (``Pipeline.load`` by default).
+    """Set the thread counts of this process, then load the pipeline.
 
-    ``loader`` is called as ``loader(models_dir=..., device=..., threads=...)``; tests and
-    notebooks pass one that builds a pipeline from freshly initialised models.
+    ``settings`` (resolved on the client, :func:`~trackflow.pipeline.settings.resolve_settings`):
+    exactly that pipeline, whatever this process's dask config says. Else ``loader``, called as
+    ``loader(models_dir=..., device=..., threads=...)`` (tests and notebooks pass one that builds
+    a pipeline from freshly initialised models), else ``Pipeline.load``.
     """
     from trackflow.pipeline.threads import set_threads
 
     tune_malloc()
     set_threads(threads)
+    if settings is not None and loader is None:
+        from trackflow.pipeline import Pipeline
+
+        return Pipeline.from_settings(settings, device=device, threads=threads)
     if loader is None:
         from trackflow.pipeline import Pipeline
 
@@ -81,6 +92,9 @@ class PipelinePlugin(WorkerPlugin):
     ``nthreads`` tasks at once, so each task's torch/FAISS/OpenMP pools get
     ``threads // nthreads`` (at least 1): T tasks of one thread each rather than T tasks of T
     threads each, the oversubscription the study saw between FAISS and its caller.
+
+    ``settings``: the pipeline settings resolved on the client; every worker builds exactly
+    that pipeline (a worker's own dask config, e.g. on a Slurm node, plays no part).
     """
 
     idempotent = True
@@ -91,14 +105,17 @@ class PipelinePlugin(WorkerPlugin):
         device: str = "cpu",
         threads: int = 1,
         loader: PipelineLoader | None = None,
+        settings: PipelineSettings | None = None,
     ) -> None:
         self.models_dir = None if models_dir is None else Path(models_dir)
         self.device = device
         self.threads = threads
         self.loader = loader
-        # the name depends on the settings: a second run with other models on the same
-        # cluster registers its own plugin instead of silently reusing the first one
-        self.name = f"trackflow-pipeline-{tokenize(str(self.models_dir), device, threads, loader)}"
+        self.settings = settings
+        # the name depends on the settings: a second run with other models or settings on the
+        # same cluster registers its own plugin instead of silently reusing the first one
+        values = None if settings is None else settings.values()
+        self.name = f"trackflow-pipeline-{tokenize(str(self.models_dir), device, threads, loader, values)}"
         self.pipeline: Pipeline | None = None
 
     def setup(self, worker: Worker) -> None:
@@ -111,7 +128,7 @@ class PipelinePlugin(WorkerPlugin):
             else:
                 logger.warning("worker %s has the GPU resource but torch sees no CUDA device", worker.address)
         threads = max(1, self.threads // max(1, worker.state.nthreads))
-        self.pipeline = load_pipeline(self.models_dir, device, threads, self.loader)
+        self.pipeline = load_pipeline(self.models_dir, device, threads, self.loader, self.settings)
 
     def teardown(self, worker: Worker) -> None:
         self.pipeline = None

@@ -51,6 +51,8 @@ from trackflow.workflow.tracking_plots import TruthPlots, write_run_plots
 if TYPE_CHECKING:
     from distributed import Client
 
+    from trackflow.pipeline.settings import PipelineSettings
+
 logger = logging.getLogger(__name__)
 
 MODES = ("fused", "staged", "direct")
@@ -69,6 +71,9 @@ class ReconstructConfig:
     ``task_timeout``: s a batch may take from submission to result before it is reported
     failed (a task asking for a resource no worker has fails this way instead of hanging).
     ``progress``: None = a bar when stderr is a terminal.
+    ``settings``: explicit pipeline settings, dotted as in ``trackflow.yaml``
+    (``{"pipeline.graph_building.radius": 0.09}``), the strongest source; recorded in
+    ``report.json`` as ``settings_source`` (``cli`` for ``--set``, else ``argument``).
 
     For tests and notebooks: ``client`` runs on an existing Dask client instead of opening a
     cluster; ``pipeline_loader`` replaces ``Pipeline.load`` (called with models_dir, device,
@@ -97,6 +102,8 @@ class ReconstructConfig:
     event_ids: list[int] | None = None
     progress: bool | None = None
     gpu_workers: int = 0
+    settings: dict[str, Any] = field(default_factory=dict)
+    settings_source: str = "argument"
     client: Client | None = field(default=None, repr=False)
     pipeline_loader: PipelineLoader | None = field(default=None, repr=False)
 
@@ -123,9 +130,11 @@ class ReconstructConfig:
             raise ConfigError(f"--retries {self.retries}: must be >= 0")
         if self.out_dir.resolve() == self.input_dir.resolve():
             raise ConfigError(f"--out {self.out_dir}: must not be the input directory")
+        if self.settings and self.pipeline_loader is not None:
+            raise ConfigError("settings: apply to a model directory, not to a pipeline_loader")
 
 
-def _fingerprint(cfg: ReconstructConfig) -> dict[str, Any]:
+def _fingerprint(cfg: ReconstructConfig, settings: PipelineSettings | None) -> dict[str, Any]:
     """What makes two runs' outputs the same: inputs, models, pipeline settings, batching."""
     if cfg.pipeline_loader is not None:
         name = getattr(cfg.pipeline_loader, "__qualname__", None) or repr(cfg.pipeline_loader)
@@ -139,23 +148,25 @@ def _fingerprint(cfg: ReconstructConfig) -> dict[str, Any]:
     return {
         "input_dir": str(cfg.input_dir.resolve()),
         "models": models,
-        "pipeline": config.get("pipeline", {}),
-        "feature_scale": config.get("pipeline.feature_scale", None),
+        "pipeline": config.get("pipeline", {}) if settings is None else settings.values(),
         "device": cfg.device,
         "batch_size": cfg.batch_size,
         "max_hits_per_batch": cfg.max_hits_per_batch,
     }
 
 
-def _check_models(cfg: ReconstructConfig) -> None:
-    """Refuse missing or tampered model files here, in one line, before any worker starts (the
-    workers check again when they load them)."""
+def _resolve_settings(cfg: ReconstructConfig) -> PipelineSettings | None:
+    """The run's pipeline settings, resolved once here (the workers build exactly these); refuses
+    missing or tampered model files and bad settings in one line before any worker starts (the
+    workers check the files again when they load them). None with a ``pipeline_loader``."""
     if cfg.pipeline_loader is not None:
-        return
+        return None
     from trackflow.pipeline import model_files
+    from trackflow.pipeline.settings import resolve_settings
 
-    directory = Path(cfg.models_dir) if cfg.models_dir is not None else model_files.shipped_models_dir()
-    model_files.verify(model_files.read_manifest(directory))
+    settings = resolve_settings(cfg.models_dir, cfg.settings, override_source=cfg.settings_source)
+    model_files.verify(model_files.read_manifest(settings.models_dir))
+    return settings
 
 
 def _default_workers(cfg: ReconstructConfig) -> int:
@@ -212,9 +223,15 @@ def _drain(
 
 
 def _run_direct(
-    cfg: ReconstructConfig, todo: list[Batch], outputs: RunOutputs, progress: EventProgress
+    cfg: ReconstructConfig,
+    settings: PipelineSettings | None,
+    todo: list[Batch],
+    outputs: RunOutputs,
+    progress: EventProgress,
 ) -> _Collected:
-    pipeline = load_pipeline(cfg.models_dir, cfg.device, cfg.threads_per_worker, cfg.pipeline_loader)
+    pipeline = load_pipeline(
+        cfg.models_dir, cfg.device, cfg.threads_per_worker, cfg.pipeline_loader, settings
+    )
     executor = DirectExecutor(pipeline, retries=cfg.retries, parts=EVENT_PARTS)
     collected = _Collected(threads={"direct": cfg.threads_per_worker})
     start = time.time()
@@ -224,7 +241,12 @@ def _run_direct(
 
 
 def _run_dask(
-    cfg: ReconstructConfig, workers: int, todo: list[Batch], outputs: RunOutputs, progress: EventProgress
+    cfg: ReconstructConfig,
+    settings: PipelineSettings | None,
+    workers: int,
+    todo: list[Batch],
+    outputs: RunOutputs,
+    progress: EventProgress,
 ) -> _Collected:
     from distributed import performance_report
 
@@ -232,7 +254,9 @@ def _run_dask(
     with _client(cfg, workers) as client:
         collected.dashboard = client.dashboard_link
         progress.write(f"dashboard: {client.dashboard_link}")
-        plugin = PipelinePlugin(cfg.models_dir, cfg.device, cfg.threads_per_worker, cfg.pipeline_loader)
+        plugin = PipelinePlugin(
+            cfg.models_dir, cfg.device, cfg.threads_per_worker, cfg.pipeline_loader, settings
+        )
         client.register_plugin(plugin)
         collected.resources = worker_resources(client)
         gpu = any(r.get("GPU", 0) > 0 for r in collected.resources.values())
@@ -308,10 +332,10 @@ def reconstruct(cfg: ReconstructConfig) -> RunReport:
     refs = list_events(cfg.input_dir, cfg.event_ids)
     if not refs:
         raise EventFileError(cfg.input_dir, "holds no TrackML events (eventNNNNNNNNN-hits.csv[.gz])")
-    _check_models(cfg)
+    pipeline_settings = _resolve_settings(cfg)
     truth_plots = TruthPlots()  # a bad plots.* setting is refused here, before any work
     batches = make_batches(refs, cfg.batch_size, cfg.max_hits_per_batch)
-    outputs = RunOutputs(cfg.out_dir, _fingerprint(cfg), overwrite=cfg.overwrite)
+    outputs = RunOutputs(cfg.out_dir, _fingerprint(cfg, pipeline_settings), overwrite=cfg.overwrite)
     finished = {b.batch_id: outputs.finished(b) for b in batches}
     todo = [b for b in batches if finished[b.batch_id] is None]
     resumed = [entry for entry in finished.values() if entry is not None]
@@ -325,9 +349,9 @@ def reconstruct(cfg: ReconstructConfig) -> RunReport:
         if not todo:
             collected = _Collected()
         elif cfg.mode == "direct":
-            collected = _run_direct(cfg, todo, outputs, progress)
+            collected = _run_direct(cfg, pipeline_settings, todo, outputs, progress)
         else:
-            collected = _run_dask(cfg, workers, todo, outputs, progress)
+            collected = _run_dask(cfg, pipeline_settings, workers, todo, outputs, progress)
 
     outputs.write_manifest()
     submission = outputs.write_submission(batches)
@@ -352,6 +376,8 @@ def reconstruct(cfg: ReconstructConfig) -> RunReport:
         "max_in_flight": cfg.max_in_flight,
         "retries": cfg.retries,
         "task_timeout_s": cfg.task_timeout,
+        # every stage's effective settings and each value's source (null with a pipeline_loader)
+        "pipeline": None if pipeline_settings is None else pipeline_settings.to_dict(),
     }
     stats = RunStats(
         settings=settings,

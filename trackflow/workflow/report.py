@@ -4,6 +4,11 @@ Schema (version 1; times in s, Unix time for instants, bytes for sizes)::
 
     version, mode, cluster, dashboard, device, workers, threads_per_worker, batch_size,
     max_hits_per_batch, max_in_flight, retries, task_timeout_s
+    pipeline:    the effective settings the workers ran (trackflow.pipeline.settings; null with a
+                 custom pipeline loader): models_dir, manifest_sha256, features {names, scale},
+                 model_files {stage: {file, kind, sha256} or null}, stages {stage: {field: value}}
+                 (a layer map as {pairs, sha256}), sources {dotted key: cli | argument | user |
+                 manifest | default}
     events:      total, done (tracks written), failed (events in failed_events), resumed
                  (finished by an earlier run), processed (this run)
     hits:        hits of the events processed this run
