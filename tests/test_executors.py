@@ -27,14 +27,22 @@ def dask_client() -> Any:
 
 class CountingPipeline:
     """The tiny pipeline, leaving a marker file each time an event is prepared or a stage runs,
-    and raising OSError (a transient failure) in ``fail_stage`` of ``fail_events`` for their
-    first ``failures`` attempts. Marker files make the count visible across worker processes."""
+    and raising OSError (a transient failure; ``fail_with="ValueError"``: a deterministic one)
+    in ``fail_stage`` of ``fail_events`` for their first ``failures`` attempts. Marker files make
+    the count visible across worker processes."""
 
     def __init__(
-        self, pipeline: Any, marker_dir: str, fail_events: tuple[int, ...], failures: int, fail_stage: str
+        self,
+        pipeline: Any,
+        marker_dir: str,
+        fail_events: tuple[int, ...],
+        failures: int,
+        fail_stage: str,
+        fail_with: str = "OSError",
     ) -> None:
         self.pipeline, self.marker_dir = pipeline, Path(marker_dir)
         self.fail_events, self.failures, self.fail_stage = fail_events, failures, fail_stage
+        self.fail_with = {"OSError": OSError, "ValueError": ValueError}[fail_with]
         self.stage_names, self.device = pipeline.stage_names, pipeline.device
 
     def _mark(self, what: str) -> int:
@@ -49,6 +57,8 @@ class CountingPipeline:
         if name == self.fail_stage and graph.event_id in self.fail_events:
             attempt = self._mark(f"{name}-{graph.event_id}")
             if attempt <= self.failures:
+                if self.fail_with is ValueError:
+                    raise ValueError("data must be finite, check for nan or inf values")
                 raise OSError(f"simulated transient failure, attempt {attempt}")
         return self.pipeline.run_stage(name, graph)
 
@@ -143,6 +153,69 @@ def test_spent_retries_fail_only_that_event(
     assert count_markers(tmp_path, "gnn-6001") == 2  # the first try and one retry
     assert [e.event_id for e in result.events] == [6000, 6003]
     assert list(result.tracks["event_id"].unique()) == [6000, 6003]
+    failure = result.failures[0]
+    assert failure.path is not None and failure.path.endswith("event000006001-hits.csv.gz")
+    assert failure.traceback is not None and "OSError: simulated transient failure" in failure.traceback
+    assert "\n" not in failure.line() and "traceback in report.json" in failure.line()
+
+
+@pytest.mark.parametrize("mode", MODES)
+def test_a_deterministic_error_fails_its_event_once_with_its_traceback(
+    mode: str, events_with_a_bad_file: Path, dask_client: Any, tmp_path: Path
+) -> None:
+    """A ValueError on one event's data (as graph building's "data must be finite") would recur
+    on every retry: the event fails at once, the others of its batch go on, never rerun."""
+    loader = functools.partial(
+        counting_loader,
+        marker_dir=str(tmp_path),
+        fail_events=(6001,),
+        failures=99,
+        fail_stage="graph_building",
+        fail_with="ValueError",
+    )
+    batches = make_batches(list_events(events_with_a_bad_file, [6000, 6001, 6003]), batch_size=3)
+    (result,) = execute(mode, dask_client, batches, loader, retries=2)
+    (failure,) = result.failures
+    assert (failure.event_id, failure.stage, failure.error, failure.attempts) == (
+        6001,
+        "graph_building",
+        "ValueError",
+        1,
+    )
+    assert count_markers(tmp_path, "graph_building-6001") == 1  # not retried
+    assert all(count_markers(tmp_path, f"prepare-{e}") == 1 for e in (6000, 6003))  # nor its batch
+    assert [e.event_id for e in result.events] == [6000, 6003]
+    assert failure.traceback is not None and "in run_stage" in failure.traceback
+    hits = str(events_with_a_bad_file / "event000006001-hits.csv.gz")
+    assert failure.line() == (
+        f"event 6001 failed in graph_building: {hits}: ValueError: data must be finite, check for "
+        "nan or inf values (internal error; traceback in report.json)"
+    )
+    assert failure.to_dict()["traceback"] == failure.traceback
+
+
+def test_worker_log_of_a_retried_task_is_kept_off_the_terminal() -> None:
+    """distributed's "Compute Failed" record (with a traceback) of a trackflow task that raised
+    TransientEventError is dropped; other tasks' records stay."""
+    import logging
+
+    from trackflow.workflow.executors import _QuietRetries
+
+    def record(key: str, exception_text: str) -> logging.LogRecord:
+        return logging.LogRecord(
+            "distributed.worker",
+            logging.ERROR,
+            __file__,
+            1,
+            "Compute Failed\nKey:       %s\nState:     %s\nTask:  %s\nException: %r\nTraceback: %r\n",
+            (key, "executing", "<Task ...>", exception_text, "  File ..."),
+            None,
+        )
+
+    quiet = _QuietRetries()
+    assert not quiet.filter(record("trackflow-fused-b00001-ab-2", "TransientEventError('event 1 ...')"))
+    assert quiet.filter(record("user-task-1", "TransientEventError('event 1 ...')"))
+    assert quiet.filter(record("trackflow-fused-b00001-ab-2", "KeyError('x')"))
 
 
 @pytest.mark.parametrize("mode", ["fused", "staged"])

@@ -17,6 +17,7 @@ from typing import Any
 
 import pandas as pd
 import pytest
+from test_validation import gzip_bomb
 from test_workflow import run, shared_local_client, small_hits, write_small_events
 
 from trackflow.events import Event, write_event
@@ -46,7 +47,8 @@ def _replace_hits(directory: Path, event_id: int, text: str) -> Path:
 
 
 def _build_catalogue(directory: Path, trackml_dir: Path) -> dict[int, tuple[str, str, str]]:
-    """Two good events (7100, 7113), one far larger than the rest (7112), and eleven broken ones.
+    """Two good events (7100, 7113), one far larger than the rest (7112), eleven broken files
+    (7101-7111) and six events with bad values (7114-7119, issue 19).
 
     Returns event_id -> (failing file name, stage, a phrase of the problem) for the broken ones.
     """
@@ -83,6 +85,28 @@ def _build_catalogue(directory: Path, trackml_dir: Path) -> dict[int, tuple[str,
     expected[7111] = ("event000007111-truth.csv", "score", "do not match")
     # far larger than the rest (about eight times the hits): just slower
     write_event(Event(event_id=7112, hits=small_hits(trackml_dir, 12, width=0.3)), directory)
+
+    # bad values (issue 19): real slices with one value changed
+    write_small_events(trackml_dir, directory, 6, first=7114)
+
+    def bad_value(event_id: int, row: int, column: str, value: object, phrase: str) -> None:
+        hits = small_hits(trackml_dir, event_id - 7114).astype({column: object})
+        hits.loc[row, column] = value
+        broken(event_id, hits.to_csv(index=False), phrase)
+
+    # passed validation once, then failed in graph building with "data must be finite", retried
+    bad_value(7114, 3, "x", 1e30, "outside the detector envelope")
+    bad_value(7115, 0, "hit_id", -5, "hit_id must be positive, has -5")
+    bad_value(7116, 5, "z", 4000.0, "outside the detector envelope")
+    bad_value(7117, 2, "module_id", 4000, "no module volume_id=")
+    # the same hits as .csv beside the .csv.gz: no silent pick of one
+    twice = directory / "event000007118-hits.csv"
+    twice.write_bytes(gzip.decompress((directory / "event000007118-hits.csv.gz").read_bytes()))
+    expected[7118] = (twice.name, "load", "is here twice")
+    # a gzip bomb, 300 MB of hit rows in ~0.3 MB: refused as too large, not parsed
+    bomb = directory / "event000007119-hits.csv.gz"
+    gzip_bomb(bomb, 300_000_000)
+    expected[7119] = (bomb.name, "load", "file is too large: decompresses to more than")
     return expected
 
 

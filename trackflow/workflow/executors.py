@@ -11,18 +11,24 @@ Every executor performs the equivalent of ``for batch in batches: acc += process
 
 Errors are data. A bad event file (any :class:`~trackflow.errors.TrackflowError`) fails only its
 event: the failure (event, stage, file, problem) goes into the batch result at once and is never
-retried, because it would fail again. Any other exception is taken as transient: the task fails
-and Dask retries it (``retries``); when the retries are spent, the event is reported failed and
-the rest of its batch is resubmitted without it. A batch that no worker finishes within
-``task_timeout`` (e.g. no worker offers the GPU resource it asks for) is reported failed instead
-of hanging.
+retried, because it would fail again. So does any other error that computing on one event's data
+raises deterministically (a ``ValueError`` such as "data must be finite", a ``KeyError``, ...):
+retrying the same computation on the same data gives the same error, whether the data or the
+code is at fault; its traceback is kept in the failure (``report.json``), not shown on the
+terminal. Only errors that may pass (:data:`TRANSIENT_ERRORS`: a file system hiccup, memory or
+CUDA pressure, a timeout) fail the task so that Dask retries it (``retries``); when the retries
+are spent, the event is reported failed and the rest of its batch is resubmitted without it. A
+batch that no worker finishes within ``task_timeout`` (e.g. no worker offers the GPU resource it
+asks for) is reported failed instead of hanging.
 """
 
 from __future__ import annotations
 
+import logging
 import math
 import threading
 import time
+import traceback
 import uuid
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass, field, replace
@@ -47,14 +53,20 @@ NN_STAGES = ("embedding", "filter", "gnn")
 LOAD_STAGE = "load"  # read the event files and build the hit features
 FINISH_STAGE = "finish"  # turn track labels into the submission rows
 DIRECT_WORKER = "direct"
+#: errors that may pass on a retry (OSError covers ConnectionError and TimeoutError; torch's
+#: CUDA errors, out-of-memory included, are RuntimeErrors); any other error raised on one
+#: event's data fails that event at once
+TRANSIENT_ERRORS: tuple[type[BaseException], ...] = (OSError, MemoryError, RuntimeError)
 
 
 # --------------------------------------------------------------------------- results as data
 @dataclass(frozen=True)
 class EventFailure:
     """Why one event produced no tracks: the stage it failed in, the error type and a one-line
-    message (for a bad file: ``"<path>: <problem>"``), the file when known, and the task attempts
-    (1 = failed on the first try and was not retried)."""
+    message (for a bad file: ``"<path>: <problem>"``), the file when known, the task attempts
+    (1 = failed on the first try and was not retried), and for an error that is not a
+    :class:`~trackflow.errors.TrackflowError` its traceback (text; in report.json, never on the
+    terminal)."""
 
     event_id: int
     stage: str
@@ -62,10 +74,18 @@ class EventFailure:
     message: str
     path: str | None = None
     attempts: int = 1
+    traceback: str | None = None
 
     def line(self) -> str:
-        """One line for stderr."""
-        return f"event {self.event_id} failed in {self.stage}: {self.message}"
+        """One line for stderr; an internal error names the event's file and where its traceback is."""
+        if self.traceback is None:
+            return f"event {self.event_id} failed in {self.stage}: {self.message}"
+        where = f"{self.path}: " if self.path else ""
+        tries = f" after {self.attempts} attempts" if self.attempts > 1 else ""
+        return (
+            f"event {self.event_id} failed in {self.stage}: {where}{self.error}: {self.message} "
+            f"(internal error{tries}; traceback in report.json)"
+        )
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -75,17 +95,31 @@ class EventFailure:
             "message": self.message,
             "path": self.path,
             "attempts": self.attempts,
+            "traceback": self.traceback,
         }
 
     @classmethod
     def from_exception(
-        cls, event_id: int, stage: str, error: BaseException, attempts: int = 1
+        cls, event_id: int, stage: str, error: BaseException, attempts: int = 1, path: str | None = None
     ) -> EventFailure:
-        path = getattr(error, "path", None)
+        """A TrackflowError's failure (no traceback: its message says it all); any other error's
+        with its traceback and ``path``, the event's file."""
+        path = getattr(error, "path", None) or path
         message = " ".join(str(error).split()) or type(error).__name__
+        trace = None if isinstance(error, TrackflowError) else _traceback_text(error)
         return cls(
-            event_id, stage, type(error).__name__, message, None if path is None else str(path), attempts
+            event_id,
+            stage,
+            type(error).__name__,
+            message,
+            None if path is None else str(path),
+            attempts,
+            trace,
         )
+
+
+def _traceback_text(error: BaseException) -> str:
+    return "".join(traceback.format_exception(error)).rstrip()
 
 
 @dataclass
@@ -149,22 +183,58 @@ def empty_tracks() -> pd.DataFrame:
 
 
 class TransientEventError(RuntimeError):
-    """An unexpected error while processing one event; Dask retries the task that raised it.
+    """An error that may pass (:data:`TRANSIENT_ERRORS`) while processing one event; Dask
+    retries the task that raised it.
 
-    Carries the event, the stage and the original error as text so the client can report it
-    once the retries are spent.
+    Carries the event, the stage, the original error as text, the event's file and the
+    traceback, so the client can report it once the retries are spent.
     """
 
-    def __init__(self, event_id: int, stage: str, error: str, message: str) -> None:
+    def __init__(
+        self,
+        event_id: int,
+        stage: str,
+        error: str,
+        message: str,
+        path: str | None = None,
+        traceback_text: str | None = None,
+    ) -> None:
         self.event_id, self.stage, self.error, self.message = event_id, stage, error, message
+        self.path, self.traceback_text = path, traceback_text
         super().__init__(f"event {event_id}, stage {stage}: {error}: {message}")
 
     def __reduce__(self) -> tuple[Any, ...]:
-        return (type(self), (self.event_id, self.stage, self.error, self.message))
+        return (
+            type(self),
+            (self.event_id, self.stage, self.error, self.message, self.path, self.traceback_text),
+        )
 
 
-def _transient(event_id: int, stage: str, error: Exception) -> TransientEventError:
-    return TransientEventError(event_id, stage, type(error).__name__, " ".join(str(error).split()))
+def _transient(event_id: int, stage: str, error: Exception, path: str | None) -> TransientEventError:
+    return TransientEventError(
+        event_id, stage, type(error).__name__, " ".join(str(error).split()), path, _traceback_text(error)
+    )
+
+
+class _QuietRetries(logging.Filter):
+    """Drops the worker's "Compute Failed" record (a traceback on the terminal) of trackflow tasks
+    failing with TransientEventError: the client reports the event, traceback in report.json."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        args = record.args if isinstance(record.args, tuple) else ()
+        return not (
+            str(record.msg).startswith("Compute Failed")
+            and len(args) > 3
+            and str(args[0]).startswith("trackflow-")
+            and "TransientEventError" in str(args[3])
+        )
+
+
+def _quiet_worker_logs() -> None:
+    """Install :class:`_QuietRetries` on this process's ``distributed.worker`` logger, once."""
+    worker_logger = logging.getLogger("distributed.worker")
+    if not any(isinstance(f, _QuietRetries) for f in worker_logger.filters):
+        worker_logger.addFilter(_QuietRetries())
 
 
 def _worker_name() -> str:
@@ -191,8 +261,8 @@ def process_batch(
 ) -> BatchResult:
     """Run the whole pipeline on every event of ``batch``, one event after the other.
 
-    Bad event files become :class:`EventFailure` s; any other error raises
-    :class:`TransientEventError` so the task is retried.
+    Bad event files and deterministic errors become :class:`EventFailure` s; an error of
+    :data:`TRANSIENT_ERRORS` raises :class:`TransientEventError` so the task is retried.
     """
     worker = _worker_name()
     task_start = time.time()
@@ -209,8 +279,11 @@ def process_batch(
         except TrackflowError as error:
             failures.append(EventFailure.from_exception(ref.event_id, stage, error))
             continue
+        except TRANSIENT_ERRORS as error:
+            raise _transient(ref.event_id, stage, error, str(ref.hits_path)) from error
         except Exception as error:
-            raise _transient(ref.event_id, stage, error) from error
+            failures.append(EventFailure.from_exception(ref.event_id, stage, error, path=str(ref.hits_path)))
+            continue
         frames.append(tracks.to_frame())
         records.append(_record(tracks, graph.timings, worker, start))
     return BatchResult(
@@ -260,6 +333,7 @@ def fused_task(plugin_name: str, batch: Batch, parts: Sequence[str]) -> BatchRes
     """Dask task: the whole pipeline on one batch, with the worker's pipeline."""
     from trackflow.workflow.plugin import worker_pipeline
 
+    _quiet_worker_logs()
     return process_batch(worker_pipeline(plugin_name), batch, parts)
 
 
@@ -267,6 +341,7 @@ def load_task(plugin_name: str, batch: Batch, parts: Sequence[str]) -> StagedBat
     """Dask task (staged mode): read the batch's events and build their hit graphs."""
     from trackflow.workflow.plugin import worker_pipeline
 
+    _quiet_worker_logs()
     pipeline = worker_pipeline(plugin_name)
     worker, task_start = _worker_name(), time.time()
     graphs, failures, started = [], [], {}
@@ -277,8 +352,13 @@ def load_task(plugin_name: str, batch: Batch, parts: Sequence[str]) -> StagedBat
         except TrackflowError as error:
             failures.append(EventFailure.from_exception(ref.event_id, LOAD_STAGE, error))
             continue
+        except TRANSIENT_ERRORS as error:
+            raise _transient(ref.event_id, LOAD_STAGE, error, str(ref.hits_path)) from error
         except Exception as error:
-            raise _transient(ref.event_id, LOAD_STAGE, error) from error
+            failures.append(
+                EventFailure.from_exception(ref.event_id, LOAD_STAGE, error, path=str(ref.hits_path))
+            )
+            continue
         graphs.append(graph.to("cpu"))
     task = TaskRecord(LOAD_STAGE, worker, task_start, time.time())
     return StagedBatch(batch, graphs, failures, [task], started)
@@ -289,9 +369,11 @@ def stage_task(plugin_name: str, stage: str, state: StagedBatch, last: bool) -> 
     the graphs into tracks and returns the :class:`BatchResult`."""
     from trackflow.workflow.plugin import worker_pipeline
 
+    _quiet_worker_logs()
     pipeline = worker_pipeline(plugin_name)
     worker, task_start = _worker_name(), time.time()
     device = getattr(pipeline, "device", "cpu")
+    paths = {ref.event_id: str(ref.hits_path) for ref in state.batch.events}
     graphs, failures = [], list(state.failures)
     frames, records = [], []
     for graph in state.graphs:
@@ -304,8 +386,12 @@ def stage_task(plugin_name: str, stage: str, state: StagedBatch, last: bool) -> 
         except TrackflowError as error:
             failures.append(EventFailure.from_exception(graph.event_id, step, error))
             continue
+        except TRANSIENT_ERRORS as error:
+            raise _transient(graph.event_id, step, error, paths.get(graph.event_id)) from error
         except Exception as error:
-            raise _transient(graph.event_id, step, error) from error
+            path = paths.get(graph.event_id)
+            failures.append(EventFailure.from_exception(graph.event_id, step, error, path=path))
+            continue
         if last:
             frames.append(tracks.to_frame())
             records.append(_record(tracks, out.timings, worker, state.started[graph.event_id]))
@@ -383,7 +469,15 @@ class DirectExecutor:
 
 
 def _failure_from_transient(error: TransientEventError, attempts: int) -> EventFailure:
-    return EventFailure(error.event_id, error.stage, error.error, error.message, None, attempts)
+    return EventFailure(
+        error.event_id,
+        error.stage,
+        error.error,
+        error.message,
+        error.path,
+        attempts,
+        error.traceback_text or "(no traceback)",
+    )
 
 
 def _without(batch: Batch, event_id: int) -> Batch:
