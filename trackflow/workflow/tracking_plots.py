@@ -393,13 +393,20 @@ def write_run_plots(report: dict[str, Any], out_dir: Path, truth: TruthPlots | N
     """Every picture of a reconstruction run into ``out_dir``: the stage times from ``report``
     (the report.json dictionary) and, when events were scored into ``truth``, the efficiency
     plots and the event display. Pictures of an earlier run that this one cannot draw are
-    removed. Never raises: a failure is logged as a warning. Returns the paths written."""
+    removed. Never raises for a picture: a failure is logged as a warning. Returns the paths
+    written."""
     out_dir = Path(out_dir)
+    for name in (*TRUTH_FILES, STAGE_TIMES_FILE):  # temporaries of a run killed mid-write
+        for partial in out_dir.glob(f".{name}.*.tmp"):
+            partial.unlink(missing_ok=True)
     written = [] if truth is None else truth.write(out_dir)
     for name in TRUTH_FILES:
         stale = out_dir / name
-        if stale not in written:
-            stale.unlink(missing_ok=True)
+        if stale not in written and stale.is_file():
+            try:
+                stale.unlink()
+            except OSError as error:
+                logger.warning("%s of an earlier run left in place: %s", stale, error)
     stage_plot = _guarded(
         STAGE_TIMES_FILE, lambda path: plot_stage_times(report, path), out_dir / STAGE_TIMES_FILE
     )
