@@ -28,9 +28,10 @@ Schema (version 1; times in s, Unix time for instants, bytes for sizes)::
                  events/4); per_worker {address: {first_bytes, last_bytes, growth}}
     network:     bytes_between_workers (worker transfer logs), result_bytes (results to the client),
                  scheduler_worker_rtt_s {p50, min, max, per_worker}, client_scheduler_rtt_s
-    failed_events: [{event_id, stage, error, message, path, attempts}]   — this run and resumed;
-                 stage is load, a pipeline stage, finish, task (the whole task: timeout, worker
-                 lost) or score (tracks written, but the event's truth is unusable)
+    failed_events: [{event_id, stage, error, message, path, attempts, traceback}]   — this run and
+                 resumed; stage is load, a pipeline stage, finish, task (the whole task: timeout,
+                 worker lost) or score (tracks written, but the event's truth is unusable);
+                 traceback: the text of an internal (not a TrackflowError) error, else null
     per_event:   [{event_id, batch_id, worker, hits, tracks, latency_s, timings, counts, rss_bytes}]
                  — this run; rss_bytes: the worker's resident memory after the event
     efficiency:  trackflow.metrics summary when the inputs have truth, else null
