@@ -6,6 +6,7 @@ import os
 import sys
 import threading
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -111,3 +112,61 @@ def test_gpu_check_script_runs_on_the_cpu(shared_data: Path, tmp_path: Path) -> 
     rows = [row for row in cells if len(row) == 3 and row[0] in ("fused", "staged", "batched")]
     assert {mode for mode, _workers, _rate in rows} == {"fused", "staged", "batched"}
     assert all(float(rate) > 0 for _mode, _workers, rate in rows)
+
+
+GPU_CHECK = Path(__file__).resolve().parents[1] / "benchmarks" / "gpu_check.sh"
+
+
+def _gpu_check(*args: str, python: str = sys.executable, out: Path) -> Any:
+    import subprocess
+
+    env = dict(os.environ, OUT=str(out), PYTHON=python)
+    return subprocess.run(
+        ["bash", str(GPU_CHECK), *args], check=False, env=env, capture_output=True, text=True, timeout=300
+    )
+
+
+def test_gpu_check_script_is_valid_bash() -> None:
+    import subprocess
+
+    assert subprocess.run(["bash", "-n", str(GPU_CHECK)], check=False).returncode == 0
+    assert "set -uo pipefail" in GPU_CHECK.read_text()
+
+
+def test_gpu_check_without_a_gpu_exits_3_and_says_so(tmp_path: Path) -> None:
+    """--device cuda (the default) on a machine without CUDA measures nothing and says so,
+    instead of reporting success for a GPU path that never ran."""
+    import torch
+
+    if torch.cuda.is_available():
+        pytest.skip("this machine has a CUDA device")
+    done = _gpu_check(str(tmp_path), out=tmp_path / "out")
+    assert done.returncode == 3, done.stdout + done.stderr
+    assert "gpu_check: no CUDA device" in done.stderr
+
+
+def test_gpu_check_fails_when_its_tests_fail_behind_the_pipe(tmp_path: Path) -> None:
+    """pytest runs behind ``| tee | tail``: its failure must still fail the script (issue 19),
+    while the other steps (here a stand-in throughput that succeeds) still run."""
+    fake = tmp_path / "python"
+    fake.write_text(
+        "#!/usr/bin/env bash\n"
+        'if [ "$1" = -m ] && [ "$2" = pytest ]; then echo "1 failed, 3 passed"; exit 1; fi\n'
+        'case "$1" in *gpu_throughput.py) echo "| fused | 1 | 1.0 |"; exit 0 ;; esac\n'
+        f'exec {sys.executable} "$@"\n'
+    )
+    fake.chmod(0o755)
+    data = tmp_path / "data"
+    (data / "exatrkx-service").mkdir(parents=True)
+    done = _gpu_check(str(data), "--device", "cpu", "--quick", python=str(fake), out=tmp_path / "out")
+    assert done.returncode == 1, done.stdout + done.stderr
+    assert "gpu_check: FAILED: GPU tests" in done.stderr and "(exit status 1)" in done.stderr
+    assert "== throughput" in done.stdout  # the next step still ran
+    assert done.stderr.strip().splitlines()[-1] == (
+        f"gpu_check: 1 step(s) failed: GPU tests (log: {tmp_path / 'out'}/gpu_tests.log)"
+    )
+    # and with the tests passing, the script passes
+    fake.write_text(fake.read_text().replace('echo "1 failed, 3 passed"; exit 1', 'echo "3 passed"; exit 0'))
+    done = _gpu_check(str(data), "--device", "cpu", "--quick", python=str(fake), out=tmp_path / "out")
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert "gpu_check: every step passed" in done.stdout
