@@ -109,7 +109,7 @@ def test_a_set_value_must_match_on_resume(events_dir: Path, tmp_path: Path) -> N
 def test_a_bad_set_is_one_line_naming_the_key(
     events_dir: Path, tmp_path: Path, assignment: str, named: str
 ) -> None:
-    code, stdout, stderr = reconstruct(str(events_dir), "--out", str(tmp_path / "run"), "--set", assignment)
+    code, _, stderr = reconstruct(str(events_dir), "--out", str(tmp_path / "run"), "--set", assignment)
     assert code == 2
     assert stderr.count("\n") == 1 and named in stderr
     assert not (tmp_path / "run").exists()

@@ -534,3 +534,102 @@ def estimate(**options: Any) -> None:
 
     result = run_estimate(**{k: v for k, v in options.items() if v is not None})
     click.echo(result.table())
+
+
+# --------------------------------------------------------------------------- models
+def scale_map(value: str | None) -> dict[str, float]:
+    """``r=1000,phi=3.14159,z=1000`` -> ``{"r": 1000.0, ...}``."""
+    scale: dict[str, float] = {}
+    for part in (value or "").split(","):
+        if not part.strip():
+            continue
+        name, sep, number = part.partition("=")
+        try:
+            scale[name.strip()] = float(number)
+        except ValueError:
+            sep = ""
+        if not sep or not name.strip():
+            raise click.BadParameter(f"expected NAME=NUMBER,..., e.g. r=1000,z=1000; got {part!r}")
+    return scale
+
+
+@main.group()
+def models() -> None:
+    """Model directories: bring your own Exa.TrkX / ACTS TorchScript models."""
+
+
+@models.command("import")
+@click.argument("source_dir", type=EXISTING_DIR)
+@click.option(
+    "--features",
+    required=True,
+    help="The models' input features in order, comma-separated: r, phi, z, eta, cos_phi, sin_phi, "
+    "volume (e.g. r,phi,z).",
+)
+@click.option(
+    "--scale",
+    default=None,
+    callback=lambda _c, _p, v: scale_map(v),
+    help="Divisor per feature, r and z in mm, phi in rad, e.g. r=1000,phi=3.14159,z=1000 "
+    "(default: r=1000,phi=pi,z=1000).",
+)
+@click.option(
+    "--out", "out_dir", type=OUT_DIR, default=None,
+    help="Write the model directory here, files copied (default: SOURCE_DIR itself).",
+)
+@click.option(
+    "--from-models",
+    default=None,
+    help="A trackflow model directory, or 'shipped', for what SOURCE_DIR lacks: its layer-map graph "
+    "building when there is no embed.pt, and its embedding and filter when their features and scales "
+    "are the same. Without a filter.pt (and none taken from here) every graph edge goes to the GNN.",
+)
+@click.option(
+    "--set",
+    "assignments",
+    multiple=True,
+    metavar="KEY=VALUE",
+    help="A stage setting the models were tuned with, written into the manifest (repeatable), e.g. "
+    "pipeline.graph_building.radius=1.6 (needed with embed.pt), pipeline.gnn.cut=0.75, "
+    "pipeline.labelling.cut=0.75.",
+)
+@click.option("--overwrite", is_flag=True, help="Replace an existing manifest.json.")
+@user_errors
+def import_models(
+    source_dir: Path,
+    features: str,
+    scale: dict[str, float],
+    out_dir: Path | None,
+    from_models: str | None,
+    assignments: tuple[str, ...],
+    overwrite: bool,
+) -> None:
+    """Write a trackflow manifest (with sha256s) for SOURCE_DIR's TorchScript embed.pt, filter.pt
+    and gnn.pt (ACTS / acorn signatures), so that `trackflow reconstruct --models` runs them.
+
+    gnn.pt is required; each file is loaded and called once on random hits to check it takes
+    --features and returns logits.
+    """
+    from trackflow import config
+    from trackflow.pipeline.model_files import shipped_models_dir
+    from trackflow.pipeline.model_import import ImportConfig
+    from trackflow.pipeline.model_import import import_models as run_import
+
+    donor = None if from_models is None else (
+        shipped_models_dir() if from_models == "shipped" else Path(from_models)
+    )
+    result = run_import(
+        ImportConfig(
+            source_dir=source_dir,
+            features=tuple(f.strip() for f in features.split(",") if f.strip()),
+            scale=scale,
+            out_dir=out_dir,
+            from_models=donor,
+            settings=config.parse_assignments(assignments),
+            overwrite=overwrite,
+        )
+    )
+    for stage, origin in result.origins.items():
+        click.echo(f"{stage}: {origin}")
+    click.echo(f"wrote {result.manifest_path}")
+    click.echo(f"run: trackflow reconstruct EVENTS_DIR --out OUT --models {result.manifest_path.parent}")

@@ -23,7 +23,12 @@ Layout of a model directory::
 of :data:`MODEL_CLASSES` built with ``kwargs``) or ``"torchscript"`` (``torch.jit.load``). Pickled
 modules (``torch.save(model)``) are refused: unpickling runs arbitrary code. Every file's sha256
 is checked against the manifest before it is opened. ``config`` holds the stage-config fields
-the models were trained with (cuts, radius, ...); settings given to ``Pipeline.load`` win.
+the models were trained with (cuts, radius, ...); settings given to ``Pipeline.load``
+(``overrides``) and the user's own dask config win over them (:mod:`trackflow.pipeline.settings`).
+``embedding`` and ``filter`` may have no file: the stage then runs without a model (no embedding:
+layer-map graph building; no filter: every edge goes on to the GNN).
+``trackflow models import`` writes such a manifest for Exa.TrkX / ACTS TorchScript files
+(:mod:`trackflow.pipeline.model_import`).
 """
 
 from __future__ import annotations
