@@ -23,8 +23,9 @@ venv: $(STAMP)
 
 # The main job on a LocalCluster: simulate a few events with ACTS (truth included, so efficiency
 # is reported) from the real TrackML particles when ../shared is there, else from a particle gun,
-# reconstruct them with the shipped models, print the summary. It looks for events, not for a
-# directory: a run that failed halfway must not stop the next one from simulating.
+# reconstruct them with the shipped models, print the summary (with the paths of the pictures
+# beside report.json: efficiency vs pT and eta, event display, stage times). It looks for events,
+# not for a directory: a run that failed halfway must not stop the next one from simulating.
 DEMO ?= runs/demo
 DEMO_EVENTS ?= 4
 run: $(STAMP)

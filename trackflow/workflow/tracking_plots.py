@@ -334,6 +334,10 @@ def plot_event_display(display: DisplayedEvent, path: Path, min_hits: int = 5, d
     rank = np.cumsum(long_track) - 1
     colour = palette((rank[per_hit] % palette.N) / max(palette.N - 1, 1))
 
+    n_tracks = int(long_track.sum())
+    # a full TrackML event has thousands of tracks: thinner lines keep them apart
+    line_width, hit_size = (0.7, 3.0) if n_tracks < 300 else (0.25, 0.8)
+
     fig, (ax_xy, ax_rz) = new_figure((12, 5.6), ncols=2)
     order = np.flatnonzero(coloured)[np.lexsort((r[coloured], per_hit[coloured]))]
     joined = per_hit[order][1:] == per_hit[order][:-1]
@@ -341,15 +345,14 @@ def plot_event_display(display: DisplayedEvent, path: Path, min_hits: int = 5, d
     for ax, (u, v) in ((ax_xy, (x, y)), (ax_rz, (z, r))):
         ax.scatter(u[~coloured], v[~coloured], s=1, color="0.7", linewidths=0, rasterized=True)
         segments = np.stack([np.stack([u[first], v[first]], 1), np.stack([u[second], v[second]], 1)], 1)
-        ax.add_collection(LineCollection(segments, colors=colour[first], linewidths=0.7))
-        ax.scatter(u[coloured], v[coloured], s=3, color=colour[coloured], linewidths=0)
+        ax.add_collection(LineCollection(segments, colors=colour[first], linewidths=line_width))
+        ax.scatter(u[coloured], v[coloured], s=hit_size, color=colour[coloured], linewidths=0)
         ax.grid(alpha=0.3)
     ax_xy.set_aspect("equal", adjustable="datalim")
     ax_xy.set_xlabel("x (mm)")
     ax_xy.set_ylabel("y (mm)")
     ax_rz.set_xlabel("z (mm)")
     ax_rz.set_ylabel("r (mm)")
-    n_tracks = int(long_track.sum())
     fig.suptitle(
         f"event {display.event_id}: {len(x)} hits; {n_tracks} tracks with {min_hits} or more hits "
         f"({int(coloured.sum())} hits, coloured), other hits grey",
