@@ -364,7 +364,7 @@ def cluster_options(command: F) -> F:
     "out_dir",
     type=OUT_DIR,
     required=True,
-    help="Output directory: submission.csv, report.json, per-batch Parquet.",
+    help="Output directory: submission.csv, report.json, per-batch Parquet and the plots (PNG).",
 )
 @cluster_options
 @click.option("--workers", type=click.IntRange(min=1), default=None, help="Workers (default: cores).")
