@@ -238,3 +238,62 @@ def test_unknown_cluster_name_is_reported_before_looking_for_slurm(tmp_path: Pat
         open_cluster("slurm-cpus", 1, run_dir=tmp_path),
     ):
         pass
+
+
+# --------------------------------------------------------------------------- start-up faults
+WORKER_FAULTS = str(Path(__file__).with_name("worker_faults.py"))
+
+
+@pytest.fixture
+def worker_fault(monkeypatch: pytest.MonkeyPatch) -> object:
+    """Set how workers die at start-up (tests/worker_faults.py); the preload is on for the test."""
+    from worker_faults import FAULT
+
+    def arm(mode: str) -> None:
+        monkeypatch.setenv(FAULT, mode)
+
+    with dask.config.set({"distributed.worker.preload": [WORKER_FAULTS]}):
+        yield arm
+
+
+def test_a_worker_that_dies_at_start_up_is_started_again(worker_fault: object, tmp_path: Path) -> None:
+    """Issue 19: a worker killed before the first batch used to abort the run with
+    'RuntimeError: Nanny failed to start.'; now it is started again and the run has both."""
+    worker_fault(f"once:{tmp_path}")  # type: ignore[operator]
+    with open_cluster("local", 2, 1, start_timeout=60) as handle:
+        assert (tmp_path / "died").exists()  # one did die
+        assert len(handle.client.scheduler_info()["workers"]) == 2
+        assert handle.start_problems == []
+
+
+def test_a_worker_that_never_starts_is_left_out_and_named(worker_fault: object) -> None:
+    worker_fault("name:1")  # type: ignore[operator]
+    with open_cluster("local", 2, 1, start_timeout=60) as handle:
+        assert len(handle.client.scheduler_info()["workers"]) == 1
+        assert handle.client.submit(sum, [1, 2]).result() == 3  # the run goes on with one
+        (problem,) = handle.start_problems
+    assert problem.startswith("--cluster local: worker 1 failed to start 2 time(s) (")
+    assert problem.endswith("; going on with 1 of 2 workers") and "\n" not in problem
+
+
+def test_no_worker_at_all_is_one_line_and_exit_2(worker_fault: object, tmp_path: Path) -> None:
+    from click.testing import CliRunner
+
+    from trackflow.cli import main
+
+    worker_fault("always")  # type: ignore[operator]
+    with pytest.raises(ClusterStartError) as error, open_cluster("local", 2, 1, start_timeout=60):
+        pass
+    message = str(error.value)
+    assert message.startswith("--cluster local: no worker started (2 asked for, each tried 2 time(s);")
+    assert "\n" not in str(error.value)
+
+    events = tmp_path / "events"
+    events.mkdir()
+    (events / "event000000001-hits.csv").write_text("hit_id,x,y,z,volume_id,layer_id,module_id\n")
+    result = CliRunner().invoke(
+        main, ["reconstruct", str(events), "--out", str(tmp_path / "out"), "--workers", "2", "--no-progress"]
+    )
+    assert result.exit_code == 2, result.output
+    lines = [line for line in result.output.splitlines() if line.strip()]
+    assert lines == [f"trackflow: error: {error.value}"], result.output

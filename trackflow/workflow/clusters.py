@@ -18,6 +18,12 @@
 Slurm clusters use TLS with per-run certificates (:mod:`trackflow.workflow.security`) unless
 ``insecure=True``. Every wait has a timeout, and closing cancels every job of the run: nothing is
 left in ``squeue`` afterwards. Nothing here runs a Slurm command at import time.
+
+Start-up faults are survived: a local worker that fails to start (its process died, as a node
+may at start-up) is started again, up to ``workflow.cluster.start_attempts`` times; a Slurm
+cluster whose jobs do not all connect within ``start_timeout`` goes on with the workers that
+did. Either way :attr:`OpenCluster.start_problems` says what is missing, in one line each. A
+cluster that gets no worker at all raises :class:`ClusterStartError` (one line; the CLI's exit 2).
 """
 
 from __future__ import annotations
@@ -40,6 +46,7 @@ from typing import Any
 import dask.config
 import yaml
 from distributed import Client, LocalCluster, Nanny
+from distributed.core import Status
 from distributed.security import Security
 
 import trackflow
@@ -91,6 +98,8 @@ class OpenCluster:
     run_dir: Path | None = None
     gpu_jobs: list[Any] = field(default_factory=list)
     job_name: str | None = None
+    #: workers asked for that did not come up, one line each (empty when all did)
+    start_problems: list[str] = field(default_factory=list)
 
     def __iter__(self) -> Iterator[Any]:
         return iter((self.cluster, self.client))
@@ -396,13 +405,19 @@ def open_cluster(
             yield handle
 
 
-def _wait_for_workers(client: Client, count: int, timeout: float, what: str) -> None:
+def _wait_for_workers(client: Client, count: int, timeout: float, what: str) -> list[str]:
+    """Wait up to ``timeout`` s for ``count`` workers. With fewer, but at least one, the run goes
+    on: returns the one-line note saying so (empty when all came). None at all: ClusterStartError."""
     if count <= 0:
-        return
+        return []
     try:
         client.wait_for_workers(count, timeout=timeout)
     except TimeoutError:
-        raise ClusterStartError(f"{what}: fewer than {count} workers after {timeout:.0f} s") from None
+        have = len(client.scheduler_info(n_workers=-1)["workers"])
+        if have == 0:
+            raise ClusterStartError(f"{what}: no worker after {timeout:.0f} s (asked for {count})") from None
+        return [f"{what}: {have} of {count} workers after {timeout:.0f} s; going on with {have}"]
+    return []
 
 
 # --- connect to an existing scheduler -------------------------------------------------------------
@@ -449,13 +464,47 @@ def _connect(
             f"{target}: cannot connect to the scheduler at {address} ({' '.join(str(error).split())[:200]})"
         ) from None
     try:
-        _wait_for_workers(client, 1, timeout, f"scheduler {address}")
-        yield OpenCluster(client=client, cluster=None, spec=target, security=security, run_dir=run_dir)
+        problems = _wait_for_workers(client, 1, timeout, f"scheduler {address}")
+        yield OpenCluster(
+            client=client,
+            cluster=None,
+            spec=target,
+            security=security,
+            run_dir=run_dir,
+            start_problems=problems,
+        )
     finally:
         client.close()
 
 
 # --- local ----------------------------------------------------------------------------------------
+
+
+def _start_local_workers(cluster: LocalCluster, attempts: int) -> dict[str, str]:
+    """Start every worker of ``cluster.worker_spec``; one that fails to start (its process
+    died, a port was taken) is started again, ``attempts`` times in all. Returns the workers that
+    never came up, with why (one line each); their specs are dropped, so the cluster stops trying."""
+    failed: list[str] = []
+    reasons: dict[str, str] = {}
+    for _ in range(attempts):
+        try:
+            cluster.sync(cluster._correct_state)
+        except Exception as error:  # "Nanny failed to start." for any one of them
+            cause = error.__cause__ or error
+            reason = " ".join(f"{type(cause).__name__}: {cause}".split())[:200]
+        else:
+            reason = "did not start"
+        failed = [name for name, w in cluster.workers.items() if w.status != Status.running]
+        if not failed:
+            return {}
+        for name in failed:
+            reasons[name] = reason
+            worker = cluster.workers.pop(name)
+            with contextlib.suppress(Exception):
+                cluster.sync(worker.close)
+    for name in failed:
+        cluster.worker_spec.pop(name, None)
+    return {str(name): reasons[name] for name in failed}
 
 
 @contextlib.contextmanager
@@ -464,16 +513,25 @@ def _local(
 ) -> Iterator[OpenCluster]:
     if adapt and gpu_workers:
         raise ConfigError("--adapt with --gpu-workers: a local cluster adapts CPU workers only; drop one")
-    cluster = LocalCluster(
-        n_workers=0 if adapt else workers,
-        threads_per_worker=threads_per_worker,
-        processes=True,
-        host="127.0.0.1",  # loopback only: the plain port is not reachable from elsewhere
-        dashboard_address=":0",
-    )
+    try:
+        # the scheduler only: workers are started below, where a failed start can be retried
+        cluster = LocalCluster(
+            n_workers=0,
+            threads_per_worker=threads_per_worker,
+            processes=True,
+            host="127.0.0.1",  # loopback only: the plain port is not reachable from elsewhere
+            dashboard_address=":0",
+        )
+    except (RuntimeError, OSError) as error:
+        raise ClusterStartError(
+            f"--cluster local: the scheduler did not start ({' '.join(str(error).split())[:200]})"
+        ) from None
     try:
         template = cluster.new_worker_spec()
         base_options = next(iter(template.values()))["options"]
+        if not adapt:
+            for _ in range(workers):
+                cluster.worker_spec.update(cluster.new_worker_spec())
         for i in range(gpu_workers):
             # Extra specs beside LocalCluster's own (named 0, 1, ...); scale() would drop them,
             # which is why --adapt is refused with GPU workers here.
@@ -485,15 +543,26 @@ def _local(
                     "env": {"CUDA_VISIBLE_DEVICES": str(i)},
                 },
             }
-        if gpu_workers:
-            cluster.sync(cluster._correct_state)
+        asked = len(cluster.worker_spec)
+        attempts = max(1, int(config.get("workflow.cluster.start_attempts", 2)))
+        lost = _start_local_workers(cluster, attempts)
+        if asked and not cluster.worker_spec:
+            raise ClusterStartError(
+                f"--cluster local: no worker started ({asked} asked for, each tried {attempts} "
+                f"time(s); {next(iter(lost.values()))})"
+            )
+        problems = [
+            f"--cluster local: worker {name} failed to start {attempts} time(s) ({reason}); "
+            f"going on with {len(cluster.worker_spec)} of {asked} workers"
+            for name, reason in lost.items()
+        ]
         if adapt:
             cluster.adapt(minimum=adapt[0], maximum=adapt[1])
         client = Client(cluster)
         try:
-            expected = (adapt[0] if adapt else workers) + gpu_workers
-            _wait_for_workers(client, expected, timeout, "--cluster local")
-            yield OpenCluster(client=client, cluster=cluster, spec="local")
+            expected = adapt[0] if adapt else len(cluster.worker_spec)
+            problems += _wait_for_workers(client, expected, timeout, "--cluster local")
+            yield OpenCluster(client=client, cluster=cluster, spec="local", start_problems=problems)
         finally:
             client.close()
     finally:
@@ -599,7 +668,7 @@ def _slurm(
             expected = (adapt[0] if adapt is not None else workers) * processes
             expected += gpu_workers * int(setting(gpu_settings, "processes") or 1) if mixed else 0
             try:
-                _wait_for_workers(client, expected, start_timeout, what)
+                problems = _wait_for_workers(client, expected, start_timeout, what)
             except ClusterStartError as error:
                 raise ClusterStartError(
                     f"{error}; Slurm says: {_squeue_states(job_name)}; job logs in {run_dir / 'logs'}"
@@ -613,6 +682,7 @@ def _slurm(
                 run_dir=run_dir,
                 gpu_jobs=gpu_jobs,
                 job_name=job_name,
+                start_problems=problems,
             )
         finally:
             if client is not None:

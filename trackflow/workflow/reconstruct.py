@@ -193,6 +193,8 @@ def _client(cfg: ReconstructConfig, workers: int) -> Iterator[Client]:
         scheduler_file=cfg.scheduler_file,
         gpu_workers=cfg.gpu_workers,
     ) as handle:
+        for problem in handle.start_problems:  # workers lost at start-up: the run goes on without them
+            logger.warning("%s", problem)
         yield handle.client
 
 
