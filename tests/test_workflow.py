@@ -213,6 +213,97 @@ def test_resuming_with_other_settings_is_refused(events_dir: Path, tmp_path: Pat
         run(events_dir, tmp_path, mode="direct", batch_size=3, event_ids=[FIRST_EVENT])
 
 
+HOLD_LOCK = """
+import sys, time
+from trackflow.workflow.outputs import OutDirLock
+lock = OutDirLock(sys.argv[1])
+print("locked", flush=True)
+time.sleep(300)
+"""
+
+
+@contextlib.contextmanager
+def lock_held_by_another_process(out_dir: Path) -> Iterator[int]:
+    """A process holding ``out_dir``'s lock, as a run in progress does; yields its pid."""
+    import os
+    import subprocess
+    import sys
+
+    out_dir.mkdir(parents=True, exist_ok=True)
+    repo = Path(__file__).resolve().parents[1]
+    path = os.pathsep.join(filter(None, [str(repo), os.environ.get("PYTHONPATH")]))
+    env = {**os.environ, "PYTHONPATH": path}
+    holder = subprocess.Popen(
+        [sys.executable, "-c", HOLD_LOCK, str(out_dir)], stdout=subprocess.PIPE, text=True, env=env
+    )
+    try:
+        assert holder.stdout is not None and holder.stdout.readline().strip() == "locked"
+        yield holder.pid
+    finally:
+        holder.kill()
+        holder.wait()
+        holder.stdout.close()  # type: ignore[union-attr]
+
+
+def test_a_second_run_on_the_same_out_fails_at_once_naming_the_first(
+    events_dir: Path, tmp_path: Path
+) -> None:
+    import socket
+
+    with lock_held_by_another_process(tmp_path) as pid:
+        with pytest.raises(ConfigError) as error:
+            run(events_dir, tmp_path, mode="direct")
+        message = str(error.value)
+        host = socket.gethostname()
+        assert message.startswith(
+            f"--out {tmp_path}: in use by another trackflow run (pid {pid} on host {host}, since "
+        ), message
+        assert "\n" not in message
+        assert not (tmp_path / MANIFEST_NAME).exists()  # nothing was touched
+    # the holder was SIGKILLed: the kernel dropped its lock, no stale lock is left behind
+    report = run(events_dir, tmp_path, mode="direct")
+    assert report.exit_code == EXIT_OK
+    # released at the end of a run: the next run on the directory resumes
+    assert run(events_dir, tmp_path, mode="direct").report["events"]["resumed"] == 6
+
+
+@pytest.mark.parametrize(
+    ("owner", "taken_over"),
+    [("dead-pid this-host", True), ("live-pid this-host", False), ("1 another-host", False)],
+)
+def test_without_flock_a_stale_lock_is_taken_over(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, owner: str, taken_over: bool
+) -> None:
+    """File systems without flock (ENOLCK): the pid and host in the lock file decide."""
+    import errno
+    import fcntl
+    import os
+    import socket
+    import subprocess
+    import sys
+
+    from trackflow.workflow import outputs
+
+    def no_flock(fd: int, operation: int) -> None:
+        raise OSError(errno.ENOLCK, "No locks available")
+
+    monkeypatch.setattr(fcntl, "flock", no_flock)
+    dead = subprocess.run(
+        [sys.executable, "-c", "import os; print(os.getpid())"], check=True, capture_output=True, text=True
+    )
+    pids = {"dead-pid": dead.stdout.strip(), "live-pid": str(os.getppid())}
+    pid, host = owner.split()
+    host = socket.gethostname() if host == "this-host" else host
+    (tmp_path / outputs.LOCK_NAME).write_text(f"{pids.get(pid, pid)} {host} 2026-01-01T00:00:00Z\n")
+    if taken_over:
+        lock = outputs.OutDirLock(tmp_path)
+        assert (tmp_path / outputs.LOCK_NAME).read_text().split()[:2] == [str(os.getpid()), host]
+        lock.release()
+    else:
+        with pytest.raises(ConfigError, match=rf"pid {pids.get(pid, pid)} on host {host}, since 2026"):
+            outputs.OutDirLock(tmp_path)
+
+
 def test_bad_options_name_the_option(events_dir: Path, tmp_path: Path) -> None:
     with pytest.raises(ConfigError, match="--mode"):
         ReconstructConfig(input_dir=events_dir, out_dir=tmp_path, mode="sideways")

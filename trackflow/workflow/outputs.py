@@ -16,12 +16,23 @@ batching), written when the run starts, and every entry, written when it ends. A
 same ``--out`` skips every batch whose entry and file still match (resuming with other settings
 is refused rather than mixing two runs in one submission); ``overwrite=True`` removes these files
 and starts afresh.
+
+One run at a time: ``OUT/.trackflow.lock`` is held (``flock``) from the moment a run opens its
+outputs until its report is written, so a second run on the same ``--out`` fails at once, naming
+the first one's pid and host (:class:`OutDirLock`).
 """
 
 from __future__ import annotations
 
+import contextlib
+import datetime as dt
+import errno
+import fcntl
 import json
 import logging
+import os
+import socket
+import weakref
 from collections.abc import Iterable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -41,7 +52,88 @@ MANIFEST_NAME = "manifest.json"
 BATCH_DIR = "batches"
 SUBMISSION_NAME = "submission.csv"
 REPORT_NAME = "report.json"
+LOCK_NAME = ".trackflow.lock"
 MANIFEST_VERSION = 1
+
+
+class OutDirLock:
+    """An exclusive lock on an output directory: ``flock`` on ``DIR/.trackflow.lock``, which
+    holds the owner's ``pid host start-time``.
+
+    The kernel drops a ``flock`` when its process dies, so a killed run never leaves the
+    directory locked. Where the file system has no ``flock`` (some network mounts answer
+    ENOLCK/EOPNOTSUPP) the file's content is the lock: a live pid, or any pid on another host,
+    refuses; a dead pid on this host is a stale lock and is taken over. Raises ConfigError
+    (one line naming the other run's pid and host) when the directory is in use.
+    """
+
+    def __init__(self, directory: str | Path) -> None:
+        self.path = Path(directory) / LOCK_NAME
+        self._fd: int | None = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o644)
+        try:
+            fcntl.flock(self._fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            owner = self._owner()
+            self.release()
+            raise self._in_use(owner) from None
+        except OSError as error:
+            if error.errno not in (errno.ENOLCK, errno.EOPNOTSUPP, errno.ENOSYS):
+                self.release()
+                raise
+            self._take_over_if_stale()
+        os.ftruncate(self._fd, 0)
+        os.pwrite(self._fd, f"{os.getpid()} {socket.gethostname()} {_now()}\n".encode(), 0)
+        # a lock object dropped without release() (an exception on the way) still lets go
+        self._finalizer = weakref.finalize(self, os.close, self._fd)
+
+    def _owner(self) -> tuple[int, str, str]:
+        """pid, host and start time written by the lock's holder (0, "?", "?" when unreadable)."""
+        with contextlib.suppress(OSError, ValueError):
+            pid, host, since = self.path.read_text().split()[:3]
+            return int(pid), host, since
+        return 0, "?", "?"
+
+    def _in_use(self, owner: tuple[int, str, str]) -> ConfigError:
+        pid, host, since = owner
+        return ConfigError(
+            f"--out {self.path.parent}: in use by another trackflow run (pid {pid} on host {host}, "
+            f"since {since}); wait for it to end or choose another --out"
+        )
+
+    def _take_over_if_stale(self) -> None:
+        pid, host, since = self._owner()
+        if pid and pid != os.getpid():
+            alive = host != socket.gethostname() or _pid_alive(pid)
+            if alive:
+                self.release()
+                raise self._in_use((pid, host, since))
+            logger.warning("%s: stale lock of pid %d on %s (not running); taken over", self.path, pid, host)
+
+    def release(self) -> None:
+        """Let go of the lock (idempotent); the file stays, its content is only informative."""
+        if self._fd is None:
+            return
+        finalizer = getattr(self, "_finalizer", None)
+        if finalizer is not None:
+            finalizer.detach()
+        with contextlib.suppress(OSError):
+            os.ftruncate(self._fd, 0)
+        os.close(self._fd)
+        self._fd = None
+
+
+def _pid_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # someone else's process: alive
+        return True
+    return True
+
+
+def _now() -> str:
+    return dt.datetime.now(dt.UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
 @dataclass
@@ -70,15 +162,21 @@ class RunOutputs:
         self.out_dir = Path(out_dir)
         self.fingerprint = json.loads(json.dumps(fingerprint, default=str))  # as it reads back
         self.out_dir.mkdir(parents=True, exist_ok=True)
-        self.batch_dir.mkdir(exist_ok=True)
-        self._remove_partial_writes()
-        if overwrite:
-            self._remove_previous()
-        self.entries: dict[str, BatchEntry] = {}
-        if self.manifest_path.exists():
-            self._load_manifest()
-        self._load_entries()
-        self.write_manifest()
+        # before anything is touched: another run's temporaries are not partial writes
+        self.lock = OutDirLock(self.out_dir)
+        try:
+            self.batch_dir.mkdir(exist_ok=True)
+            self._remove_partial_writes()
+            if overwrite:
+                self._remove_previous()
+            self.entries: dict[str, BatchEntry] = {}
+            if self.manifest_path.exists():
+                self._load_manifest()
+            self._load_entries()
+            self.write_manifest()
+        except BaseException:
+            self.lock.release()  # e.g. a resume with other settings: refused, and not left locked
+            raise
 
     @property
     def manifest_path(self) -> Path:
@@ -212,8 +310,12 @@ class RunOutputs:
         )
 
     def write_report(self, report: dict[str, Any]) -> Path:
-        with atomic_path(self.report_path) as tmp:
-            tmp.write_text(json.dumps(report, indent=1, default=_json_default) + "\n")
+        """``report.json``, the run's last write: the directory's lock is released after it."""
+        try:
+            with atomic_path(self.report_path) as tmp:
+                tmp.write_text(json.dumps(report, indent=1, default=_json_default) + "\n")
+        finally:
+            self.lock.release()
         return self.report_path
 
 
