@@ -284,6 +284,8 @@ def simulate(
     help="GNN message-passing iterations (default 4, or the --gnn-from GNN's; weights are shared "
     "across iterations, so a warm start may change it).",
 )
+@click.option("--gnn-hidden", type=click.IntRange(min=4), default=None,
+              help="Width of the GNN's node and edge networks (default 32; not with --gnn-from).")
 @click.option("--filter-pair-features", is_flag=True, default=None,
               help="The filter also reads each hit pair's physics (dr, dphi, dz, deta, dphi/dr, "
               "z0): fewer false edges at the same efficiency.")

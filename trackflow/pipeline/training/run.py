@@ -99,6 +99,7 @@ class TrainingConfig:
     filter_from: Path | None = None
     gnn_from: Path | None = None
     gnn_iterations: int | None = None
+    gnn_hidden: int | None = None
     gnn_learning_rate: float | None = None
     filter_pair_features: bool | None = None
     graph_method: str = field(default_factory=lambda: str(_cfg("graph_method", "layer_map")))
@@ -133,6 +134,10 @@ class TrainingConfig:
             self.gnn.epochs = int(self.epochs_gnn)
         if self.gnn_iterations is not None:
             self.gnn.n_iterations = int(self.gnn_iterations)
+        if self.gnn_hidden is not None:
+            if self.gnn_from is not None:
+                raise ConfigError("training.gnn_hidden: a warm start (--gnn-from) keeps its GNN's width")
+            self.gnn.hidden = int(self.gnn_hidden)
         if self.gnn_learning_rate is not None:
             self.gnn.learning_rate = float(self.gnn_learning_rate)
         for stage in (self.embedding, self.filter, self.gnn):
