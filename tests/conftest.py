@@ -6,6 +6,7 @@ TrackML files, real Slurm or a real kernel must really run there.
 
 from __future__ import annotations
 
+import importlib.util
 import os
 import subprocess
 from pathlib import Path
@@ -75,6 +76,21 @@ def detectors_csv(shared_data: Path) -> Path:
     path = shared_data / "trackml" / "detectors.csv.gz"
     require(path.is_file(), f"detector description not found at {path}")
     return path
+
+
+@pytest.fixture(scope="session")
+def sim_detectors() -> Path:
+    """A detector description to simulate with, as ``trackflow simulate`` picks it: TrackML's file
+    in the shared data (always in CI), else the table derived from ACTS's Generic Detector (in the
+    user's cache, as ``make run`` writes it; needs pyacts). No ../shared data needed."""
+    path = SHARED_DATA / "trackml" / "detectors.csv.gz"
+    if path.is_file() or IN_CI:
+        require(path.is_file(), f"detector description not found at {path}")
+        return path
+    from trackflow.events.detector import derived_detectors_path
+
+    require(importlib.util.find_spec("acts") is not None, "pyacts is not installed (trackflow[sim])")
+    return derived_detectors_path(missing=path)
 
 
 @pytest.fixture(scope="session")

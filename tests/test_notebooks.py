@@ -199,7 +199,7 @@ def test_public_api_only(path: Path) -> None:
 @pytest.mark.slow
 @pytest.mark.sim
 @pytest.mark.parametrize("path", NOTEBOOKS, ids=lambda p: p.stem)
-def test_notebook_runs(path: Path, jupyter_kernel: str, notebook_out: Path, detectors_csv: Path) -> None:
+def test_notebook_runs(path: Path, jupyter_kernel: str, notebook_out: Path, sim_detectors: Path) -> None:
     """Every cell runs without error; every figure is displayed and written as a PNG."""
     parameters = {"CLUSTER": "local"} if path.stem == "01-quickstart" else {}
     notebook = execute(path, jupyter_kernel, parameters, notebook_out)
@@ -212,7 +212,7 @@ def test_notebook_runs(path: Path, jupyter_kernel: str, notebook_out: Path, dete
 @pytest.mark.slow
 @pytest.mark.sim
 def test_quickstart_on_slurm(
-    jupyter_kernel: str, notebook_out: Path, tmp_path: Path, detectors_csv: Path
+    jupyter_kernel: str, notebook_out: Path, tmp_path: Path, sim_detectors: Path
 ) -> None:
     """01 with ``CLUSTER = "slurm-cpu"``: its workers are Slurm jobs of the shipped cpu profile
     (the events of the local run are reused when it ran first)."""
