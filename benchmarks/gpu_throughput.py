@@ -33,11 +33,9 @@ from typing import Any
 import numpy as np
 import torch
 import torch.multiprocessing as mp
+from pipeline_common import calibrate  # benchmarks/ is sys.path[0] when run as a script
 
-REPO = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(REPO))
-
-from trackflow.pipeline import (  # noqa: E402
+from trackflow.pipeline import (
     STAGE_NAMES,
     EmbeddingNet,
     FilterNet,
@@ -47,10 +45,9 @@ from trackflow.pipeline import (  # noqa: E402
     Pipeline,
     set_threads,
 )
-from trackflow.pipeline.model_files import load_torchscript  # noqa: E402
+from trackflow.pipeline.model_files import load_torchscript
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-from pipeline_common import calibrate  # noqa: E402
+REPO = Path(__file__).resolve().parents[1]
 
 STUDY_EDGES_PER_POINT = 2334 / 314
 STUDY_FILTER_KEEP = 584 / 2334

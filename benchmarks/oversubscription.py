@@ -5,7 +5,7 @@ threads that are actually runnable, to show whether trackflow's thread settings 
         [--configs 1x1,1x2,2x1,2x2,4x1] [--naive 2x1,1x2] [--models DIR] [--passes 2]
 
 Each configuration ``WxT`` is a LocalCluster of W worker processes with T Dask threads each
-(``trackflow.workflow.clusters.open_cluster``), the pipeline loaded by trackflow's
+(``trackflow.cluster.open.open_cluster``), the pipeline loaded by trackflow's
 ``PipelinePlugin`` with ``threads=T`` (the default: each task's torch/FAISS/OpenMP pools get
 ``T // T = 1`` thread) and the events run by the ``FusedExecutor`` with 2 x W x T batches in
 flight, as ``trackflow reconstruct``/``bench`` do. ``--naive`` configurations give every task
@@ -19,7 +19,7 @@ worker threads in state R (running or waiting for a core), sampled every 20 ms f
 read inside a task on each worker (trackflow.pipeline.threads.current_threads).
 
 Events: the simulated events of ``--data`` cut to ``--hits`` random hits each (a lower pile-up;
-``trackflow.workflow.size_sweep._subsample``, as ``trackflow bench`` does), one event per batch,
+``trackflow.events.subsample.subsample_event``, as ``trackflow bench`` does), one event per batch,
 ``--passes`` times over the events. Writes benchmarks/results/oversubscription.md.
 """
 
@@ -39,12 +39,12 @@ import numpy as np
 import psutil
 from pipeline_common import REPO, machine, write_table
 
+from trackflow.cluster import open_cluster
 from trackflow.events import list_events
-from trackflow.workflow.batching import make_batches
-from trackflow.workflow.clusters import open_cluster
-from trackflow.workflow.executors import FusedExecutor
-from trackflow.workflow.plugin import PipelinePlugin
-from trackflow.workflow.size_sweep import _subsample
+from trackflow.events.subsample import subsample_event
+from trackflow.run.batching import make_batches
+from trackflow.run.executors import FusedExecutor
+from trackflow.run.plugin import PipelinePlugin
 
 
 @dataclass(frozen=True)
@@ -188,7 +188,7 @@ def main(argv: list[str] | None = None) -> int:
     refs = list_events(args.data)[: args.events]
     with tempfile.TemporaryDirectory(prefix="oversubscription-") as tmp:
         rng = np.random.default_rng(0)
-        refs = [_subsample(ref, args.hits, rng, Path(tmp)) or ref for ref in refs]
+        refs = [subsample_event(ref, args.hits, rng, Path(tmp)) or ref for ref in refs]
         batches = make_batches(refs * args.passes, batch_size=1)
         runs = []
         for setting in settings:

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import os
 import platform
-import sys
 import time
 from collections.abc import Callable, Sequence
 from pathlib import Path
@@ -14,13 +13,12 @@ import numpy as np
 import pandas as pd
 import torch
 
-REPO = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(REPO))
+from trackflow.events import Event, list_events, read_event
+from trackflow.pipeline import GraphBuildingConfig, HitGraph, Pipeline
+from trackflow.pipeline.filter import FilterConfig
+from trackflow.pipeline.model_files import MANIFEST_NAME, shipped_models_dir
 
-from trackflow.events import Event, list_events, read_event  # noqa: E402
-from trackflow.pipeline import GraphBuildingConfig, HitGraph, Pipeline  # noqa: E402
-from trackflow.pipeline.filter import FilterConfig  # noqa: E402
-from trackflow.pipeline.model_files import MANIFEST_NAME, shipped_models_dir  # noqa: E402
+REPO = Path(__file__).resolve().parents[1]
 
 TRACKML_DIR = REPO.parent / "shared" / "data" / "trackml" / "kaggle_train_1"
 RESULTS_DIR = REPO / "benchmarks" / "results"

@@ -77,7 +77,7 @@ from trackflow.events.simulation import SimulationConfig
 from trackflow.pipeline.graph import EventTracks, HitGraph
 from trackflow.pipeline.model_files import MANIFEST_NAME
 from trackflow.pipeline.pipeline import Pipeline
-from trackflow.workflow.simulate import simulate
+from trackflow.run.parallel_simulation import simulate
 
 REPO = Path(__file__).resolve().parents[1]
 SHARED_DATA = Path(os.environ.get("TRACKFLOW_SHARED_DATA", REPO.parent / "shared" / "data"))

@@ -18,7 +18,7 @@ import time
 from pathlib import Path
 
 from trackflow.events.simulation import SimulationConfig, simulate_event
-from trackflow.workflow.simulate import simulate_and_write
+from trackflow.run.parallel_simulation import simulate_and_write
 
 SHARED = Path(__file__).resolve().parents[2] / "shared" / "data" / "trackml" / "kaggle_train_1"
 

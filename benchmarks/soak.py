@@ -21,7 +21,7 @@ import numpy as np
 
 from trackflow.events import Event, list_events, write_event
 from trackflow.pipeline import Pipeline
-from trackflow.workflow.reconstruct import ReconstructConfig, reconstruct
+from trackflow.run.reconstruct import ReconstructConfig, reconstruct
 
 SHARED = Path(
     os.environ.get("TRACKFLOW_SHARED_DATA", Path(__file__).resolve().parents[2] / "shared" / "data")

@@ -5,14 +5,14 @@
    one process alone: a hardware property, like a matmul peak).
 2. Predict, from that bench alone, the throughput and the p95 per-event latency of
    ``trackflow reconstruct`` with TWO workers and K batches in flight: a closed queue
-   (:func:`trackflow.workflow.estimates.predict_batch_workflow`) drawing the measured per-batch
+   (:func:`trackflow.estimation.sizing.predict_batch_workflow`) drawing the measured per-batch
    service times, multiplied by the measured contention at 2 busy cores, plus the measured Dask
    overhead per batch outside the workers; the CPU Dask itself uses per batch (client, scheduler,
    worker event loops; measured in the 1-worker bench) comes out of the workers' cores once the
-   2 workers fill the 2 cores (:func:`trackflow.workflow.estimates.shared_cores_service`).
+   2 workers fill the 2 cores (:func:`trackflow.estimation.sizing.shared_cores_service`).
 3. Measure them: ``reconstruct`` (fused) on a 2-worker LocalCluster, after one warm-up run.
    Targets: throughput within 15 %, p95 latency within 25 %.
-4. Size: fit the per-stage model (:mod:`trackflow.workflow.size_scaling`: per stage
+4. Size: fit the per-stage model (:mod:`trackflow.estimation.size_model`: per stage
    ``a + b·h + c·edges(h)``, edges a power law of the measured counts) on the bench's size sweep
    only (5 sizes from H/8 to H/2, a factor √2 apart), predict the time ratio t(H)/t(H/2) of
    doubling the event size, then measure it (direct, 1 thread) on fresh subsamples of H/2 and H
@@ -38,16 +38,16 @@ from pathlib import Path
 
 import numpy as np
 
+from trackflow.bench.sweep import BenchConfig, run_bench
+from trackflow.cluster import open_cluster
+from trackflow.estimation.contention import NodeContention
+from trackflow.estimation.sizing import SizeScaling, predict_batch_workflow
+from trackflow.events.subsample import subsample_event
 from trackflow.events.trackml import list_events
-from trackflow.workflow.batching import Batch, count_hits
-from trackflow.workflow.bench import BenchConfig, run_bench
-from trackflow.workflow.clusters import open_cluster
-from trackflow.workflow.contention import NodeContention
-from trackflow.workflow.estimates import SizeScaling, predict_batch_workflow
-from trackflow.workflow.executors import DirectExecutor
-from trackflow.workflow.plugin import load_pipeline
-from trackflow.workflow.reconstruct import ReconstructConfig, reconstruct
-from trackflow.workflow.size_sweep import _subsample
+from trackflow.run.batching import Batch, count_hits
+from trackflow.run.executors import DirectExecutor
+from trackflow.run.plugin import load_pipeline
+from trackflow.run.reconstruct import ReconstructConfig, reconstruct
 
 THROUGHPUT_TOLERANCE = 0.15
 LATENCY_TOLERANCE = 0.25
@@ -60,7 +60,7 @@ def prepare_events(input_dir: Path, out: Path, events: int, hits: int | None, se
         return input_dir
     rng = np.random.default_rng(seed)
     for ref in refs:
-        if _subsample(ref, hits, rng, out) is None:
+        if subsample_event(ref, hits, rng, out) is None:
             raise SystemExit(f"{ref.hits_path}: has fewer than {hits} hits")
     return out
 
@@ -130,7 +130,7 @@ def measure_size_ratio(
     refs = list_events(input_dir)[: args.size_events]
     seconds: dict[int, list[float]] = {}
     for hits in (small, large):
-        subsampled = [_subsample(ref, hits, rng, out / f"size-{hits}-{i}") for i, ref in enumerate(refs)]
+        subsampled = [subsample_event(ref, hits, rng, out / f"size-{hits}-{i}") for i, ref in enumerate(refs)]
         batches = [Batch(i, (ref,)) for i, ref in enumerate(subsampled) if ref is not None]
         list(executor.execute(batches[:1]))  # warm-up at this size
         for _ in range(args.repeats):

@@ -9,17 +9,13 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from trackflow.bench.headline import dask_cpu_per_batch, headline_numbers
+from trackflow.bench.sweep import BenchConfig, run_bench
 from trackflow.errors import ConfigError
+from trackflow.estimation import sizing as estimates
 from trackflow.events import list_events
+from trackflow.events.subsample import subsample_event
 from trackflow.pipeline.pipeline import Pipeline
-from trackflow.workflow import estimates
-from trackflow.workflow.bench import (
-    BenchConfig,
-    _subsample,
-    dask_cpu_per_batch,
-    headline_numbers,
-    run_bench,
-)
 
 
 def point(mode: str, workers: int, concurrency: int, rate: float, **extra: object) -> dict:
@@ -96,7 +92,7 @@ def small_events(trackml_dir: Path, tmp_path_factory: pytest.TempPathFactory) ->
     out = tmp_path_factory.mktemp("small-events")
     rng = np.random.default_rng(0)
     for ref in list_events(trackml_dir)[:4]:
-        _subsample(ref, 300, rng, out)
+        subsample_event(ref, 300, rng, out)
     return out
 
 

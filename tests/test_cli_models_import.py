@@ -21,8 +21,8 @@ from test_cli_settings import write_synthetic_events
 
 from trackflow.cli import main
 from trackflow.events import read_submission
+from trackflow.files import sha256_file
 from trackflow.pipeline import EmbeddingNet, FilterNet, HitGraph, InteractionGNN, Pipeline
-from trackflow.pipeline.model_files import sha256_of
 from trackflow.pipeline.threads import set_threads
 
 #: the service's inputs: r/3000 mm, phi/pi, z/400 mm (REFERENCE.md §4)
@@ -86,7 +86,7 @@ def test_the_reference_gnn_gets_a_manifest_with_its_sha256(
     manifest = json.loads((imported_reference / "manifest.json").read_text())
     gnn = manifest["stages"]["gnn"]
     assert gnn["kind"] == "torchscript"
-    assert gnn["sha256"] == sha256_of(reference_gnn) == sha256_of(imported_reference / gnn["file"])
+    assert gnn["sha256"] == sha256_file(reference_gnn) == sha256_file(imported_reference / gnn["file"])
     assert manifest["features"] == {
         "names": ["r", "phi", "z"], "scale": {"r": 3000.0, "phi": np.pi, "z": 400.0},
     }
@@ -117,7 +117,7 @@ def test_reconstruct_runs_the_imported_reference(
     report = reconstruct(events_dir, tmp_path / "run", imported_reference)
     pipeline = report["pipeline"]
     assert pipeline["model_files"]["embedding"] is None and pipeline["model_files"]["filter"] is None
-    assert pipeline["model_files"]["gnn"]["sha256"] == sha256_of(imported_reference / "gnn.pt")
+    assert pipeline["model_files"]["gnn"]["sha256"] == sha256_file(imported_reference / "gnn.pt")
     assert pipeline["stages"]["labelling"]["cut"] == 0.75
     assert pipeline["sources"]["pipeline.labelling.cut"] == "manifest"
     assert pipeline["features"]["scale"]["r"] == 3000.0

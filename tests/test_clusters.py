@@ -16,10 +16,9 @@ import pytest
 from distributed import Client, LocalCluster
 from distributed.security import Security
 
-from trackflow.errors import ConfigError
-from trackflow.workflow import clusters
-from trackflow.workflow.clusters import (
+from trackflow.cluster import (
     ClusterStartError,
+    connect,
     is_gpu_profile,
     lifetime_args,
     load_profiles,
@@ -27,13 +26,14 @@ from trackflow.workflow.clusters import (
     profile_settings,
     walltime_seconds,
 )
-from trackflow.workflow.security import (
+from trackflow.cluster.tls import (
     TlsFiles,
     check_private,
     remove_certificates,
     tls_security,
     write_certificates,
 )
+from trackflow.errors import ConfigError
 
 
 @pytest.mark.parametrize(
@@ -210,8 +210,8 @@ def test_connect_through_a_scheduler_file_with_tls_next_to_it(tmp_path: Path) ->
 
 def test_tls_address_without_certificates_is_a_clear_error(tmp_path: Path) -> None:
     with pytest.raises(ConfigError, match="certificates"):
-        clusters._connection_security("tls://127.0.0.1:1", tmp_path, None)
-    assert isinstance(clusters._connection_security("tcp://127.0.0.1:1", None, None), Security)
+        connect.connection_security("tls://127.0.0.1:1", tmp_path, None)
+    assert isinstance(connect.connection_security("tcp://127.0.0.1:1", None, None), Security)
 
 
 def test_tls_files_in_directory_layout(tmp_path: Path) -> None:

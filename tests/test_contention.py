@@ -10,10 +10,11 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from trackflow.bench.contention import measure_node_contention
+from trackflow.estimation.contention import NodeContention, slowdown_from_times
 from trackflow.events import list_events
+from trackflow.events.subsample import subsample_event
 from trackflow.pipeline.pipeline import Pipeline
-from trackflow.workflow.contention import NodeContention, measure_node_contention, slowdown_from_times
-from trackflow.workflow.size_sweep import _subsample
 
 
 def test_slowdown_grows_linearly_from_one_core_to_all() -> None:
@@ -69,7 +70,7 @@ def test_unpicklable_loader_is_refused_before_any_process_starts(tmp_path: Path)
 @pytest.mark.slow
 def test_probe_runs_the_pipeline_in_parallel_processes(trackml_dir: Path, tmp_path: Path) -> None:
     rng = np.random.default_rng(0)
-    refs = [_subsample(ref, 300, rng, tmp_path) for ref in list_events(trackml_dir)[:2]]
+    refs = [subsample_event(ref, 300, rng, tmp_path) for ref in list_events(trackml_dir)[:2]]
     node = measure_node_contention(
         refs, None, "cpu", loader=Pipeline.random_init, processes=2, window_s=1.0
     )

@@ -14,8 +14,8 @@ import numpy as np
 import pytest
 
 from trackflow.errors import ConfigError
-from trackflow.workflow import estimates
-from trackflow.workflow.estimates import NodeSpec, SizeScaling
+from trackflow.estimation import sizing as estimates
+from trackflow.estimation.sizing import NodeSpec, SizeScaling
 
 # ---------------------------------------------------------------------------------------------
 # units

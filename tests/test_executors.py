@@ -12,9 +12,10 @@ import pytest
 from test_workflow import TINY_PIPELINE, shared_local_client, write_small_events
 
 from trackflow.events import list_events
-from trackflow.workflow.batching import Batch, make_batches
-from trackflow.workflow.executors import NN_STAGES, DirectExecutor, FusedExecutor, StagedExecutor
-from trackflow.workflow.plugin import PipelinePlugin, load_pipeline
+from trackflow.pipeline.model_files import MODEL_STAGES
+from trackflow.run.batching import Batch, make_batches
+from trackflow.run.executors import DirectExecutor, FusedExecutor, StagedExecutor
+from trackflow.run.plugin import PipelinePlugin, load_pipeline
 
 BAD_EVENT = 6002
 
@@ -199,7 +200,7 @@ def test_worker_log_of_a_retried_task_is_kept_off_the_terminal() -> None:
     TransientEventError is dropped; other tasks' records stay."""
     import logging
 
-    from trackflow.workflow.executors import _QuietRetries
+    from trackflow.run.executors import QuietRetries
 
     def record(key: str, exception_text: str) -> logging.LogRecord:
         return logging.LogRecord(
@@ -212,7 +213,7 @@ def test_worker_log_of_a_retried_task_is_kept_off_the_terminal() -> None:
             None,
         )
 
-    quiet = _QuietRetries()
+    quiet = QuietRetries()
     assert not quiet.filter(record("trackflow-fused-b00001-ab-2", "TransientEventError('event 1 ...')"))
     assert quiet.filter(record("user-task-1", "TransientEventError('event 1 ...')"))
     assert quiet.filter(record("trackflow-fused-b00001-ab-2", "KeyError('x')"))
@@ -235,8 +236,8 @@ def test_a_missing_resource_times_out_instead_of_hanging(
 @pytest.mark.slow
 def test_neural_network_stages_go_to_gpu_workers(events_with_a_bad_file: Path) -> None:
     """One CPU worker and one worker with the GPU resource (a flag only: no device here)."""
-    from trackflow.workflow.clusters import open_cluster
-    from trackflow.workflow.report import worker_resources
+    from trackflow.cluster import open_cluster
+    from trackflow.cluster.probes import worker_resources
 
     batches = make_batches(list_events(events_with_a_bad_file, [6000, 6001, 6003]), batch_size=1)
     with open_cluster("local", 1, 1, gpu_workers=1) as opened:
@@ -247,8 +248,8 @@ def test_neural_network_stages_go_to_gpu_workers(events_with_a_bad_file: Path) -
         staged = execute("staged", client, batches, TINY_PIPELINE, gpu=True)
     assert all(r.failures == [] and len(r.events) == 1 for r in fused + staged)
     assert {t.worker for r in fused for t in r.tasks} == gpu_workers
-    nn_tasks = [t for r in staged for t in r.tasks if t.name in NN_STAGES]
-    assert len(nn_tasks) == 3 * len(NN_STAGES)
+    nn_tasks = [t for r in staged for t in r.tasks if t.name in MODEL_STAGES]
+    assert len(nn_tasks) == 3 * len(MODEL_STAGES)
     assert {t.worker for t in nn_tasks} == gpu_workers
 
 
@@ -256,7 +257,7 @@ def test_malloc_tuning_applies_on_glibc_and_can_be_switched_off() -> None:
     import platform
 
     from trackflow import config
-    from trackflow.workflow.plugin import tune_malloc
+    from trackflow.run.plugin import tune_malloc
 
     if platform.libc_ver()[0] == "glibc":
         assert tune_malloc()

@@ -13,6 +13,7 @@ import torch
 
 from trackflow.errors import ModelFileError
 from trackflow.events import Event
+from trackflow.files import sha256_file
 from trackflow.pipeline import (
     EmbeddingNet,
     FeatureConfig,
@@ -27,7 +28,6 @@ from trackflow.pipeline.model_files import (
     load_model,
     read_manifest,
     save_model,
-    sha256_of,
     shipped_models_dir,
     verify,
     write_manifest,
@@ -112,7 +112,7 @@ def test_manifest_round_trip(tmp_path: Path) -> None:
     write_models(tmp_path)
     manifest = read_manifest(tmp_path)
     assert set(manifest.stages) == {"embedding", "graph_building", "filter", "gnn", "labelling"}
-    assert manifest.stages["filter"].sha256 == sha256_of(tmp_path / "filter.pt")
+    assert manifest.stages["filter"].sha256 == sha256_file(tmp_path / "filter.pt")
     assert manifest.training == {"events": "test"}
     verify(manifest)
 
@@ -135,7 +135,7 @@ def test_a_pickled_module_is_refused(tmp_path: Path) -> None:
     torch.save(EmbeddingNet(3, 32, 2, 8), tmp_path / "embedding.pt")
     manifest_path = tmp_path / MANIFEST_NAME
     raw = json.loads(manifest_path.read_text())
-    raw["stages"]["embedding"]["sha256"] = sha256_of(tmp_path / "embedding.pt")
+    raw["stages"]["embedding"]["sha256"] = sha256_file(tmp_path / "embedding.pt")
     manifest_path.write_text(json.dumps(raw))
     with pytest.raises(ModelFileError, match="pickled"):
         load_model(read_manifest(tmp_path), "embedding")

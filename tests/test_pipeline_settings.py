@@ -132,7 +132,7 @@ def test_the_resolved_settings_are_what_a_worker_runs(models: Path) -> None:
     settings resolved on the client still decide its pipeline."""
     from distributed import Client, LocalCluster
 
-    from trackflow.workflow.plugin import PipelinePlugin
+    from trackflow.run.plugin import PipelinePlugin
 
     with (
         LocalCluster(n_workers=1, threads_per_worker=1, processes=True, dashboard_address=None) as cluster,

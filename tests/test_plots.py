@@ -1,4 +1,4 @@
-"""The pictures beside report.json (trackflow.workflow.tracking_plots): written by a run on
+"""The pictures beside report.json (trackflow.run.tracking_plots): written by a run on
 events with truth, consistent with ``trackflow score``, only the stage times without truth, and
 never the cause of a failed run.
 
@@ -23,10 +23,10 @@ from matplotlib import image
 from trackflow.cli import main
 from trackflow.errors import ConfigError
 from trackflow.events import list_events, write_event
-from trackflow.workflow import tracking_plots
-from trackflow.workflow.reconstruct import ReconstructConfig, reconstruct
-from trackflow.workflow.report import EXIT_OK
-from trackflow.workflow.tracking_plots import (
+from trackflow.run import tracking_plots
+from trackflow.run.reconstruct import ReconstructConfig, reconstruct
+from trackflow.run.report import EXIT_OK
+from trackflow.run.tracking_plots import (
     EFFICIENCY_ETA_FILE,
     EFFICIENCY_JSON_FILE,
     EFFICIENCY_PT_FILE,
@@ -47,7 +47,7 @@ def events_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """One simulated event with truth (detector: the shared file, else derived from pyacts)."""
     require(importlib.util.find_spec("acts") is not None, "pyacts is not installed")
     from trackflow.events.simulation import SimulationConfig
-    from trackflow.workflow.simulate import simulate
+    from trackflow.run.parallel_simulation import simulate
 
     out = tmp_path_factory.mktemp("events")
     config = SimulationConfig(

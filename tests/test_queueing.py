@@ -7,7 +7,7 @@ import math
 import numpy as np
 import pytest
 
-from trackflow.workflow import queueing
+from trackflow.estimation import queueing
 
 
 def erlang_c_closed_form(c: int, a: float) -> float:

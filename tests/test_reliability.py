@@ -21,8 +21,8 @@ from test_validation import gzip_bomb
 from test_workflow import run, shared_local_client, small_hits, write_small_events
 
 from trackflow.events import Event, write_event
-from trackflow.workflow.outputs import MANIFEST_NAME
-from trackflow.workflow.report import EXIT_FAILED_EVENTS, EXIT_OK
+from trackflow.run.outputs import MANIFEST_NAME
+from trackflow.run.report import EXIT_FAILED_EVENTS, EXIT_OK
 
 HEADER = "hit_id,x,y,z,volume_id,layer_id,module_id\n"
 GOOD_ROW = "1,30.5,2.0,3.0,8,2,1\n"
@@ -220,7 +220,7 @@ CLIENT_SCRIPT = """
 import functools, sys
 from pathlib import Path
 from trackflow.pipeline.pipeline import Pipeline
-from trackflow.workflow.reconstruct import ReconstructConfig, reconstruct
+from trackflow.run.reconstruct import ReconstructConfig, reconstruct
 
 if __name__ == "__main__":
     loader = functools.partial(Pipeline.random_init, hidden=32, gnn_hidden=16, seed=7)

@@ -18,7 +18,7 @@ from trackflow import metrics
 from trackflow.events import list_events
 from trackflow.events.simulation import SimulationConfig
 from trackflow.pipeline.pipeline import Pipeline
-from trackflow.workflow.simulate import simulate
+from trackflow.run.parallel_simulation import simulate
 
 pytestmark = [pytest.mark.sim, pytest.mark.slow]
 

@@ -17,7 +17,7 @@ from trackflow.errors import ConfigError, EventFileError
 from trackflow.events import list_events, read_event
 from trackflow.events.detector import ModuleFrames, load_detectors
 from trackflow.events.simulation import SimulationConfig, simulate_event, trackml_weights
-from trackflow.workflow.simulate import simulate
+from trackflow.run.parallel_simulation import simulate
 
 pytestmark = pytest.mark.sim
 

@@ -11,7 +11,7 @@ import json
 import numpy as np
 import pytest
 
-from trackflow.workflow.size_scaling import PowerLaw, SizeScaling, StageCost
+from trackflow.estimation.size_model import PowerLaw, SizeScaling, StageCost
 
 SIZES = [1000, 1414, 2000, 2828, 4000]
 # event-to-event spread of the counts at one size, geometric mean 1 (so the log-log fit of the

@@ -21,9 +21,9 @@ import pytest
 from conftest import require, slurm_problem
 from distributed import Client, as_completed, wait
 
+from trackflow.cluster import ClusterStartError, open_cluster
+from trackflow.cluster.tls import tls_security, write_certificates
 from trackflow.errors import TrackflowError
-from trackflow.workflow.clusters import ClusterStartError, open_cluster
-from trackflow.workflow.security import tls_security, write_certificates
 
 pytestmark = pytest.mark.slurm
 
@@ -265,7 +265,7 @@ def _batch_client(tmp: Path) -> Path:
     script.write_text(
         "import json, sys\n"
         "from pathlib import Path\n"
-        "from trackflow.workflow.clusters import open_cluster\n"
+        "from trackflow.cluster import open_cluster\n"
         "def main():\n"
         "    args = sys.argv[1:]\n"
         "    scheduler_file = Path(args[args.index('--scheduler-file') + 1])\n"

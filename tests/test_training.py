@@ -16,6 +16,7 @@ import torch
 
 from trackflow.errors import ConfigError
 from trackflow.events import Event, list_events, with_derived
+from trackflow.files import sha256_file
 from trackflow.pipeline import model_files
 from trackflow.pipeline.features import FeatureConfig
 from trackflow.pipeline.graph import HitGraph
@@ -44,7 +45,7 @@ def tiny_events(tmp_path_factory: pytest.TempPathFactory, detectors_csv: Path) -
     """Three small Fatras events (a few hundred particles each): seconds to simulate."""
     _need_acts()
     from trackflow.events.simulation import SimulationConfig
-    from trackflow.workflow.simulate import simulate
+    from trackflow.run.parallel_simulation import simulate
 
     out = tmp_path_factory.mktemp("train-events")
     config = SimulationConfig(
@@ -148,7 +149,7 @@ def test_tiny_training_writes_a_checked_manifest_and_a_pipeline_that_runs(
     files = {name: stage for name, stage in manifest["stages"].items() if "file" in stage}
     assert set(files) == {"embedding", "filter", "gnn"}
     for stage in files.values():
-        assert model_files.sha256_of(out / stage["file"]) == stage["sha256"]
+        assert sha256_file(out / stage["file"]) == stage["sha256"]
         if stage["kind"] == "state_dict":  # plain tensors only: loadable with weights_only=True
             state = torch.load(out / stage["file"], weights_only=True)
             assert all(torch.is_tensor(v) for v in state.values())

@@ -20,10 +20,10 @@ import pytest
 from trackflow.errors import ConfigError
 from trackflow.events import Event, list_events, read_submission, write_event
 from trackflow.pipeline.pipeline import Pipeline
-from trackflow.workflow.batching import count_hits, make_batches
-from trackflow.workflow.outputs import MANIFEST_NAME
-from trackflow.workflow.reconstruct import ReconstructConfig, reconstruct
-from trackflow.workflow.report import EXIT_OK
+from trackflow.run.batching import count_hits, make_batches
+from trackflow.run.outputs import MANIFEST_NAME
+from trackflow.run.reconstruct import ReconstructConfig, reconstruct
+from trackflow.run.report import EXIT_OK
 
 #: an untrained pipeline, small enough that an event of a few hundred hits takes ~0.1 s; its
 #: tracks are noise, but deterministic — all these tests need
@@ -62,9 +62,9 @@ _CLUSTER: dict[str, object] = {}
 
 @contextlib.contextmanager
 def shared_local_client() -> Iterator[object]:
-    """One 2-worker LocalCluster (trackflow.workflow.clusters) for every workflow test module:
+    """One 2-worker LocalCluster (trackflow.cluster.open) for every workflow test module:
     the first user starts it, the last one closes it."""
-    from trackflow.workflow.clusters import open_cluster
+    from trackflow.cluster import open_cluster
 
     if "handle" not in _CLUSTER:
         stack = contextlib.ExitStack()
@@ -215,7 +215,7 @@ def test_resuming_with_other_settings_is_refused(events_dir: Path, tmp_path: Pat
 
 HOLD_LOCK = """
 import sys, time
-from trackflow.workflow.outputs import OutDirLock
+from trackflow.run.outputs import OutDirLock
 lock = OutDirLock(sys.argv[1])
 print("locked", flush=True)
 time.sleep(300)
@@ -282,7 +282,7 @@ def test_without_flock_a_stale_lock_is_taken_over(
     import subprocess
     import sys
 
-    from trackflow.workflow import outputs
+    from trackflow.run import outputs
 
     def no_flock(fd: int, operation: int) -> None:
         raise OSError(errno.ENOLCK, "No locks available")

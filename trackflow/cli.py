@@ -88,7 +88,7 @@ def score(events_dir: Path, submission_csv: Path, plots_dir: Path | None) -> Non
 
         click.echo(json.dumps(score_submission(events_dir, submission_csv), indent=2))
         return
-    from trackflow.workflow.tracking_plots import score_with_plots
+    from trackflow.run.tracking_plots import score_with_plots
 
     summary, paths = score_with_plots(events_dir, submission_csv, plots_dir)
     click.echo(json.dumps({**summary, "plots": [str(p) for p in paths]}, indent=2))
@@ -225,7 +225,7 @@ def simulate(
     appear in --out only once all are written, so a failed run leaves --out as it was.
     """
     from trackflow.events.simulation import SimulationConfig
-    from trackflow.workflow.simulate import simulate as run_simulation
+    from trackflow.run.parallel_simulation import simulate as run_simulation
 
     given = {k: v for k, v in options.items() if v is not None}
     config = SimulationConfig(seed=seed, **given)
@@ -337,7 +337,7 @@ def cluster_options(command: F) -> F:
             "profile_file",
             type=EXISTING_FILE,
             default=None,
-            help="A dask-jobqueue YAML overriding slurm/jobqueue.yaml.",
+            help="A dask-jobqueue YAML overriding the shipped profiles (trackflow/cluster/jobqueue.yaml).",
         ),
         click.option("--insecure", is_flag=True, help="No TLS on a SLURM cluster (TLS is on by default)."),
         click.option(
@@ -419,8 +419,8 @@ def reconstruct(event_ids: tuple[int, ...], assignments: tuple[str, ...], **opti
     Exit code 0 when every event was done, 3 when some events failed (listed in report.json).
     """
     from trackflow import config
-    from trackflow.workflow.reconstruct import ReconstructConfig
-    from trackflow.workflow.reconstruct import reconstruct as run_reconstruct
+    from trackflow.run.reconstruct import ReconstructConfig
+    from trackflow.run.reconstruct import reconstruct as run_reconstruct
 
     given = {k: v for k, v in options.items() if v is not None}
     if event_ids:
@@ -475,12 +475,14 @@ def reconstruct(event_ids: tuple[int, ...], assignments: tuple[str, ...], **opti
 @user_errors
 def bench(**options: Any) -> None:
     """Sweep workers x threads x concurrency x mode on the same events; write bench.json and plots."""
-    from trackflow.workflow.bench import BenchConfig, run_bench
+    from trackflow import config
+    from trackflow.bench.sweep import BenchConfig, run_bench
 
     given = {k: v for k, v in options.items() if v is not None}
     if "modes" in given:
         given["modes"] = [m.strip() for m in given["modes"].split(",") if m.strip()]
-    result = run_bench(BenchConfig(**given))
+    verbose = bool(config.get("bench.verbose", True))
+    result = run_bench(BenchConfig(**given), progress=click.echo if verbose else None)
     for key in ("scaling_efficiency", "fused_over_staged", "dask_overhead_fraction"):
         click.echo(f"{key}: {result.get(key)}")
     click.echo(f"wrote {Path(options['out_dir']) / 'bench.json'}")
@@ -532,7 +534,7 @@ def bench(**options: Any) -> None:
 @user_errors
 def estimate(**options: Any) -> None:
     """Resources (nodes, cores/GPUs, memory, network) that a target event rate needs, from a bench."""
-    from trackflow.workflow.estimates import estimate as run_estimate
+    from trackflow.estimation.sizing import estimate as run_estimate
 
     result = run_estimate(**{k: v for k, v in options.items() if v is not None})
     click.echo(result.table())

@@ -544,7 +544,7 @@ def score_submission(
     plus ``events``), and ``events``: one summary per event. Raises EventFileError naming the file
     and the problem. ``on_event(metrics, event, tracks)`` is called once per event as it is scored,
     with the event's hits, truth and particles and its submission rows, so that a consumer (the
-    efficiency plots of :mod:`trackflow.workflow.tracking_plots`) reads each event once, not twice.
+    efficiency plots of :mod:`trackflow.run.tracking_plots`) reads each event once, not twice.
     """
     # imported here: the metrics of one event need no file handling
     from trackflow.events.submission import check_tracks, read_submission

@@ -33,7 +33,6 @@ layer-map graph building; no filter: every edge goes on to the GNN).
 
 from __future__ import annotations
 
-import hashlib
 import json
 import pickle
 import warnings
@@ -46,6 +45,7 @@ import torch
 from torch import nn
 
 from trackflow.errors import ModelFileError
+from trackflow.files import sha256_file
 from trackflow.pipeline.embedding import EmbeddingNet
 from trackflow.pipeline.filter import FilterNet
 from trackflow.pipeline.gnn import InteractionGNN
@@ -59,15 +59,6 @@ MODEL_CLASSES: dict[str, type[nn.Module]] = {
 }
 MODEL_STAGES = ("embedding", "filter", "gnn")
 KINDS = ("state_dict", "torchscript")
-
-
-def sha256_of(path: Path) -> str:
-    """Hex sha256 of a file, read in 1 MiB blocks."""
-    digest = hashlib.sha256()
-    with Path(path).open("rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
 
 
 def shipped_models_dir() -> Path:
@@ -170,7 +161,7 @@ def verify(manifest: Manifest) -> None:
         path = manifest.directory / entry.file
         if not path.is_file():
             raise ModelFileError(path, f"weight file of stage {name!r} is missing")
-        actual = sha256_of(path)
+        actual = sha256_file(path)
         if actual != entry.sha256:
             raise ModelFileError(
                 path, f"sha256 {actual[:12]}… does not match the manifest's {entry.sha256[:12]}…"
@@ -185,7 +176,7 @@ def load_model(manifest: Manifest, stage: str, device: str | torch.device = "cpu
     path = manifest.directory / entry.file
     if not path.is_file():
         raise ModelFileError(path, f"weight file of stage {stage!r} is missing")
-    if sha256_of(path) != entry.sha256:
+    if sha256_file(path) != entry.sha256:
         raise ModelFileError(path, "sha256 does not match the manifest (file changed or corrupt)")
     if entry.kind == "torchscript":
         return load_torchscript(path, device)
@@ -262,7 +253,7 @@ def save_model(
         torch.save(state, path)
         model = {"class": class_name, "kwargs": dict(kwargs or {})}
     return StageEntry(
-        file=path.name, kind=kind, sha256=sha256_of(path), model=model, config=dict(config or {})
+        file=path.name, kind=kind, sha256=sha256_file(path), model=model, config=dict(config or {})
     )
 
 

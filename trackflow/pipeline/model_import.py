@@ -41,7 +41,7 @@ from typing import Any
 import torch
 
 from trackflow.errors import ConfigError, ModelFileError
-from trackflow.files import atomic_path
+from trackflow.files import atomic_path, sha256_file
 from trackflow.pipeline import model_files
 from trackflow.pipeline.features import FeatureConfig
 from trackflow.pipeline.settings import STAGE_CONFIGS, resolve_settings
@@ -186,7 +186,7 @@ def import_models(cfg: ImportConfig) -> ImportResult:
             target = out / path.name
             copies.append((path, target))
             stages[stage] = model_files.StageEntry(
-                file=path.name, kind="torchscript", sha256=model_files.sha256_of(path),
+                file=path.name, kind="torchscript", sha256=sha256_file(path),
                 config=configs.get(stage, {}),
             )
             origins[stage] = str(path)

@@ -28,6 +28,7 @@ from typing import Any
 
 import trackflow.config
 from trackflow.errors import ConfigError, ModelFileError
+from trackflow.files import sha256_file
 from trackflow.pipeline import model_files
 from trackflow.pipeline.features import BASE_FEATURES, FeatureConfig
 from trackflow.pipeline.filter import FilterConfig
@@ -219,7 +220,7 @@ def resolve_settings(
         )
     return PipelineSettings(
         models_dir=directory,
-        manifest_sha256=model_files.sha256_of(directory / model_files.MANIFEST_NAME),
+        manifest_sha256=sha256_file(directory / model_files.MANIFEST_NAME),
         features=features,
         model_files=files,
         sources=sources,

@@ -260,3 +260,46 @@ class SizeScaling:
 def _stage_order(stage: str) -> int:
     order = list(STAGE_COUNTS)
     return order.index(stage) if stage in order else len(order)
+
+
+@dataclass(frozen=True)
+class MemoryScaling:
+    """Working memory of one event against hits, ``bytes = a + b·h^k``: the peak memory above
+    the resident set while the event runs (bench.json ``memory.working_bytes_fit``). Fitted as
+    :meth:`SizeScaling.fit` fits seconds (relative residuals, 0.3 <= k <= 3)."""
+
+    a: float
+    b: float
+    k: float
+    points: int = 0
+    hits_range: tuple[int, int] = (0, 0)
+
+    def bytes(self, hits: float | np.ndarray) -> float | np.ndarray:
+        """Working bytes of an event of ``hits`` hits."""
+        return self.a + self.b * np.power(np.asarray(hits, dtype=np.float64), self.k)
+
+    @classmethod
+    def fit(cls, hits: np.ndarray, working_bytes: np.ndarray) -> MemoryScaling:
+        law = SizeScaling.fit(hits, working_bytes)
+        return cls(law.a, law.b, law.k, law.points, law.hits_range)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "a": self.a,
+            "b": self.b,
+            "k": self.k,
+            "points": self.points,
+            "hits_range": list(self.hits_range),
+            "model": "power-law",
+            "power_law": "bytes = a + b * hits**k",
+        }
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> MemoryScaling:
+        return cls(
+            float(data["a"]),
+            float(data["b"]),
+            float(data["k"]),
+            int(data.get("points", 0)),
+            tuple(data.get("hits_range", (0, 0))),  # type: ignore[arg-type]
+        )

@@ -94,7 +94,7 @@ def simulate(
 
     ``workers`` = 1 runs in this process; more runs one task per event on a Dask cluster
     (``cluster``: ``"local"`` = a LocalCluster of ``workers`` single-threaded processes, or any
-    spec :func:`trackflow.workflow.clusters.open_cluster` takes). ``progress`` shows a tqdm bar over
+    spec :func:`trackflow.cluster.open_cluster` takes). ``progress`` shows a tqdm bar over
     events. Returns the per-event counts and the wall time.
 
     Atomic: the events appear in ``out_dir`` only when all are written (see the module docstring).
@@ -200,7 +200,7 @@ def _simulate_on_cluster(
 ) -> list[SimulatedEvent]:
     from distributed import as_completed
 
-    from trackflow.workflow.clusters import open_cluster
+    from trackflow.cluster import open_cluster
 
     with open_cluster(cluster, workers, threads_per_worker=1) as handle:
         client = handle.client

@@ -9,7 +9,7 @@ private files (mode 0600) in a private directory (mode 0700). The CA's private k
 written: nobody can sign another certificate for the run afterwards. The files are made
 with the ``openssl`` command.
 
-``python -m trackflow.workflow.security DIR`` writes the files from a shell
+``python -m trackflow.cluster.tls DIR`` writes the files from a shell
 (``slurm/trackflow.sbatch``) and prints ``export DASK_DISTRIBUTED__COMM__...`` lines that make
 every Dask process of the job (scheduler, workers, client) use them.
 """
@@ -209,10 +209,10 @@ def remove_certificates(files: TlsFiles) -> None:
 
 
 def main(argv: list[str] | None = None) -> int:
-    """``python -m trackflow.workflow.security DIR``: write certificates, print shell exports."""
+    """``python -m trackflow.cluster.tls DIR``: write certificates, print shell exports."""
     args = sys.argv[1:] if argv is None else argv
     if len(args) != 1:
-        print("usage: python -m trackflow.workflow.security DIR", file=sys.stderr)
+        print("usage: python -m trackflow.cluster.tls DIR", file=sys.stderr)
         return 2
     files = write_certificates(Path(args[0]))
     for name, value in files.environment().items():

@@ -17,6 +17,7 @@ from dask.base import tokenize
 from distributed import WorkerPlugin, get_worker
 
 from trackflow import config
+from trackflow.cluster.resources import offers_gpu
 
 if TYPE_CHECKING:
     from distributed import Worker
@@ -120,7 +121,7 @@ class PipelinePlugin(WorkerPlugin):
 
     def setup(self, worker: Worker) -> None:
         device = self.device
-        if worker.state.total_resources.get("GPU", 0) > 0:
+        if offers_gpu(worker.state.total_resources):
             import torch
 
             if torch.cuda.is_available():

@@ -25,21 +25,31 @@ asks for) is reported failed instead of hanging.
 from __future__ import annotations
 
 import logging
-import math
 import threading
 import time
-import traceback
 import uuid
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass, field, replace
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Protocol
 
 import pandas as pd
 
-from trackflow.errors import TrackflowError
-from trackflow.events.submission import SUBMISSION_COLUMNS
+from trackflow.cluster.resources import GPU_RESOURCE, gpu_request
+from trackflow.errors import ConfigError, TrackflowError
+from trackflow.memory import rss_bytes
 from trackflow.pipeline.graph import STAGE_NAMES
-from trackflow.workflow.batching import Batch
+from trackflow.pipeline.model_files import MODEL_STAGES
+from trackflow.run.batching import Batch
+from trackflow.run.records import (
+    FINISH_STAGE,
+    LOAD_STAGE,
+    BatchResult,
+    EventFailure,
+    EventRecord,
+    TaskRecord,
+    empty_tracks,
+    traceback_text,
+)
 
 if TYPE_CHECKING:
     from distributed import Client, Future
@@ -47,139 +57,15 @@ if TYPE_CHECKING:
     from trackflow.events.trackml import EventRef
     from trackflow.pipeline import HitGraph, Pipeline
 
-#: stages whose models are neural networks: on GPU workers these tasks ask for a GPU
-NN_STAGES = ("embedding", "filter", "gnn")
-#: pseudo-stages around the five pipeline stages, as they appear in failures and timings
-LOAD_STAGE = "load"  # read the event files and build the hit features
-FINISH_STAGE = "finish"  # turn track labels into the submission rows
+#: the ways to run the pipeline over batches, one executor each (``--mode``)
+MODES = ("fused", "staged", "direct")
+#: the modes that run on a Dask cluster
+DASK_MODES = ("fused", "staged")
 DIRECT_WORKER = "direct"
 #: errors that may pass on a retry (OSError covers ConnectionError and TimeoutError; torch's
 #: CUDA errors, out-of-memory included, are RuntimeErrors); any other error raised on one
 #: event's data fails that event at once
 TRANSIENT_ERRORS: tuple[type[BaseException], ...] = (OSError, MemoryError, RuntimeError)
-
-
-# --------------------------------------------------------------------------- results as data
-@dataclass(frozen=True)
-class EventFailure:
-    """Why one event produced no tracks: the stage it failed in, the error type and a one-line
-    message (for a bad file: ``"<path>: <problem>"``), the file when known, the task attempts
-    (1 = failed on the first try and was not retried), and for an error that is not a
-    :class:`~trackflow.errors.TrackflowError` its traceback (text; in report.json, never on the
-    terminal)."""
-
-    event_id: int
-    stage: str
-    error: str
-    message: str
-    path: str | None = None
-    attempts: int = 1
-    traceback: str | None = None
-
-    def line(self) -> str:
-        """One line for stderr; an internal error names the event's file and where its traceback is."""
-        if self.traceback is None:
-            return f"event {self.event_id} failed in {self.stage}: {self.message}"
-        where = f"{self.path}: " if self.path else ""
-        tries = f" after {self.attempts} attempts" if self.attempts > 1 else ""
-        return (
-            f"event {self.event_id} failed in {self.stage}: {where}{self.error}: {self.message} "
-            f"(internal error{tries}; traceback in report.json)"
-        )
-
-    def to_dict(self) -> dict[str, Any]:
-        return {
-            "event_id": self.event_id,
-            "stage": self.stage,
-            "error": self.error,
-            "message": self.message,
-            "path": self.path,
-            "attempts": self.attempts,
-            "traceback": self.traceback,
-        }
-
-    @classmethod
-    def from_exception(
-        cls, event_id: int, stage: str, error: BaseException, attempts: int = 1, path: str | None = None
-    ) -> EventFailure:
-        """A TrackflowError's failure (no traceback: its message says it all); any other error's
-        with its traceback and ``path``, the event's file."""
-        path = getattr(error, "path", None) or path
-        message = " ".join(str(error).split()) or type(error).__name__
-        trace = None if isinstance(error, TrackflowError) else _traceback_text(error)
-        return cls(
-            event_id,
-            stage,
-            type(error).__name__,
-            message,
-            None if path is None else str(path),
-            attempts,
-            trace,
-        )
-
-
-def _traceback_text(error: BaseException) -> str:
-    return "".join(traceback.format_exception(error)).rstrip()
-
-
-@dataclass
-class EventRecord:
-    """One event that went through: hits, tracks, seconds per stage (``load`` = read files and
-    build features), the pipeline's counts, the worker that finished it, its wall-clock start
-    and stop (Unix s), and the resident memory of that worker process when it finished (bytes)."""
-
-    event_id: int
-    hits: int
-    tracks: int
-    timings: dict[str, float]
-    counts: dict[str, int]
-    worker: str
-    start: float
-    stop: float
-    rss_bytes: int = 0
-
-    @property
-    def compute_s(self) -> float:
-        return float(sum(self.timings.values()))
-
-
-@dataclass
-class TaskRecord:
-    """One task as it ran: its name (``fused``, ``load``, a stage name or ``direct``), the worker,
-    its wall-clock start and stop on that worker (Unix s)."""
-
-    name: str
-    worker: str
-    start: float
-    stop: float
-
-
-@dataclass
-class BatchResult:
-    """What one batch produced: the tracks of its good events (submission rows in event order),
-    a record per good event, a failure per bad event, the tasks that ran, and the client-side
-    times (Unix s) the batch was submitted and its result received."""
-
-    batch: Batch
-    tracks: pd.DataFrame
-    events: list[EventRecord] = field(default_factory=list)
-    failures: list[EventFailure] = field(default_factory=list)
-    tasks: list[TaskRecord] = field(default_factory=list)
-    submitted: float = math.nan
-    received: float = math.nan
-
-    @property
-    def event_ids(self) -> tuple[int, ...]:
-        return self.batch.event_ids
-
-    @property
-    def latency_s(self) -> float:
-        """Submission to result at the client (s): what a requester waits for the batch."""
-        return self.received - self.submitted
-
-
-def empty_tracks() -> pd.DataFrame:
-    return pd.DataFrame({c: pd.Series(dtype="int64") for c in SUBMISSION_COLUMNS})
 
 
 class TransientEventError(RuntimeError):
@@ -212,11 +98,11 @@ class TransientEventError(RuntimeError):
 
 def _transient(event_id: int, stage: str, error: Exception, path: str | None) -> TransientEventError:
     return TransientEventError(
-        event_id, stage, type(error).__name__, " ".join(str(error).split()), path, _traceback_text(error)
+        event_id, stage, type(error).__name__, " ".join(str(error).split()), path, traceback_text(error)
     )
 
 
-class _QuietRetries(logging.Filter):
+class QuietRetries(logging.Filter):
     """Drops the worker's "Compute Failed" record (a traceback on the terminal) of trackflow tasks
     failing with TransientEventError: the client reports the event, traceback in report.json."""
 
@@ -231,10 +117,10 @@ class _QuietRetries(logging.Filter):
 
 
 def _quiet_worker_logs() -> None:
-    """Install :class:`_QuietRetries` on this process's ``distributed.worker`` logger, once."""
+    """Install :class:`QuietRetries` on this process's ``distributed.worker`` logger, once."""
     worker_logger = logging.getLogger("distributed.worker")
-    if not any(isinstance(f, _QuietRetries) for f in worker_logger.filters):
-        worker_logger.addFilter(_QuietRetries())
+    if not any(isinstance(f, QuietRetries) for f in worker_logger.filters):
+        worker_logger.addFilter(QuietRetries())
 
 
 def _worker_name() -> str:
@@ -307,14 +193,8 @@ def _record(tracks: Any, timings: dict[str, float], worker: str, start: float) -
         worker=worker,
         start=start,
         stop=time.time(),
-        rss_bytes=_rss_bytes(),
+        rss_bytes=rss_bytes(),
     )
-
-
-def _rss_bytes() -> int:
-    import psutil
-
-    return int(psutil.Process().memory_info().rss)
 
 
 @dataclass
@@ -331,7 +211,7 @@ class StagedBatch:
 
 def fused_task(plugin_name: str, batch: Batch, parts: Sequence[str]) -> BatchResult:
     """Dask task: the whole pipeline on one batch, with the worker's pipeline."""
-    from trackflow.workflow.plugin import worker_pipeline
+    from trackflow.run.plugin import worker_pipeline
 
     _quiet_worker_logs()
     return process_batch(worker_pipeline(plugin_name), batch, parts)
@@ -339,7 +219,7 @@ def fused_task(plugin_name: str, batch: Batch, parts: Sequence[str]) -> BatchRes
 
 def load_task(plugin_name: str, batch: Batch, parts: Sequence[str]) -> StagedBatch:
     """Dask task (staged mode): read the batch's events and build their hit graphs."""
-    from trackflow.workflow.plugin import worker_pipeline
+    from trackflow.run.plugin import worker_pipeline
 
     _quiet_worker_logs()
     pipeline = worker_pipeline(plugin_name)
@@ -367,7 +247,7 @@ def load_task(plugin_name: str, batch: Batch, parts: Sequence[str]) -> StagedBat
 def stage_task(plugin_name: str, stage: str, state: StagedBatch, last: bool) -> StagedBatch | BatchResult:
     """Dask task (staged mode): one stage on every graph of the batch; the last stage also turns
     the graphs into tracks and returns the :class:`BatchResult`."""
-    from trackflow.workflow.plugin import worker_pipeline
+    from trackflow.run.plugin import worker_pipeline
 
     _quiet_worker_logs()
     pipeline = worker_pipeline(plugin_name)
@@ -620,7 +500,11 @@ class _DaskExecutor:
                 flight.timeout_reason = (
                     f"batch not finished within task_timeout={self.task_timeout:g} s "
                     f"(task states: {', '.join(waiting) or 'unknown'}"
-                    + ("; no worker offers resources GPU=1" if "no-worker" in waiting and self.gpu else "")
+                    + (
+                        f"; no worker offers resources {GPU_RESOURCE}=1"
+                        if "no-worker" in waiting and self.gpu
+                        else ""
+                    )
                     + ")"
                 )
                 self.client.cancel(flight.futures)
@@ -642,7 +526,7 @@ class FusedExecutor(_DaskExecutor):
     name: str = "fused"
 
     def submit(self, batch: Batch, attempt: int) -> list[Future]:
-        resources = {"GPU": 1} if self.gpu else None
+        resources = gpu_request() if self.gpu else None
         future = self.client.submit(
             fused_task,
             self.plugin_name,
@@ -677,7 +561,7 @@ class StagedExecutor(_DaskExecutor):
             )
         ]
         for i, stage in enumerate(self.stage_names):
-            resources = {"GPU": 1} if self.gpu and stage in NN_STAGES else None
+            resources = gpu_request() if self.gpu and stage in MODEL_STAGES else None
             futures.append(
                 self.client.submit(
                     stage_task,
@@ -694,4 +578,53 @@ class StagedExecutor(_DaskExecutor):
         return futures
 
 
-Executor = DirectExecutor | FusedExecutor | StagedExecutor
+class Executor(Protocol):
+    """The one contract of the three executors: ``execute(batches)`` yields one
+    :class:`~trackflow.run.records.BatchResult` per batch, in the order batches finish (the
+    equivalent of ``for batch in batches: acc += process(batch)``), failures inside the results
+    as data. ``name`` is the mode it implements."""
+
+    name: str
+
+    def execute(self, batches: Iterable[Batch]) -> Iterator[BatchResult]: ...
+
+
+def check_mode(mode: str, option: str = "--mode") -> str:
+    """``mode`` when it is one of :data:`MODES`; else a ConfigError naming ``option``."""
+    if mode not in MODES:
+        raise ConfigError(f"{option} {mode}: choose one of {', '.join(MODES)}")
+    return mode
+
+
+def make_executor(
+    mode: str,
+    *,
+    pipeline: Pipeline | None = None,
+    client: Client | None = None,
+    plugin_name: str | None = None,
+    retries: int = 2,
+    task_timeout: float = 600.0,
+    max_in_flight: int | None = None,
+    gpu: bool = False,
+    parts: tuple[str, ...] = ("hits",),
+) -> Executor:
+    """The executor of ``mode``: ``direct`` runs ``pipeline`` in this process; ``fused`` and
+    ``staged`` run on ``client``'s workers with the pipeline of the registered plugin
+    ``plugin_name`` (``gpu``: the neural-network tasks ask for the GPU resource)."""
+    check_mode(mode)
+    if mode == "direct":
+        if pipeline is None:
+            raise ValueError("the direct executor needs a pipeline")
+        return DirectExecutor(pipeline, retries=retries, parts=parts)
+    if client is None or plugin_name is None:
+        raise ValueError(f"the {mode} executor needs a client and a registered plugin's name")
+    cls = FusedExecutor if mode == "fused" else StagedExecutor
+    return cls(
+        client,
+        plugin_name,
+        retries=retries,
+        task_timeout=task_timeout,
+        max_in_flight=max_in_flight,
+        gpu=gpu,
+        parts=parts,
+    )

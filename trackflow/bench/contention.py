@@ -6,7 +6,7 @@ be faster than the same worker beside others. The service times of ``trackflow b
 from one worker, so the estimate needs that factor. (On the 2-core development machine, one
 36 MB L3, no SMT, this probe measured x0.94-x1.17; Dask's 2 workers were slowed more, x1.1-x1.25,
 because Dask's own client, scheduler and event loops then have no spare core: that part is
-measured separately, as Dask's CPU per batch, see :func:`trackflow.workflow.estimates.shared_cores_service`.)
+measured separately, as Dask's CPU per batch, see :func:`trackflow.estimation.sizing.shared_cores_service`.)
 
 It is a property of the hardware, measured like a matmul peak, without Dask:
 :func:`measure_node_contention` starts N processes (spawn; one thread each; N = the usable
@@ -15,14 +15,9 @@ barrier, and has each run the same events in a loop for a fixed window; then one
 does the same. ``slowdown`` = mean in-task time per event with N at once ÷ alone, compared
 event by event (the same events in both runs).
 
-How the estimate uses it (:meth:`NodeContention.at`): the slowdown is taken to grow linearly
-with the number of busy cores, from 1 with one busy core to the measured value with all N;
-beyond N it stays at the measured value. Busy cores = workers × threads per worker. For a node
-type other than the bench machine, the fraction of its cores that are busy is mapped onto the
-bench machine's cores (a full node gets the full measured slowdown): the bench machine's
-contention stands in for the target node's, which is printed as an assumption.
+The result is a :class:`~trackflow.estimation.contention.NodeContention` (numbers only: the
+estimate reads it without Dask).
 """
-
 from __future__ import annotations
 
 import multiprocessing
@@ -32,73 +27,12 @@ import queue
 import statistics
 import time
 from collections import defaultdict
-from collections.abc import Mapping, Sequence
-from dataclasses import asdict, dataclass, field
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from trackflow.workflow.batching import Batch
-
-
-@dataclass(frozen=True)
-class NodeContention:
-    """Per-event time with ``cores`` single-threaded processes at once ÷ with one alone."""
-
-    cores: int
-    slowdown: float
-    alone_s: float = 0.0  # mean in-task time per event, one process (s)
-    together_s: float = 0.0  # the same with ``cores`` processes at once (s)
-    events: dict[str, int] = field(default_factory=dict)  # events timed: {"alone": n, "together": n}
-    window_s: float = 0.0
-
-    def at(self, busy_cores: float) -> float:
-        """Slowdown with ``busy_cores`` of the bench machine's cores busy (linear in between)."""
-        if self.cores <= 1 or busy_cores <= 1:
-            return 1.0
-        busy = min(float(busy_cores), float(self.cores))
-        return 1.0 + (self.slowdown - 1.0) * (busy - 1.0) / (self.cores - 1.0)
-
-    def at_fraction(self, busy_fraction: float) -> float:
-        """Slowdown with this fraction of a node's cores busy, mapped onto the bench machine."""
-        return self.at(max(0.0, min(busy_fraction, 1.0)) * self.cores)
-
-    def factor(self, busy_cores: float, measured_busy_cores: float = 1.0) -> float:
-        """Multiplier for service times measured with ``measured_busy_cores`` busy (their own
-        contention already inside) to move them to ``busy_cores`` busy."""
-        return self.at(busy_cores) / self.at(measured_busy_cores)
-
-    def to_dict(self) -> dict[str, Any]:
-        out = asdict(self)
-        out["what"] = (
-            "in-task seconds per event with `cores` single-threaded pipeline processes running "
-            "at once / with one process alone (no Dask); same events, timed in the same window"
-        )
-        return out
-
-    @classmethod
-    def from_dict(cls, data: Mapping[str, Any] | None) -> NodeContention | None:
-        if not data:
-            return None
-        return cls(
-            int(data["cores"]),
-            float(data["slowdown"]),
-            float(data.get("alone_s", 0.0)),
-            float(data.get("together_s", 0.0)),
-            dict(data.get("events") or {}),
-            float(data.get("window_s", 0.0)),
-        )
-
-
-def slowdown_from_times(
-    alone: Mapping[Any, Sequence[float]], together: Mapping[Any, Sequence[float]]
-) -> float:
-    """Σ over events of mean time together ÷ Σ of mean time alone, over events timed in both
-    (each event weighs once however often it ran, so uneven loops do not bias the ratio)."""
-    common = [e for e in alone if alone[e] and together.get(e)]
-    if not common:
-        raise ValueError("no event was timed both alone and together")
-    busy = sum(statistics.fmean(together[e]) for e in common)
-    return busy / sum(statistics.fmean(alone[e]) for e in common)
+from trackflow.estimation.contention import NodeContention, slowdown_from_times
+from trackflow.run.batching import Batch
 
 
 def _run_processes(
@@ -158,10 +92,10 @@ def _worker(
     """One contention process: load, warm up, wait for the others, loop over the events."""
     measured: list[tuple[int, float]] = []
     try:
-        from trackflow.workflow.executors import DirectExecutor
-        from trackflow.workflow.plugin import load_pipeline
+        from trackflow.run.executors import make_executor
+        from trackflow.run.plugin import load_pipeline
 
-        executor = DirectExecutor(load_pipeline(*pipeline_args), retries=0)
+        executor = make_executor("direct", pipeline=load_pipeline(*pipeline_args), retries=0)
         list(executor.execute(batches[:1]))  # warm-up: first inference, allocator, caches
         barrier.wait(timeout=600)
         start = time.perf_counter()

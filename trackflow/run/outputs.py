@@ -6,7 +6,7 @@ Layout::
     OUT/batches/batch-<...>.json     its manifest entry: events, Parquet file, sha256, failures
     OUT/manifest.json    the run's fingerprint and (at the end) every batch entry in one file
     OUT/submission.csv   event_id,hit_id,track_id of every event, in event order (at the end)
-    OUT/report.json      throughput, latency, stages, workers, failures (trackflow.workflow.report)
+    OUT/report.json      throughput, latency, stages, workers, failures (trackflow.run.report)
 
 Each batch's Parquet is written (atomically) the moment its result arrives, then its manifest
 entry with the Parquet's sha256 (atomically). One small file per batch keeps the cost of a batch
@@ -42,9 +42,9 @@ import pandas as pd
 
 from trackflow.errors import ConfigError
 from trackflow.events.submission import read_tracks_parquet, write_submission, write_tracks_parquet
-from trackflow.files import atomic_path, sha256_file
-from trackflow.workflow.batching import Batch
-from trackflow.workflow.executors import BatchResult, EventFailure
+from trackflow.files import atomic_path, sha256_file, write_json
+from trackflow.run.batching import Batch
+from trackflow.run.records import BatchResult, EventFailure
 
 logger = logging.getLogger(__name__)
 
@@ -312,16 +312,7 @@ class RunOutputs:
     def write_report(self, report: dict[str, Any]) -> Path:
         """``report.json``, the run's last write: the directory's lock is released after it."""
         try:
-            with atomic_path(self.report_path) as tmp:
-                tmp.write_text(json.dumps(report, indent=1, default=_json_default) + "\n")
+            write_json(self.report_path, report)
         finally:
             self.lock.release()
         return self.report_path
-
-
-def _json_default(value: Any) -> Any:
-    if hasattr(value, "item"):  # numpy scalars
-        return value.item()
-    if isinstance(value, Path):
-        return str(value)
-    raise TypeError(f"{type(value).__name__} is not JSON serialisable")

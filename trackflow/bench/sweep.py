@@ -2,7 +2,7 @@
 
 Like the study's figures (throughput against model instances, against concurrent requests, custom
 backend against ensemble against direct inference, per-stage breakdown), measured with trackflow's
-own executors (:mod:`trackflow.workflow.executors`) on one cluster per (workers, threads) pair.
+own executors (:mod:`trackflow.run.executors`) on one cluster per (workers, threads) pair.
 
 ``bench.json`` (times in s, sizes in bytes, rates in events/s)::
 
@@ -26,7 +26,7 @@ own executors (:mod:`trackflow.workflow.executors`) on one cluster per (workers,
     service_times:  per "mode/wW/tT": per-event in-task times (load + pipeline, s) with their
                     hits and worker, per-batch task times with their event counts, per-batch
                     overhead, and per-worker percentiles
-    size_scaling:   time per event against hits (:mod:`trackflow.workflow.size_scaling`): per
+    size_scaling:   time per event against hits (:mod:`trackflow.estimation.size_model`): per
                     stage a + b·hits + c·edges(hits), edges(hits) a power law of the measured
                     counts, fitted on the size sweep (direct, 1 thread, events subsampled to each
                     size: random hits, a lower pile-up in the same detector); a, b, k: the power
@@ -34,7 +34,7 @@ own executors (:mod:`trackflow.workflow.executors`) on one cluster per (workers,
                     the sweep's events (hits, seconds, stages, counts, working_bytes)
     node_contention: {cores, slowdown, alone_s, together_s, events, window_s}: in-task seconds
                     per event with every core running a single-threaded pipeline process at once
-                    ÷ one process alone, no Dask (:mod:`trackflow.workflow.contention`); null
+                    ÷ one process alone, no Dask (:mod:`trackflow.bench.contention`); null
                     when not measured (--device cuda, bench.contention false, or it failed:
                     node_contention_error says why)
     network:        round_trip_s (scheduler→worker→scheduler, p50/mean/min), client_scheduler_s,
@@ -47,7 +47,7 @@ own executors (:mod:`trackflow.workflow.executors`) on one cluster per (workers,
 from __future__ import annotations
 
 import datetime as dt
-import json
+import logging
 import math
 import os
 import pickle
@@ -55,7 +55,7 @@ import shutil
 import statistics
 import time
 from collections import defaultdict
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -63,55 +63,42 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from trackflow import config
-from trackflow.errors import ConfigError
-from trackflow.events.trackml import EventRef, list_events
-from trackflow.workflow import plots
-from trackflow.workflow.batching import Batch, count_hits, make_batches
-from trackflow.workflow.bench_summary import _overhead, dask_cpu_per_batch, headline_numbers
-from trackflow.workflow.clusters import open_cluster
-from trackflow.workflow.contention import NodeContention, measure_node_contention
-from trackflow.workflow.executors import BatchResult, DirectExecutor, FusedExecutor, StagedExecutor
-from trackflow.workflow.plugin import PipelineLoader, PipelinePlugin, load_pipeline
-from trackflow.workflow.probes import (
-    _cpu_seconds,
-    _process_memory,
-    _result_bytes,
-    machine_info,
-    transfer_rate,
-    worker_memory,
-)
-from trackflow.workflow.report import (
-    NetworkStats,
-    RunStats,
-    build_report,
+from trackflow.bench import plots
+from trackflow.bench.contention import measure_node_contention
+from trackflow.bench.headline import batch_overhead, dask_cpu_per_batch, headline_numbers
+from trackflow.bench.machine import machine_info, result_bytes
+from trackflow.bench.size_sweep import size_sweep, working_memory_fit
+from trackflow.cluster import open_cluster
+from trackflow.cluster.probes import (
     bytes_between_workers,
     client_scheduler_rtt,
-    json_safe,
-    percentiles,
+    cpu_seconds,
     scheduler_worker_rtt,
+    transfer_rate,
+    worker_memory,
     worker_threads,
 )
-from trackflow.workflow.size_scaling import SizeScaling
-from trackflow.workflow.size_sweep import _subsample, size_sweep, working_memory_fit
+from trackflow.errors import ConfigError
+from trackflow.estimation.contention import NodeContention
+from trackflow.estimation.size_model import SizeScaling
+from trackflow.events.subsample import subsample_event
+from trackflow.events.trackml import EventRef, list_events
+from trackflow.files import write_json
+from trackflow.memory import process_memory
+from trackflow.run.batching import Batch, count_hits, make_batches
+from trackflow.run.executors import DASK_MODES, MODES, Executor, make_executor
+from trackflow.run.plugin import PipelineLoader, PipelinePlugin, load_pipeline
+from trackflow.run.records import BatchResult
+from trackflow.run.report import NetworkStats, RunStats, build_report, percentiles
 
-__all__ = [
-    "BenchConfig",
-    "_subsample",
-    "dask_cpu_per_batch",
-    "headline_numbers",
-    "machine_info",
-    "run_bench",
-    "transfer_rate",
-    "worker_memory",
-    "write_plots",
-]
+__all__ = ["BenchConfig", "run_bench", "write_plots"]
 
 if TYPE_CHECKING:
     from distributed import Client
 
+logger = logging.getLogger(__name__)
+
 BENCH_VERSION = 1
-MODES = ("fused", "staged", "direct")
-DASK_MODES = ("fused", "staged")
 
 
 @dataclass
@@ -167,7 +154,7 @@ class BenchConfig:
         unknown = sorted(set(self.modes) - set(MODES))
         if unknown or not self.modes:
             raise ConfigError(
-                f"--modes: unknown mode(s) {', '.join(unknown)}; choose from fused, staged, direct"
+                f"--modes: unknown mode(s) {', '.join(unknown)}; choose from {', '.join(MODES)}"
             )
         if self.batch_size is None:
             self.batch_size = int(config.get("workflow.batch_size", 4))
@@ -288,7 +275,7 @@ class _Samples:
 
 
 def _run_point(
-    executor: Any,
+    executor: Executor,
     batches: Sequence[Batch],
     point: dict[str, Any],
     client: Client | None,
@@ -296,14 +283,14 @@ def _run_point(
     rtt: dict[str, list[float]] | None,
 ) -> tuple[dict[str, Any], list[BatchResult]]:
     since = time.time()
-    cpu_before = _cpu_seconds(client) if client is not None else None
+    cpu_before = cpu_seconds(client) if client is not None else None
     tic = time.perf_counter()
     results = list(executor.execute(batches))
     wall = time.perf_counter() - tic
-    cpu_after = _cpu_seconds(client) if client is not None else None
+    cpu_after = cpu_seconds(client) if client is not None else None
     network = NetworkStats(
         bytes_between_workers=bytes_between_workers(client, since) if client is not None else None,
-        result_bytes=_result_bytes(results) if client is not None else None,
+        result_bytes=result_bytes(results) if client is not None else None,
         scheduler_worker_rtt=rtt,
     )
     stats = RunStats(
@@ -314,7 +301,7 @@ def _run_point(
         worker_threads=threads_by_worker,
         network=network,
     )
-    entry = _summarise(build_report(stats), point, _result_bytes(results))
+    entry = _summarise(build_report(stats), point, result_bytes(results))
     if cpu_before is not None and cpu_after is not None:
         entry["cpu_s"] = {
             "client_process": cpu_after["client"] - cpu_before["client"],
@@ -343,7 +330,7 @@ def _cut_events(cfg: BenchConfig, refs: list[EventRef]) -> list[EventRef]:
     directory = cfg.out_dir / f"events-{cfg.hits}-hits"
     shutil.rmtree(directory, ignore_errors=True)
     # events already smaller than the target are benched as they are
-    return [_subsample(ref, cfg.hits, rng, directory) or ref for ref in refs]
+    return [subsample_event(ref, cfg.hits, rng, directory) or ref for ref in refs]
 
 
 def _sweep_dask(
@@ -379,10 +366,10 @@ def _sweep_dask(
         if len(threads_by_worker) >= 2 or "transfer" not in measurements:
             measurements["transfer"] = transfer_rate(client)
         for mode in dask_modes:
-            cls = FusedExecutor if mode == "fused" else StagedExecutor
-            executor = cls(
-                client,
-                plugin.name,
+            executor = make_executor(
+                mode,
+                client=client,
+                plugin_name=plugin.name,
                 retries=int(config.get("workflow.retries", 2)),
                 task_timeout=float(config.get("workflow.task_timeout", 600)),
                 max_in_flight=1,
@@ -402,7 +389,7 @@ def _sweep_dask(
                         "device": cfg.device,
                     }
                     entry, results = _run_point(executor, batches, point, client, threads_by_worker, rtt)
-                    entry["overhead"] = _overhead(results)
+                    entry["overhead"] = batch_overhead(results)
                     sweep.append(entry)
                     key = f"{mode}/w{point['workers']}/t{threads}"
                     samples.setdefault(key, _Samples(mode, point["workers"], threads, cfg.device)).add(
@@ -422,7 +409,7 @@ def _sweep_direct(
 ) -> None:
     for threads in cfg.threads:
         pipeline = load_pipeline(cfg.models_dir, cfg.device, threads, cfg.loader)
-        executor = DirectExecutor(pipeline, retries=int(config.get("workflow.retries", 2)))
+        executor = make_executor("direct", pipeline=pipeline, retries=int(config.get("workflow.retries", 2)))
         list(executor.execute(batches[:1]))  # warm-up
         for repeat in range(cfg.repeats):
             point = {
@@ -483,27 +470,36 @@ def _node_contention(
     return contention, None
 
 
-def run_bench(config_: BenchConfig) -> dict[str, Any]:
+def describe_point(entry: dict[str, Any]) -> str:
+    """One line for a measured point of the sweep (mode, workers, threads, in flight, speed)."""
+    rate = entry.get("events_per_second")
+    shown = f"{rate:.3g} events/s" if rate else f"{entry.get('events')} events"
+    return (
+        f"bench: {entry['mode']:<6} workers={entry.get('workers', '-')} "
+        f"threads={entry.get('threads', '-')} in-flight={entry.get('concurrency', '-')} "
+        f"hits={entry.get('hits', '-')}: {shown}"
+    )
+
+
+def run_bench(config_: BenchConfig, progress: Callable[[str], None] | None = None) -> dict[str, Any]:
     """Run the sweep, write ``bench.json`` and the PNG plots to ``out_dir``; return bench.json's
-    content (schema in the module docstring)."""
+    content (schema in the module docstring).
+
+    ``progress`` gets one line per measured point (:func:`describe_point`) as the sweep goes;
+    without it the lines go to this module's logger at INFO. Nothing is printed here.
+    """
     cfg = config_
     cfg.out_dir.mkdir(parents=True, exist_ok=True)
     originals = _events(cfg)
     refs = _cut_events(cfg, originals)
     batches = make_batches(refs, batch_size=cfg.batch_size)
-    quiet = not config.get("bench.verbose", True)
 
     def log(entry: dict[str, Any]) -> None:
-        if quiet:
-            return
-        rate = entry.get("events_per_second")
-        shown = f"{rate:.3g} events/s" if rate else f"{entry.get('events')} events"
-        print(
-            f"bench: {entry['mode']:<6} workers={entry.get('workers', '-')} "
-            f"threads={entry.get('threads', '-')} in-flight={entry.get('concurrency', '-')} "
-            f"hits={entry.get('hits', '-')}: {shown}",
-            flush=True,
-        )
+        line = describe_point(entry)
+        if progress is not None:
+            progress(line)
+        else:
+            logger.info("%s", line)
 
     started = time.time()
     load_start = os.getloadavg()  # other work on the machine skews every timing: recorded
@@ -536,7 +532,7 @@ def run_bench(config_: BenchConfig) -> dict[str, Any]:
     )
     bytes_per_event = input_bytes + (result_bytes or 0.0)
     rtt = measurements.get("rtt") or []
-    local_memory = _process_memory()
+    local_memory = process_memory()
     headline = headline_numbers(sweep, cfg.batch_size)
     bench: dict[str, Any] = {
         "version": BENCH_VERSION,
@@ -601,10 +597,7 @@ def run_bench(config_: BenchConfig) -> dict[str, Any]:
     }
     bench["plots"] = [str(p.name) for p in write_plots(bench, cfg.out_dir)] if cfg.plots else []
     bench["duration_s"] = time.time() - started
-    path = cfg.out_dir / "bench.json"
-    tmp = path.with_suffix(".json.tmp")
-    tmp.write_text(json.dumps(json_safe(bench), indent=1) + "\n")
-    shutil.move(tmp, path)
+    write_json(cfg.out_dir / "bench.json", bench)
     return bench
 
 

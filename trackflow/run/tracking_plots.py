@@ -28,7 +28,6 @@ left out.
 
 from __future__ import annotations
 
-import json
 import logging
 import math
 from dataclasses import dataclass, field
@@ -42,9 +41,8 @@ from matplotlib.collections import LineCollection
 
 from trackflow import config, metrics
 from trackflow.errors import ConfigError
-from trackflow.files import atomic_path
-from trackflow.workflow.plots import new_figure, plot_stage_breakdown, save_figure
-from trackflow.workflow.report import json_safe
+from trackflow.figures import new_figure, plot_stage_breakdown, save_figure
+from trackflow.files import json_safe, write_json
 
 if TYPE_CHECKING:
     from trackflow.events.event import Event
@@ -244,7 +242,7 @@ class TruthPlots:
             return []
         dpi = self.settings.dpi
         steps = [
-            (EFFICIENCY_JSON_FILE, lambda path: _write_json(self.efficiency_json(), path)),
+            (EFFICIENCY_JSON_FILE, lambda path: write_json(path, self.efficiency_json())),
             (EFFICIENCY_PT_FILE, lambda path: plot_efficiency(self.pt, len(self.event_ids), path, dpi)),
             (EFFICIENCY_ETA_FILE, lambda path: plot_efficiency(self.eta, len(self.event_ids), path, dpi)),
         ]
@@ -257,12 +255,6 @@ class TruthPlots:
         elif self.settings.display_event is not None:
             logger.warning("event display left out: event %s was not scored", self.settings.display_event)
         return [p for name, draw in steps if (p := _guarded(name, draw, out_dir / name)) is not None]
-
-
-def _write_json(content: dict[str, Any], path: Path) -> Path:
-    with atomic_path(path) as tmp:
-        tmp.write_text(json.dumps(content, indent=1) + "\n")
-    return path
 
 
 def _guarded(name: str, draw: Any, path: Path) -> Path | None:

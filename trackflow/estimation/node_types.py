@@ -6,7 +6,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from trackflow.errors import ConfigError
-from trackflow.workflow.units import parse_bandwidth, parse_bytes
+from trackflow.estimation.option_parsers import parse_bandwidth, parse_bytes
 
 
 @dataclass(frozen=True)

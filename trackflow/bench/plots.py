@@ -1,6 +1,6 @@
-"""PNG plots of benchmarks and estimates (matplotlib, Agg backend: no display needed).
+"""PNG plots of ``trackflow bench`` (matplotlib on the Agg canvas, :mod:`trackflow.figures`).
 
-Each function takes plain numbers (as found in bench.json / estimate.json), writes one PNG and
+Each function takes plain numbers (as found in bench.json), writes one PNG and
 returns its path, so plots can be redrawn from the JSON alone. Figures are
 :class:`matplotlib.figure.Figure` objects drawn on the Agg canvas, never pyplot's: no backend is
 chosen or forced for the process (a notebook's inline figures stay as they are) and a batch node
@@ -15,28 +15,19 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-from matplotlib.backends.backend_agg import FigureCanvasAgg
-from matplotlib.figure import Figure
 
-from trackflow.files import atomic_path
+from trackflow.figures import new_figure, plot_stage_breakdown, save_figure
+
+__all__ = [
+    "plot_modes",
+    "plot_service_times",
+    "plot_size_scaling",
+    "plot_stage_breakdown",
+    "plot_throughput_vs_concurrency",
+    "plot_throughput_vs_workers",
+]
 
 MODE_COLOURS = {"fused": "tab:blue", "staged": "tab:orange", "direct": "tab:green"}
-
-
-def new_figure(figsize: tuple[float, float], ncols: int = 1) -> tuple[Figure, Any]:
-    """A figure on the Agg canvas (``figsize`` in inches) and its axes (one, or ``ncols``)."""
-    fig = Figure(figsize=figsize)
-    FigureCanvasAgg(fig)
-    return fig, fig.subplots(1, ncols)
-
-
-def save_figure(fig: Figure, path: Path, dpi: int = 110) -> Path:
-    """Write ``fig`` as PNG to ``path`` (folders made, atomically); returns the path."""
-    path = Path(path)
-    fig.tight_layout()
-    with atomic_path(path) as tmp:  # a reader never sees half a PNG
-        fig.savefig(tmp, dpi=dpi, format="png")
-    return path
 
 
 def _best(points: Sequence[dict[str, Any]], key: Any) -> dict[Any, float]:
@@ -111,29 +102,6 @@ def plot_modes(sweep: Sequence[dict[str, Any]], path: Path) -> Path:
     return save_figure(fig, path)
 
 
-def plot_stage_breakdown(
-    stage_seconds: dict[str, dict[str, float]], path: Path, title: str = "Per-stage breakdown"
-) -> Path:
-    """Stacked bars: seconds per event in each pipeline stage, one bar per label (a configuration
-    of a bench, or the mean / median / slowest event of a run)."""
-    fig, ax = new_figure((7, 4))
-    labels = list(stage_seconds)
-    stages: list[str] = []
-    for per_stage in stage_seconds.values():
-        stages.extend(s for s in per_stage if s not in stages)
-    bottom = np.zeros(len(labels))
-    for stage in stages:
-        values = np.array([stage_seconds[label].get(stage, 0.0) for label in labels])
-        ax.bar(labels, values, bottom=bottom, label=stage)
-        bottom += values
-    ax.set_ylabel("time per event (s)")
-    ax.set_title(title)
-    ax.tick_params(axis="x", labelrotation=20, labelsize=8)
-    ax.legend(fontsize=8)
-    ax.grid(alpha=0.3, axis="y")
-    return save_figure(fig, path)
-
-
 def plot_size_scaling(
     hits: Sequence[float], seconds: Sequence[float], fit: dict[str, float], path: Path
 ) -> Path:
@@ -167,22 +135,4 @@ def plot_service_times(service_times: dict[str, dict[str, Any]], path: Path) -> 
     ax.set_ylabel("events")
     ax.set_title("Per-event service times")
     ax.legend(fontsize=7)
-    return save_figure(fig, path)
-
-
-def plot_nodes_against_rate(curve: dict[str, list[float]], rate_hz: float, path: Path) -> Path:
-    """Nodes needed against event rate (log-log), one line per node type; the target marked."""
-    fig, ax = new_figure((6, 4))
-    rates = curve.get("rate_hz", [])
-    for name, nodes in curve.items():
-        if name != "rate_hz":
-            ax.step(rates, nodes, where="post", label=name)
-    ax.axvline(rate_hz, color="grey", linestyle="--", label=f"target {rate_hz:g} Hz")
-    ax.set_xscale("log")
-    ax.set_yscale("log")
-    ax.set_xlabel("event rate (Hz)")
-    ax.set_ylabel("nodes")
-    ax.set_title("Nodes needed against rate")
-    ax.legend(fontsize=8)
-    ax.grid(alpha=0.3, which="both")
     return save_figure(fig, path)

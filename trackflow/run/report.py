@@ -36,7 +36,7 @@ Schema (version 1; times in s, Unix time for instants, bytes for sizes)::
                  — this run; rss_bytes: the worker's resident memory after the event
     efficiency:  trackflow.metrics summary when the inputs have truth, else null
     outputs:     submission, manifest, batches, report, performance_report, plots (the PNG and JSON
-                 files of trackflow.workflow.tracking_plots beside report.json)
+                 files of trackflow.run.tracking_plots beside report.json)
 
 ``null`` stands for "not measured" (e.g. the network in direct mode, latency with no event done).
 """
@@ -45,19 +45,16 @@ from __future__ import annotations
 
 import math
 import statistics
-import time
 from collections import Counter, defaultdict
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import numpy as np
 
-from trackflow.workflow.executors import BatchResult, EventFailure
-
-if TYPE_CHECKING:
-    from distributed import Client
+from trackflow.files import json_safe
+from trackflow.run.records import BatchResult, EventFailure
 
 REPORT_VERSION = 1
 #: exit codes of ``trackflow reconstruct``
@@ -78,54 +75,6 @@ def percentiles(values: Sequence[float]) -> dict[str, float] | None:
         "mean": float(array.mean()),
         "max": float(array.max()),
     }
-
-
-# --------------------------------------------------------------------------- cluster measurements
-def worker_threads(client: Client) -> dict[str, int]:
-    """Threads of every worker, asked of the workers themselves (not the scheduler's cache)."""
-    return client.run(lambda dask_worker: dask_worker.state.nthreads)
-
-
-def worker_resources(client: Client) -> dict[str, dict[str, float]]:
-    return client.run(lambda dask_worker: dict(dask_worker.state.total_resources))
-
-
-def bytes_between_workers(client: Client, since: float) -> int:
-    """Bytes workers fetched from other workers since ``since`` (Unix s), from their transfer logs."""
-
-    def incoming(dask_worker: Any, since: float) -> int:
-        return int(sum(e["total"] for e in dask_worker.transfer_incoming_log if e["start"] >= since))
-
-    return int(sum(client.run(incoming, since=since).values()))
-
-
-def scheduler_worker_rtt(client: Client, repeats: int = 10) -> dict[str, list[float]]:
-    """Round trips (s) from the scheduler to each worker and back: ``repeats`` identity calls
-    timed inside the scheduler, so the client's own link does not count."""
-
-    async def ping(dask_scheduler: Any, repeats: int) -> dict[str, list[float]]:
-        samples: dict[str, list[float]] = {}
-        for address in list(dask_scheduler.workers):
-            rpc = dask_scheduler.rpc(address)
-            times = []
-            for _ in range(repeats):
-                tic = time.perf_counter()
-                await rpc.identity()
-                times.append(time.perf_counter() - tic)
-            samples[address] = times
-        return samples
-
-    return client.run_on_scheduler(ping, repeats=repeats)
-
-
-def client_scheduler_rtt(client: Client, repeats: int = 5) -> list[float]:
-    """Round trips (s) from the client to the scheduler (a no-op run on the scheduler)."""
-    times = []
-    for _ in range(repeats):
-        tic = time.perf_counter()
-        client.run_on_scheduler(lambda: None)
-        times.append(time.perf_counter() - tic)
-    return times
 
 
 @dataclass
@@ -317,23 +266,9 @@ def memory_growth(events: Sequence[Any], window: int = 100) -> dict[str, Any]:
     return {"rss_growth": growth, "per_worker": per_worker}
 
 
-def json_safe(value: Any) -> Any:
-    """NaN and inf become null and numpy scalars Python numbers: report.json and bench.json stay
-    strict JSON."""
-    if isinstance(value, np.generic):
-        value = value.item()
-    if isinstance(value, float) and not math.isfinite(value):
-        return None
-    if isinstance(value, dict):
-        return {k: json_safe(v) for k, v in value.items()}
-    if isinstance(value, list | tuple):
-        return [json_safe(v) for v in value]
-    return value
-
-
 @dataclass
 class RunReport:
-    """What :func:`trackflow.workflow.reconstruct` returns: the report and where the outputs are.
+    """What :func:`trackflow.run.reconstruct` returns: the report and where the outputs are.
 
     ``exit_code``: 0 when every event was done, 3 (:data:`EXIT_FAILED_EVENTS`) when the run
     finished but some events failed.

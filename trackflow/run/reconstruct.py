@@ -13,7 +13,6 @@ import contextlib
 import logging
 import os
 import re
-import sys
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -21,32 +20,25 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from trackflow import config
-from trackflow.errors import ConfigError, EventFileError
-from trackflow.events.trackml import EventRef, list_events
-from trackflow.files import sha256_file
-from trackflow.workflow.batching import Batch, make_batches
-from trackflow.workflow.executors import (
-    BatchResult,
-    DirectExecutor,
-    EventFailure,
-    FusedExecutor,
-    StagedExecutor,
-)
-from trackflow.workflow.outputs import RunOutputs
-from trackflow.workflow.plugin import PipelineLoader, PipelinePlugin, load_pipeline
-from trackflow.workflow.progress import EventProgress
-from trackflow.workflow.report import (
-    NetworkStats,
-    RunReport,
-    RunStats,
-    build_report,
+from trackflow.cluster.probes import (
     bytes_between_workers,
     client_scheduler_rtt,
     scheduler_worker_rtt,
     worker_resources,
     worker_threads,
 )
-from trackflow.workflow.tracking_plots import TruthPlots, write_run_plots
+from trackflow.cluster.resources import offers_gpu
+from trackflow.errors import ConfigError, EventFileError
+from trackflow.events.trackml import EventRef, list_events
+from trackflow.files import sha256_file
+from trackflow.run.batching import Batch, make_batches
+from trackflow.run.executors import check_mode, make_executor
+from trackflow.run.outputs import RunOutputs
+from trackflow.run.plugin import PipelineLoader, PipelinePlugin, load_pipeline
+from trackflow.run.progress import EventProgress
+from trackflow.run.records import BatchResult, EventFailure
+from trackflow.run.report import NetworkStats, RunReport, RunStats, build_report
+from trackflow.run.tracking_plots import TruthPlots, write_run_plots
 
 if TYPE_CHECKING:
     from distributed import Client
@@ -55,7 +47,6 @@ if TYPE_CHECKING:
 
 logger = logging.getLogger(__name__)
 
-MODES = ("fused", "staged", "direct")
 #: what reconstruction reads of an event: never truth
 EVENT_PARTS = ("hits",)
 
@@ -111,8 +102,7 @@ class ReconstructConfig:
         self.input_dir = Path(self.input_dir)
         self.out_dir = Path(self.out_dir)
         self.mode = self.mode or str(config.get("workflow.mode", "fused"))
-        if self.mode not in MODES:
-            raise ConfigError(f"--mode {self.mode}: choose one of {', '.join(MODES)}")
+        check_mode(self.mode)
         self.device = self.device or str(config.get("device", "cpu"))
         self.retries = int(self.retries if self.retries is not None else config.get("workflow.retries", 2))
         self.task_timeout = float(
@@ -181,7 +171,7 @@ def _client(cfg: ReconstructConfig, workers: int) -> Iterator[Client]:
     if cfg.client is not None:
         yield cfg.client
         return
-    from trackflow.workflow.clusters import open_cluster
+    from trackflow.cluster import open_cluster
 
     with open_cluster(
         cfg.cluster,
@@ -234,7 +224,7 @@ def _run_direct(
     pipeline = load_pipeline(
         cfg.models_dir, cfg.device, cfg.threads_per_worker, cfg.pipeline_loader, settings
     )
-    executor = DirectExecutor(pipeline, retries=cfg.retries, parts=EVENT_PARTS)
+    executor = make_executor("direct", pipeline=pipeline, retries=cfg.retries, parts=EVENT_PARTS)
     collected = _Collected(threads={"direct": cfg.threads_per_worker})
     start = time.time()
     _drain(executor.execute(todo), outputs, progress, collected)
@@ -261,11 +251,11 @@ def _run_dask(
         )
         client.register_plugin(plugin)
         collected.resources = worker_resources(client)
-        gpu = any(r.get("GPU", 0) > 0 for r in collected.resources.values())
-        cls = FusedExecutor if cfg.mode == "fused" else StagedExecutor
-        executor = cls(
-            client,
-            plugin.name,
+        gpu = any(offers_gpu(r) for r in collected.resources.values())
+        executor = make_executor(
+            str(cfg.mode),
+            client=client,
+            plugin_name=plugin.name,
             retries=cfg.retries,
             task_timeout=cfg.task_timeout,
             max_in_flight=cfg.max_in_flight,
@@ -359,8 +349,8 @@ def reconstruct(cfg: ReconstructConfig) -> RunReport:
     submission = outputs.write_submission(batches)
     done = {e["event_id"] for e in resumed_events} | {e.event_id for r in collected.results for e in r.events}
     efficiency, score_failures = _score(cfg, submission, refs, done, truth_plots)
-    for failure in score_failures:
-        print(failure.line(), file=sys.stderr)
+    for failure in score_failures:  # on stderr through logging, like the start-up problems
+        logger.warning("%s", failure.line())
     failures: list[EventFailure] = sorted(
         [*resumed_failures, *(f for r in collected.results for f in r.failures), *score_failures],
         key=lambda f: f.event_id,

@@ -8,14 +8,14 @@ Inputs, all read from ``bench.json`` (nothing is invented):
 
 * per-event service times S (s) of one worker (in-task pipeline time, fused mode, every thread
   count measured), with the number of hits of each event, plus the measured Dask overhead per task;
-* the size-scaling model ``t(h)`` (s, h = hits per event; :mod:`trackflow.workflow.size_scaling`:
+* the size-scaling model ``t(h)`` (s, h = hits per event; :mod:`trackflow.estimation.size_model`:
   per stage ``a + b·h + c·edges(h)`` with the edge counts a measured power law of h, or
   ``a + b·h^k`` for benches without per-stage data) to extrapolate to bigger events: each measured
   sample is scaled by ``t(H)/t(h_i)``, which keeps the measured spread around the curve;
 * Dask's own CPU per task inside a worker process, outside the task (event loop, comms,
   (de)serialisation), measured by the bench: on a node full of workers it has no spare core
   and lengthens each service time (:func:`shared_cores_service`);
-* the node contention (:mod:`trackflow.workflow.contention`): per-event time with every core of
+* the node contention (:mod:`trackflow.bench.contention`): per-event time with every core of
   the bench machine busy ÷ with one process alone, measured by ``trackflow bench`` without Dask.
   It is a property of the hardware (shared last-level cache, memory bandwidth, clock), measured
   like a matmul peak, so it is a measured input too. Service times measured with ``m`` busy
@@ -35,7 +35,7 @@ The model (assumptions printed with every estimate):
 2. Servers needed: the smallest c with utilisation ``λ·E[S]/c <= 1 − headroom`` and, when a latency
    budget is given, with a simulated p95 latency within the budget.
 3. Latency = network (round trip + bytes/transfer rate) + queueing wait + service. The percentiles
-   come from a discrete-event simulation (:mod:`trackflow.workflow.queueing`) drawing service times
+   come from a discrete-event simulation (:mod:`trackflow.estimation.queueing`) drawing service times
    from the (scaled) measured samples; the Allen–Cunneen M/G/c mean is given as a cross-check.
 4. Workers per node = min(cores // T, usable memory // memory per worker) for CPU nodes, one server
    per GPU for GPU nodes. Node counts round up.
@@ -63,11 +63,12 @@ import numpy as np
 
 from trackflow import config
 from trackflow.errors import ConfigError
-from trackflow.workflow import queueing
-from trackflow.workflow.contention import NodeContention
-from trackflow.workflow.nodes import DEFAULT_NODES, NodeSpec
-from trackflow.workflow.size_scaling import SizeScaling
-from trackflow.workflow.units import parse_bandwidth, parse_bytes, parse_duration, parse_rate
+from trackflow.estimation import queueing
+from trackflow.estimation.contention import NodeContention
+from trackflow.estimation.node_types import DEFAULT_NODES, NodeSpec
+from trackflow.estimation.option_parsers import parse_bandwidth, parse_bytes, parse_duration, parse_rate
+from trackflow.estimation.size_model import MemoryScaling, SizeScaling
+from trackflow.files import write_json
 
 # re-exported: callers import these from here (the CLI, notebooks, tests)
 __all__ = [
@@ -127,7 +128,7 @@ class BenchInputs:
     worker_peak_bytes: float
     peak_hits: float
     machine: dict[str, Any] = field(default_factory=dict)
-    working_memory: SizeScaling | None = None  # bytes above resident while an event runs
+    working_memory: MemoryScaling | None = None  # bytes above resident while an event runs
     contention: NodeContention | None = None  # measured slowdown with all cores busy
     worker_side_cpu_s: float = 0.0  # Dask's CPU per task in a worker process, outside the task
 
@@ -190,7 +191,7 @@ class BenchInputs:
             peak_hits=float(memory.get("peak_hits") or all_hits.max()),
             machine=dict(bench.get("machine", {})),
             working_memory=(
-                SizeScaling.from_dict(memory["working_bytes_fit"])
+                MemoryScaling.from_dict(memory["working_bytes_fit"])
                 if memory.get("working_bytes_fit")
                 else None
             ),
@@ -225,7 +226,7 @@ class BenchInputs:
         """Bytes one worker needs for events of ``hits``: resident + the working memory of one
         event (the size sweep's fit when measured, else (peak − resident)·hits/peak_hits)."""
         if self.working_memory is not None:
-            return self.worker_rss_bytes + float(self.working_memory.seconds(hits))
+            return self.worker_rss_bytes + float(self.working_memory.bytes(hits))
         extra = max(self.worker_peak_bytes - self.worker_rss_bytes, 0.0)
         return self.worker_rss_bytes + extra * hits / max(self.peak_hits, 1.0)
 
@@ -330,24 +331,12 @@ class EstimateResult:
 
     def write(self, out_dir: Path) -> list[Path]:
         """``estimate.json`` and ``nodes_vs_rate.png`` in ``out_dir``; returns the paths."""
-        from trackflow.workflow import plots
+        from trackflow.estimation import plots
 
         out_dir = Path(out_dir)
-        out_dir.mkdir(parents=True, exist_ok=True)
-        json_path = out_dir / "estimate.json"
-        json_path.write_text(json.dumps(self.to_dict(), indent=2, default=_json_default) + "\n")
+        json_path = write_json(out_dir / "estimate.json", self.to_dict(), indent=2)  # atomic
         png = plots.plot_nodes_against_rate(self.curve, self.rate_hz, out_dir / "nodes_vs_rate.png")
         return [json_path, png]
-
-
-def _json_default(value: Any) -> Any:
-    if isinstance(value, np.generic):
-        return value.item()
-    if isinstance(value, np.ndarray):
-        return value.tolist()
-    if isinstance(value, Path):
-        return str(value)
-    raise TypeError(f"not JSON serialisable: {type(value).__name__}")
 
 
 def _fmt_s(seconds: float | None) -> str:
@@ -740,7 +729,7 @@ def predict_batch_workflow(
     submission → last result)), averaged over ``replicates`` simulated runs; without, the steady
     state. Latency percentiles are per batch, which is each of its events' latency in report.json.
     ``contention``: factor on the service times for workers running beside each other
-    (:meth:`trackflow.workflow.contention.NodeContention.factor`; 1 = as fast as benched).
+    (:meth:`trackflow.estimation.contention.NodeContention.factor`; 1 = as fast as benched).
     ``cores`` and ``dask_cpu_per_batch_s``: when the workers and Dask's own processes share
     ``cores`` cores, Dask's CPU per batch outside the task is taken from the workers once they
     leave no core spare (:func:`shared_cores_service`).

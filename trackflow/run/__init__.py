@@ -1,8 +1,10 @@
-"""Everything Dask: batching, executors (fused / staged / direct), the per-worker pipeline plugin,
-clusters, outputs, reports, benchmarks and estimates.
+"""Running the pipeline over many events on Dask: batching, the record dataclasses, the three
+executors (fused / staged / direct) behind one contract, the per-worker pipeline plugin, outputs
+(atomic, resumable), the run report, progress, ``reconstruct`` and parallel simulation.
 
-Names are imported on first use, so ``import trackflow.workflow.clusters`` does not load torch.
-The entry point is ``from trackflow.workflow.reconstruct import ReconstructConfig, reconstruct``
+Knows Dask, events and the pipeline; gets its workers from :mod:`trackflow.cluster`; never
+imports :mod:`trackflow.bench` or the CLI. Names are imported on first use.
+The entry point is ``from trackflow.run.reconstruct import ReconstructConfig, reconstruct``
 (the function is not re-exported here: the package attribute ``reconstruct`` is the module).
 """
 
@@ -14,11 +16,16 @@ from typing import Any
 _EXPORTS = {
     "Batch": "batching",
     "make_batches": "batching",
-    "BatchResult": "executors",
+    "BatchResult": "records",
+    "EventFailure": "records",
+    "EventRecord": "records",
+    "TaskRecord": "records",
     "DirectExecutor": "executors",
-    "EventFailure": "executors",
+    "Executor": "executors",
     "FusedExecutor": "executors",
+    "MODES": "executors",
     "StagedExecutor": "executors",
+    "make_executor": "executors",
     "PipelinePlugin": "plugin",
     "RunOutputs": "outputs",
     "RunReport": "report",

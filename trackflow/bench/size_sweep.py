@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import statistics
 import tempfile
-import threading
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
@@ -14,54 +13,13 @@ from typing import Any
 import numpy as np
 
 from trackflow import config
-from trackflow.events.event import Event
-from trackflow.events.trackml import EventRef, write_event
-from trackflow.workflow.batching import Batch
-from trackflow.workflow.executors import DirectExecutor
-from trackflow.workflow.plugin import PipelineLoader, load_pipeline
-from trackflow.workflow.size_scaling import SizeScaling
-
-
-def _subsample(ref: EventRef, hits: int, rng: np.random.Generator, out_dir: Path) -> EventRef | None:
-    """The event with ``hits`` of its hits picked at random (a lower pile-up), written to out_dir;
-    None when it has no more than ``hits`` hits."""
-    event = ref.load(("hits",))
-    if event.n_hits <= hits:
-        return None
-    keep = np.sort(rng.choice(event.n_hits, size=hits, replace=False))
-    smaller = Event(event_id=event.event_id, hits=event.hits.iloc[keep].reset_index(drop=True))
-    paths = write_event(smaller, out_dir)
-    return EventRef(event.event_id, paths)
-
-
-class _PeakMemory:
-    """Highest resident memory (bytes) of this process while the block runs, sampled every
-    5 ms by a thread (torch releases the GIL in its kernels, so the samples keep coming)."""
-
-    def __enter__(self) -> _PeakMemory:
-        import psutil
-
-        self._process = psutil.Process()
-        self.peak = self._process.memory_info().rss
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._sample, daemon=True)
-        self._thread.start()
-        return self
-
-    def _sample(self) -> None:
-        while not self._stop.wait(0.005):
-            self.peak = max(self.peak, self._process.memory_info().rss)
-
-    def __exit__(self, *exc: object) -> None:
-        self._stop.set()
-        self._thread.join()
-        self.peak = max(self.peak, self._process.memory_info().rss)
-
-
-def process_rss() -> int:
-    import psutil
-
-    return int(psutil.Process().memory_info().rss)
+from trackflow.estimation.size_model import MemoryScaling
+from trackflow.events.subsample import subsample_event
+from trackflow.events.trackml import EventRef
+from trackflow.memory import PeakMemory, rss_bytes
+from trackflow.run.batching import Batch
+from trackflow.run.executors import make_executor
+from trackflow.run.plugin import PipelineLoader, load_pipeline
 
 
 def size_sweep(
@@ -80,26 +38,28 @@ def size_sweep(
     so that the first inference's one-off costs do not land on the smallest size."""
     rng = np.random.default_rng(0)
     time_limit = float(config.get("bench.size_time_limit", 20.0))
-    executor = DirectExecutor(load_pipeline(models_dir, device, 1, loader), retries=0)
+    executor = make_executor("direct", pipeline=load_pipeline(models_dir, device, 1, loader), retries=0)
     points: list[dict[str, Any]] = []
     with tempfile.TemporaryDirectory(prefix="trackflow-size-") as tmp:
         smallest = min(sizes, default=0)
         # its own random stream: the timed subsamples stay the same with or without it
         warm_rng = np.random.default_rng(1)
-        warm = _subsample(refs[0], smallest, warm_rng, Path(tmp) / "warm-up") if refs and smallest else None
+        warm = (
+            subsample_event(refs[0], smallest, warm_rng, Path(tmp) / "warm-up") if refs and smallest else None
+        )
         list(executor.execute([Batch(0, (warm or refs[0],))]))
-        baseline = process_rss()  # pipeline loaded and run once, no event held
+        baseline = rss_bytes()  # pipeline loaded and run once, no event held
         for hits in sorted(sizes):
             subsampled = [
                 s
                 for i, ref in enumerate(refs[:events_per_size])
-                if (s := _subsample(ref, hits, rng, Path(tmp) / f"h{hits}-{i}")) is not None
+                if (s := subsample_event(ref, hits, rng, Path(tmp) / f"h{hits}-{i}")) is not None
             ]
             if not subsampled:
                 continue
             seconds = []
             for i, ref in enumerate(subsampled):
-                with _PeakMemory() as memory:
+                with PeakMemory() as memory:
                     (result,) = executor.execute([Batch(i, (ref,))])
                 for e in result.events:
                     seconds.append(e.stop - e.start)
@@ -126,4 +86,4 @@ def working_memory_fit(points: Sequence[dict[str, Any]]) -> dict[str, Any] | Non
     if len({h for h, _ in measured}) < 2:
         return None
     hits, working = zip(*measured, strict=True)
-    return SizeScaling.fit(np.asarray(hits), np.asarray(working, dtype=np.float64)).to_dict()
+    return MemoryScaling.fit(np.asarray(hits), np.asarray(working, dtype=np.float64)).to_dict()

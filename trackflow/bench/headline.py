@@ -1,5 +1,5 @@
 """The headline numbers of a ``trackflow bench`` sweep (definitions in
-:mod:`trackflow.workflow.bench`): scaling efficiency, fused over staged, Dask's overhead per
+:mod:`trackflow.bench.sweep`): scaling efficiency, fused over staged, Dask's overhead per
 batch (wall) and Dask's own CPU per batch."""
 
 from __future__ import annotations
@@ -10,7 +10,7 @@ from collections import defaultdict
 from collections.abc import Sequence
 from typing import Any
 
-from trackflow.workflow.executors import BatchResult
+from trackflow.run.records import BatchResult
 
 
 def _mean_throughput(sweep: Sequence[dict[str, Any]], **where: Any) -> dict[tuple, float]:
@@ -91,7 +91,7 @@ def headline_numbers(sweep: Sequence[dict[str, Any]], batch_size: int) -> dict[s
     return out
 
 
-def _overhead(results: Sequence[BatchResult]) -> dict[str, Any] | None:
+def batch_overhead(results: Sequence[BatchResult]) -> dict[str, Any] | None:
     """Per-batch Dask overhead of one run: client latency − task time, and inside the task the
     time not spent on events (task wall − Σ event wall)."""
     pairs = [

@@ -1,23 +1,17 @@
-"""Measurements of the machine and the Dask cluster that ``trackflow bench`` records beside the
-sweep: where it ran, worker memory, the worker-to-worker transfer rate, and CPU seconds used by
-the client process and the workers (for Dask's own CPU per batch)."""
+"""Probes of a running Dask cluster: what its workers offer, round trips, bytes moved between
+workers (from their transfer logs), the transfer rate, worker memory and CPU seconds.
+
+``trackflow reconstruct`` records some in report.json, ``trackflow bench`` all of them in bench.json.
+"""
 
 from __future__ import annotations
 
 import os
-import platform
-import resource
-import socket
 import statistics
 import time
-from collections.abc import Sequence
-from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-import numpy as np
-
-from trackflow.workflow.executors import BatchResult
-from trackflow.workflow.report import client_scheduler_rtt
+from trackflow.memory import process_memory
 
 if TYPE_CHECKING:
     from distributed import Client
@@ -25,56 +19,57 @@ if TYPE_CHECKING:
 TRANSFER_PROBE_BYTES = 16 * 2**20
 
 
-def machine_info(device: str) -> dict[str, Any]:
-    """Where the bench ran: host, CPU model and count, memory, library versions, the GPU if any."""
-    import dask
-    import distributed
-    import psutil
-    import torch
-
-    cpu_model = platform.processor()
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                cpu_model = line.split(":", 1)[1].strip()
-                break
-    except OSError:
-        pass
-    info: dict[str, Any] = {
-        "hostname": socket.gethostname(),
-        "platform": platform.platform(),
-        "python": platform.python_version(),
-        "cpu_model": cpu_model,
-        "cpu_count": os.cpu_count(),
-        "cpus_usable": len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count(),
-        "memory_bytes": psutil.virtual_memory().total,
-        "device": device,
-        "torch": torch.__version__,
-        "dask": dask.__version__,
-        "distributed": distributed.__version__,
-        "numpy": np.__version__,
-        "gpu": torch.cuda.get_device_name(0) if device == "cuda" and torch.cuda.is_available() else None,
-    }
-    try:
-        import faiss
-
-        info["faiss"] = faiss.__version__
-    except ImportError:
-        info["faiss"] = None
-    return info
+def worker_threads(client: Client) -> dict[str, int]:
+    """Threads of every worker, asked of the workers themselves (not the scheduler's cache)."""
+    return client.run(lambda dask_worker: dask_worker.state.nthreads)
 
 
-def _process_memory() -> dict[str, int]:
-    """Resident and peak resident memory (bytes) of the calling process."""
-    import psutil
+def worker_resources(client: Client) -> dict[str, dict[str, float]]:
+    """The Dask resources (e.g. ``GPU``) of every worker, asked of the workers themselves."""
+    return client.run(lambda dask_worker: dict(dask_worker.state.total_resources))
 
-    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024  # Linux reports KiB
-    return {"rss": int(psutil.Process().memory_info().rss), "peak": int(peak)}
+
+def bytes_between_workers(client: Client, since: float) -> int:
+    """Bytes workers fetched from other workers since ``since`` (Unix s), from their transfer logs."""
+
+    def incoming(dask_worker: Any, since: float) -> int:
+        return int(sum(e["total"] for e in dask_worker.transfer_incoming_log if e["start"] >= since))
+
+    return int(sum(client.run(incoming, since=since).values()))
+
+
+def scheduler_worker_rtt(client: Client, repeats: int = 10) -> dict[str, list[float]]:
+    """Round trips (s) from the scheduler to each worker and back: ``repeats`` identity calls
+    timed inside the scheduler, so the client's own link does not count."""
+
+    async def ping(dask_scheduler: Any, repeats: int) -> dict[str, list[float]]:
+        samples: dict[str, list[float]] = {}
+        for address in list(dask_scheduler.workers):
+            rpc = dask_scheduler.rpc(address)
+            times = []
+            for _ in range(repeats):
+                tic = time.perf_counter()
+                await rpc.identity()
+                times.append(time.perf_counter() - tic)
+            samples[address] = times
+        return samples
+
+    return client.run_on_scheduler(ping, repeats=repeats)
+
+
+def client_scheduler_rtt(client: Client, repeats: int = 5) -> list[float]:
+    """Round trips (s) from the client to the scheduler (a no-op run on the scheduler)."""
+    times = []
+    for _ in range(repeats):
+        tic = time.perf_counter()
+        client.run_on_scheduler(lambda: None)
+        times.append(time.perf_counter() - tic)
+    return times
 
 
 def worker_memory(client: Client) -> dict[str, dict[str, int]]:
     """Resident and peak memory (bytes) of every worker process, asked of the workers."""
-    return client.run(_process_memory)
+    return client.run(process_memory)
 
 
 def _payload(nbytes: int) -> bytes:
@@ -121,13 +116,6 @@ def transfer_rate(client: Client, nbytes: int = TRANSFER_PROBE_BYTES) -> dict[st
     return {"bytes_per_s": nbytes / seconds, "bytes": nbytes, "seconds": seconds, "how": "client-to-worker"}
 
 
-def _result_bytes(results: Sequence[BatchResult]) -> int:
-    from dask.sizeof import sizeof
-
-    return int(sum(sizeof(r.tracks) for r in results))
-
-
-
 def _own_cpu_seconds() -> float:
     import psutil
 
@@ -135,7 +123,7 @@ def _own_cpu_seconds() -> float:
     return float(times.user + times.system)
 
 
-def _cpu_seconds(client: Client) -> dict[str, Any]:
+def cpu_seconds(client: Client) -> dict[str, Any]:
     """CPU seconds (user + system) used so far by this process (the client; with a local
     cluster also the scheduler and the nannies) and by each worker process."""
     return {"client": _own_cpu_seconds(), "workers": client.run(_own_cpu_seconds)}

@@ -1,0 +1,155 @@
+"""The rooms' import rules, read from the source (no module is imported).
+
+Data flows one way: core → events → pipeline → cluster → run → bench → cli, with estimation
+numbers-only beside them; Dask is imported only in cluster, run and bench; no module imports a
+private name (``_x``) of another. docs/design.md explains each room.
+"""
+
+from __future__ import annotations
+
+import ast
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parents[1]
+PACKAGE = REPO / "trackflow"
+
+CORE = {"config", "errors", "files", "memory", "figures"}
+#: room -> the trackflow rooms it may import (itself and the core always)
+ALLOWED: dict[str, set[str]] = {
+    "core": set(),
+    "events": set(),
+    "metrics": {"events"},
+    "pipeline": {"events", "metrics"},
+    "estimation": set(),
+    "cluster": set(),
+    "run": {"events", "pipeline", "metrics", "cluster"},
+    "bench": {"events", "pipeline", "metrics", "cluster", "run", "estimation"},
+    "cli": {"events", "pipeline", "metrics", "cluster", "run", "bench", "estimation"},
+    "package": set(),  # trackflow/__init__.py names its public modules as strings only
+}
+#: room -> third-party top-level packages it must never import
+FORBIDDEN: dict[str, set[str]] = {
+    "core": {"distributed", "dask_jobqueue", "torch"},
+    "events": {"dask", "distributed", "dask_jobqueue", "torch"},
+    "metrics": {"dask", "distributed", "dask_jobqueue", "torch"},
+    "pipeline": {"dask", "distributed", "dask_jobqueue"},
+    "estimation": {"dask", "distributed", "dask_jobqueue", "torch"},
+    "cluster": {"torch"},
+    "package": {"dask", "distributed", "dask_jobqueue", "torch"},
+}
+
+
+def room_of(module: str) -> str:
+    """``trackflow.run.executors`` -> ``run``; core modules -> ``core``."""
+    parts = module.split(".")
+    if parts == ["trackflow"]:
+        return "package"
+    name = parts[1]
+    if name in CORE:
+        return "core"
+    if name == "__main__":
+        return "cli"
+    return name
+
+
+def module_name(path: Path) -> str:
+    relative = path.relative_to(REPO).with_suffix("")
+    parts = list(relative.parts)
+    if parts[-1] == "__init__":
+        parts = parts[:-1]
+    return ".".join(parts)
+
+
+def package_modules() -> list[Path]:
+    return sorted(p for p in PACKAGE.rglob("*.py") if "models" not in p.relative_to(PACKAGE).parts[:2])
+
+
+def imports(path: Path) -> Iterator[tuple[int, str, list[str]]]:
+    """(line, module, names) of every import in ``path``, lazy ones inside functions included."""
+    tree = ast.parse(path.read_text(), str(path))
+    package = module_name(path) if path.name == "__init__.py" else module_name(path).rpartition(".")[0]
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Import):
+            for alias in node.names:
+                yield node.lineno, alias.name, []
+        elif isinstance(node, ast.ImportFrom):
+            base = node.module or ""
+            if node.level:
+                anchor = package.split(".")[: len(package.split(".")) - node.level + 1]
+                base = ".".join([*anchor, base] if base else anchor)
+            if base == "__future__":
+                continue
+            yield node.lineno, base, [a.name for a in node.names]
+
+
+@pytest.mark.parametrize("path", package_modules(), ids=lambda p: str(p.relative_to(REPO)))
+def test_imports_run_one_way(path: Path) -> None:
+    room = room_of(module_name(path))
+    problems = []
+    for line, module, names in imports(path):
+        top = module.split(".")[0]
+        if top == "trackflow":
+            targets = [module] if module != "trackflow" else [f"trackflow.{n}" for n in names]
+            for target in targets:
+                other = room_of(target)
+                if other not in {room, "core", "package"} and other not in ALLOWED[room]:
+                    problems.append(f"line {line}: {room} imports {target} ({other})")
+        elif top in FORBIDDEN.get(room, set()):
+            if room == "core" and module == "dask.config":
+                continue  # trackflow.config is dask.config's settings, not a Dask computation
+            problems.append(f"line {line}: {room} imports {module}")
+    assert not problems, f"{path.relative_to(REPO)}:\n" + "\n".join(problems)
+
+
+def test_dask_lives_in_cluster_run_and_bench_only() -> None:
+    rooms = {
+        room_of(module_name(path))
+        for path in package_modules()
+        for _, module, _ in imports(path)
+        if module.split(".")[0] in {"distributed", "dask_jobqueue"}
+        or (module.split(".")[0] == "dask" and module != "dask.config")
+    }
+    assert rooms <= {"cluster", "run", "bench"}, rooms
+
+
+def source_files() -> list[Path]:
+    return [*package_modules(), *sorted((REPO / "benchmarks").glob("*.py"))]
+
+
+@pytest.mark.parametrize("path", source_files(), ids=lambda p: str(p.relative_to(REPO)))
+def test_no_private_name_crosses_a_module(path: Path) -> None:
+    """``from trackflow.x import _name`` (or a sibling benchmark's ``_name``), and ``module._name``
+    on an imported trackflow module, are refused: a shared name is public in its owner."""
+    siblings = {p.stem for p in (REPO / "benchmarks").glob("*.py")}
+    tree = ast.parse(path.read_text(), str(path))
+    modules: set[str] = set()
+    problems = []
+    for node in ast.walk(tree):
+        if isinstance(node, ast.ImportFrom) and (node.module or "").split(".")[0] in {"trackflow", *siblings}:
+            for alias in node.names:
+                if alias.name.startswith("_") and not alias.name.startswith("__"):
+                    problems.append(f"line {node.lineno}: from {node.module} import {alias.name}")
+                else:
+                    modules.add(alias.asname or alias.name)
+        elif isinstance(node, ast.Import):
+            for alias in node.names:
+                if alias.name.split(".")[0] in {"trackflow", *siblings}:
+                    modules.add(alias.asname or alias.name.split(".")[0])
+    for node in ast.walk(tree):
+        if (
+            isinstance(node, ast.Attribute)
+            and isinstance(node.value, ast.Name)
+            and node.value.id in modules
+            and node.attr.startswith("_")
+            and not node.attr.startswith("__")
+        ):
+            problems.append(f"line {node.lineno}: {node.value.id}.{node.attr}")
+    assert not problems, f"{path.relative_to(REPO)}:\n" + "\n".join(problems)
+
+
+def test_nothing_is_left_of_the_old_workflow_package() -> None:
+    assert not (PACKAGE / "workflow").exists()
+    assert (PACKAGE / "cluster" / "jobqueue.yaml").is_file()  # package data, see pyproject.toml
