@@ -349,8 +349,8 @@ def reconstruct(cfg: ReconstructConfig) -> RunReport:
     submission = outputs.write_submission(batches)
     done = {e["event_id"] for e in resumed_events} | {e.event_id for r in collected.results for e in r.events}
     efficiency, score_failures = _score(cfg, submission, refs, done, truth_plots)
-    for failure in score_failures:  # on stderr through logging, like the start-up problems
-        logger.warning("%s", failure.line())
+    for failure in score_failures:  # one line each on stderr, as the run's failures were
+        progress.write(failure.line())
     failures: list[EventFailure] = sorted(
         [*resumed_failures, *(f for r in collected.results for f in r.failures), *score_failures],
         key=lambda f: f.event_id,
