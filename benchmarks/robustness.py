@@ -1,7 +1,7 @@
 """Robustness matrix: the shipped (or ``--models``) models over simulated beam and pileup conditions.
 
 Each cell simulates ``--events-per-cell`` events in this process (ACTS Fatras,
-:func:`trackflow.workflow.simulate.simulate`, one thread) from HELD-OUT real TrackML kinematics:
+:func:`trackflow.run.parallel_simulation.simulate`, one thread) from HELD-OUT real TrackML kinematics:
 the particles files of events 1018 and 1020 (never trained on), alternating across the cell's
 events (event i uses file i mod 2), with seed ``--seed`` (fresh: training used seeds 1-6 and 21,
 validation 2, test 3). Conditions (:class:`trackflow.events.simulation.SimulationConfig`):
