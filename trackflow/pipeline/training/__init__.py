@@ -65,7 +65,8 @@ shared across iterations, so it starts from what 4 iterations learned), three ti
 
 (655 + 1,116 + 887 + 2,762 s on the 2 shared cores, the last under heavy contention.) The last
 run took the GNN loss from 0.065 to 0.060 and validation efficiency from 85.7 % to 87.4 %; on
-held-out sigma_z 55 mm full density, noise 0.15, event 0: 85.8 % -> 88.7 %, dup 1.1 -> 0.95 %. The same chain on ``data/train`` (Gaussian beam
+held-out sigma_z 55 mm full density, noise 0.15, event 0: 85.8 % -> 88.7 %, dup 1.1 -> 0.95 %.
+The same chain on ``data/train`` (Gaussian beam
 spots of 5, 30 and 60 mm) gave 97.5 % at sigma_z 5 mm but 79.8 % at 55 mm: the prior above.
 
 Training never sees the two held-out particle files; validation (cuts) and test (the figures of
