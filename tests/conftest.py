@@ -56,6 +56,12 @@ def require(condition: bool, message: str) -> None:
     pytest.skip(message)
 
 
+def need_acts() -> None:
+    """Skip (fail in CI) unless pyacts, the ``sim`` extra, is installed."""
+    installed = importlib.util.find_spec("acts") is not None
+    require(installed, "pyacts is not installed (pip install 'trackflow[sim]')")
+
+
 @pytest.fixture(scope="session")
 def shared_data() -> Path:
     """The real inputs (../shared/data): TrackML events, detector description, Exa.TrkX reference."""
@@ -89,7 +95,7 @@ def sim_detectors() -> Path:
         return path
     from trackflow.events.detector import derived_detectors_path
 
-    require(importlib.util.find_spec("acts") is not None, "pyacts is not installed (trackflow[sim])")
+    need_acts()
     return derived_detectors_path(missing=path)
 
 

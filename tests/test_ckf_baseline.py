@@ -3,15 +3,14 @@ out in a submission that ``trackflow score`` scores, at the efficiency a CKF rea
 
 from __future__ import annotations
 
-import importlib.util
 import json
-import os
 import subprocess
 import sys
 from pathlib import Path
 
 import numpy as np
 import pytest
+from conftest import need_acts
 
 from trackflow.errors import ConfigError, EventFileError
 from trackflow.events import list_events, read_submission
@@ -26,8 +25,6 @@ from trackflow.events.submission import check_tracks
 from trackflow.metrics import score_event
 
 REPO = Path(__file__).resolve().parents[1]
-HAVE_ACTS = importlib.util.find_spec("acts") is not None
-IN_CI = os.environ.get("CI", "").lower() in ("1", "true", "yes")
 
 
 def test_shared_hits_go_to_the_longer_track_and_lonely_hits_to_their_own() -> None:
@@ -66,11 +63,7 @@ def test_config_is_checked() -> None:
 # ------------------------------------------------------------------------------ with pyacts
 @pytest.fixture(scope="module")
 def _acts() -> None:
-    if HAVE_ACTS:
-        return
-    if IN_CI:
-        pytest.fail("required in CI: pyacts (pip install 'trackflow[sim]')")
-    pytest.skip("pyacts is not installed")
+    need_acts()
 
 
 @pytest.fixture(scope="module")

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import importlib.util
 import os
 import re
 import subprocess
@@ -13,7 +12,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pytest
-from conftest import REPO, require
+from conftest import REPO, need_acts
 from scipy.spatial import cKDTree
 
 from trackflow import config
@@ -28,7 +27,6 @@ from trackflow.events.detector import (
     resolve_detectors,
 )
 
-HAVE_ACTS = importlib.util.find_spec("acts") is not None
 BARREL_VOLUMES = (8, 13, 17)
 CENTRE = ["cx", "cy", "cz"]
 ROTATION = list(ROTATION_COLUMNS)
@@ -43,7 +41,7 @@ def module_ids(table: pd.DataFrame) -> dict[tuple[int, int], tuple[int, ...]]:
 
 @pytest.fixture
 def acts_installed() -> None:
-    require(HAVE_ACTS, "pyacts is not installed (pip install 'trackflow[sim]')")
+    need_acts()
 
 
 @pytest.fixture
@@ -63,7 +61,7 @@ def bare_clone(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Path
 
 @pytest.fixture(scope="module")
 def derived() -> pd.DataFrame:
-    require(HAVE_ACTS, "pyacts is not installed (pip install 'trackflow[sim]')")
+    need_acts()
     return detector.derive_detectors()
 
 

@@ -8,7 +8,6 @@ shipped models, so the tracks are real and the event display has coloured tracks
 
 from __future__ import annotations
 
-import importlib.util
 import json
 import logging
 import shutil
@@ -17,7 +16,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 from click.testing import CliRunner
-from conftest import require
+from conftest import need_acts
 from matplotlib import image
 
 from trackflow.cli import main
@@ -45,7 +44,7 @@ TRUTH_PICTURES = (EFFICIENCY_PT_FILE, EFFICIENCY_ETA_FILE, EVENT_DISPLAY_FILE)
 @pytest.fixture(scope="module")
 def events_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """One simulated event with truth (detector: the shared file, else derived from pyacts)."""
-    require(importlib.util.find_spec("acts") is not None, "pyacts is not installed")
+    need_acts()
     from trackflow.events.simulation import SimulationConfig
     from trackflow.run.parallel_simulation import simulate
 

@@ -3,14 +3,13 @@
 from __future__ import annotations
 
 import filecmp
-import importlib.util
-import os
 import re
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 import pytest
+from conftest import need_acts
 from scipy.spatial import cKDTree
 
 from trackflow.errors import ConfigError, EventFileError
@@ -21,17 +20,11 @@ from trackflow.run.parallel_simulation import simulate
 
 pytestmark = pytest.mark.sim
 
-HAVE_ACTS = importlib.util.find_spec("acts") is not None
-IN_CI = os.environ.get("CI", "").lower() in ("1", "true", "yes")
 
 
 @pytest.fixture(scope="module", autouse=True)
 def _acts() -> None:
-    if HAVE_ACTS:
-        return
-    if IN_CI:
-        pytest.fail("required in CI: pyacts (pip install 'trackflow[sim]')")
-    pytest.skip("pyacts is not installed")
+    need_acts()
 
 
 def small_config(detectors_csv: Path, **overrides: object) -> SimulationConfig:

@@ -3,9 +3,7 @@ truth edges follow their definitions; the shipped models load and label every hi
 
 from __future__ import annotations
 
-import importlib.util
 import json
-import os
 import shutil
 from pathlib import Path
 
@@ -13,6 +11,7 @@ import numpy as np
 import pandas as pd
 import pytest
 import torch
+from conftest import need_acts
 
 from trackflow.errors import ConfigError
 from trackflow.events import Event, list_events, with_derived
@@ -28,22 +27,11 @@ from trackflow.pipeline.training.embedding import EmbeddingTrainingConfig, train
 from trackflow.pipeline.training.filter import FilterTrainingConfig
 from trackflow.pipeline.training.gnn import GNNTrainingConfig
 
-HAVE_ACTS = importlib.util.find_spec("acts") is not None
-IN_CI = os.environ.get("CI", "").lower() in ("1", "true", "yes")
-
-
-def _need_acts() -> None:
-    if HAVE_ACTS:
-        return
-    if IN_CI:
-        pytest.fail("required in CI: pyacts (pip install 'trackflow[sim]')")
-    pytest.skip("pyacts is not installed")
-
 
 @pytest.fixture(scope="module")
 def tiny_events(tmp_path_factory: pytest.TempPathFactory, detectors_csv: Path) -> Path:
     """Three small Fatras events (a few hundred particles each): seconds to simulate."""
-    _need_acts()
+    need_acts()
     from trackflow.events.simulation import SimulationConfig
     from trackflow.run.parallel_simulation import simulate
 
