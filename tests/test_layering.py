@@ -1,8 +1,8 @@
 """The rooms' import rules, read from the source (no module is imported).
 
-Data flows one way: core → events → pipeline → cluster → run → bench → cli, with estimation
-numbers-only beside them; Dask is imported only in cluster, run and bench; no module imports a
-private name (``_x``) of another. docs/design.md explains each room.
+Data flows one way: core → events → pipeline → cluster → run → bench / service → cli, with
+estimation numbers-only beside them; Dask is imported only in cluster, run, bench and service;
+no module imports a private name (``_x``) of another. docs/design.md explains each room.
 """
 
 from __future__ import annotations
@@ -27,7 +27,8 @@ ALLOWED: dict[str, set[str]] = {
     "cluster": set(),
     "run": {"events", "pipeline", "metrics", "cluster"},
     "bench": {"events", "pipeline", "metrics", "cluster", "run", "estimation"},
-    "cli": {"events", "pipeline", "metrics", "cluster", "run", "bench", "estimation"},
+    "service": {"events", "pipeline", "metrics", "cluster", "run", "estimation"},
+    "cli": {"events", "pipeline", "metrics", "cluster", "run", "bench", "estimation", "service"},
     "package": set(),  # trackflow/__init__.py names its public modules as strings only
 }
 #: room -> third-party top-level packages it must never import
@@ -104,7 +105,7 @@ def test_imports_run_one_way(path: Path) -> None:
     assert not problems, f"{path.relative_to(REPO)}:\n" + "\n".join(problems)
 
 
-def test_dask_lives_in_cluster_run_and_bench_only() -> None:
+def test_dask_lives_in_cluster_run_bench_and_service_only() -> None:
     rooms = {
         room_of(module_name(path))
         for path in package_modules()
@@ -112,7 +113,7 @@ def test_dask_lives_in_cluster_run_and_bench_only() -> None:
         if module.split(".")[0] in {"distributed", "dask_jobqueue"}
         or (module.split(".")[0] == "dask" and module != "dask.config")
     }
-    assert rooms <= {"cluster", "run", "bench"}, rooms
+    assert rooms <= {"cluster", "run", "bench", "service"}, rooms
 
 
 def source_files() -> list[Path]:

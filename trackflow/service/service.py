@@ -1,0 +1,465 @@
+"""``trackflow.Service``: tracking as a long-lived service on a Dask cluster.
+
+::
+
+    with trackflow.Service.open("local", workers=2) as service:      # or "slurm-cpu", "tls://…",
+        future = service.submit(hits)                                # scheduler_file=…
+        tracks = future.result()                                     # EventTracks
+        answers = [f.result() for f in service.map(events)]
+
+    service = trackflow.Service(client)                              # on a client you already have
+
+The models are loaded once per worker by :class:`~trackflow.run.plugin.PipelinePlugin` when the
+service starts (and on workers that join later) and stay warm; a request ships only hits. Events
+wait on the client in a bounded queue (:mod:`trackflow.service.batcher`: dynamic batching by
+size and time, and the backpressure policy ``shed`` or ``block``); at most ``max_in_flight``
+batches are on the cluster at once (default: one per worker thread, so a free worker gets the
+next batch and the queue stays where it can be bounded and measured).
+
+Every request is answered: its future gives the tracks, or raises :class:`EventFailed` (bad
+hits, a task that failed after its retries), :class:`~trackflow.service.batcher.ServiceOverloaded`
+(shed: the queue was full) or :class:`~trackflow.service.batcher.ServiceClosed`; each outcome is
+counted in :meth:`Service.counts`. A worker lost mid-batch (a cancelled Slurm job) costs nothing
+but time: Dask runs its tasks again on the workers left.
+
+Each answered event leaves an :class:`EventTiming`: latency from arrival to tracks on the client,
+split into queueing (waiting for a slot, and for the other events of its batch), transfer
+(dispatch to result minus the task's run time: serialisation, scheduler, network both ways) and
+service (its own time in the pipeline).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import itertools
+import logging
+import threading
+import time
+import uuid
+from collections.abc import Iterable, Iterator
+from concurrent.futures import Future
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+import pandas as pd
+
+from trackflow import config
+from trackflow.cluster.probes import worker_resources
+from trackflow.cluster.resources import gpu_request, offers_gpu
+from trackflow.errors import ConfigError, TrackflowError
+from trackflow.events import Event
+from trackflow.events.event import with_derived
+from trackflow.events.trackml import EventRef
+from trackflow.pipeline.graph import EventTracks
+from trackflow.run.plugin import PipelineLoader, PipelinePlugin
+from trackflow.run.records import EventFailure
+from trackflow.service.batcher import DynamicBatcher, Request
+from trackflow.service.tasks import ServedBatch, serve_batch
+
+if TYPE_CHECKING:
+    from distributed import Client
+    from distributed import Future as DaskFuture
+
+    from trackflow.cluster.handle import ClusterHandle
+
+logger = logging.getLogger(__name__)
+
+#: hits columns a request needs (r, phi and eta are derived when missing)
+HIT_COLUMNS = ("hit_id", "x", "y", "z", "volume_id", "layer_id", "module_id")
+
+
+class EventFailed(TrackflowError, RuntimeError):
+    """The service answered the event with a failure (``failure``: which stage, and why)."""
+
+    def __init__(self, failure: EventFailure) -> None:
+        self.failure = failure
+        super().__init__(failure.line())
+
+
+@dataclass
+class ServiceConfig:
+    """How the service runs (None = the default under ``service.`` in ``trackflow.yaml``).
+
+    ``max_batch_events``: events per task at most; ``max_delay_ms``: ms the oldest waiting event
+    may wait for a batch to fill (0: never wait, batch only what is already there);
+    ``max_queued``: events that may wait on the client; ``queue_policy``: ``shed`` or ``block``
+    when they do (``block_timeout_s``: then shed; None: wait forever); ``max_in_flight``: batches
+    on the cluster at once (None: the workers' threads); ``retries``: Dask retries of a task
+    failing with a transient error. ``models_dir`` / ``device`` / ``threads_per_worker`` /
+    ``settings`` as for ``trackflow reconstruct``; ``pipeline_loader`` replaces ``Pipeline.load``
+    (tests, notebooks without trained models).
+    """
+
+    models_dir: Path | None = None
+    device: str | None = None
+    threads_per_worker: int = 1
+    max_batch_events: int | None = None
+    max_delay_ms: float | None = None
+    max_queued: int | None = None
+    queue_policy: str | None = None
+    block_timeout_s: float | None = None
+    max_in_flight: int | None = None
+    retries: int | None = None
+    settings: dict[str, Any] = field(default_factory=dict)
+    pipeline_loader: PipelineLoader | None = field(default=None, repr=False)
+
+    def __post_init__(self) -> None:
+        self.device = self.device or str(config.get("device", "cpu"))
+        self.max_batch_events = int(self._default("max_batch_events", self.max_batch_events, 1))
+        self.max_delay_ms = float(self._default("max_delay_ms", self.max_delay_ms, 0.0))
+        self.max_queued = int(self._default("max_queued", self.max_queued, 256))
+        self.queue_policy = str(self._default("queue_policy", self.queue_policy, "shed"))
+        if self.block_timeout_s is None:
+            self.block_timeout_s = config.get("service.block_timeout_s", None)
+        if self.max_in_flight is None:
+            self.max_in_flight = config.get("service.max_in_flight", None)
+        self.retries = int(self.retries if self.retries is not None else config.get("workflow.retries", 2))
+        if self.max_in_flight is not None and int(self.max_in_flight) < 1:
+            raise ConfigError(f"service.max_in_flight {self.max_in_flight}: must be >= 1")
+        if self.settings and self.pipeline_loader is not None:
+            raise ConfigError("settings: apply to a model directory, not to a pipeline_loader")
+
+    @staticmethod
+    def _default(key: str, value: Any, fallback: Any) -> Any:
+        return value if value is not None else config.get(f"service.{key}", fallback)
+
+    def to_dict(self) -> dict[str, Any]:
+        out = {k: v for k, v in asdict(self).items() if k not in ("pipeline_loader", "settings")}
+        out["models_dir"] = None if self.models_dir is None else str(self.models_dir)
+        out["pipeline_loader"] = None if self.pipeline_loader is None else repr(self.pipeline_loader)
+        return out
+
+
+@dataclass
+class EventTiming:
+    """One answered request. Times in s; ``arrived`` / ``finished`` on the client's monotonic
+    clock. ``latency_s = queue_s + transfer_s + service_s`` (module docstring). ``status``:
+    ``done``, ``failed`` (``error`` says why) or ``shed``."""
+
+    request_id: int
+    event_id: int
+    hits: int
+    status: str
+    arrived: float
+    finished: float
+    latency_s: float = 0.0
+    queue_s: float = 0.0
+    transfer_s: float = 0.0
+    service_s: float = 0.0
+    batch_events: int = 0
+    worker: str = ""
+    bytes_in: int = 0
+    bytes_out: int = 0
+    error: str | None = None
+
+
+@dataclass
+class ServiceCounts:
+    """Every request is in exactly one of done, failed, shed, closed (refused at close) or
+    pending (not answered yet): ``submitted == done + failed + shed + closed + pending``."""
+
+    submitted: int
+    done: int
+    failed: int
+    shed: int
+    closed: int
+    pending: int
+    batches: int
+    batch_sizes: dict[int, int]
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+def _as_event(hits: pd.DataFrame | Event | EventRef, event_id: int | None, request_id: int) -> Event:
+    """The event of a request: an Event as it is (without truth), an EventRef read (hits only),
+    or a hits frame checked for its columns (r, phi, eta derived when missing)."""
+    if isinstance(hits, EventRef):
+        return hits.load(("hits",))
+    if isinstance(hits, Event):
+        return hits.hits_only()
+    if not isinstance(hits, pd.DataFrame):
+        got = type(hits).__name__
+        raise ConfigError(f"submit: expected a hits DataFrame, an Event or an EventRef, got {got}")
+    missing = [c for c in HIT_COLUMNS if c not in hits.columns]
+    if missing:
+        raise ConfigError(f"submit: the hits frame has no column(s) {', '.join(missing)}")
+    if not {"r", "phi", "eta"} <= set(hits.columns):
+        hits = with_derived(hits)
+    return Event(int(request_id if event_id is None else event_id), hits)
+
+
+def _tracks_bytes(tracks: EventTracks | None) -> int:
+    if tracks is None:
+        return 0
+    return int(np.asarray(tracks.hit_ids).nbytes + np.asarray(tracks.track_labels).nbytes)
+
+
+class Service:
+    """A tracking service on ``client``'s cluster (module docstring). Starts at once: the
+    pipeline plugin is registered (models loaded on every worker) before this returns."""
+
+    def __init__(self, client: Client, config: ServiceConfig | None = None) -> None:
+        self.client = client
+        self.config = config or ServiceConfig()
+        self.handle: ClusterHandle | None = None
+        self._ids = itertools.count()
+        self._lock = threading.Lock()
+        self._timings: list[EventTiming] = []
+        self._done = self._failed = 0
+        self._dask_futures: dict[str, DaskFuture] = {}
+        self._run = uuid.uuid4().hex[:8]
+        self._batch_ids = itertools.count()
+        self._limit_cache = (0.0, 1)
+        settings = None
+        if self.config.pipeline_loader is None:
+            from trackflow.pipeline import model_files
+            from trackflow.pipeline.settings import resolve_settings
+
+            settings = resolve_settings(
+                self.config.models_dir, self.config.settings, override_source="argument"
+            )
+            model_files.verify(model_files.read_manifest(settings.models_dir))
+        self.plugin = PipelinePlugin(
+            self.config.models_dir,
+            str(self.config.device),
+            self.config.threads_per_worker,
+            self.config.pipeline_loader,
+            settings,
+        )
+        # models load now, on every worker (and later on workers that join): kept warm from here
+        client.register_plugin(self.plugin)
+        self.gpu = any(offers_gpu(r) for r in worker_resources(client).values())
+        self.batcher = DynamicBatcher(
+            self._dispatch,
+            self._in_flight_limit,
+            max_batch_events=int(self.config.max_batch_events or 1),
+            max_delay_s=float(self.config.max_delay_ms or 0.0) / 1e3,
+            max_queued=int(self.config.max_queued or 1),
+            policy=str(self.config.queue_policy),
+            block_timeout_s=self.config.block_timeout_s,
+        )
+
+    # ------------------------------------------------------------------ opening
+    @classmethod
+    @contextlib.contextmanager
+    def open(
+        cls,
+        cluster: str = "local",
+        workers: int = 1,
+        config: ServiceConfig | None = None,
+        **cluster_options: Any,
+    ) -> Iterator[Service]:
+        """Open a cluster with :func:`~trackflow.cluster.open_cluster` (``cluster``, ``workers``
+        and its other options: ``scheduler_file=``, ``insecure=``, ``profile_file=``, …), start
+        the service on it, and close both at the end. ``service.handle`` is the cluster."""
+        from trackflow.cluster import open_cluster
+
+        threads = (config.threads_per_worker if config is not None else None) or 1
+        cluster_options.setdefault("threads_per_worker", threads)
+        with open_cluster(cluster, workers, **cluster_options) as handle:
+            for problem in handle.start_problems:
+                logger.warning("%s", problem)
+            service = cls(handle.client, config)
+            service.handle = handle
+            try:
+                yield service
+            finally:
+                service.close()
+
+    def __enter__(self) -> Service:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    # ------------------------------------------------------------------ requests
+    def submit(
+        self,
+        hits: pd.DataFrame | Event | EventRef,
+        event_id: int | None = None,
+        arrived: float | None = None,
+    ) -> Future:
+        """Queue one event; returns a :class:`concurrent.futures.Future` of its EventTracks.
+
+        ``hits``: a TrackML hits frame (``hit_id, x, y, z, volume_id, layer_id, module_id``; mm),
+        an Event (its truth is not sent) or an EventRef (read here). ``event_id``: the id of the
+        tracks (default: the request's number). ``arrived``: ``time.monotonic()`` s the event
+        arrived (default now; an open-loop replay passes the scheduled time). A bad request raises
+        ConfigError here; a full queue sheds (the future raises ServiceOverloaded) or blocks.
+        """
+        request_id = next(self._ids)
+        event = _as_event(hits, event_id, request_id)
+        from dask.sizeof import sizeof
+
+        future: Future = Future()
+        request = Request(
+            request_id,
+            event,
+            future,
+            arrived=time.monotonic() if arrived is None else float(arrived),
+            bytes_in=int(sizeof(event.hits)),
+        )
+        if not self.batcher.put(request):
+            self._record_unanswered(request, "shed")
+        return future
+
+    def map(self, events: Iterable[pd.DataFrame | Event | EventRef]) -> list[Future]:
+        """:meth:`submit` for each event (in order); the futures in the same order."""
+        return [self.submit(event) for event in events]
+
+    # ------------------------------------------------------------------ state
+    def counts(self) -> ServiceCounts:
+        """How many requests ended which way (see :class:`ServiceCounts`)."""
+        batcher = self.batcher.counts
+        with self._lock:
+            done, failed = self._done, self._failed
+        pending = batcher.submitted - done - failed - batcher.shed - batcher.closed
+        return ServiceCounts(
+            submitted=batcher.submitted,
+            done=done,
+            failed=failed,
+            shed=batcher.shed,
+            closed=batcher.closed,
+            pending=pending,
+            batches=batcher.batches,
+            batch_sizes=dict(sorted(batcher.batch_sizes.items())),
+        )
+
+    def backlog(self) -> tuple[int, int]:
+        """(events waiting on the client, events on the cluster)."""
+        return self.batcher.backlog()
+
+    def take_timings(self) -> list[EventTiming]:
+        """The timings of the requests answered since the last call (and forget them)."""
+        with self._lock:
+            timings, self._timings = self._timings, []
+        return timings
+
+    def wait_idle(self, timeout: float | None = None) -> bool:
+        """Wait until every request so far is answered; False on timeout."""
+        return self.batcher.wait_idle(timeout)
+
+    def worker_slots(self) -> int:
+        """Worker threads now connected (the default number of batches in flight)."""
+        info = self.client.scheduler_info(n_workers=-1)["workers"]
+        return max(1, sum(int(w.get("nthreads", 1)) for w in info.values()))
+
+    def close(self, drain: bool = True, timeout: float | None = 60.0) -> None:
+        """Stop taking requests; with ``drain`` wait (up to ``timeout`` s) for the queued and the
+        running ones to be answered. What is left fails with ServiceClosed (counted)."""
+        self.batcher.close(drain=drain, timeout=timeout)
+        if drain:
+            self.batcher.wait_idle(timeout)
+        with self._lock:
+            left = list(self._dask_futures.values())
+        if left:
+            self.client.cancel(left)
+
+    # ------------------------------------------------------------------ inside
+    def _in_flight_limit(self) -> int:
+        if self.config.max_in_flight is not None:
+            return int(self.config.max_in_flight)
+        # the client's view of the workers, refreshed at most once a second: a lost worker
+        # lowers the limit, a joining one raises it
+        checked, slots = self._limit_cache
+        now = time.monotonic()
+        if now - checked > 1.0:
+            # a scheduler hiccup must not stop the batcher: keep the last value
+            with contextlib.suppress(Exception):
+                slots = self.worker_slots()
+            self._limit_cache = (now, slots)
+        return slots
+
+    def _dispatch(self, batch: list[Request]) -> None:
+        key = f"trackflow-serve-{self._run}-{next(self._batch_ids):07d}"
+        dask_future = self.client.submit(
+            serve_batch,
+            self.plugin.name,
+            [r.payload for r in batch],
+            key=key,
+            retries=self.config.retries,
+            resources=gpu_request() if self.gpu else None,
+            pure=False,
+        )
+        with self._lock:
+            self._dask_futures[key] = dask_future
+        dask_future.add_done_callback(lambda f, batch=batch: self._on_done(f, batch))
+
+    def _on_done(self, dask_future: DaskFuture, batch: list[Request]) -> None:
+        received = time.monotonic()
+        try:
+            served: ServedBatch | None = dask_future.result()
+            error: BaseException | None = None
+        except BaseException as caught:  # KilledWorker, cancelled, a task failing after its retries
+            served, error = None, caught
+        with self._lock:
+            self._dask_futures.pop(dask_future.key, None)
+        answers = {e.event_id: e for e in served.events} if served is not None else {}
+        task_s = served.task_s if served is not None else 0.0
+        for request in batch:
+            event: Event = request.payload
+            answer = answers.get(int(event.event_id))
+            dispatched = request.dispatched if request.dispatched is not None else received
+            timing = EventTiming(
+                request_id=request.request_id,
+                event_id=int(event.event_id),
+                hits=len(event.hits),
+                status="done",
+                arrived=request.arrived,
+                finished=received,
+                latency_s=received - request.arrived,
+                batch_events=len(batch),
+                worker=served.worker if served is not None else "",
+                bytes_in=request.bytes_in,
+            )
+            if answer is not None:
+                timing.service_s = answer.service_s
+                # waiting for a slot, then for the other events of the batch
+                timing.queue_s = (dispatched - request.arrived) + max(task_s - answer.service_s, 0.0)
+                timing.transfer_s = timing.latency_s - timing.queue_s - timing.service_s
+                timing.bytes_out = _tracks_bytes(answer.tracks)
+            else:
+                timing.queue_s = dispatched - request.arrived
+                timing.transfer_s = received - dispatched
+            if answer is not None and answer.tracks is not None:
+                outcome: Any = answer.tracks
+            else:
+                timing.status = "failed"
+                if answer is not None and answer.failure is not None:
+                    failure = answer.failure
+                else:
+                    message = " ".join(str(error).split()) or type(error).__name__
+                    failure = EventFailure(int(event.event_id), "task", type(error).__name__, message)
+                timing.error = failure.line()
+                outcome = EventFailed(failure)
+            with self._lock:
+                self._timings.append(timing)
+                if timing.status == "done":
+                    self._done += 1
+                else:
+                    self._failed += 1
+            if isinstance(outcome, BaseException):
+                request.future.set_exception(outcome)
+            else:
+                request.future.set_result(outcome)
+        self.batcher.batch_done(len(batch))
+
+    def _record_unanswered(self, request: Request, status: str) -> None:
+        event: Event = request.payload
+        now = time.monotonic()
+        with self._lock:
+            self._timings.append(
+                EventTiming(
+                    request.request_id,
+                    int(event.event_id),
+                    len(event.hits),
+                    status,
+                    request.arrived,
+                    now,
+                    latency_s=now - request.arrived,
+                    bytes_in=request.bytes_in,
+                )
+            )

@@ -1,0 +1,65 @@
+"""What runs on a worker: one batch of events through the worker's warm pipeline.
+
+Errors are data, as in :mod:`trackflow.run.executors`: bad hits (a TrackflowError, or any error
+the computation raises deterministically on one event) fail that event only; an error that may
+pass (:data:`~trackflow.run.executors.TRANSIENT_ERRORS`) fails the task, which Dask retries.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+
+from trackflow.errors import TrackflowError
+from trackflow.events import Event
+from trackflow.pipeline.graph import EventTracks
+from trackflow.run.executors import TRANSIENT_ERRORS
+from trackflow.run.records import FINISH_STAGE, LOAD_STAGE, EventFailure
+
+
+@dataclass
+class ServedEvent:
+    """One event's answer: its tracks or its failure, and its in-task time ``service_s`` (s)."""
+
+    event_id: int
+    tracks: EventTracks | None
+    failure: EventFailure | None
+    service_s: float
+
+
+@dataclass
+class ServedBatch:
+    """A batch's answers, the task's run time ``task_s`` (s, worker clock) and the worker."""
+
+    events: list[ServedEvent] = field(default_factory=list)
+    task_s: float = 0.0
+    worker: str = ""
+
+
+def serve_batch(plugin_name: str, events: list[Event]) -> ServedBatch:
+    """Dask task: every event of ``events`` through the pipeline the plugin loaded (one after
+    the other, so each event's service time is its own)."""
+    from distributed import get_worker
+
+    from trackflow.run.plugin import worker_pipeline
+
+    pipeline = worker_pipeline(plugin_name)
+    task_start = time.perf_counter()
+    served = ServedBatch(worker=str(get_worker().address))
+    for event in events:
+        start = time.perf_counter()
+        stage = LOAD_STAGE
+        try:
+            graph = pipeline.prepare(event)
+            for stage in pipeline.stage_names:
+                graph = pipeline.run_stage(stage, graph)
+            stage = FINISH_STAGE
+            tracks: EventTracks | None = pipeline.finish(graph)
+            failure = None
+        except TRANSIENT_ERRORS:
+            raise  # Dask retries the task
+        except (TrackflowError, Exception) as error:
+            tracks, failure = None, EventFailure.from_exception(int(event.event_id), stage, error)
+        served.events.append(ServedEvent(int(event.event_id), tracks, failure, time.perf_counter() - start))
+    served.task_s = time.perf_counter() - task_start
+    return served
