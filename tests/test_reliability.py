@@ -3,24 +3,31 @@ mid-run and the run resumed. Outputs are compared byte for byte with a clean run
 
 from __future__ import annotations
 
+import contextlib
+import errno
 import gzip
 import json
 import os
+import resource
 import signal
 import subprocess
 import sys
 import textwrap
 import threading
 import time
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
 import pandas as pd
 import pytest
+from conftest import require
 from test_validation import gzip_bomb
 from test_workflow import run, shared_local_client, small_hits, write_small_events
 
+from trackflow.errors import OutputWriteError
 from trackflow.events import Event, write_event
+from trackflow.files import sha256_file
 from trackflow.run.outputs import MANIFEST_NAME
 from trackflow.run.report import EXIT_FAILED_EVENTS, EXIT_OK
 
@@ -272,3 +279,133 @@ def test_truncated_gzip_fixture_is_really_truncated(catalogue: tuple[Path, dict]
     directory, _ = catalogue
     with pytest.raises((EOFError, OSError)), gzip.open(directory / "event000007103-hits.csv.gz") as f:
         f.read()
+
+
+# --------------------------------------------------------------------------- full disk
+def _assert_resumable(out: Path, finished_at_least: int) -> dict[str, str]:
+    """After a failed write: no temporary left, manifest.json valid, every batch entry's Parquet
+    intact (nothing half-written). Returns the finished batches' key -> sha256."""
+    assert not list(out.rglob("*.tmp")), list(out.rglob("*.tmp"))
+    manifest = json.loads((out / MANIFEST_NAME).read_text())
+    assert manifest["fingerprint"]["input_dir"]
+    finished = _manifest_batches(out)
+    assert len(finished) >= finished_at_least
+    for entry in finished.values():
+        assert sha256_file(out / entry["path"]) == entry["sha256"]
+    return {key: entry["sha256"] for key, entry in finished.items()}
+
+
+@pytest.fixture(scope="module")
+def sized_events(trackml_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """Four events, the third about five times the others' hits (its batch's Parquet ~25 kB,
+    the small ones' ~5 kB)."""
+    directory = tmp_path_factory.mktemp("sized_events")
+    write_small_events(trackml_dir, directory, 2, first=9000)
+    write_event(Event(event_id=9002, hits=small_hits(trackml_dir, 2, width=0.3)), directory)
+    write_small_events(trackml_dir, directory, 1, first=9003)
+    return directory
+
+
+def _limit_file_size(max_bytes: int) -> Callable[[], None]:
+    def limit() -> None:
+        # ignored, SIGXFSZ would kill the process; so a write past the limit fails with EFBIG
+        signal.signal(signal.SIGXFSZ, signal.SIG_IGN)
+        resource.setrlimit(resource.RLIMIT_FSIZE, (max_bytes, max_bytes))
+
+    return limit
+
+
+def _cli(*args: str, limit: Callable[[], None] | None = None) -> subprocess.CompletedProcess[str]:
+    command = [sys.executable, "-m", "trackflow", *args]
+    return subprocess.run(command, capture_output=True, text=True, preexec_fn=limit, timeout=600, check=False)
+
+
+@pytest.mark.slow
+def test_a_file_size_limit_is_one_line_and_the_rerun_resumes(sized_events: Path, tmp_path: Path) -> None:
+    """RLIMIT_FSIZE of 12 kB: the small batches are written, the large one's Parquet is not."""
+    args = ["reconstruct", str(sized_events), "--mode", "direct", "--batch-size", "1", "--no-progress"]
+    clean = _cli(*args, "--out", str(tmp_path / "clean"))
+    assert clean.returncode == EXIT_OK, clean.stderr
+    out = tmp_path / "out"
+
+    limited = _cli(*args, "--out", str(out), limit=_limit_file_size(12_000))
+    assert limited.returncode == 4, limited.stderr
+    lines = limited.stderr.strip().splitlines()
+    assert len(lines) == 1, limited.stderr  # one line, no traceback
+    assert lines[0].startswith(f"trackflow: error: {out / 'batches'}/batch-000009002-"), lines[0]
+    assert "no room to write (File too large, EFBIG); 2 finished batch(es)" in lines[0]
+    assert "the same command resumes" in lines[0]
+    finished = _assert_resumable(out, 2)
+    assert sorted(k.split("-")[1] for k in finished) == ["000009000", "000009001"]
+    assert not list((out / "batches").glob("batch-000009002-*"))  # not half-written, not at all
+
+    rerun = _cli(*args, "--out", str(out))
+    assert rerun.returncode == EXIT_OK, rerun.stderr
+    report = json.loads((out / "report.json").read_text())
+    assert report["events"]["resumed"] == 2 and report["events"]["processed"] == 2
+    assert (out / "submission.csv").read_bytes() == (tmp_path / "clean" / "submission.csv").read_bytes()
+    after = {k: b["sha256"] for k, b in _manifest_batches(out).items()}
+    assert {k: after[k] for k in finished} == finished  # the finished batches were not redone
+
+
+@contextlib.contextmanager
+def small_tmpfs(directory: Path, size: str) -> Iterator[Path]:
+    """A tmpfs of ``size`` mounted on ``directory`` (needs root), unmounted afterwards."""
+    directory.mkdir()
+    mounted = subprocess.run(
+        ["mount", "-t", "tmpfs", "-o", f"size={size}", "tmpfs", str(directory)],
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    require(mounted.returncode == 0, f"cannot mount a tmpfs: {mounted.stderr.strip() or 'not root'}")
+    try:
+        yield directory
+    finally:
+        subprocess.run(["umount", str(directory)], check=False)
+
+
+def _fill(directory: Path) -> Path:
+    """Write into ``directory`` until its file system is full."""
+    filler = directory / "filler"
+    with filler.open("wb") as f:
+        try:
+            while True:
+                f.write(b"\0" * 65536)
+                f.flush()
+        except OSError as error:
+            assert error.errno == errno.ENOSPC
+    return filler
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("mode", ["fused", "staged"])
+def test_a_disk_filled_mid_run_is_one_error_and_the_rerun_resumes(
+    mode: str, slow_events: Path, clean_run: Any, dask_client: Any, tmp_path: Path
+) -> None:
+    with small_tmpfs(tmp_path / "disk", "2m") as disk:
+        out = disk / "out"
+        filled: dict[str, Path] = {}
+
+        def fill_after_two_batches() -> None:
+            _wait_for_batches(out, 2)
+            filled["filler"] = _fill(disk)
+
+        filler = threading.Thread(target=fill_after_two_batches)
+        filler.start()
+        with pytest.raises(OutputWriteError) as error:
+            run(slow_events, out, mode=mode, batch_size=1, client=dask_client, max_in_flight=2)
+        filler.join()
+        message = str(error.value)
+        assert error.value.exit_code == 4 and "\n" not in message
+        assert "no room to write (No space left on device, ENOSPC)" in message, message
+        finished = _assert_resumable(out, 2)
+        assert len(finished) < 10
+
+        filled["filler"].unlink()
+        report = run(slow_events, out, mode=mode, batch_size=1, client=dask_client)
+        assert report.exit_code == EXIT_OK
+        assert report.report["events"]["resumed"] == len(finished)
+        after = {k: b["sha256"] for k, b in _manifest_batches(out).items()}
+        assert {k: after[k] for k in finished} == finished
+        _same_outputs(report, clean_run)

@@ -35,7 +35,7 @@ def user_errors(command: F) -> F:
             return command(*args, **kwargs)
         except TrackflowError as error:
             click.echo(f"trackflow: error: {error}", err=True)
-            sys.exit(2)
+            sys.exit(error.exit_code)  # 2; 4 for an output that could not be written (full disk)
 
     return wrapper  # type: ignore[return-value]
 

@@ -6,7 +6,10 @@ from pathlib import Path
 
 
 class TrackflowError(Exception):
-    """Base class of every error trackflow raises on purpose."""
+    """Base class of every error trackflow raises on purpose; the CLI prints its one-line message
+    and exits with ``exit_code``."""
+
+    exit_code = 2
 
 
 class EventFileError(TrackflowError, ValueError):
@@ -32,3 +35,16 @@ class ModelFileError(TrackflowError, ValueError):
 
 class ConfigError(TrackflowError, ValueError):
     """A setting or option has a value trackflow cannot use."""
+
+
+class OutputWriteError(TrackflowError):
+    """An output file could not be written (a full disk, a quota, a file size limit): what was
+    finished before is kept intact, and the same command resumes once there is room. Exit code 4,
+    so that a batch script can tell it from bad input (2) and failed events (3)."""
+
+    exit_code = 4
+
+    def __init__(self, path: str | Path, problem: str) -> None:
+        self.path = Path(path)
+        self.problem = " ".join(str(problem).split())
+        super().__init__(f"{self.path}: {self.problem}")

@@ -17,6 +17,11 @@ same ``--out`` skips every batch whose entry and file still match (resuming with
 is refused rather than mixing two runs in one submission); ``overwrite=True`` removes these files
 and starts afresh.
 
+A write that fails (a full disk, a quota, a file size limit) raises :class:`OutputWriteError`
+(one line naming the file and the cause; the CLI's exit 4). Every file is written to a temporary
+beside it and renamed, so no batch is ever half-written and ``manifest.json`` stays valid; the
+batches finished before are kept, and the same command resumes once there is room.
+
 One run at a time: ``OUT/.trackflow.lock`` is held (``flock``) from the moment a run opens its
 outputs until its report is written, so a second run on the same ``--out`` fails at once, naming
 the first one's pid and host (:class:`OutDirLock`).
@@ -33,14 +38,14 @@ import logging
 import os
 import socket
 import weakref
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
 import pandas as pd
 
-from trackflow.errors import ConfigError
+from trackflow.errors import ConfigError, OutputWriteError
 from trackflow.events.submission import read_tracks_parquet, write_submission, write_tracks_parquet
 from trackflow.files import atomic_path, sha256_file, write_json
 from trackflow.run.batching import Batch
@@ -54,6 +59,30 @@ SUBMISSION_NAME = "submission.csv"
 REPORT_NAME = "report.json"
 LOCK_NAME = ".trackflow.lock"
 MANIFEST_VERSION = 1
+#: errnos of a write that found no room: the device, the user's quota, or RLIMIT_FSIZE
+NO_ROOM = frozenset({errno.ENOSPC, errno.EDQUOT, errno.EFBIG})
+
+
+@contextlib.contextmanager
+def writing(path: Path, out_dir: Path, finished: int) -> Iterator[None]:
+    """Turn an OSError raised while writing ``path`` into one :class:`OutputWriteError` line
+    that says what is kept (``finished`` batches in ``out_dir``) and how to go on."""
+    try:
+        yield
+    except OSError as error:
+        if error.errno:  # pyarrow's strerror is a paragraph; the errno says the same in brief
+            said = f"{os.strerror(error.errno)}, {errno.errorcode.get(error.errno, error.errno)}"
+        else:
+            said = " ".join(str(error).split())
+        if error.errno in NO_ROOM:
+            problem, until = f"no room to write ({said})", "there is room"
+        else:
+            problem, until = f"cannot write ({said})", "it can be written"
+        raise OutputWriteError(
+            path,
+            f"{problem}; {finished} finished batch(es) in {out_dir} are kept intact, "
+            f"and the same command resumes once {until}",
+        ) from error
 
 
 class OutDirLock:
@@ -81,8 +110,12 @@ class OutDirLock:
                 self.release()
                 raise
             self._take_over_if_stale()
-        os.ftruncate(self._fd, 0)
-        os.pwrite(self._fd, f"{os.getpid()} {socket.gethostname()} {_now()}\n".encode(), 0)
+        try:
+            os.ftruncate(self._fd, 0)
+            os.pwrite(self._fd, f"{os.getpid()} {socket.gethostname()} {_now()}\n".encode(), 0)
+        except OSError:  # e.g. a full disk: not left holding the lock
+            self.release()
+            raise
         # a lock object dropped without release() (an exception on the way) still lets go
         self._finalizer = weakref.finalize(self, os.close, self._fd)
 
@@ -161,11 +194,13 @@ class RunOutputs:
     def __init__(self, out_dir: str | Path, fingerprint: dict[str, Any], overwrite: bool = False) -> None:
         self.out_dir = Path(out_dir)
         self.fingerprint = json.loads(json.dumps(fingerprint, default=str))  # as it reads back
-        self.out_dir.mkdir(parents=True, exist_ok=True)
-        # before anything is touched: another run's temporaries are not partial writes
-        self.lock = OutDirLock(self.out_dir)
+        with writing(self.out_dir / LOCK_NAME, self.out_dir, 0):
+            self.out_dir.mkdir(parents=True, exist_ok=True)
+            # before anything is touched: another run's temporaries are not partial writes
+            self.lock = OutDirLock(self.out_dir)
         try:
-            self.batch_dir.mkdir(exist_ok=True)
+            with writing(self.batch_dir, self.out_dir, 0):
+                self.batch_dir.mkdir(exist_ok=True)
             self._remove_partial_writes()
             if overwrite:
                 self._remove_previous()
@@ -254,11 +289,17 @@ class RunOutputs:
             return None
         return entry
 
+    def _writing(self, path: Path) -> contextlib.AbstractContextManager[None]:
+        return writing(path, self.out_dir, len(self.entries))
+
     def write_batch(self, result: BatchResult) -> BatchEntry:
-        """Write the batch's tracks (Parquet, atomic), then its manifest entry (atomic)."""
+        """Write the batch's tracks (Parquet, atomic), then its manifest entry (atomic): a batch
+        whose entry is missing runs again, so a crash (or a full disk) between the two loses
+        nothing."""
         batch = result.batch
         path = self.batch_dir / f"{batch.key}.parquet"
-        write_tracks_parquet(path, result.tracks)
+        with self._writing(path):
+            write_tracks_parquet(path, result.tracks)
         entry = BatchEntry(
             key=batch.key,
             batch_id=batch.batch_id,
@@ -278,7 +319,8 @@ class RunOutputs:
                 for e in result.events
             ],
         )
-        with atomic_path(self.batch_dir / f"{batch.key}.json") as tmp:
+        entry_path = self.batch_dir / f"{batch.key}.json"
+        with self._writing(entry_path), atomic_path(entry_path) as tmp:
             tmp.write_text(json.dumps(asdict(entry), sort_keys=True) + "\n")
         self.entries[batch.key] = entry
         return entry
@@ -290,14 +332,15 @@ class RunOutputs:
             "fingerprint": self.fingerprint,
             "batches": {key: asdict(entry) for key, entry in sorted(self.entries.items())},
         }
-        with atomic_path(self.manifest_path) as tmp:
+        with self._writing(self.manifest_path), atomic_path(self.manifest_path) as tmp:
             tmp.write_text(json.dumps(manifest, indent=1, sort_keys=True) + "\n")
 
     def write_submission(self, batches: Iterable[Batch]) -> Path:
         """``submission.csv`` from the batches' Parquet files, in batch (= event) order."""
         entries = [self.entries[b.key] for b in sorted(batches, key=lambda b: b.batch_id)]
         frames = (read_tracks_parquet(self.out_dir / entry.path) for entry in entries)
-        return write_submission(self.submission_path, frames)
+        with self._writing(self.submission_path):
+            return write_submission(self.submission_path, frames)
 
     def read_tracks(self, batches: Iterable[Batch]) -> pd.DataFrame:
         """All tracks of ``batches`` as one submission frame, in event order."""
@@ -312,7 +355,8 @@ class RunOutputs:
     def write_report(self, report: dict[str, Any]) -> Path:
         """``report.json``, the run's last write: the directory's lock is released after it."""
         try:
-            write_json(self.report_path, report)
+            with self._writing(self.report_path):
+                write_json(self.report_path, report)
         finally:
             self.lock.release()
         return self.report_path

@@ -328,6 +328,22 @@ def reconstruct(cfg: ReconstructConfig) -> RunReport:
     truth_plots = TruthPlots()  # a bad plots.* setting is refused here, before any work
     batches = make_batches(refs, cfg.batch_size, cfg.max_hits_per_batch)
     outputs = RunOutputs(cfg.out_dir, _fingerprint(cfg, pipeline_settings), overwrite=cfg.overwrite)
+    try:
+        return _reconstruct_into(cfg, refs, batches, outputs, pipeline_settings, truth_plots)
+    finally:
+        # released by the report's write; an error on the way (a full disk) must not keep it
+        outputs.lock.release()
+
+
+def _reconstruct_into(
+    cfg: ReconstructConfig,
+    refs: list[EventRef],
+    batches: list[Batch],
+    outputs: RunOutputs,
+    pipeline_settings: PipelineSettings | None,
+    truth_plots: TruthPlots,
+) -> RunReport:
+    """The run itself, into ``outputs`` opened (and locked) by :func:`reconstruct`."""
     finished = {b.batch_id: outputs.finished(b) for b in batches}
     todo = [b for b in batches if finished[b.batch_id] is None]
     resumed = [entry for entry in finished.values() if entry is not None]
