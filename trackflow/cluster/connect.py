@@ -1,9 +1,18 @@
 """Workers of a scheduler that is already running: an address (``tcp://``, ``tls://``) or a
-scheduler file (batch mode, ``slurm/trackflow.sbatch``). Nothing is started or stopped."""
+scheduler file (batch mode, ``slurm/trackflow.sbatch``). Nothing is started or stopped.
+
+A connection that fails says which of two things happened, in one line each: the scheduler was
+*unreachable* (nothing answered at the address within the timeout: a wrong address, a scheduler
+not running, a firewall) or the TLS handshake was *refused* (a certificate of another run's CA,
+an expired one, on either side). The first is :class:`SchedulerUnreachableError`, the second
+:class:`TlsRefusedError`; both are :class:`ClusterStartError` (the CLI's exit 2).
+"""
 
 from __future__ import annotations
 
 import contextlib
+import re
+import ssl
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -13,8 +22,62 @@ from distributed import Client
 from distributed.security import Security
 
 from trackflow.cluster.handle import ClusterHandle, ClusterStartError, wait_for_workers
-from trackflow.cluster.tls import TlsFiles, tls_security
+from trackflow.cluster.tls import TlsFiles, certificate_problem, tls_security
 from trackflow.errors import ConfigError
+
+
+class SchedulerUnreachableError(ClusterStartError):
+    """Nothing answered at the scheduler's address within the timeout."""
+
+
+class TlsRefusedError(ClusterStartError):
+    """The scheduler answered, but the TLS handshake failed: a wrong CA or an expired certificate."""
+
+
+def _chain(error: BaseException) -> list[BaseException]:
+    """``error`` and its causes, outermost first."""
+    chain: list[BaseException] = []
+    current: BaseException | None = error
+    while current is not None and current not in chain:
+        chain.append(current)
+        current = current.__cause__ or current.__context__
+    return chain
+
+
+def _one_line(error: BaseException) -> str:
+    # distributed prefixes "in <TLS (closed) local=... remote=...>: "; the cause is what follows
+    return re.sub(r"^in <[^>]*>: ", "", " ".join(str(error).split()))[:200]
+
+
+def connect_error(
+    target: str, address: str, error: BaseException, security: Security | None
+) -> ClusterStartError:
+    """One line for a failed connection to ``address``: refused (TLS) or unreachable."""
+    chain = _chain(error)
+    verify = next((e for e in chain if isinstance(e, ssl.SSLCertVerificationError)), None)
+    tls_failure = next((e for e in chain if isinstance(e, ssl.SSLError)), None)
+    if address.startswith("tls://") and (verify is not None or tls_failure is not None):
+        ours = None
+        if security is not None and security.tls_client_cert and security.tls_ca_file:
+            problem = certificate_problem(security.tls_client_cert, security.tls_ca_file)
+            ours = problem and f"our certificate {security.tls_client_cert}: {problem}"
+        if verify is not None:  # we checked the scheduler's certificate and it failed
+            theirs = str(verify.verify_message or verify.reason)
+            if "self-signed" in theirs or "issuer" in theirs:
+                theirs += ": it is signed by another CA than ours (another run's certificates?)"
+            why = f"the scheduler's certificate failed our check ({theirs})"
+        else:  # the scheduler ended the handshake: it did not accept our certificate
+            ended = _one_line(tls_failure) if tls_failure is not None else "closed"
+            why = f"the scheduler ended the handshake ({ended}): it did not accept our certificate"
+        return TlsRefusedError(
+            f"{target}: TLS refused by the scheduler at {address}: {why}"
+            + (f"; {ours}" if ours else "")
+            + "; use the certificates of the scheduler's run (distributed.comm.tls.*, or RUN_DIR/tls)"
+        )
+    cause = _one_line(chain[-1]) if len(chain) > 1 else _one_line(error)
+    return SchedulerUnreachableError(
+        f"{target}: scheduler unreachable at {address} ({cause}); is it running, and is the address right?"
+    )
 
 
 def connection_security(address: str, run_dir: Path | None, scheduler_file: Path | None) -> Security | None:
@@ -53,10 +116,8 @@ def connect_cluster(
     security = connection_security(address, run_dir, scheduler_file)
     try:
         client = Client(address, security=security, timeout=timeout)
-    except OSError as error:
-        raise ClusterStartError(
-            f"{target}: cannot connect to the scheduler at {address} ({' '.join(str(error).split())[:200]})"
-        ) from None
+    except OSError as error:  # distributed's CommClosedError and TimeoutError are OSErrors
+        raise connect_error(target, address, error, security) from None
     try:
         problems = wait_for_workers(client, 1, timeout, f"scheduler {address}")
         yield ClusterHandle(

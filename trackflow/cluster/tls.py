@@ -183,6 +183,34 @@ def check_private(files: TlsFiles) -> None:
         raise ConfigError(f"{files.key_file}: private key is mode {mode:o}; make it 0600")
 
 
+def certificate_problem(cert_file: str | Path, ca_file: str | Path) -> str | None:
+    """What is wrong with ``cert_file`` as seen from ``ca_file`` (``openssl verify``): e.g.
+    ``certificate has expired (notAfter=...)`` or ``unable to get local issuer certificate``
+    (signed by another CA); None when it verifies, or when it cannot be checked here."""
+    if shutil.which("openssl") is None:
+        return None
+    done = subprocess.run(
+        ["openssl", "verify", "-CAfile", str(ca_file), str(cert_file)],
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    if done.returncode == 0:
+        return None
+    said = [line for line in (done.stdout + done.stderr).splitlines() if line.startswith("error ")]
+    # "error 10 at 0 depth lookup: certificate has expired"
+    problem = said[0].split(":", 1)[-1].strip() if said else "does not verify"
+    end = subprocess.run(
+        ["openssl", "x509", "-noout", "-enddate", "-in", str(cert_file)],
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    if "expired" in problem and end.returncode == 0:
+        problem += f" ({end.stdout.strip()})"
+    return problem
+
+
 def tls_security(files: TlsFiles) -> Security:
     """A ``Security`` for the scheduler, the workers and the client of one run: every connection
     encrypted, every peer must present a certificate signed by the run's CA."""
