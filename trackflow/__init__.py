@@ -46,6 +46,10 @@ _PUBLIC: dict[str, str] = {
     "run_bench": "trackflow.bench.sweep",
     "write_plots": "trackflow.bench.sweep",
     "estimate": "trackflow.estimation.sizing",
+    "Service": "trackflow.service",
+    "ServiceConfig": "trackflow.service",
+    "StreamConfig": "trackflow.service.stream",
+    "run_stream": "trackflow.service.stream",
 }
 
 __all__ = ["__version__", *sorted(_PUBLIC)]  # noqa: PLE0604 - names are str keys

@@ -540,6 +540,72 @@ def estimate(**options: Any) -> None:
     click.echo(result.table())
 
 
+def float_list(value: str | None) -> list[float] | None:
+    if value is None:
+        return None
+    try:
+        return [float(v) for v in value.split(",") if v.strip()]
+    except ValueError as error:
+        raise click.BadParameter(f"expected comma-separated numbers, got {value!r}") from error
+
+
+@main.command()
+@click.argument("input_dir", type=EXISTING_DIR)
+@click.option("--out", "out_dir", type=OUT_DIR, default=Path("stream"), show_default=True,
+              help="Directory for stream.json and the plots (PNG).")
+@click.option("--rate", "rates", default=None, callback=lambda _c, _p, v: float_list(v),
+              help="Offered rates (Hz) of open-loop Poisson arrivals, e.g. 1,2,3.")
+@click.option("--duration", type=click.FloatRange(min=0, min_open=True), default=None,
+              help="Seconds of arrivals per rate (default stream.duration, 20).")
+@click.option("--concurrency", default=None, callback=lambda _c, _p, v: v and int_list(v),
+              help="Also a closed-loop sweep: requests in flight, e.g. 1,2,4 (each for --duration s).")
+@click.option("--instances", default=None, callback=lambda _c, _p, v: v and int_list(v),
+              help="Workers to run the --concurrency sweep at, e.g. 1,2 (the cluster is scaled).")
+@click.option("--bench", "bench_json", type=EXISTING_FILE, default=None,
+              help="bench.json of `trackflow bench` on this cluster for the prediction "
+              "(default: a quick service-time measurement of the stream itself).")
+@cluster_options
+@click.option("--workers", type=click.IntRange(min=1), default=2, show_default=True,
+              help="Worker processes (local) or worker jobs (Slurm).")
+@click.option("--threads-per-worker", type=click.IntRange(min=1), default=1, show_default=True)
+@click.option("--max-batch", "max_batch_events", type=click.IntRange(min=1), default=None,
+              help="Dynamic batching: events per task at most (default service.max_batch_events, 1).")
+@click.option("--max-delay", "max_delay_ms", type=click.FloatRange(min=0), default=None,
+              help="Dynamic batching: ms the oldest event may wait for a batch to fill (default 0).")
+@click.option("--max-queued", type=click.IntRange(min=1), default=None,
+              help="Events that may wait on the client (default service.max_queued, 256).")
+@click.option("--policy", "queue_policy", type=click.Choice(["shed", "block"]), default=None,
+              help="When the queue is full: shed the event (counted) or block the source "
+              "(default service.queue_policy: shed).")
+@click.option("--max-events", type=click.IntRange(min=1), default=None,
+              help="Replay at most this many events.")
+@click.option("--seed", type=int, default=None, help="Seed of the arrival times (default stream.seed).")
+@user_errors
+def stream(**options: Any) -> None:
+    """Stream INPUT_DIR's events into a trackflow.Service as open-loop Poisson arrivals.
+
+    Per --rate: latency from arrival to tracks (queueing, transfer, service), achieved
+    throughput, backlog over time, shed and failed counts, against the prediction of the
+    estimate's queue model for this cluster (from --bench, else measured here first). Writes
+    stream.json, latency_vs_rate.png (the knee), backlog.png and, with --concurrency,
+    concurrency.png.
+    """
+    from trackflow.service.stream import StreamConfig, run_stream
+
+    given = {k: v for k, v in options.items() if v is not None}
+    result = run_stream(StreamConfig(**given), progress=click.echo)
+    knee = result["knee"]
+    fmt = lambda v: "-" if v is None else f"{v:.3g} Hz"  # noqa: E731
+    click.echo(f"capacity: measured {fmt(result['capacity']['measured_hz'])}, "
+               f"predicted {fmt(result['capacity']['predicted_hz'])}")
+    click.echo(f"knee: measured {fmt(knee['measured_hz'])}, predicted {fmt(knee['predicted_hz'])}")
+    counts = result["counts"]
+    click.echo(f"events: {counts['done']} done, {counts['failed']} failed, {counts['shed']} shed of "
+               f"{counts['submitted']}; every arrival answered: {result['every_arrival_answered']}")
+    for path in result["outputs"]:
+        click.echo(f"wrote {path}")
+
+
 # --------------------------------------------------------------------------- models
 def scale_map(value: str | None) -> dict[str, float]:
     """``r=1000,phi=3.14159,z=1000`` -> ``{"r": 1000.0, ...}``."""

@@ -397,11 +397,11 @@ class Service:
             served, error = None, caught
         with self._lock:
             self._dask_futures.pop(dask_future.key, None)
-        answers = {e.event_id: e for e in served.events} if served is not None else {}
+        # answers come back in the batch's order (two requests may carry the same event id)
+        answers = list(served.events) if served is not None else [None] * len(batch)
         task_s = served.task_s if served is not None else 0.0
-        for request in batch:
+        for request, answer in zip(batch, answers, strict=True):
             event: Event = request.payload
-            answer = answers.get(int(event.event_id))
             dispatched = request.dispatched if request.dispatched is not None else received
             timing = EventTiming(
                 request_id=request.request_id,

@@ -1,0 +1,500 @@
+"""``trackflow stream``: open-loop Poisson arrivals into the service, latency against the estimate.
+
+For each offered rate λ (Hz) the events of the input directory are replayed, cycling, at Poisson
+arrival times over ``duration`` s, whether or not the service keeps up (open loop: an event's
+latency counts from its scheduled arrival, even when a ``block`` policy held the source back).
+Per rate: latency percentiles from arrival to tracks, split into queueing, transfer and service
+(:class:`~trackflow.service.service.EventTiming`); achieved throughput; the backlog (events
+waiting on the client, and on the cluster) sampled over time, with the client's resident memory;
+the shed and failed counts, and the check that every arrival was answered or counted.
+
+Before the rates:
+
+1. warm-up: two events per worker slot, not measured (first calls in a process are slow);
+2. the network: client↔scheduler and scheduler↔worker round trips
+   (:mod:`trackflow.cluster.probes`), the hosts of client, scheduler and workers, and the bytes
+   per event both ways (hits in, tracks out);
+3. the measured capacity: a closed loop with two requests per worker slot (a slot never
+   waits for the client) for ``calibration_events`` events; events/s is the capacity, and each
+   event's dispatch→result time is what one server is busy with per event.
+
+The prediction (:mod:`trackflow.estimation.online`) is the estimate's queue simulation for this
+farm (servers = worker slots): from ``bench_json`` when given (the service samples of ``trackflow
+bench`` on the same cluster, as ``trackflow estimate`` uses them), else from the capacity
+measurement of step 3 — ``stream.json`` says which (``prediction.model.source``).
+
+Optionally a closed-loop sweep, as the study's ``perf_analyzer``: throughput and p95 latency with
+K requests in flight (``concurrency``), at each number of workers (``instances``; the cluster is
+scaled between them).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import os
+import socket
+import statistics
+import threading
+import time
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+
+from trackflow import config
+from trackflow.cluster.probes import client_scheduler_rtt, scheduler_worker_rtt, worker_memory
+from trackflow.errors import ConfigError, EventFileError
+from trackflow.estimation.online import FarmModel, measured_knee, samples_from_bench
+from trackflow.events import Event
+from trackflow.events.trackml import list_events
+from trackflow.files import write_json
+from trackflow.memory import rss_bytes
+from trackflow.service.service import EventTiming, Service, ServiceConfig
+
+if TYPE_CHECKING:
+    from distributed import Client
+
+    from trackflow.run.plugin import PipelineLoader
+
+logger = logging.getLogger(__name__)
+Progress = Callable[[str], None]
+
+
+@dataclass
+class StreamConfig:
+    """The options of ``trackflow stream`` (None = the default under ``stream.`` / ``service.``).
+
+    ``rates``: offered rates (Hz), each streamed for ``duration`` s. ``concurrency``: requests in
+    flight for the closed-loop sweep (each for ``sweep_duration`` s, default ``duration``), at
+    each count of ``instances`` (workers; default: as opened). ``bench_json``: the prediction's
+    service samples (else measured here). ``max_events``: events of ``input_dir`` replayed.
+    ``client``: run on this client instead of opening ``cluster`` (tests, notebooks).
+    """
+
+    input_dir: Path
+    out_dir: Path
+    rates: list[float] = field(default_factory=list)
+    duration: float | None = None
+    concurrency: list[int] = field(default_factory=list)
+    instances: list[int] = field(default_factory=list)
+    sweep_duration: float | None = None
+    bench_json: Path | None = None
+    cluster: str = "local"
+    workers: int = 2
+    threads_per_worker: int = 1
+    scheduler_file: Path | None = None
+    adapt: tuple[int, int] | None = None
+    profile_file: Path | None = None
+    insecure: bool = False
+    models_dir: Path | None = None
+    device: str | None = None
+    max_batch_events: int | None = None
+    max_delay_ms: float | None = None
+    max_queued: int | None = None
+    queue_policy: str | None = None
+    max_events: int | None = None
+    calibration_events: int | None = None
+    seed: int | None = None
+    client: Client | None = field(default=None, repr=False)
+    pipeline_loader: PipelineLoader | None = field(default=None, repr=False)
+    on_rate: Callable[[Service, float], None] | None = field(default=None, repr=False)
+
+    def __post_init__(self) -> None:
+        self.input_dir, self.out_dir = Path(self.input_dir), Path(self.out_dir)
+        if self.duration is None:
+            self.duration = float(config.get("stream.duration", 20))
+        self.sweep_duration = float(self.sweep_duration if self.sweep_duration is not None else self.duration)
+        self.seed = int(self.seed if self.seed is not None else config.get("stream.seed", 1))
+        self.calibration_events = int(
+            self.calibration_events
+            if self.calibration_events is not None
+            else config.get("stream.calibration_events", 24)
+        )
+        if not self.rates and not self.concurrency:
+            raise ConfigError("--rate / --concurrency: give at least one rate or one concurrency")
+        if any(not r > 0 for r in self.rates):
+            raise ConfigError(f"--rate {','.join(f'{r:g}' for r in self.rates)}: rates must be > 0 Hz")
+        if any(k < 1 for k in self.concurrency) or any(n < 1 for n in self.instances):
+            raise ConfigError("--concurrency / --instances: must be >= 1")
+        if not self.duration > 0:
+            raise ConfigError(f"--duration {self.duration:g}: must be > 0 s")
+
+    def service_config(self) -> ServiceConfig:
+        return ServiceConfig(
+            models_dir=self.models_dir,
+            device=self.device,
+            threads_per_worker=self.threads_per_worker,
+            max_batch_events=self.max_batch_events,
+            max_delay_ms=self.max_delay_ms,
+            max_queued=self.max_queued,
+            queue_policy=self.queue_policy,
+            pipeline_loader=self.pipeline_loader,
+        )
+
+
+# --------------------------------------------------------------------------- statistics
+def _percentiles(values: Sequence[float]) -> dict[str, float | None]:
+    if not values:
+        return {"p50": None, "p95": None, "p99": None, "mean": None}
+    array = np.asarray(values, dtype=np.float64)
+    out: dict[str, float | None] = {f"p{q}": float(np.percentile(array, q)) for q in (50, 95, 99)}
+    out["mean"] = float(array.mean())
+    return out
+
+
+def summarise(timings: list[EventTiming], started: float) -> dict[str, Any]:
+    """Counts, latency (and its parts) percentiles, throughput and bytes of one run's timings."""
+    done = [t for t in timings if t.status == "done"]
+    last = max((t.finished for t in done), default=started)
+    return {
+        "answered": len(timings),
+        "done": len(done),
+        "failed": sum(t.status == "failed" for t in timings),
+        "shed": sum(t.status == "shed" for t in timings),
+        "errors": sorted({t.error for t in timings if t.error})[:10],
+        "throughput_hz": len(done) / (last - started) if done and last > started else 0.0,
+        "latency_s": _percentiles([t.latency_s for t in done]),
+        "queue_s": _percentiles([t.queue_s for t in done]),
+        "transfer_s": _percentiles([t.transfer_s for t in done]),
+        "service_s": _percentiles([t.service_s for t in done]),
+        "batch_events_mean": statistics.fmean(t.batch_events for t in done) if done else None,
+        "bytes_in_per_event": statistics.fmean(t.bytes_in for t in done) if done else None,
+        "bytes_out_per_event": statistics.fmean(t.bytes_out for t in done) if done else None,
+        "hits_per_event": statistics.fmean(t.hits for t in done) if done else None,
+    }
+
+
+# --------------------------------------------------------------------------- the loops
+class _BacklogSampler:
+    """Samples (t s since start, waiting, on the cluster, client RSS bytes) every ``interval`` s."""
+
+    def __init__(self, service: Service, start: float, interval: float) -> None:
+        self.samples: list[tuple[float, int, int, int]] = []
+        self._stop = threading.Event()
+        self._thread = threading.Thread(
+            target=self._run, args=(service, start, interval), name="trackflow-backlog", daemon=True
+        )
+        self._thread.start()
+
+    def _run(self, service: Service, start: float, interval: float) -> None:
+        while not self._stop.wait(interval):
+            queued, in_flight = service.backlog()
+            self.samples.append((time.monotonic() - start, queued, in_flight, rss_bytes()))
+
+    def stop(self) -> list[tuple[float, int, int, int]]:
+        self._stop.set()
+        self._thread.join()
+        return self.samples
+
+
+def poisson_arrivals(rate_hz: float, duration_s: float, rng: np.random.Generator) -> np.ndarray:
+    """Arrival times (s from 0) of a Poisson stream at ``rate_hz`` over ``duration_s``."""
+    expected = int(rate_hz * duration_s * 1.5 + 20)
+    times = np.cumsum(rng.exponential(1.0 / rate_hz, size=expected))
+    while times[-1] < duration_s:  # rare: extend until the window is covered
+        more = np.cumsum(rng.exponential(1.0 / rate_hz, size=expected))
+        times = np.concatenate([times, times[-1] + more])
+    return times[times < duration_s]
+
+
+def open_loop(
+    service: Service,
+    events: Sequence[Event],
+    rate_hz: float,
+    duration_s: float,
+    rng: np.random.Generator,
+    drain_timeout_s: float,
+    sample_interval_s: float,
+) -> dict[str, Any]:
+    """One rate: arrivals on schedule (never waiting for answers), then drain; the summary."""
+    service.take_timings()  # only this rate's answers count
+    arrivals = poisson_arrivals(rate_hz, duration_s, rng)
+    before = service.counts()
+    start = time.monotonic() + 0.05
+    sampler = _BacklogSampler(service, start, sample_interval_s)
+    behind = 0.0
+    for i, offset in enumerate(arrivals):
+        due = start + float(offset)
+        wait = due - time.monotonic()
+        if wait > 0:
+            time.sleep(wait)
+        else:
+            behind = max(behind, -wait)
+        service.submit(events[i % len(events)], arrived=due)
+    drained = service.wait_idle(drain_timeout_s)
+    backlog = sampler.stop()
+    timings = service.take_timings()
+    after = service.counts()
+    summary = summarise(timings, start)
+    summary.update(
+        {
+            "offered_rate_hz": rate_hz,
+            "duration_s": duration_s,
+            "arrivals": len(arrivals),
+            "drained": drained,
+            # the service's own counters over this rate, against the arrivals
+            "counts": {
+                k: getattr(after, k) - getattr(before, k) for k in ("submitted", "done", "failed", "shed")
+            },
+            "unanswered": len(arrivals) - len(timings),
+            "source_behind_s": behind,
+            "backlog": {
+                "t_s": [round(s[0], 3) for s in backlog],
+                "queued": [s[1] for s in backlog],
+                "in_flight": [s[2] for s in backlog],
+                "client_rss_bytes": [s[3] for s in backlog],
+                "max_queued": max((s[1] for s in backlog), default=0),
+                "max_client_rss_bytes": max((s[3] for s in backlog), default=rss_bytes()),
+            },
+        }
+    )
+    return summary
+
+
+def closed_loop(
+    service: Service,
+    events: Sequence[Event],
+    concurrency: int,
+    duration_s: float | None,
+    count: int | None = None,
+) -> tuple[dict[str, Any], list[EventTiming]]:
+    """``concurrency`` clients, each submitting its next event when the last one is answered,
+    for ``duration_s`` s or until ``count`` events in all; the summary and the timings."""
+    service.take_timings()
+    start = time.monotonic()
+    deadline = start + duration_s if duration_s is not None else None
+    taken = iter(range(count if count is not None else 1 << 62))
+    lock = threading.Lock()
+
+    def client_loop(offset: int) -> None:
+        while deadline is None or time.monotonic() < deadline:
+            with lock:
+                i = next(taken, None)
+            if i is None:
+                return
+            future = service.submit(events[(i + offset) % len(events)])
+            with contextlib.suppress(Exception):  # failures are counted in the timings
+                future.result()
+
+    threads = [threading.Thread(target=client_loop, args=(k,), daemon=True) for k in range(concurrency)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    timings = service.take_timings()
+    summary = summarise(timings, start)
+    summary["concurrency"] = concurrency
+    return summary, timings
+
+
+# --------------------------------------------------------------------------- network
+def _host(address: str) -> str:
+    return address.rsplit("://", maxsplit=1)[-1].rsplit(":", 1)[0]
+
+
+def network_cost(service: Service) -> dict[str, Any]:
+    """Round trips client↔scheduler and scheduler↔worker (s), and where each party runs."""
+    client = service.client
+    worker_rtt = scheduler_worker_rtt(client)
+    client_rtt = client_scheduler_rtt(client)
+    workers = sorted(worker_rtt)
+    scheduler_host = _host(client.scheduler.address)
+    client_host = socket.gethostname()
+    all_worker = [t for times in worker_rtt.values() for t in times]
+    return {
+        "client_scheduler_rtt_s": {"p50": statistics.median(client_rtt), "min": min(client_rtt)},
+        "scheduler_worker_rtt_s": {"p50": statistics.median(all_worker), "min": min(all_worker)},
+        "client_host": client_host,
+        "scheduler_host": scheduler_host,
+        "worker_hosts": sorted({_host(w) for w in workers}),
+        "what": "client_scheduler: a no-op run on the scheduler from this process; scheduler_worker: "
+        "identity RPCs timed in the scheduler (trackflow.cluster.probes)",
+    }
+
+
+# --------------------------------------------------------------------------- the command
+@contextlib.contextmanager
+def _service(cfg: StreamConfig) -> Iterator[Service]:
+    if cfg.client is not None:
+        with Service(cfg.client, cfg.service_config()) as service:
+            yield service
+        return
+    with Service.open(
+        cfg.cluster,
+        cfg.workers,
+        cfg.service_config(),
+        scheduler_file=cfg.scheduler_file,
+        adapt=cfg.adapt,
+        profile_file=cfg.profile_file,
+        insecure=cfg.insecure,
+    ) as service:
+        yield service
+
+
+def load_events(input_dir: Path, max_events: int | None) -> list[Event]:
+    """The hits of the events to replay (read once, kept in memory)."""
+    refs = list_events(input_dir)[: max_events or None]
+    if not refs:
+        raise EventFileError(input_dir, "holds no TrackML events (eventNNNNNNNNN-hits.csv[.gz])")
+    return [ref.load(("hits",)) for ref in refs]
+
+
+def _scale(service: Service, workers: int, progress: Progress) -> None:
+    handle = service.handle
+    if handle is None or handle.cluster is None:
+        raise ConfigError("--instances: needs a cluster trackflow opened (not a scheduler address or client)")
+    progress(f"scaling to {workers} worker(s)")
+    handle.cluster.scale(workers)
+    deadline = time.monotonic() + float(config.get("workflow.cluster.start_timeout", 300))
+    while service.worker_slots() != workers * service.config.threads_per_worker:
+        if time.monotonic() > deadline:
+            raise ConfigError(f"--instances {workers}: the cluster did not reach {workers} workers")
+        time.sleep(0.5)
+
+
+def run_stream(cfg: StreamConfig, progress: Progress | None = None) -> dict[str, Any]:
+    """Everything of the module docstring; writes ``stream.json`` and the PNGs to ``cfg.out_dir``
+    and returns the stream.json content (with ``outputs``: the files written)."""
+    say = progress or (lambda _line: None)
+    events = load_events(cfg.input_dir, cfg.max_events)
+    drain = float(config.get("stream.drain_timeout", 120))
+    interval = float(config.get("stream.sample_interval", 0.1))
+    started = time.time()
+    with _service(cfg) as service:
+        slots = service.worker_slots()
+        say(f"service up: {slots} worker slot(s); warming up")
+        closed_loop(service, events, slots, None, count=2 * slots)
+        network = network_cost(service)
+        # two requests per slot: a slot never waits for the client between two events
+        say(f"calibration: {cfg.calibration_events} events, {2 * slots} in flight")
+        calibration, timings = closed_loop(service, events, 2 * slots, None, count=cfg.calibration_events)
+        capacity = calibration["throughput_hz"]
+        # what a slot is busy with per event: from dispatch to result
+        busy = np.asarray([t.transfer_s + t.service_s for t in timings if t.status == "done"])
+        if not busy.size:
+            raise ConfigError("stream: no event was reconstructed in the capacity measurement")
+        if cfg.bench_json is not None:
+            hits = calibration["hits_per_event"]
+            model = samples_from_bench(cfg.bench_json, slots, os.cpu_count() or 1, hits)
+        else:
+            model = FarmModel(
+                samples=busy,
+                servers=slots,
+                source="measured",
+                notes=[
+                    f"quick measurement: {len(busy)} events, two requests per worker slot ({slots}); "
+                    "samples = each event's dispatch -> result time (service + transfer), what a "
+                    "slot is busy with; no network added outside (it is inside the samples)"
+                ],
+            )
+        say(f"capacity measured {capacity:.3g} Hz; predicted {model.capacity_hz:.3g} Hz ({model.source})")
+        rates = []
+        rng = np.random.default_rng(cfg.seed)
+        for rate in cfg.rates:
+            if cfg.on_rate is not None:
+                cfg.on_rate(service, rate)
+            result = open_loop(service, events, rate, float(cfg.duration), rng, drain, interval)
+            result["worker_memory"] = _safe_worker_memory(service)
+            result["predicted"] = model.latency(rate)
+            p95 = result["latency_s"]["p95"]
+            say(
+                f"rate {rate:g} Hz: {result['done']} done, {result['shed']} shed, {result['failed']} failed "
+                f"of {result['arrivals']}; {result['throughput_hz']:.3g} Hz; p95 "
+                + (f"{p95:.3g} s" if p95 is not None else "-")
+                + f" (predicted {result['predicted']['p95']:.3g} s)"
+            )
+            rates.append(result)
+        sweep = []
+        for workers in cfg.instances or ([None] if cfg.concurrency else []):
+            if workers is not None:
+                _scale(service, workers, say)
+                closed_loop(service, events, service.worker_slots(), None, count=2 * service.worker_slots())
+            for k in cfg.concurrency:
+                point, _ = closed_loop(service, events, k, cfg.sweep_duration)
+                point["instances"] = service.worker_slots() // max(1, service.config.threads_per_worker)
+                say(
+                    f"concurrency {k}, {point['instances']} worker(s): {point['throughput_hz']:.3g} Hz, "
+                    f"p95 {point['latency_s']['p95'] or float('nan'):.3g} s"
+                )
+                sweep.append(point)
+        counts = service.counts().to_dict()
+        service_config = service.config.to_dict()
+    result = _assemble(cfg, rates, sweep, model, capacity, calibration, network, counts, service_config)
+    result["duration_s"] = time.time() - started
+    from trackflow.service import plots
+
+    result["outputs"] = [str(p) for p in plots.write_plots(result, cfg.out_dir)]
+    path = write_json(cfg.out_dir / "stream.json", result, indent=2)
+    result["outputs"].insert(0, str(path))
+    return result
+
+
+def _safe_worker_memory(service: Service) -> dict[str, dict[str, int]]:
+    try:
+        return worker_memory(service.client)
+    except Exception as error:  # a lost worker must not lose the stream's figures
+        logger.warning("worker memory not read: %s", error)
+        return {}
+
+
+def _assemble(
+    cfg: StreamConfig,
+    rates: list[dict[str, Any]],
+    sweep: list[dict[str, Any]],
+    model: FarmModel,
+    capacity: float,
+    calibration: dict[str, Any],
+    network: dict[str, Any],
+    counts: dict[str, Any],
+    service_config: dict[str, Any],
+) -> dict[str, Any]:
+    offered = [r["offered_rate_hz"] for r in rates]
+    p95 = [r["latency_s"]["p95"] if r["latency_s"]["p95"] is not None else float("inf") for r in rates]
+    knee = measured_knee(offered, p95) if len(rates) >= 2 else None
+    predicted_knee = model.knee_hz(min(offered)) if offered else None
+    bytes_in = calibration.get("bytes_in_per_event") or 0.0
+    bytes_out = calibration.get("bytes_out_per_event") or 0.0
+    return {
+        "input_dir": str(cfg.input_dir),
+        "cluster": cfg.cluster if cfg.client is None else "client",
+        "service": service_config,
+        "rates": rates,
+        "capacity": {
+            "measured_hz": capacity,
+            "predicted_hz": model.capacity_hz,
+            "measurement": {k: v for k, v in calibration.items() if k != "errors"},
+            "what": "closed loop, two requests per worker slot: events/s",
+        },
+        "knee": {
+            "measured_hz": knee,
+            "predicted_hz": predicted_knee,
+            "reference_rate_hz": min(offered) if offered else None,
+            "what": "offered rate where p95 latency reaches 2x its value at the lowest rate streamed",
+        },
+        "prediction": {
+            "model": model.to_dict(),
+            "curve": model.curve(_curve_rates(offered, model.capacity_hz)) if offered else [],
+            "what": "trackflow.estimation.online: the estimate's FCFS queue simulation, servers = "
+            "worker slots, Poisson arrivals",
+        },
+        "concurrency_sweep": sweep,
+        "network": {
+            **network,
+            "bytes_in_per_event": bytes_in,
+            "bytes_out_per_event": bytes_out,
+            "hits_per_event": calibration.get("hits_per_event"),
+            "client_and_workers_on_different_hosts": any(
+                h not in ("127.0.0.1", "localhost", network["client_host"]) for h in network["worker_hosts"]
+            ),
+        },
+        "counts": counts,
+        "every_arrival_answered": all(r["unanswered"] == 0 for r in rates) and counts["pending"] == 0,
+    }
+
+
+def _curve_rates(offered: Sequence[float], capacity: float) -> list[float]:
+    top = min(max(offered), 0.99 * capacity)
+    return [float(r) for r in np.linspace(min(*offered, top) * 0.5, top, 25)]
