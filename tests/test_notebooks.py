@@ -42,6 +42,7 @@ EXPECTED_FIGURES = {
         "estimate/latency_vs_rate.png",
         "estimate/nodes_vs_event_size.png",
     ],
+    "04-online-service": ["service/latency_vs_rate.png", "service/backlog.png"],
 }
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
 #: trackflow modules a notebook may use besides the names of ``trackflow.__all__``: the errors

@@ -540,21 +540,30 @@ def estimate(**options: Any) -> None:
     click.echo(result.table())
 
 
-def float_list(value: str | None) -> list[float] | None:
+def rate_list(value: str | None) -> tuple[list[float], list[float]] | None:
+    """``2,4`` -> rates in Hz; ``0.5x,0.8x`` -> fractions of the measured capacity; (rates, fractions)."""
     if value is None:
         return None
+    rates, fractions = [], []
     try:
-        return [float(v) for v in value.split(",") if v.strip()]
+        for part in (v.strip() for v in value.split(",")):
+            if part.endswith("x"):
+                fractions.append(float(part[:-1]))
+            elif part:
+                rates.append(float(part))
     except ValueError as error:
-        raise click.BadParameter(f"expected comma-separated numbers, got {value!r}") from error
+        expected = "comma-separated rates (Hz) or fractions of capacity (0.5x)"
+        raise click.BadParameter(f"expected {expected}, got {value!r}") from error
+    return rates, fractions
 
 
 @main.command()
 @click.argument("input_dir", type=EXISTING_DIR)
 @click.option("--out", "out_dir", type=OUT_DIR, default=Path("stream"), show_default=True,
               help="Directory for stream.json and the plots (PNG).")
-@click.option("--rate", "rates", default=None, callback=lambda _c, _p, v: float_list(v),
-              help="Offered rates (Hz) of open-loop Poisson arrivals, e.g. 1,2,3.")
+@click.option("--rate", "rates", default=None, callback=lambda _c, _p, v: rate_list(v),
+              help="Offered rates (Hz) of open-loop Poisson arrivals, e.g. 1,2,3; 0.5x is half "
+              "the capacity measured first.")
 @click.option("--duration", type=click.FloatRange(min=0, min_open=True), default=None,
               help="Seconds of arrivals per rate (default stream.duration, 20).")
 @click.option("--concurrency", default=None, callback=lambda _c, _p, v: v and int_list(v),
@@ -593,6 +602,8 @@ def stream(**options: Any) -> None:
     from trackflow.service.stream import StreamConfig, run_stream
 
     given = {k: v for k, v in options.items() if v is not None}
+    if "rates" in given:
+        given["rates"], given["capacity_fractions"] = given["rates"]
     result = run_stream(StreamConfig(**given), progress=click.echo)
     knee = result["knee"]
     fmt = lambda v: "-" if v is None else f"{v:.3g} Hz"  # noqa: E731

@@ -67,8 +67,9 @@ Progress = Callable[[str], None]
 class StreamConfig:
     """The options of ``trackflow stream`` (None = the default under ``stream.`` / ``service.``).
 
-    ``rates``: offered rates (Hz), each streamed for ``duration`` s. ``concurrency``: requests in
-    flight for the closed-loop sweep (each for ``sweep_duration`` s, default ``duration``), at
+    ``rates``: offered rates (Hz), each streamed for ``duration`` s; ``capacity_fractions``:
+    more rates, as fractions of the capacity measured first (after ``rates``). ``concurrency``:
+    requests in flight for the closed-loop sweep (each for ``sweep_duration`` s, default ``duration``), at
     each count of ``instances`` (workers; default: as opened). ``bench_json``: the prediction's
     service samples (else measured here). ``max_events``: events of ``input_dir`` replayed.
     ``client``: run on this client instead of opening ``cluster`` (tests, notebooks).
@@ -77,6 +78,7 @@ class StreamConfig:
     input_dir: Path
     out_dir: Path
     rates: list[float] = field(default_factory=list)
+    capacity_fractions: list[float] = field(default_factory=list)
     duration: float | None = None
     concurrency: list[int] = field(default_factory=list)
     instances: list[int] = field(default_factory=list)
@@ -113,9 +115,9 @@ class StreamConfig:
             if self.calibration_events is not None
             else config.get("stream.calibration_events", 24)
         )
-        if not self.rates and not self.concurrency:
+        if not self.rates and not self.capacity_fractions and not self.concurrency:
             raise ConfigError("--rate / --concurrency: give at least one rate or one concurrency")
-        if any(not r > 0 for r in self.rates):
+        if any(not r > 0 for r in [*self.rates, *self.capacity_fractions]):
             raise ConfigError(f"--rate {','.join(f'{r:g}' for r in self.rates)}: rates must be > 0 Hz")
         if any(k < 1 for k in self.concurrency) or any(n < 1 for n in self.instances):
             raise ConfigError("--concurrency / --instances: must be >= 1")
@@ -376,29 +378,31 @@ def run_stream(cfg: StreamConfig, progress: Progress | None = None) -> dict[str,
         busy = np.asarray([t.transfer_s + t.service_s for t in timings if t.status == "done"])
         if not busy.size:
             raise ConfigError("stream: no event was reconstructed in the capacity measurement")
+        measured_model = FarmModel(
+            samples=busy,
+            servers=slots,
+            source="measured",
+            notes=[
+                f"quick measurement: {len(busy)} events, two requests per worker slot ({slots}); "
+                "samples = each event's dispatch -> result time (service + transfer), what a "
+                "slot is busy with; no network added outside (it is inside the samples)"
+            ],
+        )
+        model = measured_model
         if cfg.bench_json is not None:
             hits = calibration["hits_per_event"]
             model = samples_from_bench(cfg.bench_json, slots, os.cpu_count() or 1, hits)
-        else:
-            model = FarmModel(
-                samples=busy,
-                servers=slots,
-                source="measured",
-                notes=[
-                    f"quick measurement: {len(busy)} events, two requests per worker slot ({slots}); "
-                    "samples = each event's dispatch -> result time (service + transfer), what a "
-                    "slot is busy with; no network added outside (it is inside the samples)"
-                ],
-            )
         say(f"capacity measured {capacity:.3g} Hz; predicted {model.capacity_hz:.3g} Hz ({model.source})")
         rates = []
         rng = np.random.default_rng(cfg.seed)
-        for rate in cfg.rates:
+        for rate in [*cfg.rates, *(f * capacity for f in cfg.capacity_fractions)]:
             if cfg.on_rate is not None:
                 cfg.on_rate(service, rate)
             result = open_loop(service, events, rate, float(cfg.duration), rng, drain, interval)
             result["worker_memory"] = _safe_worker_memory(service)
             result["predicted"] = model.latency(rate)
+            result["predicted_measured"] = measured_model.latency(rate)
+            result["utilisation_measured"] = rate / capacity if capacity > 0 else None
             p95 = result["latency_s"]["p95"]
             say(
                 f"rate {rate:g} Hz: {result['done']} done, {result['shed']} shed, {result['failed']} failed "
@@ -423,6 +427,10 @@ def run_stream(cfg: StreamConfig, progress: Progress | None = None) -> dict[str,
         counts = service.counts().to_dict()
         service_config = service.config.to_dict()
     result = _assemble(cfg, rates, sweep, model, capacity, calibration, network, counts, service_config)
+    if model is not measured_model and rates:
+        offered = [r["offered_rate_hz"] for r in rates]
+        result["prediction"]["measured_model"] = measured_model.to_dict()
+        result["knee"]["predicted_measured_hz"] = measured_model.knee_hz(min(offered))
     result["duration_s"] = time.time() - started
     from trackflow.service import plots
 

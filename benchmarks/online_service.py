@@ -1,0 +1,183 @@
+"""The online service against the estimate (issue 21), on a 2-worker LocalCluster.
+
+1. ``trackflow bench`` on the events (2 workers, 1 thread, fused and direct, batches of one
+   event, with the node-contention probe): the estimate's inputs.
+2. ``trackflow stream`` on a fresh 2-worker LocalCluster with that bench.json: capacity measured
+   first (closed loop), then open-loop Poisson arrivals at fractions of it, then the closed-loop
+   sweep of throughput and p95 against requests in flight at 1 and 2 workers.
+3. The comparison: measured p95 at 50 % and 80 % of the measured capacity against the
+   prediction from the bench (target: within 25 %) and from the stream's own quick measurement;
+   the measured knee (p95 twice its value at the lowest rate) against the predicted one (target:
+   within 15 %); what happens past capacity (shed count, backlog bound, client and worker memory).
+
+Writes ``OUT/bench/bench.json``, ``OUT/stream/stream.json`` (+ PNGs) and ``OUT/online.json``,
+and prints a table. Example (about 15 min on 2 busy cores)::
+
+    .venv/bin/trackflow simulate --out /tmp/svc_events --events 8 --seed 1 --pileup 10 --no-progress
+    PYTHONPATH=. .venv/bin/python benchmarks/online_service.py /tmp/svc_events --out /tmp/online
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+from typing import Any
+
+from trackflow.bench.sweep import BenchConfig, run_bench
+from trackflow.files import write_json
+from trackflow.service.stream import StreamConfig, run_stream
+
+LATENCY_TOLERANCE = 0.25
+KNEE_TOLERANCE = 0.15
+FRACTIONS = [0.2, 0.35, 0.5, 0.65, 0.8, 0.9, 1.0, 1.25]
+
+
+def relative_error(predicted: float | None, measured: float | None) -> float | None:
+    if predicted is None or measured is None or measured == 0:
+        return None
+    return predicted / measured - 1.0
+
+
+def _at_fraction(stream: dict[str, Any], fraction: float) -> dict[str, Any]:
+    capacity = stream["capacity"]["measured_hz"]
+    return min(stream["rates"], key=lambda r: abs(r["offered_rate_hz"] - fraction * capacity))
+
+
+def compare(stream: dict[str, Any]) -> dict[str, Any]:
+    """The issue's figures from one stream.json."""
+    out: dict[str, Any] = {"p95": {}, "knee": {}}
+    for fraction in (0.5, 0.8):
+        rate = _at_fraction(stream, fraction)
+        measured = rate["latency_s"]["p95"]
+        bench = rate["predicted"]["p95"]
+        quick = rate["predicted_measured"]["p95"]
+        out["p95"][f"{fraction:.0%}"] = {
+            "offered_rate_hz": rate["offered_rate_hz"],
+            "events": rate["done"],
+            "measured_s": measured,
+            "predicted_bench_s": bench,
+            "predicted_quick_s": quick,
+            "error_bench": relative_error(bench, measured),
+            "error_quick": relative_error(quick, measured),
+            "within_target_bench": _within(relative_error(bench, measured), LATENCY_TOLERANCE),
+            "within_target_quick": _within(relative_error(quick, measured), LATENCY_TOLERANCE),
+        }
+    knee = stream["knee"]
+    quick_knee = knee.get("predicted_measured_hz", knee["predicted_hz"])
+    out["knee"] = {
+        "measured_hz": knee["measured_hz"],
+        "predicted_bench_hz": knee["predicted_hz"],
+        "predicted_quick_hz": quick_knee,
+        "error_bench": relative_error(knee["predicted_hz"], knee["measured_hz"]),
+        "error_quick": relative_error(quick_knee, knee["measured_hz"]),
+        "within_target_bench": _within(
+            relative_error(knee["predicted_hz"], knee["measured_hz"]), KNEE_TOLERANCE
+        ),
+        "within_target_quick": _within(relative_error(quick_knee, knee["measured_hz"]), KNEE_TOLERANCE),
+    }
+    past = [r for r in stream["rates"] if r["offered_rate_hz"] > stream["capacity"]["measured_hz"] * 1.05]
+    out["past_capacity"] = [
+        {
+            "offered_rate_hz": r["offered_rate_hz"],
+            "arrivals": r["arrivals"],
+            "done": r["done"],
+            "shed": r["shed"],
+            "failed": r["failed"],
+            "unanswered": r["unanswered"],
+            "throughput_hz": r["throughput_hz"],
+            "max_queued": r["backlog"]["max_queued"],
+            "max_client_rss_bytes": r["backlog"]["max_client_rss_bytes"],
+            "worker_rss_bytes": {w: m.get("rss") for w, m in r["worker_memory"].items()},
+        }
+        for r in past
+    ]
+    return out
+
+
+def _within(error: float | None, tolerance: float) -> bool | None:
+    return None if error is None else abs(error) <= tolerance
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("events", type=Path)
+    parser.add_argument("--out", type=Path, required=True)
+    parser.add_argument("--duration", type=float, default=60.0, help="s of arrivals per rate")
+    parser.add_argument("--sweep-duration", type=float, default=20.0)
+    parser.add_argument("--calibration-events", type=int, default=60)
+    parser.add_argument("--bench", type=Path, default=None, help="reuse this bench.json")
+    args = parser.parse_args(argv)
+
+    bench_json = args.bench
+    if bench_json is None:
+        print("bench: 2 workers, fused + direct, batches of 1", flush=True)
+        run_bench(
+            BenchConfig(
+                input_dir=args.events,
+                out_dir=args.out / "bench",
+                workers=[2],
+                threads=[1],
+                concurrency=[2],
+                modes=["fused", "direct"],
+                batch_size=1,
+                repeats=2,
+                size_sweep=[250, 500, 1000],
+                size_events=2,
+            ),
+            progress=lambda line: print(line, flush=True),
+        )
+        bench_json = args.out / "bench" / "bench.json"
+    stream = run_stream(
+        StreamConfig(
+            args.events,
+            args.out / "stream",
+            capacity_fractions=FRACTIONS,
+            duration=args.duration,
+            concurrency=[1, 2, 4, 8],
+            instances=[1, 2],
+            sweep_duration=args.sweep_duration,
+            bench_json=bench_json,
+            workers=2,
+            calibration_events=args.calibration_events,
+        ),
+        progress=lambda line: print(line, flush=True),
+    )
+    figures = compare(stream)
+    figures["capacity"] = {k: stream["capacity"][k] for k in ("measured_hz", "predicted_hz")}
+    figures["network"] = stream["network"]
+    figures["every_arrival_answered"] = stream["every_arrival_answered"]
+    figures["counts"] = stream["counts"]
+    figures["sweep"] = [
+        {"instances": p["instances"], "concurrency": p["concurrency"], "throughput_hz": p["throughput_hz"],
+         "p95_s": p["latency_s"]["p95"]}
+        for p in stream["concurrency_sweep"]
+    ]
+    figures["rates"] = [
+        {"offered_rate_hz": r["offered_rate_hz"], "utilisation": r["utilisation_measured"],
+         "done": r["done"], "shed": r["shed"], "throughput_hz": r["throughput_hz"],
+         "p95_s": r["latency_s"]["p95"], "predicted_bench_p95_s": r["predicted"]["p95"],
+         "predicted_quick_p95_s": r["predicted_measured"]["p95"],
+         "queue_p95_s": r["queue_s"]["p95"], "transfer_p50_s": r["transfer_s"]["p50"],
+         "service_p50_s": r["service_s"]["p50"]}
+        for r in stream["rates"]
+    ]
+    write_json(args.out / "online.json", figures, indent=2)
+    shown = {k: figures[k] for k in ("capacity", "p95", "knee", "past_capacity")}
+    print(json.dumps(shown, indent=2, default=str))
+    header = ("rate Hz", "util", "done", "shed", "thr Hz", "p95 s", "bench", "quick")
+    print(" ".join(f"{h:>8}" for h in header))
+    for r in figures["rates"]:
+        fmt = lambda v: "-" if v is None else f"{v:.3g}"  # noqa: E731
+        print(f"{r['offered_rate_hz']:>8.3g} {r['utilisation']:>8.2f} {r['done']:>8} {r['shed']:>8} "
+              f"{r['throughput_hz']:>8.3g} {fmt(r['p95_s']):>8} {fmt(r['predicted_bench_p95_s']):>8} "
+              f"{fmt(r['predicted_quick_p95_s']):>8}")
+    for p in figures["sweep"]:
+        print(f"instances {p['instances']} concurrency {p['concurrency']}: {p['throughput_hz']:.3g} Hz, "
+              f"p95 {p['p95_s']:.3g} s")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
