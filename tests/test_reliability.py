@@ -200,8 +200,9 @@ def _same_outputs(report: Any, clean: Any) -> None:
 
 
 @pytest.mark.slow
+@pytest.mark.parametrize("mode", ["fused", "staged"])
 def test_worker_sigkilled_mid_run_loses_and_duplicates_nothing(
-    slow_events: Path, clean_run: Any, dask_client: Any, tmp_path: Path
+    mode: str, slow_events: Path, clean_run: Any, dask_client: Any, tmp_path: Path
 ) -> None:
     pids = dask_client.run(os.getpid)
     killed: dict[str, int] = {}
@@ -214,7 +215,7 @@ def test_worker_sigkilled_mid_run_loses_and_duplicates_nothing(
 
     killer = threading.Thread(target=kill_a_worker)
     killer.start()
-    report = run(slow_events, tmp_path, mode="fused", batch_size=1, client=dask_client, max_in_flight=4)
+    report = run(slow_events, tmp_path, mode=mode, batch_size=1, client=dask_client, max_in_flight=4)
     killer.join()
     assert killed["pid"] in pids.values() and killed["batches_done"] < 10  # it died mid-run
     assert report.exit_code == EXIT_OK, report.report["failed_events"]
@@ -232,15 +233,16 @@ from trackflow.run.reconstruct import ReconstructConfig, reconstruct
 if __name__ == "__main__":
     loader = functools.partial(Pipeline.random_init, hidden=32, gnn_hidden=16, seed=7)
     reconstruct(ReconstructConfig(
-        input_dir=Path(sys.argv[1]), out_dir=Path(sys.argv[2]), mode="fused", cluster="local",
+        input_dir=Path(sys.argv[1]), out_dir=Path(sys.argv[2]), mode=sys.argv[3], cluster="local",
         workers=2, batch_size=1, max_in_flight=2, pipeline_loader=loader, progress=False,
     ))
 """
 
 
 @pytest.mark.slow
+@pytest.mark.parametrize("mode", ["fused", "staged"])
 def test_client_killed_then_rerun_resumes_to_identical_outputs(
-    slow_events: Path, clean_run: Any, dask_client: Any, tmp_path: Path
+    mode: str, slow_events: Path, clean_run: Any, dask_client: Any, tmp_path: Path
 ) -> None:
     script = tmp_path / "client.py"
     script.write_text(textwrap.dedent(CLIENT_SCRIPT))
@@ -252,7 +254,7 @@ def test_client_killed_then_rerun_resumes_to_identical_outputs(
     }
     # its own session, so the client, its cluster and workers die together
     client = subprocess.Popen(
-        [sys.executable, str(script), str(slow_events), str(out)],
+        [sys.executable, str(script), str(slow_events), str(out), mode],
         env=env,
         start_new_session=True,
         stdout=subprocess.DEVNULL,
@@ -266,7 +268,7 @@ def test_client_killed_then_rerun_resumes_to_identical_outputs(
     finished = {k: b["sha256"] for k, b in _manifest_batches(out).items()}
     assert 2 <= len(finished) < 10, "the client was to be killed mid-run"
 
-    report = run(slow_events, out, mode="fused", batch_size=1, client=dask_client)
+    report = run(slow_events, out, mode=mode, batch_size=1, client=dask_client)
     assert report.exit_code == EXIT_OK
     assert report.report["events"]["resumed"] == len(finished)
     assert report.report["events"]["processed"] == 10 - len(finished)
@@ -362,7 +364,8 @@ def small_tmpfs(directory: Path, size: str) -> Iterator[Path]:
     try:
         yield directory
     finally:
-        subprocess.run(["umount", str(directory)], check=False)
+        # fails (and the test with it) while anything still holds a file there: a leaked fd
+        subprocess.run(["umount", str(directory)], check=True, capture_output=True)
 
 
 def _fill(directory: Path) -> Path:

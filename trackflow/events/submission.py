@@ -71,8 +71,10 @@ def write_tracks_parquet(path: str | Path, tracks: pd.DataFrame) -> Path:
     table = pa.Table.from_pandas(
         tracks.loc[:, list(SUBMISSION_COLUMNS)].astype(np.int64), schema=TRACKS_SCHEMA, preserve_index=False
     )
-    with atomic_path(path) as tmp:
-        pq.write_table(table, tmp)
+    # the file is opened (and closed) here: given a path, pyarrow leaves its descriptor open
+    # when a write fails (a full disk), holding the deleted temporary's space
+    with atomic_path(path) as tmp, tmp.open("wb") as sink:
+        pq.write_table(table, sink)
     return path
 
 
