@@ -8,9 +8,11 @@
 3. The comparison: measured p95 at 50 % and 80 % of the measured capacity against the
    prediction from the bench (target: within 25 %) and from the stream's own quick measurement;
    the measured knee (p95 twice its value at the lowest rate) against the predicted one (target:
-   within 15 %); what happens past capacity (shed count, backlog bound, client and worker memory).
+   within 15 %); what happens past capacity (backlog, client and worker memory), and in a second
+   run at twice the capacity with a queue of 16 events (shed count, backlog bound, memory).
 
-Writes ``OUT/bench/bench.json``, ``OUT/stream/stream.json`` (+ PNGs) and ``OUT/online.json``,
+Writes ``OUT/bench/bench.json``, ``OUT/stream/stream.json`` and ``OUT/overload/stream.json``
+(+ PNGs) and ``OUT/online.json``,
 and prints a table. Example (about 15 min on 2 busy cores)::
 
     .venv/bin/trackflow simulate --out /tmp/svc_events --events 8 --seed 1 --pileup 10 --no-progress
@@ -32,6 +34,8 @@ from trackflow.service.stream import StreamConfig, run_stream
 LATENCY_TOLERANCE = 0.25
 KNEE_TOLERANCE = 0.15
 FRACTIONS = [0.2, 0.35, 0.5, 0.65, 0.8, 0.9, 1.0, 1.25]
+#: the overload run: offered rate ÷ measured capacity, and the queue bound (events)
+OVERLOAD, OVERLOAD_QUEUE = 2.0, 16
 
 
 def relative_error(predicted: float | None, measured: float | None) -> float | None:
@@ -108,6 +112,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--sweep-duration", type=float, default=20.0)
     parser.add_argument("--calibration-events", type=int, default=60)
     parser.add_argument("--bench", type=Path, default=None, help="reuse this bench.json")
+    parser.add_argument("--passes", type=int, default=3, help="turns the rates take (drift)")
     args = parser.parse_args(argv)
 
     bench_json = args.bench
@@ -141,10 +146,25 @@ def main(argv: list[str] | None = None) -> int:
             bench_json=bench_json,
             workers=2,
             calibration_events=args.calibration_events,
+            passes=args.passes,
         ),
         progress=lambda line: print(line, flush=True),
     )
     figures = compare(stream)
+    # past the knee with a small queue: shedding, counted, with the backlog and memory bounded
+    overload = run_stream(
+        StreamConfig(
+            args.events,
+            args.out / "overload",
+            capacity_fractions=[OVERLOAD],
+            duration=args.duration / 2,
+            workers=2,
+            max_queued=OVERLOAD_QUEUE,
+            calibration_events=max(8, args.calibration_events // 4),
+        ),
+        progress=lambda line: print(line, flush=True),
+    )
+    figures["overload"] = compare(overload)["past_capacity"]
     figures["capacity"] = {k: stream["capacity"][k] for k in ("measured_hz", "predicted_hz")}
     figures["network"] = stream["network"]
     figures["every_arrival_answered"] = stream["every_arrival_answered"]
@@ -164,7 +184,7 @@ def main(argv: list[str] | None = None) -> int:
         for r in stream["rates"]
     ]
     write_json(args.out / "online.json", figures, indent=2)
-    shown = {k: figures[k] for k in ("capacity", "p95", "knee", "past_capacity")}
+    shown = {k: figures[k] for k in ("capacity", "p95", "knee", "past_capacity", "overload")}
     print(json.dumps(shown, indent=2, default=str))
     header = ("rate Hz", "util", "done", "shed", "thr Hz", "p95 s", "bench", "quick")
     print(" ".join(f"{h:>8}" for h in header))

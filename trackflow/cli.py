@@ -589,6 +589,9 @@ def rate_list(value: str | None) -> tuple[list[float], list[float]] | None:
 @click.option("--max-events", type=click.IntRange(min=1), default=None,
               help="Replay at most this many events.")
 @click.option("--seed", type=int, default=None, help="Seed of the arrival times (default stream.seed).")
+@click.option("--passes", type=click.IntRange(min=1), default=1, show_default=True,
+              help="The rates take turns this many times, --duration/PASSES s each (answers pooled): "
+              "a drifting machine speed hits every rate alike.")
 @user_errors
 def stream(**options: Any) -> None:
     """Stream INPUT_DIR's events into a trackflow.Service as open-loop Poisson arrivals.

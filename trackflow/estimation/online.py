@@ -22,7 +22,9 @@ from typing import Any
 
 import numpy as np
 
+from trackflow import config
 from trackflow.errors import ConfigError
+from trackflow.estimation import queueing
 from trackflow.estimation.sizing import BenchInputs, latency_at_load, shared_cores_service
 
 #: p95 at the knee / p95 at low load
@@ -31,12 +33,15 @@ KNEE_FACTOR = 2.0
 
 @dataclass
 class FarmModel:
-    """What the prediction draws from: per-event service samples (s) of one server, the number
-    of servers, the network time outside the queue (s) and where the samples came from."""
+    """What the prediction draws from: per-event service samples (s) of one server measured with
+    every server busy, the number of servers, the network time outside the queue (s), and
+    ``busy_slowdown``: those samples ÷ the time of one server alone (1: servers do not slow each
+    other down; else :func:`~trackflow.estimation.queueing.simulate_contended_open_queue`)."""
 
     samples: np.ndarray
     servers: int
     network_s: float = 0.0
+    busy_slowdown: float = 1.0
     source: str = ""
     notes: list[str] = field(default_factory=list)
 
@@ -49,7 +54,16 @@ class FarmModel:
         """Latency percentiles (s: p50, p95, p99, mean) at ``rate_hz``; ``inf`` at or past capacity."""
         if rate_hz >= self.capacity_hz:
             return dict.fromkeys(("p50", "p95", "p99", "mean", "mean_wait"), math.inf)
-        return latency_at_load(rate_hz, self.samples, self.servers, self.network_s, seed=seed)
+        if self.busy_slowdown == 1.0 or self.servers == 1:
+            return latency_at_load(rate_hz, self.samples, self.servers, self.network_s, seed=seed)
+        jobs = int(config.get("estimate.simulated_events", 20_000))
+        simulation = queueing.simulate_contended_open_queue(
+            rate_hz, self.samples, self.servers, self.busy_slowdown, jobs=jobs, seed=seed
+        )
+        out = {k: v + self.network_s for k, v in simulation.percentiles().items()}
+        out["mean"] = float(simulation.sojourn_s.mean()) + self.network_s
+        out["mean_wait"] = float(simulation.wait_s.mean())
+        return out
 
     def curve(self, rates_hz: Sequence[float]) -> list[dict[str, float]]:
         """:meth:`latency` at each rate, with ``rate_hz`` and ``utilisation`` added."""
@@ -71,6 +85,7 @@ class FarmModel:
             "service_p95_s": float(np.percentile(self.samples, 95)),
             "samples": len(self.samples),
             "capacity_hz": self.capacity_hz,
+            "busy_slowdown": self.busy_slowdown,
             "source": self.source,
             "notes": self.notes,
         }
@@ -135,16 +150,20 @@ def samples_from_bench(bench_json: Path, servers: int, cores: int, event_hits: f
     dask_cpu = bench.get("dask_cpu_per_batch_s") or {}
     other_cpu = float(dask_cpu.get("client_process") or 0.0) + float(dask_cpu.get("worker_side") or 0.0)
     samples = shared_cores_service(samples, servers, cores, other_cpu)
+    # the samples are now those of all servers busy; one server alone runs faster by this much
+    slowdown = inputs.contention.at(servers) if inputs.contention is not None else 1.0
     notes = [
         f"bench {bench_json}: profile {profile.key}, {len(profile.per_event_s)} per-event samples "
         f"scaled to {hits:,.0f} hits, + Dask overhead {profile.overhead_per_task_s * 1e3:.1f} ms per task",
         f"contention x{contention:.3f} at {servers} busy of {cores} cores",
         f"Dask CPU {other_cpu * 1e3:.1f} ms per task shared with the workers on {cores} cores",
+        f"one busy server runs x{slowdown:.3f} faster than all {servers} busy (bench contention probe)",
     ]
     return FarmModel(
         samples=np.asarray(samples, dtype=np.float64),
         servers=servers,
         network_s=inputs.network_seconds(hits),
+        busy_slowdown=slowdown,
         source="bench",
         notes=notes,
     )

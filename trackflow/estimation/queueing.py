@@ -238,3 +238,50 @@ def simulate_closed_queue(
         mean_in_system=_time_average_in_system(submitted, returned, t0, t1),
         duration_s=t1 - t0,
     )
+
+
+def simulate_contended_open_queue(
+    arrival_rate: float,
+    service_samples: np.ndarray,
+    servers: int,
+    busy_slowdown: float,
+    jobs: int = 20_000,
+    warmup_fraction: float = 0.1,
+    seed: int = 0,
+) -> QueueSimulation:
+    """:func:`simulate_open_queue` for servers that slow each other down (shared cores).
+
+    ``service_samples`` (s) were measured with all ``servers`` busy; ``busy_slowdown`` is their
+    time ÷ the time of one server alone (the node contention, :mod:`trackflow.bench.contention`).
+    A job that starts while ``k`` servers are busy (itself included) takes its drawn sample ×
+    ``s(k)/s(c)``, with ``s`` linear from 1 (k = 1) to ``busy_slowdown`` (k = c). The slowdown is
+    fixed when the job starts (servers that start or stop during it do not change it): exact at
+    the extremes (one job at a time; all servers always busy), an approximation in between.
+    """
+    samples = np.asarray(service_samples, dtype=np.float64)
+    if samples.size == 0 or servers < 1 or arrival_rate <= 0 or busy_slowdown <= 0:
+        raise ValueError("need service samples, servers >= 1, a positive rate and slowdown")
+    rng = np.random.default_rng(seed)
+    arrivals = np.cumsum(rng.exponential(1.0 / arrival_rate, size=jobs))
+    alone = rng.choice(samples, size=jobs, replace=True) / busy_slowdown
+    step = (busy_slowdown - 1.0) / (servers - 1) if servers > 1 else 0.0
+    free_at = np.zeros(min(servers, jobs))
+    starts = np.empty(jobs)
+    services = np.empty(jobs)
+    for i in range(jobs):
+        server = int(np.argmin(free_at))
+        starts[i] = max(arrivals[i], free_at[server])
+        busy = 1 + int(np.count_nonzero(free_at > starts[i]))  # the others still running, and this one
+        services[i] = alone[i] * (1.0 + step * (busy - 1))
+        free_at[server] = starts[i] + services[i]
+    ends = starts + services
+    first = int(jobs * warmup_fraction)
+    t0, t1 = arrivals[first], arrivals[-1]
+    return QueueSimulation(
+        arrival_s=arrivals[first:],
+        wait_s=(starts - arrivals)[first:],
+        service_s=services[first:],
+        servers=servers,
+        mean_in_system=_time_average_in_system(arrivals, ends, t0, t1),
+        duration_s=float(ends[first:].max() - t0),
+    )

@@ -55,7 +55,7 @@ from trackflow.events.trackml import EventRef
 from trackflow.pipeline.graph import EventTracks
 from trackflow.run.plugin import PipelineLoader, PipelinePlugin
 from trackflow.run.records import EventFailure
-from trackflow.service.batcher import DynamicBatcher, Request
+from trackflow.service.batcher import DynamicBatcher, Request, ServiceOverloaded
 from trackflow.service.tasks import ServedBatch, serve_batch
 
 if TYPE_CHECKING:
@@ -136,7 +136,8 @@ class ServiceConfig:
 class EventTiming:
     """One answered request. Times in s; ``arrived`` / ``finished`` on the client's monotonic
     clock. ``latency_s = queue_s + transfer_s + service_s`` (module docstring). ``status``:
-    ``done``, ``failed`` (``error`` says why) or ``shed``."""
+    ``done``, ``failed`` (``error`` says why), ``shed`` (queue full) or ``closed`` (refused: the
+    service was closing)."""
 
     request_id: int
     event_id: int
@@ -303,7 +304,8 @@ class Service:
             bytes_in=int(sizeof(event.hits)),
         )
         if not self.batcher.put(request):
-            self._record_unanswered(request, "shed")
+            refused = future.exception(timeout=0)
+            self._record_unanswered(request, "shed" if isinstance(refused, ServiceOverloaded) else "closed")
         return future
 
     def map(self, events: Iterable[pd.DataFrame | Event | EventRef]) -> list[Future]:

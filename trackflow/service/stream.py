@@ -16,7 +16,9 @@ Before the rates:
    per event both ways (hits in, tracks out);
 3. the measured capacity: a closed loop with two requests per worker slot (a slot never
    waits for the client) for ``calibration_events`` events; events/s is the capacity, and each
-   event's dispatch→result time is what one server is busy with per event.
+   event's dispatch→result time is what one server is busy with per event; then the same
+   events one at a time, whose in-task time against the busy one is how much the slots slow
+   each other down on shared cores (``busy_slowdown``).
 
 The prediction (:mod:`trackflow.estimation.online`) is the estimate's queue simulation for this
 farm (servers = worker slots): from ``bench_json`` when given (the service samples of ``trackflow
@@ -73,6 +75,8 @@ class StreamConfig:
     each count of ``instances`` (workers; default: as opened). ``bench_json``: the prediction's
     service samples (else measured here). ``max_events``: events of ``input_dir`` replayed.
     ``client``: run on this client instead of opening ``cluster`` (tests, notebooks).
+    ``passes``: the rates take turns this many times, ``duration / passes`` s each (answers
+    pooled per rate), so that a drift of the machine's speed hits every rate alike.
     """
 
     input_dir: Path
@@ -100,6 +104,7 @@ class StreamConfig:
     max_events: int | None = None
     calibration_events: int | None = None
     seed: int | None = None
+    passes: int = 1
     client: Client | None = field(default=None, repr=False)
     pipeline_loader: PipelineLoader | None = field(default=None, repr=False)
     on_rate: Callable[[Service, float], None] | None = field(default=None, repr=False)
@@ -121,6 +126,8 @@ class StreamConfig:
             raise ConfigError(f"--rate {','.join(f'{r:g}' for r in self.rates)}: rates must be > 0 Hz")
         if any(k < 1 for k in self.concurrency) or any(n < 1 for n in self.instances):
             raise ConfigError("--concurrency / --instances: must be >= 1")
+        if self.passes < 1:
+            raise ConfigError(f"--passes {self.passes}: must be >= 1")
         if not self.duration > 0:
             raise ConfigError(f"--duration {self.duration:g}: must be > 0 s")
 
@@ -202,7 +209,20 @@ def poisson_arrivals(rate_hz: float, duration_s: float, rng: np.random.Generator
     return times[times < duration_s]
 
 
-def open_loop(
+@dataclass
+class RatePass:
+    """One stretch of arrivals at one rate: its answers, backlog samples and counters."""
+
+    timings: list[EventTiming]
+    backlog: list[tuple[float, int, int, int]]
+    arrivals: int
+    counts: dict[str, int]
+    behind_s: float
+    drained: bool
+    window_s: float  # first arrival -> last answer (s)
+
+
+def open_loop_pass(
     service: Service,
     events: Sequence[Event],
     rate_hz: float,
@@ -210,9 +230,9 @@ def open_loop(
     rng: np.random.Generator,
     drain_timeout_s: float,
     sample_interval_s: float,
-) -> dict[str, Any]:
-    """One rate: arrivals on schedule (never waiting for answers), then drain; the summary."""
-    service.take_timings()  # only this rate's answers count
+) -> RatePass:
+    """Arrivals on schedule for ``duration_s`` s (never waiting for answers), then drain."""
+    service.take_timings()  # only this stretch's answers count
     arrivals = poisson_arrivals(rate_hz, duration_s, rng)
     before = service.counts()
     start = time.monotonic() + 0.05
@@ -230,30 +250,65 @@ def open_loop(
     backlog = sampler.stop()
     timings = service.take_timings()
     after = service.counts()
-    summary = summarise(timings, start)
+    last = max((t.finished for t in timings), default=start)
+    return RatePass(
+        timings=timings,
+        backlog=backlog,
+        arrivals=len(arrivals),
+        # the service's own counters over this stretch, against the arrivals
+        counts={k: getattr(after, k) - getattr(before, k) for k in ("submitted", "done", "failed", "shed")},
+        behind_s=behind,
+        drained=drained,
+        window_s=max(last - start, 1e-9),
+    )
+
+
+def summarise_rate(rate_hz: float, duration_s: float, passes: Sequence[RatePass]) -> dict[str, Any]:
+    """One rate's summary over its passes (answers pooled; backlog samples end to end)."""
+    timings = [t for p in passes for t in p.timings]
+    done = sum(t.status == "done" for t in timings)
+    summary = summarise(timings, 0.0)
+    summary["throughput_hz"] = done / sum(p.window_s for p in passes) if done else 0.0
+    backlog, offset = [], 0.0
+    for p in passes:
+        backlog += [(t + offset, *rest) for t, *rest in p.backlog]
+        offset += p.backlog[-1][0] if p.backlog else 0.0
+    arrivals = sum(p.arrivals for p in passes)
     summary.update(
         {
             "offered_rate_hz": rate_hz,
             "duration_s": duration_s,
-            "arrivals": len(arrivals),
-            "drained": drained,
-            # the service's own counters over this rate, against the arrivals
-            "counts": {
-                k: getattr(after, k) - getattr(before, k) for k in ("submitted", "done", "failed", "shed")
-            },
-            "unanswered": len(arrivals) - len(timings),
-            "source_behind_s": behind,
+            "passes": len(passes),
+            "arrivals": arrivals,
+            "drained": all(p.drained for p in passes),
+            "counts": {k: sum(p.counts[k] for p in passes) for k in ("submitted", "done", "failed", "shed")},
+            "unanswered": arrivals - len(timings),
+            "source_behind_s": max(p.behind_s for p in passes),
             "backlog": {
-                "t_s": [round(s[0], 3) for s in backlog],
-                "queued": [s[1] for s in backlog],
-                "in_flight": [s[2] for s in backlog],
-                "client_rss_bytes": [s[3] for s in backlog],
-                "max_queued": max((s[1] for s in backlog), default=0),
-                "max_client_rss_bytes": max((s[3] for s in backlog), default=rss_bytes()),
+                "t_s": [round(b[0], 3) for b in backlog],
+                "queued": [b[1] for b in backlog],
+                "in_flight": [b[2] for b in backlog],
+                "client_rss_bytes": [b[3] for b in backlog],
+                "max_queued": max((b[1] for b in backlog), default=0),
+                "max_client_rss_bytes": max((b[3] for b in backlog), default=rss_bytes()),
             },
         }
     )
     return summary
+
+
+def open_loop(
+    service: Service,
+    events: Sequence[Event],
+    rate_hz: float,
+    duration_s: float,
+    rng: np.random.Generator,
+    drain_timeout_s: float,
+    sample_interval_s: float,
+) -> dict[str, Any]:
+    """One rate, one pass: arrivals on schedule, then drain; the summary."""
+    one = open_loop_pass(service, events, rate_hz, duration_s, rng, drain_timeout_s, sample_interval_s)
+    return summarise_rate(rate_hz, duration_s, [one])
 
 
 def closed_loop(
@@ -370,47 +425,54 @@ def run_stream(cfg: StreamConfig, progress: Progress | None = None) -> dict[str,
         say(f"service up: {slots} worker slot(s); warming up")
         closed_loop(service, events, slots, None, count=2 * slots)
         network = network_cost(service)
-        # two requests per slot: a slot never waits for the client between two events
-        say(f"calibration: {cfg.calibration_events} events, {2 * slots} in flight")
-        calibration, timings = closed_loop(service, events, 2 * slots, None, count=cfg.calibration_events)
-        capacity = calibration["throughput_hz"]
-        # what a slot is busy with per event: from dispatch to result
-        busy = np.asarray([t.transfer_s + t.service_s for t in timings if t.status == "done"])
-        if not busy.size:
-            raise ConfigError("stream: no event was reconstructed in the capacity measurement")
-        measured_model = FarmModel(
-            samples=busy,
-            servers=slots,
-            source="measured",
-            notes=[
-                f"quick measurement: {len(busy)} events, two requests per worker slot ({slots}); "
-                "samples = each event's dispatch -> result time (service + transfer), what a "
-                "slot is busy with; no network added outside (it is inside the samples)"
-            ],
-        )
+        say(f"capacity: {cfg.calibration_events} events, {2 * slots} in flight, then one at a time")
+        before = _calibrate(service, events, slots, int(cfg.calibration_events))
+        say(f"capacity measured {before['summary']['throughput_hz']:.3g} Hz")
+        offered = [*cfg.rates, *(f * before["summary"]["throughput_hz"] for f in cfg.capacity_fractions)]
+        # with passes > 1 the rates take turns, duration/passes s each time: a machine whose
+        # speed drifts slows every rate alike instead of the last ones
+        passes: dict[float, list[RatePass]] = {rate: [] for rate in offered}
+        rng = np.random.default_rng(cfg.seed)
+        for turn in range(cfg.passes):
+            for rate in offered:
+                if cfg.on_rate is not None and turn == 0:
+                    cfg.on_rate(service, rate)
+                stretch = float(cfg.duration) / cfg.passes
+                passes[rate].append(open_loop_pass(service, events, rate, stretch, rng, drain, interval))
+                done = sum(t.status == "done" for t in passes[rate][-1].timings)
+                say(f"rate {rate:.3g} Hz, pass {turn + 1}/{cfg.passes}: {done} done")
+        # the capacity again after the rates: the figures use both, the drift is on record
+        after = _calibrate(service, events, slots, int(cfg.calibration_events)) if offered else before
+        capacity = statistics.fmean([before["summary"]["throughput_hz"], after["summary"]["throughput_hz"]])
+        measured_model = _measured_model([before, after] if after is not before else [before], slots)
         model = measured_model
         if cfg.bench_json is not None:
-            hits = calibration["hits_per_event"]
+            hits = before["summary"]["hits_per_event"]
             model = samples_from_bench(cfg.bench_json, slots, os.cpu_count() or 1, hits)
-        say(f"capacity measured {capacity:.3g} Hz; predicted {model.capacity_hz:.3g} Hz ({model.source})")
+        say(f"capacity {capacity:.3g} Hz (mean of before and after); predicted {model.capacity_hz:.3g} Hz "
+            f"({model.source})")
         rates = []
-        rng = np.random.default_rng(cfg.seed)
-        for rate in [*cfg.rates, *(f * capacity for f in cfg.capacity_fractions)]:
-            if cfg.on_rate is not None:
-                cfg.on_rate(service, rate)
-            result = open_loop(service, events, rate, float(cfg.duration), rng, drain, interval)
+        for rate in offered:
+            result = summarise_rate(rate, float(cfg.duration), passes[rate])
             result["worker_memory"] = _safe_worker_memory(service)
             result["predicted"] = model.latency(rate)
             result["predicted_measured"] = measured_model.latency(rate)
             result["utilisation_measured"] = rate / capacity if capacity > 0 else None
             p95 = result["latency_s"]["p95"]
             say(
-                f"rate {rate:g} Hz: {result['done']} done, {result['shed']} shed, {result['failed']} failed "
-                f"of {result['arrivals']}; {result['throughput_hz']:.3g} Hz; p95 "
+                f"rate {rate:.3g} Hz: {result['done']} done, {result['shed']} shed, {result['failed']} "
+                f"failed of {result['arrivals']}; {result['throughput_hz']:.3g} Hz; p95 "
                 + (f"{p95:.3g} s" if p95 is not None else "-")
                 + f" (predicted {result['predicted']['p95']:.3g} s)"
             )
             rates.append(result)
+        calibration = {
+            **before["summary"],
+            "throughput_before_hz": before["summary"]["throughput_hz"],
+            "throughput_after_hz": after["summary"]["throughput_hz"],
+            "one_at_a_time_before": before["alone"],
+            "one_at_a_time_after": after["alone"],
+        }
         sweep = []
         for workers in cfg.instances or ([None] if cfg.concurrency else []):
             if workers is not None:
@@ -438,6 +500,50 @@ def run_stream(cfg: StreamConfig, progress: Progress | None = None) -> dict[str,
     path = write_json(cfg.out_dir / "stream.json", result, indent=2)
     result["outputs"].insert(0, str(path))
     return result
+
+
+def _calibrate(service: Service, events: Sequence[Event], slots: int, count: int) -> dict[str, Any]:
+    """Capacity (two requests per slot: a slot never waits for the client), then the same
+    events one request at a time; summaries, and each busy event's dispatch→result time (what
+    a slot is busy with) and in-task times busy and alone."""
+    summary, timings = closed_loop(service, events, 2 * slots, None, count=count)
+    done = [t for t in timings if t.status == "done"]
+    if not done:
+        raise ConfigError("stream: no event was reconstructed in the capacity measurement")
+    alone, alone_timings = None, []
+    if slots > 1:
+        alone, alone_timings = closed_loop(service, events, 1, None, count=max(2 * slots, count // 3))
+    return {
+        "summary": summary,
+        "alone": alone,
+        "busy_s": [t.transfer_s + t.service_s for t in done],
+        "busy_service_s": [t.service_s for t in done],
+        "alone_service_s": [t.service_s for t in alone_timings if t.status == "done"],
+    }
+
+
+def _measured_model(calibrations: Sequence[dict[str, Any]], slots: int) -> FarmModel:
+    """The quick-measurement farm: busy samples of every calibration, and how much faster one
+    slot runs alone (in-task time all busy ÷ alone, at least 1)."""
+    busy = [x for c in calibrations for x in c["busy_s"]]
+    busy_service = [x for c in calibrations for x in c["busy_service_s"]]
+    alone_service = [x for c in calibrations for x in c["alone_service_s"]]
+    slowdown = 1.0
+    if alone_service:
+        slowdown = max(1.0, statistics.fmean(busy_service) / statistics.fmean(alone_service))
+    return FarmModel(
+        samples=np.asarray(busy, dtype=np.float64),
+        servers=slots,
+        busy_slowdown=slowdown,
+        source="measured",
+        notes=[
+            f"quick measurement: {len(busy)} events, two requests per worker slot ({slots}), "
+            "before and after the rates; samples = each event's dispatch -> result time (service "
+            "+ transfer), what a slot is busy with; no network added outside (it is inside)",
+            f"one request at a time the in-task time is x{1 / slowdown:.3f} of the all-busy one "
+            "(busy_slowdown, applied by the number of busy slots)",
+        ],
+    )
 
 
 def _safe_worker_memory(service: Service) -> dict[str, dict[str, int]]:
