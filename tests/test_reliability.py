@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import contextlib
 import errno
+import functools
 import gzip
 import json
 import os
@@ -23,8 +24,10 @@ import pandas as pd
 import pytest
 from conftest import require
 from test_validation import gzip_bomb
-from test_workflow import run, shared_local_client, small_hits, write_small_events
+from test_workflow import TINY_PIPELINE, run, shared_local_client, small_hits, write_small_events
+from worker_faults import hungry_pipeline
 
+from trackflow import config
 from trackflow.errors import OutputWriteError
 from trackflow.events import Event, write_event
 from trackflow.files import sha256_file
@@ -412,3 +415,39 @@ def test_a_disk_filled_mid_run_is_one_error_and_the_rerun_resumes(
         after = {k: b["sha256"] for k, b in _manifest_batches(out).items()}
         assert {k: after[k] for k in finished} == finished
         _same_outputs(report, clean_run)
+
+
+# --------------------------------------------------------------------------- memory
+HUNGRY_EVENT = 9103
+
+
+@pytest.mark.slow
+def test_an_event_that_kills_its_workers_for_memory_fails_alone_with_its_size(
+    trackml_dir: Path, tmp_path: Path
+) -> None:
+    """A real nanny kill: workers of 1.5 GiB on a LocalCluster, event 9103 allocating past it.
+    Its batch (9102, 9103) is tried on a second worker (allowed-failures 1), then each event runs
+    alone: 9102 finishes, 9103 kills two more workers and fails with its size; the run goes on."""
+    events = tmp_path / "events"
+    events.mkdir()
+    write_small_events(trackml_dir, events, 6, first=9100)
+    clean = run(events, tmp_path / "clean", mode="direct")
+    loader = functools.partial(hungry_pipeline, TINY_PIPELINE, HUNGRY_EVENT, 4 * 2**30)
+    with config.set(**{"workflow.cluster.memory_limit": "1.5GiB"}):
+        report = run(events, tmp_path / "out", mode="fused", workers=2, pipeline_loader=loader)
+    assert report.exit_code == EXIT_FAILED_EVENTS
+    (failure,) = report.report["failed_events"]
+    assert failure["event_id"] == HUNGRY_EVENT and failure["stage"] == "task", failure
+    assert failure["error"] == "KilledWorker" and failure["attempts"] == 2
+    hits = len(small_hits(trackml_dir, 3))
+    size = (events / f"event{HUNGRY_EVENT:09d}-hits.csv.gz").stat().st_size
+    assert f"hits.csv.gz: {hits:,} hits, {size:,} bytes; killed every worker it ran on (2 tried" in (
+        failure["message"]
+    )
+    assert "out of memory: Dask's nanny restarted the worker at" in failure["message"]
+    done = sorted(e["event_id"] for e in report.report["per_event"])
+    assert done == [9100, 9101, 9102, 9104, 9105]
+    tracks = pd.read_csv(report.submission_path)
+    expected = pd.read_csv(clean.submission_path)
+    expected = expected[expected["event_id"] != HUNGRY_EVENT].reset_index(drop=True)
+    pd.testing.assert_frame_equal(tracks, expected)

@@ -2,7 +2,9 @@
 is not reachable from other machines), ``gpu_workers`` of them flagged with the GPU resource.
 
 A worker that fails to start (its process died, as a node may at start-up) is started again, up
-to ``workflow.cluster.start_attempts`` times; one that never does is left out and named.
+to ``workflow.cluster.start_attempts`` times; one that never does is left out and named. Each
+worker's nanny restarts it when it passes 95 % of ``workflow.cluster.memory_limit``; the
+cluster runs with trackflow's Dask settings (:mod:`trackflow.cluster.dask_settings`).
 """
 
 from __future__ import annotations
@@ -10,10 +12,12 @@ from __future__ import annotations
 import contextlib
 from collections.abc import Iterator
 
+import dask.config
 from distributed import Client, LocalCluster, Nanny
 from distributed.core import Status
 
 from trackflow import config
+from trackflow.cluster import dask_settings
 from trackflow.cluster.handle import ClusterHandle, ClusterStartError, wait_for_workers
 from trackflow.cluster.resources import gpu_request
 from trackflow.errors import ConfigError
@@ -52,15 +56,21 @@ def local_cluster(
 ) -> Iterator[ClusterHandle]:
     if adapt and gpu_workers:
         raise ConfigError("--adapt with --gpu-workers: a local cluster adapts CPU workers only; drop one")
+    chosen = dask_settings.chosen()
+    memory_limit = config.get("workflow.cluster.memory_limit", "auto")
     try:
-        # the scheduler only: workers are started below, where a failed start can be retried
-        cluster = LocalCluster(
-            n_workers=0,
-            threads_per_worker=threads_per_worker,
-            processes=True,
-            host="127.0.0.1",  # loopback only: the plain port is not reachable from elsewhere
-            dashboard_address=":0",
-        )
+        # the scheduler only: workers are started below, where a failed start can be retried;
+        # the scheduler reads trackflow's Dask settings now, every nanny gets them (config=)
+        with dask.config.set(chosen):
+            cluster = LocalCluster(
+                n_workers=0,
+                threads_per_worker=threads_per_worker,
+                processes=True,
+                host="127.0.0.1",  # loopback only: the plain port is not reachable from elsewhere
+                dashboard_address=":0",
+                memory_limit=memory_limit,
+                config=chosen,
+            )
     except (RuntimeError, OSError) as error:
         raise ClusterStartError(
             f"--cluster local: the scheduler did not start ({' '.join(str(error).split())[:200]})"

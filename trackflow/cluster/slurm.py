@@ -28,6 +28,7 @@ import dask.config
 from distributed import Client
 
 from trackflow import config
+from trackflow.cluster import dask_settings
 from trackflow.cluster.handle import ClusterHandle, ClusterStartError, wait_for_workers
 from trackflow.cluster.profiles import SLURM_SPECS, load_profiles, profile_settings, setting
 from trackflow.cluster.tls import remove_certificates, tls_security, write_certificates
@@ -139,7 +140,11 @@ def _job_kwargs(
         # no PYTHONPATH here: the jobs run this interpreter, which imports the installed
         # trackflow; a checkout used through PYTHONPATH reaches them in the environment that
         # sbatch exports (--export=ALL, Slurm's default)
-        "job_script_prologue": list(setting(settings, "job-script-prologue") or []),
+        # trackflow's Dask settings reach the workers through the job's environment
+        "job_script_prologue": [
+            *list(setting(settings, "job-script-prologue") or []),
+            *dask_settings.job_exports(),
+        ],
     }
     extra = list(setting(settings, "worker-extra-args") or [])
     if not any(str(a).startswith("--lifetime") for a in extra):
@@ -195,12 +200,13 @@ def slurm_cluster(
         client = None
         gpu_jobs: list[Any] = []
         try:
-            cluster = SLURMCluster(
-                config_name=profile,
-                security=security,
-                protocol=protocol,
-                **_job_kwargs(settings, threads_per_worker, run_dir, job_name),
-            )
+            with dask.config.set(dask_settings.chosen()):  # the scheduler reads them as it starts
+                cluster = SLURMCluster(
+                    config_name=profile,
+                    security=security,
+                    protocol=protocol,
+                    **_job_kwargs(settings, threads_per_worker, run_dir, job_name),
+                )
             if adapt is not None:
                 cluster.adapt(minimum_jobs=adapt[0], maximum_jobs=adapt[1])
             else:

@@ -20,6 +20,14 @@ CUDA pressure, a timeout) fail the task so that Dask retries it (``retries``); w
 are spent, the event is reported failed and the rest of its batch is resubmitted without it. A
 batch that no worker finishes within ``task_timeout`` (e.g. no worker offers the GPU resource it
 asks for) is reported failed instead of hanging.
+
+A worker that dies under a task (killed by its nanny past its memory limit, by Slurm's
+OUT_OF_MEMORY, or any other way) costs that task one try on another worker: Dask reschedules it
+until ``distributed.scheduler.allowed-failures`` workers died (trackflow's clusters: 1, so one
+retry on another worker), then fails it as ``KilledWorker``. Which event of the batch did it is
+not known, so its events then run one by one; an event that kills its workers alone is reported
+failed with its size (hits, file bytes) and the memory restarts Dask recorded, and the run goes
+on.
 """
 
 from __future__ import annotations
@@ -30,6 +38,7 @@ import time
 import uuid
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass, field, replace
+from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol
 
 import pandas as pd
@@ -377,6 +386,8 @@ class _Flight:
     parts: list[BatchResult] = field(default_factory=list)
     failures: list[EventFailure] = field(default_factory=list)
     timeout_reason: str | None = None
+    #: events still to run one by one, after the batch killed its workers
+    alone: list[EventRef] = field(default_factory=list)
 
 
 @dataclass
@@ -461,14 +472,14 @@ class _DaskExecutor:
                 self.client.cancel(leftovers)
 
     def _collect(self, flight: _Flight, future: Future) -> bool:
-        """Take a finished attempt into ``flight``; True when the rest of the batch must run again."""
+        """Take a finished attempt into ``flight``; True when (part of) the batch must run again."""
         if future.status == "finished":  # even when the watchdog was about to cancel it
             flight.parts.append(future.result())
-            return False
+            return self._next_alone(flight)
         if flight.timeout_reason is not None:
             flight.failures += [
                 EventFailure(e, "task", "TimeoutError", flight.timeout_reason)
-                for e in flight.remaining.event_ids
+                for e in (*flight.remaining.event_ids, *(ref.event_id for ref in flight.alone))
             ]
             return False
         if future.status == "cancelled":  # by someone else: a closing client, a restarted cluster
@@ -479,14 +490,65 @@ class _DaskExecutor:
             # Dask already retried the task; this event fails, the others run again without it
             flight.failures.append(_failure_from_transient(error, self.retries + 1))
             flight.remaining = _without(flight.remaining, error.event_id)
-            return bool(flight.remaining.events)
-        # e.g. KilledWorker (the batch killed its workers again and again) or a cancelled future
+            return bool(flight.remaining.events) or self._next_alone(flight)
+        if type(error).__name__ == "KilledWorker":
+            if len(flight.remaining.events) > 1:  # which event did it? each runs alone
+                flight.alone = [*flight.remaining.events, *flight.alone]
+            else:
+                flight.failures.append(self._killed_its_workers(flight.remaining.events[0], error))
+            return self._next_alone(flight)
+        # e.g. a cancelled future
         message = " ".join(str(error).split()) or future.status
         flight.failures += [
             EventFailure(e, "task", type(error).__name__, message, attempts=self.retries + 1)
             for e in flight.remaining.event_ids
         ]
         return False
+
+    @staticmethod
+    def _next_alone(flight: _Flight) -> bool:
+        """Make the next event waiting to run alone the flight's attempt; False when none is left."""
+        if not flight.alone:
+            return False
+        flight.remaining = replace(flight.batch, events=(flight.alone.pop(0),))
+        return True
+
+    def _killed_its_workers(self, ref: EventRef, error: BaseException) -> EventFailure:
+        """The failure of an event that killed every worker it ran on, alone: its size, and the
+        memory restarts Dask's nannies recorded for those workers, when any."""
+        from trackflow.run.batching import count_hits
+
+        tries = int(getattr(error, "allowed_failures", self.retries)) + 1
+        last = getattr(getattr(error, "last_worker", None), "address", None)
+        path = Path(ref.hits_path)
+        try:
+            size = f"{path}: {count_hits(ref):,} hits, {path.stat().st_size:,} bytes"
+        except OSError:
+            size = f"{path}: unreadable"
+        ours = [r for r in self._memory_restarts() if r.get("worker") == last]
+        if ours:
+            rss = max(int(r.get("rss", 0)) for r in ours)
+            cause = (
+                f"out of memory: Dask's nanny restarted the worker at {rss / 2**20:,.0f} MiB RSS, "
+                "past 95 % of its memory limit"
+            )
+        else:
+            cause = "no memory restart recorded by Dask (the batch system's OUT_OF_MEMORY kill? a crash?)"
+        return EventFailure(
+            ref.event_id,
+            "task",
+            "KilledWorker",
+            f"{size}; killed every worker it ran on ({tries} tried, the last {last}): {cause}",
+            path=str(ref.hits_path),
+            attempts=tries,
+        )
+
+    def _memory_restarts(self) -> list[dict[str, Any]]:
+        """The ``worker-restart-memory`` events of this run's scheduler (nanny memory kills)."""
+        try:
+            return [dict(event) for _, event in self.client.get_events("worker-restart-memory")]
+        except Exception:  # the cause is a courtesy; the failure stands without it
+            return []
 
     def _watch(self, flights: dict[Future, _Flight], lock: threading.Lock, stop: threading.Event) -> None:
         """Cancel batches past their deadline, saying why (e.g. no worker has the resource)."""
