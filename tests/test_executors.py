@@ -190,7 +190,7 @@ def test_a_deterministic_error_fails_its_event_once_with_its_traceback(
     hits = str(events_with_a_bad_file / "event000006001-hits.csv.gz")
     assert failure.line() == (
         f"event 6001 failed in graph_building: {hits}: ValueError: data must be finite, check for "
-        "nan or inf values (internal error; traceback in report.json)"
+        "nan or inf values (internal error; traceback in report.json and trackflow.log)"
     )
     assert failure.to_dict()["traceback"] == failure.traceback
 

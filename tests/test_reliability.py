@@ -20,12 +20,13 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
+import dask.config
 import pandas as pd
 import pytest
 from conftest import require
 from test_validation import gzip_bomb
 from test_workflow import TINY_PIPELINE, run, shared_local_client, small_hits, write_small_events
-from worker_faults import hungry_pipeline
+from worker_faults import buggy_pipeline, hungry_pipeline
 
 from trackflow import config
 from trackflow.errors import OutputWriteError
@@ -451,3 +452,54 @@ def test_an_event_that_kills_its_workers_for_memory_fails_alone_with_its_size(
     expected = pd.read_csv(clean.submission_path)
     expected = expected[expected["event_id"] != HUNGRY_EVENT].reset_index(drop=True)
     pd.testing.assert_frame_equal(tracks, expected)
+
+
+# --------------------------------------------------------------------------- --lifetime
+@pytest.mark.slow
+def test_workers_retired_at_their_lifetime_lose_nothing(
+    slow_events: Path, clean_run: Any, tmp_path: Path
+) -> None:
+    """Dask's worker lifetime (what dask-jobqueue's ``--lifetime`` / ``--lifetime-stagger`` set):
+    each worker of a 2-worker LocalCluster retires gracefully every 4-6 s mid-run and its nanny
+    starts a fresh one (as a replacement job would). Batches in flight move to the other worker."""
+    lifetime = {
+        "distributed.worker.lifetime.duration": "5s",
+        "distributed.worker.lifetime.stagger": "1s",
+        "distributed.worker.lifetime.restart": True,
+    }
+    with dask.config.set(lifetime):
+        report = run(slow_events, tmp_path, mode="fused", batch_size=1, workers=2)
+    assert report.exit_code == EXIT_OK, report.report["failed_events"]
+    workers = {e["worker"] for e in report.report["per_event"]}
+    assert len(workers) > 2, f"no worker was retired during the run: {workers}"
+    assert sorted(e["event_id"] for e in report.report["per_event"]) == list(range(8000, 8010))
+    _same_outputs(report, clean_run)
+
+
+# --------------------------------------------------------------------------- the run's log
+@pytest.mark.parametrize("mode", ["direct", "fused"])
+def test_an_internal_error_is_one_line_its_traceback_in_the_log_and_the_report(
+    mode: str, trackml_dir: Path, dask_client: Any, tmp_path: Path, capsys: pytest.CaptureFixture
+) -> None:
+    events = tmp_path / "events"
+    events.mkdir()
+    write_small_events(trackml_dir, events, 3, first=9200)
+    loader = functools.partial(buggy_pipeline, TINY_PIPELINE, 9201)
+    options = {"client": dask_client} if mode == "fused" else {}
+    report = run(events, tmp_path / "out", mode=mode, pipeline_loader=loader, **options)
+    assert report.exit_code == EXIT_FAILED_EVENTS
+    (failure,) = report.report["failed_events"]
+    assert failure["error"] == "ZeroDivisionError"
+    assert "Traceback (most recent call last)" in failure["traceback"]
+
+    err = capsys.readouterr().err
+    assert "Traceback" not in err and "ZeroDivisionError" in err
+    (line,) = [line for line in err.splitlines() if line.startswith("event 9201 ")]
+    assert line.endswith("(internal error; traceback in report.json and trackflow.log)"), line
+
+    log = Path(report.report["outputs"]["log"])
+    assert log == tmp_path / "out" / "trackflow.log"
+    text = log.read_text()
+    assert f"ERROR trackflow.run.tracebacks: {line}\n" in text
+    assert failure["traceback"].rstrip() in text
+    assert "run started: pid" in text

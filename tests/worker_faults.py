@@ -58,3 +58,18 @@ class HungryPipeline:
 def hungry_pipeline(inner_loader: Any, event_id: int, cap_bytes: int, **options: Any) -> HungryPipeline:
     """Pipeline loader (``ReconstructConfig.pipeline_loader``, with functools.partial)."""
     return HungryPipeline(inner_loader(**options), event_id, cap_bytes)
+
+
+class BuggyPipeline(HungryPipeline):
+    """A pipeline (``inner``) with a bug that shows on event ``event_id``: preparing it raises
+    a ZeroDivisionError (an internal error, not bad data)."""
+
+    def prepare(self, event: Any) -> Any:
+        if event.event_id == self.event_id:
+            return 1 // 0
+        return self.inner.prepare(event)
+
+
+def buggy_pipeline(inner_loader: Any, event_id: int, **options: Any) -> BuggyPipeline:
+    """Pipeline loader (``ReconstructConfig.pipeline_loader``, with functools.partial)."""
+    return BuggyPipeline(inner_loader(**options), event_id, 0)

@@ -2,11 +2,12 @@
 ``trackflow.yaml``): a bounded profiler history, a failed task tried on one more worker only.
 
 They are Dask's own keys (``distributed.worker.profile.cycle``, ...) with trackflow's values. A
-key the user has set (a dask config file, ``DASK_DISTRIBUTED__...``, ``dask.config.set``) keeps
-the user's value: trackflow's applies only where the value in force is still distributed's
-shipped default. :func:`applied` sets them while a local cluster starts (its scheduler and
-nannies read them then, and each nanny hands them to the worker processes it starts and
-restarts); :func:`job_exports` writes them as ``export DASK_...`` lines for Slurm jobs.
+key the user has set keeps the user's value, even when it equals Dask's default: one in a dask
+config file or a ``DASK_DISTRIBUTED__...`` variable (``dask.config.collect()``), or one whose
+value in force (``dask.config.set``) differs from distributed's shipped default.
+:func:`applied` sets them while a local cluster starts (its scheduler and nannies read them
+then, and each nanny hands them to the worker processes it starts and restarts);
+:func:`job_exports` writes them as ``export DASK_...`` lines for Slurm jobs.
 """
 
 from __future__ import annotations
@@ -19,6 +20,8 @@ from typing import Any
 import dask.config
 
 from trackflow import config
+
+_UNSET = object()
 
 
 def _flatten(node: Mapping[str, Any], prefix: str = "") -> Iterator[tuple[str, Any]]:
@@ -47,8 +50,11 @@ def chosen() -> dict[str, Any]:
     not set (its value in force is distributed's default, or it has none)."""
     import distributed  # noqa: F401
 
+    users = dask.config.collect()  # the config files and the DASK_* environment, no defaults
     settings = {}
     for key, value in _flatten(config.get("dask", None) or {}):
+        if dask.config.get(key, _UNSET, config=users) is not _UNSET:
+            continue
         in_force = dask.config.get(key, None)
         if in_force is None or in_force == _shipped_default(key):
             settings[key] = value

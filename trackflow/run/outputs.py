@@ -7,6 +7,7 @@ Layout::
     OUT/manifest.json    the run's fingerprint and (at the end) every batch entry in one file
     OUT/submission.csv   event_id,hit_id,track_id of every event, in event order (at the end)
     OUT/report.json      throughput, latency, stages, workers, failures (trackflow.run.report)
+    OUT/trackflow.log    tracebacks of internal errors, warnings (trackflow.run.run_log)
 
 Each batch's Parquet is written (atomically) the moment its result arrives, then its manifest
 entry with the Parquet's sha256 (atomically). One small file per batch keeps the cost of a batch
@@ -50,6 +51,7 @@ from trackflow.events.submission import read_tracks_parquet, write_submission, w
 from trackflow.files import atomic_path, sha256_file, write_json
 from trackflow.run.batching import Batch
 from trackflow.run.records import BatchResult, EventFailure
+from trackflow.run.run_log import LOG_NAME
 
 logger = logging.getLogger(__name__)
 
@@ -245,7 +247,7 @@ class RunOutputs:
         for pattern in ("batch-*.parquet", "batch-*.json"):
             for path in self.batch_dir.glob(pattern):
                 path.unlink()
-        for name in (MANIFEST_NAME, SUBMISSION_NAME, REPORT_NAME):
+        for name in (MANIFEST_NAME, SUBMISSION_NAME, REPORT_NAME, LOG_NAME):
             (self.out_dir / name).unlink(missing_ok=True)
 
     def _load_manifest(self) -> None:

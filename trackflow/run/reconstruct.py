@@ -33,11 +33,12 @@ from trackflow.events.trackml import EventRef, list_events
 from trackflow.files import sha256_file
 from trackflow.run.batching import Batch, make_batches
 from trackflow.run.executors import check_mode, make_executor
-from trackflow.run.outputs import RunOutputs
+from trackflow.run.outputs import RunOutputs, writing
 from trackflow.run.plugin import PipelineLoader, PipelinePlugin, load_pipeline
 from trackflow.run.progress import EventProgress
 from trackflow.run.records import BatchResult, EventFailure
 from trackflow.run.report import NetworkStats, RunReport, RunStats, build_report
+from trackflow.run.run_log import LOG_NAME, RunLog
 from trackflow.run.tracking_plots import TruthPlots, write_run_plots
 
 if TYPE_CHECKING:
@@ -200,13 +201,20 @@ class _Collected:
 
 
 def _drain(
-    results: Iterator[BatchResult], outputs: RunOutputs, progress: EventProgress, collected: _Collected
+    results: Iterator[BatchResult],
+    outputs: RunOutputs,
+    progress: EventProgress,
+    collected: _Collected,
+    run_log: RunLog,
 ) -> None:
-    """Write each batch as it arrives; failures go to stderr as one line each (and to the report)."""
+    """Write each batch as it arrives; failures go to stderr as one line each (and to the report),
+    an internal error's traceback to trackflow.log."""
     for result in results:
         outputs.write_batch(result)
         for failure in result.failures:
             progress.write(failure.line())
+            if failure.traceback is not None:
+                run_log.traceback(failure.line(), failure.traceback)
         progress.update(len(result.events), len(result.failures))
         collected.result_bytes += int(result.tracks.memory_usage(index=False).sum())
         # the tracks are on disk now; a long campaign must not hold every event's rows in memory
@@ -220,6 +228,7 @@ def _run_direct(
     todo: list[Batch],
     outputs: RunOutputs,
     progress: EventProgress,
+    run_log: RunLog,
 ) -> _Collected:
     pipeline = load_pipeline(
         cfg.models_dir, cfg.device, cfg.threads_per_worker, cfg.pipeline_loader, settings
@@ -227,7 +236,7 @@ def _run_direct(
     executor = make_executor("direct", pipeline=pipeline, retries=cfg.retries, parts=EVENT_PARTS)
     collected = _Collected(threads={"direct": cfg.threads_per_worker})
     start = time.time()
-    _drain(executor.execute(todo), outputs, progress, collected)
+    _drain(executor.execute(todo), outputs, progress, collected, run_log)
     collected.wall_s = time.time() - start
     return collected
 
@@ -239,6 +248,7 @@ def _run_dask(
     todo: list[Batch],
     outputs: RunOutputs,
     progress: EventProgress,
+    run_log: RunLog,
 ) -> _Collected:
     from distributed import performance_report
 
@@ -272,7 +282,7 @@ def _run_dask(
         )
         start = time.time()
         with report_cm:
-            _drain(executor.execute(todo), outputs, progress, collected)
+            _drain(executor.execute(todo), outputs, progress, collected, run_log)
         collected.wall_s = time.time() - start
         # workers that joined during the run (adaptive scaling, replaced jobs) count too
         collected.resources = {**worker_resources(client), **collected.resources}
@@ -329,7 +339,10 @@ def reconstruct(cfg: ReconstructConfig) -> RunReport:
     batches = make_batches(refs, cfg.batch_size, cfg.max_hits_per_batch)
     outputs = RunOutputs(cfg.out_dir, _fingerprint(cfg, pipeline_settings), overwrite=cfg.overwrite)
     try:
-        return _reconstruct_into(cfg, refs, batches, outputs, pipeline_settings, truth_plots)
+        with writing(cfg.out_dir / LOG_NAME, cfg.out_dir, 0):
+            run_log = RunLog(cfg.out_dir)
+        with run_log:
+            return _reconstruct_into(cfg, refs, batches, outputs, pipeline_settings, truth_plots, run_log)
     finally:
         # released by the report's write; an error on the way (a full disk) must not keep it
         outputs.lock.release()
@@ -342,6 +355,7 @@ def _reconstruct_into(
     outputs: RunOutputs,
     pipeline_settings: PipelineSettings | None,
     truth_plots: TruthPlots,
+    run_log: RunLog,
 ) -> RunReport:
     """The run itself, into ``outputs`` opened (and locked) by :func:`reconstruct`."""
     finished = {b.batch_id: outputs.finished(b) for b in batches}
@@ -357,9 +371,9 @@ def _reconstruct_into(
         if not todo:
             collected = _Collected()
         elif cfg.mode == "direct":
-            collected = _run_direct(cfg, pipeline_settings, todo, outputs, progress)
+            collected = _run_direct(cfg, pipeline_settings, todo, outputs, progress, run_log)
         else:
-            collected = _run_dask(cfg, pipeline_settings, workers, todo, outputs, progress)
+            collected = _run_dask(cfg, pipeline_settings, workers, todo, outputs, progress, run_log)
 
     outputs.write_manifest()
     submission = outputs.write_submission(batches)
@@ -404,6 +418,7 @@ def _reconstruct_into(
             "manifest": str(outputs.manifest_path),
             "batches": str(outputs.batch_dir),
             "report": str(outputs.report_path),
+            "log": str(run_log.path),
             "performance_report": None if cfg.performance_report is None else str(cfg.performance_report),
         },
     )

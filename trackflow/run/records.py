@@ -46,7 +46,7 @@ class EventFailure:
         tries = f" after {self.attempts} attempts" if self.attempts > 1 else ""
         return (
             f"event {self.event_id} failed in {self.stage}: {where}{self.error}: {self.message} "
-            f"(internal error{tries}; traceback in report.json)"
+            f"(internal error{tries}; traceback in report.json and trackflow.log)"
         )
 
     def to_dict(self) -> dict[str, Any]:
