@@ -201,6 +201,18 @@ def test_knees_of_a_known_queue() -> None:
     assert measured_knee([1, 2], [1.0, 1.2]) is None
 
 
+def test_contended_servers_run_faster_alone_than_busy() -> None:
+    from trackflow.estimation.queueing import simulate_contended_open_queue
+
+    samples = np.full(10, 1.0)  # measured with both servers busy; alone they take 0.5 s
+    quiet = simulate_contended_open_queue(0.01, samples, 2, busy_slowdown=2.0, jobs=2000)
+    assert np.mean(quiet.service_s) == pytest.approx(0.5, rel=0.02)  # almost always alone
+    busy = simulate_contended_open_queue(1.9, samples, 2, busy_slowdown=2.0, jobs=4000)
+    assert 0.8 < np.mean(busy.service_s) <= 1.0  # mostly both busy near capacity (2 Hz)
+    model = FarmModel(samples=samples, servers=2, busy_slowdown=2.0)
+    assert model.latency(0.01)["p95"] == pytest.approx(0.5, rel=0.05)
+
+
 def test_poisson_arrivals_stay_in_the_window() -> None:
     arrivals = poisson_arrivals(50.0, 10.0, np.random.default_rng(0))
     assert arrivals.min() >= 0 and arrivals.max() < 10.0

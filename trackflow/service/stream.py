@@ -18,7 +18,9 @@ Before the rates:
    waits for the client) for ``calibration_events`` events; events/s is the capacity, and each
    event's dispatch→result time is what one server is busy with per event; then the same
    events one at a time, whose in-task time against the busy one is how much the slots slow
-   each other down on shared cores (``busy_slowdown``).
+   each other down on shared cores (``busy_slowdown``). Measured again before every pass of
+   the rates and after the last (the capacity is the mean; ``capacity_fractions`` are of the
+   first measurement), so the prediction sees the machine the rates saw.
 
 The prediction (:mod:`trackflow.estimation.online`) is the estimate's queue simulation for this
 farm (servers = worker slots): from ``bench_json`` when given (the service samples of ``trackflow
@@ -433,7 +435,10 @@ def run_stream(cfg: StreamConfig, progress: Progress | None = None) -> dict[str,
         # speed drifts slows every rate alike instead of the last ones
         passes: dict[float, list[RatePass]] = {rate: [] for rate in offered}
         rng = np.random.default_rng(cfg.seed)
+        calibrations = [before]
         for turn in range(cfg.passes):
+            if turn > 0:  # the capacity in every pass: the prediction sees the machine the rates saw
+                calibrations.append(_calibrate(service, events, slots, int(cfg.calibration_events)))
             for rate in offered:
                 if cfg.on_rate is not None and turn == 0:
                     cfg.on_rate(service, rate)
@@ -442,14 +447,17 @@ def run_stream(cfg: StreamConfig, progress: Progress | None = None) -> dict[str,
                 done = sum(t.status == "done" for t in passes[rate][-1].timings)
                 say(f"rate {rate:.3g} Hz, pass {turn + 1}/{cfg.passes}: {done} done")
         # the capacity again after the rates: the figures use both, the drift is on record
-        after = _calibrate(service, events, slots, int(cfg.calibration_events)) if offered else before
-        capacity = statistics.fmean([before["summary"]["throughput_hz"], after["summary"]["throughput_hz"]])
-        measured_model = _measured_model([before, after] if after is not before else [before], slots)
+        if offered:
+            calibrations.append(_calibrate(service, events, slots, int(cfg.calibration_events)))
+        capacities = [c["summary"]["throughput_hz"] for c in calibrations]
+        capacity = statistics.fmean(capacities)
+        measured_model = _measured_model(calibrations, slots)
         model = measured_model
         if cfg.bench_json is not None:
             hits = before["summary"]["hits_per_event"]
             model = samples_from_bench(cfg.bench_json, slots, os.cpu_count() or 1, hits)
-        say(f"capacity {capacity:.3g} Hz (mean of before and after); predicted {model.capacity_hz:.3g} Hz "
+        listed = ", ".join(f"{c:.3g}" for c in capacities)
+        say(f"capacity {capacity:.3g} Hz (mean of {listed}); predicted {model.capacity_hz:.3g} Hz "
             f"({model.source})")
         rates = []
         for rate in offered:
@@ -468,10 +476,9 @@ def run_stream(cfg: StreamConfig, progress: Progress | None = None) -> dict[str,
             rates.append(result)
         calibration = {
             **before["summary"],
-            "throughput_before_hz": before["summary"]["throughput_hz"],
-            "throughput_after_hz": after["summary"]["throughput_hz"],
-            "one_at_a_time_before": before["alone"],
-            "one_at_a_time_after": after["alone"],
+            "throughput_hz": capacity,
+            "throughputs_hz": capacities,
+            "one_at_a_time": [c["alone"] for c in calibrations],
         }
         sweep = []
         for workers in cfg.instances or ([None] if cfg.concurrency else []):
@@ -538,8 +545,8 @@ def _measured_model(calibrations: Sequence[dict[str, Any]], slots: int) -> FarmM
         source="measured",
         notes=[
             f"quick measurement: {len(busy)} events, two requests per worker slot ({slots}), "
-            "before and after the rates; samples = each event's dispatch -> result time (service "
-            "+ transfer), what a slot is busy with; no network added outside (it is inside)",
+            "before each pass of the rates and after the last; samples = each event's dispatch -> "
+            "result time (service + transfer), what a slot is busy with; no network added outside",
             f"one request at a time the in-task time is x{1 / slowdown:.3f} of the all-busy one "
             "(busy_slowdown, applied by the number of busy slots)",
         ],
@@ -580,7 +587,8 @@ def _assemble(
             "measured_hz": capacity,
             "predicted_hz": model.capacity_hz,
             "measurement": {k: v for k, v in calibration.items() if k != "errors"},
-            "what": "closed loop, two requests per worker slot: events/s",
+            "what": "closed loop, two requests per worker slot: events/s (mean of the measurements "
+            "before each pass and after the last)",
         },
         "knee": {
             "measured_hz": knee,
