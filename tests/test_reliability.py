@@ -29,6 +29,7 @@ from test_workflow import TINY_PIPELINE, run, shared_local_client, small_hits, w
 from worker_faults import buggy_pipeline, hungry_pipeline
 
 from trackflow import config
+from trackflow.cluster import open_cluster
 from trackflow.errors import OutputWriteError
 from trackflow.events import Event, write_event
 from trackflow.files import sha256_file
@@ -459,19 +460,39 @@ def test_an_event_that_kills_its_workers_for_memory_fails_alone_with_its_size(
 def test_workers_retired_at_their_lifetime_lose_nothing(
     slow_events: Path, clean_run: Any, tmp_path: Path
 ) -> None:
-    """Dask's worker lifetime (what dask-jobqueue's ``--lifetime`` / ``--lifetime-stagger`` set):
-    each worker of a 2-worker LocalCluster retires gracefully every 4-6 s mid-run and its nanny
-    starts a fresh one (as a replacement job would). Batches in flight move to the other worker."""
-    lifetime = {
-        "distributed.worker.lifetime.duration": "5s",
-        "distributed.worker.lifetime.stagger": "1s",
-        "distributed.worker.lifetime.restart": True,
-    }
-    with dask.config.set(lifetime):
-        report = run(slow_events, tmp_path, mode="fused", batch_size=1, workers=2)
+    """Dask's worker lifetime (what dask-jobqueue's ``--lifetime`` / ``--lifetime-stagger`` set,
+    with ``lifetime.restart`` as a replacement job would): each worker of a 2-worker LocalCluster
+    retires mid-run, through the very call the lifetime timer makes (``close_gracefully(reason=
+    "worker-lifetime-reached")``), after 2 and after 5 finished batches: a timer of a few
+    seconds would retire workers still importing torch on a loaded machine, again and again.
+    Batches in flight move to the other worker; the nanny starts a fresh one."""
+    lifetime = {"distributed.worker.lifetime.duration": "1h", "distributed.worker.lifetime.restart": True}
+    retired: list[str] = []
+
+    def retire(client: Any, after_batches: int) -> None:
+        _wait_for_batches(tmp_path, after_batches)
+        address = sorted(client.scheduler_info(n_workers=-1)["workers"])[0]
+
+        def lifetime_reached(dask_worker: Any) -> None:
+            dask_worker.loop.add_callback(dask_worker.close_gracefully, reason="worker-lifetime-reached")
+
+        client.run(lifetime_reached, workers=[address])
+        retired.append(address)
+
+    with dask.config.set(lifetime), open_cluster("local", 2, 1) as handle:
+
+        def retire_two() -> None:
+            retire(handle.client, 2)
+            retire(handle.client, 5)
+
+        retirer = threading.Thread(target=retire_two)
+        retirer.start()
+        report = run(slow_events, tmp_path, mode="fused", batch_size=1, client=handle.client, max_in_flight=4)
+        retirer.join()
     assert report.exit_code == EXIT_OK, report.report["failed_events"]
+    assert len(retired) == 2
     workers = {e["worker"] for e in report.report["per_event"]}
-    assert len(workers) > 2, f"no worker was retired during the run: {workers}"
+    assert len(workers) > 2, f"no worker was replaced during the run: {workers}"
     assert sorted(e["event_id"] for e in report.report["per_event"]) == list(range(8000, 8010))
     _same_outputs(report, clean_run)
 
