@@ -26,8 +26,10 @@ OUT_OF_MEMORY, or any other way) costs that task one try on another worker: Dask
 until ``distributed.scheduler.allowed-failures`` workers died (trackflow's clusters: 1, so one
 retry on another worker), then fails it as ``KilledWorker``. Which event of the batch did it is
 not known, so its events then run one by one; an event that kills its workers alone is reported
-failed with its size (hits, file bytes) and the memory restarts Dask recorded, and the run goes
-on.
+failed with its size (hits, file bytes) and the memory restart Dask recorded, and the run goes
+on. Without a recorded memory restart (workers lost around the event: a retirement at
+``--lifetime`` that could not hand over its work, a node gone) the event first gets one more
+task of its own.
 """
 
 from __future__ import annotations
@@ -388,6 +390,8 @@ class _Flight:
     timeout_reason: str | None = None
     #: events still to run one by one, after the batch killed its workers
     alone: list[EventRef] = field(default_factory=list)
+    #: events given a fresh task after killing their workers with no memory restart recorded
+    tried_again: set[int] = field(default_factory=set)
 
 
 @dataclass
@@ -468,7 +472,7 @@ class _DaskExecutor:
             watchdog.join()
             with lock:
                 leftovers = [f for flight in flights.values() for f in flight.futures]
-            if leftovers:
+            if leftovers and self.client.status not in ("closing", "closed"):
                 self.client.cancel(leftovers)
 
     def _collect(self, flight: _Flight, future: Future) -> bool:
@@ -494,8 +498,16 @@ class _DaskExecutor:
         if type(error).__name__ == "KilledWorker":
             if len(flight.remaining.events) > 1:  # which event did it? each runs alone
                 flight.alone = [*flight.remaining.events, *flight.alone]
-            else:
-                flight.failures.append(self._killed_its_workers(flight.remaining.events[0], error))
+                return self._next_alone(flight)
+            ref = flight.remaining.events[0]
+            restarts = self._memory_restarts_of(error)
+            if not restarts and ref.event_id not in flight.tried_again:
+                # no sign of memory: workers lost around it (a retirement at --lifetime that
+                # could not hand over, a node gone) may have nothing to do with the event
+                flight.tried_again.add(ref.event_id)
+                flight.alone.insert(0, ref)
+                return self._next_alone(flight)
+            flight.failures.append(self._killed_its_workers(ref, error, restarts))
             return self._next_alone(flight)
         # e.g. a cancelled future
         message = " ".join(str(error).split()) or future.status
@@ -513,9 +525,11 @@ class _DaskExecutor:
         flight.remaining = replace(flight.batch, events=(flight.alone.pop(0),))
         return True
 
-    def _killed_its_workers(self, ref: EventRef, error: BaseException) -> EventFailure:
+    def _killed_its_workers(
+        self, ref: EventRef, error: BaseException, restarts: list[dict[str, Any]]
+    ) -> EventFailure:
         """The failure of an event that killed every worker it ran on, alone: its size, and the
-        memory restarts Dask's nannies recorded for those workers, when any."""
+        memory restarts Dask's nannies recorded for the last of them (``restarts``), if any."""
         from trackflow.run.batching import count_hits
 
         tries = int(getattr(error, "allowed_failures", self.retries)) + 1
@@ -525,9 +539,8 @@ class _DaskExecutor:
             size = f"{path}: {count_hits(ref):,} hits, {path.stat().st_size:,} bytes"
         except OSError:
             size = f"{path}: unreadable"
-        ours = [r for r in self._memory_restarts() if r.get("worker") == last]
-        if ours:
-            rss = max(int(r.get("rss", 0)) for r in ours)
+        if restarts:
+            rss = max(int(r.get("rss", 0)) for r in restarts)
             cause = (
                 f"out of memory: Dask's nanny restarted the worker at {rss / 2**20:,.0f} MiB RSS, "
                 "past 95 % of its memory limit"
@@ -543,12 +556,15 @@ class _DaskExecutor:
             attempts=tries,
         )
 
-    def _memory_restarts(self) -> list[dict[str, Any]]:
-        """The ``worker-restart-memory`` events of this run's scheduler (nanny memory kills)."""
+    def _memory_restarts_of(self, error: BaseException) -> list[dict[str, Any]]:
+        """The ``worker-restart-memory`` events (a nanny's memory kill) of the last worker that
+        died under the task that failed with ``error`` (a KilledWorker)."""
+        last = getattr(getattr(error, "last_worker", None), "address", None)
         try:
-            return [dict(event) for _, event in self.client.get_events("worker-restart-memory")]
+            events = self.client.get_events("worker-restart-memory")
         except Exception:  # the cause is a courtesy; the failure stands without it
             return []
+        return [dict(event) for _, event in events if dict(event).get("worker") == last]
 
     def _watch(self, flights: dict[Future, _Flight], lock: threading.Lock, stop: threading.Event) -> None:
         """Cancel batches past their deadline, saying why (e.g. no worker has the resource)."""

@@ -209,17 +209,20 @@ def _drain(
 ) -> None:
     """Write each batch as it arrives; failures go to stderr as one line each (and to the report),
     an internal error's traceback to trackflow.log."""
-    for result in results:
-        outputs.write_batch(result)
-        for failure in result.failures:
-            progress.write(failure.line())
-            if failure.traceback is not None:
-                run_log.traceback(failure.line(), failure.traceback)
-        progress.update(len(result.events), len(result.failures))
-        collected.result_bytes += int(result.tracks.memory_usage(index=False).sum())
-        # the tracks are on disk now; a long campaign must not hold every event's rows in memory
-        result.tracks = result.tracks.iloc[0:0]
-        collected.results.append(result)
+    # closed here, also when a write fails (a full disk): left to the garbage collector, the
+    # executor would cancel its leftover tasks on a client already closed
+    with contextlib.closing(results):  # type: ignore[type-var]
+        for result in results:
+            outputs.write_batch(result)
+            for failure in result.failures:
+                progress.write(failure.line())
+                if failure.traceback is not None:
+                    run_log.traceback(failure.line(), failure.traceback)
+            progress.update(len(result.events), len(result.failures))
+            collected.result_bytes += int(result.tracks.memory_usage(index=False).sum())
+            # the tracks are on disk now; a long campaign must not hold every event's rows in memory
+            result.tracks = result.tracks.iloc[0:0]
+            collected.results.append(result)
 
 
 def _run_direct(
