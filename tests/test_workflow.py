@@ -19,8 +19,9 @@ import pytest
 
 from trackflow.errors import ConfigError
 from trackflow.events import Event, list_events, read_submission, write_event
+from trackflow.events.trackml import EventRef
 from trackflow.pipeline.pipeline import Pipeline
-from trackflow.run.batching import count_hits, make_batches
+from trackflow.run.batching import AutoBatching, count_hits, make_batches
 from trackflow.run.outputs import MANIFEST_NAME
 from trackflow.run.reconstruct import ReconstructConfig, reconstruct
 from trackflow.run.report import EXIT_OK
@@ -131,6 +132,29 @@ def test_batches_by_events_and_by_hits_keep_event_order(events_dir: Path) -> Non
     assert all(len(b) == 1 for b in make_batches(refs, max_hits=1))
     with pytest.raises(ConfigError, match="--batch-size"):
         make_batches(refs, batch_size=0)
+
+
+def test_auto_batches_grow_with_small_events_and_keep_every_worker_busy(events_dir: Path) -> None:
+    """``batch_size="auto"``: many small events share a batch (Dask's fixed cost per batch is
+    then ~1 % of it), full events go one or two at a time, and a few events are spread out."""
+    small = [EventRef(i, {}) for i in range(1000)]  # the study's ~1.3k-hit events
+    batches = make_batches(small, batch_size="auto", hits_of=lambda ref: 1_300)
+    # 200k hits a batch: 153 events; 1,000 events make 7 batches (the last one 82 events)
+    assert [len(b) for b in batches] == [153] * 6 + [82]
+    assert [e for b in batches for e in b.event_ids] == list(range(1000))
+    full = [EventRef(i, {}) for i in range(20)]
+    assert {len(b) for b in make_batches(full, batch_size="auto", hits_of=lambda ref: 100_000)} == {2}
+    limits = AutoBatching(hits_per_batch=50_000, max_events=10, min_batches=1).limits([1_300] * 1000)
+    assert limits == (10, 50_000)
+    # 6 events: never fewer than min_batches (4) batches, so a small run still spreads out
+    refs = list_events(events_dir)
+    few = make_batches(refs, batch_size="auto")
+    assert len(few) >= 4
+    assert [e for b in few for e in b.event_ids] == [r.event_id for r in refs]
+    with pytest.raises(ConfigError, match="'auto'"):
+        make_batches(refs, batch_size="many")
+    with pytest.raises(ConfigError, match=r"auto_batch\.min_batches"):
+        AutoBatching(min_batches=0)
 
 
 # --------------------------------------------------------------------------- outputs

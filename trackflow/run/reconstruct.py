@@ -31,7 +31,7 @@ from trackflow.cluster.resources import offers_gpu
 from trackflow.errors import ConfigError, EventFileError
 from trackflow.events.trackml import EventRef, list_events
 from trackflow.files import sha256_file
-from trackflow.run.batching import Batch, make_batches
+from trackflow.run.batching import AUTO, Batch, make_batches
 from trackflow.run.executors import check_mode, make_executor
 from trackflow.run.outputs import RunOutputs, writing
 from trackflow.run.plugin import PipelineLoader, PipelinePlugin, load_pipeline
@@ -57,7 +57,8 @@ class ReconstructConfig:
     """The options of ``trackflow reconstruct`` (None = the default from ``trackflow.config``).
 
     ``workers``: worker processes (local) or worker jobs (Slurm); None = the machine's cores for
-    ``local``, 1 job otherwise. ``batch_size``: events per batch; ``max_hits_per_batch`` batches
+    ``local``, 1 job otherwise. ``batch_size``: events per batch, or ``"auto"`` (sized from the
+    events' hits, :class:`trackflow.run.batching.AutoBatching`); ``max_hits_per_batch`` batches
     by hits instead. ``max_in_flight``: batches submitted at once (None = 2 × workers).
     ``retries``: Dask retries of transient task failures (bad files are never retried).
     ``task_timeout``: s a batch may take from submission to result before it is reported
@@ -80,7 +81,7 @@ class ReconstructConfig:
     workers: int | None = None
     threads_per_worker: int = 1
     mode: str | None = None
-    batch_size: int | None = None
+    batch_size: int | str | None = None
     max_hits_per_batch: int | None = None
     max_in_flight: int | None = None
     performance_report: Path | None = None
@@ -112,7 +113,14 @@ class ReconstructConfig:
         if self.max_hits_per_batch is None:
             self.max_hits_per_batch = config.get("workflow.max_hits_per_batch", None)
         if self.batch_size is None and self.max_hits_per_batch is None:
-            self.batch_size = int(config.get("workflow.batch_size", 4))
+            self.batch_size = config.get("workflow.batch_size", 4)
+        if self.batch_size is not None and self.batch_size != AUTO:
+            try:
+                self.batch_size = int(self.batch_size)
+            except (TypeError, ValueError):
+                raise ConfigError(
+                    f"workflow.batch_size: a number of events or 'auto', got {self.batch_size!r}"
+                ) from None
         if self.max_in_flight is None:
             self.max_in_flight = config.get("workflow.max_in_flight", None)
         if self.threads_per_worker < 1:
