@@ -170,7 +170,8 @@ def test_nothing_listening_is_unreachable_not_refused(one_ca: dict[str, TlsFiles
     message = str(error.value)
     assert "\n" not in message and "TLS" not in message
     assert message.startswith(f"{address}: scheduler unreachable at {address} (")
-    assert "Connection refused" in message
+    # a closed port refuses at once; on a loaded machine the attempt may time out first
+    assert "Connection refused" in message or "no answer in time" in message
 
 
 @pytest.mark.parametrize("case", ["refused", "unreachable"])

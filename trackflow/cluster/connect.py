@@ -46,7 +46,9 @@ def _chain(error: BaseException) -> list[BaseException]:
 
 def _one_line(error: BaseException) -> str:
     # distributed prefixes "in <TLS (closed) local=... remote=...>: "; the cause is what follows
-    return re.sub(r"^in <[^>]*>: ", "", " ".join(str(error).split()))[:200]
+    text = re.sub(r"^in <[^>]*>: ", "", " ".join(str(error).split()))[:200]
+    # a timeout says nothing (str(TimeoutError()) is ""): name it, so the line still tells why
+    return text or f"{type(error).__name__}: no answer in time"
 
 
 def connect_error(
