@@ -144,6 +144,24 @@ class QueueSimulation:
         return {f"p{q:g}": float(v) for q, v in zip(qs, values, strict=True)}
 
 
+
+def _simulated(
+    arrivals: np.ndarray, starts: np.ndarray, services: np.ndarray, servers: int, warmup_fraction: float
+) -> QueueSimulation:
+    """The result of a simulated open queue (times in s), the first ``warmup_fraction`` of the
+    jobs left out so the queue is measured in its steady state."""
+    ends = starts + services
+    first = int(len(arrivals) * warmup_fraction)
+    t0, t1 = arrivals[first], arrivals[-1]
+    return QueueSimulation(
+        arrival_s=arrivals[first:],
+        wait_s=(starts - arrivals)[first:],
+        service_s=services[first:],
+        servers=servers,
+        mean_in_system=_time_average_in_system(arrivals, ends, t0, t1),
+        duration_s=float(ends[first:].max() - t0),
+    )
+
 def _time_average_in_system(starts: np.ndarray, ends: np.ndarray, t0: float, t1: float) -> float:
     """∫ N(t) dt / (t1 − t0) for jobs present on [start, end), clipped to the window [t0, t1]."""
     clipped = np.clip(ends, t0, t1) - np.clip(starts, t0, t1)
@@ -176,17 +194,7 @@ def simulate_open_queue(
         earliest = heapq.heappop(free_at)
         starts[i] = max(arrivals[i], earliest)
         heapq.heappush(free_at, starts[i] + services[i])
-    ends = starts + services
-    first = int(jobs * warmup_fraction)
-    t0, t1 = arrivals[first], arrivals[-1]
-    return QueueSimulation(
-        arrival_s=arrivals[first:],
-        wait_s=(starts - arrivals)[first:],
-        service_s=services[first:],
-        servers=servers,
-        mean_in_system=_time_average_in_system(arrivals, ends, t0, t1),
-        duration_s=float(ends[first:].max() - t0),
-    )
+    return _simulated(arrivals, starts, services, servers, warmup_fraction)
 
 
 def simulate_closed_queue(
@@ -274,14 +282,4 @@ def simulate_contended_open_queue(
         busy = 1 + int(np.count_nonzero(free_at > starts[i]))  # the others still running, and this one
         services[i] = alone[i] * (1.0 + step * (busy - 1))
         free_at[server] = starts[i] + services[i]
-    ends = starts + services
-    first = int(jobs * warmup_fraction)
-    t0, t1 = arrivals[first], arrivals[-1]
-    return QueueSimulation(
-        arrival_s=arrivals[first:],
-        wait_s=(starts - arrivals)[first:],
-        service_s=services[first:],
-        servers=servers,
-        mean_in_system=_time_average_in_system(arrivals, ends, t0, t1),
-        duration_s=float(ends[first:].max() - t0),
-    )
+    return _simulated(arrivals, starts, services, servers, warmup_fraction)
