@@ -32,8 +32,8 @@ from trackflow.run.reconstruct import ReconstructConfig, reconstruct
 
 
 def run_once(events: Path, out: Path, batch_size: int | str, client: object) -> dict:
-    """One reconstruct run on ``client``; the report's overhead, batches and throughput."""
-    shutil.rmtree(out, ignore_errors=True)
+    """One reconstruct run on ``client`` (``overwrite``: each run starts afresh); the report's
+    overhead, batches and throughput."""
     cfg = ReconstructConfig(input_dir=events, out_dir=out, batch_size=batch_size, client=client,
                             progress=False, overwrite=True)
     report = reconstruct(cfg).report
