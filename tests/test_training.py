@@ -249,6 +249,14 @@ def test_gnn_from_warm_starts_the_gnn_and_may_add_iterations(tiny_events: Path, 
     kept = train(tiny_config(tiny_events, tmp_path / "kept", gnn_from=more, epochs_gnn=0))
     assert model_files.load_model(model_files.read_manifest(kept), "gnn").gnn.n_iterations == 3
     assert len(Pipeline.load(more)(event).track_labels) == event.n_hits
+    # twice as wide, no GNN steps: the same scores from a network of twice the width
+    wider = train(tiny_config(tiny_events, tmp_path / "wider", gnn_from=first, gnn_hidden=32,
+                              epochs_gnn=0))
+    assert model_files.load_model(model_files.read_manifest(wider), "gnn").gnn.hidden == 32
+    torch.testing.assert_close(_scored_graph(Pipeline.load(wider), event).edge_scores,
+                               graph_old.edge_scores, atol=0.02, rtol=0)
+    with pytest.raises(ConfigError, match="multiple"):
+        train(tiny_config(tiny_events, tmp_path / "odd", gnn_from=first, gnn_hidden=24, epochs_gnn=0))
     # another filter (same embedding) under the warm-started GNN: that filter's graphs, this GNN
     config = tiny_config(tiny_events, tmp_path / "refiltered", embedding_from=first, epochs_gnn=0)
     config.filter.steps_per_epoch = 12  # not the first run's filter
@@ -271,6 +279,35 @@ def test_gnn_from_warm_starts_the_gnn_and_may_add_iterations(tiny_events: Path, 
 
     with pytest.raises(ConfigError, match="warm-start"):
         _warm_start(InteractionGNN(in_features=7, hidden=8), model_files.load_model(old, "gnn"))
+
+
+@pytest.mark.parametrize("pair_features", [False, True])
+def test_a_widened_gnn_computes_what_the_narrow_one_did(pair_features: bool) -> None:
+    from trackflow.pipeline.gnn import InteractionGNN
+    from trackflow.pipeline.training.gnn import _warm_start, widen_state
+
+    torch.manual_seed(3)
+    narrow = InteractionGNN(in_features=5, hidden=8, n_iterations=3, pair_features=pair_features,
+                            edge_score_input=pair_features)
+    for p in narrow.parameters():  # trained-looking weights, not the initial ones
+        p.data.add_(0.3 * torch.randn_like(p))
+    features = torch.rand(40, 5)
+    edges = torch.randint(0, 40, (2, 120))
+    scores = torch.rand(120) if pair_features else None
+    wide = InteractionGNN(in_features=5, hidden=24, n_iterations=3, pair_features=pair_features,
+                          edge_score_input=pair_features)
+    with torch.no_grad():
+        expected = narrow(features, edges, scores)
+        wide.load_state_dict(widen_state(narrow.state_dict(), 8, 24, noise=0.0))
+        torch.testing.assert_close(wide(features, edges, scores), expected, rtol=1e-4, atol=1e-5)
+        # the warm start's copies differ (else they would train as one), the output barely
+        _warm_start(wide, narrow, torch.Generator().manual_seed(0))
+        w = wide.edge_network[0].weight
+        assert not torch.equal(w[:8], w[8:16])
+        assert (wide(features, edges, scores) - expected).abs().max() < 0.05
+    with pytest.raises(ConfigError, match="warm-start"):
+        _warm_start(InteractionGNN(in_features=5, hidden=12, n_iterations=3,
+                                   pair_features=pair_features, edge_score_input=pair_features), narrow)
 
 
 @pytest.mark.sim

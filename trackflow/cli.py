@@ -294,7 +294,8 @@ def simulate(
     "across iterations, so a warm start may change it).",
 )
 @click.option("--gnn-hidden", type=click.IntRange(min=4), default=None,
-              help="Width of the GNN's node and edge networks (default 32; not with --gnn-from).")
+              help="Width of the GNN's node and edge networks (default 32). With --gnn-from: a "
+              "multiple of that GNN's width, which starts widened, computing the same function.")
 @click.option("--filter-pair-features", is_flag=True, default=None,
               help="The filter also reads each hit pair's physics (dr, dphi, dz, deta, dphi/dr, "
               "z0): fewer false edges at the same efficiency.")

@@ -98,9 +98,11 @@ def gnn_architecture(model: nn.Module) -> dict:
             "pair_features": bool(gnn.pair_features), "edge_score_input": bool(gnn.edge_score_input)}
 
 
-def _warm_start(model: InteractionGNN, init: nn.Module) -> None:
+def _warm_start(model: InteractionGNN, init: nn.Module, rng: torch.Generator | None = None) -> None:
     """Copy a trained GNN's weights into ``model``. The message-passing weights are shared
-    across iterations, so ``model`` may run more (or fewer) iterations than ``init`` did."""
+    across iterations, so ``model`` may run more (or fewer) iterations than ``init`` did. A
+    ``model`` k times as wide as ``init`` (k an integer) starts from ``init`` widened by
+    :func:`widen_state`: the same function, with room to learn more."""
     state = init.state_dict()
     if any(k.startswith("gnn.") for k in state):  # an EmbeddedGNN: its embedding stays outside
         state = {k[4:]: v for k, v in state.items() if k.startswith("gnn.")}
@@ -108,9 +110,63 @@ def _warm_start(model: InteractionGNN, init: nn.Module) -> None:
     # hit inputs too: features only, or features + embedding (EmbeddedGNN)
     wanted["in_features"] = model.in_features
     given["in_features"] = int(getattr(init, "gnn", init).in_features)
-    if wanted != given:
+    narrow, wide = given["hidden"], wanted["hidden"]
+    if wide != narrow and wide % narrow == 0 and {**wanted, "hidden": narrow} == given:
+        state = widen_state(state, narrow, wide, rng)
+    elif wanted != given:
         raise ConfigError(f"training.gnn: the warm-start GNN has {given}, the training config {wanted}")
     model.load_state_dict(state)
+
+
+# Inputs of each MLP's first Linear, in order: "h" a hidden-state block (node or edge state),
+# an int that many other inputs (hit features, pair features, the filter score). Later Linears
+# read one hidden block; every Linear writes a hidden block except the classifier's last.
+_FIRST_INPUTS = {
+    "node_encoder": ("rest",),
+    "edge_encoder": ("h", "h", "rest"),
+    "edge_network": ("h", "h", "h"),
+    "node_network": ("h", "h", "h"),
+    "edge_classifier": ("h", "h", "h"),
+}
+
+
+def widen_state(
+    state: dict[str, torch.Tensor], narrow: int, wide: int, rng: torch.Generator | None = None,
+    noise: float = 1e-3,
+) -> dict[str, torch.Tensor]:
+    """The state dict of an :class:`InteractionGNN` of width ``narrow`` made ``wide`` (a multiple)
+    wide computing the same function (Net2WiderNet, Chen et al. 2016): every hidden unit is
+    repeated k = wide / narrow times and the weights that read hidden blocks are divided by k.
+    LayerNorm sees the same mean and variance over a vector repeated k times, and message sums of
+    repeated vectors are repeated, so every layer's output is the old one repeated. Copies start
+    identical and would stay so (equal gradients); ``noise`` (relative to each weight matrix's
+    standard deviation) on the repeated copies breaks the tie at a ~1e-3 change of the output."""
+    k = wide // narrow
+    out: dict[str, torch.Tensor] = {}
+    for name, value in state.items():
+        mlp, index, _ = name.split(".")
+        layer = int(index)
+        if value.dim() == 1:
+            # a hidden block's bias or LayerNorm weight; the classifier's last bias is one logit
+            out[name] = value.repeat(k) if value.shape[0] == narrow else value.clone()
+            continue
+        rows = value.repeat(k, 1) if value.shape[0] == narrow else value
+        first = layer == 0
+        blocks = _FIRST_INPUTS[mlp] if first else ("h",)
+        n_rest = rows.shape[1] - narrow * blocks.count("h")
+        columns, at = [], 0
+        for block in blocks:
+            width = narrow if block == "h" else n_rest
+            part = rows[:, at : at + width]
+            columns.append(part.repeat(1, k) / k if block == "h" else part)
+            at += width
+        widened = torch.cat(columns, dim=1)
+        if k > 1 and noise > 0:
+            jitter = torch.randn(widened.shape, generator=rng) * noise * float(value.std())
+            jitter[: value.shape[0] if value.shape[0] == narrow else 0] = 0  # first copy exact
+            widened = widened + jitter
+        out[name] = widened.contiguous()
+    return out
 
 
 def train_gnn(
@@ -135,7 +191,7 @@ def train_gnn(
         edge_score_input=config.edge_score_input,
     )
     if init is not None:
-        _warm_start(model, init)
+        _warm_start(model, init, torch.Generator().manual_seed(seed))
     fit = Optimisation("gnn", model, config.learning_rate, config.epochs * config.steps_per_epoch,
                        max_grad_norm=config.max_grad_norm)
     # unweighted classes: the cut is then chosen for purity, which weighting would blur

@@ -135,8 +135,7 @@ class TrainingConfig:
         if self.gnn_iterations is not None:
             self.gnn.n_iterations = int(self.gnn_iterations)
         if self.gnn_hidden is not None:
-            if self.gnn_from is not None:
-                raise ConfigError("training.gnn_hidden: a warm start (--gnn-from) keeps its GNN's width")
+            # with --gnn-from: a multiple of the source's width (checked when it is read)
             self.gnn.hidden = int(self.gnn_hidden)
         if self.gnn_learning_rate is not None:
             self.gnn.learning_rate = float(self.gnn_learning_rate)
@@ -452,6 +451,11 @@ def train(config: TrainingConfig) -> Path:
         init = model_files.load_model(gnn_source, "gnn")
         # the warm start fixes the network's shape; iterations, steps and rate stay the config's
         arch = gnn_architecture(init)
+        if config.gnn_hidden is not None:  # widened (a multiple of the source's width)
+            if config.gnn_hidden % arch["hidden"] != 0:
+                raise ConfigError(f"training.gnn_hidden: {config.gnn_hidden} is not a multiple of the "
+                                  f"--gnn-from GNN's width {arch['hidden']}")
+            arch["hidden"] = int(config.gnn_hidden)
         for key, value in arch.items():
             setattr(config.gnn, key, value)
         if config.gnn_iterations is None:  # unless told otherwise, as many as the source ran
