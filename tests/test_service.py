@@ -188,6 +188,23 @@ def test_a_bad_request_is_one_clear_error_and_a_bad_event_an_answer(client: obje
 
 
 # --------------------------------------------------------------------------- prediction, numbers only
+def test_the_slot_limit_follows_the_workers_without_the_batcher_asking(events: list) -> None:
+    # one worker, then two: the watch thread sees the second join; the batcher only reads
+    with trackflow.open_cluster("local", workers=1, threads_per_worker=1) as handle:
+        with Service(handle.client) as service:
+            assert service._in_flight_limit() == 1
+            handle.cluster.scale(2)
+            handle.client.wait_for_workers(2, timeout=60)
+            deadline = time.monotonic() + 30
+            while service._in_flight_limit() < 2 and time.monotonic() < deadline:
+                time.sleep(0.2)
+            assert service._in_flight_limit() == 2
+            assert len(service.submit(events[0]).result(timeout=120).track_labels) == len(events[0].hits)
+            watch = service._watch
+            assert watch is not None and watch.is_alive()
+        assert not watch.is_alive()  # closed with the service
+
+
 def test_knees_of_a_known_queue() -> None:
     # one server, constant service 1 s: M/D/1, capacity 1 Hz
     model = FarmModel(samples=np.full(50, 1.0), servers=1)
