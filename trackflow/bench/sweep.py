@@ -338,7 +338,7 @@ def _warm_up(executor: Any, batches: list[Batch], slots: int) -> None:
     allocator and caches before timing. One batch warmed one worker only, and the first two
     events of a cold worker take 3-4x a warm one's (0.25-0.30 s vs 0.07 s on 1.4k-hit events):
     three such samples of sixteen raised a 2-worker bench's mean service time by half, and the
-    estimate built on it predicted 1.7x the p95 latency the warmed-up service then had."""
+    estimate built on it predicted 2.7x the p95 latency the warmed-up service then had."""
     # own batch ids: a task's key holds its batch id, and repeated keys would be one task
     warm = [replace(batches[i % len(batches)], batch_id=i)
             for i in range(2 * max(slots, 1))] if batches else []
