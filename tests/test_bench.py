@@ -146,6 +146,9 @@ def test_small_bench_on_two_worker_local_cluster(small_events: Path, tmp_path: P
     fused2 = bench["service_times"]["fused/w2/t1"]
     assert len(fused2["per_event_s"]) == 4 * 2  # 4 events x 2 concurrency values
     assert set(fused2["per_event_hits"]) == {250}
+    # of each event's time, the part reading its files (the online prediction leaves it out)
+    reads = fused2["per_event_read_s"]
+    assert len(reads) == 8 and all(0 < r < s for r, s in zip(reads, fused2["per_event_s"], strict=True))
     assert sum(w["events"] for w in fused2["by_worker"].values()) == 8
     assert sum(fused2["per_batch_events"]) == 8
 

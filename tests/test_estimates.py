@@ -417,3 +417,28 @@ def test_worker_side_dask_cpu_lengthens_service_on_a_full_node(bench_json: Path)
     # 128 one-thread workers fill the 128 cores: + 0.01 s per task; the client's CPU is elsewhere
     assert row.threads_per_worker == 1
     assert row.service_mean_s == pytest.approx(SERVICE_1T.mean() + OVERHEAD + 0.01)
+
+
+def test_the_service_prediction_leaves_out_the_bench_reading_files(bench_json: Path) -> None:
+    from trackflow.estimation.online import samples_from_bench
+
+    bench = json.loads(bench_json.read_text())
+    read = 0.02 * np.ones_like(SERVICE_1T)  # s per event of the bench's tasks reading files
+    bench["service_times"]["fused/w1/t1"]["per_event_read_s"] = read.tolist()
+    bench_json.write_text(json.dumps(bench))
+    # one worker on a machine of many cores: no contention, no shared Dask CPU
+    model = samples_from_bench(bench_json, servers=1, cores=64, event_hits=None)
+    assert np.mean(model.samples) == pytest.approx(SERVICE_1T.mean() - 0.02 + OVERHEAD)
+    assert "less 20.0 ms reading files" in model.notes[0]
+    # the batch estimate reads files as the bench did: the reading stays in
+    node = NodeSpec("cpu", cores=128, memory_bytes=512e9)
+    (row,) = estimates.estimate(bench_json, 100.0, nodes=[node]).rows
+    assert row.service_mean_s == pytest.approx(SERVICE_1T.mean() + OVERHEAD)
+
+
+def test_a_bench_without_read_times_keeps_them_in_and_says_so(bench_json: Path) -> None:
+    from trackflow.estimation.online import samples_from_bench
+
+    model = samples_from_bench(bench_json, servers=1, cores=64, event_hits=None)
+    assert np.mean(model.samples) == pytest.approx(SERVICE_1T.mean() + OVERHEAD)
+    assert "file reading not measured" in model.notes[0]

@@ -24,7 +24,8 @@ own executors (:mod:`trackflow.run.executors`) on one cluster per (workers, thre
                     workers: client_process (client + local scheduler and nannies), worker_side
                     (worker CPU − in-task time); each sweep entry has its cpu_s
     service_times:  per "mode/wW/tT": per-event in-task times (load + pipeline, s) with their
-                    hits and worker, per-batch task times with their event counts, per-batch
+                    hits, worker and the seconds of them spent reading the event's files
+                    (per_event_read_s), per-batch task times with their event counts, per-batch
                     overhead, and per-worker percentiles
     size_scaling:   time per event against hits (:mod:`trackflow.estimation.size_model`): per
                     stage a + b·hits + c·edges(hits), edges(hits) a power law of the measured
@@ -231,6 +232,7 @@ class _Samples:
     device: str
     per_event_s: list[float] = field(default_factory=list)
     per_event_hits: list[int] = field(default_factory=list)
+    per_event_read_s: list[float] = field(default_factory=list)  # of per_event_s, reading files
     per_event_worker: list[str] = field(default_factory=list)
     per_batch_s: list[float] = field(default_factory=list)
     per_batch_events: list[int] = field(default_factory=list)
@@ -244,6 +246,7 @@ class _Samples:
             for e in r.events:
                 self.per_event_s.append(e.stop - e.start)
                 self.per_event_hits.append(e.hits)
+                self.per_event_read_s.append(e.read_s)
                 self.per_event_worker.append(e.worker)
             if not r.tasks or not r.events:
                 continue
@@ -340,8 +343,9 @@ def _warm_up(executor: Any, batches: list[Batch], slots: int) -> None:
     three such samples of sixteen raised a 2-worker bench's mean service time by half, and the
     estimate built on it predicted 2.7x the p95 latency the warmed-up service then had."""
     # own batch ids: a task's key holds its batch id, and repeated keys would be one task
-    warm = [replace(batches[i % len(batches)], batch_id=i)
-            for i in range(2 * max(slots, 1))] if batches else []
+    warm = (
+        [replace(batches[i % len(batches)], batch_id=i) for i in range(2 * max(slots, 1))] if batches else []
+    )
     in_flight = getattr(executor, "max_in_flight", None)
     if in_flight is not None:
         executor.max_in_flight = max(slots, 1)

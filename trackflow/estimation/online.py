@@ -131,18 +131,21 @@ def measured_knee(
 def samples_from_bench(bench_json: Path, servers: int, cores: int, event_hits: float | None) -> FarmModel:
     """The farm model of ``servers`` single-thread CPU workers on a machine of ``cores`` cores,
     from a ``trackflow bench`` (fused, 1 thread, the most workers benched), as the estimate
-    builds it: samples scaled to ``event_hits`` (None: as benched) plus the measured Dask
-    overhead per task, times the measured contention at ``servers`` busy cores, and Dask's own
-    CPU per task (client, scheduler, worker side) taken from the workers once they fill the
-    cores (:func:`~trackflow.estimation.sizing.shared_cores_service`); network = measured round
-    trip + bytes at the measured transfer rate."""
+    builds it except that the seconds the bench's tasks spent reading event files are left out
+    (the service is sent hits in memory; building the features stays in): samples scaled to
+    ``event_hits`` (None: as benched) plus the measured Dask overhead per task, times the
+    measured contention at ``servers`` busy cores, and Dask's own CPU per task (client,
+    scheduler, worker side) taken from the workers once they fill the cores
+    (:func:`~trackflow.estimation.sizing.shared_cores_service`); network = measured round trip +
+    bytes at the measured transfer rate."""
     inputs = BenchInputs.load(Path(bench_json))
     single = [p for p in inputs.profiles_for("cpu") if p.threads == 1]
     if not single:
         raise ConfigError(f"--bench {bench_json}: no 1-thread CPU service times (bench with --threads 1)")
     profile = single[0]
     hits = float(event_hits) if event_hits is not None else inputs.input_hits
-    samples = profile.scaled(inputs.scaling, hits)
+    # the bench's tasks read each event's files; the service is sent the hits in memory
+    samples = profile.scaled(inputs.scaling, hits, reading=False)
     busy_fraction = min(servers / max(cores, 1), 1.0)
     contention = inputs.contention_factor(profile, busy_fraction)
     samples = samples * contention
@@ -152,9 +155,15 @@ def samples_from_bench(bench_json: Path, servers: int, cores: int, event_hits: f
     samples = shared_cores_service(samples, servers, cores, other_cpu)
     # the samples are now those of all servers busy; one server alone runs faster by this much
     slowdown = inputs.contention.at(servers) if inputs.contention is not None else 1.0
+    read = (
+        f"less {float(np.mean(profile.per_event_read_s)) * 1e3:.1f} ms reading files (mean)"
+        if profile.per_event_read_s is not None
+        else "file reading not measured by this bench: left in"
+    )
     notes = [
         f"bench {bench_json}: profile {profile.key}, {len(profile.per_event_s)} per-event samples "
-        f"scaled to {hits:,.0f} hits, + Dask overhead {profile.overhead_per_task_s * 1e3:.1f} ms per task",
+        f"{read}, scaled to {hits:,.0f} hits, "
+        f"+ Dask overhead {profile.overhead_per_task_s * 1e3:.1f} ms per task",
         f"contention x{contention:.3f} at {servers} busy of {cores} cores",
         f"Dask CPU {other_cpu * 1e3:.1f} ms per task shared with the workers on {cores} cores",
         f"one busy server runs x{slowdown:.3f} faster than all {servers} busy (bench contention probe)",

@@ -103,10 +103,15 @@ class ServiceProfile:
     per_event_s: np.ndarray
     per_event_hits: np.ndarray
     overhead_per_task_s: float = 0.0
+    per_event_read_s: np.ndarray | None = None  # of per_event_s, reading the files (None: not measured)
 
-    def scaled(self, scaling: SizeScaling, target_hits: float | None) -> np.ndarray:
-        """Service samples (s) moved to ``target_hits`` (unchanged if None), plus task overhead."""
+    def scaled(self, scaling: SizeScaling, target_hits: float | None, reading: bool = True) -> np.ndarray:
+        """Service samples (s) moved to ``target_hits`` (unchanged if None), plus task overhead;
+        ``reading`` False leaves out the seconds the bench's tasks spent reading event files (a
+        service is sent the hits in memory)."""
         samples = self.per_event_s
+        if not reading and self.per_event_read_s is not None:
+            samples = samples - self.per_event_read_s
         if target_hits is not None:
             samples = samples * scaling.ratio(target_hits, self.per_event_hits)
         return samples + self.overhead_per_task_s
@@ -167,6 +172,11 @@ class BenchInputs:
                     per_event_s=per_event,
                     per_event_hits=np.asarray(entry["per_event_hits"], dtype=np.float64),
                     overhead_per_task_s=overhead if entry.get("mode") == "fused" else 0.0,
+                    per_event_read_s=(
+                        np.asarray(entry["per_event_read_s"], dtype=np.float64)
+                        if len(entry.get("per_event_read_s") or []) == per_event.size
+                        else None  # a bench from before it was recorded
+                    ),
                 )
             )
         if not profiles:
@@ -477,9 +487,7 @@ def _estimate_node(
     candidates = []
     for profile in profiles:
         by_cores = node.cores // profile.threads
-        by_memory = (
-            int(node.memory_bytes // memory_per_worker) if node.memory_bytes > 0 else by_cores
-        )
+        by_memory = int(node.memory_bytes // memory_per_worker) if node.memory_bytes > 0 else by_cores
         workers_per_node = min(by_cores, by_memory)
         if workers_per_node < 1:
             continue
@@ -594,9 +602,7 @@ def estimate_from_inputs(
     if event_hits is not None and event_hits < 1:
         raise ConfigError(f"--event-hits: must be a positive number of hits, got {event_hits}")
     hits = float(event_hits) if event_hits is not None else inputs.input_hits
-    node_types = [
-        NodeSpec.parse(node) if isinstance(node, str) else node for node in nodes or DEFAULT_NODES
-    ]
+    node_types = [NodeSpec.parse(node) if isinstance(node, str) else node for node in nodes or DEFAULT_NODES]
 
     rows = [
         _estimate_node(node, inputs, rate_hz, latency_budget_s, hits, headroom, gpu_speedup)
@@ -608,8 +614,7 @@ def estimate_from_inputs(
         "Poisson arrivals; one event = one task on one server (worker or GPU); identical, "
         "independent servers; FCFS shared queue",
         f"service times: measured per-event samples (bench device {inputs.device!r}) + measured "
-        "Dask overhead per task, scaled to the target size by t(H)/t(h) with "
-        + scaling.describe(),
+        "Dask overhead per task, scaled to the target size by t(H)/t(h) with " + scaling.describe(),
         _contention_assumption(inputs.contention),
         f"Dask's CPU in each worker outside the task, {_fmt_s(inputs.worker_side_cpu_s)} per task "
         "(measured), taken from the workers' cores when they fill the node; the client and the "
@@ -619,8 +624,11 @@ def estimate_from_inputs(
         f"{_fmt_bytes(inputs.transfer_bytes_per_s)}/s) + queue + service; percentiles from a "
         "discrete-event simulation drawing the measured samples",
         f"memory per worker {_fmt_bytes(inputs.memory_per_worker(hits))} (resident + working "
-        + ("memory fitted against hits in the size sweep)" if inputs.working_memory else
-           "memory scaled linearly with hits)"),
+        + (
+            "memory fitted against hits in the size sweep)"
+            if inputs.working_memory
+            else "memory scaled linearly with hits)"
+        ),
         f"headroom {headroom:.0%}: utilisation kept <= {1 - headroom:.0%}",
     ]
     if hits > hi > 0:
@@ -628,9 +636,7 @@ def estimate_from_inputs(
             f"EXTRAPOLATED: {hits:,.0f} hits is beyond the largest benched event ({hi:,} hits)"
         )
     if gpu_speedup is not None and not inputs.profiles_for("cuda"):
-        assumptions.append(
-            f"ASSUMED by the user: GPU service time = 1-thread CPU time / {gpu_speedup:g}"
-        )
+        assumptions.append(f"ASSUMED by the user: GPU service time = 1-thread CPU time / {gpu_speedup:g}")
     result = EstimateResult(
         rate_hz=rate_hz,
         latency_budget_s=latency_budget_s,
@@ -658,8 +664,10 @@ def estimate_from_inputs(
 
 def _contention_assumption(contention: NodeContention | None) -> str:
     if contention is None:
-        return "node contention NOT measured (bench without it): CPU workers assumed as fast " \
+        return (
+            "node contention NOT measured (bench without it): CPU workers assumed as fast "
             "beside each other as alone"
+        )
     return (
         f"CPU node contention: measured x{contention.slowdown:.3f} per event with all "
         f"{contention.cores} cores of the bench machine busy (no Dask), linear in the busy cores "
@@ -749,8 +757,13 @@ def predict_batch_workflow(
     makespans, latencies = [], []
     for replicate in range(replicates):
         simulation = queueing.simulate_closed_queue(
-            in_flight, samples, workers, jobs=batches, overhead_s=overhead_s,
-            warmup_fraction=0.0, seed=seed + replicate,
+            in_flight,
+            samples,
+            workers,
+            jobs=batches,
+            overhead_s=overhead_s,
+            warmup_fraction=0.0,
+            seed=seed + replicate,
         )
         makespans.append(simulation.duration_s)
         latencies.append(simulation.sojourn_s)

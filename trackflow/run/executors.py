@@ -54,6 +54,7 @@ from trackflow.run.batching import Batch
 from trackflow.run.records import (
     FINISH_STAGE,
     LOAD_STAGE,
+    READ_PART,
     BatchResult,
     EventFailure,
     EventRecord,
@@ -148,8 +149,10 @@ def _load_graph(pipeline: Pipeline, ref: EventRef, parts: Sequence[str]) -> HitG
     """Read one event (never truth) and build its hit graph; times it as the ``load`` stage."""
     tic = time.perf_counter()
     event = ref.load(parts)
+    read = time.perf_counter()
     graph = pipeline.prepare(event)
     graph.timings[LOAD_STAGE] = time.perf_counter() - tic
+    graph.timings[READ_PART] = read - tic
     return graph
 
 
@@ -194,6 +197,7 @@ def process_batch(
 
 def _record(tracks: Any, timings: dict[str, float], worker: str, start: float) -> EventRecord:
     merged = {**timings, **tracks.timings}
+    read_s = float(merged.pop(READ_PART, 0.0))
     counts = {k: int(v) for k, v in tracks.counts.items()}
     return EventRecord(
         event_id=int(tracks.event_id),
@@ -205,6 +209,7 @@ def _record(tracks: Any, timings: dict[str, float], worker: str, start: float) -
         start=start,
         stop=time.time(),
         rss_bytes=rss_bytes(),
+        read_s=read_s,
     )
 
 

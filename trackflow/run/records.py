@@ -19,6 +19,9 @@ from trackflow.run.batching import Batch
 
 #: pseudo-stages around the five pipeline stages, as they appear in failures and timings
 LOAD_STAGE = "load"  # read the event files and build the hit features
+#: the part of ``load`` spent reading the files; travels in a graph's timings until the event's
+#: record takes it out (it is inside ``load`` already, so summing timings must not see it twice)
+READ_PART = "load:read"
 FINISH_STAGE = "finish"  # turn track labels into the submission rows
 
 
@@ -89,7 +92,9 @@ def traceback_text(error: BaseException) -> str:
 class EventRecord:
     """One event that went through: hits, tracks, seconds per stage (``load`` = read files and
     build features), the pipeline's counts, the worker that finished it, its wall-clock start
-    and stop (Unix s), and the resident memory of that worker process when it finished (bytes)."""
+    and stop (Unix s), the resident memory of that worker process when it finished (bytes), and
+    ``read_s``: of ``load``, the seconds reading the event's files (a service sent the hits in
+    memory does not spend them)."""
 
     event_id: int
     hits: int
@@ -100,6 +105,7 @@ class EventRecord:
     start: float
     stop: float
     rss_bytes: int = 0
+    read_s: float = 0.0
 
     @property
     def compute_s(self) -> float:
