@@ -430,6 +430,11 @@ def test_the_service_prediction_leaves_out_the_bench_reading_files(bench_json: P
     model = samples_from_bench(bench_json, servers=1, cores=64, event_hits=None)
     assert np.mean(model.samples) == pytest.approx(SERVICE_1T.mean() - 0.02 + OVERHEAD)
     assert "less 20.0 ms reading files" in model.notes[0]
+    # a slot holds one task at a time: Dask's CPU runs while its worker waits, not on top
+    bench["dask_cpu_per_batch_s"] = {"client_process": 0.05, "worker_side": 0.0}
+    bench_json.write_text(json.dumps(bench))
+    full = samples_from_bench(bench_json, servers=1, cores=1, event_hits=None)
+    assert np.mean(full.samples) == pytest.approx(SERVICE_1T.mean() - 0.02 + OVERHEAD)
     # the batch estimate reads files as the bench did: the reading stays in
     node = NodeSpec("cpu", cores=128, memory_bytes=512e9)
     (row,) = estimates.estimate(bench_json, 100.0, nodes=[node]).rows

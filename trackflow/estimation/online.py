@@ -25,7 +25,7 @@ import numpy as np
 from trackflow import config
 from trackflow.errors import ConfigError
 from trackflow.estimation import queueing
-from trackflow.estimation.sizing import BenchInputs, latency_at_load, shared_cores_service
+from trackflow.estimation.sizing import BenchInputs, latency_at_load
 
 #: p95 at the knee / p95 at low load
 KNEE_FACTOR = 2.0
@@ -129,22 +129,28 @@ def measured_knee(
 
 
 def samples_from_bench(bench_json: Path, servers: int, cores: int, event_hits: float | None) -> FarmModel:
-    """The farm model of ``servers`` single-thread CPU workers on a machine of ``cores`` cores,
-    from a ``trackflow bench`` (fused, 1 thread, the most workers benched), as the estimate
-    builds it except that the seconds the bench's tasks spent reading event files are left out
-    (the service is sent hits in memory; building the features stays in): samples scaled to
-    ``event_hits`` (None: as benched) plus the measured Dask overhead per task, times the
-    measured contention at ``servers`` busy cores, and Dask's own CPU per task (client,
-    scheduler, worker side) taken from the workers once they fill the cores
-    (:func:`~trackflow.estimation.sizing.shared_cores_service`); network = measured round trip +
-    bytes at the measured transfer rate."""
+    """The farm model of a service on ``servers`` single-thread CPU workers on a machine of
+    ``cores`` cores, from a ``trackflow bench`` (fused, 1 thread, the most workers benched).
+
+    Samples: the bench's per-event in-task times less the seconds its tasks spent reading event
+    files (the service is sent the hits in memory; building the features stays in), scaled to
+    ``event_hits`` (None: as benched), plus the measured Dask overhead per task (client-observed
+    latency − in-task time, one task in flight), times the measured contention at ``servers``
+    busy cores; network = measured round trip + bytes at the measured transfer rate.
+
+    Where this differs from the batch estimate (:func:`~trackflow.estimation.sizing.estimate`):
+    a service slot holds one task at a time (its next task is sent only when the last is back),
+    so the per-task overhead is time the slot's worker waits idle, and Dask's own CPU per task
+    (client, scheduler) runs inside that wait on the worker's idle core. It is not taken from
+    the workers again (:func:`~trackflow.estimation.sizing.shared_cores_service`, which the batch
+    estimate needs because its workers hold queued tasks and never wait).
+    """
     inputs = BenchInputs.load(Path(bench_json))
     single = [p for p in inputs.profiles_for("cpu") if p.threads == 1]
     if not single:
         raise ConfigError(f"--bench {bench_json}: no 1-thread CPU service times (bench with --threads 1)")
     profile = single[0]
     hits = float(event_hits) if event_hits is not None else inputs.input_hits
-    # the bench's tasks read each event's files; the service is sent the hits in memory
     samples = profile.scaled(inputs.scaling, hits, reading=False)
     busy_fraction = min(servers / max(cores, 1), 1.0)
     contention = inputs.contention_factor(profile, busy_fraction)
@@ -152,9 +158,10 @@ def samples_from_bench(bench_json: Path, servers: int, cores: int, event_hits: f
     bench = json.loads(Path(bench_json).read_text())
     dask_cpu = bench.get("dask_cpu_per_batch_s") or {}
     other_cpu = float(dask_cpu.get("client_process") or 0.0) + float(dask_cpu.get("worker_side") or 0.0)
-    samples = shared_cores_service(samples, servers, cores, other_cpu)
-    # the samples are now those of all servers busy; one server alone runs faster by this much
-    slowdown = inputs.contention.at(servers) if inputs.contention is not None else 1.0
+    # the samples are now those of all servers busy; one server alone runs faster by this much.
+    # Below 1 (all busy measured faster than one alone) is the probe's noise: busy cores do not
+    # speed each other up, and the stream's own measurement is clamped the same way
+    slowdown = max(1.0, inputs.contention.at(servers)) if inputs.contention is not None else 1.0
     read = (
         f"less {float(np.mean(profile.per_event_read_s)) * 1e3:.1f} ms reading files (mean)"
         if profile.per_event_read_s is not None
@@ -162,10 +169,11 @@ def samples_from_bench(bench_json: Path, servers: int, cores: int, event_hits: f
     )
     notes = [
         f"bench {bench_json}: profile {profile.key}, {len(profile.per_event_s)} per-event samples "
-        f"{read}, scaled to {hits:,.0f} hits, "
+        f"({read}), scaled to {hits:,.0f} hits, "
         f"+ Dask overhead {profile.overhead_per_task_s * 1e3:.1f} ms per task",
         f"contention x{contention:.3f} at {servers} busy of {cores} cores",
-        f"Dask CPU {other_cpu * 1e3:.1f} ms per task shared with the workers on {cores} cores",
+        f"Dask CPU {other_cpu * 1e3:.1f} ms per task: inside the overhead a slot waits through, "
+        "not taken from the workers again",
         f"one busy server runs x{slowdown:.3f} faster than all {servers} busy (bench contention probe)",
     ]
     return FarmModel(
