@@ -113,18 +113,22 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--calibration-events", type=int, default=60)
     parser.add_argument("--bench", type=Path, default=None, help="reuse this bench.json")
     parser.add_argument("--passes", type=int, default=3, help="turns the rates take (drift)")
+    parser.add_argument(
+        "--workers", type=int, default=2,
+        help="LocalCluster workers (1 thread each); 1 on a 2-core node leaves a core to the client",
+    )
     args = parser.parse_args(argv)
 
     bench_json = args.bench
     if bench_json is None:
-        print("bench: 2 workers, fused + direct, batches of 1", flush=True)
+        print(f"bench: {args.workers} workers, fused + direct, batches of 1", flush=True)
         run_bench(
             BenchConfig(
                 input_dir=args.events,
                 out_dir=args.out / "bench",
-                workers=[2],
+                workers=[args.workers],
                 threads=[1],
-                concurrency=[2],
+                concurrency=[args.workers],
                 modes=["fused", "direct"],
                 batch_size=1,
                 repeats=2,
@@ -141,10 +145,10 @@ def main(argv: list[str] | None = None) -> int:
             capacity_fractions=FRACTIONS,
             duration=args.duration,
             concurrency=[1, 2, 4, 8],
-            instances=[1, 2],
+            instances=sorted({1, args.workers}),
             sweep_duration=args.sweep_duration,
             bench_json=bench_json,
-            workers=2,
+            workers=args.workers,
             calibration_events=args.calibration_events,
             passes=args.passes,
         ),
@@ -158,7 +162,7 @@ def main(argv: list[str] | None = None) -> int:
             args.out / "overload",
             capacity_fractions=[OVERLOAD],
             duration=args.duration / 2,
-            workers=2,
+            workers=args.workers,
             max_queued=OVERLOAD_QUEUE,
             calibration_events=max(8, args.calibration_events // 4),
         ),

@@ -90,6 +90,32 @@ def test_batcher_sends_a_partial_batch_after_the_delay() -> None:
     batcher.close()
 
 
+def test_a_finished_task_frees_its_slot_before_its_events_are_answered() -> None:
+    # one slot: the second event goes out once the first one's task has finished, while the
+    # first is still being fetched; the batcher is idle only when both are answered
+    sent: list[list[Request]] = []
+    batcher = DynamicBatcher(sent.append, lambda: 1, max_batch_events=1)
+    first, second = _request(0), _request(1)
+    batcher.put(first)
+    batcher.put(second)
+    deadline = time.monotonic() + 10
+    while len(sent) < 1 and time.monotonic() < deadline:
+        time.sleep(0.01)
+    time.sleep(0.2)
+    assert len(sent) == 1  # the only slot is held by the first task
+    batcher.slot_free()
+    while len(sent) < 2 and time.monotonic() < deadline:
+        time.sleep(0.01)
+    assert [r.request_id for batch in sent for r in batch] == [0, 1]
+    assert batcher.backlog() == (0, 2)  # both dispatched, neither answered
+    assert not batcher.wait_idle(timeout=0.2)
+    batcher.batch_done(1, slot_freed=True)
+    assert not batcher.wait_idle(timeout=0.2)  # the second is still out
+    batcher.batch_done(1)
+    assert batcher.wait_idle(timeout=5)
+    batcher.close()
+
+
 def test_batcher_refuses_bad_settings() -> None:
     with pytest.raises(ConfigError, match="queue_policy"):
         DynamicBatcher(lambda _b: None, lambda: 1, policy="drop")

@@ -2,8 +2,10 @@
 
 The service keeps its queue on the client, not in Dask's scheduler, so that it can be bounded
 and measured. A batch leaves the queue when a slot is free (fewer than ``max_in_flight`` batches
-on the cluster) and either ``max_batch_events`` events are waiting or the oldest has waited
-``max_delay_s``, whichever comes first (Triton's dynamic batcher: ``max_batch_size`` and
+running on the cluster: a slot frees when its task has finished, before its tracks are fetched,
+so the worker gets the next batch while the client gathers the last one) and either
+``max_batch_events`` events are waiting or the oldest has waited ``max_delay_s``, whichever
+comes first (Triton's dynamic batcher: ``max_batch_size`` and
 ``max_queue_delay``). With ``max_delay_s = 0`` a batch is whatever waits when a slot frees: one
 event at low load (no latency added), up to ``max_batch_events`` past the knee (less per-task
 overhead when it matters).
@@ -78,8 +80,9 @@ class DynamicBatcher:
     """The bounded queue and the thread that cuts it into batches (module docstring).
 
     ``dispatch(requests)`` sends one batch; ``in_flight_limit()`` gives the batches the cluster
-    may hold now (read again on every decision: workers come and go). Call :meth:`batch_done`
-    when a dispatched batch has come back.
+    may run now (read again on every decision: workers come and go). Call :meth:`slot_free`
+    when a dispatched batch's task has finished, and :meth:`batch_done` once its events are
+    answered (it frees the slot too, if :meth:`slot_free` was not called).
     """
 
     def __init__(
@@ -109,7 +112,8 @@ class DynamicBatcher:
         self.block_timeout_s = block_timeout_s
         self.counts = BatcherCounts()
         self._queue: collections.deque[Request] = collections.deque()
-        self._in_flight_batches = 0
+        self._in_flight_batches = 0  # holding a slot: their tasks have not finished
+        self._open_batches = 0  # dispatched, events not all answered yet
         self._in_flight_events = 0
         self._closed = False
         self._cond = threading.Condition()
@@ -146,10 +150,19 @@ class DynamicBatcher:
             self._cond.notify_all()
             return True
 
-    def batch_done(self, events: int) -> None:
-        """A dispatched batch of ``events`` events is back (done or failed): its slot is free."""
+    def slot_free(self) -> None:
+        """A dispatched batch's task has finished (done or failed): its slot takes the next one."""
         with self._cond:
             self._in_flight_batches -= 1
+            self._cond.notify_all()
+
+    def batch_done(self, events: int, slot_freed: bool = False) -> None:
+        """A dispatched batch of ``events`` events is answered (done or failed); its slot is
+        freed here unless :meth:`slot_free` already did (``slot_freed``)."""
+        with self._cond:
+            if not slot_freed:
+                self._in_flight_batches -= 1
+            self._open_batches -= 1
             self._in_flight_events -= events
             self._cond.notify_all()
 
@@ -162,7 +175,7 @@ class DynamicBatcher:
         """Wait until nothing is queued or in flight; False on timeout."""
         with self._cond:
             return self._cond.wait_for(
-                lambda: not self._queue and self._in_flight_batches == 0, timeout
+                lambda: not self._queue and self._open_batches == 0, timeout
             )
 
     def close(self, drain: bool = True, timeout: float | None = None) -> None:
@@ -199,6 +212,7 @@ class DynamicBatcher:
                     size = min(len(self._queue), self.max_batch_events)
                     batch = [self._queue.popleft() for _ in range(size)]
                     self._in_flight_batches += 1
+                    self._open_batches += 1
                     self._in_flight_events += size
                     self.counts.dispatched += size
                     self.counts.batches += 1
