@@ -164,6 +164,10 @@ def test_service_batches_by_size_and_by_time(client: object, events: list) -> No
     for timing in timings:
         assert timing.latency_s == pytest.approx(timing.queue_s + timing.transfer_s + timing.service_s)
         assert timing.service_s > 0 and timing.queue_s >= 0
+        # the slot is held from dispatch until the task finished (all 3 events of the batch),
+        # then the tracks are fetched with the slot free; the arrival-to-dispatch wait is the rest
+        assert timing.slot_s >= sum(t.service_s for t in timings) > 0 and timing.fetch_s > 0
+        assert timing.latency_s >= timing.slot_s + timing.fetch_s - 1e-9
 
     by_time = ServiceConfig(max_batch_events=8, max_delay_ms=500, max_in_flight=1)
     with Service(client, by_time) as service:

@@ -139,7 +139,8 @@ class EventTiming:
     """One answered request. Times in s; ``arrived`` / ``finished`` on the client's monotonic
     clock. ``latency_s = queue_s + transfer_s + service_s`` (module docstring). ``status``:
     ``done``, ``failed`` (``error`` says why), ``shed`` (queue full) or ``closed`` (refused: the
-    service was closing)."""
+    service was closing). ``slot_s``: dispatch to its batch's task finished, the time the batch
+    held a slot; ``fetch_s``: from then until its tracks were on the client (the slot is free)."""
 
     request_id: int
     event_id: int
@@ -151,6 +152,8 @@ class EventTiming:
     queue_s: float = 0.0
     transfer_s: float = 0.0
     service_s: float = 0.0
+    slot_s: float = 0.0
+    fetch_s: float = 0.0
     batch_events: int = 0
     worker: str = ""
     bytes_in: int = 0
@@ -413,6 +416,7 @@ class Service:
         # The task has finished, so its worker thread is free: the next batch goes out while this
         # one's tracks are fetched (held through the fetch and the bookkeeping, a slot idled
         # 20-30 ms per event: a 1-worker service saturated at 7-8 Hz against 11 Hz in a loop).
+        task_finished = time.monotonic()
         self.batcher.slot_free()
         try:
             # result() fetches the tracks from the worker: the latency ends when they are here
@@ -440,6 +444,8 @@ class Service:
                 batch_events=len(batch),
                 worker=served.worker if served is not None else "",
                 bytes_in=request.bytes_in,
+                slot_s=task_finished - dispatched,
+                fetch_s=received - task_finished,
             )
             if answer is not None:
                 timing.service_s = answer.service_s

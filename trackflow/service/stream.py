@@ -511,8 +511,9 @@ def run_stream(cfg: StreamConfig, progress: Progress | None = None) -> dict[str,
 
 def _calibrate(service: Service, events: Sequence[Event], slots: int, count: int) -> dict[str, Any]:
     """Capacity (two requests per slot: a slot never waits for the client), then the same
-    events one request at a time; summaries, and each busy event's dispatch→result time (what
-    a slot is busy with) and in-task times busy and alone."""
+    events one request at a time; summaries, and each busy event's slot time (dispatch to its
+    task finished: what a slot is busy with) and fetch time (tracks to the client, after the
+    slot is free) and in-task times busy and alone."""
     summary, timings = closed_loop(service, events, 2 * slots, None, count=count)
     done = [t for t in timings if t.status == "done"]
     if not done:
@@ -523,7 +524,8 @@ def _calibrate(service: Service, events: Sequence[Event], slots: int, count: int
     return {
         "summary": summary,
         "alone": alone,
-        "busy_s": [t.transfer_s + t.service_s for t in done],
+        "busy_s": [t.slot_s for t in done],
+        "fetch_s": [t.fetch_s for t in done],
         "busy_service_s": [t.service_s for t in done],
         "alone_service_s": [t.service_s for t in alone_timings if t.status == "done"],
     }
@@ -534,6 +536,7 @@ def _measured_model(calibrations: Sequence[dict[str, Any]], slots: int) -> FarmM
     slot runs alone (in-task time all busy ÷ alone, at least 1)."""
     busy = [x for c in calibrations for x in c["busy_s"]]
     busy_service = [x for c in calibrations for x in c["busy_service_s"]]
+    fetch = [x for c in calibrations for x in c["fetch_s"]]
     alone_service = [x for c in calibrations for x in c["alone_service_s"]]
     slowdown = 1.0
     if alone_service:
@@ -541,12 +544,14 @@ def _measured_model(calibrations: Sequence[dict[str, Any]], slots: int) -> FarmM
     return FarmModel(
         samples=np.asarray(busy, dtype=np.float64),
         servers=slots,
+        network_s=statistics.fmean(fetch) if fetch else 0.0,
         busy_slowdown=slowdown,
         source="measured",
         notes=[
             f"quick measurement: {len(busy)} events, two requests per worker slot ({slots}), "
             "before each pass of the rates and after the last; samples = each event's dispatch -> "
-            "result time (service + transfer), what a slot is busy with; no network added outside",
+            "task finished time, what a slot is busy with; network = the mean fetch of its tracks "
+            "after the slot is free, added outside the servers",
             f"one request at a time the in-task time is x{1 / slowdown:.3f} of the all-busy one "
             "(busy_slowdown, applied by the number of busy slots)",
         ],
