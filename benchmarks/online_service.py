@@ -10,6 +10,11 @@
    the measured knee (p95 twice its value at the lowest rate) against the predicted one (target:
    within 15 %); what happens past capacity (backlog, client and worker memory), and in a second
    run at twice the capacity with a queue of 16 events (shed count, backlog bound, memory).
+4. Whether the machine held still (``machine`` in online.json): the stream's in-task time per
+   event against the bench's (the prediction is only as good as the bench's speed is the
+   stream's), and the spread of the closed-loop capacity measurements taken between the rates'
+   passes. ``steady`` is false past ±15 % or a spread of 1.5×: on a shared VM whose speed moves
+   by up to 2× within minutes, such a run says nothing about the model, either way.
 
 Writes ``OUT/bench/bench.json``, ``OUT/stream/stream.json`` and ``OUT/overload/stream.json``
 (+ PNGs) and ``OUT/online.json``,
@@ -27,13 +32,18 @@ import sys
 from pathlib import Path
 from typing import Any
 
+import numpy as np
+
 from trackflow.bench.sweep import BenchConfig, run_bench
+from trackflow.estimation.sizing import BenchInputs
 from trackflow.files import write_json
 from trackflow.service.stream import StreamConfig, run_stream
 
 LATENCY_TOLERANCE = 0.25
 KNEE_TOLERANCE = 0.15
 FRACTIONS = [0.2, 0.35, 0.5, 0.65, 0.8, 0.9, 1.0, 1.25]
+#: a steady machine: stream in-task time within this of the bench's, capacity spread at most this
+STEADY_SPEED, STEADY_SPREAD = 0.15, 1.5
 #: the overload run: offered rate ÷ measured capacity, and the queue bound (events)
 OVERLOAD, OVERLOAD_QUEUE = 2.0, 16
 
@@ -100,6 +110,30 @@ def compare(stream: dict[str, Any]) -> dict[str, Any]:
     return out
 
 
+def machine_steadiness(stream: dict[str, Any], bench_json: Path) -> dict[str, Any]:
+    """How far the machine's speed moved between the bench and the stream, and within the stream:
+    mean in-task s per event in the stream's rates ÷ the bench's (less reading files, at the
+    stream's hits), and max ÷ min of the stream's closed-loop capacity measurements."""
+    inputs = BenchInputs.load(bench_json)
+    profile = next(p for p in inputs.profiles_for("cpu") if p.threads == 1)
+    rates = [r for r in stream["rates"] if r["done"]]
+    hits = float(np.mean([r["hits_per_event"] for r in rates]))
+    in_task = profile.scaled(inputs.scaling, hits, reading=False) - profile.overhead_per_task_s
+    bench_s = float(np.mean(in_task))
+    done = np.array([r["done"] for r in rates], dtype=float)
+    stream_s = float((done * np.array([r["service_s"]["mean"] for r in rates])).sum() / done.sum())
+    capacities = [c for c in stream["capacity"]["measurement"]["throughputs_hz"] if c]
+    speed, spread = stream_s / bench_s, max(capacities) / min(capacities)
+    return {
+        "bench_in_task_s": bench_s,
+        "stream_in_task_s": stream_s,
+        "stream_over_bench": speed,
+        "capacity_measurements_hz": capacities,
+        "capacity_spread": spread,
+        "steady": abs(speed - 1.0) <= STEADY_SPEED and spread <= STEADY_SPREAD,
+    }
+
+
 def _within(error: float | None, tolerance: float) -> bool | None:
     return None if error is None else abs(error) <= tolerance
 
@@ -155,6 +189,7 @@ def main(argv: list[str] | None = None) -> int:
         progress=lambda line: print(line, flush=True),
     )
     figures = compare(stream)
+    figures["machine"] = machine_steadiness(stream, bench_json)
     # past the knee with a small queue: shedding, counted, with the backlog and memory bounded
     overload = run_stream(
         StreamConfig(
@@ -188,7 +223,7 @@ def main(argv: list[str] | None = None) -> int:
         for r in stream["rates"]
     ]
     write_json(args.out / "online.json", figures, indent=2)
-    shown = {k: figures[k] for k in ("capacity", "p95", "knee", "past_capacity", "overload")}
+    shown = {k: figures[k] for k in ("capacity", "machine", "p95", "knee", "past_capacity", "overload")}
     print(json.dumps(shown, indent=2, default=str))
     header = ("rate Hz", "util", "done", "shed", "thr Hz", "p95 s", "bench", "quick")
     print(" ".join(f"{h:>8}" for h in header))
