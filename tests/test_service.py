@@ -59,6 +59,7 @@ class _Recorder:
         for request in batch:
             request.future.set_result(request.request_id)
         assert self.batcher is not None
+        self.batcher.slot_free()
         self.batcher.batch_done(len(batch))
 
 
@@ -109,8 +110,9 @@ def test_a_finished_task_frees_its_slot_before_its_events_are_answered() -> None
     assert [r.request_id for batch in sent for r in batch] == [0, 1]
     assert batcher.backlog() == (0, 2)  # both dispatched, neither answered
     assert not batcher.wait_idle(timeout=0.2)
-    batcher.batch_done(1, slot_freed=True)
+    batcher.batch_done(1)
     assert not batcher.wait_idle(timeout=0.2)  # the second is still out
+    batcher.slot_free()
     batcher.batch_done(1)
     assert batcher.wait_idle(timeout=5)
     batcher.close()

@@ -80,9 +80,9 @@ class DynamicBatcher:
     """The bounded queue and the thread that cuts it into batches (module docstring).
 
     ``dispatch(requests)`` sends one batch; ``in_flight_limit()`` gives the batches the cluster
-    may run now (read again on every decision: workers come and go). Call :meth:`slot_free`
-    when a dispatched batch's task has finished, and :meth:`batch_done` once its events are
-    answered (it frees the slot too, if :meth:`slot_free` was not called).
+    may run now (read again on every decision: workers come and go). For every dispatched
+    batch call :meth:`slot_free` when its task has finished (or failed to be sent), then
+    :meth:`batch_done` once its events are answered.
     """
 
     def __init__(
@@ -156,12 +156,10 @@ class DynamicBatcher:
             self._in_flight_batches -= 1
             self._cond.notify_all()
 
-    def batch_done(self, events: int, slot_freed: bool = False) -> None:
-        """A dispatched batch of ``events`` events is answered (done or failed); its slot is
-        freed here unless :meth:`slot_free` already did (``slot_freed``)."""
+    def batch_done(self, events: int) -> None:
+        """A dispatched batch of ``events`` events is answered (done or failed); its slot was
+        freed before, by :meth:`slot_free`."""
         with self._cond:
-            if not slot_freed:
-                self._in_flight_batches -= 1
             self._open_batches -= 1
             self._in_flight_events -= events
             self._cond.notify_all()
@@ -235,4 +233,5 @@ class DynamicBatcher:
                 for request in batch:
                     if not request.future.done():
                         request.future.set_exception(error)
+                self.slot_free()
                 self.batch_done(len(batch))

@@ -26,8 +26,7 @@ but time: Dask runs its tasks again on the workers left.
 Each answered event leaves an :class:`EventTiming`: latency from arrival to tracks on the client,
 split into queueing (waiting for a slot, and for the other events of its batch), transfer
 (dispatch to tracks fetched, minus the task's run time: serialisation, scheduler, network both
-ways) and
-service (its own time in the pipeline).
+ways) and service (its own time in the pipeline).
 """
 
 from __future__ import annotations
@@ -477,7 +476,7 @@ class Service:
                 request.future.set_exception(outcome)
             else:
                 request.future.set_result(outcome)
-        self.batcher.batch_done(len(batch), slot_freed=True)
+        self.batcher.batch_done(len(batch))
 
     def _record_unanswered(self, request: Request, status: str) -> None:
         event: Event = request.payload
