@@ -74,6 +74,7 @@ from trackflow import metrics
 from trackflow.events import list_events
 from trackflow.events.event import Event
 from trackflow.events.simulation import SimulationConfig
+from trackflow.pipeline.filter import prune_triplets
 from trackflow.pipeline.graph import EventTracks, HitGraph
 from trackflow.pipeline.model_files import MANIFEST_NAME
 from trackflow.pipeline.pipeline import Pipeline
@@ -103,6 +104,7 @@ BUCKETS = (
     "other",
 )
 PIXEL_BARREL_LAYERS = ("8:2-4", "8:4-6", "8:6-8")
+BARREL_PAIRS = ("8-8", "8-13", "13-13", "13-17", "17-17")
 
 
 # ------------------------------------------------------------------------------------ cells
@@ -210,8 +212,9 @@ def ensure_cell(cell: Cell, config: SimulationConfig, work: Path, events: int) -
 # ------------------------------------------------------------------------ observed pipeline
 class ObservedPipeline(Pipeline):
     """The same stages, recording per event what ``simulated_quality`` does not return: the
-    undirected edge keys after graph building and after the filter, the stage counts, and the
-    time of ``prepare`` + the five stages."""
+    undirected edge keys after each edge stage (graph building; the filter's MLP cut; triplet
+    pruning, which the filter stage runs after its cut when the models have it; the GNN's cut),
+    the stage counts, and the time of ``prepare`` + the five stages."""
 
     def __init__(self, base: Pipeline) -> None:
         super().__init__(base.stages, base.features, base.device, None, base.models_dir)
@@ -224,17 +227,43 @@ class ObservedPipeline(Pipeline):
         return graph
 
     def run_stage(self, name: str, graph: HitGraph) -> HitGraph:
-        graph = super().run_stage(name, graph)
         record = self.records[graph.event_id]
+        stage = self.stages[name]
+        triplets = getattr(stage, "triplets", None) if name == "filter" else None
+        if triplets is not None:
+            # the MLP's cut and the pruning apart, so each is charged its own losses; the
+            # stage's time is the sum, as the filter stage runs them
+            stage.triplets = None
+            try:
+                graph = super().run_stage(name, graph)
+            finally:
+                stage.triplets = triplets
+            record["filter_mlp"] = np.unique(edge_keys(graph.edges.cpu().numpy(), graph.n_hits))
+            start = time.perf_counter()
+            graph = prune_triplets(graph, triplets)
+            graph.counts["edges_filter"] = graph.n_edges
+            graph.timings[name] += time.perf_counter() - start
+        else:
+            graph = super().run_stage(name, graph)
         record["seconds"] += graph.timings[name]
         if name in ("graph_building", "filter"):
             record[name] = np.unique(edge_keys(graph.edges.cpu().numpy(), graph.n_hits))
+            record.setdefault("filter_mlp", record[name])
+        if name == "gnn":
+            kept = graph.edge_scores.cpu().numpy() > stage.config.cut
+            record[name] = np.unique(edge_keys(graph.edges.cpu().numpy()[:, kept], graph.n_hits))
         return graph
 
     def finish(self, graph: HitGraph) -> EventTracks:
         tracks = super().finish(graph)
         self.records[graph.event_id]["counts"] = dict(tracks.counts)
         return tracks
+
+
+#: the edge stages whose survivors a record keeps, in order (keys of ObservedPipeline.records)
+EDGE_STAGES = ("graph_building", "filter_mlp", "filter", "gnn")
+#: their names in the tables: the share of the stage before's edges each keeps
+STAGE_LABELS = {"graph_building": "graph", "filter_mlp": "filter", "filter": "pruning", "gnn": "gnn"}
 
 
 def edge_keys(edges: np.ndarray, n: int) -> np.ndarray:
@@ -262,17 +291,23 @@ def bucket(a: int, b: int) -> str:
     return "strip barrel-endcap"
 
 
-def _tally(table: dict[str, dict[str, int]], key: str, truth: int, graph: int, kept: int) -> None:
-    row = table.setdefault(key, {"truth": 0, "graph": 0, "filter": 0})
-    row["truth"] += truth
-    row["graph"] += graph
-    row["filter"] += kept
+def _tally(table: dict[str, dict[str, int]], key: str, values: dict[str, int]) -> None:
+    row = table.setdefault(key, dict.fromkeys(values, 0))
+    for name, value in values.items():
+        row[name] += value
+
+
+def _pair_codes(edges_low: np.ndarray, edges_high: np.ndarray, volume: np.ndarray) -> np.ndarray:
+    va, vb = volume[edges_low], volume[edges_high]
+    return np.minimum(va, vb) * 100 + np.maximum(va, vb)
 
 
 def volume_efficiency(cell_dir: Path, records: dict[int, dict[str, Any]], events: int) -> dict[str, Any]:
-    """Graph-building and filter efficiency of the pT > 1 GeV truth edges by volume pair,
-    region (:func:`bucket`) and pixel-barrel layer pair, pooled over the cell's events; and the
-    particles with >= 5 hits in the truth (for the real-event comparison)."""
+    """Per volume pair, region (:func:`bucket`) and pixel-barrel layer pair, pooled over the
+    cell's events: of the pT > 1 GeV truth edges, how many each edge stage still has
+    (graph building, the filter's MLP cut, triplet pruning, the GNN's cut), and each stage's
+    edges and true (same-particle) edges there, for its purity; and the particles with >= 5
+    hits in the truth (for the real-event comparison)."""
     pairs: dict[str, dict[str, int]] = {}
     layers: dict[str, dict[str, int]] = {}
     particles_min5 = 0
@@ -284,40 +319,43 @@ def volume_efficiency(cell_dir: Path, records: dict[int, dict[str, Any]], events
         truth = metrics.truth_graph(hit_ids, event.truth, event.particles, pt_min=1.0)
         keys = np.unique(edge_keys(truth, n))
         low, high = keys // n, keys % n
-        found = np.isin(keys, record["graph_building"])
-        kept = found & np.isin(keys, record["filter"])
+        found = {}
+        alive = np.ones(len(keys), bool)
+        for stage in EDGE_STAGES:
+            alive = alive & np.isin(keys, record[stage])
+            found[stage] = alive
         hits = event.hits.set_index("hit_id").loc[hit_ids]
         volume = hits["volume_id"].to_numpy(np.int64)
         layer = hits["layer_id"].to_numpy(np.int64)
-        va, vb = np.minimum(volume[low], volume[high]), np.maximum(volume[low], volume[high])
-        codes, inverse = np.unique(va * 100 + vb, return_inverse=True)
-        for index, code in enumerate(codes):
-            mask = inverse == index
-            _tally(
-                pairs,
-                f"{code // 100}-{code % 100}",
-                int(mask.sum()),
-                int(found[mask].sum()),
-                int(kept[mask].sum()),
-            )
-        barrel = (va == 8) & (vb == 8)
+        pid = metrics.hit_particle_ids(hit_ids, event.truth)
+        codes = _pair_codes(low, high, volume)
+        # every stage's own edges by volume pair: how many, how many join one particle
+        stage_edges: dict[str, tuple[np.ndarray, np.ndarray]] = {}
+        for stage in EDGE_STAGES:
+            e_low, e_high = record[stage] // n, record[stage] % n
+            same = (pid[e_low] == pid[e_high]) & (pid[e_low] != 0)
+            stage_edges[stage] = (_pair_codes(e_low, e_high, volume), same)
+        for code in np.unique(np.concatenate([codes, *(c for c, _ in stage_edges.values())])):
+            mask = codes == code
+            values = {"truth": int(mask.sum())} | {s: int(found[s][mask].sum()) for s in EDGE_STAGES}
+            for stage, (edge_codes, same) in stage_edges.items():
+                here = edge_codes == code
+                values[f"{stage}_edges"] = int(here.sum())
+                values[f"{stage}_true"] = int(same[here].sum())
+            _tally(pairs, f"{code // 100}-{code % 100}", values)
+        barrel = (volume[low] == 8) & (volume[high] == 8)
         la = np.minimum(layer[low], layer[high])[barrel]
         lb = np.maximum(layer[low], layer[high])[barrel]
         for a, b in sorted(set(zip(la.tolist(), lb.tolist(), strict=True))):
             mask = (la == a) & (lb == b)
-            _tally(
-                layers,
-                f"8:{a}-{b}",
-                int(mask.sum()),
-                int(found[barrel][mask].sum()),
-                int(kept[barrel][mask].sum()),
-            )
+            values = {"truth": int(mask.sum())} | {s: int(found[s][barrel][mask].sum()) for s in EDGE_STAGES}
+            _tally(layers, f"8:{a}-{b}", values)
         counts = event.truth.loc[event.truth["particle_id"] != 0, "particle_id"].value_counts()
         particles_min5 += int((counts >= metrics.MIN_HITS).sum())
     regions: dict[str, dict[str, int]] = {}
     for pair, row in pairs.items():
         a, b = (int(v) for v in pair.split("-"))
-        _tally(regions, bucket(a, b), row["truth"], row["graph"], row["filter"])
+        _tally(regions, bucket(a, b), row)
     return {
         "regions": {
             k: _with_ratios(v) for k, v in sorted(regions.items(), key=lambda kv: BUCKETS.index(kv[0]))
@@ -333,11 +371,18 @@ def _ratio(a: float, b: float) -> float:
 
 
 def _with_ratios(row: dict[str, int]) -> dict[str, Any]:
-    return {
-        **row,
-        "graph_efficiency": _ratio(row["graph"], row["truth"]),
-        "filter_efficiency": _ratio(row["filter"], row["graph"]),
-    }
+    """The counts with each stage's efficiency (of the truth edges the stage before kept) and,
+    where counted, purity (same-particle share of the stage's edges)."""
+    out: dict[str, Any] = {**row}
+    before = "truth"
+    for stage in EDGE_STAGES:
+        label = STAGE_LABELS[stage]
+        out[f"{label}_efficiency"] = _ratio(row[stage], row[before])
+        if f"{stage}_edges" in row:
+            out[f"{label}_purity"] = _ratio(row[f"{stage}_true"], row[f"{stage}_edges"])
+        before = stage
+    out["overall_efficiency"] = _ratio(row["gnn"], row["truth"])
+    return out
 
 
 def bar_status(tracks: dict[str, Any]) -> str:
@@ -377,6 +422,16 @@ def measure_cell(pipeline: Pipeline, cell_dir: Path, events: int) -> dict[str, A
 
 
 # ------------------------------------------------------------------------------- reporting
+def _stages(entry: dict[str, Any]) -> str:
+    """``graph / filter / pruning / gnn (overall, truth)`` efficiencies of one table entry."""
+    steps = " / ".join(_pct(entry[f"{STAGE_LABELS[s]}_efficiency"]) for s in EDGE_STAGES)
+    return f"{steps} → {_pct(entry['overall_efficiency'])} ({entry['truth']})"
+
+
+def _efficiency_purity(entry: dict[str, Any], label: str) -> str:
+    return f"{_pct(entry[f'{label}_efficiency'])} / {_pct(entry.get(f'{label}_purity'))}"
+
+
 def _pct(value: float | None, digits: int = 1) -> str:
     return "–" if value is None or math.isnan(value) else f"{100 * value:.{digits}f}"
 
@@ -467,12 +522,15 @@ def markdown(result: dict[str, Any]) -> str:
     lines += _table(header, rows)
     lines += [
         "",
-        "## Edge efficiency by region (pT > 1 GeV truth edges): graph building % / filter %",
+        "## Edge efficiency by region and stage (pT > 1 GeV truth edges)",
         "",
-        "Regions by the volume ids of the edge's two hits: pixel barrel 8-8, pixel endcap 7-7 and "
-        "9-9, pixel barrel-endcap 7-8 and 8-9, pixel-strip any pixel to any strip volume, strip "
-        "barrel 13/17, strip endcap 12/14/16/18 on one side, strip barrel-endcap; pixel barrel "
-        "layer pairs 8:2-4 etc. Truth-edge counts and every volume pair: robustness.json.",
+        "Each entry: graph building / filter (MLP cut) / triplet pruning / GNN (its cut) in %, each "
+        "the share of the truth edges the stage before kept, then the overall share "
+        "(truth-edge count). Regions by the volume ids of the edge's two hits: pixel barrel 8-8, "
+        "pixel endcap 7-7 and 9-9, pixel barrel-endcap 7-8 and 8-9, pixel-strip any pixel to any "
+        "strip volume, strip barrel 13/17, strip endcap 12/14/16/18 on one side, strip "
+        "barrel-endcap; pixel barrel layer pairs 8:2-4 (layer 1 to 2) etc. Every volume pair: "
+        "robustness.json.",
         "",
     ]
     present = [b for b in BUCKETS if any(b in c["quality"]["volumes"]["regions"] for c in cells)]
@@ -483,17 +541,34 @@ def markdown(result: dict[str, Any]) -> str:
         entries = [v["regions"].get(b) for b in present] + [
             v["pixel_barrel_layers"].get(k) for k in PIXEL_BARREL_LAYERS
         ]
-        rows.append(
-            (
-                c["name"],
-                *(
-                    "–"
-                    if e is None
-                    else f"{_pct(e['graph_efficiency'])} / {_pct(e['filter_efficiency'])} ({e['truth']})"
-                    for e in entries
-                ),
+        rows.append((c["name"], *("–" if e is None else _stages(e) for e in entries)))
+    lines += _table(header, rows)
+    lines += [
+        "",
+        "## Barrel volume pairs: efficiency and purity per stage",
+        "",
+        "Per volume pair of the barrel (8 pixel, 13 short strip, 17 long strip) and per stage: "
+        "efficiency % (of the truth edges the stage before kept) / purity % (same-particle share "
+        "of the stage's edges in that pair).",
+        "",
+    ]
+    header = ("cell", "pair", *(STAGE_LABELS[s] for s in EDGE_STAGES), "overall", "truth edges")
+    rows = []
+    for c in cells:
+        pairs = c["quality"]["volumes"]["volume_pairs"]
+        for pair in BARREL_PAIRS:
+            e = pairs.get(pair)
+            if e is None or not e["truth"]:
+                continue
+            rows.append(
+                (
+                    c["name"],
+                    pair,
+                    *(_efficiency_purity(e, STAGE_LABELS[s]) for s in EDGE_STAGES),
+                    _pct(e["overall_efficiency"]),
+                    e["truth"],
+                )
             )
-        )
     lines += _table(header, rows)
     lines += ["", "## Real events (no truth) beside the simulated cell they should resemble", ""]
     header = (

@@ -13,6 +13,7 @@ import trackflow.config
 from trackflow.errors import ConfigError
 from trackflow.pipeline.graph import HitGraph
 from trackflow.pipeline.mlp import block_rows, make_mlp
+from trackflow.pipeline.triplets import TripletScales
 
 
 class FilterNet(nn.Module):
@@ -118,16 +119,41 @@ def _cfg(key: str, default: Any) -> Any:
 @dataclass
 class FilterConfig:
     """``cut``: keep edges with sigmoid(logit) > cut; ``chunk_size``: edges scored at once, which
-    bounds memory on 100k-hit events (activations are chunk_size x hidden floats per layer)."""
+    bounds memory on 100k-hit events (activations are chunk_size x hidden floats per layer).
+
+    ``triplets``: the triplet-agreement scales and cuts learned in training
+    (:meth:`trackflow.pipeline.triplets.TripletScales.to_dict`), or None: after the MLP's cut,
+    edges of the barrel that agree with none of their neighbours as one helix would are dropped
+    (:mod:`trackflow.pipeline.triplets`). ``triplet_cut``: one best-chi2 cut for every volume
+    the scales prune, instead of the learned per-volume cuts (None: the learned ones).
+    """
 
     cut: float = field(default_factory=lambda: float(_cfg("cut", 0.2)))
     chunk_size: int = field(default_factory=lambda: int(_cfg("chunk_size", 200_000)))
+    triplets: dict | None = None
+    triplet_cut: float | None = None
 
     def __post_init__(self) -> None:
         if not 0.0 <= self.cut < 1.0:
             raise ConfigError(f"pipeline.filter.cut: must be in [0, 1), got {self.cut}")
         if self.chunk_size < 1:
             raise ConfigError(f"pipeline.filter.chunk_size: must be >= 1, got {self.chunk_size}")
+        if self.triplet_cut is not None and not self.triplet_cut > 0:
+            raise ConfigError(f"pipeline.filter.triplet_cut: must be > 0, got {self.triplet_cut}")
+        if self.triplets is not None:
+            self.triplet_scales()  # a malformed table fails here, naming the setting
+
+    def triplet_scales(self) -> TripletScales | None:
+        """The triplet pruning this config asks for (with ``triplet_cut`` applied), or None."""
+        if self.triplets is None:
+            return None
+        try:
+            scales = TripletScales.from_dict(self.triplets)
+        except ConfigError as error:
+            raise ConfigError(f"pipeline.filter.triplets: {error}") from error
+        if self.triplet_cut is not None:
+            scales = scales.with_cuts(dict.fromkeys(scales.volumes, self.triplet_cut))
+        return scales
 
 
 def apply_cut(edges: torch.Tensor, logits: torch.Tensor, cut: float) -> tuple[torch.Tensor, torch.Tensor]:
@@ -153,6 +179,7 @@ class EdgeFilter:
         self.model = None if model is None else model.eval()
         self.config = config or FilterConfig()
         self.uses_embedding = bool(getattr(model, "use_embedding_distance", False))
+        self.triplets = self.config.triplet_scales()
 
     def logits(self, graph: HitGraph) -> torch.Tensor:
         """Filter logits [E] for every edge of ``graph``, computed chunk by chunk."""
@@ -176,10 +203,29 @@ class EdgeFilter:
         if graph.edges is None:
             raise ValueError("filter needs the graph_building stage to have run")
         graph.edges, graph.edge_scores = apply_cut(graph.edges, self.logits(graph), self.config.cut)
+        if self.triplets is not None:
+            graph.counts["edges_filter_mlp"] = graph.n_edges
+            graph = prune_triplets(graph, self.triplets)
         graph.counts["edges_filter"] = graph.n_edges
         return graph
 
     def __repr__(self) -> str:
         c = self.config
         model = type(self.model).__name__ if self.model is not None else None
-        return f"EdgeFilter({model}, cut={c.cut}, chunk_size={c.chunk_size})"
+        triplets = "" if self.triplets is None else f", triplet_cuts={self.triplets.chi2_cut}"
+        return f"EdgeFilter({model}, cut={c.cut}, chunk_size={c.chunk_size}{triplets})"
+
+
+def prune_triplets(graph: HitGraph, scales: TripletScales) -> HitGraph:
+    """``graph`` without the edges that agree with none of their neighbours (``scales.keep``)."""
+    if graph.edges is None or graph.edge_scores is None:
+        raise ValueError("triplet pruning needs the filter's edges and scores")
+    if graph.layers is None or graph.cylindrical is None:
+        raise ValueError(
+            f"event {graph.event_id}: triplet pruning needs the hits' layers and positions "
+            "(volume_id, layer_id, x, y, z); a graph made from features alone has none"
+        )
+    keep = scales.keep(graph.layers, graph.cylindrical, graph.edges.cpu().numpy())
+    mask = torch.from_numpy(keep).to(graph.edges.device)
+    graph.edges, graph.edge_scores = graph.edges[:, mask], graph.edge_scores[mask]
+    return graph

@@ -1,8 +1,12 @@
 """Edge-classifier training shared by the filter and the GNN: labels, weighting, cut choice.
 
-An edge is *true* when both hits belong to the same particle (noise never). Edges of particles
-below the training pT cut are true but weighted down, so the models concentrate on the particles
-the targets are set for while still learning to join slower ones.
+An edge is *true* when both hits belong to the same particle (noise never), and a *target* when
+its hits are also consecutive along the particle (a truth edge,
+:func:`trackflow.pipeline.training.data.truth_edges`): the edges a track is built from and the
+edge efficiency is scored on. Edges of particles below the training pT cut are weighted down, so
+the models concentrate on the particles the targets are set for while still learning to join
+slower ones. The filter learns "same particle"; the GNN may learn the targets alone
+(:func:`target_weights`: true edges that skip a hit are neither rewarded nor punished).
 """
 
 from __future__ import annotations
@@ -27,21 +31,36 @@ class EdgeSet:
     pt: np.ndarray
     embedding: torch.Tensor | None = None
     score: np.ndarray | None = None
+    target: np.ndarray | None = None  # bool [E]: consecutive hits of one particle (a truth edge)
 
     @classmethod
     def label(cls, event: TruthEvent, edges: np.ndarray, embedding: torch.Tensor | None = None) -> EdgeSet:
         y = event.same_particle(edges)
         pt = np.where(y, event.pt[edges[0]], 0.0).astype(np.float32)
-        return cls(event, edges, y, pt, embedding)
+        keys, truth = undirected_keys(edges, event.n_hits), undirected_keys(event.truth_edges, event.n_hits)
+        target = np.isin(keys, truth)
+        return cls(event, edges, y, pt, embedding, target=target)
 
     def subset(self, keep: np.ndarray) -> EdgeSet:
         score = None if self.score is None else self.score[keep]
-        return EdgeSet(self.event, self.edges[:, keep], self.y[keep], self.pt[keep], self.embedding, score)
+        target = None if self.target is None else self.target[keep]
+        edges, y, pt = self.edges[:, keep], self.y[keep], self.pt[keep]
+        return EdgeSet(self.event, edges, y, pt, self.embedding, score, target)
 
 
 def edge_weights(y: np.ndarray, pt: np.ndarray, pt_min: float, low_pt_weight: float = 0.3) -> np.ndarray:
     """Per-edge loss weight: 1, except true edges of particles below ``pt_min`` (GeV)."""
     return np.where(y & (pt < pt_min), low_pt_weight, 1.0).astype(np.float32)
+
+
+def target_weights(
+    y: np.ndarray, target: np.ndarray, pt: np.ndarray, pt_min: float, low_pt_weight: float, fake_weight: float
+) -> np.ndarray:
+    """Per-edge loss weight when the label is ``target``: targets 1 (``low_pt_weight`` below
+    ``pt_min`` GeV), true edges that are not targets 0 (they skip a hit: not what a track is
+    built from, but not wrong either), edges of two particles or noise ``fake_weight``."""
+    weight = np.where(target, np.where(pt < pt_min, low_pt_weight, 1.0), np.where(y, 0.0, fake_weight))
+    return weight.astype(np.float32)
 
 
 def truth_edge_keys(event: TruthEvent, pt_min: float) -> np.ndarray:

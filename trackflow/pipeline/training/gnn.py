@@ -16,7 +16,7 @@ from torch import nn
 
 from trackflow.errors import ConfigError
 from trackflow.pipeline.gnn import InteractionGNN
-from trackflow.pipeline.training.edges import EdgeSet, bce_loss, edge_weights
+from trackflow.pipeline.training.edges import EdgeSet, bce_loss, edge_weights, target_weights
 from trackflow.pipeline.training.loop import Optimisation
 
 
@@ -51,9 +51,21 @@ class GNNTrainingConfig:
     pos_weight: float = 1.0
     pt_min: float = 0.5  # GeV; true edges of slower particles weigh less
     low_pt_weight: float = 0.3
+    # what the GNN learns to find: "same_particle" (any two hits of one particle) or
+    # "consecutive" (truth edges; true edges that skip a hit weigh 0, fakes fake_weight)
+    targets: str = "same_particle"
+    fake_weight: float = 1.0
+
+    def __post_init__(self) -> None:
+        if self.targets not in TARGETS:
+            raise ConfigError(f"training.gnn.targets: {self.targets!r} is not one of {TARGETS}")
 
     def to_dict(self) -> dict:
         return asdict(self)
+
+
+#: what a GNN may learn to find (:class:`GNNTrainingConfig`)
+TARGETS = ("same_particle", "consecutive")
 
 
 @torch.no_grad()
@@ -208,8 +220,15 @@ def train_gnn(
             hits, inverse = np.unique(part.edges.reshape(-1), return_inverse=True)
             feats = part.event.features[torch.from_numpy(hits)]
             edges = inverse.reshape(2, -1)
-            y = torch.from_numpy(part.y.astype(np.float32))
-            w = torch.from_numpy(edge_weights(part.y, part.pt, config.pt_min, config.low_pt_weight))
+            if config.targets == "consecutive":
+                if part.target is None:
+                    raise ValueError("training.gnn.targets consecutive: the edge set has no targets")
+                y = torch.from_numpy(part.target.astype(np.float32))
+                w = torch.from_numpy(target_weights(part.y, part.target, part.pt, config.pt_min,
+                                                    config.low_pt_weight, config.fake_weight))
+            else:
+                y = torch.from_numpy(part.y.astype(np.float32))
+                w = torch.from_numpy(edge_weights(part.y, part.pt, config.pt_min, config.low_pt_weight))
             fit.step(bce_loss(_call(model, feats, edges, part.score), y, w, pos_weight))
         fit.end_epoch(epoch, config.epochs)
     model.eval()

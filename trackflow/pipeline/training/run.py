@@ -44,6 +44,7 @@ from trackflow.pipeline.training.gnn import (
     gnn_scores,
     train_gnn,
 )
+from trackflow.pipeline.triplets import TripletScales
 
 log = logging.getLogger(__name__)
 
@@ -66,6 +67,13 @@ class TrainingConfig:
     (their graphs are the expensive part); ``pt_min`` (GeV): particles below it weigh less.
     Targets: graph building keeps ``graph_efficiency`` of the pT > ``target_pt`` GeV truth edges,
     the filter ``filter_efficiency`` of those the graph found; GNN edge purity ``gnn_purity``.
+    ``filter_cut``: the filter's cut instead of the one chosen for ``filter_efficiency`` (or, with
+    a reused filter, kept from its manifest). ``triplet_keep``: learn triplet pruning
+    (:mod:`trackflow.pipeline.triplets`) from the training events' truth, each volume's cut
+    keeping this fraction of the pT > 0.9 GeV truth edges; ``triplet_cut``: one cut for every
+    volume instead; the GNN then trains on the pruned graphs. ``gnn_targets``: ``consecutive``
+    (learn the truth edges; true edges that skip a hit weigh 0, fakes ``gnn_fake_weight``) or
+    ``same_particle``. ``gnn_max_edges``: edges per training step (the phi sector's size).
     ``graph_method``: ``layer_map`` (default: the detector's layer pairs, learned from the
     training events' truth with cuts from particles above ``layer_map_pt_min`` GeV at their
     ``layer_map_quantile``, accepting vertices within ``±layer_map_z0_cover`` mm; see
@@ -106,6 +114,12 @@ class TrainingConfig:
     layer_map_pt_min: float = 0.9
     layer_map_quantile: float = 0.995
     layer_map_z0_cover: float = 200.0
+    filter_cut: float | None = None
+    triplet_keep: float | None = None
+    triplet_cut: float | None = None
+    gnn_targets: str | None = None
+    gnn_fake_weight: float | None = None
+    gnn_max_edges: int | None = None
     embedding: EmbeddingTrainingConfig = field(default_factory=EmbeddingTrainingConfig)
     filter: FilterTrainingConfig = field(default_factory=FilterTrainingConfig)
     gnn: GNNTrainingConfig = field(default_factory=GNNTrainingConfig)
@@ -139,6 +153,15 @@ class TrainingConfig:
             self.gnn.hidden = int(self.gnn_hidden)
         if self.gnn_learning_rate is not None:
             self.gnn.learning_rate = float(self.gnn_learning_rate)
+        if self.gnn_targets is not None:
+            self.gnn.targets = str(self.gnn_targets)
+            self.gnn.__post_init__()
+        if self.gnn_fake_weight is not None:
+            self.gnn.fake_weight = float(self.gnn_fake_weight)
+        if self.gnn_max_edges is not None:
+            self.gnn.max_edges_per_step = int(self.gnn_max_edges)
+        if self.triplet_keep is not None and not 0.0 < self.triplet_keep <= 1.0:
+            raise ConfigError(f"training.triplet_keep: must be in (0, 1], got {self.triplet_keep}")
         for stage in (self.embedding, self.filter, self.gnn):
             stage.pt_min = self.pt_min
         if not 0.0 < self.val_fraction < 1.0:
@@ -414,7 +437,9 @@ def train(config: TrainingConfig) -> Path:
             {"pair_features": True, "r_scale": f.r_scale, "z_scale": f.z_scale} if f.pair_features else {})
     val_filter = [filter_scores(filter_net, s) for s in val_sets]
     flags = [_is_truth_edge(s, config.target_pt) for s in val_sets]
-    if config.filter_from is not None:
+    if config.filter_cut is not None:
+        filter_cut = float(config.filter_cut)
+    elif config.filter_from is not None:
         filter_cut = float(source.stages["filter"].config["cut"])
     else:
         filter_cut = choose_cut_for_efficiency(val_filter, flags, config.filter_efficiency)
@@ -427,8 +452,26 @@ def train(config: TrainingConfig) -> Path:
         filtered_train.append(replace(s, score=sc).subset(sc > filter_cut))
     filtered_val = [replace(s, score=sc).subset(sc > filter_cut)
                     for s, sc in zip(val_sets, val_filter, strict=True)]
+    filter_config: dict[str, Any] = {"cut": filter_cut}
+    triplet_metrics: dict[str, Any] = {}
+    if config.triplet_keep is not None or config.triplet_cut is not None:
+        scales = TripletScales.from_truth(
+            ((e.layers, e.cylindrical, e.truth_edges, e.truth_edge_pt) for e in split.train),
+            keep=config.triplet_keep if config.triplet_keep is not None else 0.99,
+        )
+        if config.triplet_cut is not None:
+            scales = scales.with_cuts(dict.fromkeys(scales.volumes, config.triplet_cut))
+        before = sum(s.edges.shape[1] for s in filtered_val)
+        filtered_train = [_pruned(s, scales) for s in filtered_train]
+        filtered_val = [_pruned(s, scales) for s in filtered_val]
+        filter_config["triplets"] = scales.to_dict()
+        triplet_metrics = {"chi2_cut": scales.chi2_cut,
+                           "kept_fraction": sum(s.edges.shape[1] for s in filtered_val) / max(before, 1)}
+        log.info("triplet pruning: cuts %s keep %.3f of the filtered validation edges",
+                 scales.chi2_cut, triplet_metrics["kept_fraction"])
+        kept_truth = sum(int(_is_truth_edge(s, config.target_pt).sum()) for s in filtered_val)
     n_val_hits = sum(e.n_hits for e in split.val)
-    filter_metrics = {
+    filter_metrics = triplet_metrics | {
         "cut": filter_cut,
         "efficiency": kept_truth / max(n_truth_found, 1),
         "purity": float(np.mean(np.concatenate([s.y for s in filtered_val]))) if filtered_val else 0.0,
@@ -502,7 +545,7 @@ def train(config: TrainingConfig) -> Path:
         "embedding": model_files.save_model(embedding, out, "embedding", kwargs=emb_kwargs),
         "graph_building": model_files.StageEntry(config=graph),
         "filter": model_files.save_model(
-            filter_net, out, "filter", config={"cut": filter_cut}, kwargs=filter_kwargs
+            filter_net, out, "filter", config=filter_config, kwargs=filter_kwargs
         ),
         "gnn": model_files.save_model(
             EmbeddedGNN(embedding, gnn_net).eval(), out, "gnn", kind="torchscript", config={"cut": gnn_cut},
@@ -553,6 +596,13 @@ def train(config: TrainingConfig) -> Path:
     model_files.write_manifest(out, stages, features=features.to_dict(), training=training, metrics=metrics)
     log.info("models written to %s in %.0f s", out, time.perf_counter() - start)
     return out
+
+
+def _pruned(edge_set: EdgeSet, scales: TripletScales) -> EdgeSet:
+    """The edges of ``edge_set`` that triplet pruning keeps (as the filter stage prunes them)."""
+    event = edge_set.event
+    assert event.layers is not None and event.cylindrical is not None
+    return edge_set.subset(scales.keep(event.layers, event.cylindrical, edge_set.edges))
 
 
 def _with_embedding(edge_set: EdgeSet) -> EdgeSet:

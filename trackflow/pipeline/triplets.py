@@ -1,0 +1,325 @@
+"""Triplet agreement: does an edge continue one of its neighbours as a single helix would?
+
+A pair of hits says little on its own: in the pixel barrel, a true edge has about fifteen fake
+companions that fit the layer map's windows as well as it does, and the GNN, which sums the
+messages of about eight of them into each hit, cannot pick the one that agrees. Two edges that
+share a hit can: in a 2 T field a particle's helix has one transverse curvature and one
+longitudinal slope, and consecutive segments of it agree on both up to multiple scattering.
+
+Each edge (hits ordered outwards by r) gives
+
+- ``rho`` (1/m): the signed curvature of the circle through the beam line (the origin of the
+  transverse plane) and the edge's two hits, ``2 sin(dphi) / chord``; pT = 0.3 B / rho,
+  so 0.6 / rho GeV in 2 T;
+- ``cot`` (dimensionless): cot(theta) = dz / ds, with ds the arc length of that circle between
+  the two hits (the chord for straight tracks) -- exact for a helix from the beam line, where
+  dz / dr is not at low pT.
+
+A *triplet* is two edges sharing a hit that is the outer hit of one and the inner of the other.
+Its agreement is ``chi2 = (d rho / s_rho)^2 + (d cot / s_cot)^2``, with the scales learned from
+simulation truth (:meth:`TripletScales.from_truth`) per layer of the shared hit and per bin of
+|rho| (pT-aware: multiple scattering grows as 1/p). An edge's *best chi2* is its smallest over
+every triplet it belongs to (+inf when it has none). :func:`prune` drops the edges of the chosen
+volumes whose best chi2 exceeds the cut.
+
+Edges whose hits are less than ``min_dr`` (mm) apart in r (overlapping modules of one layer,
+endcap disks) give neither quantity reliably: they are never pruned and never vouch for another
+edge.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass, replace
+from typing import Any
+
+import numpy as np
+import torch
+from scipy.sparse import coo_matrix
+from scipy.sparse.csgraph import connected_components
+
+from trackflow.errors import ConfigError
+from trackflow.pipeline.layer_map import LAYER_KEY_BASE, wrap_angle
+
+#: |rho| bin edges (1/m) of the learned scales; pT = 0.6 / rho GeV: > 4, 2-4, 1-2, 0.67-1,
+#: 0.5-0.67, 0.3-0.5, below 0.3 GeV
+CURVATURE_BINS: tuple[float, ...] = (0.0, 0.15, 0.3, 0.6, 0.9, 1.2, 2.0, np.inf)
+#: the two residuals of a triplet, in the order of the scales' last axis
+QUANTITIES = ("rho", "cot")
+#: a volume's cut when training gives none; and the cap on a learned one
+DEFAULT_CHI2_CUT = 25.0
+MAX_CHI2_CUT = 1000.0
+# a layer needs this many truth triplets in a bin for a scale of its own (else its volume's)
+_MIN_TRIPLETS = 40
+# largest triplet count held at once (bounded memory: ~8 float64/int64 arrays of this length)
+_BLOCK = 1 << 22
+
+
+@dataclass(frozen=True)
+class EdgeHelix:
+    """Per edge, ordered outwards: ``inner``, ``outer`` hit rows int64 [E]; ``rho`` (1/m) and
+    ``cot`` float64 [E]; ``usable`` bool [E]: the hits are at least ``min_dr`` mm apart in r."""
+
+    inner: np.ndarray
+    outer: np.ndarray
+    rho: np.ndarray
+    cot: np.ndarray
+    usable: np.ndarray
+
+
+def edge_helix(cylindrical: np.ndarray, edges: np.ndarray, min_dr: float) -> EdgeHelix:
+    """The helix parameters of every edge (module docstring). ``cylindrical`` float [N, 3]:
+    r (mm), phi (rad), z (mm); ``edges`` int [2, E] in either direction."""
+    r, phi, z = (np.asarray(cylindrical[:, i], np.float64) for i in range(3))
+    a, b = np.asarray(edges[0], np.int64), np.asarray(edges[1], np.int64)
+    swap = r[a] > r[b]
+    inner, outer = np.where(swap, b, a), np.where(swap, a, b)
+    dphi = wrap_angle(phi[outer] - phi[inner])
+    r_in, r_out = r[inner], r[outer]
+    chord = np.sqrt(np.maximum(r_in**2 + r_out**2 - 2.0 * r_in * r_out * np.cos(dphi), 1e-12))  # mm
+    rho = 2000.0 * np.sin(dphi) / chord  # 1/m
+    half_angle = np.arcsin(np.clip(np.abs(rho) * chord / 2000.0, 0.0, 1.0))
+    with np.errstate(divide="ignore", invalid="ignore"):
+        arc = np.where(np.abs(rho) > 1e-9, 2000.0 * half_angle / np.abs(rho), chord)  # mm
+    cot = (z[outer] - z[inner]) / np.maximum(arc, 1e-3)
+    usable = (r_out - r_in) >= min_dr
+    return EdgeHelix(inner, outer, rho, cot, usable)
+
+
+def junctions(layers: np.ndarray, helix: EdgeHelix, n_hits: int) -> np.ndarray:
+    """int64 [N]: the junction of each hit, where two edges may meet to form a triplet.
+
+    A hit is its own junction, except that hits joined by a short edge (under ``min_dr``) on
+    one layer -- overlapping modules, which a track crosses in turn -- share one: a track's
+    edge into the first and its edge out of the second then still form a triplet.
+    """
+    short = ~helix.usable & (layers[helix.inner] == layers[helix.outer])
+    if not short.any():
+        return np.arange(n_hits, dtype=np.int64)
+    graph = coo_matrix(
+        (np.ones(int(short.sum()), np.int8), (helix.inner[short], helix.outer[short])), shape=(n_hits, n_hits)
+    )
+    return connected_components(graph, directed=False)[1].astype(np.int64)
+
+
+def triplet_pairs(helix: EdgeHelix, junction: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """(first, second) int64 [T]: pairs of usable edges where the first's outer hit and the
+    second's inner hit share a junction (:func:`junctions`)."""
+    n_junctions = int(junction.max()) + 1 if len(junction) else 0
+    usable = np.flatnonzero(helix.usable)
+    end = junction[helix.outer[usable]]
+    start = junction[helix.inner[usable]]
+    into = usable[np.argsort(end, kind="stable")]
+    out_of = usable[np.argsort(start, kind="stable")]
+    counts_out = np.bincount(start, minlength=n_junctions)
+    starts_out = np.cumsum(counts_out) - counts_out
+    middle = junction[helix.outer[into]]
+    n_per = counts_out[middle]
+    total = int(n_per.sum())
+    first = np.repeat(into, n_per)
+    offsets = np.arange(total) - np.repeat(np.cumsum(n_per) - n_per, n_per)
+    second = out_of[np.repeat(starts_out[middle], n_per) + offsets]
+    return first, second
+
+
+@dataclass(frozen=True)
+class TripletScales:
+    """Learned scales of a triplet's residuals, and the cuts on an edge's best chi2.
+
+    ``layers`` int64 [L]: layer keys (``volume_id * 100 + layer_id``) of the shared hit, sorted;
+    ``curvature_bins`` float [B + 1]: |rho| bin edges (1/m); ``sigma`` float [L, B, 2]: the
+    scale of d rho (1/m) and of d cot per layer and bin (the 68.3 % quantile of |residual| over
+    truth triplets); ``chi2_cut``: volume id -> the best-chi2 cut above which an edge with both
+    hits in that volume is dropped (volumes absent: never pruned); ``min_dr`` (mm): smallest r
+    separation of an edge that takes part.
+    """
+
+    layers: np.ndarray
+    curvature_bins: np.ndarray
+    sigma: np.ndarray
+    chi2_cut: dict[int, float]
+    min_dr: float
+
+    def __post_init__(self) -> None:
+        bins = len(self.curvature_bins) - 1
+        if self.sigma.shape != (len(self.layers), bins, len(QUANTITIES)):
+            raise ConfigError(
+                f"triplet scales: sigma has shape {self.sigma.shape}, "
+                f"expected ({len(self.layers)}, {bins}, {len(QUANTITIES)})"
+            )
+        if not np.all(np.isfinite(self.sigma)) or not np.all(self.sigma > 0):
+            raise ConfigError("triplet scales: every sigma must be finite and > 0")
+        if any(not cut > 0 for cut in self.chi2_cut.values()):
+            raise ConfigError(f"triplet scales: every chi2 cut must be > 0, got {self.chi2_cut}")
+
+    @property
+    def volumes(self) -> tuple[int, ...]:
+        """The volumes whose edges may be pruned."""
+        return tuple(sorted(self.chi2_cut))
+
+    # ------------------------------------------------------------------ (de)serialisation
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-ready, as a model manifest stores it (``pipeline.filter.triplets``)."""
+        return {
+            "quantities": list(QUANTITIES),
+            "layers": [int(k) for k in self.layers],
+            "curvature_bins_per_m": [float(x) if np.isfinite(x) else "inf" for x in self.curvature_bins],
+            "sigma": [[[float(f"{x:.6g}") for x in cell] for cell in row] for row in self.sigma],
+            "chi2_cut": {str(v): round(float(c), 3) for v, c in sorted(self.chi2_cut.items())},
+            "min_dr_mm": float(self.min_dr),
+        }
+
+    @classmethod
+    def from_dict(cls, spec: Mapping[str, Any]) -> TripletScales:
+        try:
+            bins = np.asarray([np.inf if x == "inf" else float(x) for x in spec["curvature_bins_per_m"]])
+            return cls(
+                layers=np.asarray(spec["layers"], np.int64),
+                curvature_bins=bins,
+                sigma=np.asarray(spec["sigma"], np.float64).reshape(len(spec["layers"]), len(bins) - 1, -1),
+                chi2_cut={int(v): float(c) for v, c in spec["chi2_cut"].items()},
+                min_dr=float(spec["min_dr_mm"]),
+            )
+        except (AttributeError, KeyError, TypeError, ValueError) as error:
+            raise ConfigError(f"triplet scales: not a TripletScales.to_dict() form ({error!r})") from error
+
+    def with_cuts(self, chi2_cut: Mapping[int, float]) -> TripletScales:
+        """The same scales with other cuts (volume id -> cut)."""
+        return replace(self, chi2_cut={int(v): float(c) for v, c in chi2_cut.items()})
+
+    # ------------------------------------------------------------------ learning them
+    @classmethod
+    def from_truth(
+        cls,
+        events: Iterable[tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]],
+        *,
+        pt_min: float = 0.4,
+        keep: float = 0.99,
+        keep_pt_min: float = 0.9,
+        min_dr: float = 5.0,
+        volumes: Sequence[int] = (8, 13, 17),
+        curvature_bins: Sequence[float] = CURVATURE_BINS,
+    ) -> TripletScales:
+        """The scales and cuts of simulated events with truth.
+
+        ``events`` yields ``(layers int64 [N], cylindrical [N, 3] (r mm, phi rad, z mm), truth
+        edges int [2, T] (consecutive hits of each particle), truth edge pT [T] GeV)``. Triplets
+        are pairs of truth edges above ``pt_min`` that meet at a junction, found as the pipeline
+        finds them. Per volume of ``volumes``, the cut keeps a fraction ``keep`` of the truth
+        edges above ``keep_pt_min`` that could be pruned (both hits in the volume), judged by
+        their best chi2 among the other truth edges -- an edge needs one neighbour that agrees.
+        """
+        bins = np.asarray(curvature_bins, np.float64)
+        prepared = []
+        middle_layer, abs_rho, residuals = [], [], []
+        for layers, cylindrical, edges, edge_pt in events:
+            fast = np.asarray(edge_pt) > pt_min
+            edges, edge_pt = np.asarray(edges, np.int64)[:, fast], np.asarray(edge_pt)[fast]
+            layers = np.asarray(layers, np.int64)
+            helix = edge_helix(cylindrical, edges, min_dr)
+            first, second = triplet_pairs(helix, junctions(layers, helix, len(layers)))
+            middle_layer.append(layers[helix.outer[first]])
+            abs_rho.append(0.5 * np.abs(helix.rho[first] + helix.rho[second]))
+            residuals.append(_residuals(helix, first, second))
+            prepared.append((layers, cylindrical, edges, edge_pt))
+        layer = np.concatenate(middle_layer) if middle_layer else np.zeros(0, np.int64)
+        if not len(layer):
+            raise ConfigError("triplet scales: no truth triplets in the training events")
+        rho = np.concatenate(abs_rho)
+        res = np.abs(np.concatenate(residuals))
+        which_bin = np.clip(np.searchsorted(bins, rho, side="right") - 1, 0, len(bins) - 2)
+        keys = np.unique(layer)
+        sigma = np.zeros((len(keys), len(bins) - 1, len(QUANTITIES)))
+        volume = layer // LAYER_KEY_BASE
+        for i, key in enumerate(keys):
+            for j in range(len(bins) - 1):
+                sigma[i, j] = _scale(res, layer == key, which_bin == j, volume == key // LAYER_KEY_BASE)
+        unbounded = cls(
+            keys, bins, sigma, {int(v): float(np.finfo(np.float64).max) for v in volumes}, float(min_dr)
+        )
+        best, edge_volume = [], []
+        for layers, cylindrical, edges, edge_pt in prepared:
+            fast = (edge_pt > keep_pt_min) & unbounded.prunable(layers, cylindrical, edges)
+            best.append(unbounded.best_chi2(layers, cylindrical, edges)[fast])
+            edge_volume.append(layers[edges[0, fast]] // LAYER_KEY_BASE)
+        all_best, all_volume = np.concatenate(best), np.concatenate(edge_volume)
+        cuts = {}
+        for v in volumes:
+            values = all_best[all_volume == v]
+            # an edge with no truth neighbour at all (+inf) counts against the target as it should
+            cuts[int(v)] = float(np.quantile(values, keep)) if len(values) else DEFAULT_CHI2_CUT
+            cuts[int(v)] = cuts[int(v)] if np.isfinite(cuts[int(v)]) else MAX_CHI2_CUT
+        return cls(keys, bins, sigma, cuts, float(min_dr))
+
+    # ------------------------------------------------------------------ using them
+    def _sigma_of(self, layer: np.ndarray, abs_rho: np.ndarray) -> np.ndarray:
+        """float [T, 2]: the scales of triplets with shared-hit ``layer`` and mean |rho|."""
+        row = np.clip(np.searchsorted(self.layers, layer), 0, len(self.layers) - 1)
+        known = self.layers[row] == layer
+        col = np.clip(
+            np.searchsorted(self.curvature_bins, abs_rho, side="right") - 1, 0, self.sigma.shape[1] - 1
+        )
+        sigma = self.sigma[row, col]
+        if not known.all():
+            # a layer the training never saw: the loosest scale of its bin, so it is not pruned hard
+            sigma[~known] = self.sigma[:, col[~known]].max(axis=0)
+        return sigma
+
+    def _chi2(self, layer: np.ndarray, abs_rho: np.ndarray, residuals: np.ndarray) -> np.ndarray:
+        return np.sum((residuals / self._sigma_of(layer, abs_rho)) ** 2, axis=1)
+
+    def best_chi2(self, layers: np.ndarray, cylindrical: np.ndarray, edges: np.ndarray) -> np.ndarray:
+        """float64 [E]: every edge's smallest triplet chi2 (+inf with no usable neighbour)."""
+        edges = np.asarray(edges, np.int64)
+        layers = np.asarray(layers, np.int64)
+        n_edges = edges.shape[1]
+        best = torch.full((n_edges,), float("inf"), dtype=torch.float64)
+        if n_edges == 0:
+            return best.numpy()
+        helix = edge_helix(cylindrical, edges, self.min_dr)
+        first, second = triplet_pairs(helix, junctions(layers, helix, len(layers)))
+        for start in range(0, len(first), _BLOCK):
+            f, s = first[start : start + _BLOCK], second[start : start + _BLOCK]
+            chi2 = self._chi2(
+                layers[helix.outer[f]], 0.5 * np.abs(helix.rho[f] + helix.rho[s]), _residuals(helix, f, s)
+            )
+            values = torch.from_numpy(np.concatenate([chi2, chi2]))
+            index = torch.from_numpy(np.concatenate([f, s]))
+            best.scatter_reduce_(0, index, values, reduce="amin")
+        return best.numpy()
+
+    def edge_cut(self, layers: np.ndarray, cylindrical: np.ndarray, edges: np.ndarray) -> np.ndarray:
+        """float64 [E]: each edge's chi2 cut (the looser of its two hits' volumes); +inf where it
+        may not be pruned (a hit in a volume without a cut, or hits closer than ``min_dr`` in r)."""
+        edges = np.asarray(edges, np.int64)
+        volume = np.asarray(layers, np.int64) // LAYER_KEY_BASE
+        v_a, v_b = volume[edges[0]], volume[edges[1]]
+        table = np.full(int(volume.max(initial=0)) + 1, np.inf)
+        for v, cut in self.chi2_cut.items():
+            if v < len(table):
+                table[v] = cut
+        dr = np.abs(cylindrical[edges[0], 0] - cylindrical[edges[1], 0])
+        # an edge between two volumes with cuts (pixel to strip barrel) takes the looser one
+        return np.where(dr >= self.min_dr, np.maximum(table[v_a], table[v_b]), np.inf)
+
+    def prunable(self, layers: np.ndarray, cylindrical: np.ndarray, edges: np.ndarray) -> np.ndarray:
+        """bool [E]: edges a cut applies to (:meth:`edge_cut` finite)."""
+        return np.isfinite(self.edge_cut(layers, cylindrical, edges))
+
+    def keep(self, layers: np.ndarray, cylindrical: np.ndarray, edges: np.ndarray) -> np.ndarray:
+        """bool [E]: the edges that survive (module docstring)."""
+        best = self.best_chi2(layers, cylindrical, edges)
+        return best <= self.edge_cut(layers, cylindrical, edges)
+
+
+def _residuals(helix: EdgeHelix, first: np.ndarray, second: np.ndarray) -> np.ndarray:
+    """float [T, 2]: (d rho (1/m), d cot) of triplets (second minus first)."""
+    return np.stack([helix.rho[second] - helix.rho[first], helix.cot[second] - helix.cot[first]], axis=1)
+
+
+def _scale(res: np.ndarray, in_layer: np.ndarray, in_bin: np.ndarray, in_volume: np.ndarray) -> np.ndarray:
+    """The 68.3 % quantile of |residual| in one (layer, bin) cell, else its volume's, else the bin's."""
+    for chosen in (in_layer & in_bin, in_volume & in_bin, in_bin, np.ones_like(in_bin)):
+        if chosen.sum() >= _MIN_TRIPLETS:
+            return np.maximum(np.quantile(res[chosen], 0.683, axis=0), 1e-6)
+    return np.ones(res.shape[1])
