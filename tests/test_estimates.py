@@ -15,7 +15,18 @@ import pytest
 
 from trackflow.errors import ConfigError
 from trackflow.estimation import sizing as estimates
+from trackflow.estimation.bench_file import (
+    BENCH_SCHEMA_VERSION,
+    BenchFile,
+    HitsPerEvent,
+    MemoryFigures,
+    NetworkFigures,
+    RoundTrip,
+    ServiceTimes,
+    read_bench,
+)
 from trackflow.estimation.sizing import NodeSpec, SizeScaling
+from trackflow.percentiles import summary
 
 # ---------------------------------------------------------------------------------------------
 # units
@@ -124,41 +135,60 @@ RSS, PEAK = 400e6, 600e6
 BYTES_PER_HIT = 40.0
 
 
-@pytest.fixture
-def bench_json(tmp_path: Path) -> Path:
-    """A bench.json with the keys estimates read, and numbers chosen to make checks easy."""
+def service_times(mode: str, threads: int, samples: np.ndarray, workers: int = 1) -> ServiceTimes:
+    """One configuration's record: per-event samples of HITS hits; no read times measured."""
+    n = len(samples)
+    return ServiceTimes(
+        mode=mode, workers=workers, threads=threads, device="cpu",
+        per_event_s=samples.tolist(), per_event_hits=[HITS] * n, per_event_read_s=[],
+        per_event_worker=["w"] * n, per_batch_s=[], per_batch_events=[], per_batch_worker=[],
+        per_batch_latency_s=[], per_batch_overhead_s=[], concurrency=[], by_worker={},
+        per_event=summary(samples), per_batch=summary([]),
+    )
 
-    def entry(mode: str, threads: int, samples: np.ndarray) -> dict:
-        return {
-            "mode": mode,
-            "workers": 1,
-            "threads": threads,
-            "device": "cpu",
-            "per_event_s": samples.tolist(),
-            "per_event_hits": [HITS] * len(samples),
-        }
 
-    bench = {
-        "device": "cpu",
-        "dask_overhead_per_batch_s": OVERHEAD,
-        "service_times": {
-            "fused/w1/t1": entry("fused", 1, SERVICE_1T),
-            "fused/w1/t2": entry("fused", 2, SERVICE_2T),
-            "staged/w1/t1": entry("staged", 1, SERVICE_1T * 5),  # must be ignored
+def synthetic_bench() -> BenchFile:
+    """A complete bench record with the numbers the estimates read chosen to make checks easy."""
+    return BenchFile(
+        created="2026-12-06T00:00:00+00:00", duration_s=1.0, input_dir="events", config={},
+        machine={"cpu_count": 2}, device="cpu", batch_size=1, events=len(SERVICE_1T),
+        hits_per_event=HitsPerEvent(HITS, HITS, HITS),
+        input_hits_per_event=HitsPerEvent(HITS, HITS, HITS),
+        scaling_efficiency=None, scaling_efficiency_detail={}, fused_over_staged=None,
+        fused_over_staged_by_workers={}, dask_overhead_fraction=None,
+        dask_overhead_per_batch_s=OVERHEAD, dask_overhead_detail={}, sweep=[],
+        service_times={
+            "fused/w1/t1": service_times("fused", 1, SERVICE_1T),
+            "fused/w1/t2": service_times("fused", 2, SERVICE_2T),
+            "staged/w1/t1": service_times("staged", 1, SERVICE_1T * 5),  # must be ignored
         },
         # time exactly proportional to hits: t = 1e-4 * h
-        "size_scaling": {"a": 0.0, "b": 1e-4, "k": 1.0, "points": 5, "hits_range": [100, 1000]},
-        "network": {
-            "round_trip_s": {"p50": 0.001, "mean": 0.0012},
-            "transfer_bytes_per_s": 1e9,
-            "bytes_per_hit": BYTES_PER_HIT,
-        },
-        "memory": {"worker_rss_bytes": RSS, "worker_peak_bytes": PEAK, "peak_hits": HITS},
-        "machine": {"cpu_count": 2},
-    }
-    path = tmp_path / "bench.json"
-    path.write_text(json.dumps(bench))
-    return path
+        size_scaling=SizeScaling(a=0.0, b=1e-4, k=1.0, points=5, hits_range=(100, 1000)),
+        size_measured=[], node_contention=None, dask_cpu_per_batch_s=None,
+        node_contention_error="not asked for",
+        network=NetworkFigures(
+            round_trip_s=RoundTrip(p50=0.001, mean=0.0012, min=0.001, samples=3, what=""),
+            client_scheduler_s=None, transfer=None, transfer_bytes_per_s=1e9,
+            input_bytes_per_event=BYTES_PER_HIT * HITS, result_bytes_per_event=0.0,
+            bytes_per_event=BYTES_PER_HIT * HITS, bytes_per_hit=BYTES_PER_HIT,
+        ),
+        memory=MemoryFigures(
+            worker_rss_bytes=RSS, worker_peak_bytes=PEAK, peak_hits=HITS, working_bytes_fit=None, what=""
+        ),
+        plots=[],
+    )
+
+
+def dask_cpu(client_process: float, worker_side: float) -> dict:
+    """bench.json's ``dask_cpu_per_batch_s`` record with these CPU seconds per batch."""
+    return {"workers": 1, "batches": 10, "client_process": client_process, "worker_side": worker_side,
+            "what": ""}
+
+
+@pytest.fixture
+def bench_json(tmp_path: Path) -> Path:
+    """A bench.json written by the schema's own writer, from :func:`synthetic_bench`."""
+    return synthetic_bench().write(tmp_path / "bench.json")
 
 
 def test_estimate_cpu_node_arithmetic(bench_json: Path, tmp_path: Path) -> None:
@@ -201,7 +231,8 @@ def test_estimate_scales_to_bigger_events(bench_json: Path) -> None:
 
 def test_default_target_is_the_bench_input_size(bench_json: Path) -> None:
     bench = json.loads(bench_json.read_text())
-    bench["input_hits_per_event"] = {"mean": 2 * HITS}  # the bench cut events to half their size
+    # the bench cut events to half their size
+    bench["input_hits_per_event"] = {"mean": 2 * HITS, "min": 2 * HITS, "max": 2 * HITS}
     bench_json.write_text(json.dumps(bench))
     node = NodeSpec("cpu", cores=128, memory_bytes=512e9)
     result = estimates.estimate(bench_json, 100.0, nodes=[node])
@@ -265,9 +296,50 @@ def test_bad_bench_file(tmp_path: Path) -> None:
     with pytest.raises(ConfigError, match="no such file"):
         estimates.estimate(tmp_path / "missing.json", 10.0)
     bad = tmp_path / "bench.json"
-    bad.write_text("{}")
+    bad.write_text(json.dumps({"version": BENCH_SCHEMA_VERSION}))
     with pytest.raises(ConfigError, match="service_times"):
         estimates.estimate(bad, 10.0)
+    bad.write_text("{}")
+    with pytest.raises(ConfigError, match="no schema version"):
+        estimates.estimate(bad, 10.0)
+
+
+def test_bench_file_round_trips_through_its_writer(bench_json: Path) -> None:
+    assert read_bench(bench_json) == synthetic_bench()
+    # the file as written: the schema version, the size model with its measured points in one object
+    written = json.loads(bench_json.read_text())
+    assert written["version"] == BENCH_SCHEMA_VERSION
+    assert written["size_scaling"]["measured"] == [] and written["size_scaling"]["b"] == 1e-4
+
+
+@pytest.mark.parametrize(
+    ("version", "problem"),
+    [(1, "older than this trackflow's"), (BENCH_SCHEMA_VERSION + 1, "newer than this trackflow's")],
+)
+def test_bench_of_another_schema_version_is_refused_in_one_line(
+    bench_json: Path, version: int, problem: str
+) -> None:
+    bench = json.loads(bench_json.read_text())
+    bench["version"] = version
+    bench_json.write_text(json.dumps(bench))
+    with pytest.raises(ConfigError) as caught:
+        estimates.estimate(bench_json, 10.0)
+    message = str(caught.value)
+    assert message.startswith(f"{bench_json}: bench.json schema version {version}, {problem}")
+    assert "\n" not in message
+
+
+def test_bench_with_a_missing_or_unknown_field_is_refused(bench_json: Path) -> None:
+    bench = json.loads(bench_json.read_text())
+    del bench["memory"]["peak_hits"]
+    bench_json.write_text(json.dumps(bench))
+    with pytest.raises(ConfigError, match=r"no 'memory.peak_hits'"):
+        read_bench(bench_json)
+    bench["memory"]["peak_hits"] = HITS
+    bench["service_times"]["fused/w1/t1"]["extra"] = 1
+    bench_json.write_text(json.dumps(bench))
+    with pytest.raises(ConfigError, match=r"unknown 'service_times.fused/w1/t1.extra'"):
+        read_bench(bench_json)
 
 
 def test_predict_finite_batch_run_with_constant_service() -> None:
@@ -377,7 +449,7 @@ def test_estimate_extrapolates_with_the_per_stage_model(bench_json: Path) -> Non
         "a": 0.0, "b": 1e-4, "k": 1.0, "points": 9, "hits_range": [250, 1000],
         "stages": [{"stage": "filter", "a": 0.01, "b": 0.0, "c": 1e-3, "count": "edges_graph"}],
         "counts": [{"name": "edges_graph", "coefficient": 1e-4, "exponent": 2.0}],
-        "other_s": 0.0,
+        "other_s": 0.0, "measured": [],
     }
     bench_json.write_text(json.dumps(bench))
     node = NodeSpec("cpu", cores=128, memory_bytes=512e9)
@@ -410,7 +482,7 @@ def test_predict_adds_dask_cpu_when_workers_fill_the_cores() -> None:
 
 def test_worker_side_dask_cpu_lengthens_service_on_a_full_node(bench_json: Path) -> None:
     bench = json.loads(bench_json.read_text())
-    bench["dask_cpu_per_batch_s"] = {"client_process": 0.5, "worker_side": 0.01}
+    bench["dask_cpu_per_batch_s"] = dask_cpu(client_process=0.5, worker_side=0.01)
     bench_json.write_text(json.dumps(bench))
     node = NodeSpec("cpu", cores=128, memory_bytes=512e9)
     (row,) = estimates.estimate(bench_json, 100.0, nodes=[node]).rows
@@ -431,7 +503,7 @@ def test_the_service_prediction_leaves_out_the_bench_reading_files(bench_json: P
     assert np.mean(model.samples) == pytest.approx(SERVICE_1T.mean() - 0.02 + OVERHEAD)
     assert "less 20.0 ms reading files" in model.notes[0]
     # a slot holds one task at a time: Dask's CPU runs while its worker waits, not on top
-    bench["dask_cpu_per_batch_s"] = {"client_process": 0.05, "worker_side": 0.0}
+    bench["dask_cpu_per_batch_s"] = dask_cpu(client_process=0.05, worker_side=0.0)
     bench_json.write_text(json.dumps(bench))
     full = samples_from_bench(bench_json, servers=1, cores=1, event_hits=None)
     assert np.mean(full.samples) == pytest.approx(SERVICE_1T.mean() - 0.02 + OVERHEAD)

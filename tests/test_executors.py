@@ -200,7 +200,7 @@ def test_worker_log_of_a_retried_task_is_kept_off_the_terminal() -> None:
     TransientEventError is dropped; other tasks' records stay."""
     import logging
 
-    from trackflow.run.executors import QuietRetries
+    from trackflow.run.worker_tasks import QuietRetries
 
     def record(key: str, exception_text: str) -> logging.LogRecord:
         return logging.LogRecord(

@@ -16,7 +16,7 @@ import pytest
 REPO = Path(__file__).resolve().parents[1]
 PACKAGE = REPO / "trackflow"
 
-CORE = {"config", "errors", "files", "memory", "figures"}
+CORE = {"config", "errors", "files", "memory", "figures", "percentiles"}
 #: room -> the trackflow rooms it may import (itself and the core always)
 ALLOWED: dict[str, set[str]] = {
     "core": set(),
@@ -154,3 +154,73 @@ def test_no_private_name_crosses_a_module(path: Path) -> None:
 def test_nothing_is_left_of_the_old_workflow_package() -> None:
     assert not (PACKAGE / "workflow").exists()
     assert (PACKAGE / "cluster" / "jobqueue.yaml").is_file()  # package data, see pyproject.toml
+
+
+def resolve(module: str, names: list[str]) -> list[str]:
+    """The trackflow modules an import statement loads: ``from trackflow.run import executors``
+    loads ``trackflow.run.executors`` (a submodule), ``from trackflow.run.executors import MODES``
+    loads ``trackflow.run.executors``."""
+    known = {module_name(path) for path in package_modules()}
+    submodules = [f"{module}.{name}" for name in names if f"{module}.{name}" in known]
+    return submodules or ([module] if module in known else [])
+
+
+def import_graph() -> dict[str, set[str]]:
+    """module -> the trackflow modules it imports, lazy ones inside functions included (a
+    circle closed by a lazy import is still one: neither module can be read without the other)."""
+    graph: dict[str, set[str]] = {}
+    for path in package_modules():
+        name = module_name(path)
+        targets = graph.setdefault(name, set())
+        for _, module, names in imports(path):
+            if module.split(".")[0] == "trackflow":
+                targets.update(t for t in resolve(module, names) if t != name)
+    return graph
+
+
+def import_circles(graph: dict[str, set[str]]) -> list[list[str]]:
+    """The strongly connected components of more than one module (Tarjan): each is a circle."""
+    index: dict[str, int] = {}
+    low: dict[str, int] = {}
+    stack: list[str] = []
+    on_stack: set[str] = set()
+    circles: list[list[str]] = []
+
+    def visit(node: str) -> None:
+        index[node] = low[node] = len(index)
+        stack.append(node)
+        on_stack.add(node)
+        for other in sorted(graph.get(node, ())):
+            if other not in index:
+                visit(other)
+                low[node] = min(low[node], low[other])
+            elif other in on_stack:
+                low[node] = min(low[node], index[other])
+        if low[node] == index[node]:
+            component = []
+            while True:
+                member = stack.pop()
+                on_stack.discard(member)
+                component.append(member)
+                if member == node:
+                    break
+            if len(component) > 1:
+                circles.append(sorted(component))
+
+    for node in sorted(graph):
+        if node not in index:
+            visit(node)
+    return circles
+
+
+def test_no_import_circle_in_the_package() -> None:
+    circles = import_circles(import_graph())
+    assert not circles, "import circles:\n" + "\n".join(" <-> ".join(c) for c in circles)
+
+
+def test_the_circle_check_finds_a_circle() -> None:
+    # the shape cluster/handle <-> cluster/slurm had, one import lazy, through a third module
+    graph = {"handle": {"squeue"}, "squeue": {"slurm"}, "slurm": {"handle", "tls"}, "tls": set()}
+    assert import_circles(graph) == [["handle", "slurm", "squeue"]]
+    graph["squeue"] = set()
+    assert import_circles(graph) == []

@@ -44,7 +44,7 @@ _PUBLIC: dict[str, str] = {
     "reconstruct": "trackflow.run.reconstruct",
     "BenchConfig": "trackflow.bench.sweep",
     "run_bench": "trackflow.bench.sweep",
-    "write_plots": "trackflow.bench.sweep",
+    "write_plots": "trackflow.bench.plots",
     "estimate": "trackflow.estimation.sizing",
     "Service": "trackflow.service",
     "ServiceConfig": "trackflow.service",

@@ -49,18 +49,22 @@ def set(**settings: Any) -> dask.config.set:
     return dask.config.set({f"trackflow.{k}": v for k, v in settings.items()})
 
 
-def _leaves(node: Mapping[str, Any], prefix: str = "") -> Iterable[str]:
+def flatten(node: Mapping[str, Any], prefix: str = "") -> dict[str, Any]:
+    """``{"a": {"b": 1, "c": {}}}`` -> ``{"a.b": 1, "a.c": {}}``: every leaf of a nested mapping
+    under its dotted key (an empty mapping is a leaf)."""
+    leaves: dict[str, Any] = {}
     for name, value in node.items():
         key = f"{prefix}{name}"
         if isinstance(value, Mapping) and value:
-            yield from _leaves(value, f"{key}.")
+            leaves.update(flatten(value, f"{key}."))
         else:
-            yield key
+            leaves[key] = value
+    return leaves
 
 
 def known_keys() -> frozenset[str]:
     """Every setting of ``trackflow.yaml``, dotted (``pipeline.graph_building.radius``, ...)."""
-    return frozenset(_leaves(DEFAULTS.get("trackflow", {})))
+    return frozenset(flatten(DEFAULTS["trackflow"]))
 
 
 def parse_assignments(assignments: Iterable[str]) -> dict[str, Any]:

@@ -9,6 +9,7 @@ without a display draws the same files.
 
 from __future__ import annotations
 
+import statistics
 from collections import defaultdict
 from collections.abc import Sequence
 from pathlib import Path
@@ -17,6 +18,7 @@ from typing import Any
 import numpy as np
 
 from trackflow.figures import new_figure, plot_stage_breakdown, save_figure
+from trackflow.run.executors import DASK_MODES
 
 __all__ = [
     "plot_modes",
@@ -25,6 +27,7 @@ __all__ = [
     "plot_stage_breakdown",
     "plot_throughput_vs_concurrency",
     "plot_throughput_vs_workers",
+    "write_plots",
 ]
 
 MODE_COLOURS = {"fused": "tab:blue", "staged": "tab:orange", "direct": "tab:green"}
@@ -136,3 +139,32 @@ def plot_service_times(service_times: dict[str, dict[str, Any]], path: Path) -> 
     ax.set_title("Per-event service times")
     ax.legend(fontsize=7)
     return save_figure(fig, path)
+
+
+def write_plots(bench: dict[str, Any], out_dir: Path) -> list[Path]:
+    """The bench's PNGs: throughput vs workers and vs concurrency, modes, stages, size, service."""
+    sweep = [p for p in bench["sweep"] if p["events_per_second"]]
+    written = []
+    dask_points = [p for p in sweep if p["mode"] in DASK_MODES]
+    if dask_points:
+        written.append(plot_throughput_vs_workers(dask_points, out_dir / "throughput_vs_workers.png"))
+        written.append(
+            plot_throughput_vs_concurrency(dask_points, out_dir / "throughput_vs_concurrency.png")
+        )
+    if sweep:
+        written.append(plot_modes(sweep, out_dir / "modes.png"))
+        by_config: dict[str, dict[str, list[float]]] = defaultdict(lambda: defaultdict(list))
+        for p in sweep:
+            label = f"{p['mode']} w{p['workers']} t{p['threads']}"
+            for stage, seconds in (p["stages"] or {}).items():
+                by_config[label][stage].append(seconds)
+        means = {label: {s: statistics.fmean(v) for s, v in st.items()} for label, st in by_config.items()}
+        written.append(plot_stage_breakdown(means, out_dir / "stages.png"))
+    size = bench["size_scaling"]
+    measured = size.get("measured") or []
+    direct = bench["service_times"].get("direct/w1/t1", {})
+    hits = [p["hits"] for p in measured] + list(direct.get("per_event_hits", []))
+    seconds = [p["seconds"] for p in measured] + list(direct.get("per_event_s", []))
+    written.append(plot_size_scaling(hits, seconds, size, out_dir / "size_scaling.png"))
+    written.append(plot_service_times(bench["service_times"], out_dir / "service_times.png"))
+    return written

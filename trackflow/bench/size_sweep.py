@@ -37,7 +37,7 @@ def size_sweep(
     ``bench.size_time_limit`` s on average, 20 s by default). One untimed warm-up event first,
     so that the first inference's one-off costs do not land on the smallest size."""
     rng = np.random.default_rng(0)
-    time_limit = float(config.get("bench.size_time_limit", 20.0))
+    time_limit = float(config.get("bench.size_time_limit"))
     executor = make_executor("direct", pipeline=load_pipeline(models_dir, device, 1, loader), retries=0)
     points: list[dict[str, Any]] = []
     with tempfile.TemporaryDirectory(prefix="trackflow-size-") as tmp:

@@ -4,7 +4,8 @@ Like the study's figures (throughput against model instances, against concurrent
 backend against ensemble against direct inference, per-stage breakdown), measured with trackflow's
 own executors (:mod:`trackflow.run.executors`) on one cluster per (workers, threads) pair.
 
-``bench.json`` (times in s, sizes in bytes, rates in events/s)::
+``bench.json`` (times in s, sizes in bytes, rates in events/s; typed, written and read back
+through :class:`trackflow.estimation.bench_file.BenchFile`, whose schema version is ``version``)::
 
     version, created, input_dir, config, machine, device, batch_size, events, hits_per_event
     sweep:          one entry per (mode, workers, threads, concurrency, repeat): events_per_second,
@@ -55,19 +56,19 @@ import pickle
 import shutil
 import statistics
 import time
-from collections import defaultdict
-from collections.abc import Callable, Iterable, Sequence
-from dataclasses import asdict, dataclass, field, replace
+from collections.abc import Callable, Sequence
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
 from trackflow import config
-from trackflow.bench import plots
 from trackflow.bench.contention import measure_node_contention
 from trackflow.bench.headline import batch_overhead, dask_cpu_per_batch, headline_numbers
 from trackflow.bench.machine import machine_info, result_bytes
+from trackflow.bench.plots import write_plots
+from trackflow.bench.service_samples import ServiceSamples, service_key
 from trackflow.bench.size_sweep import size_sweep, working_memory_fit
 from trackflow.cluster import open_cluster
 from trackflow.cluster.probes import (
@@ -80,17 +81,24 @@ from trackflow.cluster.probes import (
     worker_threads,
 )
 from trackflow.errors import ConfigError
+from trackflow.estimation.bench_file import (
+    BenchFile,
+    DaskCpu,
+    HitsPerEvent,
+    MemoryFigures,
+    NetworkFigures,
+    RoundTrip,
+)
 from trackflow.estimation.contention import NodeContention
-from trackflow.estimation.size_model import SizeScaling
+from trackflow.estimation.size_model import MemoryScaling, SizeScaling
 from trackflow.events.subsample import subsample_event
 from trackflow.events.trackml import EventRef, list_events
-from trackflow.files import write_json
 from trackflow.memory import process_memory
 from trackflow.run.batching import Batch, count_hits, make_batches
 from trackflow.run.executors import DASK_MODES, MODES, Executor, make_executor
 from trackflow.run.plugin import PipelineLoader, PipelinePlugin, load_pipeline
 from trackflow.run.records import BatchResult
-from trackflow.run.report import NetworkStats, RunStats, build_report, percentiles
+from trackflow.run.report import NetworkStats, RunStats, build_report
 
 __all__ = ["BenchConfig", "run_bench", "write_plots"]
 
@@ -98,8 +106,6 @@ if TYPE_CHECKING:
     from distributed import Client
 
 logger = logging.getLogger(__name__)
-
-BENCH_VERSION = 1
 
 
 @dataclass
@@ -148,48 +154,49 @@ class BenchConfig:
     def __post_init__(self) -> None:
         self.input_dir = Path(self.input_dir)
         self.out_dir = Path(self.out_dir)
-        self.workers = _positive_list(self.workers, "bench.workers", [1, 2], "--workers")
-        self.threads = _positive_list(self.threads, "bench.threads", [1], "--threads")
-        self.concurrency = _positive_list(self.concurrency, "bench.concurrency", [1, 2, 4], "--concurrency")
-        self.modes = list(self.modes or config.get("bench.modes", list(MODES)))
+        self.workers = _positive_list(self.workers, "bench.workers", "--workers")
+        self.threads = _positive_list(self.threads, "bench.threads", "--threads")
+        self.concurrency = _positive_list(self.concurrency, "bench.concurrency", "--concurrency")
+        self.modes = list(self.modes or config.get("bench.modes"))
         unknown = sorted(set(self.modes) - set(MODES))
         if unknown or not self.modes:
             raise ConfigError(
                 f"--modes: unknown mode(s) {', '.join(unknown)}; choose from {', '.join(MODES)}"
             )
         if self.batch_size is None:
-            self.batch_size = int(config.get("workflow.batch_size", 4))
+            self.batch_size = int(config.get("workflow.batch_size"))
         if self.batch_size < 1:
             raise ConfigError(f"--batch-size: must be >= 1, got {self.batch_size}")
-        self.repeats = int(self.repeats if self.repeats is not None else config.get("bench.repeats", 1))
+        self.repeats = int(self.repeats if self.repeats is not None else config.get("bench.repeats"))
         if self.repeats < 1:
             raise ConfigError(f"--repeats: must be >= 1, got {self.repeats}")
         if self.max_events is None:
             # a default sweep should take minutes on 2 cores, whatever the directory holds
-            self.max_events = config.get("bench.max_events", 16)
+            self.max_events = config.get("bench.max_events")
         if self.hits is None:
             # full 100k-hit events take ~20 s each on one core: cut them for a sweep of minutes
-            self.hits = config.get("bench.hits", 10_000)
+            self.hits = config.get("bench.hits")
         if self.hits is not None and int(self.hits) <= 0:
             self.hits = None  # 0: bench the events as they are
         if self.size_sweep is None:
-            self.size_sweep = list(config.get("bench.size_sweep", [1000, 3000, 10000, 30000, 100000]))
+            self.size_sweep = list(config.get("bench.size_sweep"))
         if self.size_events is None:
-            self.size_events = int(config.get("bench.size_events", 2))
+            self.size_events = int(config.get("bench.size_events"))
         if self.device is None:
-            self.device = str(config.get("device", "cpu"))
+            self.device = str(config.get("device"))
         if self.contention is None:
-            self.contention = bool(config.get("bench.contention", True))
+            self.contention = bool(config.get("bench.contention"))
         if self.contention_seconds is None:
-            self.contention_seconds = float(config.get("bench.contention_seconds", 8.0))
+            self.contention_seconds = float(config.get("bench.contention_seconds"))
         if not self.contention_seconds > 0:
             raise ConfigError(f"bench.contention_seconds: must be > 0, got {self.contention_seconds}")
-        if self.models_dir is None and config.get("models", None):
+        if self.models_dir is None and config.get("models") is not None:
             self.models_dir = Path(config.get("models"))
 
 
-def _positive_list(values: Sequence[int] | None, key: str, default: list[int], option: str) -> list[int]:
-    chosen = list(values) if values else list(config.get(key, default))
+def _positive_list(values: Sequence[int] | None, key: str, option: str) -> list[int]:
+    """``values`` (or the setting ``key``), sorted and unique; ConfigError naming ``option``."""
+    chosen = list(values) if values else list(config.get(key))
     if not chosen or any(int(v) < 1 for v in chosen):
         raise ConfigError(f"{option}: need positive integers, got {chosen}")
     return sorted({int(v) for v in chosen})
@@ -220,61 +227,6 @@ def _summarise(report: dict[str, Any], point: dict[str, Any], result_bytes: int)
         "result_bytes": result_bytes,
         "failed_events": report["failed_events"][:10],
     }
-
-
-@dataclass
-class _Samples:
-    """Service-time samples of one (mode, workers, threads) configuration."""
-
-    mode: str
-    workers: int
-    threads: int
-    device: str
-    per_event_s: list[float] = field(default_factory=list)
-    per_event_hits: list[int] = field(default_factory=list)
-    per_event_read_s: list[float] = field(default_factory=list)  # of per_event_s, reading files
-    per_event_worker: list[str] = field(default_factory=list)
-    per_batch_s: list[float] = field(default_factory=list)
-    per_batch_events: list[int] = field(default_factory=list)
-    per_batch_worker: list[str] = field(default_factory=list)
-    per_batch_latency_s: list[float] = field(default_factory=list)
-    per_batch_overhead_s: list[float] = field(default_factory=list)
-    concurrency: list[int] = field(default_factory=list)
-
-    def add(self, results: Iterable[BatchResult], concurrency: int) -> None:
-        for r in results:
-            for e in r.events:
-                self.per_event_s.append(e.stop - e.start)
-                self.per_event_hits.append(e.hits)
-                self.per_event_read_s.append(e.read_s)
-                self.per_event_worker.append(e.worker)
-            if not r.tasks or not r.events:
-                continue
-            task_s = sum(t.stop - t.start for t in r.tasks)
-            self.per_batch_s.append(task_s)
-            self.per_batch_events.append(len(r.events))
-            self.per_batch_worker.append(r.tasks[-1].worker)
-            self.per_batch_latency_s.append(r.latency_s)
-            self.per_batch_overhead_s.append(r.latency_s - task_s)
-            self.concurrency.append(concurrency)
-
-    def to_dict(self) -> dict[str, Any]:
-        out = asdict(self)
-        by_worker: dict[str, dict[str, Any]] = {}
-        for worker in sorted(set(self.per_event_worker) | set(self.per_batch_worker)):
-            by_worker[worker] = {
-                "events": sum(w == worker for w in self.per_event_worker),
-                "per_event_s": percentiles(
-                    [s for s, w in zip(self.per_event_s, self.per_event_worker, strict=True) if w == worker]
-                ),
-                "per_batch_s": percentiles(
-                    [s for s, w in zip(self.per_batch_s, self.per_batch_worker, strict=True) if w == worker]
-                ),
-            }
-        out["by_worker"] = by_worker
-        out["per_event"] = percentiles(self.per_event_s)
-        out["per_batch"] = percentiles(self.per_batch_s)
-        return out
 
 
 def _run_point(
@@ -360,7 +312,7 @@ def _sweep_dask(
     workers: int,
     threads: int,
     sweep: list[dict[str, Any]],
-    samples: dict[str, _Samples],
+    samples: dict[str, ServiceSamples],
     measurements: dict[str, Any],
     log: Any,
 ) -> None:
@@ -391,8 +343,8 @@ def _sweep_dask(
                 mode,
                 client=client,
                 plugin_name=plugin.name,
-                retries=int(config.get("workflow.retries", 2)),
-                task_timeout=float(config.get("workflow.task_timeout", 600)),
+                retries=int(config.get("workflow.retries")),
+                task_timeout=float(config.get("workflow.task_timeout")),
                 max_in_flight=1,
                 gpu=gpu,
             )
@@ -412,8 +364,8 @@ def _sweep_dask(
                     entry, results = _run_point(executor, batches, point, client, threads_by_worker, rtt)
                     entry["overhead"] = batch_overhead(results)
                     sweep.append(entry)
-                    key = f"{mode}/w{point['workers']}/t{threads}"
-                    samples.setdefault(key, _Samples(mode, point["workers"], threads, cfg.device)).add(
+                    key = service_key(mode, point["workers"], threads)
+                    samples.setdefault(key, ServiceSamples(mode, point["workers"], threads, cfg.device)).add(
                         results, concurrency
                     )
                     log(entry)
@@ -425,12 +377,12 @@ def _sweep_direct(
     cfg: BenchConfig,
     batches: list[Batch],
     sweep: list[dict[str, Any]],
-    samples: dict[str, _Samples],
+    samples: dict[str, ServiceSamples],
     log: Any,
 ) -> None:
     for threads in cfg.threads:
         pipeline = load_pipeline(cfg.models_dir, cfg.device, threads, cfg.loader)
-        executor = make_executor("direct", pipeline=pipeline, retries=int(config.get("workflow.retries", 2)))
+        executor = make_executor("direct", pipeline=pipeline, retries=int(config.get("workflow.retries")))
         _warm_up(executor, batches, 1)
         for repeat in range(cfg.repeats):
             point = {
@@ -445,12 +397,12 @@ def _sweep_direct(
             entry, results = _run_point(executor, batches, point, None, {"direct": threads}, None)
             entry["overhead"] = None
             sweep.append(entry)
-            key = f"direct/w1/t{threads}"
-            samples.setdefault(key, _Samples("direct", 1, threads, cfg.device)).add(results, 1)
+            key = service_key("direct", 1, threads)
+            samples.setdefault(key, ServiceSamples("direct", 1, threads, cfg.device)).add(results, 1)
             log(entry)
 
 
-def _size_scaling(points: Sequence[dict[str, Any]], samples: dict[str, _Samples]) -> SizeScaling:
+def _size_scaling(points: Sequence[dict[str, Any]], samples: dict[str, ServiceSamples]) -> SizeScaling:
     """The per-stage model on the size sweep (3 sizes or more); else the power law through the
     sweep and the direct 1-thread events; else through any measured events."""
     if len({p["hits"] for p in points}) >= 3:
@@ -525,7 +477,7 @@ def run_bench(config_: BenchConfig, progress: Callable[[str], None] | None = Non
     started = time.time()
     load_start = os.getloadavg()  # other work on the machine skews every timing: recorded
     sweep: list[dict[str, Any]] = []
-    samples: dict[str, _Samples] = {}
+    samples: dict[str, ServiceSamples] = {}
     measurements: dict[str, Any] = {}
     if "direct" in cfg.modes:
         _sweep_direct(cfg, batches, sweep, samples, log)
@@ -554,98 +506,61 @@ def run_bench(config_: BenchConfig, progress: Callable[[str], None] | None = Non
     bytes_per_event = input_bytes + (result_bytes or 0.0)
     rtt = measurements.get("rtt") or []
     local_memory = process_memory()
-    headline = headline_numbers(sweep, cfg.batch_size)
-    bench: dict[str, Any] = {
-        "version": BENCH_VERSION,
-        "created": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
-        "duration_s": None,
-        "input_dir": str(cfg.input_dir),
-        "config": {
-            k: (str(v) if isinstance(v, Path) else v) for k, v in asdict(cfg).items() if k not in ("loader",)
-        },
-        "machine": {
-            **machine_info(cfg.device),
-            "load_average": {"start": load_start, "end": os.getloadavg()},
-        },
-        "device": cfg.device,
-        "batch_size": cfg.batch_size,
-        "events": len(refs),
-        "hits_per_event": {
-            "mean": mean_hits,
-            "min": min(hits_per_event, default=0),
-            "max": max(hits_per_event, default=0),
-        },
+    fit = working_memory_fit(sizes["points"])
+    dask_cpu = dask_cpu_per_batch(sweep)
+    bench = BenchFile(
+        created=dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
+        duration_s=None,
+        input_dir=str(cfg.input_dir),
+        config={k: (str(v) if isinstance(v, Path) else v) for k, v in asdict(cfg).items() if k != "loader"},
+        machine={**machine_info(cfg.device), "load_average": {"start": load_start, "end": os.getloadavg()}},
+        device=str(cfg.device),
+        batch_size=int(cfg.batch_size),
+        events=len(refs),
+        hits_per_event=HitsPerEvent(
+            mean_hits, min(hits_per_event, default=0), max(hits_per_event, default=0)
+        ),
         # the events as given, before any cut: what an estimate plans for by default
-        "input_hits_per_event": {
-            "mean": statistics.fmean(input_hits),
-            "min": min(input_hits),
-            "max": max(input_hits),
-        },
-        **headline,
-        "sweep": sweep,
-        "service_times": {key: s.to_dict() for key, s in samples.items()},
-        "size_scaling": {**scaling.to_dict(), "measured": sizes["points"]},
-        "node_contention": contention.to_dict() if contention else None,
-        "dask_cpu_per_batch_s": dask_cpu_per_batch(sweep),
-        "node_contention_error": contention_error,
-        "network": {
-            "round_trip_s": {
-                "p50": statistics.median(rtt) if rtt else 0.0,
-                "mean": statistics.fmean(rtt) if rtt else 0.0,
-                "min": min(rtt) if rtt else 0.0,
-                "samples": len(rtt),
-                "what": "scheduler -> worker -> scheduler (identity RPC); 0 when no Dask run",
-            },
-            "client_scheduler_s": statistics.median(measurements["client_rtt"])
-            if measurements.get("client_rtt")
-            else None,
-            "transfer": measurements.get("transfer"),
-            "transfer_bytes_per_s": (measurements.get("transfer") or {}).get("bytes_per_s") or math.inf,
-            "input_bytes_per_event": input_bytes,
-            "result_bytes_per_event": result_bytes,
-            "bytes_per_event": bytes_per_event,
-            "bytes_per_hit": bytes_per_event / mean_hits if mean_hits else 0.0,
-        },
-        "memory": {
-            "worker_rss_bytes": min(measurements.get("worker_rss_bytes") or [local_memory["rss"]]),
-            "worker_peak_bytes": max(measurements.get("worker_peak_bytes") or [local_memory["peak"]]),
-            "peak_hits": max(hits_per_event, default=0),
-            "working_bytes_fit": working_memory_fit(sizes["points"]),
-            "what": "resident after loading the models; peak resident after the sweep; "
+        input_hits_per_event=HitsPerEvent(statistics.fmean(input_hits), min(input_hits), max(input_hits)),
+        **headline_numbers(sweep, cfg.batch_size),
+        sweep=sweep,
+        service_times={key: s.to_record() for key, s in samples.items()},
+        size_scaling=scaling,
+        size_measured=sizes["points"],
+        node_contention=contention,
+        dask_cpu_per_batch_s=DaskCpu(**dask_cpu) if dask_cpu else None,
+        node_contention_error=contention_error,
+        network=NetworkFigures(
+            round_trip_s=RoundTrip(
+                p50=statistics.median(rtt) if rtt else 0.0,
+                mean=statistics.fmean(rtt) if rtt else 0.0,
+                min=min(rtt) if rtt else 0.0,
+                samples=len(rtt),
+                what="scheduler -> worker -> scheduler (identity RPC); 0 when no Dask run",
+            ),
+            client_scheduler_s=(
+                statistics.median(measurements["client_rtt"]) if measurements.get("client_rtt") else None
+            ),
+            transfer=measurements.get("transfer"),
+            transfer_bytes_per_s=(measurements.get("transfer") or {}).get("bytes_per_s") or math.inf,
+            input_bytes_per_event=input_bytes,
+            result_bytes_per_event=result_bytes,
+            bytes_per_event=bytes_per_event,
+            bytes_per_hit=bytes_per_event / mean_hits if mean_hits else 0.0,
+        ),
+        memory=MemoryFigures(
+            worker_rss_bytes=min(measurements.get("worker_rss_bytes") or [local_memory["rss"]]),
+            worker_peak_bytes=max(measurements.get("worker_peak_bytes") or [local_memory["peak"]]),
+            peak_hits=max(hits_per_event, default=0),
+            working_bytes_fit=MemoryScaling.from_dict(fit) if fit else None,
+            what="resident after loading the models; peak resident after the sweep; "
             "working_bytes_fit: peak memory above resident while one event runs, against hits "
             "(bytes = a + b*hits**k, from the size sweep)",
-        },
-    }
-    bench["plots"] = [str(p.name) for p in write_plots(bench, cfg.out_dir)] if cfg.plots else []
-    bench["duration_s"] = time.time() - started
-    write_json(cfg.out_dir / "bench.json", bench)
-    return bench
-
-
-def write_plots(bench: dict[str, Any], out_dir: Path) -> list[Path]:
-    """The bench's PNGs: throughput vs workers and vs concurrency, modes, stages, size, service."""
-    sweep = [p for p in bench["sweep"] if p["events_per_second"]]
-    written = []
-    dask_points = [p for p in sweep if p["mode"] in DASK_MODES]
-    if dask_points:
-        written.append(plots.plot_throughput_vs_workers(dask_points, out_dir / "throughput_vs_workers.png"))
-        written.append(
-            plots.plot_throughput_vs_concurrency(dask_points, out_dir / "throughput_vs_concurrency.png")
-        )
-    if sweep:
-        written.append(plots.plot_modes(sweep, out_dir / "modes.png"))
-        by_config: dict[str, dict[str, list[float]]] = defaultdict(lambda: defaultdict(list))
-        for p in sweep:
-            label = f"{p['mode']} w{p['workers']} t{p['threads']}"
-            for stage, seconds in (p["stages"] or {}).items():
-                by_config[label][stage].append(seconds)
-        means = {label: {s: statistics.fmean(v) for s, v in st.items()} for label, st in by_config.items()}
-        written.append(plots.plot_stage_breakdown(means, out_dir / "stages.png"))
-    size = bench["size_scaling"]
-    measured = size.get("measured") or []
-    direct = bench["service_times"].get("direct/w1/t1", {})
-    hits = [p["hits"] for p in measured] + list(direct.get("per_event_hits", []))
-    seconds = [p["seconds"] for p in measured] + list(direct.get("per_event_s", []))
-    written.append(plots.plot_size_scaling(hits, seconds, size, out_dir / "size_scaling.png"))
-    written.append(plots.plot_service_times(bench["service_times"], out_dir / "service_times.png"))
-    return written
+        ),
+        plots=[],
+    )
+    if cfg.plots:
+        bench.plots = [str(p.name) for p in write_plots(bench.to_dict(), cfg.out_dir)]
+    bench.duration_s = time.time() - started
+    bench.write(cfg.out_dir / "bench.json")
+    return bench.to_dict()

@@ -5,6 +5,7 @@
 - :mod:`~trackflow.cluster.slurm`: Slurm jobs (``slurm-cpu``, ``slurm-gpu``, ``slurm-mixed``, a
   profile name), with the dask-jobqueue profiles of :mod:`~trackflow.cluster.profiles`
   (package data ``jobqueue.yaml``) and per-run TLS (:mod:`~trackflow.cluster.tls`);
+- :mod:`~trackflow.cluster.squeue`: the Slurm queue (a run's jobs, their states, cancelling them);
 - :mod:`~trackflow.cluster.handle`: what ``open_cluster`` yields; :mod:`~trackflow.cluster.probes`:
   measurements of a running cluster; :mod:`~trackflow.cluster.resources`: the GPU resource.
 
@@ -27,7 +28,7 @@ _EXPORTS = {
     "load_profiles": "profiles",
     "profile_settings": "profiles",
     "is_gpu_profile": "profiles",
-    "cancel_jobs": "slurm",
+    "cancel_jobs": "squeue",
     "lifetime_args": "slurm",
     "walltime_seconds": "slurm",
 }

@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import shlex
 import sys
-from collections.abc import Iterator, Mapping
+from collections.abc import Mapping
 from typing import Any
 
 import dask.config
@@ -22,15 +22,6 @@ import dask.config
 from trackflow import config
 
 _UNSET = object()
-
-
-def _flatten(node: Mapping[str, Any], prefix: str = "") -> Iterator[tuple[str, Any]]:
-    for name, value in node.items():
-        key = f"{prefix}{name}"
-        if isinstance(value, Mapping) and value:
-            yield from _flatten(value, f"{key}.")
-        else:
-            yield key, value
 
 
 def _shipped_default(key: str) -> Any:
@@ -52,7 +43,7 @@ def chosen() -> dict[str, Any]:
 
     users = dask.config.collect()  # the config files and the DASK_* environment, no defaults
     settings = {}
-    for key, value in _flatten(config.get("dask", None) or {}):
+    for key, value in config.flatten(config.get("dask")).items():
         if dask.config.get(key, _UNSET, config=users) is not _UNSET:
             continue
         in_force = dask.config.get(key, None)

@@ -12,6 +12,7 @@ from distributed import Client
 from distributed.security import Security
 
 from trackflow.cluster.resources import offers_gpu
+from trackflow.cluster.squeue import squeue_ids
 from trackflow.errors import TrackflowError
 
 
@@ -75,8 +76,6 @@ class ClusterHandle:
         """Slurm job ids of this run that are still queued or running (empty for non-Slurm)."""
         if self.job_name is None:
             return []
-        from trackflow.cluster.slurm import squeue_ids
-
         return squeue_ids(self.job_name)
 
 

@@ -23,6 +23,12 @@ from trackflow.cluster.resources import gpu_request
 from trackflow.errors import ConfigError
 
 
+async def _start_spec_workers(cluster: LocalCluster) -> None:
+    """Start the workers of ``cluster.worker_spec`` that are not running: awaiting a
+    ``SpecCluster`` does that, and raises when one fails to start."""
+    await cluster
+
+
 def start_local_workers(cluster: LocalCluster, attempts: int) -> dict[str, str]:
     """Start every worker of ``cluster.worker_spec``; one that fails to start (its process
     died, a port was taken) is started again, ``attempts`` times in all. Returns the workers that
@@ -31,7 +37,7 @@ def start_local_workers(cluster: LocalCluster, attempts: int) -> dict[str, str]:
     reasons: dict[str, str] = {}
     for _ in range(attempts):
         try:
-            cluster.sync(cluster._correct_state)
+            cluster.sync(_start_spec_workers, cluster)
         except Exception as error:  # "Nanny failed to start." for any one of them
             cause = error.__cause__ or error
             reason = " ".join(f"{type(cause).__name__}: {cause}".split())[:200]
@@ -57,7 +63,7 @@ def local_cluster(
     if adapt and gpu_workers:
         raise ConfigError("--adapt with --gpu-workers: a local cluster adapts CPU workers only; drop one")
     chosen = dask_settings.chosen()
-    memory_limit = config.get("workflow.cluster.memory_limit", "auto")
+    memory_limit = config.get("workflow.cluster.memory_limit")
     try:
         # the scheduler only: workers are started below, where a failed start can be retried;
         # the scheduler reads trackflow's Dask settings now, every nanny gets them (config=)
@@ -93,7 +99,7 @@ def local_cluster(
                 },
             }
         asked = len(cluster.worker_spec)
-        attempts = max(1, int(config.get("workflow.cluster.start_attempts", 2)))
+        attempts = max(1, int(config.get("workflow.cluster.start_attempts")))
         lost = start_local_workers(cluster, attempts)
         if asked and not cluster.worker_spec:
             raise ClusterStartError(

@@ -92,10 +92,10 @@ def open_cluster(
         ``workflow.cluster.start_timeout`` (300 s) and ``workflow.cluster.close_timeout`` (60 s).
     """
     start_timeout = float(
-        start_timeout if start_timeout is not None else config.get("workflow.cluster.start_timeout", 300)
+        start_timeout if start_timeout is not None else config.get("workflow.cluster.start_timeout")
     )
     close_timeout = float(
-        close_timeout if close_timeout is not None else config.get("workflow.cluster.close_timeout", 60)
+        close_timeout if close_timeout is not None else config.get("workflow.cluster.close_timeout")
     )
     if workers < 0 or gpu_workers < 0:
         raise ConfigError(f"--workers {workers} / --gpu-workers {gpu_workers}: must be >= 0")

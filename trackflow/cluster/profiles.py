@@ -38,7 +38,7 @@ def load_profiles(profile_file: Path | None = None) -> dict[str, Any]:
     """
     import dask_jobqueue  # noqa: F401 - registers jobqueue.slurm defaults in dask.config
 
-    shipped = Path(config.get("workflow.cluster.jobqueue_file", None) or JOBQUEUE_FILE)
+    shipped = Path(config.get("workflow.cluster.jobqueue_file") or JOBQUEUE_FILE)
     if shipped not in _LOADED_DEFAULTS and shipped.is_file():
         dask.config.update_defaults(_read_profiles(shipped))
         _LOADED_DEFAULTS.add(shipped)  # once: update_defaults appends to dask's list each call

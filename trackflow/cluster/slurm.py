@@ -17,9 +17,7 @@ import contextlib
 import datetime as dt
 import secrets
 import shutil
-import subprocess
 import sys
-import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -31,6 +29,7 @@ from trackflow import config
 from trackflow.cluster import dask_settings
 from trackflow.cluster.handle import ClusterHandle, ClusterStartError, wait_for_workers
 from trackflow.cluster.profiles import SLURM_SPECS, load_profiles, profile_settings, setting
+from trackflow.cluster.squeue import cancel_jobs, squeue_states
 from trackflow.cluster.tls import remove_certificates, tls_security, write_certificates
 from trackflow.errors import ConfigError
 
@@ -69,44 +68,6 @@ async def _bounded(step: Any, timeout: float) -> None:
     await asyncio.wait_for(step(), timeout)
 
 
-def squeue_ids(job_name: str) -> list[str]:
-    """Ids of queued/running jobs called ``job_name`` (squeue's default states; no completed)."""
-    done = subprocess.run(
-        ["squeue", "-h", "-n", job_name, "-o", "%i"],
-        capture_output=True,
-        text=True,
-        timeout=30,
-        check=False,
-    )
-    return done.stdout.split() if done.returncode == 0 else []
-
-
-def _squeue_states(job_name: str) -> str:
-    """One line per job of the run: id, state and Slurm's reason (for error messages)."""
-    done = subprocess.run(
-        ["squeue", "-h", "-n", job_name, "-o", "%i %T %r"],
-        capture_output=True,
-        text=True,
-        timeout=30,
-        check=False,
-    )
-    return "; ".join(done.stdout.split("\n")[:-1]) or "no job in squeue"
-
-
-def cancel_jobs(job_name: str, timeout: float = 30.0) -> list[str]:
-    """``scancel`` every job called ``job_name`` and wait until squeue shows none of them.
-
-    Returns the ids that had to be cancelled (an empty list after a clean close).
-    """
-    leftover = squeue_ids(job_name)
-    if leftover:
-        subprocess.run(["scancel", *leftover], capture_output=True, timeout=30, check=False)
-    deadline = time.monotonic() + timeout
-    while squeue_ids(job_name) and time.monotonic() < deadline:
-        time.sleep(0.5)
-    return leftover
-
-
 def _require_slurm(spec: str) -> None:
     for command in ("sbatch", "squeue", "scancel"):
         if shutil.which(command) is None:
@@ -122,7 +83,7 @@ def default_run_dir() -> Path:
     It must be on a file system the compute nodes see (home usually is): job logs and the TLS
     files go there.
     """
-    configured = config.get("workflow.cluster.run_dir", None)
+    configured = config.get("workflow.cluster.run_dir")
     base = Path(configured).expanduser() if configured else Path.home() / ".cache/trackflow/runs"
     stamp = dt.datetime.now(dt.UTC).strftime("%Y%m%dT%H%M%S")
     return base / f"{stamp}-{secrets.token_hex(3)}"
@@ -232,7 +193,7 @@ def slurm_cluster(
                 problems = wait_for_workers(client, expected, start_timeout, what)
             except ClusterStartError as error:
                 raise ClusterStartError(
-                    f"{error}; Slurm says: {_squeue_states(job_name)}; job logs in {run_dir / 'logs'}"
+                    f"{error}; Slurm says: {squeue_states(job_name)}; job logs in {run_dir / 'logs'}"
                 ) from None
             yield ClusterHandle(
                 client=client,

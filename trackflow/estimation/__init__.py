@@ -1,9 +1,17 @@
 """Resource estimation from a bench.json: nodes, cores / GPUs, memory and network for a target
-event rate and latency budget (:mod:`~trackflow.estimation.sizing`), with the queueing formulas
-(:mod:`~trackflow.estimation.queueing`), time and memory against event size
-(:mod:`~trackflow.estimation.size_model`), node contention, hardware node types
-(:mod:`~trackflow.estimation.node_types`) and the parsers of its options (``1kHz``, ``512GB``,
-``25Gbit/s``, ``200ms``: :mod:`~trackflow.estimation.option_parsers`).
+event rate and latency budget.
+
+One module per concern: the typed bench.json (:mod:`~trackflow.estimation.bench_file`) and what
+an estimate reads from it (:mod:`~trackflow.estimation.bench_inputs`); sizing each node type
+(:mod:`~trackflow.estimation.sizing`, the public :func:`estimate`) and its result and table
+(:mod:`~trackflow.estimation.estimate_result`); servers and latency of a farm under load
+(:mod:`~trackflow.estimation.latency`) on the queueing formulas and simulations
+(:mod:`~trackflow.estimation.queueing`); time and memory against event size
+(:mod:`~trackflow.estimation.size_model`); node contention; hardware node types
+(:mod:`~trackflow.estimation.node_types`); the parsers of its options (``1kHz``, ``512GB``,
+``25Gbit/s``, ``200ms``: :mod:`~trackflow.estimation.option_parsers`); the online service's
+latency against rate (:mod:`~trackflow.estimation.online`); and the batch workflow's predicted
+throughput (:mod:`~trackflow.estimation.batch_prediction`).
 
 Numbers only: numpy, scipy and matplotlib for its one plot; it never imports Dask, torch, the
 pipeline, runs or benchmarks (``tests/test_layering.py`` checks).
@@ -11,14 +19,33 @@ pipeline, runs or benchmarks (``tests/test_layering.py`` checks).
 
 from __future__ import annotations
 
+import importlib
 from typing import Any
 
-__all__ = ["EstimateResult", "NodeSpec", "SizeScaling", "estimate", "predict_batch_workflow"]
+#: the public names, and the module each lives in (imported on first use: numbers only, but
+#: scipy and matplotlib are not free to import)
+_HOMES = {
+    "BenchFile": "bench_file",
+    "read_bench": "bench_file",
+    "EstimateResult": "estimate_result",
+    "NodeSpec": "node_types",
+    "SizeScaling": "size_model",
+    "estimate": "sizing",
+    "predict_batch_workflow": "batch_prediction",
+}
+
+__all__ = [
+    "BenchFile",
+    "EstimateResult",
+    "NodeSpec",
+    "SizeScaling",
+    "estimate",
+    "predict_batch_workflow",
+    "read_bench",
+]
 
 
 def __getattr__(name: str) -> Any:
-    if name not in __all__:
+    if name not in _HOMES:
         raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
-    from trackflow.estimation import sizing
-
-    return getattr(sizing, name)
+    return getattr(importlib.import_module(f"{__name__}.{_HOMES[name]}"), name)

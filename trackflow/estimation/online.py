@@ -3,7 +3,7 @@ overlays on its measurement (numbers only, no Dask).
 
 The farm is ``servers`` identical servers (worker slots) behind one FCFS queue with Poisson
 arrivals, as in :mod:`trackflow.estimation.queueing`; latency = ``network_s`` + wait + service,
-percentiles from :func:`~trackflow.estimation.sizing.latency_at_load` (the estimate's own
+percentiles from :func:`~trackflow.estimation.latency.latency_at_load` (the estimate's own
 discrete-event simulation drawing the service samples). The *knee* is the offered rate at which
 the p95 latency reaches ``factor`` (2) times its value at a low reference rate.
 
@@ -13,7 +13,6 @@ stream itself); either way they are what one server is busy with per event.
 
 from __future__ import annotations
 
-import json
 import math
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
@@ -22,10 +21,10 @@ from typing import Any
 
 import numpy as np
 
-from trackflow import config
-from trackflow.errors import ConfigError
 from trackflow.estimation import queueing
-from trackflow.estimation.sizing import BenchInputs, latency_at_load
+from trackflow.estimation.bench_file import BenchFileError
+from trackflow.estimation.bench_inputs import BenchInputs
+from trackflow.estimation.latency import latency_at_load, latency_of, simulated_events
 
 #: p95 at the knee / p95 at low load
 KNEE_FACTOR = 2.0
@@ -53,17 +52,13 @@ class FarmModel:
     def latency(self, rate_hz: float, seed: int = 0) -> dict[str, float]:
         """Latency percentiles (s: p50, p95, p99, mean) at ``rate_hz``; ``inf`` at or past capacity."""
         if rate_hz >= self.capacity_hz:
-            return dict.fromkeys(("p50", "p95", "p99", "mean", "mean_wait"), math.inf)
+            return dict.fromkeys(("p50", "p95", "p99", "mean", "max", "mean_wait"), math.inf)
         if self.busy_slowdown == 1.0 or self.servers == 1:
             return latency_at_load(rate_hz, self.samples, self.servers, self.network_s, seed=seed)
-        jobs = int(config.get("estimate.simulated_events", 20_000))
         simulation = queueing.simulate_contended_open_queue(
-            rate_hz, self.samples, self.servers, self.busy_slowdown, jobs=jobs, seed=seed
+            rate_hz, self.samples, self.servers, self.busy_slowdown, jobs=simulated_events(), seed=seed
         )
-        out = {k: v + self.network_s for k, v in simulation.percentiles().items()}
-        out["mean"] = float(simulation.sojourn_s.mean()) + self.network_s
-        out["mean_wait"] = float(simulation.wait_s.mean())
-        return out
+        return latency_of(simulation, self.network_s)
 
     def curve(self, rates_hz: Sequence[float]) -> list[dict[str, float]]:
         """:meth:`latency` at each rate, with ``rate_hz`` and ``utilisation`` added."""
@@ -142,22 +137,20 @@ def samples_from_bench(bench_json: Path, servers: int, cores: int, event_hits: f
     a service slot holds one task at a time (its next task is sent only when the last is back),
     so the per-task overhead is time the slot's worker waits idle, and Dask's own CPU per task
     (client, scheduler) runs inside that wait on the worker's idle core. It is not taken from
-    the workers again (:func:`~trackflow.estimation.sizing.shared_cores_service`, which the batch
+    the workers again (:func:`~trackflow.estimation.batch_prediction.shared_cores_service`, which the batch
     estimate needs because its workers hold queued tasks and never wait).
     """
     inputs = BenchInputs.load(Path(bench_json))
     single = [p for p in inputs.profiles_for("cpu") if p.threads == 1]
     if not single:
-        raise ConfigError(f"--bench {bench_json}: no 1-thread CPU service times (bench with --threads 1)")
+        raise BenchFileError(bench_json, "no 1-thread CPU service times (bench with 1 thread per worker)")
     profile = single[0]
     hits = float(event_hits) if event_hits is not None else inputs.input_hits
     samples = profile.scaled(inputs.scaling, hits, reading=False)
     busy_fraction = min(servers / max(cores, 1), 1.0)
     contention = inputs.contention_factor(profile, busy_fraction)
     samples = samples * contention
-    bench = json.loads(Path(bench_json).read_text())
-    dask_cpu = bench.get("dask_cpu_per_batch_s") or {}
-    other_cpu = float(dask_cpu.get("client_process") or 0.0) + float(dask_cpu.get("worker_side") or 0.0)
+    other_cpu = inputs.client_side_cpu_s + inputs.worker_side_cpu_s
     # the samples are now those of all servers busy; one server alone runs faster by this much.
     # Below 1 (all busy measured faster than one alone) is the probe's noise: busy cores do not
     # speed each other up, and the stream's own measurement is clamped the same way

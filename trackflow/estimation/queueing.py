@@ -138,10 +138,6 @@ class QueueSimulation:
         """Completed jobs per second over the measured window."""
         return len(self.arrival_s) / self.duration_s if self.duration_s > 0 else math.nan
 
-    def percentiles(self, qs: tuple[float, ...] = (50, 95, 99)) -> dict[str, float]:
-        """Sojourn percentiles (s), keyed ``p50``, ``p95``, …"""
-        values = np.percentile(self.sojourn_s, qs)
-        return {f"p{q:g}": float(v) for q, v in zip(qs, values, strict=True)}
 
 
 

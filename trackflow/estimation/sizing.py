@@ -52,338 +52,45 @@ AMD EPYC 7763 (128 cores), 512 GB and one 200 Gbit/s Slingshot NIC; a GPU node w
 
 from __future__ import annotations
 
-import json
 import math
 from collections.abc import Sequence
-from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any
 
 import numpy as np
 
 from trackflow import config
 from trackflow.errors import ConfigError
 from trackflow.estimation import queueing
+from trackflow.estimation.batch_prediction import predict_batch_workflow, shared_cores_service
+from trackflow.estimation.bench_inputs import BenchInputs, ServiceProfile
 from trackflow.estimation.contention import NodeContention
+from trackflow.estimation.estimate_result import EstimateResult, NodeEstimate, format_bytes, format_seconds
+from trackflow.estimation.latency import latency_at_load, servers_for_throughput
 from trackflow.estimation.node_types import DEFAULT_NODES, NodeSpec
 from trackflow.estimation.option_parsers import parse_bandwidth, parse_bytes, parse_duration, parse_rate
-from trackflow.estimation.size_model import MemoryScaling, SizeScaling
-from trackflow.files import write_json
+from trackflow.estimation.size_model import SizeScaling
 
-# re-exported: callers import these from here (the CLI, notebooks, tests)
+# Where the names below live now; they stay importable from here, where the CLI, notebooks and
+# benchmarks import them: this module is the estimate's public face.
 __all__ = [
     "DEFAULT_NODES",
     "BenchInputs",
     "EstimateResult",
     "NodeEstimate",
     "NodeSpec",
+    "ServiceProfile",
     "SizeScaling",
     "estimate",
     "estimate_from_inputs",
+    "latency_at_load",
     "parse_bandwidth",
     "parse_bytes",
     "parse_duration",
     "parse_rate",
     "predict_batch_workflow",
+    "servers_for_throughput",
+    "shared_cores_service",
 ]
-
-
-# ---------------------------------------------------------------------------------------------
-# what the estimate reads from bench.json
-
-
-@dataclass
-class ServiceProfile:
-    """Measured per-event service of one worker configuration (device, threads)."""
-
-    key: str
-    device: str
-    threads: int
-    workers: int
-    per_event_s: np.ndarray
-    per_event_hits: np.ndarray
-    overhead_per_task_s: float = 0.0
-    per_event_read_s: np.ndarray | None = None  # of per_event_s, reading the files (None: not measured)
-
-    def scaled(self, scaling: SizeScaling, target_hits: float | None, reading: bool = True) -> np.ndarray:
-        """Service samples (s) moved to ``target_hits`` (unchanged if None), plus task overhead;
-        ``reading`` False leaves out the seconds the bench's tasks spent reading event files (a
-        service is sent the hits in memory)."""
-        samples = self.per_event_s
-        if not reading and self.per_event_read_s is not None:
-            samples = samples - self.per_event_read_s
-        if target_hits is not None:
-            samples = samples * scaling.ratio(target_hits, self.per_event_hits)
-        return samples + self.overhead_per_task_s
-
-
-@dataclass
-class BenchInputs:
-    """The measured inputs of an estimate, read from one bench.json."""
-
-    path: Path | None
-    device: str
-    profiles: list[ServiceProfile]
-    scaling: SizeScaling
-    input_hits: float  # mean hits of the events as given to the bench (the default target)
-    round_trip_s: float
-    transfer_bytes_per_s: float
-    bytes_per_hit: float
-    worker_rss_bytes: float
-    worker_peak_bytes: float
-    peak_hits: float
-    machine: dict[str, Any] = field(default_factory=dict)
-    working_memory: MemoryScaling | None = None  # bytes above resident while an event runs
-    contention: NodeContention | None = None  # measured slowdown with all cores busy
-    worker_side_cpu_s: float = 0.0  # Dask's CPU per task in a worker process, outside the task
-
-    @classmethod
-    def load(cls, path: Path) -> BenchInputs:
-        path = Path(path)
-        try:
-            bench = json.loads(path.read_text())
-        except FileNotFoundError:
-            raise ConfigError(f"--bench {path}: no such file (run `trackflow bench` first)") from None
-        except json.JSONDecodeError as error:
-            raise ConfigError(f"--bench {path}: not JSON ({error.msg}, line {error.lineno})") from None
-        return cls.from_dict(bench, path)
-
-    @classmethod
-    def from_dict(cls, bench: dict[str, Any], path: Path | None = None) -> BenchInputs:
-        where = str(path) if path else "bench.json"
-        for key in ("service_times", "size_scaling", "network", "memory"):
-            if key not in bench:
-                raise ConfigError(f"--bench {where}: has no {key!r} (written by an older bench?)")
-        device = str(bench.get("device", bench.get("machine", {}).get("device", "cpu")))
-        overhead = float(bench.get("dask_overhead_per_batch_s") or 0.0)
-        profiles = []
-        for key, entry in bench["service_times"].items():
-            if entry.get("mode", "fused") not in ("fused", "direct"):
-                continue  # staged spreads one event over several tasks: not one server's time
-            per_event = np.asarray(entry["per_event_s"], dtype=np.float64)
-            if per_event.size == 0:
-                continue
-            profiles.append(
-                ServiceProfile(
-                    key=key,
-                    device=str(entry.get("device", device)),
-                    threads=int(entry["threads"]),
-                    workers=int(entry["workers"]),
-                    per_event_s=per_event,
-                    per_event_hits=np.asarray(entry["per_event_hits"], dtype=np.float64),
-                    overhead_per_task_s=overhead if entry.get("mode") == "fused" else 0.0,
-                    per_event_read_s=(
-                        np.asarray(entry["per_event_read_s"], dtype=np.float64)
-                        if len(entry.get("per_event_read_s") or []) == per_event.size
-                        else None  # a bench from before it was recorded
-                    ),
-                )
-            )
-        if not profiles:
-            raise ConfigError(f"--bench {where}: no fused or direct service times measured")
-        network = bench["network"]
-        memory = bench["memory"]
-        all_hits = np.concatenate([p.per_event_hits for p in profiles])
-        # plan for the events as the user gave them (the bench may have cut them smaller)
-        planned = (bench.get("input_hits_per_event") or {}).get("mean") or float(all_hits.mean())
-        return cls(
-            path=path,
-            device=device,
-            profiles=profiles,
-            scaling=SizeScaling.from_dict(bench["size_scaling"]),
-            input_hits=float(planned),
-            round_trip_s=float(network["round_trip_s"]["p50"]),
-            # null: no transfer was measured (no Dask run); the payload then adds no time
-            transfer_bytes_per_s=float(network.get("transfer_bytes_per_s") or math.inf),
-            bytes_per_hit=float(network["bytes_per_hit"]),
-            worker_rss_bytes=float(memory["worker_rss_bytes"]),
-            worker_peak_bytes=float(memory["worker_peak_bytes"]),
-            peak_hits=float(memory.get("peak_hits") or all_hits.max()),
-            machine=dict(bench.get("machine", {})),
-            working_memory=(
-                MemoryScaling.from_dict(memory["working_bytes_fit"])
-                if memory.get("working_bytes_fit")
-                else None
-            ),
-            contention=NodeContention.from_dict(bench.get("node_contention")),
-            worker_side_cpu_s=float((bench.get("dask_cpu_per_batch_s") or {}).get("worker_side") or 0.0),
-        )
-
-    def contention_factor(self, profile: ServiceProfile, busy_fraction: float) -> float:
-        """Multiplier moving ``profile``'s times (measured with its workers × threads busy on the
-        bench machine) to a node with ``busy_fraction`` of its cores busy; 1 when not measured."""
-        if self.contention is None:
-            return 1.0
-        measured_busy = profile.workers * profile.threads if profile.device == "cpu" else 1
-        return self.contention.at_fraction(busy_fraction) / self.contention.at(measured_busy)
-
-    def profiles_for(self, device: str) -> list[ServiceProfile]:
-        """One profile per thread count: fused preferred, then the most workers (most contention)."""
-        best: dict[int, ServiceProfile] = {}
-        for profile in self.profiles:
-            if profile.device != device:
-                continue
-            current = best.get(profile.threads)
-            rank = (profile.overhead_per_task_s > 0 or "fused" in profile.key, profile.workers)
-            if current is None or rank > (
-                current.overhead_per_task_s > 0 or "fused" in current.key,
-                current.workers,
-            ):
-                best[profile.threads] = profile
-        return [best[t] for t in sorted(best)]
-
-    def memory_per_worker(self, hits: float) -> float:
-        """Bytes one worker needs for events of ``hits``: resident + the working memory of one
-        event (the size sweep's fit when measured, else (peak − resident)·hits/peak_hits)."""
-        if self.working_memory is not None:
-            return self.worker_rss_bytes + float(self.working_memory.bytes(hits))
-        extra = max(self.worker_peak_bytes - self.worker_rss_bytes, 0.0)
-        return self.worker_rss_bytes + extra * hits / max(self.peak_hits, 1.0)
-
-    def network_seconds(self, hits: float) -> float:
-        """Network time added to each event's latency (s): round trip + payload/transfer rate."""
-        return self.round_trip_s + self.bytes_per_hit * hits / self.transfer_bytes_per_s
-
-
-# ---------------------------------------------------------------------------------------------
-# the estimate
-
-
-@dataclass
-class NodeEstimate:
-    """What one node type needs for the target rate (``None`` where not measured)."""
-
-    node: NodeSpec
-    measured: bool
-    note: str = ""
-    threads_per_worker: int | None = None
-    servers: int | None = None  # workers (CPU) or GPUs
-    workers_per_node: int | None = None
-    nodes: int | None = None
-    cores: int | None = None
-    gpus: int | None = None
-    memory_bytes: float | None = None
-    network_bytes_per_s: float | None = None
-    utilisation: float | None = None
-    service_mean_s: float | None = None
-    cost_core_s_per_event: float | None = None
-    cost_gpu_s_per_event: float | None = None
-    latency_s: dict[str, float] = field(default_factory=dict)
-    mean_wait_allen_cunneen_s: float | None = None
-    meets_budget: bool | None = None
-
-    def to_dict(self) -> dict[str, Any]:
-        out = asdict(self)
-        out["node"] = asdict(self.node)
-        return out
-
-
-@dataclass
-class EstimateResult:
-    """Every node type's needs at ``rate_hz``, the inputs used and the assumptions made."""
-
-    rate_hz: float
-    latency_budget_s: float | None
-    event_hits: float
-    headroom: float
-    rows: list[NodeEstimate]
-    assumptions: list[str]
-    inputs: dict[str, Any]
-    curve: dict[str, list[float]] = field(default_factory=dict)
-
-    def to_dict(self) -> dict[str, Any]:
-        return {
-            "rate_hz": self.rate_hz,
-            "latency_budget_s": self.latency_budget_s,
-            "event_hits": self.event_hits,
-            "headroom": self.headroom,
-            "nodes": [row.to_dict() for row in self.rows],
-            "assumptions": self.assumptions,
-            "inputs": self.inputs,
-            "nodes_against_rate": self.curve,
-        }
-
-    def table(self) -> str:
-        """A plain-text table (one line per node type) followed by the assumptions."""
-        header = (
-            f"{'node':<8} {'nodes':>7} {'workers':>8} {'thr':>4} {'cores':>8} {'gpus':>6} "
-            f"{'memory':>10} {'network':>11} {'util':>5} {'cost/evt':>12} "
-            f"{'p50':>9} {'p95':>9} {'p99':>9}"
-        )
-        lines = [
-            f"target rate {self.rate_hz:g} Hz, events of {self.event_hits:,.0f} hits, "
-            f"headroom {self.headroom:.0%}"
-            + (f", latency budget {_fmt_s(self.latency_budget_s)} (p95)" if self.latency_budget_s else ""),
-            header,
-            "-" * len(header),
-        ]
-        for row in self.rows:
-            if not row.measured:
-                lines.append(f"{row.node.name:<8} not measured: {row.note}")
-                continue
-            cost = (
-                f"{row.cost_gpu_s_per_event:.3g} GPU-s"
-                if row.cost_gpu_s_per_event is not None
-                else f"{row.cost_core_s_per_event:.3g} core-s"
-            )
-            lines.append(
-                f"{row.node.name:<8} {row.nodes:>7,} {row.servers:>8,} {row.threads_per_worker:>4} "
-                f"{row.cores or 0:>8,} {row.gpus or 0:>6,} {_fmt_bytes(row.memory_bytes):>10} "
-                f"{_fmt_bytes(row.network_bytes_per_s) + '/s':>11} {row.utilisation:>5.0%} "
-                f"{cost:>12} {_fmt_s(row.latency_s['p50']):>9} {_fmt_s(row.latency_s['p95']):>9} "
-                f"{_fmt_s(row.latency_s['p99']):>9}"
-            )
-            if row.note:
-                lines.append(f"{'':<8} note: {row.note}")
-        lines.append("assumptions:")
-        lines.extend(f"  - {a}" for a in self.assumptions)
-        return "\n".join(lines)
-
-    def write(self, out_dir: Path) -> list[Path]:
-        """``estimate.json`` and ``nodes_vs_rate.png`` in ``out_dir``; returns the paths."""
-        from trackflow.estimation import plots
-
-        out_dir = Path(out_dir)
-        json_path = write_json(out_dir / "estimate.json", self.to_dict(), indent=2)  # atomic
-        png = plots.plot_nodes_against_rate(self.curve, self.rate_hz, out_dir / "nodes_vs_rate.png")
-        return [json_path, png]
-
-
-def _fmt_s(seconds: float | None) -> str:
-    if seconds is None or not math.isfinite(seconds):
-        return "inf"
-    if seconds < 1e-3:
-        return f"{seconds * 1e6:.0f}us"
-    if seconds < 1:
-        return f"{seconds * 1e3:.1f}ms"
-    return f"{seconds:.2f}s"
-
-
-def _fmt_bytes(n: float | None) -> str:
-    if n is None:
-        return "-"
-    for unit, scale in (("TB", 1e12), ("GB", 1e9), ("MB", 1e6), ("kB", 1e3)):
-        if n >= scale:
-            return f"{n / scale:.3g}{unit}"
-    return f"{n:.0f}B"
-
-
-def servers_for_throughput(rate_hz: float, mean_service_s: float, headroom: float) -> int:
-    """Smallest c with utilisation ``λ·E[S]/c <= 1 − headroom`` (at least 1)."""
-    return max(1, math.ceil(rate_hz * mean_service_s / (1.0 - headroom) - 1e-9))
-
-
-def latency_at_load(
-    rate_hz: float, samples: np.ndarray, servers: int, network_s: float, seed: int = 0
-) -> dict[str, float]:
-    """Latency percentiles (s) of an open FCFS queue simulated with the measured samples."""
-    jobs = int(config.get("estimate.simulated_events", 20_000))
-    simulation = queueing.simulate_open_queue(rate_hz, samples, servers, jobs=jobs, seed=seed)
-    percentiles = simulation.percentiles()
-    out = {k: v + network_s for k, v in percentiles.items()}
-    out["mean"] = float(simulation.sojourn_s.mean()) + network_s
-    out["mean_wait"] = float(simulation.wait_s.mean())
-    return out
 
 
 def _size_servers(
@@ -507,7 +214,7 @@ def _estimate_node(
             note = f"contention x{contention:.2f}"
         if by_memory < by_cores:
             note += "; " if note else ""
-            note += f"memory-bound: {by_memory} workers of {_fmt_bytes(memory_per_worker)} per node"
+            note += f"memory-bound: {by_memory} workers of {format_bytes(memory_per_worker)} per node"
         if node.network_bytes_per_s and bandwidth / nodes > node.network_bytes_per_s:
             note += "; " if note else ""
             note += "NIC-bound: more nodes needed than computed for the network"
@@ -543,8 +250,9 @@ def _estimate_node(
 
 def _budget_note(row: NodeEstimate, budget_s: float | None) -> NodeEstimate:
     if row.meets_budget is False and budget_s is not None:
-        p95 = _fmt_s(row.latency_s["p95"])
-        missed = f"latency budget {_fmt_s(budget_s)} (p95) NOT met by any number of servers: p95 {p95}"
+        p95 = format_seconds(row.latency_s["p95"])
+        budget = format_seconds(budget_s)
+        missed = f"latency budget {budget} (p95) NOT met by any number of servers: p95 {p95}"
         row.note = f"{missed}; {row.note}" if row.note else missed
     return row
 
@@ -570,9 +278,9 @@ def estimate(
     ``latency_budget_s``: the p95 latency (s) to meet, or None. ``nodes``: node types (default
     :data:`DEFAULT_NODES`; strings are parsed by :meth:`NodeSpec.parse`). ``event_hits``: size
     of the events to plan for (default: the mean of the benched events). ``headroom``: fraction
-    of capacity left free (default config
-    ``estimate.headroom``, 0.2). ``gpu_speedup``: only when the bench has no GPU figures, the
-    assumed GPU speed-up over one CPU core. With ``out_dir``, writes estimate.json and a plot.
+    of capacity left free (default: setting ``estimate.headroom``). ``gpu_speedup``: only when
+    the bench has no GPU figures, the assumed GPU speed-up over one CPU core. With ``out_dir``,
+    writes estimate.json and a plot.
     """
     inputs = BenchInputs.load(Path(bench_json))
     return estimate_from_inputs(
@@ -594,7 +302,7 @@ def estimate_from_inputs(
     rate_hz = parse_rate(rate_hz)
     if latency_budget_s is not None:
         latency_budget_s = parse_duration(latency_budget_s)
-    headroom = float(config.get("estimate.headroom", 0.2) if headroom is None else headroom)
+    headroom = float(config.get("estimate.headroom") if headroom is None else headroom)
     if not 0.0 <= headroom < 1.0:
         raise ConfigError(f"--headroom: must be in [0, 1), got {headroom}")
     if gpu_speedup is not None and not gpu_speedup > 0:
@@ -616,14 +324,14 @@ def estimate_from_inputs(
         f"service times: measured per-event samples (bench device {inputs.device!r}) + measured "
         "Dask overhead per task, scaled to the target size by t(H)/t(h) with " + scaling.describe(),
         _contention_assumption(inputs.contention),
-        f"Dask's CPU in each worker outside the task, {_fmt_s(inputs.worker_side_cpu_s)} per task "
+        f"Dask's CPU in each worker outside the task, {format_seconds(inputs.worker_side_cpu_s)} per task "
         "(measured), taken from the workers' cores when they fill the node; the client and the "
         "scheduler run elsewhere",
-        f"latency = network {_fmt_s(inputs.network_seconds(hits))} (measured round trip "
-        f"{_fmt_s(inputs.round_trip_s)} + {inputs.bytes_per_hit * hits:,.0f} B at "
-        f"{_fmt_bytes(inputs.transfer_bytes_per_s)}/s) + queue + service; percentiles from a "
+        f"latency = network {format_seconds(inputs.network_seconds(hits))} (measured round trip "
+        f"{format_seconds(inputs.round_trip_s)} + {inputs.bytes_per_hit * hits:,.0f} B at "
+        f"{format_bytes(inputs.transfer_bytes_per_s)}/s) + queue + service; percentiles from a "
         "discrete-event simulation drawing the measured samples",
-        f"memory per worker {_fmt_bytes(inputs.memory_per_worker(hits))} (resident + working "
+        f"memory per worker {format_bytes(inputs.memory_per_worker(hits))} (resident + working "
         + (
             "memory fitted against hits in the size sweep)"
             if inputs.working_memory
@@ -696,79 +404,3 @@ def _nodes_against_rate(
         ]
     return curve
 
-
-def shared_cores_service(
-    service_s: np.ndarray, workers: float, cores: float, other_cpu_s: float
-) -> np.ndarray:
-    """Service times (s) of ``workers`` single-core servers sharing ``cores`` cores with other
-    work needing ``other_cpu_s`` CPU s per task (Dask's client, scheduler, worker event loops).
-
-    The other work first uses the spare cores (cores − workers); what does not fit is taken
-    from the workers evenly. At throughput X = workers / S', the other work needs other·X cores;
-    solving ``S' = S / (1 − (other·X − spare)/workers)`` gives ``S' = workers·(S + other)/cores``,
-    and never less than S: ``S' = max(S, workers·(S + other)/cores)``. With workers = cores this
-    is S + other: every task pays for Dask's CPU.
-    """
-    service_s = np.asarray(service_s, dtype=np.float64)
-    if other_cpu_s <= 0 or cores <= 0:
-        return service_s
-    return np.maximum(service_s, workers * (service_s + other_cpu_s) / cores)
-
-
-def predict_batch_workflow(
-    workers: int,
-    in_flight: int,
-    per_batch_s: np.ndarray,
-    events_per_batch: float,
-    overhead_s: float,
-    batches: int | None = None,
-    replicates: int = 200,
-    seed: int = 0,
-    contention: float = 1.0,
-    cores: int | None = None,
-    dask_cpu_per_batch_s: float = 0.0,
-) -> dict[str, float]:
-    """Throughput (events/s) and batch latency percentiles (s) of ``trackflow reconstruct``.
-
-    A closed queue: ``in_flight`` batches always submitted, ``workers`` servers, batch service
-    times drawn from ``per_batch_s`` (s, measured in-task), ``overhead_s`` per batch outside the
-    workers (submission, scheduling, result back). With ``batches``, a finite run of that many
-    batches all starting at t = 0, as reconstruct does (its throughput = events / (first
-    submission → last result)), averaged over ``replicates`` simulated runs; without, the steady
-    state. Latency percentiles are per batch, which is each of its events' latency in report.json.
-    ``contention``: factor on the service times for workers running beside each other
-    (:meth:`trackflow.estimation.contention.NodeContention.factor`; 1 = as fast as benched).
-    ``cores`` and ``dask_cpu_per_batch_s``: when the workers and Dask's own processes share
-    ``cores`` cores, Dask's CPU per batch outside the task is taken from the workers once they
-    leave no core spare (:func:`shared_cores_service`).
-    """
-    if not contention > 0:
-        raise ConfigError(f"contention: must be a positive factor, got {contention}")
-    samples = np.asarray(per_batch_s, dtype=np.float64) * contention
-    if cores is not None:
-        samples = shared_cores_service(samples, workers, cores, dask_cpu_per_batch_s)
-    if batches is None:
-        simulation = queueing.simulate_closed_queue(
-            in_flight, samples, workers, jobs=20_000, overhead_s=overhead_s, seed=seed
-        )
-        out = {"events_per_second": simulation.throughput * events_per_batch}
-        out.update(simulation.percentiles())
-        return out
-    makespans, latencies = [], []
-    for replicate in range(replicates):
-        simulation = queueing.simulate_closed_queue(
-            in_flight,
-            samples,
-            workers,
-            jobs=batches,
-            overhead_s=overhead_s,
-            warmup_fraction=0.0,
-            seed=seed + replicate,
-        )
-        makespans.append(simulation.duration_s)
-        latencies.append(simulation.sojourn_s)
-    pooled = np.concatenate(latencies)
-    # events over the expected run time (a mean of rates would overweight lucky short runs)
-    out = {"events_per_second": float(batches * events_per_batch / np.mean(makespans))}
-    out.update({f"p{q}": float(np.percentile(pooled, q)) for q in (50, 95, 99)})
-    return out

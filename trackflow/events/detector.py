@@ -82,7 +82,7 @@ def default_detectors_path() -> Path:
     repository (the same rule as the test fixtures). The file need not exist: see
     :func:`resolve_detectors` for what is used then.
     """
-    configured = config.get("data.detectors", None)
+    configured = config.get("data.detectors")
     if configured:
         return Path(configured).expanduser()
     shared = os.environ.get("TRACKFLOW_SHARED_DATA")
@@ -101,7 +101,7 @@ def resolve_detectors(path: str | Path | None = None) -> Path:
     if path is not None:
         return Path(path).expanduser().resolve()
     candidate = default_detectors_path()
-    if config.get("data.detectors", None) or candidate.is_file():
+    if config.get("data.detectors") or candidate.is_file():
         return candidate.resolve()
     return derived_detectors_path(missing=candidate)
 
@@ -114,7 +114,7 @@ def available_detectors_path() -> Path | None:
     derivation (about 1 s and a pyacts import per worker).
     """
     candidate = default_detectors_path()
-    if config.get("data.detectors", None) or candidate.is_file():
+    if config.get("data.detectors") or candidate.is_file():
         return candidate.resolve()
     try:
         version = importlib.metadata.version("pyacts")

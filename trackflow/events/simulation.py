@@ -57,8 +57,9 @@ TRACKML_VERTEX_SHIFT = 52
 TRACKER_HALF_LENGTH_MM = 2960.0
 
 
-def _setting(key: str, default: Any) -> Callable[[], Any]:
-    return lambda: settings.get(f"simulation.{key}", default)
+def _setting(key: str) -> Callable[[], Any]:
+    """A dataclass default: the setting ``simulation.<key>`` when the config is made."""
+    return functools.partial(settings.get, f"simulation.{key}")
 
 
 @dataclass
@@ -88,26 +89,24 @@ class SimulationConfig:
     :func:`trackflow.events.detector.resolve_detectors`).
     """
 
-    seed: int = field(default_factory=_setting("seed", 1))
-    pileup: int = field(default_factory=_setting("pileup", 20))
-    particles_per_vertex: int = field(default_factory=_setting("particles_per_vertex", 10))
-    pt_min: float = field(default_factory=_setting("pt_min", 0.5))
-    pt_max: float = field(default_factory=_setting("pt_max", 10.0))
-    eta_max: float = field(default_factory=_setting("eta_max", 3.0))
-    sigma_z: float = field(default_factory=_setting("sigma_z", 55.0))
-    sigma_xy: float = field(default_factory=_setting("sigma_xy", 0.0125))
-    particles_from: Path | None = field(default_factory=_setting("particles_from", None))
-    rotate_phi: bool = field(default_factory=_setting("rotate_phi", True))
-    digitization: str = field(default_factory=_setting("digitization", "smeared"))
-    noise_fraction: float = field(default_factory=_setting("noise_fraction", 0.15))
-    p_min: float = field(default_factory=_setting("p_min", 0.05))
-    beam_sigma_z: float | None = field(default_factory=_setting("beam_sigma_z", None))
-    beam_sigma_xy: float | None = field(default_factory=_setting("beam_sigma_xy", None))
-    beam_flat_z: float | None = field(default_factory=_setting("beam_flat_z", None))
-    vertex_shift: tuple[float, float, float] = field(
-        default_factory=_setting("vertex_shift", (0.0, 0.0, 0.0))
-    )
-    vertex_fraction: float = field(default_factory=_setting("vertex_fraction", 1.0))
+    seed: int = field(default_factory=_setting("seed"))
+    pileup: int = field(default_factory=_setting("pileup"))
+    particles_per_vertex: int = field(default_factory=_setting("particles_per_vertex"))
+    pt_min: float = field(default_factory=_setting("pt_min"))
+    pt_max: float = field(default_factory=_setting("pt_max"))
+    eta_max: float = field(default_factory=_setting("eta_max"))
+    sigma_z: float = field(default_factory=_setting("sigma_z"))
+    sigma_xy: float = field(default_factory=_setting("sigma_xy"))
+    particles_from: Path | None = field(default_factory=_setting("particles_from"))
+    rotate_phi: bool = field(default_factory=_setting("rotate_phi"))
+    digitization: str = field(default_factory=_setting("digitization"))
+    noise_fraction: float = field(default_factory=_setting("noise_fraction"))
+    p_min: float = field(default_factory=_setting("p_min"))
+    beam_sigma_z: float | None = field(default_factory=_setting("beam_sigma_z"))
+    beam_sigma_xy: float | None = field(default_factory=_setting("beam_sigma_xy"))
+    beam_flat_z: float | None = field(default_factory=_setting("beam_flat_z"))
+    vertex_shift: tuple[float, float, float] = field(default_factory=_setting("vertex_shift"))
+    vertex_fraction: float = field(default_factory=_setting("vertex_fraction"))
     detectors: Path | None = None
 
     def __post_init__(self) -> None:

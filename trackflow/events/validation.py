@@ -9,7 +9,7 @@ ids, modules that exist in the detector description; the reader bounds the decom
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -82,12 +82,13 @@ class ValueChecks:
     may hold once decompressed (default 256 MiB), so a gzip bomb is refused before it is parsed.
     ``check_modules``: (volume_id, layer_id, module_id) must be a module of the detector
     description, when one is available (:func:`trackflow.events.detector.available_detectors_path`).
+    A field not given is the setting's value now.
     """
 
-    z_max: float = 3100.0
-    r_max: float = 1100.0
-    max_file_bytes: int = 256 << 20
-    check_modules: bool = True
+    z_max: float = field(default_factory=lambda: float(config.get("events.z_max")))
+    r_max: float = field(default_factory=lambda: float(config.get("events.r_max")))
+    max_file_bytes: int = field(default_factory=lambda: int(config.get("events.max_file_bytes")))
+    check_modules: bool = field(default_factory=lambda: bool(config.get("events.check_modules")))
 
     def __post_init__(self) -> None:
         if not (self.z_max > 0 and self.r_max > 0 and self.max_file_bytes > 0):
@@ -96,12 +97,7 @@ class ValueChecks:
     @classmethod
     def from_config(cls) -> ValueChecks:
         """The checks as ``dask.config`` has them now (``trackflow.events.*``)."""
-        return cls(
-            z_max=float(config.get("events.z_max", cls.z_max)),
-            r_max=float(config.get("events.r_max", cls.r_max)),
-            max_file_bytes=int(config.get("events.max_file_bytes", cls.max_file_bytes)),
-            check_modules=bool(config.get("events.check_modules", cls.check_modules)),
-        )
+        return cls()
 
 
 def _first_bad_row(mask: np.ndarray) -> int:

@@ -44,7 +44,7 @@ def tune_malloc() -> bool:
     of freed memory kept per process. Off with ``workflow.tune_malloc: false``. Returns True when
     applied (glibc only).
     """
-    if not config.get("workflow.tune_malloc", True):
+    if not config.get("workflow.tune_malloc"):
         return False
     try:
         libc = ctypes.CDLL("libc.so.6")

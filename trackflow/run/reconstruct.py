@@ -103,17 +103,17 @@ class ReconstructConfig:
     def __post_init__(self) -> None:
         self.input_dir = Path(self.input_dir)
         self.out_dir = Path(self.out_dir)
-        self.mode = self.mode or str(config.get("workflow.mode", "fused"))
+        self.mode = self.mode or str(config.get("workflow.mode"))
         check_mode(self.mode)
-        self.device = self.device or str(config.get("device", "cpu"))
-        self.retries = int(self.retries if self.retries is not None else config.get("workflow.retries", 2))
+        self.device = self.device or str(config.get("device"))
+        self.retries = int(self.retries if self.retries is not None else config.get("workflow.retries"))
         self.task_timeout = float(
-            self.task_timeout if self.task_timeout is not None else config.get("workflow.task_timeout", 600)
+            self.task_timeout if self.task_timeout is not None else config.get("workflow.task_timeout")
         )
         if self.max_hits_per_batch is None:
-            self.max_hits_per_batch = config.get("workflow.max_hits_per_batch", None)
+            self.max_hits_per_batch = config.get("workflow.max_hits_per_batch")
         if self.batch_size is None and self.max_hits_per_batch is None:
-            self.batch_size = config.get("workflow.batch_size", 4)
+            self.batch_size = config.get("workflow.batch_size")
         if self.batch_size is not None and self.batch_size != AUTO:
             try:
                 self.batch_size = int(self.batch_size)
@@ -122,7 +122,7 @@ class ReconstructConfig:
                     f"workflow.batch_size: a number of events or 'auto', got {self.batch_size!r}"
                 ) from None
         if self.max_in_flight is None:
-            self.max_in_flight = config.get("workflow.max_in_flight", None)
+            self.max_in_flight = config.get("workflow.max_in_flight")
         if self.threads_per_worker < 1:
             raise ConfigError(f"--threads-per-worker {self.threads_per_worker}: must be >= 1")
         if self.retries < 0:
@@ -147,7 +147,7 @@ def _fingerprint(cfg: ReconstructConfig, settings: PipelineSettings | None) -> d
     return {
         "input_dir": str(cfg.input_dir.resolve()),
         "models": models,
-        "pipeline": config.get("pipeline", {}) if settings is None else settings.values(),
+        "pipeline": config.get("pipeline") if settings is None else settings.values(),
         "device": cfg.device,
         "batch_size": cfg.batch_size,
         "max_hits_per_batch": cfg.max_hits_per_batch,

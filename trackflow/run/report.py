@@ -18,6 +18,7 @@ Schema (version 1; times in s, Unix time for instants, bytes for sizes)::
     latency_s:   p50, p95, p99, mean, max  — per event: its batch's submission to result at the client
     event_time_s: p50, p95, p99, mean, max — per event: load + pipeline time inside the task
     queueing_s:  p50, p95, p99, mean, max  — per batch: submission to its first task starting
+                 (each summary from trackflow.percentiles: every key null when nothing finished)
     stages:      {stage: {total_s, mean_s, share}}  — load, the five stages, finish (share of their sum)
     dask_overhead: mean_s, fraction — per batch: latency − queueing − task time; fraction of task time
                  (staged: includes the waits between a batch's stage tasks)
@@ -54,27 +55,13 @@ from typing import Any
 import numpy as np
 
 from trackflow.files import json_safe
+from trackflow.percentiles import summary
 from trackflow.run.records import BatchResult, EventFailure
 
 REPORT_VERSION = 1
 #: exit codes of ``trackflow reconstruct``
 EXIT_OK = 0  # every event done
 EXIT_FAILED_EVENTS = 3  # the run finished, some events failed (listed in report.json)
-
-
-def percentiles(values: Sequence[float]) -> dict[str, float] | None:
-    """p50, p95, p99, mean and max of ``values`` (None when empty)."""
-    array = np.asarray([v for v in values if v is not None and math.isfinite(v)], dtype=np.float64)
-    if array.size == 0:
-        return None
-    p50, p95, p99 = np.percentile(array, [50, 95, 99])
-    return {
-        "p50": float(p50),
-        "p95": float(p95),
-        "p99": float(p99),
-        "mean": float(array.mean()),
-        "max": float(array.max()),
-    }
 
 
 @dataclass
@@ -206,9 +193,9 @@ def build_report(stats: RunStats) -> dict[str, Any]:
             "events_per_s": processed / wall if wall > 0 else None,
             "hits_per_s": hits / wall if wall > 0 else None,
         },
-        "latency_s": percentiles([r.latency_s for r, _ in events]),
-        "event_time_s": percentiles([e.stop - e.start for _, e in events]),
-        "queueing_s": percentiles([q for q, _, _ in timings]),
+        "latency_s": summary([r.latency_s for r, _ in events]),
+        "event_time_s": summary([e.stop - e.start for _, e in events]),
+        "queueing_s": summary([q for q, _, _ in timings]),
         "stages": stages,
         "dask_overhead": {
             "mean_s": statistics.fmean(overheads) if overheads else None,
@@ -303,7 +290,7 @@ class RunReport:
                 f"({ev['processed']} events in {r['wall_s']:.3g} s)"
             )
         lat = r["latency_s"]
-        if lat:
+        if lat["p50"] is not None:
             lines.append(
                 f"latency per event: p50 {lat['p50']:.3g} s, p95 {lat['p95']:.3g} s, p99 {lat['p99']:.3g} s"
             )

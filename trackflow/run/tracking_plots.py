@@ -58,12 +58,6 @@ STAGE_TIMES_FILE = "stage_times.png"
 #: picture of an earlier run is left looking like this one's)
 TRUTH_FILES = (EFFICIENCY_PT_FILE, EFFICIENCY_ETA_FILE, EFFICIENCY_JSON_FILE, EVENT_DISPLAY_FILE)
 
-#: bin edges of the efficiency-vs-pT curve (GeV), finer around the 1 GeV threshold
-PT_BINS = (0.1, 0.2, 0.3, 0.5, 0.7, 1.0, 1.5, 2.0, 3.0, 5.0, 10.0, 20.0, 50.0, 100.0)
-#: bin edges of the efficiency-vs-eta curve: the TrackML detector covers |eta| < 4
-ETA_BINS = tuple(-4.0 + 0.5 * i for i in range(17))
-
-
 def _edges(key: str, value: Any) -> tuple[float, ...]:
     edges = tuple(float(v) for v in value)
     if len(edges) < 2 or any(not math.isfinite(e) for e in edges) or np.any(np.diff(edges) <= 0):
@@ -77,8 +71,8 @@ class PlotSettings:
 
     ``pt_bins`` (GeV) and ``eta_bins``: bin edges, increasing. ``display_event``: the id of the
     event drawn in the event display; None = the first event scored (the lowest id).
-    ``display_min_hits``: fewest hits of a track drawn in colour (default ``metrics.min_hits``,
-    5). ``dpi``: resolution of the PNG files (dots per inch).
+    ``display_min_hits``: fewest hits of a track drawn in colour (default ``metrics.min_hits``).
+    ``dpi``: resolution of the PNG files (dots per inch).
     """
 
     pt_bins: tuple[float, ...] | None = None
@@ -88,12 +82,12 @@ class PlotSettings:
     dpi: int = 110
 
     def __post_init__(self) -> None:
-        self.pt_bins = _edges("pt_bins", self.pt_bins or config.get("plots.pt_bins", PT_BINS))
-        self.eta_bins = _edges("eta_bins", self.eta_bins or config.get("plots.eta_bins", ETA_BINS))
+        self.pt_bins = _edges("pt_bins", self.pt_bins or config.get("plots.pt_bins"))
+        self.eta_bins = _edges("eta_bins", self.eta_bins or config.get("plots.eta_bins"))
         if self.display_event is None:
-            self.display_event = config.get("plots.display_event", None)
+            self.display_event = config.get("plots.display_event")
         if self.display_min_hits is None:
-            self.display_min_hits = int(config.get("metrics.min_hits", metrics.MIN_HITS))
+            self.display_min_hits = int(config.get("metrics.min_hits"))
         if self.display_min_hits < 1:
             raise ConfigError(f"display_min_hits {self.display_min_hits}: must be >= 1")
 
@@ -150,7 +144,7 @@ class EfficiencyCounts:
             {
                 "variable": self.variable,
                 "pt_min_gev": self.pt_min,
-                "min_hits": int(config.get("metrics.min_hits", metrics.MIN_HITS)),
+                "min_hits": int(config.get("metrics.min_hits")),
                 "bins": self.table().to_dict(orient="records"),
                 "underflow": {
                     "reconstructable": int(self.reconstructable[0]),
@@ -198,7 +192,7 @@ class TruthPlots:
 
     def __init__(self, settings: PlotSettings | None = None) -> None:
         self.settings = settings or PlotSettings()
-        pt_min = float(config.get("metrics.pt_min", metrics.PT_MIN))
+        pt_min = float(config.get("metrics.pt_min"))
         assert self.settings.pt_bins is not None and self.settings.eta_bins is not None  # __post_init__
         self.pt = EfficiencyCounts("pt", self.settings.pt_bins, pt_min=0.0)
         self.eta = EfficiencyCounts("eta", self.settings.eta_bins, pt_min=pt_min)

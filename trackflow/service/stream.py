@@ -56,6 +56,7 @@ from trackflow.events import Event
 from trackflow.events.trackml import list_events
 from trackflow.files import write_json
 from trackflow.memory import rss_bytes
+from trackflow.percentiles import summary
 from trackflow.service.service import EventTiming, Service, ServiceConfig
 
 if TYPE_CHECKING:
@@ -114,13 +115,13 @@ class StreamConfig:
     def __post_init__(self) -> None:
         self.input_dir, self.out_dir = Path(self.input_dir), Path(self.out_dir)
         if self.duration is None:
-            self.duration = float(config.get("stream.duration", 20))
+            self.duration = float(config.get("stream.duration"))
         self.sweep_duration = float(self.sweep_duration if self.sweep_duration is not None else self.duration)
-        self.seed = int(self.seed if self.seed is not None else config.get("stream.seed", 1))
+        self.seed = int(self.seed if self.seed is not None else config.get("stream.seed"))
         self.calibration_events = int(
             self.calibration_events
             if self.calibration_events is not None
-            else config.get("stream.calibration_events", 24)
+            else config.get("stream.calibration_events")
         )
         if not self.rates and not self.capacity_fractions and not self.concurrency:
             raise ConfigError("--rate / --concurrency: give at least one rate or one concurrency")
@@ -147,15 +148,6 @@ class StreamConfig:
 
 
 # --------------------------------------------------------------------------- statistics
-def _percentiles(values: Sequence[float]) -> dict[str, float | None]:
-    if not values:
-        return {"p50": None, "p95": None, "p99": None, "mean": None}
-    array = np.asarray(values, dtype=np.float64)
-    out: dict[str, float | None] = {f"p{q}": float(np.percentile(array, q)) for q in (50, 95, 99)}
-    out["mean"] = float(array.mean())
-    return out
-
-
 def summarise(timings: list[EventTiming], started: float) -> dict[str, Any]:
     """Counts, latency (and its parts) percentiles, throughput and bytes of one run's timings."""
     done = [t for t in timings if t.status == "done"]
@@ -167,10 +159,10 @@ def summarise(timings: list[EventTiming], started: float) -> dict[str, Any]:
         "shed": sum(t.status == "shed" for t in timings),
         "errors": sorted({t.error for t in timings if t.error})[:10],
         "throughput_hz": len(done) / (last - started) if done and last > started else 0.0,
-        "latency_s": _percentiles([t.latency_s for t in done]),
-        "queue_s": _percentiles([t.queue_s for t in done]),
-        "transfer_s": _percentiles([t.transfer_s for t in done]),
-        "service_s": _percentiles([t.service_s for t in done]),
+        "latency_s": summary([t.latency_s for t in done]),
+        "queue_s": summary([t.queue_s for t in done]),
+        "transfer_s": summary([t.transfer_s for t in done]),
+        "service_s": summary([t.service_s for t in done]),
         "batch_events_mean": statistics.fmean(t.batch_events for t in done) if done else None,
         "bytes_in_per_event": statistics.fmean(t.bytes_in for t in done) if done else None,
         "bytes_out_per_event": statistics.fmean(t.bytes_out for t in done) if done else None,
@@ -407,7 +399,7 @@ def _scale(service: Service, workers: int, progress: Progress) -> None:
         raise ConfigError("--instances: needs a cluster trackflow opened (not a scheduler address or client)")
     progress(f"scaling to {workers} worker(s)")
     handle.cluster.scale(workers)
-    deadline = time.monotonic() + float(config.get("workflow.cluster.start_timeout", 300))
+    deadline = time.monotonic() + float(config.get("workflow.cluster.start_timeout"))
     while service.worker_slots() != workers * service.config.threads_per_worker:
         if time.monotonic() > deadline:
             raise ConfigError(f"--instances {workers}: the cluster did not reach {workers} workers")
@@ -419,8 +411,8 @@ def run_stream(cfg: StreamConfig, progress: Progress | None = None) -> dict[str,
     and returns the stream.json content (with ``outputs``: the files written)."""
     say = progress or (lambda _line: None)
     events = load_events(cfg.input_dir, cfg.max_events)
-    drain = float(config.get("stream.drain_timeout", 120))
-    interval = float(config.get("stream.sample_interval", 0.1))
+    drain = float(config.get("stream.drain_timeout"))
+    interval = float(config.get("stream.sample_interval"))
     started = time.time()
     with _service(cfg) as service:
         slots = service.worker_slots()

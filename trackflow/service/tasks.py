@@ -1,8 +1,10 @@
 """What runs on a worker: one batch of events through the worker's warm pipeline.
 
-Errors are data, as in :mod:`trackflow.run.executors`: bad hits (a TrackflowError, or any error
-the computation raises deterministically on one event) fail that event only; an error that may
-pass (:data:`~trackflow.run.executors.TRANSIENT_ERRORS`) fails the task, which Dask retries.
+Errors are data, classified as the batch tasks classify them
+(:func:`trackflow.run.event_errors.classify_event_error`): bad hits (a TrackflowError, or any
+error the computation raises deterministically on one event) fail that event only; an error that
+may pass fails the task, which Dask retries. The service reports a task that failed after its
+retries for every event of the batch, with the original error (it is not split per event).
 """
 
 from __future__ import annotations
@@ -10,10 +12,9 @@ from __future__ import annotations
 import time
 from dataclasses import dataclass, field
 
-from trackflow.errors import TrackflowError
 from trackflow.events import Event
 from trackflow.pipeline.graph import EventTracks
-from trackflow.run.executors import TRANSIENT_ERRORS
+from trackflow.run.event_errors import TransientEventError, classify_event_error
 from trackflow.run.records import FINISH_STAGE, LOAD_STAGE, EventFailure
 
 
@@ -56,10 +57,12 @@ def serve_batch(plugin_name: str, events: list[Event]) -> ServedBatch:
             stage = FINISH_STAGE
             tracks: EventTracks | None = pipeline.finish(graph)
             failure = None
-        except TRANSIENT_ERRORS:
-            raise  # Dask retries the task
-        except (TrackflowError, Exception) as error:
-            tracks, failure = None, EventFailure.from_exception(int(event.event_id), stage, error)
+        except Exception as error:
+            # the events came in memory: no file to name in the failure
+            outcome = classify_event_error(int(event.event_id), stage, error)
+            if isinstance(outcome, TransientEventError):
+                raise  # the original error: Dask retries the task
+            tracks, failure = None, outcome
         served.events.append(ServedEvent(int(event.event_id), tracks, failure, time.perf_counter() - start))
     served.task_s = time.perf_counter() - task_start
     return served
