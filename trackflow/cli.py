@@ -636,6 +636,74 @@ def stream(**options: Any) -> None:
         click.echo(f"wrote {path}")
 
 
+@main.command()
+@cluster_options
+@click.option("--workers", type=click.IntRange(min=1), default=2, show_default=True,
+              help="Worker processes (local) or worker jobs (Slurm).")
+@click.option("--threads-per-worker", type=click.IntRange(min=1), default=1, show_default=True)
+@click.option("--host", default=None,
+              help="Address to listen on (default serve.host: 127.0.0.1, this machine only).")
+@click.option("--http-port", type=click.IntRange(min=0, max=65535), default=None,
+              help="HTTP port (default serve.http_port: 8000, Triton's; 0: any free port).")
+@click.option("--max-request-bytes", type=click.IntRange(min=1), default=None,
+              help="Largest request body in bytes (default serve.max_request_bytes: 64 MiB).")
+@click.option("--tls-cert", type=EXISTING_FILE, default=None, help="PEM certificate: serve HTTPS.")
+@click.option("--tls-key", type=EXISTING_FILE, default=None, help="PEM private key of --tls-cert.")
+@click.option("--max-batch", "max_batch_events", type=click.IntRange(min=1), default=None,
+              help="Dynamic batching: events per task at most (default service.max_batch_events, 1).")
+@click.option("--max-delay", "max_delay_ms", type=click.FloatRange(min=0), default=None,
+              help="Dynamic batching: ms the oldest event may wait for a batch to fill (default 0).")
+@click.option("--max-queued", type=click.IntRange(min=1), default=None,
+              help="Events that may wait for a worker (default service.max_queued, 256); then --policy.")
+@click.option("--policy", "queue_policy", type=click.Choice(["shed", "block"]), default=None,
+              help="When the queue is full: answer 503 at once (shed) or hold the request (block).")
+@user_errors
+def serve(
+    workers: int,
+    threads_per_worker: int,
+    models_dir: Path | None,
+    device: str | None,
+    **options: Any,
+) -> None:
+    """Serve the pipeline over the KServe v2 / Triton inference protocol (HTTP).
+
+    Model `trackflow`: inputs hit_id INT64, x, y, z FP32 (mm), volume_id, layer_id, module_id
+    INT32 (INT64 accepted), all 1-D of one length; output track_id INT64 aligned with hit_id.
+    Endpoints /v2/health/{live,ready}, /v2/models/trackflow[/ready|/config|/infer]. Any Triton
+    client can call it, e.g. tritonclient.http.InferenceServerClient("127.0.0.1:8000"). The
+    events run on the Dask cluster behind it (--cluster). Stops on Ctrl-C or SIGTERM, after
+    answering what it has taken.
+    """
+    import signal
+    import threading
+
+    from trackflow.service import ServiceConfig
+    from trackflow.service.kserve import ServeConfig, run_server
+
+    serve_keys = ("host", "http_port", "max_request_bytes", "tls_cert", "tls_key")
+    service_keys = ("max_batch_events", "max_delay_ms", "max_queued", "queue_policy")
+    serve_config = ServeConfig(**{k: options.pop(k) for k in serve_keys if options.get(k) is not None})
+    service_config = ServiceConfig(
+        models_dir=models_dir, device=device, threads_per_worker=threads_per_worker,
+        **{k: options.pop(k) for k in service_keys if options.get(k) is not None},
+    )
+    cluster_given = {k: v for k, v in options.items() if v is not None and k not in serve_keys + service_keys}
+    stop = threading.Event()
+    for number in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(number, lambda *_: stop.set())
+
+    def ready(server: Any) -> None:
+        click.echo(f"serving model trackflow on {server.url} ({workers} worker(s), cluster "
+                   f"{cluster_given.get('cluster', 'local')}); Ctrl-C stops", err=True)
+
+    counts = run_server(cluster_given.pop("cluster"), workers, service_config, serve_config, stop,
+                        on_ready=ready, **cluster_given)
+    service = counts["service"]
+    click.echo(f"requests: {counts['http']['requests']}, answered {counts['http']['answered']}, "
+               f"errors {counts['http']['errors']}; events done {service['done']}, failed "
+               f"{service['failed']}, shed {service['shed']}", err=True)
+
+
 # --------------------------------------------------------------------------- models
 def scale_map(value: str | None) -> dict[str, float]:
     """``r=1000,phi=3.14159,z=1000`` -> ``{"r": 1000.0, ...}``."""

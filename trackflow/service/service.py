@@ -365,6 +365,10 @@ class Service:
         info = self.client.scheduler_info(n_workers=-1)["workers"]
         return max(1, sum(int(w.get("nthreads", 1)) for w in info.values()))
 
+    def connected_workers(self) -> int:
+        """Workers now connected, asked of the scheduler (0: the service cannot answer yet)."""
+        return len(self.client.scheduler_info(n_workers=-1)["workers"])
+
     def close(self, drain: bool = True, timeout: float | None = 60.0) -> None:
         """Stop taking requests; with ``drain`` wait (up to ``timeout`` s) for the queued and the
         running ones to be answered. What is left fails with ServiceClosed (counted)."""
