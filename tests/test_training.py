@@ -349,3 +349,70 @@ def test_shipped_models_find_tracks_on_a_small_simulated_event(tiny_events: Path
     # they catch models that lost their training, not small drifts
     assert metrics.efficiency > 0.5
     assert metrics.fake_rate < 0.1
+
+
+@pytest.mark.sim
+def test_triplet_pruning_and_consecutive_targets_are_learned_and_shipped_in_the_manifest(
+    tiny_events: Path, tmp_path: Path
+) -> None:
+    out = train(tiny_config(tiny_events, tmp_path / "triplets", triplet_cut=25.0, gnn_targets="consecutive",
+                            gnn_fake_weight=0.5, filter_cut=0.1))  # fmt: skip
+    manifest = model_files.read_manifest(out)
+    config = manifest.stages["filter"].config
+    assert config["cut"] == 0.1
+    assert set(config["triplets"]["chi2_cut"]) == {"8", "13", "17"}
+    assert all(cut == 25.0 for cut in config["triplets"]["chi2_cut"].values())
+    assert manifest.training["config"]["gnn"]["targets"] == "consecutive"
+    assert not (out / "checkpoints").exists()  # a finished run leaves no checkpoint behind
+    pipeline = Pipeline.load(out)
+    assert pipeline.stages["filter"].triplets is not None
+    event = list_events(tiny_events)[0].load(("hits",))
+    graph = pipeline.prepare(event)
+    for name in ("embedding", "graph_building", "filter"):
+        graph = pipeline.run_stage(name, graph)
+    assert graph.counts["edges_filter"] <= graph.counts["edges_filter_mlp"]
+    assert len(pipeline(event).track_labels) == event.n_hits
+    with pytest.raises(ConfigError, match="targets"):
+        TrainingConfig(data_dir=tiny_events, out_dir=tmp_path / "x", gnn_targets="neighbours")
+
+
+@pytest.mark.sim
+def test_an_interrupted_gnn_training_resumes_from_its_checkpoint_and_ends_where_a_whole_run_does(
+    tiny_events: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from trackflow.pipeline.training import loop
+    from trackflow.pipeline.training.edges import EdgeSet
+    from trackflow.pipeline.training.gnn import train_gnn
+
+    events = load_truth_events(tiny_events, FeatureConfig())
+    rng = np.random.default_rng(0)
+    sets = []
+    for event in events:  # the truth edges and as many random pairs
+        fakes = rng.integers(0, event.n_hits, size=event.truth_edges.shape)
+        sets.append(EdgeSet.label(event, np.concatenate([event.truth_edges, fakes], axis=1)))
+    phis = [event.phi for event in events]
+    config = GNNTrainingConfig(hidden=8, n_iterations=2, epochs=3, steps_per_epoch=3, pair_features=False,
+                               edge_score_input=False, targets="consecutive")  # fmt: skip
+    whole, whole_losses = train_gnn(sets, phis, config, seed=4, checkpoint=tmp_path / "whole.pt")
+
+    class Interrupted(Exception):
+        pass
+
+    real_end_epoch = loop.Optimisation.end_epoch
+
+    def end_epoch_then_stop(self: loop.Optimisation, epoch: int, epochs: int) -> None:
+        real_end_epoch(self, epoch, epochs)
+        if epoch == 1:
+            raise Interrupted  # as a kill after the second epoch's checkpoint
+
+    monkeypatch.setattr(loop.Optimisation, "end_epoch", end_epoch_then_stop)
+    with pytest.raises(Interrupted):
+        train_gnn(sets, phis, config, seed=4, checkpoint=tmp_path / "resumed.pt")
+    monkeypatch.setattr(loop.Optimisation, "end_epoch", real_end_epoch)
+    resumed, resumed_losses = train_gnn(sets, phis, config, seed=4, checkpoint=tmp_path / "resumed.pt")
+    assert resumed_losses == pytest.approx(whole_losses)
+    for name, value in whole.state_dict().items():
+        torch.testing.assert_close(resumed.state_dict()[name], value)
+    # a checkpoint of another run (another seed) is not resumed: that run starts afresh
+    _, other_losses = train_gnn(sets, phis, config, seed=5, checkpoint=tmp_path / "resumed.pt")
+    assert len(other_losses) == config.epochs * config.steps_per_epoch

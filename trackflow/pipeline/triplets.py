@@ -102,14 +102,22 @@ def junctions(layers: np.ndarray, helix: EdgeHelix, n_hits: int) -> np.ndarray:
     return connected_components(graph, directed=False)[1].astype(np.int64)
 
 
-def triplet_pairs(helix: EdgeHelix, junction: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+def triplet_pairs(
+    helix: EdgeHelix, junction: np.ndarray, middles: np.ndarray | None = None
+) -> tuple[np.ndarray, np.ndarray]:
     """(first, second) int64 [T]: pairs of usable edges where the first's outer hit and the
-    second's inner hit share a junction (:func:`junctions`)."""
+    second's inner hit share a junction (:func:`junctions`); ``middles`` bool [junctions]: only
+    at these junctions (None: at every one)."""
     n_junctions = int(junction.max()) + 1 if len(junction) else 0
     usable = np.flatnonzero(helix.usable)
     end = junction[helix.outer[usable]]
     start = junction[helix.inner[usable]]
-    into = usable[np.argsort(end, kind="stable")]
+    if middles is not None:
+        into = usable[middles[end]]
+        end = end[middles[end]]
+    else:
+        into = usable
+    into = into[np.argsort(end, kind="stable")]
     out_of = usable[np.argsort(start, kind="stable")]
     counts_out = np.bincount(start, minlength=n_junctions)
     starts_out = np.cumsum(counts_out) - counts_out
@@ -252,24 +260,26 @@ class TripletScales:
         return cls(keys, bins, sigma, cuts, float(min_dr))
 
     # ------------------------------------------------------------------ using them
-    def _sigma_of(self, layer: np.ndarray, abs_rho: np.ndarray) -> np.ndarray:
-        """float [T, 2]: the scales of triplets with shared-hit ``layer`` and mean |rho|."""
-        row = np.clip(np.searchsorted(self.layers, layer), 0, len(self.layers) - 1)
-        known = self.layers[row] == layer
+    def _inverse_sigma(self, layer: np.ndarray, abs_rho: np.ndarray) -> np.ndarray:
+        """float32 [T, 2]: 1 / the scales of triplets with shared-hit ``layer`` and mean |rho|."""
+        # a layer the training never saw gets the loosest scale of its bin (last row), so it is
+        # not pruned hard; a dense key -> row table: searching 10^7 keys costs more than this
+        table = np.full(max(int(self.layers.max(initial=0)), int(layer.max(initial=0))) + 1, len(self.layers))
+        table[self.layers] = np.arange(len(self.layers))
+        inverse = 1.0 / np.concatenate([self.sigma, self.sigma.max(axis=0, keepdims=True)]).astype(np.float32)
         col = np.clip(
             np.searchsorted(self.curvature_bins, abs_rho, side="right") - 1, 0, self.sigma.shape[1] - 1
         )
-        sigma = self.sigma[row, col]
-        if not known.all():
-            # a layer the training never saw: the loosest scale of its bin, so it is not pruned hard
-            sigma[~known] = self.sigma[:, col[~known]].max(axis=0)
-        return sigma
+        return inverse[table[layer], col]
 
     def _chi2(self, layer: np.ndarray, abs_rho: np.ndarray, residuals: np.ndarray) -> np.ndarray:
-        return np.sum((residuals / self._sigma_of(layer, abs_rho)) ** 2, axis=1)
+        scaled = residuals.astype(np.float32) * self._inverse_sigma(layer, abs_rho)
+        return np.einsum("ij,ij->i", scaled, scaled)
 
     def best_chi2(self, layers: np.ndarray, cylindrical: np.ndarray, edges: np.ndarray) -> np.ndarray:
-        """float64 [E]: every edge's smallest triplet chi2 (+inf with no usable neighbour)."""
+        """float64 [E]: every prunable edge's (:meth:`prunable`) smallest triplet chi2, +inf when
+        it has no usable neighbour. Only triplets with a prunable edge are formed: the others
+        could change no decision (an edge of another volume may still vouch for a prunable one)."""
         edges = np.asarray(edges, np.int64)
         layers = np.asarray(layers, np.int64)
         n_edges = edges.shape[1]
@@ -277,12 +287,17 @@ class TripletScales:
         if n_edges == 0:
             return best.numpy()
         helix = edge_helix(cylindrical, edges, self.min_dr)
-        first, second = triplet_pairs(helix, junctions(layers, helix, len(layers)))
+        junction = junctions(layers, helix, len(layers))
+        prunable = self.prunable(layers, cylindrical, edges)
+        middles = np.zeros(int(junction.max()) + 1, bool)
+        middles[junction[helix.inner[prunable]]] = True
+        middles[junction[helix.outer[prunable]]] = True
+        first, second = triplet_pairs(helix, junction, middles)
         for start in range(0, len(first), _BLOCK):
             f, s = first[start : start + _BLOCK], second[start : start + _BLOCK]
             chi2 = self._chi2(
                 layers[helix.outer[f]], 0.5 * np.abs(helix.rho[f] + helix.rho[s]), _residuals(helix, f, s)
-            )
+            ).astype(np.float64)
             values = torch.from_numpy(np.concatenate([chi2, chi2]))
             index = torch.from_numpy(np.concatenate([f, s]))
             best.scatter_reduce_(0, index, values, reduce="amin")

@@ -9,6 +9,8 @@ at the sector's borders). Sectors are re-drawn at random each step, so borders m
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
 
 import numpy as np
 import torch
@@ -188,10 +190,13 @@ def train_gnn(
     config: GNNTrainingConfig,
     seed: int = 0,
     init: nn.Module | None = None,
+    checkpoint: Path | None = None,
+    fingerprint: Any = None,
 ) -> tuple[InteractionGNN, list[float]]:
     """Train an :class:`InteractionGNN` on filtered edges; ``phis``: hit phi (rad) per event.
-    ``init``: a trained GNN to start from (fine-tuning, e.g. with more iterations)."""
-    rng = np.random.default_rng(seed)
+    ``init``: a trained GNN to start from (fine-tuning, e.g. with more iterations).
+    ``checkpoint``: written after every epoch; a run with the same ``fingerprint`` (and config)
+    resumes from it (:class:`~trackflow.pipeline.training.loop.Optimisation`)."""
     torch.manual_seed(seed)
     model = InteractionGNN(
         in_features=edge_sets[0].event.features.shape[1],
@@ -206,10 +211,13 @@ def train_gnn(
     if init is not None:
         _warm_start(model, init, torch.Generator().manual_seed(seed))
     fit = Optimisation("gnn", model, config.learning_rate, config.epochs * config.steps_per_epoch,
-                       max_grad_norm=config.max_grad_norm)
+                       max_grad_norm=config.max_grad_norm, checkpoint=checkpoint,
+                       fingerprint=(fingerprint, config.to_dict(), seed))
     # unweighted classes: the cut is then chosen for purity, which weighting would blur
     pos_weight = config.pos_weight
-    for epoch in range(config.epochs):
+    for epoch in range(fit.resume(), config.epochs):
+        # each epoch's draws from (seed, epoch): a resumed run draws what the whole one would have
+        rng = np.random.default_rng([seed, epoch])
         model.train()
         order = np.resize(rng.permutation(len(edge_sets)), config.steps_per_epoch)
         for i in order:

@@ -7,6 +7,7 @@ import json
 import logging
 import os
 import platform
+import shutil
 import time
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
@@ -50,6 +51,10 @@ log = logging.getLogger(__name__)
 
 #: hit features of the shipped models: r first (the walkthrough labelling orders hits by column 0)
 DEFAULT_FEATURES: tuple[str, ...] = ("r", "cos_phi", "sin_phi", "z")
+
+
+#: folder of ``out_dir`` holding the per-epoch checkpoints while training runs
+CHECKPOINTS = "checkpoints"
 
 
 def _cfg(key: str, default: Any) -> Any:
@@ -505,7 +510,13 @@ def train(config: TrainingConfig) -> Path:
             config.gnn.n_iterations = int(getattr(init, "gnn", init).n_iterations)
         log.info("gnn: warm start from %s (%s), %d iterations", config.gnn_from, arch,
                  config.gnn.n_iterations)
-    gnn_net, gnn_losses = train_gnn(filtered_train, phis, config.gnn, seed=config.seed, init=init)
+    # what the GNN is trained from: a checkpoint of another run must not be resumed
+    fingerprint = {"edge_events": [(e.event_id, e.n_hits, e.truth_edges.shape[1]) for e in edge_events],
+                   "filter": filter_config, "training": config.to_dict() | {"out_dir": None},
+                   "init": None if gnn_source is None else gnn_source.stages["gnn"].sha256}
+    gnn_net, gnn_losses = train_gnn(filtered_train, phis, config.gnn, seed=config.seed, init=init,
+                                    checkpoint=config.out_dir / CHECKPOINTS / "gnn.pt",
+                                    fingerprint=fingerprint)
     val_gnn = [gnn_scores(gnn_net, s) for s in filtered_val]
     all_scores = np.concatenate(val_gnn) if val_gnn else np.zeros(0)
     all_y = np.concatenate([s.y for s in filtered_val]) if filtered_val else np.zeros(0, bool)
@@ -594,6 +605,8 @@ def train(config: TrainingConfig) -> Path:
         "tracks": {k: best[k] for k in ("efficiency", "efficiency_pt05", "fake_rate", "duplicate_rate")},
     }
     model_files.write_manifest(out, stages, features=features.to_dict(), training=training, metrics=metrics)
+    # the run is complete: its checkpoints would only be resumed by mistake (and are not models)
+    shutil.rmtree(out / CHECKPOINTS, ignore_errors=True)
     log.info("models written to %s in %.0f s", out, time.perf_counter() - start)
     return out
 
