@@ -9,7 +9,7 @@ STAMP := $(VENV)/.installed
 EXTRAS ?= sim,notebooks,test
 TRACKML_EVENTS ?= ../shared/data/trackml/kaggle_train_1
 
-.PHONY: run test venv lint data clean-venv bench
+.PHONY: run test venv venv-triton lint data clean-venv bench
 
 $(STAMP): pyproject.toml constraints.txt
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -20,6 +20,20 @@ $(STAMP): pyproject.toml constraints.txt
 	touch $(STAMP)
 
 venv: $(STAMP)
+
+# The environment that runs exported Triton repositories (trackflow export triton): trackflow with
+# its extra `triton`, whose nvidia-pytriton bundles a real tritonserver and pins numpy<2 (so never
+# in .venv, which has numpy 2 and pyarrow 26). About 1 min; the tests of the export run in it.
+TRITON_VENV := $(VENV)/triton
+TRITON_STAMP := $(TRITON_VENV)/.installed
+$(TRITON_STAMP): pyproject.toml constraints.txt $(STAMP)
+	test -x $(TRITON_VENV)/bin/python || $(PYTHON) -m venv $(TRITON_VENV)
+	$(TRITON_VENV)/bin/python -m pip install -q --upgrade pip
+	$(TRITON_VENV)/bin/python -m pip install -q -c constraints.txt torch==2.13.0
+	$(TRITON_VENV)/bin/python -m pip install -q -c constraints.txt -e ".[triton]"
+	touch $(TRITON_STAMP)
+
+venv-triton: $(TRITON_STAMP)
 
 # The main job on a LocalCluster: simulate a few events with ACTS (truth included, so efficiency
 # is reported) from the real TrackML particles when ../shared is there, else from a particle gun,
@@ -34,7 +48,7 @@ run: $(STAMP)
 		$(if $(wildcard $(TRACKML_EVENTS)),--particles-from $(TRACKML_EVENTS),--pileup 40)
 	$(VENV)/bin/trackflow reconstruct $(DEMO)/events --out $(DEMO)/out --overwrite --no-progress --batch-size 1
 
-test: $(STAMP)
+test: $(STAMP) $(TRITON_STAMP)
 	$(VENV)/bin/python -m pytest $(PYTEST_ARGS)
 
 lint: $(STAMP)

@@ -704,6 +704,41 @@ def serve(
                f"{service['failed']}, shed {service['shed']}", err=True)
 
 
+@main.group()
+def export() -> None:
+    """Write the pipeline in another server's format."""
+
+
+@export.command("triton")
+@click.argument("out_dir", type=OUT_DIR)
+@click.option("--kind", type=click.Choice(["custom", "ensemble"]), default=None,
+              help="custom: one Python model runs the whole pipeline; ensemble: one model per stage, "
+              "chained by Triton's ensemble scheduler (default serve.triton.kind: custom).")
+@click.option("--instances", type=click.IntRange(min=1), default=None,
+              help="Instances (processes) of each model (default serve.triton.instances, 1).")
+@click.option("--threads", type=click.IntRange(min=1), default=None,
+              help="torch / FAISS threads per instance (default serve.triton.threads, 1).")
+@click.option("--models", "models_dir", type=EXISTING_DIR, default=None,
+              help="Model directory (default: the shipped models); its sha256s are checked.")
+@click.option("--overwrite", is_flag=True, help="Replace OUT_DIR if it is not empty.")
+@user_errors
+def export_triton(**options: Any) -> None:
+    """Write a Triton Inference Server model repository to OUT_DIR serving model `trackflow`
+    (the tensors of `trackflow serve`), the model files copied in.
+
+    Triton runs it with a Python that has trackflow[triton] installed (numpy<2; `make
+    venv-triton` builds .venv/triton), e.g.
+    `tritonserver --model-repository OUT_DIR`; `python -m trackflow.service.triton.server OUT_DIR`
+    starts the binary bundled with nvidia-pytriton with the environment it needs.
+    """
+    from trackflow.service.triton import TritonExportConfig
+    from trackflow.service.triton import export_triton as run_export
+
+    config = TritonExportConfig(**{k: v for k, v in options.items() if v is not None})
+    for path in run_export(config):
+        click.echo(f"wrote {path}")
+
+
 # --------------------------------------------------------------------------- models
 def scale_map(value: str | None) -> dict[str, float]:
     """``r=1000,phi=3.14159,z=1000`` -> ``{"r": 1000.0, ...}``."""
