@@ -4,7 +4,9 @@
 override with dask's own config files, ``DASK_TRACKFLOW__...`` environment variables,
 ``dask.config.set`` / :func:`set`, or ``trackflow reconstruct --set KEY=VALUE``.
 
-A setting that is ``null`` is unset: :func:`get` gives the caller's fallback. Every pipeline-stage
+Every default lives in ``trackflow.yaml``: code reads a setting with :func:`get` (a dataclass field
+with :func:`default`), never with a fallback literal that repeats the YAML's value. A setting that
+is ``null`` is unset: :func:`get` gives None. Every pipeline-stage
 setting (``pipeline.*``) ships ``null`` in ``trackflow.yaml``, so a value found there was put
 there by the user — in a config file, the environment, ``dask.config.set`` or an edit of
 ``trackflow.yaml`` itself — and wins over the models' manifest even when it equals the built-in
@@ -13,7 +15,8 @@ default (:mod:`trackflow.pipeline.settings` resolves the precedence).
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
+import functools
+from collections.abc import Callable, Iterable, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -42,6 +45,13 @@ def get(key: str, default: Any = _MISSING) -> Any:
         return dask.config.get(full)
     value = dask.config.get(full, None)
     return default if value is None else value
+
+
+def default(key: str) -> Callable[[], Any]:
+    """A dataclass field's ``default_factory``: the setting ``key`` when the object is made, so
+    the default lives in ``trackflow.yaml`` only:
+    ``repeats: int = field(default_factory=config.default("bench.repeats"))``."""
+    return functools.partial(get, key)
 
 
 def set(**settings: Any) -> dask.config.set:

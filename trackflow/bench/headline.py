@@ -39,7 +39,9 @@ def headline_numbers(sweep: Sequence[dict[str, Any]], batch_size: int) -> dict[s
     multi = sorted({w for (w, t, _) in fused if t == 1 and w > 1})
     scaling_workers = 2 if 2 in multi else (multi[-1] if multi else None)
     fused_w = _best_over_concurrency(fused, scaling_workers, 1) if scaling_workers else None
-    out["scaling_efficiency"] = fused_w / (scaling_workers * direct_1) if fused_w and direct_1 else None
+    out["scaling_efficiency"] = (
+        fused_w / (scaling_workers * direct_1) if scaling_workers and fused_w and direct_1 else None
+    )
     out["scaling_efficiency_detail"] = {
         "workers": scaling_workers,
         "fused_events_per_second": fused_w,

@@ -57,7 +57,7 @@ import shutil
 import statistics
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import asdict, dataclass, replace
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -95,7 +95,7 @@ from trackflow.events.subsample import subsample_event
 from trackflow.events.trackml import EventRef, list_events
 from trackflow.memory import process_memory
 from trackflow.run.batching import Batch, count_hits, make_batches
-from trackflow.run.executors import DASK_MODES, MODES, Executor, make_executor
+from trackflow.run.executors import DASK_MODES, MODES, DaskExecutor, Executor, make_executor
 from trackflow.run.plugin import PipelineLoader, PipelinePlugin, load_pipeline
 from trackflow.run.records import BatchResult
 from trackflow.run.report import NetworkStats, RunStats, build_report
@@ -129,18 +129,19 @@ class BenchConfig:
 
     input_dir: Path
     out_dir: Path
-    workers: list[int] | None = None
-    threads: list[int] | None = None
-    concurrency: list[int] | None = None
-    modes: list[str] | None = None
-    batch_size: int | None = None
-    repeats: int | None = None
-    max_events: int | None = None
+    workers: list[int] = field(default_factory=config.default("bench.workers"))
+    threads: list[int] = field(default_factory=config.default("bench.threads"))
+    concurrency: list[int] = field(default_factory=config.default("bench.concurrency"))
+    modes: list[str] = field(default_factory=config.default("bench.modes"))
+    batch_size: int = field(default_factory=config.default("workflow.batch_size"))
+    repeats: int = field(default_factory=config.default("bench.repeats"))
+    # a default sweep should take minutes on 2 cores, whatever the directory holds
+    max_events: int | None = field(default_factory=config.default("bench.max_events"))
     hits: int | None = None
-    size_sweep: list[int] | None = None
-    size_events: int | None = None
-    models_dir: Path | None = None
-    device: str | None = None
+    size_sweep: list[int] = field(default_factory=config.default("bench.size_sweep"))
+    size_events: int = field(default_factory=config.default("bench.size_events"))
+    models_dir: Path | None = field(default_factory=config.default("models"))
+    device: str = field(default_factory=config.default("device"))
     cluster: str = "local"
     scheduler_file: Path | None = None
     adapt: tuple[int, int] | None = None
@@ -148,8 +149,8 @@ class BenchConfig:
     insecure: bool = False
     loader: PipelineLoader | None = None
     plots: bool = True
-    contention: bool | None = None
-    contention_seconds: float | None = None
+    contention: bool = field(default_factory=config.default("bench.contention"))
+    contention_seconds: float = field(default_factory=config.default("bench.contention_seconds"))
 
     def __post_init__(self) -> None:
         self.input_dir = Path(self.input_dir)
@@ -163,35 +164,26 @@ class BenchConfig:
             raise ConfigError(
                 f"--modes: unknown mode(s) {', '.join(unknown)}; choose from {', '.join(MODES)}"
             )
-        if self.batch_size is None:
-            self.batch_size = int(config.get("workflow.batch_size"))
+        self.batch_size = int(self.batch_size)
         if self.batch_size < 1:
             raise ConfigError(f"--batch-size: must be >= 1, got {self.batch_size}")
-        self.repeats = int(self.repeats if self.repeats is not None else config.get("bench.repeats"))
+        self.repeats = int(self.repeats)
         if self.repeats < 1:
             raise ConfigError(f"--repeats: must be >= 1, got {self.repeats}")
-        if self.max_events is None:
-            # a default sweep should take minutes on 2 cores, whatever the directory holds
-            self.max_events = config.get("bench.max_events")
         if self.hits is None:
             # full 100k-hit events take ~20 s each on one core: cut them for a sweep of minutes
             self.hits = config.get("bench.hits")
         if self.hits is not None and int(self.hits) <= 0:
             self.hits = None  # 0: bench the events as they are
-        if self.size_sweep is None:
-            self.size_sweep = list(config.get("bench.size_sweep"))
-        if self.size_events is None:
-            self.size_events = int(config.get("bench.size_events"))
-        if self.device is None:
-            self.device = str(config.get("device"))
-        if self.contention is None:
-            self.contention = bool(config.get("bench.contention"))
-        if self.contention_seconds is None:
-            self.contention_seconds = float(config.get("bench.contention_seconds"))
+        self.size_sweep = list(self.size_sweep)
+        self.size_events = int(self.size_events)
+        self.device = str(self.device)
+        self.contention = bool(self.contention)
+        self.contention_seconds = float(self.contention_seconds)
         if not self.contention_seconds > 0:
             raise ConfigError(f"bench.contention_seconds: must be > 0, got {self.contention_seconds}")
-        if self.models_dir is None and config.get("models") is not None:
-            self.models_dir = Path(config.get("models"))
+        if self.models_dir is not None:
+            self.models_dir = Path(self.models_dir)
 
 
 def _positive_list(values: Sequence[int] | None, key: str, option: str) -> list[int]:
@@ -288,7 +280,7 @@ def _cut_events(cfg: BenchConfig, refs: list[EventRef]) -> list[EventRef]:
     return [subsample_event(ref, cfg.hits, rng, directory) or ref for ref in refs]
 
 
-def _warm_up(executor: Any, batches: list[Batch], slots: int) -> None:
+def _warm_up(executor: Executor, batches: list[Batch], slots: int) -> None:
     """Two untimed batches per worker slot, ``slots`` in flight: every worker's first inference,
     allocator and caches before timing. One batch warmed one worker only, and the first two
     events of a cold worker take 3-4x a warm one's (0.25-0.30 s vs 0.07 s on 1.4k-hit events):
@@ -298,12 +290,13 @@ def _warm_up(executor: Any, batches: list[Batch], slots: int) -> None:
     warm = (
         [replace(batches[i % len(batches)], batch_id=i) for i in range(2 * max(slots, 1))] if batches else []
     )
-    in_flight = getattr(executor, "max_in_flight", None)
-    if in_flight is not None:
-        executor.max_in_flight = max(slots, 1)
+    if not isinstance(executor, DaskExecutor):  # the direct loop: one slot, nothing in flight
+        list(executor.execute(warm))
+        return
+    in_flight = executor.max_in_flight
+    executor.max_in_flight = max(slots, 1)
     list(executor.execute(warm))
-    if in_flight is not None:
-        executor.max_in_flight = in_flight
+    executor.max_in_flight = in_flight
 
 
 def _sweep_dask(
@@ -331,6 +324,7 @@ def _sweep_dask(
         client.register_plugin(plugin)
         gpu = opened.gpu_worker_count() > 0
         threads_by_worker = worker_threads(client)
+        n_workers = len(threads_by_worker)
         memory = worker_memory(client)
         measurements.setdefault("worker_rss_bytes", []).extend(m["rss"] for m in memory.values())
         rtt = scheduler_worker_rtt(client)
@@ -348,13 +342,14 @@ def _sweep_dask(
                 max_in_flight=1,
                 gpu=gpu,
             )
+            assert isinstance(executor, DaskExecutor)  # a Dask mode's: it has max_in_flight
             _warm_up(executor, batches, sum(threads_by_worker.values()))
             for concurrency in cfg.concurrency:
                 executor.max_in_flight = concurrency
                 for repeat in range(cfg.repeats):
                     point = {
                         "mode": mode,
-                        "workers": len(threads_by_worker),
+                        "workers": n_workers,
                         "threads": threads,
                         "concurrency": concurrency,
                         "batch_size": cfg.batch_size,
@@ -364,8 +359,8 @@ def _sweep_dask(
                     entry, results = _run_point(executor, batches, point, client, threads_by_worker, rtt)
                     entry["overhead"] = batch_overhead(results)
                     sweep.append(entry)
-                    key = service_key(mode, point["workers"], threads)
-                    samples.setdefault(key, ServiceSamples(mode, point["workers"], threads, cfg.device)).add(
+                    key = service_key(mode, n_workers, threads)
+                    samples.setdefault(key, ServiceSamples(mode, n_workers, threads, cfg.device)).add(
                         results, concurrency
                     )
                     log(entry)

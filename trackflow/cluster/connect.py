@@ -60,9 +60,12 @@ def connect_error(
     tls_failure = next((e for e in chain if isinstance(e, ssl.SSLError)), None)
     if address.startswith("tls://") and (verify is not None or tls_failure is not None):
         ours = None
-        if security is not None and security.tls_client_cert and security.tls_ca_file:
-            problem = certificate_problem(security.tls_client_cert, security.tls_ca_file)
-            ours = problem and f"our certificate {security.tls_client_cert}: {problem}"
+        # Security sets its tls_* attributes from dask.config at run time (no declared fields)
+        cert = getattr(security, "tls_client_cert", None)
+        ca_file = getattr(security, "tls_ca_file", None)
+        if cert and ca_file:
+            problem = certificate_problem(cert, ca_file)
+            ours = problem and f"our certificate {cert}: {problem}"
         if verify is not None:  # we checked the scheduler's certificate and it failed
             theirs = str(verify.verify_message or verify.reason)
             if "self-signed" in theirs or "issuer" in theirs:
@@ -86,7 +89,7 @@ def connection_security(address: str, run_dir: Path | None, scheduler_file: Path
     """Security for a client of a running scheduler: dask's TLS config if set (the sbatch script
     exports it), else the TLS files in ``run_dir/tls`` or next to the scheduler file."""
     from_config = Security()
-    if not address.startswith("tls://") or from_config.tls_ca_file:
+    if not address.startswith("tls://") or getattr(from_config, "tls_ca_file", None):
         return from_config
     candidates = [d / "tls" for d in (run_dir, scheduler_file and scheduler_file.parent) if d]
     for directory in candidates:

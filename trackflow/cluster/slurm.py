@@ -209,10 +209,10 @@ def slurm_cluster(
         finally:
             if client is not None:
                 client.close()
-            for job in gpu_jobs:
-                with contextlib.suppress(Exception):
-                    cluster.sync(_bounded, job.close, close_timeout)
             if cluster is not None:
+                for job in gpu_jobs:
+                    with contextlib.suppress(Exception):
+                        cluster.sync(_bounded, job.close, close_timeout)
                 cluster.close(timeout=close_timeout)
             cancel_jobs(job_name, timeout=close_timeout)  # anything close() missed
             if tls_files is not None:

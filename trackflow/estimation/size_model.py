@@ -194,7 +194,7 @@ class SizeScaling:
             return power
         stage_names = sorted({s for p in points for s in p["stages"]}, key=_stage_order)
         laws: dict[str, PowerLaw] = {}
-        for name in {STAGE_COUNTS.get(s) for s in stage_names} - {None}:
+        for name in {c for c in (STAGE_COUNTS.get(s) for s in stage_names) if c is not None}:
             measured = np.array([p["counts"].get(name, 0) for p in points], dtype=np.float64)
             law = PowerLaw.fit(name, hits, measured)
             if law is not None:
@@ -202,16 +202,18 @@ class SizeScaling:
         stages = []
         for stage in stage_names:
             count = STAGE_COUNTS.get(stage)
-            measured = (
-                np.array([p["counts"].get(count, 0) for p in points], dtype=np.float64)
-                if count in laws
-                else None
+            if count is not None and count not in laws:
+                count = None  # its count could not be fitted: the stage is linear in hits
+            stage_counts = (
+                None
+                if count is None
+                else np.array([p["counts"].get(count, 0) for p in points], dtype=np.float64)
             )
             stage_s = np.array([p["stages"].get(stage, 0.0) for p in points], dtype=np.float64)
-            stages.append(StageCost.fit(stage, hits, stage_s, measured, count if count in laws else None))
+            stages.append(StageCost.fit(stage, hits, stage_s, stage_counts, count))
         inside = np.array([sum(p["stages"].values()) for p in points], dtype=np.float64)
         other = max(float(np.mean(seconds - inside)), 0.0)
-        used = {s.count for s in stages} - {None}
+        used = {s.count for s in stages if s.count is not None}
         return cls(
             power.a,
             power.b,
@@ -244,17 +246,23 @@ class SizeScaling:
 
     @classmethod
     def from_dict(cls, data: Mapping[str, Any]) -> SizeScaling:
-        """Reads both models; a bench.json from before the per-stage model gives the power law."""
+        """Reads either model: without ``stages`` (no size sweep of 3 sizes) it is the power law."""
         return cls(
             float(data["a"]),
             float(data["b"]),
             float(data["k"]),
             int(data.get("points", 0)),
-            tuple(data.get("hits_range", (0, 0))),  # type: ignore[arg-type]
+            _hits_range(data),
             tuple(StageCost(**s) for s in data.get("stages") or ()),
             tuple(PowerLaw(**c) for c in data.get("counts") or ()),
             float(data.get("other_s", 0.0)),
         )
+
+
+def _hits_range(data: Mapping[str, Any]) -> tuple[int, int]:
+    """The (smallest, largest) hits a fit saw; (0, 0) when the record does not say."""
+    low, high = data.get("hits_range") or (0, 0)
+    return int(low), int(high)
 
 
 def _stage_order(stage: str) -> int:
@@ -301,5 +309,5 @@ class MemoryScaling:
             float(data["b"]),
             float(data["k"]),
             int(data.get("points", 0)),
-            tuple(data.get("hits_range", (0, 0))),  # type: ignore[arg-type]
+            _hits_range(data),
         )

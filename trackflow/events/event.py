@@ -67,14 +67,15 @@ class Event:
 
     def hits_per_volume(self) -> dict[int, int]:
         counts = self.hits["volume_id"].value_counts().sort_index()
-        return {int(k): int(v) for k, v in counts.items()}
+        return {int(k): int(v) for k, v in zip(counts.index, counts.to_numpy(), strict=True)}
 
     def particle_pt(self) -> pd.Series:
         """Transverse momentum (GeV) per particle_id, from particles."""
         if self.particles is None:
             raise ValueError(f"event {self.event_id} has no particles")
         p = self.particles
-        return pd.Series(np.hypot(p["px"], p["py"]).to_numpy(), index=p["particle_id"].to_numpy())
+        pt = np.hypot(p["px"].to_numpy(), p["py"].to_numpy())
+        return pd.Series(pt, index=p["particle_id"].to_numpy())
 
     def hits_only(self) -> Event:
         """The event as a reconstruction job may see it: hits (and cells), never truth."""

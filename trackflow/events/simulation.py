@@ -228,7 +228,8 @@ def trackml_weights(truth: pd.DataFrame, particles: pd.DataFrame) -> np.ndarray:
     signal = particle_ids != 0
     pt = np.zeros(len(truth))
     vz = np.zeros(len(truth))
-    pt[signal] = np.hypot(info["px"], info["py"]).reindex(particle_ids[signal]).to_numpy()
+    particle_pt = pd.Series(np.hypot(info["px"].to_numpy(), info["py"].to_numpy()), index=info.index)
+    pt[signal] = particle_pt.reindex(particle_ids[signal]).to_numpy()
     vz[signal] = info["vz"].reindex(particle_ids[signal]).to_numpy()
     distance = np.abs(truth["tz"].to_numpy(np.float64) - vz)
     order = np.lexsort((distance, particle_ids))

@@ -193,15 +193,16 @@ def read_event(source: str | Path | EventRef, parts: Sequence[str] = PARTS) -> E
         others = ", ".join(path.name for _, path in sorted(ref.paths.items()))
         raise EventFileError(hits_path, f"missing hits file (event {ref.event_id} has only {others})")
     checks = ValueChecks.from_config()
-    frames: dict[str, pd.DataFrame | None] = {"hits": read_csv(hits_path, "hits", checks)}
+    hits = read_csv(hits_path, "hits", checks)
+    frames: dict[str, pd.DataFrame | None] = {"hits": hits}
     for part in PARTS[1:]:
         path = ref.paths.get(part)
         frames[part] = read_csv(path, part, checks) if part in parts and path is not None else None
     paths = {part: ref.paths.get(part) or ref.expected_path(part) for part in PARTS}
-    check_consistency(frames["hits"], frames["truth"], frames["particles"], paths)
+    check_consistency(hits, frames["truth"], frames["particles"], paths)
     return Event(
         event_id=ref.event_id,
-        hits=with_derived(frames["hits"]),
+        hits=with_derived(hits),
         cells=frames["cells"],
         truth=frames["truth"],
         particles=frames["particles"],

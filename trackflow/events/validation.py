@@ -244,7 +244,7 @@ def _check_modules(path: Path, hits: pd.DataFrame) -> None:
     unknown = rows < 0
     if unknown.any():
         i = int(np.flatnonzero(unknown)[0])
-        volume, layer, module = (int(hits[c].iat[i]) for c in ("volume_id", "layer_id", "module_id"))
+        volume, layer, module = (int(hits[c].to_numpy()[i]) for c in ("volume_id", "layer_id", "module_id"))
         raise EventFileError(
             path,
             f"no module volume_id={volume} layer_id={layer} module_id={module} (line {i + 2}) in the "

@@ -181,7 +181,7 @@ class DaskExecutor:
             flight.failures.append(self._killed_its_workers(ref, error, restarts))
             return self._next_alone(flight)
         # e.g. a cancelled future
-        message = " ".join(str(error).split()) or future.status
+        message = " ".join(str(error).split()) or str(future.status)
         flight.failures += [
             EventFailure(e, "task", type(error).__name__, message, attempts=self.retries + 1)
             for e in flight.remaining.event_ids
@@ -244,7 +244,7 @@ class DaskExecutor:
             with lock:
                 late = [f for f in flights.values() if now > f.deadline and f.timeout_reason is None]
             for flight in late:
-                states = self._task_states([f.key for f in flight.futures])
+                states = self._task_states([str(f.key) for f in flight.futures])
                 waiting = sorted({s for s in states.values() if s not in ("memory", "released")})
                 flight.timeout_reason = (
                     f"batch not finished within task_timeout={self.task_timeout:g} s "
@@ -298,7 +298,7 @@ class StagedExecutor(DaskExecutor):
     stage_names: tuple[str, ...] = STAGE_NAMES
 
     def submit(self, batch: Batch, attempt: int) -> list[Future]:
-        futures = [
+        futures: list[Future] = [
             self.client.submit(
                 load_task,
                 self.plugin_name,

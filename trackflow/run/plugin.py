@@ -145,6 +145,7 @@ class PipelinePlugin(WorkerPlugin):
 def worker_pipeline(plugin_name: str) -> Pipeline:
     """The pipeline the plugin ``plugin_name`` loaded in this worker (call inside a task)."""
     plugin = get_worker().plugins.get(plugin_name)
-    if plugin is None or plugin.pipeline is None:
+    pipeline = getattr(plugin, "pipeline", None)  # a PipelinePlugin's, once set up
+    if pipeline is None:
         raise RuntimeError(f"worker has no loaded pipeline (plugin {plugin_name} not set up)")
-    return plugin.pipeline
+    return pipeline

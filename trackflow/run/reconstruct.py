@@ -76,11 +76,11 @@ class ReconstructConfig:
     input_dir: Path
     out_dir: Path
     models_dir: Path | None = None
-    device: str | None = None
+    device: str = field(default_factory=config.default("device"))
     cluster: str = "local"
     workers: int | None = None
     threads_per_worker: int = 1
-    mode: str | None = None
+    mode: str = field(default_factory=config.default("workflow.mode"))
     batch_size: int | str | None = None
     max_hits_per_batch: int | None = None
     max_in_flight: int | None = None
@@ -90,8 +90,8 @@ class ReconstructConfig:
     profile_file: Path | None = None
     insecure: bool = False
     overwrite: bool = False
-    retries: int | None = None
-    task_timeout: float | None = None
+    retries: int = field(default_factory=config.default("workflow.retries"))
+    task_timeout: float = field(default_factory=config.default("workflow.task_timeout"))
     event_ids: list[int] | None = None
     progress: bool | None = None
     gpu_workers: int = 0
@@ -103,13 +103,10 @@ class ReconstructConfig:
     def __post_init__(self) -> None:
         self.input_dir = Path(self.input_dir)
         self.out_dir = Path(self.out_dir)
-        self.mode = self.mode or str(config.get("workflow.mode"))
         check_mode(self.mode)
-        self.device = self.device or str(config.get("device"))
-        self.retries = int(self.retries if self.retries is not None else config.get("workflow.retries"))
-        self.task_timeout = float(
-            self.task_timeout if self.task_timeout is not None else config.get("workflow.task_timeout")
-        )
+        self.device = str(self.device)
+        self.retries = int(self.retries)
+        self.task_timeout = float(self.task_timeout)
         if self.max_hits_per_batch is None:
             self.max_hits_per_batch = config.get("workflow.max_hits_per_batch")
         if self.batch_size is None and self.max_hits_per_batch is None:

@@ -40,7 +40,7 @@ class _QuietFileHandler(logging.FileHandler):
         self.failed_writes = getattr(self, "failed_writes", 0) + 1
 
 
-class _StderrHandler(logging.StreamHandler):  # type: ignore[type-arg]
+class _StderrHandler(logging.StreamHandler):  # type: ignore[type-arg,unused-ignore]
     """What Python's last-resort handler does (WARNING and up, the message alone, to the
     ``sys.stderr`` of the moment); stands in for it while the file handler is attached, since
     logging falls back to it only when a record finds no handler at all."""
@@ -49,7 +49,7 @@ class _StderrHandler(logging.StreamHandler):  # type: ignore[type-arg]
         super().__init__()
         self.setLevel(logging.WARNING)
 
-    @property  # type: ignore[override]
+    @property  # type: ignore[override,unused-ignore]
     def stream(self) -> object:
         return sys.stderr
 

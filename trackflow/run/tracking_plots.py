@@ -331,7 +331,7 @@ def plot_event_display(display: DisplayedEvent, path: Path, min_hits: int = 5, d
     for ax, (u, v) in ((ax_xy, (x, y)), (ax_rz, (z, r))):
         ax.scatter(u[~coloured], v[~coloured], s=1, color="0.7", linewidths=0, rasterized=True)
         segments = np.stack([np.stack([u[first], v[first]], 1), np.stack([u[second], v[second]], 1)], 1)
-        ax.add_collection(LineCollection(segments, colors=colour[first], linewidths=line_width))
+        ax.add_collection(LineCollection(list(segments), colors=colour[first], linewidths=line_width))
         ax.scatter(u[coloured], v[coloured], s=hit_size, color=colour[coloured], linewidths=0)
         ax.grid(alpha=0.3)
     ax_xy.set_aspect("equal", adjustable="datalim")

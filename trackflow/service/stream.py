@@ -86,7 +86,7 @@ class StreamConfig:
     out_dir: Path
     rates: list[float] = field(default_factory=list)
     capacity_fractions: list[float] = field(default_factory=list)
-    duration: float | None = None
+    duration: float = field(default_factory=config.default("stream.duration"))
     concurrency: list[int] = field(default_factory=list)
     instances: list[int] = field(default_factory=list)
     sweep_duration: float | None = None
@@ -105,8 +105,8 @@ class StreamConfig:
     max_queued: int | None = None
     queue_policy: str | None = None
     max_events: int | None = None
-    calibration_events: int | None = None
-    seed: int | None = None
+    calibration_events: int = field(default_factory=config.default("stream.calibration_events"))
+    seed: int = field(default_factory=config.default("stream.seed"))
     passes: int = 1
     client: Client | None = field(default=None, repr=False)
     pipeline_loader: PipelineLoader | None = field(default=None, repr=False)
@@ -114,15 +114,10 @@ class StreamConfig:
 
     def __post_init__(self) -> None:
         self.input_dir, self.out_dir = Path(self.input_dir), Path(self.out_dir)
-        if self.duration is None:
-            self.duration = float(config.get("stream.duration"))
+        self.duration = float(self.duration)
         self.sweep_duration = float(self.sweep_duration if self.sweep_duration is not None else self.duration)
-        self.seed = int(self.seed if self.seed is not None else config.get("stream.seed"))
-        self.calibration_events = int(
-            self.calibration_events
-            if self.calibration_events is not None
-            else config.get("stream.calibration_events")
-        )
+        self.seed = int(self.seed)
+        self.calibration_events = int(self.calibration_events)
         if not self.rates and not self.capacity_fractions and not self.concurrency:
             raise ConfigError("--rate / --concurrency: give at least one rate or one concurrency")
         if any(not r > 0 for r in [*self.rates, *self.capacity_fractions]):
@@ -420,7 +415,7 @@ def run_stream(cfg: StreamConfig, progress: Progress | None = None) -> dict[str,
         closed_loop(service, events, slots, None, count=2 * slots)
         network = network_cost(service)
         say(f"capacity: {cfg.calibration_events} events, {2 * slots} in flight, then one at a time")
-        before = _calibrate(service, events, slots, int(cfg.calibration_events))
+        before = _calibrate(service, events, slots, cfg.calibration_events)
         say(f"capacity measured {before['summary']['throughput_hz']:.3g} Hz")
         offered = [*cfg.rates, *(f * before["summary"]["throughput_hz"] for f in cfg.capacity_fractions)]
         # with passes > 1 the rates take turns, duration/passes s each time: a machine whose
@@ -430,17 +425,17 @@ def run_stream(cfg: StreamConfig, progress: Progress | None = None) -> dict[str,
         calibrations = [before]
         for turn in range(cfg.passes):
             if turn > 0:  # the capacity in every pass: the prediction sees the machine the rates saw
-                calibrations.append(_calibrate(service, events, slots, int(cfg.calibration_events)))
+                calibrations.append(_calibrate(service, events, slots, cfg.calibration_events))
             for rate in offered:
                 if cfg.on_rate is not None and turn == 0:
                     cfg.on_rate(service, rate)
-                stretch = float(cfg.duration) / cfg.passes
+                stretch = cfg.duration / cfg.passes
                 passes[rate].append(open_loop_pass(service, events, rate, stretch, rng, drain, interval))
                 done = sum(t.status == "done" for t in passes[rate][-1].timings)
                 say(f"rate {rate:.3g} Hz, pass {turn + 1}/{cfg.passes}: {done} done")
         # the capacity again after the rates: the figures use both, the drift is on record
         if offered:
-            calibrations.append(_calibrate(service, events, slots, int(cfg.calibration_events)))
+            calibrations.append(_calibrate(service, events, slots, cfg.calibration_events))
         capacities = [c["summary"]["throughput_hz"] for c in calibrations]
         capacity = statistics.fmean(capacities)
         measured_model = _measured_model(calibrations, slots)
@@ -453,7 +448,7 @@ def run_stream(cfg: StreamConfig, progress: Progress | None = None) -> dict[str,
             f"({model.source})")
         rates = []
         for rate in offered:
-            result = summarise_rate(rate, float(cfg.duration), passes[rate])
+            result = summarise_rate(rate, cfg.duration, passes[rate])
             result["worker_memory"] = _safe_worker_memory(service)
             result["predicted"] = model.latency(rate)
             result["predicted_measured"] = measured_model.latency(rate)
@@ -473,7 +468,8 @@ def run_stream(cfg: StreamConfig, progress: Progress | None = None) -> dict[str,
             "one_at_a_time": [c["alone"] for c in calibrations],
         }
         sweep = []
-        for workers in cfg.instances or ([None] if cfg.concurrency else []):
+        instances: list[int | None] = list(cfg.instances) or ([None] if cfg.concurrency else [])
+        for workers in instances:
             if workers is not None:
                 _scale(service, workers, say)
                 closed_loop(service, events, service.worker_slots(), None, count=2 * service.worker_slots())
@@ -510,7 +506,8 @@ def _calibrate(service: Service, events: Sequence[Event], slots: int, count: int
     done = [t for t in timings if t.status == "done"]
     if not done:
         raise ConfigError("stream: no event was reconstructed in the capacity measurement")
-    alone, alone_timings = None, []
+    alone: dict[str, Any] | None = None
+    alone_timings: list[EventTiming] = []
     if slots > 1:
         alone, alone_timings = closed_loop(service, events, 1, None, count=max(2 * slots, count // 3))
     return {
