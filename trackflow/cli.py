@@ -657,6 +657,9 @@ def stream(**options: Any) -> None:
               help="Events that may wait for a worker (default service.max_queued, 256); then --policy.")
 @click.option("--policy", "queue_policy", type=click.Choice(["shed", "block"]), default=None,
               help="When the queue is full: answer 503 at once (shed) or hold the request (block).")
+@click.option("--tasks-per-slot", type=click.IntRange(min=1), default=None,
+              help="Tasks on the cluster per worker thread (default serve.tasks_per_slot: 2, the next "
+              "event waits on its worker, so Dask's round trip overlaps the running one; 1: none waits).")
 @user_errors
 def serve(
     workers: int,
@@ -677,14 +680,17 @@ def serve(
     import signal
     import threading
 
+    from trackflow import config
     from trackflow.service import ServiceConfig
     from trackflow.service.kserve import ServeConfig, run_server
 
     serve_keys = ("host", "http_port", "max_request_bytes", "tls_cert", "tls_key")
     service_keys = ("max_batch_events", "max_delay_ms", "max_queued", "queue_policy")
     serve_config = ServeConfig(**{k: options.pop(k) for k in serve_keys if options.get(k) is not None})
+    tasks_per_slot = options.pop("tasks_per_slot") or int(config.get("serve.tasks_per_slot"))
     service_config = ServiceConfig(
         models_dir=models_dir, device=device, threads_per_worker=threads_per_worker,
+        tasks_per_slot=tasks_per_slot,
         **{k: options.pop(k) for k in service_keys if options.get(k) is not None},
     )
     cluster_given = {k: v for k, v in options.items() if v is not None and k not in serve_keys + service_keys}

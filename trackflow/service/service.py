@@ -87,7 +87,10 @@ class ServiceConfig:
     may wait for a batch to fill (0: never wait, batch only what is already there);
     ``max_queued``: events that may wait on the client; ``queue_policy``: ``shed`` or ``block``
     when they do (``block_timeout_s``: then shed; None: wait forever); ``max_in_flight``: batches
-    on the cluster at once (None: the workers' threads); ``retries``: Dask retries of a task
+    on the cluster at once (None: the workers' threads times ``tasks_per_slot``; 1 keeps the
+    queue on the client, 2 keeps one more task waiting on each worker so that Dask's round trip
+    of the next event overlaps the running one: ``trackflow serve`` takes ``serve.tasks_per_slot``);
+    ``retries``: Dask retries of a task
     failing with a transient error. ``models_dir`` / ``device`` / ``threads_per_worker`` /
     ``settings`` as for ``trackflow reconstruct``; ``pipeline_loader`` replaces ``Pipeline.load``
     (tests, notebooks without trained models).
@@ -102,6 +105,7 @@ class ServiceConfig:
     queue_policy: str | None = None
     block_timeout_s: float | None = None
     max_in_flight: int | None = None
+    tasks_per_slot: int = 1
     retries: int | None = None
     settings: dict[str, Any] = field(default_factory=dict)
     pipeline_loader: PipelineLoader | None = field(default=None, repr=False)
@@ -117,6 +121,8 @@ class ServiceConfig:
         if self.max_in_flight is None:
             self.max_in_flight = config.get("service.max_in_flight", None)
         self.retries = int(self.retries if self.retries is not None else config.get("workflow.retries", 2))
+        if int(self.tasks_per_slot) < 1:
+            raise ConfigError(f"tasks_per_slot {self.tasks_per_slot}: must be >= 1")
         if self.max_in_flight is not None and int(self.max_in_flight) < 1:
             raise ConfigError(f"service.max_in_flight {self.max_in_flight}: must be >= 1")
         if self.settings and self.pipeline_loader is not None:
@@ -387,7 +393,7 @@ class Service:
     def _in_flight_limit(self) -> int:
         if self.config.max_in_flight is not None:
             return int(self.config.max_in_flight)
-        return self._slots
+        return self._slots * int(self.config.tasks_per_slot)
 
     def _watch_slots(self) -> None:
         """The workers' thread count, asked of the scheduler every SLOT_REFRESH_S s on this

@@ -1,0 +1,640 @@
+"""trackflow serve against a real Triton Inference Server (issue 30): same pipeline, same events,
+same cores, same client, one after the other in one run.
+
+Paths (each on the same N = 1, 2 worker processes or model instances, one thread each):
+
+* ``serve``: ``trackflow serve --workers N`` (trackflow.Service on a LocalCluster behind the
+  KServe v2 HTTP front end; every event one fused task; two tasks per worker thread, the
+  default), and ``serve-1``: the same with ``--tasks-per-slot 1`` (no task waits on a worker),
+* ``custom``: ``trackflow export triton --kind custom --instances N`` in the tritonserver bundled
+  with nvidia-pytriton (one Python model runs the whole pipeline),
+* ``ensemble``: ``--kind ensemble --instances N`` (one Python model per stage, N instances each,
+  chained by Triton's ensemble scheduler),
+* ``direct``: the Pipeline in this process, no server (the pipeline's own time per event).
+
+One load generator drives every server: ``tritonclient.http`` (binary tensors), one client per
+thread. Closed loop: C requests in flight (C = 1, 2, 4, 8), each thread sending the next event as
+soon as its answer is in, for ``--duration`` s after a warm-up; throughput and p50/p95/p99
+latency. Open loop: Poisson arrivals at fractions of the Triton custom backend's measured capacity
+at the same N, the same arrival times for every path; latency from the scheduled arrival.
+Per-request floor: each server with a trivial model (track_id = zeros, no pipeline) at
+concurrency 1. Identity: every path's tracks of every event equal the direct Pipeline's (exactly,
+label for label) and ``trackflow reconstruct``'s (the same hits in the same tracks).
+
+Example (2 busy cores: about 20 min; small events ~1.4k hits, full events ~110k hits)::
+
+    .venv/bin/trackflow simulate --out /tmp/vt_events --events 16 --seed 1 --pileup 10 --no-progress
+    make venv-triton
+    .venv/bin/python benchmarks/vs_triton.py /tmp/vt_events \\
+        --full-events ../shared/data/trackml/kaggle_train_1 \\
+        --out benchmarks/results/vs_triton
+
+Writes ``OUT/vs_triton.json``, ``OUT/vs_triton.md`` (the tables) and ``OUT/vs_triton.png``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import json
+import os
+import platform
+import re
+import signal
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from collections.abc import Callable, Iterator
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+import trackflow
+from trackflow.service.protocol import INPUTS
+
+REPO = Path(__file__).resolve().parents[1]
+NUMPY = {"INT64": np.int64, "INT32": np.int32, "FP32": np.float32}
+
+_TRIVIAL_MODEL = """
+import numpy as np
+import triton_python_backend_utils as pb_utils
+
+
+class TritonPythonModel:
+    def execute(self, requests):
+        out = []
+        for request in requests:
+            hit_id = pb_utils.get_input_tensor_by_name(request, "hit_id").as_numpy()
+            zeros = np.zeros(len(hit_id), np.int64)
+            out.append(pb_utils.InferenceResponse([pb_utils.Tensor("track_id", zeros)]))
+        return out
+"""
+
+
+# --------------------------------------------------------------------------- the trivial pipeline
+class TrivialPipeline:
+    """A pipeline that labels every hit 0 at once: the Service's per-request floor."""
+
+    stage_names: tuple[str, ...] = ()
+
+    def prepare(self, event: Any) -> Any:
+        return event
+
+    def finish(self, event: Any) -> Any:
+        from trackflow.pipeline.graph import EventTracks
+
+        hit_ids = event.hits["hit_id"].to_numpy()
+        return EventTracks(int(event.event_id), hit_ids, np.zeros(len(hit_ids), np.int64))
+
+
+def trivial_loader(**_: Any) -> TrivialPipeline:
+    return TrivialPipeline()
+
+
+def _serve_trivial(workers: int) -> None:
+    """Child process: trackflow.Service with the trivial pipeline behind the HTTP front end."""
+    sys.path.insert(0, str(Path(__file__).parent))
+    import vs_triton  # the loader must be importable by the workers, not __main__'s
+
+    from trackflow.service import Service, ServiceConfig
+    from trackflow.service.kserve import KServeServer, ServeConfig
+
+    stop = threading.Event()
+    signal.signal(signal.SIGTERM, lambda *_: stop.set())
+    config = ServiceConfig(pipeline_loader=vs_triton.trivial_loader)
+    with (
+        Service.open("local", workers, config) as service,
+        KServeServer(service, ServeConfig(http_port=0)) as server,
+    ):
+        print(f"serving model trackflow on {server.url}", file=sys.stderr, flush=True)
+        stop.wait()
+
+
+# --------------------------------------------------------------------------- servers
+@contextlib.contextmanager
+def serve_process(workers: int, trivial: bool = False, extra: tuple[str, ...] = ()) -> Iterator[str]:
+    """``trackflow serve`` (or the trivial service) in a child process; yields host:port."""
+    if trivial:
+        command = [sys.executable, __file__, "_serve-trivial", str(workers)]
+    else:
+        command = [
+            sys.executable,
+            "-m",
+            "trackflow",
+            "serve",
+            "--workers",
+            str(workers),
+            "--http-port",
+            "0",
+            *extra,
+        ]
+    with subprocess.Popen(command, stderr=subprocess.PIPE, text=True) as process:
+        try:
+            assert process.stderr is not None
+            line = process.stderr.readline()
+            match = re.search(r"on https?://([\d.]+:\d+)", line)
+            if not match:
+                raise RuntimeError(f"trackflow serve did not start: {line}{process.stderr.read()[-2000:]}")
+            # drain stderr so the child never blocks on a full pipe
+            threading.Thread(target=process.stderr.read, daemon=True).start()
+            yield match.group(1)
+        finally:
+            process.send_signal(signal.SIGTERM)
+            try:
+                process.wait(timeout=120)
+            except subprocess.TimeoutExpired:
+                process.kill()
+
+
+@contextlib.contextmanager
+def triton_process(kind: str, instances: int, environment: Any, work: Path) -> Iterator[str]:
+    from trackflow.service.triton import TritonExportConfig, TritonServer, export_triton
+
+    repo = work / f"triton-{kind}-{instances}"
+    if kind == "trivial":
+        model = repo / "trackflow"
+        (model / "1").mkdir(parents=True, exist_ok=True)
+        (model / "1" / "model.py").write_text(_TRIVIAL_MODEL)
+        tensors = [f'{{ name: "{n}" data_type: TYPE_{t[0]} dims: [ -1 ] }}' for n, t in INPUTS.items()]
+        (model / "config.pbtxt").write_text(
+            'name: "trackflow"\nbackend: "python"\nmax_batch_size: 0\n'
+            f"input [ {', '.join(tensors)} ]\n"
+            'output [ { name: "track_id" data_type: TYPE_INT64 dims: [ -1 ] } ]\n'
+            f"instance_group [ {{ count: {instances} kind: KIND_CPU }} ]\n"
+        )
+    else:
+        export_triton(TritonExportConfig(repo, kind=kind, instances=instances, overwrite=True))
+    with TritonServer(repo, environment) as server:
+        yield server.url
+
+
+# --------------------------------------------------------------------------- the load generator
+def encode(hits: pd.DataFrame) -> list[Any]:
+    import tritonclient.http as httpclient
+
+    inputs = []
+    for name, types in INPUTS.items():
+        values = hits[name].to_numpy().astype(NUMPY[types[0]])
+        tensor = httpclient.InferInput(name, list(values.shape), types[0])
+        tensor.set_data_from_numpy(values, binary_data=True)
+        inputs.append(tensor)
+    return inputs
+
+
+class Load:
+    """The one load generator: requests to ``url`` from threads, each with its own client."""
+
+    def __init__(self, url: str, requests: list[list[Any]]) -> None:
+        self.url = url
+        self.requests = requests
+        self._local = threading.local()
+
+    def _client(self) -> Any:
+        import tritonclient.http as httpclient
+
+        if getattr(self._local, "client", None) is None:
+            self._local.client = httpclient.InferenceServerClient(self.url, network_timeout=900)
+        return self._local.client
+
+    def call(self, index: int) -> np.ndarray:
+        return (
+            self._client().infer("trackflow", self.requests[index % len(self.requests)]).as_numpy("track_id")
+        )
+
+    def closed(self, concurrency: int, duration_s: float, warmup: int = 1) -> dict[str, Any]:
+        """C threads each sending the next event as soon as its answer is in."""
+        counter = iter(range(10**9))
+        lock = threading.Lock()
+        records: list[tuple[float, float]] = []
+        failures: list[str] = []
+        start_barrier = threading.Barrier(concurrency)
+        box: dict[str, float] = {}
+
+        def worker() -> None:
+            for _ in range(warmup):
+                with lock:
+                    index = next(counter)
+                self.call(index)
+            start_barrier.wait()
+            with lock:
+                box.setdefault("start", time.perf_counter())
+            end = box["start"] + duration_s
+            while time.perf_counter() < end:
+                with lock:
+                    index = next(counter)
+                t0 = time.perf_counter()
+                try:
+                    self.call(index)
+                except Exception as error:
+                    failures.append(str(error)[:200])
+                    continue
+                with lock:
+                    records.append((t0, time.perf_counter()))
+
+        threads = [threading.Thread(target=worker) for _ in range(concurrency)]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join()
+        return summarize(records, box.get("start", 0.0), failures, len(threads))
+
+    def open(self, rate_hz: float, duration_s: float, seed: int) -> dict[str, Any]:
+        """Poisson arrivals at ``rate_hz`` for ``duration_s``; latency from the scheduled arrival."""
+        rng = np.random.default_rng(seed)
+        gaps = rng.exponential(1.0 / rate_hz, size=int(rate_hz * duration_s * 3) + 10)
+        arrivals = np.cumsum(gaps)
+        arrivals = arrivals[arrivals < duration_s]
+        records: list[tuple[float, float]] = []
+        failures: list[str] = []
+        lock = threading.Lock()
+        start = time.perf_counter() + 0.2
+
+        def one(index: int, due: float) -> None:
+            try:
+                self.call(index)
+            except Exception as error:
+                failures.append(str(error)[:200])
+                return
+            with lock:
+                records.append((due, time.perf_counter()))
+
+        with ThreadPoolExecutor(max_workers=64) as pool:
+            for index, offset in enumerate(arrivals):
+                due = start + float(offset)
+                time.sleep(max(0.0, due - time.perf_counter()))
+                pool.submit(one, index, due)
+        result = summarize(records, start, failures, 0)
+        result["offered_hz"] = rate_hz
+        result["arrivals"] = len(arrivals)
+        return result
+
+
+def summarize(
+    records: list[tuple[float, float]], start: float, failures: list[str], concurrency: int
+) -> dict[str, Any]:
+    latencies = np.array([end - begin for begin, end in records])
+    ends = np.array([end for _, end in records])
+    span = float(ends.max() - start) if len(ends) else 0.0
+    out: dict[str, Any] = {
+        "requests": len(records),
+        "failures": len(failures),
+        "failure_examples": failures[:3],
+        "throughput_hz": len(records) / span if span > 0 else 0.0,
+    }
+    for q in (50, 95, 99):
+        out[f"p{q}_s"] = float(np.percentile(latencies, q)) if len(latencies) else None
+    if concurrency:
+        out["concurrency"] = concurrency
+    return out
+
+
+# --------------------------------------------------------------------------- one run
+def same_partition(a: np.ndarray, b: np.ndarray) -> bool:
+    return bool(np.array_equal(pd.factorize(a)[0], pd.factorize(b)[0]))
+
+
+def run(args: argparse.Namespace) -> dict[str, Any]:
+    from trackflow.service.triton import triton_environment
+
+    environment = triton_environment(args.triton_python)
+    work = Path(tempfile.mkdtemp(prefix="vs-triton-"))
+    log = lambda message: print(f"[{time.strftime('%H:%M:%S')}] {message}", flush=True)  # noqa: E731
+
+    refs = trackflow.list_events(args.events)[: args.max_events]
+    small = [ref.load(("hits",)) for ref in refs]
+    sets: dict[str, list[trackflow.Event]] = {"small": small}
+    if args.full_events:
+        full_refs = trackflow.list_events(args.full_events)[: args.full_count]
+        sets["full"] = [ref.load(("hits",)) for ref in full_refs]
+    result: dict[str, Any] = {
+        "command": " ".join(sys.argv),
+        "machine": {
+            "cores": os.cpu_count(),
+            "platform": platform.platform(),
+            "python": platform.python_version(),
+            "load_average_start": os.getloadavg(),
+        },
+        "sets": {
+            name: {"events": len(ev), "hits_mean": float(np.mean([len(e.hits) for e in ev]))}
+            for name, ev in sets.items()
+        },
+        "closed": [],
+        "open": [],
+        "floor": [],
+        "direct": {},
+        "identity": {},
+    }
+
+    # direct: the pipeline in this process, one thread (its own time per event)
+    from trackflow.pipeline.threads import set_threads
+
+    set_threads(1)
+    pipeline = trackflow.Pipeline.load()
+    expected: dict[str, list[np.ndarray]] = {}
+    for name, events in sets.items():
+        pipeline(events[0])  # warm
+        times, labels = [], []
+        for event in events:
+            t0 = time.perf_counter()
+            tracks = pipeline(event)
+            times.append(time.perf_counter() - t0)
+            labels.append(np.asarray(tracks.track_labels))
+        expected[name] = labels
+        result["direct"][name] = {
+            "mean_s": float(np.mean(times)),
+            "p50_s": float(np.median(times)),
+            "events_per_s_one_core": 1.0 / float(np.mean(times)),
+        }
+        log(f"direct {name}: {np.mean(times) * 1e3:.1f} ms per event")
+
+    # reconstruct on the small events: the same hits in the same tracks
+    report_dir = work / "reconstruct"
+    subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "trackflow",
+            "reconstruct",
+            str(args.events),
+            "--out",
+            str(report_dir),
+            "--workers",
+            "1",
+            "--no-progress",
+            *[arg for r in refs for arg in ("--event-id", str(r.event_id))],
+        ],
+        check=True,
+        capture_output=True,
+    )
+    submission = pd.read_csv(report_dir / "submission.csv")
+    result["identity"]["direct_vs_reconstruct"] = all(
+        same_partition(
+            labels,
+            submission[submission.event_id == e.event_id]
+            .set_index("hit_id")["track_id"]
+            .reindex(e.hits["hit_id"])
+            .to_numpy(),
+        )
+        for e, labels in zip(small, expected["small"], strict=True)
+    )
+
+    encoded = {name: [encode(e.hits) for e in events] for name, events in sets.items()}
+    paths: dict[str, Callable[[int], contextlib.AbstractContextManager[str]]] = {
+        "serve": serve_process,
+        "custom": lambda n: triton_process("custom", n, environment, work),
+        "ensemble": lambda n: triton_process("ensemble", n, environment, work),
+    }
+    paths["serve-1"] = lambda n: serve_process(n, extra=("--tasks-per-slot", "1"))
+    capacity: dict[tuple[str, int, str], float] = {}
+    for number in range(args.passes):
+        order = args.paths if number % 2 == 0 else args.paths[::-1]
+        for instances in args.instances:
+            for path in order:
+                t0 = time.perf_counter()
+                with paths[path](instances) as url:
+                    log(
+                        f"pass {number}: {path} x{instances} ready on {url} "
+                        f"in {time.perf_counter() - t0:.0f} s"
+                    )
+                    for name, events in sets.items():
+                        load = Load(url, encoded[name])
+                        key = f"{path}_{name}_x{instances}"
+                        try:
+                            answers = [load.call(i) for i in range(len(events))]
+                        except Exception as error:  # a path that cannot answer is reported, not fatal
+                            result["identity"][key] = f"failed: {' '.join(str(error).split())[:300]}"
+                            log(f"  {name}: {result['identity'][key]}")
+                            continue
+                        same = all(np.array_equal(a, b) for a, b in zip(answers, expected[name], strict=True))
+                        result["identity"][key] = result["identity"].get(key, True) is True and same
+                        concurrencies = args.concurrency if name == "small" else args.full_concurrency
+                        duration = args.duration if name == "small" else args.full_duration
+                        for concurrency in concurrencies:
+                            row = load.closed(concurrency, duration)
+                            row |= {"path": path, "instances": instances, "set": name, "pass": number}
+                            result["closed"].append(row)
+                            ident = (path, instances, name)
+                            capacity[ident] = max(capacity.get(ident, 0.0), row["throughput_hz"])
+                            p95 = row["p95_s"] * 1e3 if row["p95_s"] else float("nan")
+                            log(
+                                f"  {name} c={concurrency}: {row['throughput_hz']:.2f} ev/s, "
+                                f"p95 {p95:.0f} ms, "
+                                f"{row['requests']} req, {row['failures']} failed"
+                            )
+                    if args.rates and instances == max(args.instances) and number == args.passes - 1:
+                        reference = (
+                            capacity.get(("custom", instances, "small"))
+                            or capacity[(path, instances, "small")]
+                        )
+                        load = Load(url, encoded["small"])
+                        for fraction in args.rates:
+                            rate = fraction * reference
+                            row = load.open(rate, args.open_duration, seed=args.seed)
+                            row |= {
+                                "path": path,
+                                "instances": instances,
+                                "set": "small",
+                                "fraction_of_custom": fraction,
+                            }
+                            result["open"].append(row)
+                            log(
+                                f"  open {rate:.2f} Hz: {row['throughput_hz']:.2f} ev/s, "
+                                f"p95 {row['p95_s'] * 1e3:.0f} ms"
+                            )
+    # the Service alone (no HTTP): its floor with the trivial pipeline, one request at a time
+    sys.path.insert(0, str(Path(__file__).parent))
+    import vs_triton
+
+    from trackflow.service import Service, ServiceConfig
+
+    with Service.open("local", 1, ServiceConfig(pipeline_loader=vs_triton.trivial_loader)) as service:
+        hits = small[0].hits
+        for _ in range(3):
+            service.submit(hits).result()
+        latencies = []
+        for _ in range(100):
+            t0 = time.perf_counter()
+            service.submit(hits).result()
+            latencies.append(time.perf_counter() - t0)
+        timings = service.take_timings()[-100:]
+    result["floor"].append(
+        {
+            "path": "Service alone (no HTTP)",
+            "p50_s": float(np.median(latencies)),
+            "p95_s": float(np.percentile(latencies, 95)),
+            "slot_p50_s": float(np.median([t.slot_s for t in timings])),
+            "fetch_p50_s": float(np.median([t.fetch_s for t in timings])),
+            "service_p50_s": float(np.median([t.service_s for t in timings])),
+        }
+    )
+    log(f"floor Service alone: p50 {np.median(latencies) * 1e3:.1f} ms")
+    # the per-request floor: trivial models, one instance, one request at a time
+    for path, opener in (
+        ("serve", lambda: serve_process(1, trivial=True)),
+        ("triton", lambda: triton_process("trivial", 1, environment, work)),
+    ):
+        with opener() as url:
+            load = Load(url, encoded["small"])
+            row = load.closed(1, min(args.duration, 5.0), warmup=3)
+            row |= {"path": path}
+            result["floor"].append(row)
+            log(f"floor {path}: p50 {row['p50_s'] * 1e3:.1f} ms")
+    result["machine"]["load_average_end"] = os.getloadavg()
+    return result
+
+
+# --------------------------------------------------------------------------- report
+def tables(result: dict[str, Any]) -> str:
+    closed = pd.DataFrame(result["closed"])
+    lines = [
+        f"Command: `{result['command']}`",
+        "",
+        f"Machine: {result['machine']['cores']} cores, {result['machine']['platform']}; load average "
+        f"{result['machine']['load_average_start'][0]:.1f} at start, "
+        f"{result['machine']['load_average_end'][0]:.1f} "
+        "at end (other engineers' jobs share the cores).",
+        "",
+    ]
+    for name, info in result["sets"].items():
+        direct = result["direct"][name]
+        lines.append(
+            f"Set `{name}`: {info['events']} events, {info['hits_mean']:.0f} hits on average; direct "
+            f"pipeline {direct['mean_s'] * 1e3:.0f} ms per event on one core."
+        )
+    lines += [
+        "",
+        "Identity (tracks equal to the direct Pipeline's, label for label; direct vs reconstruct: same "
+        "hits in the same tracks):",
+        "",
+    ]
+    lines += [f"- {k}: {v}" for k, v in result["identity"].items()]
+    lines += ["", "Closed loop: throughput (events/s) and p95 (ms)", ""]
+    for (name, instances), group in closed.groupby(["set", "instances"]):
+        pivot_t = group.pivot_table(
+            index="concurrency", columns="path", values="throughput_hz", aggfunc="mean"
+        )
+        pivot_p = group.pivot_table(index="concurrency", columns="path", values="p95_s", aggfunc="mean") * 1e3
+        header = ["C"] + [f"{p} ev/s" for p in pivot_t.columns] + [f"{p} p95 ms" for p in pivot_p.columns]
+        if {"serve", "custom"} <= set(pivot_t.columns):
+            header.append("serve/custom")
+        if {"custom", "ensemble"} <= set(pivot_t.columns):
+            header += ["serve/ensemble", "custom/ensemble"]
+        lines += [
+            f"`{name}` events, {instances} worker(s) / instance(s):",
+            "",
+            "| " + " | ".join(header) + " |",
+            "|" + "---|" * len(header),
+        ]
+        for c in pivot_t.index:
+            cells = [str(c)] + [f"{pivot_t.loc[c, p]:.2f}" for p in pivot_t.columns]
+            cells += [f"{pivot_p.loc[c, p]:.0f}" for p in pivot_p.columns]
+            row = pivot_t.loc[c]
+            if "serve/custom" in header:
+                cells.append(f"{row['serve'] / row['custom']:.2f}")
+            if "custom/ensemble" in header:
+                cells += [
+                    f"{row['serve'] / row['ensemble']:.2f}" if "serve" in row else "-",
+                    f"{row['custom'] / row['ensemble']:.2f}",
+                ]
+            lines.append("| " + " | ".join(cells) + " |")
+        lines.append("")
+    if result["open"]:
+        open_ = pd.DataFrame(result["open"])
+        lines += [
+            "Open loop (Poisson; rates are fractions of Triton custom's closed-loop capacity at the same N):",
+            "",
+            "| path | offered Hz | achieved ev/s | p50 ms | p95 ms | p99 ms | failed |",
+            "|---|---|---|---|---|---|---|",
+        ]
+        for _, r in open_.iterrows():
+            lines.append(
+                f"| {r.path} | {r.offered_hz:.2f} | {r.throughput_hz:.2f} | {r.p50_s * 1e3:.0f} | "
+                f"{r.p95_s * 1e3:.0f} | {r.p99_s * 1e3:.0f} | {r.failures} |"
+            )
+        lines.append("")
+    lines += [
+        "Per-request floor (trivial model: track_id = zeros; 1 worker / instance, 1 request in flight):",
+        "",
+        "| server | p50 ms | p95 ms |",
+        "|---|---|---|",
+    ]
+    for r in result["floor"]:
+        lines.append(f"| {r['path']} | {r['p50_s'] * 1e3:.1f} | {r['p95_s'] * 1e3:.1f} |")
+    return "\n".join(lines) + "\n"
+
+
+def plot(result: dict[str, Any], path: Path) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    closed = pd.DataFrame(result["closed"])
+    groups = list(closed.groupby(["set", "instances"]))
+    fig, axes = plt.subplots(2, len(groups), figsize=(4.5 * len(groups), 7), squeeze=False)
+    for column, ((name, instances), group) in enumerate(groups):
+        for p, rows in group.groupby("path"):
+            axes[0][column].plot(rows.concurrency, rows.throughput_hz, marker="o", label=p)
+            axes[1][column].plot(rows.concurrency, rows.p95_s * 1e3, marker="o", label=p)
+        axes[0][column].set_title(f"{name} events, N={instances}")
+        axes[0][column].set_ylabel("events/s")
+        axes[1][column].set_ylabel("p95 latency (ms)")
+        axes[1][column].set_xlabel("requests in flight")
+        axes[0][column].set_xscale("log", base=2)
+        axes[1][column].set_xscale("log", base=2)
+        axes[0][column].legend()
+    fig.tight_layout()
+    fig.savefig(path, dpi=100)
+    plt.close(fig)
+
+
+def main() -> None:
+    if len(sys.argv) == 3 and sys.argv[1] == "_serve-trivial":
+        _serve_trivial(int(sys.argv[2]))
+        return
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("events", type=Path, help="small events (TrackML CSV), e.g. ~1.4k hits each")
+    parser.add_argument("--full-events", type=Path, default=None, help="full events (~110k hits)")
+    parser.add_argument("--full-count", type=int, default=2)
+    parser.add_argument("--max-events", type=int, default=16)
+    parser.add_argument("--out", type=Path, default=Path("benchmarks/results/vs_triton"))
+    parser.add_argument("--paths", default="custom,ensemble,serve,serve-1")
+    parser.add_argument(
+        "--passes", type=int, default=1, help="the paths take turns this many times (order reversed)"
+    )
+    parser.add_argument("--instances", default="1,2")
+    parser.add_argument("--concurrency", default="1,2,4,8")
+    parser.add_argument("--full-concurrency", default="1,2")
+    parser.add_argument("--duration", type=float, default=8.0, help="s per closed-loop point (small events)")
+    parser.add_argument(
+        "--full-duration", type=float, default=25.0, help="s per closed-loop point (full events)"
+    )
+    parser.add_argument("--rates", default="0.5,0.8", help="open loop: fractions of Triton custom's capacity")
+    parser.add_argument("--open-duration", type=float, default=15.0)
+    parser.add_argument("--seed", type=int, default=1)
+    parser.add_argument("--triton-python", type=Path, default=REPO / ".venv" / "triton" / "bin" / "python")
+    args = parser.parse_args()
+    args.paths = [p for p in args.paths.split(",") if p]
+    args.instances = [int(v) for v in args.instances.split(",") if v]
+    args.concurrency = [int(v) for v in args.concurrency.split(",") if v]
+    args.full_concurrency = [int(v) for v in args.full_concurrency.split(",") if v]
+    args.rates = [float(v) for v in args.rates.split(",") if v]
+    # SIGTERM unwinds like Ctrl-C: the servers' context managers stop them (tritonserver runs in a
+    # session of its own and would outlive this process)
+    signal.signal(signal.SIGTERM, signal.default_int_handler)
+    result = run(args)
+    args.out.mkdir(parents=True, exist_ok=True)
+    (args.out / "vs_triton.json").write_text(json.dumps(result, indent=1, default=float))
+    text = tables(result)
+    (args.out / "vs_triton.md").write_text(text)
+    plot(result, args.out / "vs_triton.png")
+    print(text)
+
+
+if __name__ == "__main__":
+    main()
