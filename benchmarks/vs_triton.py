@@ -402,6 +402,10 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
                         f"in {time.perf_counter() - t0:.0f} s"
                     )
                     for name, events in sets.items():
+                        if name == "full" and (
+                            instances not in args.full_instances or number >= args.full_passes
+                        ):
+                            continue
                         load = Load(url, encoded[name])
                         key = f"{path}_{name}_x{instances}"
                         try:
@@ -415,7 +419,8 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
                         concurrencies = args.concurrency if name == "small" else args.full_concurrency
                         duration = args.duration if name == "small" else args.full_duration
                         for concurrency in concurrencies:
-                            row = load.closed(concurrency, duration)
+                            # a full event's warm-up is the identity check just done
+                            row = load.closed(concurrency, duration, warmup=1 if name == "small" else 0)
                             row |= {"path": path, "instances": instances, "set": name, "pass": number}
                             result["closed"].append(row)
                             ident = (path, instances, name)
@@ -610,6 +615,8 @@ def main() -> None:
     parser.add_argument("--instances", default="1,2")
     parser.add_argument("--concurrency", default="1,2,4,8")
     parser.add_argument("--full-concurrency", default="1,2")
+    parser.add_argument("--full-instances", default="2", help="workers / instances for the full events")
+    parser.add_argument("--full-passes", type=int, default=1, help="passes that measure the full events")
     parser.add_argument("--duration", type=float, default=8.0, help="s per closed-loop point (small events)")
     parser.add_argument(
         "--full-duration", type=float, default=25.0, help="s per closed-loop point (full events)"
@@ -623,6 +630,7 @@ def main() -> None:
     args.instances = [int(v) for v in args.instances.split(",") if v]
     args.concurrency = [int(v) for v in args.concurrency.split(",") if v]
     args.full_concurrency = [int(v) for v in args.full_concurrency.split(",") if v]
+    args.full_instances = [int(v) for v in args.full_instances.split(",") if v]
     args.rates = [float(v) for v in args.rates.split(",") if v]
     # SIGTERM unwinds like Ctrl-C: the servers' context managers stop them (tritonserver runs in a
     # session of its own and would outlive this process)
