@@ -10,15 +10,22 @@ until a name that needs them is used)::
     tracks = pipeline(event)                              # EventTracks: labels, timings, counts
     metrics = trackflow.score_event(tracks.to_frame(), event.truth, event.particles)
     with trackflow.open_cluster("local", workers=2, threads_per_worker=1) as cluster:
-        report = trackflow.reconstruct(trackflow.ReconstructConfig("events/", "out/", scheduler=...))
+        config = trackflow.ReconstructConfig("events/", "out/", client=cluster.client)
+        report = trackflow.reconstruct(config)             # report.json and submission.csv in out/
+
+``__version__`` is the installed package's version (``pyproject.toml``, through its metadata).
 """
 
 from __future__ import annotations
 
 import importlib
+from importlib.metadata import PackageNotFoundError, version
 from typing import Any
 
-__version__ = "0.1.0"
+try:
+    __version__ = version("trackflow")
+except PackageNotFoundError:  # run from a source tree that was never installed
+    __version__ = "0+unknown"
 
 #: public name -> module that owns it
 _PUBLIC: dict[str, str] = {
@@ -42,7 +49,7 @@ _PUBLIC: dict[str, str] = {
     "open_cluster": "trackflow.cluster",
     "ReconstructConfig": "trackflow.run.reconstruct",
     "reconstruct": "trackflow.run.reconstruct",
-    "BenchConfig": "trackflow.bench.sweep",
+    "BenchConfig": "trackflow.bench.bench_config",
     "run_bench": "trackflow.bench.sweep",
     "write_plots": "trackflow.bench.plots",
     "estimate": "trackflow.estimation.sizing",

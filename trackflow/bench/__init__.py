@@ -8,14 +8,19 @@ that :mod:`trackflow.estimation` reads. Nothing imports it but the CLI and ``ben
 
 from __future__ import annotations
 
+import importlib
 from typing import Any
 
-__all__ = ["BenchConfig", "run_bench", "write_plots"]
+_EXPORTS = {
+    "BenchConfig": "bench_config",
+    "run_bench": "sweep",
+    "write_plots": "plots",
+}
+
+__all__ = list(_EXPORTS)
 
 
 def __getattr__(name: str) -> Any:
-    if name not in __all__:
+    if name not in _EXPORTS:
         raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
-    from trackflow.bench import sweep
-
-    return getattr(sweep, name)
+    return getattr(importlib.import_module(f"{__name__}.{_EXPORTS[name]}"), name)

@@ -22,9 +22,8 @@ from __future__ import annotations
 import importlib
 from typing import Any
 
-#: the public names, and the module each lives in (imported on first use: numbers only, but
-#: scipy and matplotlib are not free to import)
-_HOMES = {
+# imported on first use: numbers only, but scipy and matplotlib are not free to import
+_EXPORTS = {
     "BenchFile": "bench_file",
     "read_bench": "bench_file",
     "EstimateResult": "estimate_result",
@@ -34,18 +33,10 @@ _HOMES = {
     "predict_batch_workflow": "batch_prediction",
 }
 
-__all__ = [
-    "BenchFile",
-    "EstimateResult",
-    "NodeSpec",
-    "SizeScaling",
-    "estimate",
-    "predict_batch_workflow",
-    "read_bench",
-]
+__all__ = list(_EXPORTS)
 
 
 def __getattr__(name: str) -> Any:
-    if name not in _HOMES:
+    if name not in _EXPORTS:
         raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
-    return getattr(importlib.import_module(f"{__name__}.{_HOMES[name]}"), name)
+    return getattr(importlib.import_module(f"{__name__}.{_EXPORTS[name]}"), name)

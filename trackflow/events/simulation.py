@@ -21,7 +21,6 @@ simulated alone, in a series or on another process.
 from __future__ import annotations
 
 import contextlib
-import functools
 import math
 import tempfile
 from collections.abc import Callable, Iterator
@@ -32,18 +31,31 @@ from typing import Any
 import numpy as np
 import pandas as pd
 import pyarrow.csv as pacsv
-from scipy.spatial import cKDTree
 
 from trackflow import config as settings
 from trackflow.errors import ConfigError, EventFileError
-from trackflow.events.detector import ModuleFrames, generic_detector, module_frames, resolve_detectors
-from trackflow.events.digitization import DIGITIZATIONS, geometric_config, smearing_config, write_config
+from trackflow.events.acts_setup import B_FIELD_T, ActsDetector, acts_detector
+from trackflow.events.detector import resolve_detectors
+from trackflow.events.digitization import DIGITIZATIONS
 from trackflow.events.event import Event, with_derived
 from trackflow.events.noise import noise_count, noise_hits
+from trackflow.events.particle_sources import move_vertices, trackml_to_acts_particles, vertex_index
+from trackflow.events.truth_weights import trackml_weights
 
-PION_MASS_GEV = 0.13957039
-PION_PDG = 211
-B_FIELD_T = 2.0
+# acts_detector, B_FIELD_T, trackml_to_acts_particles and trackml_weights live in their own
+# modules now; they stay
+# importable from here, where the CKF baseline, tests and benchmarks import them
+__all__ = [
+    "B_FIELD_T",
+    "SimulationConfig",
+    "acts_detector",
+    "encode_barcode",
+    "simulate_event",
+    "trackml_to_acts_particles",
+    "trackml_weights",
+    "vertex_index",
+]
+
 #: bit layout (name, shift, bits) of particle_id, packing ACTS's barcode (primary vertex, secondary
 #: vertex, particle, generation, sub-particle) into 63 bits so ids are positive int64; real TrackML
 #: particle files have a few thousand vertices, hence 16 bits for the primary vertex
@@ -51,15 +63,11 @@ BARCODE_FIELDS = (("pv", 47, 16), ("sv", 35, 12), ("part", 19, 16), ("gen", 11, 
 ACTS_ID_COLUMNS = tuple(f"particle_id_{name}" for name, _, _ in BARCODE_FIELDS)
 # independent random streams per event, all derived from (seed, event_index)
 _STREAM_ACTS, _STREAM_NOISE, _STREAM_SHUFFLE, _STREAM_ROTATION, _STREAM_VERTICES = range(5)
-#: bits of a real TrackML particle_id below its vertex index (``particle_id >> 52``)
-TRACKML_VERTEX_SHIFT = 52
-#: half length of the tracker (mm, the outer strip endcaps end at |z| = 2955 mm)
-TRACKER_HALF_LENGTH_MM = 2960.0
 
 
 def _setting(key: str) -> Callable[[], Any]:
     """A dataclass default: the setting ``simulation.<key>`` when the config is made."""
-    return functools.partial(settings.get, f"simulation.{key}")
+    return settings.default(f"simulation.{key}")
 
 
 @dataclass
@@ -76,17 +84,16 @@ class SimulationConfig:
     ``digitization``: ``"smeared"`` or ``"geometric"`` (makes cells). ``noise_fraction``: noise
     hits / all hits. ``p_min`` (GeV): Fatras drops particles below this momentum.
 
-    Beam conditions, both modes: ``beam_sigma_z`` / ``beam_sigma_xy`` (mm) give the beam spot,
-    every primary vertex drawn from N(0, sigma) (the gun: they replace ``sigma_z`` /
-    ``sigma_xy``; real kinematics: None keeps the file's vertices, ≈ 5 mm in z in the Kaggle
-    events, see :func:`move_vertices`); ``vertex_shift`` (mm, x, y, z) moves every vertex by the
-    same offset; ``beam_flat_z`` (mm, real kinematics): every vertex's z uniform in
-    ±beam_flat_z instead (what training wants: no z prior that a narrower or wider beam spot
+    Beam conditions, both modes: ``beam_sigma_z`` / ``beam_sigma_xy`` (mm) give the beam spot, every
+    primary vertex drawn from N(0, sigma) (the gun: they replace ``sigma_z`` / ``sigma_xy``; real
+    kinematics: None keeps the file's vertices, ≈ 5 mm in z in the Kaggle events, see
+    :func:`~trackflow.events.particle_sources.move_vertices`); ``vertex_shift`` (mm, x, y, z) moves
+    every vertex by the same offset; ``beam_flat_z`` (mm, real kinematics): every vertex's z uniform
+    in ±beam_flat_z instead (what training wants: no z prior that a narrower or wider beam spot
     could contradict); ``vertex_fraction`` keeps that fraction of the vertices at random, a lower
-    pileup (the gun keeps ``round(pileup * vertex_fraction)`` vertices).
-    ``detectors``: detectors.csv(.gz) (default: setting ``data.detectors``, else the shared
-    data's, else one derived from ACTS's Generic Detector: see
-    :func:`trackflow.events.detector.resolve_detectors`).
+    pileup (the gun keeps ``round(pileup * vertex_fraction)`` vertices). ``detectors``:
+    detectors.csv(.gz) (default: setting ``data.detectors``, else the shared data's, else one
+    derived from ACTS's Generic Detector: see :func:`trackflow.events.detector.resolve_detectors`).
     """
 
     seed: int = field(default_factory=_setting("seed"))
@@ -190,264 +197,7 @@ def encode_barcode(frame: pd.DataFrame) -> np.ndarray:
 
 
 # ---------------------------------------------------------------------------------------------
-# TrackML truth weights
-ORDER_PROPOSAL = np.array([10.0, 8.0, 6.0, 5.0, 3.0, 3.0, 3.0, 5.0, 6.0])
-ORDER_MIN_HITS = 4
-ORDER_MAX_HITS = 20
-
-
-@functools.cache
-def _order_weights() -> np.ndarray:
-    """[nhits, ihit] weight of the ihit-th hit (from the vertex) of a track with nhits hits."""
-    table = np.zeros((ORDER_MAX_HITS + 1, ORDER_MAX_HITS))
-    for nhits in range(ORDER_MIN_HITS, ORDER_MAX_HITS + 1):
-        support = np.linspace(0.0, nhits - 1, len(ORDER_PROPOSAL))
-        weights = np.interp(np.arange(nhits), support, ORDER_PROPOSAL)
-        table[nhits, :nhits] = weights / weights.sum()
-    return table
-
-
-def pt_weight(pt: np.ndarray) -> np.ndarray:
-    """TrackML pT weight: 0.2 up to 0.5 GeV, rising linearly to 1 at 3 GeV, 1 above; 0 below 0.05."""
-    return np.interp(pt, [0.05, 0.5, 3.0], [0.2, 0.2, 1.0], left=0.0, right=1.0)
-
-
-def trackml_weights(truth: pd.DataFrame, particles: pd.DataFrame) -> np.ndarray:
-    """Per-hit weights as the TrackML challenge defined them (accuracy phase), summing to 1.
-
-    A hit's weight is ``w_order * w_pt`` normalised over the event. ``w_order``: the hits of a
-    particle ranked by |tz - vz| (distance along z from its vertex) get the challenge's profile
-    10, 8, 6, 5, 3, 3, 3, 5, 6 stretched over the track and normalised per track, so the first
-    and last hits count most; tracks with more than 20 hits use the 20-hit profile and hits past
-    the 20th weigh 0. ``w_pt``: :func:`pt_weight` of the particle. Noise (particle_id 0) and
-    particles with < 4 hits weigh 0. (Reference: the challenge's ``trackml.weights`` module and
-    Amrouche et al., arXiv:1904.06778.)
-    """
-    particle_ids = truth["particle_id"].to_numpy(np.int64)
-    info = particles.set_index("particle_id")
-    signal = particle_ids != 0
-    pt = np.zeros(len(truth))
-    vz = np.zeros(len(truth))
-    particle_pt = pd.Series(np.hypot(info["px"].to_numpy(), info["py"].to_numpy()), index=info.index)
-    pt[signal] = particle_pt.reindex(particle_ids[signal]).to_numpy()
-    vz[signal] = info["vz"].reindex(particle_ids[signal]).to_numpy()
-    distance = np.abs(truth["tz"].to_numpy(np.float64) - vz)
-    order = np.lexsort((distance, particle_ids))
-    sorted_ids = particle_ids[order]
-    starts = np.flatnonzero(np.r_[True, sorted_ids[1:] != sorted_ids[:-1]])
-    counts = np.diff(np.r_[starts, len(sorted_ids)])
-    ihit = np.empty(len(truth), np.int64)
-    nhits = np.empty(len(truth), np.int64)
-    ihit[order] = np.arange(len(sorted_ids)) - np.repeat(starts, counts)
-    nhits[order] = np.repeat(counts, counts)
-    table = _order_weights()
-    w_order = np.where(
-        signal & (nhits >= ORDER_MIN_HITS) & (ihit < ORDER_MAX_HITS),
-        table[np.minimum(nhits, ORDER_MAX_HITS), np.minimum(ihit, ORDER_MAX_HITS - 1)],
-        0.0,
-    )
-    weights = w_order * np.where(signal, pt_weight(np.nan_to_num(pt)), 0.0)
-    total = weights.sum()
-    return weights / total if total > 0 else weights
-
-
-# ---------------------------------------------------------------------------------------------
-# ACTS set-up, once per process
-@dataclass
-class ActsDetector:
-    """The Generic Detector, field, digitization configs and the map ACTS id -> TrackML module."""
-
-    detector: Any  # keeps the C++ geometry alive
-    tracking_geometry: Any
-    field: Any
-    surfaces: dict
-    frames: ModuleFrames
-    acts_codes: np.ndarray  # sorted ACTS (volume, layer, sensitive) codes
-    frame_rows: np.ndarray  # row in frames for each acts_codes entry
-    digi_configs: dict[str, Any]  # DigitizationAlgorithm.Config per digitization kind
-
-
-def _acts_code(volume: np.ndarray, layer: np.ndarray, sensitive: np.ndarray) -> np.ndarray:
-    return (
-        (np.asarray(volume, np.int64) << 32)
-        | (np.asarray(layer, np.int64) << 20)
-        | np.asarray(sensitive, np.int64)
-    )
-
-
-def decode_geometry_id(geometry_id: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """ACTS geometry_id -> (volume, layer, sensitive): gid>>56, (gid>>36)&0xfff, (gid>>8)&0xfffff."""
-    gid = np.asarray(geometry_id, np.uint64)
-    return (
-        (gid >> np.uint64(56)).astype(np.int64),
-        ((gid >> np.uint64(36)) & np.uint64(0xFFF)).astype(np.int64),
-        ((gid >> np.uint64(8)) & np.uint64(0xFFFFF)).astype(np.int64),
-    )
-
-
-@functools.lru_cache(maxsize=2)
-def acts_detector(detectors_path: str) -> ActsDetector:
-    """Build the ACTS geometry and match its modules to detectors.csv (cached per process)."""
-    import acts
-    import acts.examples
-    import acts.examples.json
-
-    detector, tracking_geometry = generic_detector()
-    b_field = acts.ConstantBField(acts.Vector3(0.0, 0.0, B_FIELD_T * acts.UnitConstants.T))
-    surfaces = tracking_geometry.geoIdSurfaceMap()
-    context = acts.GeometryContext.dangerouslyDefaultConstruct()
-    ids, centres = [], []
-    for geo_id, surface in surfaces.items():
-        if geo_id.sensitive > 0:
-            ids.append((geo_id.volume, geo_id.layer, geo_id.sensitive))
-            centres.append(np.asarray(surface.center(context)))
-    acts_keys = np.asarray(ids, np.int64)
-    acts_centres = np.asarray(centres, np.float64)
-    frames = module_frames(detectors_path)
-    if len(acts_keys) != len(frames):
-        raise ConfigError(
-            f"{detectors_path}: {len(frames)} modules, ACTS Generic Detector has {len(acts_keys)}"
-        )
-    # same volume/layer ids; module numbers differ in the endcaps: match by nearest centre
-    frame_rows = np.full(len(acts_keys), -1)
-    layer_code = frames.keys[:, 0] * 1000 + frames.keys[:, 1]
-    acts_layer_code = acts_keys[:, 0] * 1000 + acts_keys[:, 1]
-    for code in np.unique(acts_layer_code):
-        candidates = np.flatnonzero(layer_code == code)
-        wanted = np.flatnonzero(acts_layer_code == code)
-        distance, nearest = cKDTree(frames.centre[candidates]).query(acts_centres[wanted])
-        if len(candidates) != len(wanted) or distance.max() > 0.1 or len(np.unique(nearest)) != len(wanted):
-            raise ConfigError(f"{detectors_path}: modules of layer {divmod(code, 1000)} do not match ACTS's")
-        frame_rows[wanted] = candidates[nearest]
-    codes = _acts_code(*acts_keys.T)
-    order = np.argsort(codes)
-    acts_sensitive = np.empty(len(frames), np.int64)
-    acts_sensitive[frame_rows] = acts_keys[:, 2]
-    digi_configs = {}
-    with tempfile.TemporaryDirectory(prefix="trackflow-digi-") as tmp:
-        for name, digi in (
-            ("smeared", smearing_config()),
-            ("geometric", geometric_config(frames, acts_sensitive)),
-        ):
-            path = write_config(digi, Path(tmp) / f"{name}.json")
-            digi_configs[name] = acts.examples.DigitizationAlgorithm.Config(
-                digitizationConfigs=acts.examples.json.readDigiConfigFromJson(str(path)),
-                surfaceByIdentifier=surfaces,
-                inputSimHits="simhits",
-                outputMeasurements="measurements",
-                outputClusters="clusters",
-                outputMeasurementParticlesMap="measurement_particles_map",
-                outputMeasurementSimHitsMap="measurement_simhits_map",
-                outputParticleMeasurementsMap="particle_measurements_map",
-                outputSimHitMeasurementsMap="simhit_measurements_map",
-            )
-    return ActsDetector(
-        detector=detector,
-        tracking_geometry=tracking_geometry,
-        field=b_field,
-        surfaces=surfaces,
-        frames=frames,
-        acts_codes=codes[order],
-        frame_rows=frame_rows[order],
-        digi_configs=digi_configs,
-    )
-
-
-# ---------------------------------------------------------------------------------------------
 # one event
-def trackml_to_acts_particles(particles: pd.DataFrame, rotation: float = 0.0) -> pd.DataFrame:
-    """TrackML particles -> ACTS particle CSV frame (charged pions; vertices numbered in order).
-
-    ``rotation`` (rad) turns positions and momenta about the beam (z) axis.
-    """
-    charged = particles[particles["q"] != 0]
-    vertex = charged.groupby(["vx", "vy", "vz"], sort=False).ngroup().to_numpy() + 1
-    cos, sin = math.cos(rotation), math.sin(rotation)
-    vx, vy = charged["vx"].to_numpy(np.float64), charged["vy"].to_numpy(np.float64)
-    px, py = charged["px"].to_numpy(np.float64), charged["py"].to_numpy(np.float64)
-    q = np.sign(charged["q"].to_numpy()).astype(np.int64)
-    return pd.DataFrame(
-        {
-            "particle_id_pv": vertex,
-            "particle_id_sv": 0,
-            "particle_id_part": pd.Series(vertex).groupby(vertex).cumcount().to_numpy() + 1,
-            "particle_id_gen": 0,
-            "particle_id_subpart": 0,
-            "particle_type": PION_PDG * q,
-            "process": 0,
-            "vx": cos * vx - sin * vy,
-            "vy": sin * vx + cos * vy,
-            "vz": charged["vz"].to_numpy(np.float64),
-            "vt": 0.0,
-            "px": cos * px - sin * py,
-            "py": sin * px + cos * py,
-            "pz": charged["pz"].to_numpy(np.float64),
-            "m": PION_MASS_GEV,
-            "q": q,
-        }
-    )
-
-
-def vertex_index(particles: pd.DataFrame) -> np.ndarray:
-    """The primary-vertex index of each particle of a TrackML particles frame.
-
-    Real TrackML ids carry it in their top bits (``particle_id >> 52``), which keeps secondaries
-    with their primary vertex; without ``particle_id``, particles sharing (vx, vy, vz) are one.
-    """
-    if "particle_id" in particles.columns:
-        return (particles["particle_id"].to_numpy(np.int64) >> TRACKML_VERTEX_SHIFT).astype(np.int64)
-    return particles.groupby(["vx", "vy", "vz"], sort=False).ngroup().to_numpy(np.int64)
-
-
-def move_vertices(
-    particles: pd.DataFrame,
-    rng: np.random.Generator,
-    sigma_z: float | None = None,
-    sigma_xy: float | None = None,
-    shift: tuple[float, float, float] = (0.0, 0.0, 0.0),
-    fraction: float = 1.0,
-    flat_z: float | None = None,
-) -> pd.DataFrame:
-    """Real kinematics under another beam spot or pileup: whole vertices moved, or dropped.
-
-    Each primary vertex (:func:`vertex_index`) is kept with probability ``fraction`` (at least
-    one is kept). With ``sigma_z`` (mm) its z is drawn anew from N(0, sigma_z); with ``sigma_xy``
-    its x and y from N(0, sigma_xy); with ``flat_z`` its z uniformly in ±flat_z (mm) instead;
-    then every vertex moves by ``shift`` (mm, x, y, z). All
-    particles of a vertex, secondaries included, move by the same offset, so tracks stay what they
-    were, only displaced. A vertex's position is that of its particle closest to the beam line
-    (the prompt vertex). Momenta are untouched.
-    """
-    index = vertex_index(particles)
-    vertices, inverse = np.unique(index, return_inverse=True)
-    keep = rng.random(len(vertices)) < fraction
-    if not keep.any():
-        keep[rng.integers(len(vertices))] = True
-    position = particles[["vx", "vy", "vz"]].to_numpy(np.float64)
-    # the prompt particle of each vertex: the one nearest the beam line
-    order = np.lexsort((np.hypot(position[:, 0], position[:, 1]), inverse))
-    first = order[np.searchsorted(inverse[order], np.arange(len(vertices)))]
-    origin = position[first]
-    target = origin.copy()
-    if sigma_xy is not None:
-        target[:, 0] = rng.normal(0.0, sigma_xy, len(vertices)) if sigma_xy > 0 else 0.0
-        target[:, 1] = rng.normal(0.0, sigma_xy, len(vertices)) if sigma_xy > 0 else 0.0
-    if sigma_z is not None:
-        target[:, 2] = rng.normal(0.0, sigma_z, len(vertices)) if sigma_z > 0 else 0.0
-    elif flat_z is not None:
-        target[:, 2] = rng.uniform(-flat_z, flat_z, len(vertices))
-    offsets = target - origin + np.asarray(shift, dtype=np.float64)
-    new_position = position + offsets[inverse]
-    # a secondary pushed out of the detector has nowhere to start in ACTS's geometry (and would
-    # leave no hit): it goes
-    inside = np.abs(new_position[:, 2]) <= TRACKER_HALF_LENGTH_MM
-    selected = keep[inverse] & inside
-    moved = particles[selected].copy()
-    for axis, column in enumerate(("vx", "vy", "vz")):
-        moved[column] = new_position[selected, axis]
-    return moved.reset_index(drop=True)
-
-
 def _read_acts_csv(path: Path) -> pd.DataFrame:
     return pacsv.read_csv(path).to_pandas()
 
@@ -573,15 +323,6 @@ def _run_acts(config: SimulationConfig, event_index: int, setup: ActsDetector, w
     sequencer.run()
 
 
-def _module_keys(setup: ActsDetector, geometry_id: np.ndarray) -> np.ndarray:
-    """TrackML (volume_id, layer_id, module_id) [N,3] of ACTS geometry ids."""
-    code = _acts_code(*decode_geometry_id(geometry_id))
-    index = np.clip(np.searchsorted(setup.acts_codes, code), 0, len(setup.acts_codes) - 1)
-    if len(code) and not np.array_equal(setup.acts_codes[index], code):
-        raise RuntimeError("ACTS produced a measurement on a surface that is not a sensitive module")
-    return setup.frames.keys[setup.frame_rows[index]]
-
-
 def _convert(
     config: SimulationConfig, event_index: int, event_id: int, setup: ActsDetector, workdir: Path
 ) -> Event:
@@ -597,7 +338,7 @@ def _convert(
     measurements = measurements.sort_values("measurement_id", ignore_index=True)
     simhit_rows = first_simhit.reindex(measurements["measurement_id"]).to_numpy()
     matched = simhits.iloc[simhit_rows].reset_index(drop=True)
-    keys = _module_keys(setup, measurements["geometry_id"].to_numpy())
+    keys = setup.module_keys(measurements["geometry_id"].to_numpy())
     signal = pd.DataFrame(
         {
             "x": measurements["global_x"].to_numpy(np.float64),
