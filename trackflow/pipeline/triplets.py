@@ -49,6 +49,11 @@ QUANTITIES = ("rho", "cot")
 #: a volume's cut when training gives none; and the cap on a learned one
 DEFAULT_CHI2_CUT = 25.0
 MAX_CHI2_CUT = 1000.0
+#: GeV: triplets are looked for within the curvature window of particles above this pT (at 0.3
+#: GeV, rho = 2 / m); slower particles' triplets that differ more are not sought
+WINDOW_PT_MIN = 0.3
+# |rho| (1/m) bound of the sorted search's key: an edge >= 1 mm long bends at most 2000 / m
+_RHO_SPAN = 4000.0
 # a layer needs this many truth triplets in a bin for a scale of its own (else its volume's)
 _MIN_TRIPLETS = 40
 # largest triplet count held at once (bounded memory: ~8 float64/int64 arrays of this length)
@@ -103,30 +108,40 @@ def junctions(layers: np.ndarray, helix: EdgeHelix, n_hits: int) -> np.ndarray:
 
 
 def triplet_pairs(
-    helix: EdgeHelix, junction: np.ndarray, middles: np.ndarray | None = None
+    helix: EdgeHelix,
+    junction: np.ndarray,
+    middles: np.ndarray | None = None,
+    rho_window: np.ndarray | None = None,
 ) -> tuple[np.ndarray, np.ndarray]:
     """(first, second) int64 [T]: pairs of usable edges where the first's outer hit and the
     second's inner hit share a junction (:func:`junctions`); ``middles`` bool [junctions]: only
-    at these junctions (None: at every one)."""
-    n_junctions = int(junction.max()) + 1 if len(junction) else 0
+    at these junctions (None: at every one); ``rho_window`` float [junctions] (1/m): only pairs
+    whose curvatures differ by at most this (None: any), found by a sorted search, so that a
+    junction's pairs cost what agrees rather than in-edges times out-edges."""
     usable = np.flatnonzero(helix.usable)
     end = junction[helix.outer[usable]]
-    start = junction[helix.inner[usable]]
-    if middles is not None:
-        into = usable[middles[end]]
-        end = end[middles[end]]
-    else:
-        into = usable
-    into = into[np.argsort(end, kind="stable")]
-    out_of = usable[np.argsort(start, kind="stable")]
-    counts_out = np.bincount(start, minlength=n_junctions)
-    starts_out = np.cumsum(counts_out) - counts_out
+    into = usable if middles is None else usable[middles[end]]
+    out_of = usable
+    # out-edges sorted by (junction of their inner hit, curvature): one float key, exact because
+    # |rho| of an edge >= min_dr long is at most 2000 / min_dr and the window is bounded below
+    rho_in = np.clip(helix.rho[into], -_RHO_SPAN, _RHO_SPAN) + _RHO_SPAN
+    rho_out = np.clip(helix.rho[out_of], -_RHO_SPAN, _RHO_SPAN) + _RHO_SPAN
+    key_out = junction[helix.inner[out_of]] * (5.0 * _RHO_SPAN) + rho_out
+    order = np.argsort(key_out, kind="stable")
+    out_of, key_out = out_of[order], key_out[order]
     middle = junction[helix.outer[into]]
-    n_per = counts_out[middle]
+    if rho_window is None:
+        width = np.full(len(into), 2.0 * _RHO_SPAN)
+    else:
+        width = np.minimum(rho_window[middle], 2.0 * _RHO_SPAN)
+    key_in = middle * (5.0 * _RHO_SPAN) + rho_in
+    lo = np.searchsorted(key_out, key_in - width, side="left")
+    hi = np.searchsorted(key_out, key_in + width, side="right")
+    n_per = hi - lo
     total = int(n_per.sum())
     first = np.repeat(into, n_per)
     offsets = np.arange(total) - np.repeat(np.cumsum(n_per) - n_per, n_per)
-    second = out_of[np.repeat(starts_out[middle], n_per) + offsets]
+    second = out_of[np.repeat(lo, n_per) + offsets]
     return first, second
 
 
@@ -292,7 +307,7 @@ class TripletScales:
         middles = np.zeros(int(junction.max()) + 1, bool)
         middles[junction[helix.inner[prunable]]] = True
         middles[junction[helix.outer[prunable]]] = True
-        first, second = triplet_pairs(helix, junction, middles)
+        first, second = triplet_pairs(helix, junction, middles, self._rho_window(layers, junction))
         for start in range(0, len(first), _BLOCK):
             f, s = first[start : start + _BLOCK], second[start : start + _BLOCK]
             chi2 = self._chi2(
@@ -302,6 +317,23 @@ class TripletScales:
             index = torch.from_numpy(np.concatenate([f, s]))
             best.scatter_reduce_(0, index, values, reduce="amin")
         return best.numpy()
+
+    def _rho_window(self, layers: np.ndarray, junction: np.ndarray) -> np.ndarray | None:
+        """float [junctions]: the largest curvature difference (1/m) a triplet meeting there is
+        looked for with: sqrt(loosest cut) x the layer's largest rho scale over the bins of
+        particles above :data:`WINDOW_PT_MIN` (any pair beyond it fails the cut, unless both
+        edges bend like a slower particle's); None when a cut is unbounded (learning)."""
+        loosest = max(self.chi2_cut.values(), default=np.inf)
+        if not loosest < 1e12:
+            return None
+        bins = self.curvature_bins[:-1] < 0.6 / WINDOW_PT_MIN
+        scale = self.sigma[:, bins, 0].max(axis=1)
+        table = np.full(max(int(self.layers.max(initial=0)), int(layers.max(initial=0))) + 1, scale.max())
+        table[self.layers] = scale
+        window = np.zeros(int(junction.max()) + 1)
+        # a junction's hits share one layer (overlaps); any of them gives its scale
+        window[junction] = np.sqrt(loosest) * table[layers]
+        return window
 
     def edge_cut(self, layers: np.ndarray, cylindrical: np.ndarray, edges: np.ndarray) -> np.ndarray:
         """float64 [E]: each edge's chi2 cut (the looser of its two hits' volumes); +inf where it
