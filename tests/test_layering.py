@@ -2,7 +2,8 @@
 
 Data flows one way: core → events → pipeline → cluster → run → bench / service → cli, with
 estimation numbers-only beside them; Dask is imported only in cluster, run, bench and service;
-no module imports a private name (``_x``) of another. docs/design.md explains each room.
+no module imports a private name (``_x``) of another; no import circle, between rooms or inside
+one. docs/design.md explains each room.
 """
 
 from __future__ import annotations
@@ -165,15 +166,31 @@ def resolve(module: str, names: list[str]) -> list[str]:
     return submodules or ([module] if module in known else [])
 
 
+def type_checking_lines(path: Path) -> set[int]:
+    """Lines of the imports under ``if TYPE_CHECKING:``: names for the type checker only, never
+    imported when the program runs."""
+    lines: set[int] = set()
+    for node in ast.walk(ast.parse(path.read_text(), str(path))):
+        test = node.test if isinstance(node, ast.If) else None
+        if (isinstance(test, ast.Name) and test.id == "TYPE_CHECKING") or (
+            isinstance(test, ast.Attribute) and test.attr == "TYPE_CHECKING"
+        ):
+            for inner in node.body:
+                lines.update(n.lineno for n in ast.walk(inner) if isinstance(n, ast.Import | ast.ImportFrom))
+    return lines
+
+
 def import_graph() -> dict[str, set[str]]:
-    """module -> the trackflow modules it imports, lazy ones inside functions included (a
-    circle closed by a lazy import is still one: neither module can be read without the other)."""
+    """module -> the trackflow modules it imports when it runs, lazy ones inside functions
+    included (a circle closed by a lazy import is still one: neither module can be read without
+    the other); imports under ``if TYPE_CHECKING:`` are annotations, not dependencies."""
     graph: dict[str, set[str]] = {}
     for path in package_modules():
         name = module_name(path)
         targets = graph.setdefault(name, set())
-        for _, module, names in imports(path):
-            if module.split(".")[0] == "trackflow":
+        typing_only = type_checking_lines(path)
+        for line, module, names in imports(path):
+            if module.split(".")[0] == "trackflow" and line not in typing_only:
                 targets.update(t for t in resolve(module, names) if t != name)
     return graph
 

@@ -54,7 +54,11 @@ class ClusterHandle:
 
     @property
     def scheduler_address(self) -> str:
-        return self.client.scheduler.address
+        """The address the client is connected to (``tcp://...`` or ``tls://...``)."""
+        scheduler = self.client.scheduler
+        if scheduler is None:
+            raise RuntimeError("the cluster's client is not connected to a scheduler")
+        return str(scheduler.address)
 
     def worker_kinds(self) -> list[WorkerKind]:
         """Every worker now connected, asked from the scheduler itself (not the client's cache)."""

@@ -21,12 +21,16 @@ TRANSFER_PROBE_BYTES = 16 * 2**20
 
 def worker_threads(client: Client) -> dict[str, int]:
     """Threads of every worker, asked of the workers themselves (not the scheduler's cache)."""
-    return client.run(lambda dask_worker: dask_worker.state.nthreads)
+    threads: dict[str, int] = client.run(lambda dask_worker: dask_worker.state.nthreads)
+    return threads
 
 
 def worker_resources(client: Client) -> dict[str, dict[str, float]]:
     """The Dask resources (e.g. ``GPU``) of every worker, asked of the workers themselves."""
-    return client.run(lambda dask_worker: dict(dask_worker.state.total_resources))
+    resources: dict[str, dict[str, float]] = client.run(
+        lambda dask_worker: dict(dask_worker.state.total_resources)
+    )
+    return resources
 
 
 def bytes_between_workers(client: Client, since: float) -> int:
@@ -54,7 +58,8 @@ def scheduler_worker_rtt(client: Client, repeats: int = 10) -> dict[str, list[fl
             samples[address] = times
         return samples
 
-    return client.run_on_scheduler(ping, repeats=repeats)
+    rtt: dict[str, list[float]] = client.run_on_scheduler(ping, repeats=repeats)
+    return rtt
 
 
 def client_scheduler_rtt(client: Client, repeats: int = 5) -> list[float]:
@@ -69,7 +74,8 @@ def client_scheduler_rtt(client: Client, repeats: int = 5) -> list[float]:
 
 def worker_memory(client: Client) -> dict[str, dict[str, int]]:
     """Resident and peak memory (bytes) of every worker process, asked of the workers."""
-    return client.run(process_memory)
+    memory: dict[str, dict[str, int]] = client.run(process_memory)
+    return memory
 
 
 def _payload(nbytes: int) -> bytes:

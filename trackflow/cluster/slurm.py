@@ -132,8 +132,7 @@ def slurm_cluster(
     start_timeout: float,
     close_timeout: float,
 ) -> Iterator[ClusterHandle]:
-    from dask_jobqueue import SLURMCluster
-    from dask_jobqueue.slurm import SLURMJob
+    from dask_jobqueue.slurm import SLURMCluster, SLURMJob
 
     # profile_file settings hold for this cluster's lifetime only (adapt() makes jobs later)
     with dask.config.set(load_profiles(profile_file)):

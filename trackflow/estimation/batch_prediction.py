@@ -28,7 +28,8 @@ def shared_cores_service(
     service_s = np.asarray(service_s, dtype=np.float64)
     if other_cpu_s <= 0 or cores <= 0:
         return service_s
-    return np.maximum(service_s, workers * (service_s + other_cpu_s) / cores)
+    shared: np.ndarray = np.maximum(service_s, workers * (service_s + other_cpu_s) / cores)
+    return shared
 
 
 def predict_batch_workflow(

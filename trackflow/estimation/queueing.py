@@ -131,7 +131,9 @@ class QueueSimulation:
 
     @property
     def sojourn_s(self) -> np.ndarray:
-        return self.wait_s + self.service_s
+        """Wait + service of each job (s)."""
+        sojourn: np.ndarray = self.wait_s + self.service_s
+        return sojourn
 
     @property
     def throughput(self) -> float:

@@ -133,7 +133,8 @@ class SizeScaling:
 
     def ratio(self, target_hits: float, hits: np.ndarray) -> np.ndarray:
         """``t(target)/t(h)`` for each ``h``: the factor that moves a sample to the target size."""
-        return np.asarray(self.seconds(target_hits)) / np.asarray(self.seconds(hits))
+        factor: np.ndarray = np.asarray(self.seconds(target_hits)) / np.asarray(self.seconds(hits))
+        return factor
 
     def describe(self) -> str:
         """One line for the assumptions of an estimate."""
@@ -167,7 +168,8 @@ class SizeScaling:
             return cls(a, b, 1.0, int(hits.size), span)
 
         def model(h: np.ndarray, a: float, b: float, k: float) -> np.ndarray:
-            return a + b * np.power(h, k)
+            seconds: np.ndarray = a + b * np.power(h, k)
+            return seconds
 
         scale = float(np.median(seconds / hits))
         (a, b, k), _ = curve_fit(

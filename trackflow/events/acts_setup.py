@@ -30,7 +30,7 @@ class ActsDetector:
     detector: Any  # keeps the C++ geometry alive
     tracking_geometry: Any
     field: Any
-    surfaces: dict
+    surfaces: dict[Any, Any]  # ACTS GeometryIdentifier -> Surface
     frames: ModuleFrames
     acts_codes: np.ndarray  # sorted ACTS (volume, layer, sensitive) codes
     frame_rows: np.ndarray  # row in frames for each acts_codes entry
@@ -42,7 +42,8 @@ class ActsDetector:
         index = np.clip(np.searchsorted(self.acts_codes, code), 0, len(self.acts_codes) - 1)
         if len(code) and not np.array_equal(self.acts_codes[index], code):
             raise RuntimeError("ACTS produced a measurement on a surface that is not a sensitive module")
-        return self.frames.keys[self.frame_rows[index]]
+        keys: np.ndarray = self.frames.keys[self.frame_rows[index]]
+        return keys
 
 
 def module_code(volume: np.ndarray, layer: np.ndarray, sensitive: np.ndarray) -> np.ndarray:

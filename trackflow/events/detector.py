@@ -310,26 +310,32 @@ class ModuleFrames:
 
     def area(self) -> np.ndarray:
         """Sensitive area of each module (mm²)."""
-        return (self.half_u_min + self.half_u_max) * 2.0 * self.half_v
+        area: np.ndarray = (self.half_u_min + self.half_u_max) * 2.0 * self.half_v
+        return area
 
     def to_local(self, points: np.ndarray, rows: np.ndarray) -> np.ndarray:
         """Global points [N,3] (mm) into the frames of modules ``rows`` -> local (u, v, w) [N,3]."""
         offset = np.asarray(points, np.float64) - self.centre[rows]
-        return np.einsum("nij,ni->nj", self.rotation[rows], offset)
+        local: np.ndarray = np.einsum("nij,ni->nj", self.rotation[rows], offset)
+        return local
 
     def to_global(self, local: np.ndarray, rows: np.ndarray) -> np.ndarray:
         """Local (u, v, w) [N,3] on modules ``rows`` -> global (x, y, z) [N,3] (mm)."""
-        return np.einsum("nij,nj->ni", self.rotation[rows], np.asarray(local, np.float64)) + self.centre[rows]
+        rotated = np.einsum("nij,nj->ni", self.rotation[rows], np.asarray(local, np.float64))
+        points: np.ndarray = rotated + self.centre[rows]
+        return points
 
     def half_u_at(self, v: np.ndarray, rows: np.ndarray) -> np.ndarray:
         """Half width in u (mm) of modules ``rows`` at local v (trapezoids widen from -hv to +hv)."""
         fraction = (np.asarray(v, np.float64) + self.half_v[rows]) / (2.0 * self.half_v[rows])
-        return self.half_u_min[rows] + (self.half_u_max[rows] - self.half_u_min[rows]) * fraction
+        widening = (self.half_u_max[rows] - self.half_u_min[rows]) * fraction
+        half_u: np.ndarray = self.half_u_min[rows] + widening
+        return half_u
 
     def contains(self, local: np.ndarray, rows: np.ndarray, tolerance: float = 0.0) -> np.ndarray:
         """Whether local points lie inside the modules' volume (bounds and thickness, + tolerance mm)."""
         u, v, w = np.asarray(local, np.float64).T
-        return (
+        inside: np.ndarray = (
             (np.abs(w) <= self.thickness[rows] / 2.0 + tolerance)
             & (np.abs(v) <= self.half_v[rows] + tolerance)
             & (
@@ -337,6 +343,7 @@ class ModuleFrames:
                 <= self.half_u_at(np.clip(v, -self.half_v[rows], self.half_v[rows]), rows) + tolerance
             )
         )
+        return inside
 
 
 def _module_code(volume_id: np.ndarray, layer_id: np.ndarray, module_id: np.ndarray) -> np.ndarray:

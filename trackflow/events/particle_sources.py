@@ -109,4 +109,5 @@ def move_vertices(
     moved = particles[selected].copy()
     for axis, column in enumerate(("vx", "vy", "vz")):
         moved[column] = new_position[selected, axis]
-    return moved.reset_index(drop=True)
+    out: pd.DataFrame = moved.reset_index(drop=True)
+    return out

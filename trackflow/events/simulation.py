@@ -199,7 +199,8 @@ def encode_barcode(frame: pd.DataFrame) -> np.ndarray:
 # ---------------------------------------------------------------------------------------------
 # one event
 def _read_acts_csv(path: Path) -> pd.DataFrame:
-    return pacsv.read_csv(path).to_pandas()
+    frame: pd.DataFrame = pacsv.read_csv(path).to_pandas()
+    return frame
 
 
 def _run_acts(config: SimulationConfig, event_index: int, setup: ActsDetector, workdir: Path) -> None:

@@ -80,6 +80,7 @@ def write_tracks_parquet(path: str | Path, tracks: pd.DataFrame) -> Path:
 
 def read_tracks_parquet(path: str | Path) -> pd.DataFrame:
     try:
-        return pq.read_table(path, schema=TRACKS_SCHEMA).to_pandas()
+        tracks: pd.DataFrame = pq.read_table(path, schema=TRACKS_SCHEMA).to_pandas()
     except (OSError, pa.ArrowInvalid) as error:
         raise EventFileError(path, f"unreadable tracks file ({str(error).splitlines()[0]})") from error
+    return tracks

@@ -29,7 +29,8 @@ def _order_weights() -> np.ndarray:
 
 def pt_weight(pt: np.ndarray) -> np.ndarray:
     """TrackML pT weight: 0.2 up to 0.5 GeV, rising linearly to 1 at 3 GeV, 1 above; 0 below 0.05."""
-    return np.interp(pt, [0.05, 0.5, 3.0], [0.2, 0.2, 1.0], left=0.0, right=1.0)
+    weight: np.ndarray = np.interp(pt, [0.05, 0.5, 3.0], [0.2, 0.2, 1.0], left=0.0, right=1.0)
+    return weight
 
 
 def trackml_weights(truth: pd.DataFrame, particles: pd.DataFrame) -> np.ndarray:
