@@ -187,7 +187,13 @@ class EdgeFilter:
         if self.model is None:
             return torch.full((graph.n_edges,), torch.inf, dtype=torch.float32, device=graph.device)
         chunks = []
-        rows = block_rows(graph.device, self.config.chunk_size)
+        # a FilterNet blocks its MLP by rows itself (cache-sized blocks, trackflow.pipeline.mlp):
+        # it gets whole chunks, so the pair features are computed in a few large vectorised
+        # calls, not ~800 small ones per full event (same logits; 1.4x faster on average over 3
+        # alternating runs on a full event, loaded 2-core machine); other models (e.g.
+        # TorchScript) get cache-sized blocks
+        blocked_inside = isinstance(self.model, FilterNet)
+        rows = self.config.chunk_size if blocked_inside else block_rows(graph.device, self.config.chunk_size)
         with torch.inference_mode():
             for start in range(0, graph.n_edges, rows):
                 edges = graph.edges[:, start : start + rows]
