@@ -5,7 +5,8 @@ Paths (each on the same N = 1, 2 worker processes or model instances, one thread
 
 * ``serve``: ``trackflow serve --workers N`` (trackflow.Service on a LocalCluster behind the
   KServe v2 HTTP front end; every event one fused task; two tasks per worker thread, the
-  default), and ``serve-1``: the same with ``--tasks-per-slot 1`` (no task waits on a worker),
+  default), ``serve-staged``: ``--mode staged`` (a Dask task per stage, chained), and
+  ``serve-1``: fused with ``--tasks-per-slot 1`` (no task waits on a worker),
 * ``custom``: ``trackflow export triton --kind custom --instances N`` in the tritonserver bundled
   with nvidia-pytriton (one Python model runs the whole pipeline),
 * ``ensemble``: ``--kind ensemble --instances N`` (one Python model per stage, N instances each,
@@ -109,7 +110,7 @@ def _serve_trivial(workers: int) -> None:
     config = ServiceConfig(pipeline_loader=vs_triton.trivial_loader)
     with (
         Service.open("local", workers, config) as service,
-        KServeServer(service, ServeConfig(http_port=0)) as server,
+        KServeServer(service, ServeConfig(http_port=0, grpc=False)) as server,
     ):
         print(f"serving model trackflow on {server.url}", file=sys.stderr, flush=True)
         stop.wait()
@@ -131,6 +132,7 @@ def serve_process(workers: int, trivial: bool = False, extra: tuple[str, ...] = 
             str(workers),
             "--http-port",
             "0",
+            "--no-grpc",
             *extra,
         ]
     with subprocess.Popen(command, stderr=subprocess.PIPE, text=True) as process:
@@ -390,6 +392,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         "ensemble": lambda n: triton_process("ensemble", n, environment, work),
     }
     paths["serve-1"] = lambda n: serve_process(n, extra=("--tasks-per-slot", "1"))
+    paths["serve-staged"] = lambda n: serve_process(n, extra=("--mode", "staged"))
     capacity: dict[tuple[str, int, str], float] = {}
     for number in range(args.passes):
         order = args.paths if number % 2 == 0 else args.paths[::-1]
@@ -608,7 +611,7 @@ def main() -> None:
     parser.add_argument("--full-count", type=int, default=2)
     parser.add_argument("--max-events", type=int, default=16)
     parser.add_argument("--out", type=Path, default=Path("benchmarks/results/vs_triton"))
-    parser.add_argument("--paths", default="custom,ensemble,serve,serve-1")
+    parser.add_argument("--paths", default="custom,ensemble,serve,serve-staged,serve-1")
     parser.add_argument(
         "--passes", type=int, default=1, help="the paths take turns this many times (order reversed)"
     )

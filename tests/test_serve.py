@@ -54,7 +54,8 @@ def service() -> Iterator[Service]:
 
 @pytest.fixture(scope="module")
 def server(service: Service) -> Iterator[KServeServer]:
-    with KServeServer(service, ServeConfig(http_port=0, max_request_bytes=2_000_000)) as server:
+    config = ServeConfig(http_port=0, grpc_port=0, max_request_bytes=2_000_000)
+    with KServeServer(service, config) as server:
         yield server
 
 
@@ -283,7 +284,18 @@ def test_serve_config_refuses_half_tls() -> None:
 def test_the_serve_command_answers_and_stops_on_sigterm(events: list) -> None:
     """``trackflow serve`` as a user starts it (its own LocalCluster), one request, then SIGTERM:
     it says where it listens and, on the way out, what it answered."""
-    command = [sys.executable, "-m", "trackflow", "serve", "--workers", "1", "--http-port", "0"]
+    command = [
+        sys.executable,
+        "-m",
+        "trackflow",
+        "serve",
+        "--workers",
+        "1",
+        "--http-port",
+        "0",
+        "--grpc-port",
+        "0",
+    ]
     with subprocess.Popen(command, stderr=subprocess.PIPE, text=True, env={**os.environ}) as process:
         try:
             assert process.stderr is not None
@@ -302,3 +314,56 @@ def test_the_serve_command_answers_and_stops_on_sigterm(events: list) -> None:
         finally:
             if process.poll() is None:
                 process.kill()
+
+
+def test_grpc_round_trip_and_a_bad_request(server: KServeServer, client: object, events: list) -> None:
+    """The same model over gRPC (tritonclient.grpc): metadata, the HTTP answer's tracks, a bad
+    request named (and the server goes on)."""
+    grpcclient = pytest.importorskip("tritonclient.grpc")
+    channel = grpcclient.InferenceServerClient(f"127.0.0.1:{server.grpc_port}")
+    try:
+        assert channel.is_server_live()
+        assert channel.is_server_ready()
+        assert channel.is_model_ready("trackflow")
+        assert [i.name for i in channel.get_model_metadata("trackflow").inputs] == list(INPUTS)
+
+        def grpc_inputs(hits: pd.DataFrame, **datatypes: str) -> list[object]:
+            inputs = []
+            for name, accepted in INPUTS.items():
+                datatype = datatypes.get(name, accepted[0])
+                values = hits[name].to_numpy().astype(NUMPY[datatype])
+                tensor = grpcclient.InferInput(name, list(values.shape), datatype)
+                tensor.set_data_from_numpy(values)
+                inputs.append(tensor)
+            return inputs
+
+        hits = events[2].hits
+        got = channel.infer("trackflow", grpc_inputs(hits)).as_numpy("track_id")
+        np.testing.assert_array_equal(got, infer_tracks(client, hits))
+        with pytest.raises(InferenceServerException, match="input 'x': datatype 'FP64', expected FP32"):
+            channel.infer("trackflow", grpc_inputs(hits, x="FP64"))
+        with pytest.raises(InferenceServerException, match="unknown model 'other'"):
+            channel.get_model_metadata("other")
+        np.testing.assert_array_equal(channel.infer("trackflow", grpc_inputs(hits)).as_numpy("track_id"), got)
+    finally:
+        channel.close()
+
+
+def test_staged_mode_gives_the_fused_tracks(service: Service, client: object, events: list) -> None:
+    """``--mode staged``: a Dask task per stage, chained; the same tracks as the fused service."""
+    staged = Service(service.client, ServiceConfig(mode="staged"))
+    try:
+        with KServeServer(staged, ServeConfig(http_port=0, grpc=False)) as server:
+            channel = httpclient.InferenceServerClient(f"127.0.0.1:{server.http_port}", network_timeout=300)
+            try:
+                for event in events:
+                    np.testing.assert_array_equal(
+                        infer_tracks(channel, event.hits), infer_tracks(client, event.hits)
+                    )
+            finally:
+                channel.close()
+        assert staged.counts().done == len(events)
+    finally:
+        staged.close()
+    with pytest.raises(ConfigError, match="choose one of fused, staged"):
+        ServiceConfig(mode="direct")

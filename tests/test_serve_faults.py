@@ -48,7 +48,7 @@ def server(markers: Path) -> Iterator[KServeServer]:
     config = ServiceConfig(pipeline_loader=loader)
     with (
         Service.open("local", workers=2, config=config) as service,
-        KServeServer(service, ServeConfig(http_port=0)) as server,
+        KServeServer(service, ServeConfig(http_port=0, grpc=False)) as server,
     ):
         yield server
 

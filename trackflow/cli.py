@@ -645,6 +645,9 @@ def stream(**options: Any) -> None:
               help="Address to listen on (default serve.host: 127.0.0.1, this machine only).")
 @click.option("--http-port", type=click.IntRange(min=0, max=65535), default=None,
               help="HTTP port (default serve.http_port: 8000, Triton's; 0: any free port).")
+@click.option("--grpc-port", type=click.IntRange(min=0, max=65535), default=None,
+              help="gRPC port (default serve.grpc_port: 8001, Triton's; 0: any free port).")
+@click.option("--grpc/--no-grpc", "grpc", default=None, help="Also serve gRPC (default serve.grpc: yes).")
 @click.option("--max-request-bytes", type=click.IntRange(min=1), default=None,
               help="Largest request body in bytes (default serve.max_request_bytes: 64 MiB).")
 @click.option("--tls-cert", type=EXISTING_FILE, default=None, help="PEM certificate: serve HTTPS.")
@@ -657,6 +660,9 @@ def stream(**options: Any) -> None:
               help="Events that may wait for a worker (default service.max_queued, 256); then --policy.")
 @click.option("--policy", "queue_policy", type=click.Choice(["shed", "block"]), default=None,
               help="When the queue is full: answer 503 at once (shed) or hold the request (block).")
+@click.option("--mode", type=click.Choice(["fused", "staged"]), default="fused", show_default=True,
+              help="fused: an event is one task through every stage; staged: a task per stage, chained "
+              "by Dask (stages may run on different workers).")
 @click.option("--tasks-per-slot", type=click.IntRange(min=1), default=None,
               help="Tasks on the cluster per worker thread (default serve.tasks_per_slot: 2, the next "
               "event waits on its worker, so Dask's round trip overlaps the running one; 1: none waits).")
@@ -672,8 +678,9 @@ def serve(
 
     Model `trackflow`: inputs hit_id INT64, x, y, z FP32 (mm), volume_id, layer_id, module_id
     INT32 (INT64 accepted), all 1-D of one length; output track_id INT64 aligned with hit_id.
-    Endpoints /v2/health/{live,ready}, /v2/models/trackflow[/ready|/config|/infer]. Any Triton
-    client can call it, e.g. tritonclient.http.InferenceServerClient("127.0.0.1:8000"). The
+    Endpoints /v2/health/{live,ready}, /v2/models/trackflow[/ready|/config|/infer], and the same
+    over gRPC (port 8001). Any Triton client can call it, e.g.
+    tritonclient.http.InferenceServerClient("127.0.0.1:8000"). The
     events run on the Dask cluster behind it (--cluster). Stops on Ctrl-C or SIGTERM, after
     answering what it has taken.
     """
@@ -684,13 +691,14 @@ def serve(
     from trackflow.service import ServiceConfig
     from trackflow.service.kserve import ServeConfig, run_server
 
-    serve_keys = ("host", "http_port", "max_request_bytes", "tls_cert", "tls_key")
+    serve_keys = ("host", "http_port", "grpc", "grpc_port", "max_request_bytes", "tls_cert", "tls_key")
     service_keys = ("max_batch_events", "max_delay_ms", "max_queued", "queue_policy")
     serve_config = ServeConfig(**{k: options.pop(k) for k in serve_keys if options.get(k) is not None})
     tasks_per_slot = options.pop("tasks_per_slot") or int(config.get("serve.tasks_per_slot"))
     service_config = ServiceConfig(
         models_dir=models_dir, device=device, threads_per_worker=threads_per_worker,
         tasks_per_slot=tasks_per_slot,
+        mode=options.pop("mode"),
         **{k: options.pop(k) for k in service_keys if options.get(k) is not None},
     )
     cluster_given = {k: v for k, v in options.items() if v is not None and k not in serve_keys + service_keys}
@@ -699,7 +707,9 @@ def serve(
         signal.signal(number, lambda *_: stop.set())
 
     def ready(server: Any) -> None:
-        click.echo(f"serving model trackflow on {server.url} ({workers} worker(s), cluster "
+        grpc = f", gRPC {server.config.host}:{server.grpc_port}" if server.grpc_port else ""
+        click.echo(f"serving model trackflow on {server.url}{grpc} ({workers} worker(s), "
+                   f"{service_config.mode}, cluster "
                    f"{cluster_given.get('cluster', 'local')}); Ctrl-C stops", err=True)
 
     counts = run_server(cluster_given.pop("cluster"), workers, service_config, serve_config, stop,

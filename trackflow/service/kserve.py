@@ -37,84 +37,22 @@ import ssl
 import threading
 from collections.abc import Callable
 from concurrent.futures import Future
-from dataclasses import dataclass
-from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-import numpy as np
-import pandas as pd
 import tornado.httpserver
 import tornado.netutil
 import tornado.web
 
-from trackflow import config
 from trackflow.errors import ConfigError, TrackflowError
 from trackflow.service import protocol
 from trackflow.service.batcher import ServiceClosed, ServiceOverloaded
 from trackflow.service.protocol import MODEL_NAME, MODEL_VERSION, ProtocolError
+from trackflow.service.serve_config import ServeConfig
 
 if TYPE_CHECKING:
-    from trackflow.pipeline.graph import EventTracks
     from trackflow.service.service import Service, ServiceConfig
 
 logger = logging.getLogger(__name__)
-
-
-@dataclass
-class ServeConfig:
-    """Where and how ``trackflow serve`` listens (None = the default under ``serve.`` in
-    ``trackflow.yaml``).
-
-    ``host``: address to bind (default loopback: only this machine can connect); ``http_port``
-    (0: any free port; :attr:`KServeServer.http_port` says which); ``max_request_bytes``: bytes
-    one request body may hold; ``max_hits``: hits one event may have; ``request_timeout_s``: s
-    a request waits for its tracks before it is answered with an error (504);
-    ``tls_cert`` / ``tls_key``: PEM files, to serve HTTPS (both or neither).
-    """
-
-    host: str | None = None
-    http_port: int | None = None
-    max_request_bytes: int | None = None
-    max_hits: int | None = None
-    request_timeout_s: float | None = None
-    tls_cert: Path | None = None
-    tls_key: Path | None = None
-
-    def __post_init__(self) -> None:
-        for key in (
-            "host",
-            "http_port",
-            "max_request_bytes",
-            "max_hits",
-            "request_timeout_s",
-            "tls_cert",
-            "tls_key",
-        ):
-            if getattr(self, key) is None:
-                setattr(self, key, config.get(f"serve.{key}", None))
-        if self.max_request_bytes is None or int(self.max_request_bytes) < 1:
-            raise ConfigError(f"serve.max_request_bytes {self.max_request_bytes}: must be >= 1")
-        if (self.tls_cert is None) != (self.tls_key is None):
-            raise ConfigError("serve.tls_cert and serve.tls_key: give both (PEM files) or neither")
-
-    def ssl_context(self) -> ssl.SSLContext | None:
-        if self.tls_cert is None or self.tls_key is None:
-            return None
-        context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
-        try:
-            context.load_cert_chain(str(self.tls_cert), str(self.tls_key))
-        except (OSError, ssl.SSLError) as error:
-            raise ConfigError(f"serve.tls_cert {self.tls_cert} / tls_key {self.tls_key}: {error}") from error
-        return context
-
-
-def _track_ids(hits: pd.DataFrame, tracks: EventTracks) -> np.ndarray:
-    """The tracks' labels in the order of the request's hit ids."""
-    wanted = hits["hit_id"].to_numpy()
-    if np.array_equal(np.asarray(tracks.hit_ids), wanted):
-        return np.asarray(tracks.track_labels, dtype=np.int64)
-    labels = pd.Series(np.asarray(tracks.track_labels), index=np.asarray(tracks.hit_ids))
-    return labels.reindex(wanted).to_numpy(dtype=np.int64)
 
 
 class _Handler(tornado.web.RequestHandler):
@@ -265,6 +203,8 @@ class KServeServer:
         self.service = service
         self.config = config or ServeConfig()
         self.http_port: int | None = None
+        self.grpc_port: int | None = None
+        self._grpc: Any = None
         self.counts = {"requests": 0, "answered": 0, "errors": 0}
         self._lock = threading.Lock()
         self._loop: asyncio.AbstractEventLoop | None = None
@@ -293,7 +233,16 @@ class KServeServer:
         )
         self._thread.start()
         started.result(timeout=30)
-        logger.info("serving model %r on %s", MODEL_NAME, self.url)
+        if self.config.grpc:
+            from trackflow.service.kserve_grpc import GrpcServer
+
+            try:
+                self._grpc = GrpcServer(self.service, self.config).start()
+            except BaseException:
+                self.stop()
+                raise
+            self.grpc_port = self._grpc.port
+        logger.info("serving model %r on %s (gRPC port %s)", MODEL_NAME, self.url, self.grpc_port)
         return self
 
     def _application(self) -> tornado.web.Application:
@@ -310,7 +259,7 @@ class KServeServer:
                 (model + r"/ready", _ModelReady, args),
                 (model + r"/config", _ModelConfig, args),
                 (model + r"/infer", _Infer, args),
-            ]
+            ],
         )
 
     def _run(self, sockets: list[Any], ssl_context: ssl.SSLContext | None, started: Future) -> None:
@@ -338,6 +287,9 @@ class KServeServer:
     def stop(self) -> None:
         """Stop listening and close the open connections (requests in flight are dropped by
         the connections' close; stop the traffic first)."""
+        if self._grpc is not None:
+            self._grpc.stop()
+            self._grpc = None
         loop, http = self._loop, self._http
         if loop is None or http is None:
             return
@@ -419,7 +371,7 @@ class KServeServer:
         except Exception as error:  # EventFailed: which stage, and why; or a lost task
             return 500, protocol.error_body(" ".join(str(error).split()) or type(error).__name__), None
         answer, header = protocol.encode_infer_response(
-            _track_ids(request.hits, tracks), request.request_id, request.binary_output
+            protocol.track_ids(request.hits, tracks), request.request_id, request.binary_output
         )
         return 200, answer, header
 

@@ -21,12 +21,15 @@ from __future__ import annotations
 
 import json
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import pandas as pd
 
 from trackflow.errors import TrackflowError
+
+if TYPE_CHECKING:
+    from trackflow.pipeline.graph import EventTracks
 
 #: model name, the same in ``trackflow serve`` and the exported Triton repository
 MODEL_NAME = "trackflow"
@@ -167,21 +170,12 @@ def parse_infer_request(
         if not isinstance(raw, dict) or not isinstance(raw.get("name"), str):
             raise ProtocolError(f"an input is not an object with a 'name': {str(raw)[:80]}")
         name = raw["name"]
-        if name not in INPUTS:
-            raise ProtocolError(f"unexpected input {name!r}; the inputs are {', '.join(INPUTS)}")
-        if name in tensors:
-            raise ProtocolError(f"input {name!r} is given twice")
         datatype = raw.get("datatype")
-        if datatype not in INPUTS[name]:
-            raise ProtocolError(
-                f"input {name!r}: datatype {datatype!r}, expected {' or '.join(INPUTS[name])}"
-            )
-        shape = _shape(name, raw.get("shape"))
+        shape = check_input(name, datatype, raw.get("shape"), tensors)
         parameters = raw.get("parameters") or {}
         if not isinstance(parameters, dict):
             raise ProtocolError(f"input {name!r}: 'parameters' is not an object")
         size = parameters.get("binary_data_size")
-        dtype = DTYPES[datatype]
         if size is not None:
             if not isinstance(size, int) or size < 0:
                 raise ProtocolError(f"input {name!r}: binary_data_size {size!r} is not a byte count")
@@ -190,12 +184,10 @@ def parse_infer_request(
                     f"input {name!r}: binary_data_size {size} runs past the end of the body "
                     f"({len(binary) - offset} bytes left)"
                 )
-            if size % dtype.itemsize:
-                raise ProtocolError(f"input {name!r}: {size} bytes is not a whole number of {datatype}")
-            values = np.frombuffer(binary[offset : offset + size], dtype=dtype)
+            values = tensor_from_bytes(name, str(datatype), binary[offset : offset + size])
             offset += size
         elif "data" in raw:
-            values = _tensor_from_json(name, datatype, shape, raw["data"])
+            values = _tensor_from_json(name, str(datatype), shape, raw["data"])
         else:
             raise ProtocolError(f"input {name!r} has neither 'data' nor binary_data_size")
         if values.size != shape[0]:
@@ -203,6 +195,37 @@ def parse_infer_request(
         tensors[name] = values
     if offset != len(binary):
         raise ProtocolError(f"{len(binary) - offset} bytes after the last input's binary data")
+    hits = hits_from_tensors(tensors, max_hits)
+    return InferRequest(
+        hits=hits,
+        request_id=str(header["id"]) if "id" in header else None,
+        event_id=_event_id(header),
+        binary_output=_binary_output(header),
+    )
+
+
+def check_input(name: str, datatype: Any, shape: Any, seen: dict[str, np.ndarray]) -> list[int]:
+    """One input's name, datatype and shape (1-D); its shape. ``seen``: the inputs read so far."""
+    if name not in INPUTS:
+        raise ProtocolError(f"unexpected input {name!r}; the inputs are {', '.join(INPUTS)}")
+    if name in seen:
+        raise ProtocolError(f"input {name!r} is given twice")
+    if datatype not in INPUTS[name]:
+        raise ProtocolError(f"input {name!r}: datatype {datatype!r}, expected {' or '.join(INPUTS[name])}")
+    return _shape(name, shape)
+
+
+def tensor_from_bytes(name: str, datatype: str, raw: bytes | memoryview) -> np.ndarray:
+    """An input's raw little-endian bytes (HTTP binary extension, gRPC raw_input_contents)."""
+    dtype = DTYPES[datatype]
+    if len(raw) % dtype.itemsize:
+        raise ProtocolError(f"input {name!r}: {len(raw)} bytes is not a whole number of {datatype}")
+    return np.frombuffer(raw, dtype=dtype)
+
+
+def hits_from_tensors(tensors: dict[str, np.ndarray], max_hits: int | None) -> pd.DataFrame:
+    """The hits frame of an event's checked input tensors (every input there, one length, at
+    least one hit, at most ``max_hits``, finite coordinates, distinct hit ids)."""
     missing = [name for name in INPUTS if name not in tensors]
     if missing:
         raise ProtocolError(f"missing input(s) {', '.join(missing)}")
@@ -220,14 +243,8 @@ def parse_infer_request(
             raise ProtocolError(f"input {name!r}: {bad} value(s) are not finite")
     if pd.Index(tensors["hit_id"]).has_duplicates:
         raise ProtocolError("input 'hit_id': values repeat; each hit needs its own id")
-    hits = pd.DataFrame(
+    return pd.DataFrame(
         {name: tensors[name].astype(dtype, copy=False) for name, dtype in COLUMN_DTYPES.items()}
-    )
-    return InferRequest(
-        hits=hits,
-        request_id=str(header["id"]) if "id" in header else None,
-        event_id=_event_id(header),
-        binary_output=_binary_output(header),
     )
 
 
@@ -281,6 +298,15 @@ def encode_infer_response(
     if not binary:
         return header, None
     return header + values.tobytes(), len(header)
+
+
+def track_ids(hits: pd.DataFrame, tracks: EventTracks) -> np.ndarray:
+    """The tracks' labels in the order of the request's hit ids."""
+    wanted = hits["hit_id"].to_numpy()
+    if np.array_equal(np.asarray(tracks.hit_ids), wanted):
+        return np.asarray(tracks.track_labels, dtype=np.int64)
+    labels = pd.Series(np.asarray(tracks.track_labels), index=np.asarray(tracks.hit_ids))
+    return labels.reindex(wanted).to_numpy(dtype=np.int64)
 
 
 def error_body(message: str) -> bytes:

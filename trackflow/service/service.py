@@ -67,6 +67,9 @@ if TYPE_CHECKING:
 
 logger = logging.getLogger(__name__)
 
+#: how a batch runs on the cluster (ServiceConfig.mode)
+SERVICE_MODES = ("fused", "staged")
+
 #: hits columns a request needs (r, phi and eta are derived when missing)
 HIT_COLUMNS = ("hit_id", "x", "y", "z", "volume_id", "layer_id", "module_id")
 
@@ -90,6 +93,8 @@ class ServiceConfig:
     on the cluster at once (None: the workers' threads times ``tasks_per_slot``; 1 keeps the
     queue on the client, 2 keeps one more task waiting on each worker so that Dask's round trip
     of the next event overlaps the running one: ``trackflow serve`` takes ``serve.tasks_per_slot``);
+    ``mode``: ``fused`` (a batch is one task through every stage) or ``staged`` (a task per stage,
+    chained by Dask: a batch's graphs may hop between workers, as in the study's ensemble);
     ``retries``: Dask retries of a task
     failing with a transient error. ``models_dir`` / ``device`` / ``threads_per_worker`` /
     ``settings`` as for ``trackflow reconstruct``; ``pipeline_loader`` replaces ``Pipeline.load``
@@ -106,6 +111,7 @@ class ServiceConfig:
     block_timeout_s: float | None = None
     max_in_flight: int | None = None
     tasks_per_slot: int = 1
+    mode: str = "fused"
     retries: int | None = None
     settings: dict[str, Any] = field(default_factory=dict)
     pipeline_loader: PipelineLoader | None = field(default=None, repr=False)
@@ -121,6 +127,8 @@ class ServiceConfig:
         if self.max_in_flight is None:
             self.max_in_flight = config.get("service.max_in_flight", None)
         self.retries = int(self.retries if self.retries is not None else config.get("workflow.retries", 2))
+        if self.mode not in SERVICE_MODES:
+            raise ConfigError(f"mode {self.mode!r}: choose one of {', '.join(SERVICE_MODES)}")
         if int(self.tasks_per_slot) < 1:
             raise ConfigError(f"tasks_per_slot {self.tasks_per_slot}: must be >= 1")
         if self.max_in_flight is not None and int(self.max_in_flight) < 1:
@@ -408,15 +416,26 @@ class Service:
 
     def _dispatch(self, batch: list[Request]) -> None:
         key = f"trackflow-serve-{self._run}-{next(self._batch_ids):07d}"
-        dask_future = self.client.submit(
-            serve_batch,
-            self.plugin.name,
-            [r.payload for r in batch],
-            key=key,
-            retries=self.config.retries,
-            resources=gpu_request() if self.gpu else None,
-            pure=False,
-        )
+        options: dict[str, Any] = {
+            "retries": self.config.retries,
+            "resources": gpu_request() if self.gpu else None,
+            "pure": False,
+        }
+        events = [r.payload for r in batch]
+        if self.config.mode == "staged":
+            from trackflow.pipeline.graph import STAGE_NAMES
+            from trackflow.service import staged_tasks
+
+            # one task per stage, each depending on the last: Dask places each where it likes
+            items = self.client.submit(staged_tasks.prepare_batch, self.plugin.name, events,
+                                       key=f"{key}-prepare", **options)
+            for stage in STAGE_NAMES:
+                items = self.client.submit(staged_tasks.stage_batch, self.plugin.name, stage, items,
+                                           key=f"{key}-{stage}", **options)
+            dask_future = self.client.submit(staged_tasks.finish_batch, self.plugin.name, items, key=key,
+                                             **options)
+        else:
+            dask_future = self.client.submit(serve_batch, self.plugin.name, events, key=key, **options)
         with self._lock:
             self._dask_futures[key] = dask_future
         dask_future.add_done_callback(lambda f, batch=batch: self._on_done(f, batch))

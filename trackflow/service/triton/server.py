@@ -187,13 +187,17 @@ class TritonServer:
                 command, stdout=log, stderr=subprocess.STDOUT, env=self._env(), start_new_session=True
             )
         deadline = time.monotonic() + self.start_timeout_s
-        while time.monotonic() < deadline:
-            if self._process.poll() is not None:
-                break
-            if self.ready():
-                logger.info("tritonserver ready on %s (repository %s)", self.url, self.repository)
-                return self
-            time.sleep(0.5)
+        try:
+            while time.monotonic() < deadline:
+                if self._process.poll() is not None:
+                    break
+                if self.ready():
+                    logger.info("tritonserver ready on %s (repository %s)", self.url, self.repository)
+                    return self
+                time.sleep(0.5)
+        except BaseException:  # interrupted while the models load: no server left behind
+            self.stop()
+            raise
         problem = (
             f"exited with code {self._process.returncode}"
             if self._process.poll() is not None
