@@ -234,7 +234,7 @@ def test_profile_file_overrides_with_either_key_spelling(tmp_path: Path) -> None
 
 def test_unknown_cluster_name_is_reported_before_looking_for_slurm(tmp_path: Path) -> None:
     with (
-        pytest.raises(ConfigError, match="--cluster slurm-cpus: no such Slurm profile"),
+        pytest.raises(ConfigError, match="cluster slurm-cpus: no such Slurm profile"),
         open_cluster("slurm-cpus", 1, run_dir=tmp_path),
     ):
         pass
@@ -272,7 +272,7 @@ def test_a_worker_that_never_starts_is_left_out_and_named(worker_fault: object) 
         assert len(handle.client.scheduler_info()["workers"]) == 1
         assert handle.client.submit(sum, [1, 2]).result() == 3  # the run goes on with one
         (problem,) = handle.start_problems
-    assert problem.startswith("--cluster local: worker 1 failed to start 2 time(s) (")
+    assert problem.startswith("cluster local: worker 1 failed to start 2 time(s) (")
     assert problem.endswith("; going on with 1 of 2 workers") and "\n" not in problem
 
 
@@ -285,7 +285,7 @@ def test_no_worker_at_all_is_one_line_and_exit_2(worker_fault: object, tmp_path:
     with pytest.raises(ClusterStartError) as error, open_cluster("local", 2, 1, start_timeout=60):
         pass
     message = str(error.value)
-    assert message.startswith("--cluster local: no worker started (2 asked for, each tried 2 time(s);")
+    assert message.startswith("cluster local: no worker started (2 asked for, each tried 2 time(s);")
     assert "\n" not in str(error.value)
 
     events = tmp_path / "events"

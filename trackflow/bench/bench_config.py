@@ -62,21 +62,21 @@ class BenchConfig:
     def __post_init__(self) -> None:
         self.input_dir = Path(self.input_dir)
         self.out_dir = Path(self.out_dir)
-        self.workers = _positive_list(self.workers, "bench.workers", "--workers")
-        self.threads = _positive_list(self.threads, "bench.threads", "--threads")
-        self.concurrency = _positive_list(self.concurrency, "bench.concurrency", "--concurrency")
+        self.workers = _positive_list(self.workers, "bench.workers", "workers")
+        self.threads = _positive_list(self.threads, "bench.threads", "threads")
+        self.concurrency = _positive_list(self.concurrency, "bench.concurrency", "concurrency")
         self.modes = list(self.modes or config.get("bench.modes"))
         unknown = sorted(set(self.modes) - set(MODES))
         if unknown or not self.modes:
             raise ConfigError(
-                f"--modes: unknown mode(s) {', '.join(unknown)}; choose from {', '.join(MODES)}"
+                f"modes: unknown mode(s) {', '.join(unknown)}; choose from {', '.join(MODES)}"
             )
         self.batch_size = int(self.batch_size)
         if self.batch_size < 1:
-            raise ConfigError(f"--batch-size: must be >= 1, got {self.batch_size}")
+            raise ConfigError(f"batch_size: must be >= 1, got {self.batch_size}")
         self.repeats = int(self.repeats)
         if self.repeats < 1:
-            raise ConfigError(f"--repeats: must be >= 1, got {self.repeats}")
+            raise ConfigError(f"repeats: must be >= 1, got {self.repeats}")
         if self.hits is None:
             # full 100k-hit events take ~20 s each on one core: cut them for a sweep of minutes
             self.hits = config.get("bench.hits")

@@ -61,7 +61,7 @@ def local_cluster(
     workers: int, threads_per_worker: int, gpu_workers: int, adapt: tuple[int, int] | None, timeout: float
 ) -> Iterator[ClusterHandle]:
     if adapt and gpu_workers:
-        raise ConfigError("--adapt with --gpu-workers: a local cluster adapts CPU workers only; drop one")
+        raise ConfigError("adapt with gpu_workers: a local cluster adapts CPU workers only; drop one")
     chosen = dask_settings.chosen()
     memory_limit = config.get("workflow.cluster.memory_limit")
     try:
@@ -79,7 +79,7 @@ def local_cluster(
             )
     except (RuntimeError, OSError) as error:
         raise ClusterStartError(
-            f"--cluster local: the scheduler did not start ({' '.join(str(error).split())[:200]})"
+            f"cluster local: the scheduler did not start ({' '.join(str(error).split())[:200]})"
         ) from None
     try:
         template = cluster.new_worker_spec()
@@ -103,11 +103,11 @@ def local_cluster(
         lost = start_local_workers(cluster, attempts)
         if asked and not cluster.worker_spec:
             raise ClusterStartError(
-                f"--cluster local: no worker started ({asked} asked for, each tried {attempts} "
+                f"cluster local: no worker started ({asked} asked for, each tried {attempts} "
                 f"time(s); {next(iter(lost.values()))})"
             )
         problems = [
-            f"--cluster local: worker {name} failed to start {attempts} time(s) ({reason}); "
+            f"cluster local: worker {name} failed to start {attempts} time(s) ({reason}); "
             f"going on with {len(cluster.worker_spec)} of {asked} workers"
             for name, reason in lost.items()
         ]
@@ -116,7 +116,7 @@ def local_cluster(
         client = Client(cluster)
         try:
             expected = adapt[0] if adapt else len(cluster.worker_spec)
-            problems += wait_for_workers(client, expected, timeout, "--cluster local")
+            problems += wait_for_workers(client, expected, timeout, "cluster local")
             yield ClusterHandle(client=client, cluster=cluster, spec="local", start_problems=problems)
         finally:
             client.close()

@@ -98,11 +98,11 @@ def open_cluster(
         close_timeout if close_timeout is not None else config.get("workflow.cluster.close_timeout")
     )
     if workers < 0 or gpu_workers < 0:
-        raise ConfigError(f"--workers {workers} / --gpu-workers {gpu_workers}: must be >= 0")
+        raise ConfigError(f"workers {workers} / gpu_workers {gpu_workers}: must be >= 0")
     if adapt is not None and not 0 <= adapt[0] <= adapt[1]:
-        raise ConfigError(f"--adapt {adapt[0]}:{adapt[1]}: need 0 <= MIN <= MAX")
+        raise ConfigError(f"adapt {adapt[0]}:{adapt[1]}: need 0 <= MIN <= MAX")
     if threads_per_worker is not None and threads_per_worker < 1:
-        raise ConfigError(f"--threads-per-worker {threads_per_worker}: must be >= 1")
+        raise ConfigError(f"threads_per_worker {threads_per_worker}: must be >= 1")
 
     if scheduler_file is not None:
         with connect_cluster(

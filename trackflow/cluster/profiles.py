@@ -76,8 +76,8 @@ def profile_settings(profile: str) -> dict[str, Any]:
             if isinstance(value, dict) and "cores" in value and name not in _SCHEDULER_NAMES
         )
         raise ConfigError(
-            f"--cluster {profile}: no such Slurm profile (known: {', '.join(known)}; "
-            f"add it to {JOBQUEUE_FILE} or pass --profile FILE)"
+            f"cluster {profile}: no such Slurm profile (known: {', '.join(known)}; "
+            f"add it to {JOBQUEUE_FILE} or give a profile file)"
         )
     return settings
 

@@ -72,7 +72,7 @@ def _require_slurm(spec: str) -> None:
     for command in ("sbatch", "squeue", "scancel"):
         if shutil.which(command) is None:
             raise ClusterStartError(
-                f"--cluster {spec}: Slurm command {command!r} not found on PATH "
+                f"cluster {spec}: Slurm command {command!r} not found on PATH "
                 "(run on a login node, or start a local Slurm with `sudo slurm/local/up.sh`)"
             )
 
@@ -143,8 +143,8 @@ def slurm_cluster(
             gpu_workers = gpu_workers or 1
             gpu_settings = profile_settings(gpu_profile)
         elif gpu_workers:
-            raise ConfigError(f"--gpu-workers {gpu_workers}: only with --cluster slurm-mixed")
-        _require_slurm(spec)  # after the profile check: a typo in --cluster is named as such
+            raise ConfigError(f"gpu_workers {gpu_workers}: only with cluster slurm-mixed")
+        _require_slurm(spec)  # after the profile check: a typo in the cluster spec is named as such
         run_dir = Path(run_dir) if run_dir is not None else default_run_dir()
         run_dir.mkdir(parents=True, exist_ok=True)
         run_id = secrets.token_hex(4)
@@ -154,7 +154,7 @@ def slurm_cluster(
         security = None if tls_files is None else tls_security(tls_files)
         protocol = "tcp://" if insecure else "tls://"
         processes = int(setting(settings, "processes") or 1)
-        what = f"--cluster {spec} (profile {profile!r}{f' + {gpu_profile!r}' if mixed else ''})"
+        what = f"cluster {spec} (profile {profile!r}{f' + {gpu_profile!r}' if mixed else ''})"
 
         cluster = None
         client = None

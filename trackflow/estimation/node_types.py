@@ -21,15 +21,15 @@ class NodeSpec:
 
     @classmethod
     def parse(cls, text: str) -> NodeSpec:
-        """``NAME=cores:128,mem:512GB[,gpus:4][,net:200Gbit/s]`` (``--node``)."""
+        """``NAME=cores:128,mem:512GB[,gpus:4][,net:200Gbit/s]``; ConfigError naming the text."""
         name, sep, spec = text.partition("=")
         if not sep or not name.strip():
-            raise ConfigError(f"--node {text!r}: expected NAME=cores:N,mem:SIZE[,gpus:N][,net:BW]")
+            raise ConfigError(f"node {text!r}: expected NAME=cores:N,mem:SIZE[,gpus:N][,net:BW]")
         fields: dict[str, Any] = {"name": name.strip(), "cores": 0}
         for item in filter(None, (part.strip() for part in spec.split(","))):
             key, _, value = item.partition(":")
             key = key.strip().lower()
-            option = f"--node {name.strip()}: {key}"
+            option = f"node {name.strip()}: {key}"
             try:
                 if key in ("cores", "cpus"):
                     fields["cores"] = int(value)
@@ -40,14 +40,14 @@ class NodeSpec:
                 elif key in ("net", "nic", "network"):
                     fields["network_bytes_per_s"] = parse_bandwidth(value, option)
                 else:
-                    raise ConfigError(f"--node {text!r}: unknown key {key!r} (cores, gpus, mem, net)")
+                    raise ConfigError(f"node {text!r}: unknown key {key!r} (cores, gpus, mem, net)")
             except ValueError as error:
                 if isinstance(error, ConfigError):
                     raise
                 raise ConfigError(f"{option}: cannot read {value!r} as an integer") from None
         node = cls(**fields)
         if node.cores < 1 and node.gpus < 1:
-            raise ConfigError(f"--node {text!r}: needs cores:N or gpus:N")
+            raise ConfigError(f"node {text!r}: needs cores:N or gpus:N")
         return node
 
     @property

@@ -45,7 +45,7 @@ def parse_bandwidth(text: str | float | int, option: str = "net") -> float:
     return per_second if unit == "B" else per_second / 8.0
 
 
-def parse_rate(text: str | float | int, option: str = "--rate") -> float:
+def parse_rate(text: str | float | int, option: str = "rate") -> float:
     """Events per second from ``"1kHz"``, ``"500 Hz"``, ``"2MHz"`` or a plain number (Hz)."""
     if isinstance(text, int | float):
         rate = float(text)
@@ -64,7 +64,7 @@ def parse_rate(text: str | float | int, option: str = "--rate") -> float:
 _DURATION = {"": 1.0, "s": 1.0, "ms": 1e-3, "us": 1e-6, "µs": 1e-6, "min": 60.0}
 
 
-def parse_duration(text: str | float | int, option: str = "--latency-budget") -> float:
+def parse_duration(text: str | float | int, option: str = "latency_budget") -> float:
     """Seconds from ``"0.5"``, ``"500ms"``, ``"2s"``, ``"100us"`` or ``"1min"``."""
     if isinstance(text, int | float):
         seconds = float(text)

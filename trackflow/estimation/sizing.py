@@ -151,8 +151,8 @@ def _estimate_node(
                     node,
                     measured=False,
                     note="the bench has no GPU measurements (device "
-                    f"{inputs.device!r}); run `trackflow bench --device cuda` on a GPU node, "
-                    "or pass gpu_speedup (--gpu-speedup) to scale from 1-thread CPU times",
+                    f"{inputs.device!r}); run `trackflow bench` with device cuda on a GPU node, "
+                    "or give gpu_speedup to scale from 1-thread CPU times",
                 )
             profiles, assumed = cpu_single, True
         profile = profiles[0]
@@ -304,11 +304,11 @@ def estimate_from_inputs(
         latency_budget_s = parse_duration(latency_budget_s)
     headroom = float(config.get("estimate.headroom") if headroom is None else headroom)
     if not 0.0 <= headroom < 1.0:
-        raise ConfigError(f"--headroom: must be in [0, 1), got {headroom}")
+        raise ConfigError(f"headroom: must be in [0, 1), got {headroom}")
     if gpu_speedup is not None and not gpu_speedup > 0:
-        raise ConfigError(f"--gpu-speedup: must be positive, got {gpu_speedup}")
+        raise ConfigError(f"gpu_speedup: must be positive, got {gpu_speedup}")
     if event_hits is not None and event_hits < 1:
-        raise ConfigError(f"--event-hits: must be a positive number of hits, got {event_hits}")
+        raise ConfigError(f"event_hits: must be a positive number of hits, got {event_hits}")
     hits = float(event_hits) if event_hits is not None else inputs.input_hits
     node_types = [NodeSpec.parse(node) if isinstance(node, str) else node for node in nodes or DEFAULT_NODES]
 

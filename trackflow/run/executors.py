@@ -105,7 +105,7 @@ class Executor(Protocol):
     def execute(self, batches: Iterable[Batch]) -> Iterator[BatchResult]: ...
 
 
-def check_mode(mode: str, option: str = "--mode") -> str:
+def check_mode(mode: str, option: str = "mode") -> str:
     """``mode`` when it is one of :data:`MODES`; else a ConfigError naming ``option``."""
     if mode not in MODES:
         raise ConfigError(f"{option} {mode}: choose one of {', '.join(MODES)}")

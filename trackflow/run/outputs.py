@@ -131,8 +131,8 @@ class OutDirLock:
     def _in_use(self, owner: tuple[int, str, str]) -> ConfigError:
         pid, host, since = owner
         return ConfigError(
-            f"--out {self.path.parent}: in use by another trackflow run (pid {pid} on host {host}, "
-            f"since {since}); wait for it to end or choose another --out"
+            f"out_dir {self.path.parent}: in use by another trackflow run (pid {pid} on host {host}, "
+            f"since {since}); wait for it to end or choose another out_dir"
         )
 
     def _take_over_if_stale(self) -> None:
@@ -257,15 +257,15 @@ class RunOutputs:
             previous = manifest["fingerprint"]
         except (OSError, ValueError, KeyError, TypeError) as error:
             raise ConfigError(
-                f"{self.manifest_path}: unreadable manifest ({error}); rerun with --overwrite"
+                f"{self.manifest_path}: unreadable manifest ({error}); run again with overwrite"
             ) from error
         if previous != self.fingerprint:
             differ = sorted(
                 k for k in {*previous, *self.fingerprint} if previous.get(k) != self.fingerprint.get(k)
             )
             raise ConfigError(
-                f"--out {self.out_dir} holds a run with other settings ({', '.join(differ)}); "
-                "use --overwrite to start afresh or choose another --out"
+                f"out_dir {self.out_dir} holds a run with other settings ({', '.join(differ)}); "
+                "overwrite it to start afresh or choose another out_dir"
             )
         self.entries = entries
 

@@ -103,18 +103,18 @@ def simulate(
     of those events.
     """
     if events < 1:
-        raise ConfigError(f"--events {events}: must be >= 1")
+        raise ConfigError(f"events {events}: must be >= 1")
     if workers < 1:
-        raise ConfigError(f"--workers {workers}: must be >= 1")
+        raise ConfigError(f"workers {workers}: must be >= 1")
     if first_event < 0:
-        raise ConfigError(f"--first-event {first_event}: must be >= 0")
-    config.particle_files()  # a bad --particles-from fails here, before any cluster starts
+        raise ConfigError(f"first_event {first_event}: must be >= 0")
+    config.particle_files()  # a bad particles_from fails here, before any cluster starts
     # resolved (and derived, when it comes from ACTS) once here, not in every worker
     config = dataclasses.replace(config, detectors=resolve_detectors(config.detectors))
     module_frames(config.detectors)  # a missing or broken detector description fails here too
     out = Path(out_dir).resolve()  # workers may run elsewhere (Slurm): an absolute path
     if out.exists() and not out.is_dir():
-        raise ConfigError(f"--out {out}: is not a directory")
+        raise ConfigError(f"out_dir {out}: is not a directory")
     indices = range(first_event, first_event + events)
     _check_free(out, indices, overwrite)
     out.parent.mkdir(parents=True, exist_ok=True)

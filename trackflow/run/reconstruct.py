@@ -121,11 +121,11 @@ class ReconstructConfig:
         if self.max_in_flight is None:
             self.max_in_flight = config.get("workflow.max_in_flight")
         if self.threads_per_worker < 1:
-            raise ConfigError(f"--threads-per-worker {self.threads_per_worker}: must be >= 1")
+            raise ConfigError(f"threads_per_worker {self.threads_per_worker}: must be >= 1")
         if self.retries < 0:
-            raise ConfigError(f"--retries {self.retries}: must be >= 0")
+            raise ConfigError(f"retries {self.retries}: must be >= 0")
         if self.out_dir.resolve() == self.input_dir.resolve():
-            raise ConfigError(f"--out {self.out_dir}: must not be the input directory")
+            raise ConfigError(f"out_dir {self.out_dir}: must not be the input directory")
         if self.settings and self.pipeline_loader is not None:
             raise ConfigError("settings: apply to a model directory, not to a pipeline_loader")
 

@@ -137,15 +137,15 @@ class StreamConfig:
         self.seed = int(self.seed)
         self.calibration_events = int(self.calibration_events)
         if not self.rates and not self.capacity_fractions and not self.concurrency:
-            raise ConfigError("--rate / --concurrency: give at least one rate or one concurrency")
+            raise ConfigError("rates / concurrency: give at least one rate or one concurrency")
         if any(not r > 0 for r in [*self.rates, *self.capacity_fractions]):
-            raise ConfigError(f"--rate {','.join(f'{r:g}' for r in self.rates)}: rates must be > 0 Hz")
+            raise ConfigError(f"rates {','.join(f'{r:g}' for r in self.rates)}: rates must be > 0 Hz")
         if any(k < 1 for k in self.concurrency) or any(n < 1 for n in self.instances):
-            raise ConfigError("--concurrency / --instances: must be >= 1")
+            raise ConfigError("concurrency / instances: must be >= 1")
         if self.passes < 1:
-            raise ConfigError(f"--passes {self.passes}: must be >= 1")
+            raise ConfigError(f"passes {self.passes}: must be >= 1")
         if not self.duration > 0:
-            raise ConfigError(f"--duration {self.duration:g}: must be > 0 s")
+            raise ConfigError(f"duration {self.duration:g}: must be > 0 s")
 
     def service_config(self) -> ServiceConfig:
         return ServiceConfig(
@@ -190,13 +190,13 @@ def load_events(input_dir: Path, max_events: int | None) -> list[Event]:
 def _scale(service: Service, workers: int, progress: Progress) -> None:
     handle = service.handle
     if handle is None or handle.cluster is None:
-        raise ConfigError("--instances: needs a cluster trackflow opened (not a scheduler address or client)")
+        raise ConfigError("instances: needs a cluster trackflow opened (not a scheduler address or client)")
     progress(f"scaling to {workers} worker(s)")
     handle.cluster.scale(workers)
     deadline = time.monotonic() + float(config.get("workflow.cluster.start_timeout"))
     while service.worker_slots() != workers * service.config.threads_per_worker:
         if time.monotonic() > deadline:
-            raise ConfigError(f"--instances {workers}: the cluster did not reach {workers} workers")
+            raise ConfigError(f"instances {workers}: the cluster did not reach {workers} workers")
         time.sleep(0.5)
 
 
