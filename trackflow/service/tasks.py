@@ -37,6 +37,16 @@ class ServedBatch:
     worker: str = ""
 
 
+def served_failure(event_id: int, stage: str, error: Exception) -> EventFailure:
+    """The failure of an event the service was sent (:func:`~trackflow.run.event_errors.classify_event_error`;
+    the events came in memory: no file to name). Call it in an ``except`` block: an error that
+    may pass is raised again, itself, so that Dask retries the task."""
+    outcome = classify_event_error(event_id, stage, error)
+    if isinstance(outcome, TransientEventError):
+        raise error
+    return outcome
+
+
 def serve_batch(plugin_name: str, events: list[Event]) -> ServedBatch:
     """Dask task: every event of ``events`` through the pipeline the plugin loaded (one after
     the other, so each event's service time is its own)."""
@@ -58,11 +68,7 @@ def serve_batch(plugin_name: str, events: list[Event]) -> ServedBatch:
             tracks: EventTracks | None = pipeline.finish(graph)
             failure = None
         except Exception as error:
-            # the events came in memory: no file to name in the failure
-            outcome = classify_event_error(int(event.event_id), stage, error)
-            if isinstance(outcome, TransientEventError):
-                raise  # the original error: Dask retries the task
-            tracks, failure = None, outcome
+            tracks, failure = None, served_failure(int(event.event_id), stage, error)
         served.events.append(ServedEvent(int(event.event_id), tracks, failure, time.perf_counter() - start))
     served.task_s = time.perf_counter() - task_start
     return served
