@@ -28,7 +28,7 @@ except PackageNotFoundError:  # run from a source tree that was never installed
     __version__ = "0+unknown"
 
 #: public name -> module that owns it
-_PUBLIC: dict[str, str] = {
+_EXPORTS: dict[str, str] = {
     "Event": "trackflow.events",
     "EventRef": "trackflow.events",
     "list_events": "trackflow.events",
@@ -59,11 +59,11 @@ _PUBLIC: dict[str, str] = {
     "run_stream": "trackflow.service.stream",
 }
 
-__all__ = ["__version__", *sorted(_PUBLIC)]  # noqa: PLE0604 - names are str keys
+__all__ = ["__version__", *sorted(_EXPORTS)]  # noqa: PLE0604 - names are str keys
 
 
 def __getattr__(name: str) -> Any:
-    module = _PUBLIC.get(name)
+    module = _EXPORTS.get(name)
     if module is None:
         raise AttributeError(f"module 'trackflow' has no attribute {name!r}")
     value = getattr(importlib.import_module(module), name)
