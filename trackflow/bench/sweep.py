@@ -63,7 +63,6 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from trackflow import config
 from trackflow.bench.bench_config import BenchConfig
 from trackflow.bench.contention import measure_node_contention
 from trackflow.bench.headline import batch_overhead, dask_cpu_per_batch, headline_numbers
@@ -252,8 +251,6 @@ def _sweep_dask(
                 mode,
                 client=client,
                 plugin_name=plugin.name,
-                retries=int(config.get("workflow.retries")),
-                task_timeout=float(config.get("workflow.task_timeout")),
                 max_in_flight=1,
                 gpu=gpu,
             )
@@ -292,7 +289,7 @@ def _sweep_direct(
 ) -> None:
     for threads in cfg.threads:
         pipeline = load_pipeline(cfg.models_dir, cfg.device, threads, cfg.loader)
-        executor = make_executor("direct", pipeline=pipeline, retries=int(config.get("workflow.retries")))
+        executor = make_executor("direct", pipeline=pipeline)
         _warm_up(executor, batches, 1)
         for repeat in range(cfg.repeats):
             point = {

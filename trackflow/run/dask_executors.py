@@ -28,6 +28,7 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from trackflow import config
 from trackflow.cluster.resources import GPU_RESOURCE, gpu_request
 from trackflow.pipeline.graph import STAGE_NAMES
 from trackflow.pipeline.model_files import MODEL_STAGES
@@ -71,8 +72,8 @@ class DaskExecutor:
 
     client: Client
     plugin_name: str
-    retries: int = 2
-    task_timeout: float = 600.0
+    retries: int = field(default_factory=config.default("workflow.retries"))
+    task_timeout: float = field(default_factory=config.default("workflow.task_timeout"))  # s
     max_in_flight: int | None = None
     gpu: bool = False
     parts: tuple[str, ...] = ("hits",)

@@ -19,9 +19,10 @@ from __future__ import annotations
 
 import time
 from collections.abc import Iterable, Iterator
-from dataclasses import dataclass
-from typing import TYPE_CHECKING, Protocol
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any, Protocol
 
+from trackflow import config
 from trackflow.errors import ConfigError
 from trackflow.run.attempts import merge_attempts, without_event
 from trackflow.run.batching import Batch
@@ -69,7 +70,7 @@ class DirectExecutor:
     """
 
     pipeline: Pipeline
-    retries: int = 2
+    retries: int = field(default_factory=config.default("workflow.retries"))
     parts: tuple[str, ...] = ("hits",)
     name: str = "direct"
 
@@ -118,29 +119,26 @@ def make_executor(
     pipeline: Pipeline | None = None,
     client: Client | None = None,
     plugin_name: str | None = None,
-    retries: int = 2,
-    task_timeout: float = 600.0,
+    retries: int | None = None,
+    task_timeout: float | None = None,
     max_in_flight: int | None = None,
     gpu: bool = False,
     parts: tuple[str, ...] = ("hits",),
 ) -> Executor:
     """The executor of ``mode``: ``direct`` runs ``pipeline`` in this process; ``fused`` and
     ``staged`` run on ``client``'s workers with the pipeline of the registered plugin
-    ``plugin_name`` (``gpu``: the neural-network tasks ask for the GPU resource)."""
+    ``plugin_name`` (``gpu``: the neural-network tasks ask for the GPU resource).
+    ``retries`` and ``task_timeout`` (s): None = the settings ``workflow.retries`` and
+    ``workflow.task_timeout``."""
     check_mode(mode)
+    given: dict[str, Any] = {"retries": retries, "task_timeout": task_timeout}
+    chosen = {name: value for name, value in given.items() if value is not None}
     if mode == "direct":
         if pipeline is None:
             raise ValueError("the direct executor needs a pipeline")
-        return DirectExecutor(pipeline, retries=retries, parts=parts)
+        chosen.pop("task_timeout", None)  # the loop runs in this process: nothing to time out
+        return DirectExecutor(pipeline, parts=parts, **chosen)
     if client is None or plugin_name is None:
         raise ValueError(f"the {mode} executor needs a client and a registered plugin's name")
     cls = FusedExecutor if mode == "fused" else StagedExecutor
-    return cls(
-        client,
-        plugin_name,
-        retries=retries,
-        task_timeout=task_timeout,
-        max_in_flight=max_in_flight,
-        gpu=gpu,
-        parts=parts,
-    )
+    return cls(client, plugin_name, max_in_flight=max_in_flight, gpu=gpu, parts=parts, **chosen)
