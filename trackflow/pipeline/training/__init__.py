@@ -13,8 +13,15 @@ run them:
    the graph keeps >= 98 % of the truth edges of particles with pT > 1 GeV, with
    ``max_neighbours`` capping the edges per hit;
 3. filter (:mod:`.filter`) trained on those graphs; cut chosen to keep >= 97.5 % of the truth
-   edges the graph found;
-4. GNN (:mod:`.gnn`) on the filtered edges; cut chosen for edge purity >= 95 %, then the
+   edges the graph found (or ``--filter-cut``); then, with ``--triplet-cut`` or
+   ``--triplet-keep``, triplet pruning (:mod:`trackflow.pipeline.triplets`): the scales of two
+   neighbouring edges' disagreement in curvature and slope, learned from the training events'
+   truth per layer and pT, and a cut on an edge's best agreement; the filter stage then drops
+   the barrel edges that agree with none of their neighbours;
+4. GNN (:mod:`.gnn`) on the filtered (and pruned) edges, learning "same particle" or, with
+   ``--gnn-targets consecutive``, the truth edges themselves (true edges that skip a hit weigh
+   0); a checkpoint after every epoch (``OUT/checkpoints``) lets an interrupted run resume
+   exactly. Cut chosen for edge purity >= 95 %, then the
    labelling (connected components, walkthrough or cc_extend, and its cut) with the best track
    efficiency on the validation events within fake rate <= 5 % and duplicate rate <= 2 %.
 

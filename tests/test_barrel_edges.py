@@ -1,0 +1,73 @@
+"""The barrel at full density: the shipped models keep the pixel barrel's truth edges to the GNN.
+
+Issue 29 found the loss of the models before triplet pruning in the barrel, at the GNN: of the
+pT > 1 GeV truth edges between pixel-barrel layers (volume 8 to 8) of a full-density event with
+sigma_z 55 mm, the GNN kept 29 % at its cut (layer 1 to 2: 7 %); tracks were still counted as
+found on their strip hits, with their pixel hits missing. This test simulates one such event
+from held-out kinematics (TrackML event 1020's particles, every vertex, z drawn from
+N(0, 55 mm), noise 0.15) and checks the share of those edges that survive every stage, overall
+and for layer 1 to 2 alone. The per-region, per-stage table over the whole matrix of conditions
+is ``benchmarks/robustness.py``.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+from pathlib import Path
+
+import numpy as np
+import pytest
+from conftest import require
+
+from trackflow import metrics
+from trackflow.events import list_events
+from trackflow.events.simulation import SimulationConfig
+from trackflow.pipeline.graph import STAGE_NAMES
+from trackflow.pipeline.pipeline import Pipeline
+from trackflow.run.parallel_simulation import simulate
+
+pytestmark = [pytest.mark.sim, pytest.mark.slow]
+
+HELD_OUT_PARTICLES = "event000001020-particles.csv.gz"
+#: a few points below what the shipped models keep on this event, 93.7 % and 89.3 % (the models
+#: before triplet pruning: 24.2 % and 4.0 %)
+PIXEL_BARREL_FLOOR = 0.90
+PIXEL_LAYER_1_2_FLOOR = 0.85
+
+
+def test_the_pixel_barrel_keeps_its_truth_edges_at_full_density(
+    tmp_path: Path, trackml_dir: Path, detectors_csv: Path
+) -> None:
+    require(importlib.util.find_spec("acts") is not None, "pyacts is not installed")
+    particles = trackml_dir / HELD_OUT_PARTICLES
+    require(particles.is_file(), f"held-out particles file not found: {particles}")
+    config = SimulationConfig(
+        seed=2029, particles_from=particles, beam_sigma_z=55.0, noise_fraction=0.15, detectors=detectors_csv
+    )
+    simulate(config, tmp_path, 1, workers=1, progress=False)
+    (ref,) = list_events(tmp_path)
+    event = ref.load(("hits", "truth", "particles"))
+
+    pipeline = Pipeline.load(threads=1)
+    graph = pipeline.prepare(event.hits_only())
+    for name in STAGE_NAMES[:-1]:
+        graph = pipeline.run_stage(name, graph)
+    cut = pipeline.stages["gnn"].config.cut
+    edges = graph.edges.numpy()[:, graph.edge_scores.numpy() > cut]
+    n = graph.n_hits
+    kept = np.minimum(edges[0], edges[1]) * n + np.maximum(edges[0], edges[1])
+
+    truth = metrics.truth_graph(graph.hit_ids, event.truth, event.particles, pt_min=1.0)
+    hits = event.hits.set_index("hit_id").loc[graph.hit_ids]
+    volume, layer = hits["volume_id"].to_numpy(), hits["layer_id"].to_numpy()
+    in_pixel_barrel = (volume[truth[0]] == 8) & (volume[truth[1]] == 8) & (layer[truth[0]] != layer[truth[1]])
+    truth = truth[:, in_pixel_barrel]
+    found = np.isin(np.minimum(truth[0], truth[1]) * n + np.maximum(truth[0], truth[1]), kept)
+    first_pair = np.minimum(layer[truth[0]], layer[truth[1]]) == 2
+    summary = (
+        f"pixel barrel: {found.mean():.3f} of {found.size} truth edges kept at the GNN's cut; "
+        f"layer 1 to 2: {found[first_pair].mean():.3f} of {int(first_pair.sum())}"
+    )
+    assert found.size >= 500 and first_pair.sum() >= 200, summary  # a full-density event
+    assert found.mean() >= PIXEL_BARREL_FLOOR, summary
+    assert found[first_pair].mean() >= PIXEL_LAYER_1_2_FLOOR, summary
