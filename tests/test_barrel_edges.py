@@ -29,7 +29,7 @@ from trackflow.run.parallel_simulation import simulate
 pytestmark = [pytest.mark.sim, pytest.mark.slow]
 
 HELD_OUT_PARTICLES = "event000001020-particles.csv.gz"
-#: a few points below what the shipped models keep on this event, 93.7 % and 89.3 % (the models
+#: a few points below what the shipped models keep on this event, 94.9 % and 91.5 % (the models
 #: before triplet pruning: 24.2 % and 4.0 %)
 PIXEL_BARREL_FLOOR = 0.90
 PIXEL_LAYER_1_2_FLOOR = 0.85
