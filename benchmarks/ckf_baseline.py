@@ -1,7 +1,7 @@
 """Classical baseline: ACTS seeding + CKF + greedy ambiguity resolution on TrackML event files.
 
 Reads the events of EVENTS_DIR (hits only; e.g. written by ``trackflow simulate``), reconstructs
-each with :func:`trackflow.events.classical_tracking.reconstruct_event` (pyacts, one thread) and
+each with :func:`trackflow.classical.reconstruct_event` (pyacts, one thread) and
 writes, in ``--out``:
 
 - ``submission.csv``: event_id, hit_id, track_id, every hit exactly once, the format that
@@ -23,8 +23,8 @@ import platform
 import sys
 from pathlib import Path
 
+from trackflow.classical import ClassicalTrackingConfig, prepare, reconstruct_event
 from trackflow.events import list_events, write_submission
-from trackflow.events.classical_tracking import ClassicalTrackingConfig, prepare, reconstruct_event
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -12,14 +12,9 @@ import numpy as np
 import pytest
 from conftest import need_acts
 
+from trackflow.classical import ClassicalTrackingConfig, assign_hits, hit_measurements, reconstruct_event
 from trackflow.errors import ConfigError, EventFileError
 from trackflow.events import list_events, read_submission
-from trackflow.events.classical_tracking import (
-    ClassicalTrackingConfig,
-    assign_hits,
-    hit_measurements,
-    reconstruct_event,
-)
 from trackflow.events.simulation import SimulationConfig
 from trackflow.events.submission import check_tracks
 from trackflow.metrics import score_event
@@ -81,7 +76,7 @@ def gun_dir(_acts: None, tmp_path_factory: pytest.TempPathFactory, detectors_csv
 def test_local_coordinates_lie_on_the_acts_surface(gun_dir: Path, detectors_csv: Path) -> None:
     import acts
 
-    from trackflow.events.simulation import acts_detector
+    from trackflow.events.acts_setup import acts_detector
 
     event = list_events(gun_dir)[0].load(("hits",))
     measurements = hit_measurements(event.hits, detectors_csv)

@@ -1,7 +1,8 @@
 """The rooms' import rules, read from the source (no module is imported).
 
 Data flows one way: core → events → pipeline → cluster → run → bench / service → cli, with
-estimation numbers-only beside them; Dask is imported only in cluster, run, bench and service;
+estimation numbers-only beside them and classical (the ACTS CKF baseline) beside pipeline, reading
+events only; Dask is imported only in cluster, run, bench and service;
 no module imports a private name (``_x``) of another; no import circle, between rooms or inside
 one. docs/design.md explains each room.
 """
@@ -24,12 +25,13 @@ ALLOWED: dict[str, set[str]] = {
     "events": set(),
     "metrics": {"events"},
     "pipeline": {"events", "metrics"},
+    "classical": {"events", "metrics"},
     "estimation": set(),
     "cluster": set(),
     "run": {"events", "pipeline", "metrics", "cluster"},
     "bench": {"events", "pipeline", "metrics", "cluster", "run", "estimation"},
     "service": {"events", "pipeline", "metrics", "cluster", "run", "estimation"},
-    "cli": {"events", "pipeline", "metrics", "cluster", "run", "bench", "estimation", "service"},
+    "cli": {"events", "pipeline", "classical", "metrics", "cluster", "run", "bench", "estimation", "service"},
     "package": set(),  # trackflow/__init__.py names its public modules as strings only
 }
 #: room -> third-party top-level packages it must never import
@@ -38,6 +40,7 @@ FORBIDDEN: dict[str, set[str]] = {
     "events": {"dask", "distributed", "dask_jobqueue", "torch"},
     "metrics": {"dask", "distributed", "dask_jobqueue", "torch"},
     "pipeline": {"dask", "distributed", "dask_jobqueue"},
+    "classical": {"dask", "distributed", "dask_jobqueue", "torch"},
     "estimation": {"dask", "distributed", "dask_jobqueue", "torch"},
     "cluster": {"torch"},
     "package": {"dask", "distributed", "dask_jobqueue", "torch"},
@@ -155,6 +158,12 @@ def test_no_private_name_crosses_a_module(path: Path) -> None:
 def test_nothing_is_left_of_the_old_workflow_package() -> None:
     assert not (PACKAGE / "workflow").exists()
     assert (PACKAGE / "cluster" / "jobqueue.yaml").is_file()  # package data, see pyproject.toml
+
+
+def test_the_ckf_baseline_is_a_room_of_its_own() -> None:
+    # reconstruction, not event I/O: it left events/ for classical/, with no shim behind
+    assert not (PACKAGE / "events" / "classical_tracking.py").exists()
+    assert (PACKAGE / "classical" / "ckf.py").is_file()
 
 
 def resolve(module: str, names: list[str]) -> list[str]:

@@ -4,28 +4,21 @@ ambiguity resolution, on the same TrackML events that trackflow reconstructs.
 It is the baseline that a physicist would run instead of the GNN pipeline (issue 20). Everything
 runs in one ``acts.examples.Sequencer`` with one thread, one sequencer per event:
 
-1. **hits -> measurements** (:func:`hit_measurements`, before the sequencer): each hit of the
-   event (noise included: the CKF does not know which hits are noise) becomes one 2-D measurement
-   on its module. The module is the ACTS surface that :func:`~trackflow.events.simulation.acts_detector`
-   (the one owner of geometry and field) matched to the TrackML ``(volume_id, layer_id,
-   module_id)``; the local coordinates are the hit's position in the module frame of
-   ``detectors.csv`` (the same frame as ACTS's: ``u = R[:, 0]``, ``v = R[:, 1]``), their variances
-   ``pitch² / 12`` per axis (:data:`~trackflow.events.digitization.PITCH_MM`, what the smeared
-   digitization uses). Measurements are sorted by surface; measurement ``i`` (the index of ACTS's
-   ``IndexSourceLink``) is hit row ``order[i]``.
+1. **hits -> measurements** (:func:`~trackflow.classical.measurements.hit_measurements`, before
+   the sequencer): one 2-D measurement per hit, noise included, on its ACTS module.
 2. **ACTS** (``SpacePointMaker`` on every pixel layer, ``GridTripletSeedingAlgorithm``,
    ``TrackParamsEstimationAlgorithm``, ``TrackFindingAlgorithm``,
    ``GreedyAmbiguityResolutionAlgorithm``), settings :class:`ClassicalTrackingConfig`
    (``../shared/REFERENCE.md`` §9 says which of them matter).
-3. **tracks -> hits** (:func:`assign_hits`): each resolved track's measurement states give its
-   measurement indices, hence its hits. The ambiguity resolution leaves tracks that share up to
-   ``maximum_shared_hits`` hits; a shared hit goes to the track with the most measurements (then
-   the lower chi², then the lower track index); a hit on no track becomes a track of its own, as
-   in trackflow's labelling, so the submission holds every hit exactly once.
+3. **tracks -> hits** (:func:`~trackflow.classical.measurements.assign_hits`): each resolved
+   track's measurement states give its measurement indices, hence its hits. The ambiguity
+   resolution leaves tracks that share up to ``maximum_shared_hits`` hits; a shared hit goes to
+   the track with the most measurements (then the lower chi², then the lower track index); a hit
+   on no track becomes a track of its own, so the submission holds every hit exactly once.
 
 Times (s, one thread, :class:`ClassicalTracks`): ``timings`` per step from the sequencer's
 ``timing.csv``; ``seconds`` sums the five ACTS algorithms (what C++ users would pay: the
-measurement conversion and the track read-out are Python glue of this module, timed apart as
+measurement conversion and the track read-out are Python glue of this package, timed apart as
 ``timings["measurements"]`` and ``timings["collect"]``); ``wall_seconds`` is the whole
 :func:`reconstruct_event` call.
 
@@ -46,9 +39,19 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from trackflow.errors import ConfigError, EventFileError
-from trackflow.events.digitization import PITCH_MM
+from trackflow.classical.measurements import Measurements, assign_hits, hit_measurements, module_map
+from trackflow.errors import ConfigError
 from trackflow.events.event import Event
+
+__all__ = [
+    "ACTS_STEPS",
+    "GLUE_STEPS",
+    "SEEDING_LAYERS",
+    "ClassicalTrackingConfig",
+    "ClassicalTracks",
+    "prepare",
+    "reconstruct_event",
+]
 
 log = logging.getLogger(__name__)
 
@@ -139,26 +142,6 @@ class ClassicalTrackingConfig:
 
 
 @dataclass
-class Measurements:
-    """An event's hits as ACTS measurements, in measurement order (sorted by surface).
-
-    ``order[i]``: the hit row (position in ``event.hits``) of measurement ``i``; ``volume``,
-    ``layer``, ``sensitive``: its ACTS surface; ``local`` [M, 2] (mm) its position in the module
-    frame; ``variance`` [M, 2] (mm²) of each local coordinate.
-    """
-
-    order: np.ndarray
-    volume: np.ndarray
-    layer: np.ndarray
-    sensitive: np.ndarray
-    local: np.ndarray
-    variance: np.ndarray
-
-    def __len__(self) -> int:
-        return len(self.order)
-
-
-@dataclass
 class ClassicalTracks:
     """The tracks of one event, as :class:`trackflow.pipeline.EventTracks` has them.
 
@@ -189,105 +172,10 @@ class ClassicalTracks:
         )
 
 
-# ------------------------------------------------------------------------------ hits <-> ACTS
-@functools.lru_cache(maxsize=2)
-def _module_lookup(detectors_path: str) -> tuple[Any, np.ndarray, np.ndarray]:
-    """The ACTS set-up, the sorted TrackML module codes of its frames and ACTS's sensitive-surface
-    number of each frame row."""
-    from trackflow.events.simulation import acts_detector
-
-    setup = acts_detector(detectors_path)
-    keys = setup.frames.keys
-    codes = _module_code(keys[:, 0], keys[:, 1], keys[:, 2])
-    if np.any(np.diff(codes) <= 0):
-        raise ConfigError(f"{detectors_path}: module frames are not sorted by (volume, layer, module)")
-    sensitive = np.empty(len(keys), np.int64)
-    sensitive[setup.frame_rows] = setup.acts_codes & 0xFFFFF
-    return setup, codes, sensitive
-
-
 def prepare(config: ClassicalTrackingConfig | None = None) -> None:
     """Build the ACTS geometry and the module map now (about 2 s, once per process), so that the
     first :func:`reconstruct_event` of a timed run pays only for its event."""
-    from trackflow.events.detector import resolve_detectors
-
-    _module_lookup(str(resolve_detectors((config or ClassicalTrackingConfig()).detectors)))
-
-
-def _module_code(volume: Any, layer: Any, module: Any) -> np.ndarray:
-    volume, layer = np.asarray(volume, np.int64), np.asarray(layer, np.int64)
-    return (volume << 40) | (layer << 24) | np.asarray(module, np.int64)
-
-
-def hit_measurements(hits: pd.DataFrame, detectors: Path | None = None) -> Measurements:
-    """Each hit (x, y, z mm; volume_id, layer_id, module_id) as a measurement on its ACTS surface.
-
-    Raises EventFileError when a hit names a module that the detector does not have.
-    """
-    from trackflow.events.detector import resolve_detectors
-
-    setup, codes, sensitive = _module_lookup(str(resolve_detectors(detectors)))
-    frames = setup.frames
-    volume = hits["volume_id"].to_numpy(np.int64)
-    layer = hits["layer_id"].to_numpy(np.int64)
-    code = _module_code(volume, layer, hits["module_id"].to_numpy(np.int64))
-    row = np.clip(np.searchsorted(codes, code), 0, len(codes) - 1)
-    unknown = codes[row] != code
-    if unknown.any():
-        first = hits.iloc[int(np.flatnonzero(unknown)[0])]
-        raise EventFileError(
-            "<hits>",
-            f"{int(unknown.sum())} hit(s) on modules the detector lacks, e.g. hit {int(first['hit_id'])} on "
-            f"({int(first['volume_id'])}, {int(first['layer_id'])}, {int(first['module_id'])})",
-        )
-    position = hits[["x", "y", "z"]].to_numpy(np.float64)
-    # module frame: columns of the rotation are u, v, w in global coordinates
-    local = np.einsum("nij,ni->nj", frames.rotation[row], position - frames.centre[row])[:, :2]
-    pitch = np.array([PITCH_MM.get(v, (np.nan, np.nan)) for v in range(max(PITCH_MM) + 1)])
-    variance = pitch[volume] ** 2 / 12.0
-    acts_sensitive = sensitive[row]
-    order = np.lexsort((acts_sensitive, layer, volume))
-    return Measurements(
-        order=order,
-        volume=volume[order],
-        layer=layer[order],
-        sensitive=acts_sensitive[order],
-        local=local[order],
-        variance=variance[order],
-    )
-
-
-def assign_hits(
-    n_measurements: int,
-    track_measurements: list[np.ndarray],
-    track_measurement_counts: np.ndarray,
-    track_chi2: np.ndarray,
-) -> tuple[np.ndarray, int]:
-    """A track label per measurement, and the number of measurements claimed by > 1 track.
-
-    ``track_measurements[t]``: measurement indices of track ``t``. A measurement of several tracks
-    goes to the one with most measurements, then the lowest chi², then the lowest index. Labels:
-    ``t`` for track ``t``'s measurements; measurements of no track get labels from
-    ``len(track_measurements)`` on, one each.
-    """
-    labels = np.full(n_measurements, -1, np.int64)
-    n_tracks = len(track_measurements)
-    shared = 0
-    if n_tracks:
-        lengths = np.array([len(m) for m in track_measurements], np.int64)
-        measurement = np.concatenate([np.asarray(m, np.int64) for m in track_measurements])
-        track = np.repeat(np.arange(n_tracks, dtype=np.int64), lengths)
-        counts = np.asarray(track_measurement_counts, np.int64)[track]
-        chi2 = np.asarray(track_chi2, np.float64)[track]
-        # per measurement, the best claim first
-        order = np.lexsort((track, chi2, -counts, measurement))
-        measurement, track = measurement[order], track[order]
-        first = np.r_[True, measurement[1:] != measurement[:-1]]
-        labels[measurement[first]] = track[first]
-        shared = len(np.unique(measurement[~first]))
-    free = labels < 0
-    labels[free] = n_tracks + np.arange(int(free.sum()), dtype=np.int64)
-    return labels, shared
+    module_map((config or ClassicalTrackingConfig()).detectors)
 
 
 # ------------------------------------------------------------------------------ the sequence
@@ -438,7 +326,9 @@ def _add_reconstruction(sequencer: Any, setup: Any, config: ClassicalTrackingCon
             initialVarInflation=[1.0] * 6,
         )
     )
-    cuts = ([], [config.chi2_measurement], [config.chi2_outlier], [config.branches_per_surface])
+    # the selector's (eta bins, chi2 cut, outlier chi2 cut, measurements kept) for every surface
+    cuts: tuple[list[float], list[float], list[float], list[int]] = (
+        [], [config.chi2_measurement], [config.chi2_outlier], [config.branches_per_surface])
     sequencer.addAlgorithm(
         ae.TrackFindingAlgorithm(
             level=quiet,
@@ -478,7 +368,8 @@ def _add_reconstruction(sequencer: Any, setup: Any, config: ClassicalTrackingCon
 def reconstruct_event(event: Event, config: ClassicalTrackingConfig | None = None) -> ClassicalTracks:
     """ACTS seeding + CKF + greedy ambiguity resolution on one event's hits (never its truth).
 
-    One thread. Returns one track label per hit (see :func:`assign_hits`) and the times (s).
+    One thread. Returns one track label per hit (see
+    :func:`~trackflow.classical.measurements.assign_hits`) and the times (s).
     """
     start = time.perf_counter()
     config = config or ClassicalTrackingConfig()
@@ -487,9 +378,7 @@ def reconstruct_event(event: Event, config: ClassicalTrackingConfig | None = Non
         import acts.examples as ae
     except ImportError as error:  # an environment problem the user can fix
         raise ConfigError("classical tracking needs pyacts: pip install 'trackflow[sim]'") from error
-    from trackflow.events.detector import resolve_detectors
-
-    setup, _, _ = _module_lookup(str(resolve_detectors(config.detectors)))
+    setup = module_map(config.detectors).setup
     measurements = hit_measurements(event.hits, config.detectors)
     reader_type, subset_type, collector_type = _sequence_elements()
     with tempfile.TemporaryDirectory(prefix="trackflow-ckf-") as workdir:
