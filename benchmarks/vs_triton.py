@@ -394,6 +394,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     paths["serve-1"] = lambda n: serve_process(n, extra=("--tasks-per-slot", "1"))
     paths["serve-staged"] = lambda n: serve_process(n, extra=("--mode", "staged"))
     capacity: dict[tuple[str, int, str], float] = {}
+    frozen: dict[int, float] = {}
     for number in range(args.passes):
         order = args.paths if number % 2 == 0 else args.paths[::-1]
         for instances in args.instances:
@@ -434,14 +435,23 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
                                 f"p95 {p95:.0f} ms, "
                                 f"{row['requests']} req, {row['failures']} failed"
                             )
-                    if args.rates and instances == max(args.instances) and number == args.passes - 1:
-                        reference = (
+                    if (
+                        (args.rates or args.open_hz)
+                        and instances == max(args.instances)
+                        and number == args.passes - 1
+                    ):
+                        # one set of offered rates for every path: fractions of Triton custom's
+                        # capacity as first measured (frozen, so a later pass cannot move it), or
+                        # --open-hz as given
+                        reference = frozen.setdefault(
+                            instances,
                             capacity.get(("custom", instances, "small"))
-                            or capacity[(path, instances, "small")]
+                            or capacity.get((path, instances, "small"), 0.0),
                         )
+                        rates = args.open_hz or [fraction * reference for fraction in args.rates]
                         load = Load(url, encoded["small"])
-                        for fraction in args.rates:
-                            rate = fraction * reference
+                        for rate in rates:
+                            fraction = rate / reference if reference else None
                             row = load.open(rate, args.open_duration, seed=args.seed)
                             row |= {
                                 "path": path,
@@ -522,7 +532,7 @@ def tables(result: dict[str, Any]) -> str:
     ]
     lines += [f"- {k}: {v}" for k, v in result["identity"].items()]
     lines += ["", "Closed loop: throughput (events/s) and p95 (ms)", ""]
-    for (name, instances), group in closed.groupby(["set", "instances"]):
+    for (name, instances), group in closed.groupby(["set", "instances"]) if len(closed) else []:
         pivot_t = group.pivot_table(
             index="concurrency", columns="path", values="throughput_hz", aggfunc="mean"
         )
@@ -554,7 +564,8 @@ def tables(result: dict[str, Any]) -> str:
     if result["open"]:
         open_ = pd.DataFrame(result["open"])
         lines += [
-            "Open loop (Poisson; rates are fractions of Triton custom's closed-loop capacity at the same N):",
+            "Open loop (Poisson; the same offered rates for every path: --open-hz, or fractions of "
+            "Triton custom's closed-loop capacity at the same N):",
             "",
             "| path | offered Hz | achieved ev/s | p50 ms | p95 ms | p99 ms | failed |",
             "|---|---|---|---|---|---|---|",
@@ -583,12 +594,15 @@ def plot(result: dict[str, Any], path: Path) -> None:
     import matplotlib.pyplot as plt
 
     closed = pd.DataFrame(result["closed"])
+    if closed.empty:
+        return
     groups = list(closed.groupby(["set", "instances"]))
     fig, axes = plt.subplots(2, len(groups), figsize=(4.5 * len(groups), 7), squeeze=False)
     for column, ((name, instances), group) in enumerate(groups):
         for p, rows in group.groupby("path"):
-            axes[0][column].plot(rows.concurrency, rows.throughput_hz, marker="o", label=p)
-            axes[1][column].plot(rows.concurrency, rows.p95_s * 1e3, marker="o", label=p)
+            mean = rows.groupby("concurrency")[["throughput_hz", "p95_s"]].mean()  # over the passes
+            axes[0][column].plot(mean.index, mean.throughput_hz, marker="o", label=p)
+            axes[1][column].plot(mean.index, mean.p95_s * 1e3, marker="o", label=p)
         axes[0][column].set_title(f"{name} events, N={instances}")
         axes[0][column].set_ylabel("events/s")
         axes[1][column].set_ylabel("p95 latency (ms)")
@@ -604,6 +618,13 @@ def plot(result: dict[str, Any], path: Path) -> None:
 def main() -> None:
     if len(sys.argv) == 3 and sys.argv[1] == "_serve-trivial":
         _serve_trivial(int(sys.argv[2]))
+        return
+    if len(sys.argv) == 3 and sys.argv[1] == "--report-only":
+        # the tables and the plot again from a vs_triton.json
+        source = Path(sys.argv[2])
+        result = json.loads(source.read_text())
+        (source.parent / "vs_triton.md").write_text(tables(result))
+        plot(result, source.parent / "vs_triton.png")
         return
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("events", type=Path, help="small events (TrackML CSV), e.g. ~1.4k hits each")
@@ -626,6 +647,7 @@ def main() -> None:
     )
     parser.add_argument("--rates", default="0.5,0.8", help="open loop: fractions of Triton custom's capacity")
     parser.add_argument("--open-duration", type=float, default=15.0)
+    parser.add_argument("--open-hz", default="", help="open loop at these rates (Hz) instead of --rates")
     parser.add_argument("--seed", type=int, default=1)
     parser.add_argument("--triton-python", type=Path, default=REPO / ".venv" / "triton" / "bin" / "python")
     args = parser.parse_args()
@@ -635,6 +657,7 @@ def main() -> None:
     args.full_concurrency = [int(v) for v in args.full_concurrency.split(",") if v]
     args.full_instances = [int(v) for v in args.full_instances.split(",") if v]
     args.rates = [float(v) for v in args.rates.split(",") if v]
+    args.open_hz = [float(v) for v in args.open_hz.split(",") if v]
     # SIGTERM unwinds like Ctrl-C: the servers' context managers stop them (tritonserver runs in a
     # session of its own and would outlive this process)
     signal.signal(signal.SIGTERM, signal.default_int_handler)

@@ -5,6 +5,7 @@ the server keeps serving. Behaviour only, never timings."""
 
 from __future__ import annotations
 
+import contextlib
 import http.client
 import json
 import os
@@ -367,3 +368,53 @@ def test_staged_mode_gives_the_fused_tracks(service: Service, client: object, ev
         staged.close()
     with pytest.raises(ConfigError, match="choose one of fused, staged"):
         ServiceConfig(mode="direct")
+
+
+def test_https_with_the_given_certificate(service: Service, events: list, tmp_path: Path) -> None:
+    """``--tls-cert/--tls-key``: the same model over HTTPS (a self-signed certificate here; the
+    client trusts exactly it)."""
+    import ssl
+
+    cert, key = tmp_path / "cert.pem", tmp_path / "key.pem"
+    subprocess.run(
+        [
+            "openssl",
+            "req",
+            "-x509",
+            "-newkey",
+            "rsa:2048",
+            "-nodes",
+            "-days",
+            "1",
+            "-subj",
+            "/CN=127.0.0.1",
+            "-addext",
+            "subjectAltName=IP:127.0.0.1",
+            "-keyout",
+            str(key),
+            "-out",
+            str(cert),
+        ],
+        check=True,
+        capture_output=True,
+    )
+    config = ServeConfig(http_port=0, grpc=False, tls_cert=cert, tls_key=key)
+    with KServeServer(service, config) as server:
+        assert server.url.startswith("https://")
+
+        def trusting() -> ssl.SSLContext:
+            return ssl.create_default_context(cafile=str(cert))
+
+        channel = httpclient.InferenceServerClient(
+            f"127.0.0.1:{server.http_port}", ssl=True, ssl_context_factory=trusting, network_timeout=300
+        )
+        try:
+            assert channel.is_server_live()
+            assert len(infer_tracks(channel, events[0].hits)) == len(events[0].hits)
+        finally:
+            channel.close()
+        # a client speaking plain HTTP to it gets no answer, and the server goes on
+        status = None
+        with contextlib.suppress(OSError, ValueError, http.client.HTTPException):
+            status = _post(server, "/v2/health/live", b"")[0]
+        assert status is None or status >= 400
