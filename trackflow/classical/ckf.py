@@ -42,6 +42,7 @@ import pandas as pd
 from trackflow.classical.measurements import Measurements, assign_hits, hit_measurements, module_map
 from trackflow.errors import ConfigError
 from trackflow.events.event import Event
+from trackflow.events.submission import tracks_frame
 
 __all__ = [
     "ACTS_STEPS",
@@ -162,14 +163,7 @@ class ClassicalTracks:
 
     def to_frame(self) -> pd.DataFrame:
         """Submission frame: event_id, hit_id, track_id (int64), one row per hit."""
-        n = len(self.hit_ids)
-        return pd.DataFrame(
-            {
-                "event_id": np.full(n, self.event_id, dtype=np.int64),
-                "hit_id": np.asarray(self.hit_ids, dtype=np.int64),
-                "track_id": np.asarray(self.track_labels, dtype=np.int64),
-            }
-        )
+        return tracks_frame(self.event_id, self.hit_ids, self.track_labels)
 
 
 def prepare(config: ClassicalTrackingConfig | None = None) -> None:

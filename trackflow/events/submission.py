@@ -17,6 +17,18 @@ SUBMISSION_COLUMNS = ("event_id", "hit_id", "track_id")
 TRACKS_SCHEMA = pa.schema([("event_id", pa.int64()), ("hit_id", pa.int64()), ("track_id", pa.int64())])
 
 
+def tracks_frame(event_id: int, hit_ids: np.ndarray, track_labels: np.ndarray) -> pd.DataFrame:
+    """One event's tracks as a submission frame: event_id, hit_id, track_id (int64), one row per
+    hit, ``track_labels[i]`` the track of ``hit_ids[i]`` (what every reconstruction returns)."""
+    return pd.DataFrame(
+        {
+            "event_id": np.full(len(hit_ids), event_id, dtype=np.int64),
+            "hit_id": np.asarray(hit_ids, dtype=np.int64),
+            "track_id": np.asarray(track_labels, dtype=np.int64),
+        }
+    )
+
+
 def check_tracks(
     tracks: pd.DataFrame, hits: pd.DataFrame, event_id: int, path: str | Path = "<tracks>"
 ) -> None:

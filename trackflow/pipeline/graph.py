@@ -12,6 +12,8 @@ import numpy as np
 import pandas as pd
 import torch
 
+from trackflow.events.submission import tracks_frame
+
 STAGE_NAMES: tuple[str, ...] = ("embedding", "graph_building", "filter", "gnn", "labelling")
 COUNT_NAMES: tuple[str, ...] = ("hits", "edges_graph", "edges_filter", "edges_gnn", "tracks")
 
@@ -102,11 +104,4 @@ class EventTracks:
 
     def to_frame(self) -> pd.DataFrame:
         """Submission frame: event_id, hit_id, track_id (int64), one row per hit."""
-        n = len(self.hit_ids)
-        return pd.DataFrame(
-            {
-                "event_id": np.full(n, self.event_id, dtype=np.int64),
-                "hit_id": np.asarray(self.hit_ids, dtype=np.int64),
-                "track_id": np.asarray(self.track_labels, dtype=np.int64),
-            }
-        )
+        return tracks_frame(self.event_id, self.hit_ids, self.track_labels)
