@@ -35,7 +35,7 @@ scores, as in the challenge; efficiencies and rates pool the counts of all event
 from __future__ import annotations
 
 import math
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
@@ -74,6 +74,25 @@ def _numpy(values: Any) -> np.ndarray:
 
 def _ratio(numerator: float, denominator: float) -> float:
     return numerator / denominator if denominator else math.nan
+
+
+#: the track-level rates: name -> (numerator, denominator), both keys of :attr:`TrackMetrics.counts`
+TRACK_RATES: dict[str, tuple[str, str]] = {
+    "efficiency": ("matched", "reconstructable"),
+    "efficiency_pt05": ("matched_pt05", "reconstructable_pt05"),
+    "fake_rate": ("fake_tracks", "tracks_min_hits"),
+    "duplicate_rate": ("duplicated_particles", "matched"),
+}
+
+
+def track_rates(counts: Mapping[str, float]) -> dict[str, float]:
+    """Efficiency, efficiency_pt05, fake_rate and duplicate_rate of ``counts`` (one event's
+    :attr:`TrackMetrics.counts`, or several events' summed: pooled rates), as :data:`TRACK_RATES`
+    defines them; NaN where the denominator is 0 (or absent): a rate of nothing is undefined."""
+    return {
+        name: _ratio(counts.get(numerator, 0), counts.get(denominator, 0))
+        for name, (numerator, denominator) in TRACK_RATES.items()
+    }
 
 
 # --------------------------------------------------------------------------------------------
@@ -263,19 +282,19 @@ class TrackMetrics:
 
     @property
     def efficiency(self) -> float:
-        return _ratio(self.counts["matched"], self.counts["reconstructable"])
+        return track_rates(self.counts)["efficiency"]
 
     @property
     def efficiency_pt05(self) -> float:
-        return _ratio(self.counts["matched_pt05"], self.counts["reconstructable_pt05"])
+        return track_rates(self.counts)["efficiency_pt05"]
 
     @property
     def fake_rate(self) -> float:
-        return _ratio(self.counts["fake_tracks"], self.counts["tracks_min_hits"])
+        return track_rates(self.counts)["fake_rate"]
 
     @property
     def duplicate_rate(self) -> float:
-        return _ratio(self.counts["duplicated_particles"], self.counts["matched"])
+        return track_rates(self.counts)["duplicate_rate"]
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-ready summary (ratios None where undefined, e.g. no reconstructable particle)."""
@@ -293,13 +312,8 @@ def _none_if_nan(value: float) -> float | None:
 
 
 def _rates(counts: dict[str, int], trackml_score: float) -> dict[str, float | None]:
-    return {
-        "trackml_score": _none_if_nan(trackml_score),
-        "efficiency": _none_if_nan(_ratio(counts["matched"], counts["reconstructable"])),
-        "efficiency_pt05": _none_if_nan(_ratio(counts["matched_pt05"], counts["reconstructable_pt05"])),
-        "fake_rate": _none_if_nan(_ratio(counts["fake_tracks"], counts["tracks_min_hits"])),
-        "duplicate_rate": _none_if_nan(_ratio(counts["duplicated_particles"], counts["matched"])),
-    }
+    rates = {name: _none_if_nan(rate) for name, rate in track_rates(counts).items()}
+    return {"trackml_score": _none_if_nan(trackml_score), **rates}
 
 
 def _track_ids_per_truth_row(tracks: pd.DataFrame, truth: pd.DataFrame) -> np.ndarray:

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import logging
+import math
 import os
 import platform
 import shutil
@@ -20,7 +21,8 @@ import torch
 import trackflow.config
 from trackflow.errors import ConfigError, EventFileError
 from trackflow.events import list_events
-from trackflow.metrics import score_event
+from trackflow.files import json_safe
+from trackflow.metrics import score_event, track_rates
 from trackflow.pipeline import model_files
 from trackflow.pipeline.features import FeatureConfig
 from trackflow.pipeline.graph_building import METHODS, build_edges
@@ -315,11 +317,13 @@ def _labels(
     return track_labels(event.n_hits, edge_set.edges, scores, r, LabellingConfig(**labelling))
 
 
-def _track_metrics(
+def _track_counts(
     val: list[TruthEvent], frames: list[tuple[pd.DataFrame, pd.DataFrame]], sets: list[EdgeSet],
     scores: list[np.ndarray], labelling: dict[str, Any]
-) -> dict[str, float]:
-    counts: dict[str, float] = {}
+) -> dict[str, int]:
+    """The validation events' track counts (:attr:`trackflow.metrics.TrackMetrics.counts`) summed,
+    with the tracks ``labelling`` gives: pooled, :func:`trackflow.metrics.track_rates` reads them."""
+    counts: dict[str, int] = {}
     for event, (truth, particles), s, sc in zip(val, frames, sets, scores, strict=True):
         labels = _labels(event, s, sc, labelling)
         tracks = pd.DataFrame({"hit_id": event.hit_ids, "track_id": labels})
@@ -328,18 +332,10 @@ def _track_metrics(
     return counts
 
 
-def _rates(counts: dict[str, float]) -> dict[str, float]:
-    """Pooled track-level rates (definitions: :mod:`trackflow.metrics`)."""
-
-    def ratio(a: str, b: str) -> float:
-        return float(counts.get(a, 0)) / max(float(counts.get(b, 0)), 1.0)
-
-    return {
-        "efficiency": ratio("matched", "reconstructable"),
-        "efficiency_pt05": ratio("matched_pt05", "reconstructable_pt05"),
-        "fake_rate": ratio("fake_tracks", "tracks_min_hits"),
-        "duplicate_rate": ratio("duplicated_particles", "matched"),
-    }
+def _zero_if_nan(rate: float) -> float:
+    """A rate as the labelling choice weighs it: an undefined one (NaN: no track of >= 5 hits, no
+    matched particle) counts as 0, no fake or duplicate to hold against the setting."""
+    return 0.0 if math.isnan(rate) else rate
 
 
 def train(config: TrainingConfig) -> Path:
@@ -534,7 +530,7 @@ def train(config: TrainingConfig) -> Path:
         for c in candidates if c >= 0.5 for x in (0.2, 0.3, 0.4) if x < c
     ]
     for labelling in settings:
-        rates = _rates(_track_metrics(split.val, split.val_frames, filtered_val, val_gnn, labelling))
+        rates = track_rates(_track_counts(split.val, split.val_frames, filtered_val, val_gnn, labelling))
         kept = all_scores > labelling["cut"]
         rates |= {"edge_purity": float(all_y[kept].mean()) if kept.any() else 0.0,
                   "edge_efficiency": float(all_y[kept].sum() / max(all_y.sum(), 1))}
@@ -543,8 +539,11 @@ def train(config: TrainingConfig) -> Path:
     # GNN cut: at least the purity target; labelling: the best efficiency within the fake and
     # duplicate targets (the best efficiency - fake rate if none meets them)
     ok = [s for s in scan if s["labelling"]["cut"] >= purity_cut]
-    ok = [s for s in ok if s["fake_rate"] <= 0.05 and s["duplicate_rate"] <= 0.02] or ok or scan
-    best = max(ok, key=lambda s: s["efficiency"] - s["fake_rate"])
+    within = [
+        s for s in ok if _zero_if_nan(s["fake_rate"]) <= 0.05 and _zero_if_nan(s["duplicate_rate"]) <= 0.02
+    ]
+    ok = within or ok or scan
+    best = max(ok, key=lambda s: _zero_if_nan(s["efficiency"]) - _zero_if_nan(s["fake_rate"]))
     gnn_cut = float(best["labelling"]["cut"])
     timings["gnn"] = time.perf_counter() - t
 
@@ -604,7 +603,10 @@ def train(config: TrainingConfig) -> Path:
         "gnn": {"cut": gnn_cut, "purity_cut": purity_cut, "scan": scan},
         "tracks": {k: best[k] for k in ("efficiency", "efficiency_pt05", "fake_rate", "duplicate_rate")},
     }
-    model_files.write_manifest(out, stages, features=features.to_dict(), training=training, metrics=metrics)
+    # an undefined rate (NaN) is written null, as trackflow.metrics' summaries have it: strict JSON
+    model_files.write_manifest(
+        out, stages, features=features.to_dict(), training=training, metrics=json_safe(metrics)
+    )
     # the run is complete: its checkpoints would only be resumed by mistake (and are not models)
     shutil.rmtree(out / CHECKPOINTS, ignore_errors=True)
     log.info("models written to %s in %.0f s", out, time.perf_counter() - start)
