@@ -113,12 +113,15 @@ class PipelineSettings:
 
     def to_dict(self) -> dict[str, Any]:
         """The JSON form ``report.json`` records under ``pipeline`` (a layer map as its pair
-        count and sha256: the map itself is in the manifest, whose sha256 is recorded too)."""
+        count and sha256, triplet scales as their cuts and sha256: the tables themselves are in
+        the manifest, whose sha256 is recorded too)."""
         stages: dict[str, Any] = {}
         for stage in STAGE_CONFIGS:
             values = asdict(self.stage_config(stage))
             if values.get("layer_map") is not None:
                 values["layer_map"] = _layer_map_summary(values["layer_map"])
+            if values.get("triplets") is not None:
+                values["triplets"] = _triplets_summary(values["triplets"])
             stages[stage] = values
         return {
             "models_dir": str(self.models_dir),
@@ -130,9 +133,16 @@ class PipelineSettings:
         }
 
 
+def _canonical_sha256(table: Mapping[str, Any]) -> str:
+    return hashlib.sha256(json.dumps(table, sort_keys=True, separators=(",", ":")).encode()).hexdigest()
+
+
 def _layer_map_summary(layer_map: Mapping[str, Any]) -> dict[str, Any]:
-    canonical = json.dumps(layer_map, sort_keys=True, separators=(",", ":")).encode()
-    return {"pairs": len(layer_map.get("pairs", [])), "sha256": hashlib.sha256(canonical).hexdigest()}
+    return {"pairs": len(layer_map.get("pairs", [])), "sha256": _canonical_sha256(layer_map)}
+
+
+def _triplets_summary(triplets: Mapping[str, Any]) -> dict[str, Any]:
+    return {"chi2_cut": triplets.get("chi2_cut"), "sha256": _canonical_sha256(triplets)}
 
 
 def _check_overrides(overrides: Mapping[str, Any]) -> None:
