@@ -6,7 +6,7 @@ One run, one process, one thread each, on the same simulated events, interleaved
 - **trackflow**: ``Pipeline.load(--models, threads=1)`` called on ``event.hits_only()`` as
   ``trackflow reconstruct --mode direct`` runs it (features + the five stages, no Dask); time =
   that call (s);
-- **ACTS CKF**: :func:`trackflow.events.classical_tracking.reconstruct_event` (pyacts, one
+- **ACTS CKF**: :func:`trackflow.classical.reconstruct_event` (pyacts, one
   thread); time = its five ACTS algorithms (space points, seeding, parameter estimation, CKF,
   ambiguity resolution; the Python glue that converts hits and reads tracks back is left out,
   which favours the CKF), with the whole call's wall time beside it.
@@ -39,6 +39,7 @@ import dataclasses
 import importlib.metadata
 import json
 import os
+import subprocess
 import sys
 import time
 from pathlib import Path
@@ -47,8 +48,8 @@ from typing import Any
 import numpy as np
 from robustness import KAGGLE_DIR, REPO, Cell, cell_config, ensure_cell, held_out_dir, machine
 
+from trackflow.classical import ClassicalTrackingConfig, prepare, reconstruct_event
 from trackflow.events import Event, list_events, write_submission
-from trackflow.events.classical_tracking import ClassicalTrackingConfig, prepare, reconstruct_event
 from trackflow.events.simulation import SimulationConfig
 from trackflow.metrics import score_submission
 from trackflow.pipeline import Pipeline
@@ -151,8 +152,10 @@ def measure(
             "submission": str(path),
             "seconds_per_event": float(np.mean(seconds)),
             "seconds": seconds,
-            **{k: scores[k] for k in ("efficiency", "efficiency_pt05", "fake_rate", "duplicate_rate",
-                                      "trackml_score")},
+            **{
+                k: scores[k]
+                for k in ("efficiency", "efficiency_pt05", "fake_rate", "duplicate_rate", "trackml_score")
+            },
             "counts": scores["counts"],
         }
     result["ckf"]["wall_seconds_per_event"] = float(np.mean([e["ckf"]["wall_seconds"] for e in per_event]))
@@ -160,6 +163,59 @@ def measure(
     result["time_ratio"] = trackflow_seconds / result["ckf"]["seconds_per_event"]
     result["time_ratio_wall"] = trackflow_seconds / result["ckf"]["wall_seconds_per_event"]
     return result, turn
+
+
+def measure_kaggle(
+    directory: Path, n_events: int, pipeline: Pipeline, ckf: ClassicalTrackingConfig, turn: int
+) -> dict[str, Any]:
+    """Both methods on the first ``n_events`` real Kaggle events (hits and particles, no truth),
+    interleaved: tracks with >= 5 hits ÷ particles with nhits >= 5 (the particles file's count,
+    before any detector inefficiency: a truth-free ratio, not an efficiency), and seconds."""
+    rows = []
+    for ref in list_events(directory)[:n_events]:
+        event = ref.load(("hits", "particles"))
+        particles = int((event.particles["nhits"] >= 5).sum())
+        row: dict[str, Any] = {
+            "event_id": ref.event_id,
+            "hits": event.n_hits,
+            "particles_nhits_min5": particles,
+        }
+        for method in METHODS if turn % 2 == 0 else METHODS[::-1]:
+            frame, timing = run_trackflow(pipeline, event) if method == "trackflow" else run_ckf(ckf, event)
+            sizes = frame.groupby("track_id").size()
+            row[method] = {"seconds": timing["seconds"], "tracks_min5": int((sizes >= 5).sum())}
+            row[method]["ratio"] = row[method]["tracks_min5"] / max(particles, 1)
+        turn += 1
+        rows.append(row)
+        print(
+            f"  kaggle event {ref.event_id}: {event.n_hits} hits; ratio trackflow "
+            f"{row['trackflow']['ratio']:.3f} ({row['trackflow']['seconds']:.2f} s), CKF "
+            f"{row['ckf']['ratio']:.3f} ({row['ckf']['seconds']:.2f} s)",
+            flush=True,
+        )
+    return {"directory": str(directory), "events": rows}
+
+
+def peak_rss_gib(models: Path | None, event_dir: Path) -> float:
+    """Peak resident memory (GiB) of a fresh process that loads the pipeline (one thread) and
+    reconstructs the first event of ``event_dir`` -- trackflow alone, none of ACTS."""
+    code = (
+        "import resource, sys\n"
+        "from pathlib import Path\n"
+        "from trackflow.events import list_events\n"
+        "from trackflow.pipeline import Pipeline\n"
+        "models = None if sys.argv[1] == '-' else Path(sys.argv[1])\n"
+        "event = list_events(Path(sys.argv[2]))[0].load(('hits',))\n"
+        "Pipeline.load(models, threads=1)(event)\n"
+        "print(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss)\n"
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", code, str(models) if models else "-", str(event_dir)],
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    return int(done.stdout.split()[-1]) / 2**20  # ru_maxrss is in KiB on Linux
 
 
 def _pct(value: float | None, digits: int = 1) -> str:
@@ -186,6 +242,30 @@ def markdown(result: dict[str, Any]) -> str:
                 f"{_pct(m['efficiency'])} | {_pct(m['efficiency_pt05'])} | {_pct(m['fake_rate'], 2)} | "
                 f"{_pct(m['duplicate_rate'], 2)} | {m['trackml_score']:.3f} |"
             )
+    kaggle = result.get("kaggle")
+    if kaggle and kaggle["events"]:
+        lines += [
+            "",
+            f"Real Kaggle events ({kaggle['directory']}; no truth): tracks with ≥ 5 hits ÷ particles with "
+            "nhits ≥ 5, and s/event, one thread each, interleaved.",
+            "",
+            "| event | hits | particles nhits ≥ 5 | trackflow ratio | CKF ratio | trackflow s | CKF s | "
+            "trackflow ÷ CKF |",
+            "|---|---|---|---|---|---|---|---|",
+        ]
+        for row in kaggle["events"]:
+            t, c = row["trackflow"], row["ckf"]
+            cells = (
+                row["event_id"], f"{row['hits']:,}", f"{row['particles_nhits_min5']:,}",
+                f"{t['ratio']:.3f}", f"{c['ratio']:.3f}", f"{t['seconds']:.2f}", f"{c['seconds']:.2f}",
+                f"{t['seconds'] / c['seconds']:.2f}",
+            )  # fmt: skip
+            lines.append("| " + " | ".join(str(cell) for cell in cells) + " |")
+    if result.get("peak_rss_gib") is not None:
+        lines += [
+            "",
+            f"Peak RSS of trackflow alone on one full real event: {result['peak_rss_gib']:.2f} GiB.",
+        ]
     return "\n".join(lines) + "\n"
 
 
@@ -203,15 +283,26 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--real-particles", type=Path, default=KAGGLE_DIR / "event000001020-particles.csv.gz")
     parser.add_argument("--held-out", type=Path, default=KAGGLE_DIR, help="folder of the held-out particles")
     parser.add_argument("--seed", type=int, default=2718, help="simulation seed (robustness.py's default)")
+    parser.add_argument(
+        "--kaggle",
+        type=int,
+        default=0,
+        help="also the first N real Kaggle events of --held-out (no truth): truth-free ratio",
+    )
     parser.add_argument("--models", type=Path, default=None, help="model directory (default: shipped)")
     parser.add_argument(
         "--work", type=Path, default=REPO / "data" / "vs_ckf", help="real events and the submissions"
     )
-    parser.add_argument("--cells-work", type=Path, default=REPO / "data" / "robustness",
-                        help="cache of the robustness cells")
+    parser.add_argument(
+        "--cells-work", type=Path, default=REPO / "data" / "robustness", help="cache of the robustness cells"
+    )
     parser.add_argument("--out", type=Path, default=REPO / "benchmarks" / "results" / "vs_ckf")
-    parser.add_argument("--from-json", type=Path, default=None,
-                        help="measure nothing: rewrite --out/vs_ckf.md from this vs_ckf.json")
+    parser.add_argument(
+        "--from-json",
+        type=Path,
+        default=None,
+        help="measure nothing: rewrite --out/vs_ckf.md from this vs_ckf.json",
+    )
     args = parser.parse_args(argv)
     if args.from_json is not None:
         write_outputs(json.loads(args.from_json.read_text()), args.out)
@@ -253,6 +344,9 @@ def main(argv: list[str] | None = None) -> int:
     for (condition, _, _), directory in zip(todo, directories, strict=True):
         row, turn = measure(condition, directory, args.events, pipeline, ckf, submissions, turn)
         result["conditions"].append(row)
+    if args.kaggle:
+        result["kaggle"] = measure_kaggle(args.held_out, args.kaggle, pipeline, ckf, turn)
+        result["peak_rss_gib"] = peak_rss_gib(args.models, args.held_out)
     result["load_at_end"] = os.getloadavg()[0]
     result["seconds"] = time.perf_counter() - start
     args.out.mkdir(parents=True, exist_ok=True)
