@@ -301,6 +301,22 @@ def simulate(
               "z0): fewer false edges at the same efficiency.")
 @click.option("--gnn-learning-rate", type=click.FloatRange(min=0, min_open=True), default=None,
               help="Peak learning rate of the GNN (default 4e-3).")
+@click.option("--filter-cut", type=click.FloatRange(0, 1, max_open=True), default=None,
+              help="The filter's cut, instead of the one chosen on the validation events (or, with "
+              "--filter-from, kept from its manifest).")
+@click.option("--triplet-keep", type=click.FloatRange(0, 1, min_open=True), default=None,
+              help="Learn triplet pruning from the training events' truth (trackflow.pipeline.triplets): "
+              "each barrel volume's best-chi2 cut keeps this fraction of its pT > 0.9 GeV truth edges.")
+@click.option("--triplet-cut", type=click.FloatRange(min=0, min_open=True), default=None,
+              help="Triplet pruning with this best-chi2 cut in every barrel volume (scales learned from "
+              "the training events' truth); the GNN trains on the pruned graphs.")
+@click.option("--gnn-targets", type=click.Choice(["same_particle", "consecutive"]), default=None,
+              help="What the GNN learns to find: any two hits of one particle (default), or consecutive "
+              "hits (truth edges; true edges that skip a hit weigh 0, fakes --gnn-fake-weight).")
+@click.option("--gnn-fake-weight", type=click.FloatRange(min=0), default=None,
+              help="Loss weight of an edge joining two particles (--gnn-targets consecutive; default 1).")
+@click.option("--gnn-max-edges", type=click.IntRange(min=1000), default=None,
+              help="Edges per GNN training step (default 30000): the phi sector is sized to hold this many.")
 @click.option("--graph-method", type=click.Choice(["layer_map", "radius"]), default=None,
               help="Graph building: the detector's layer map learned from the training events "
               "(default; holds at any beam spot) or the embedding-space radius.")
