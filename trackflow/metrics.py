@@ -503,9 +503,10 @@ def binned_efficiency(
     Returns one row per bin: low, high, reconstructable, matched, efficiency, error_low, error_high
     (distances from the efficiency to the interval's ends).
     """
-    if isinstance(particles, TrackMetrics | pd.DataFrame):
-        particles = [particles]
-    frames = [p.particles if isinstance(p, TrackMetrics) else p for p in particles]
+    several: Iterable[pd.DataFrame | TrackMetrics] = (
+        [particles] if isinstance(particles, TrackMetrics | pd.DataFrame) else particles
+    )
+    frames = [p.particles if isinstance(p, TrackMetrics) else p for p in several]
     table = pd.concat(frames, ignore_index=True) if frames else pd.DataFrame()
     if variable not in ("pt", "eta"):
         raise ValueError(f"variable must be 'pt' or 'eta', not {variable!r}")

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import Protocol, TypeGuard
 
 import torch
 from torch import nn
@@ -101,9 +102,11 @@ class InteractionGNN(nn.Module):
             parts.append(self.node_encoder(features[start : start + chunk]))
         x = torch.cat(parts) if len(parts) > 0 else features.new_zeros((0, h))
 
-        w = self.edge_encoder[0].weight
+        # a Linear's parameters; mypy reads a Module's attribute as Tensor | Module
+        w, bias = self.edge_encoder[0].weight, self.edge_encoder[0].bias
+        assert isinstance(w, torch.Tensor) and isinstance(bias, torch.Tensor)
         x_src = _project(x, w[:, :h], None, chunk, in_place)
-        x_dst = _project(x, w[:, h : 2 * h], self.edge_encoder[0].bias, chunk, in_place)
+        x_dst = _project(x, w[:, h : 2 * h], bias, chunk, in_place)
         parts = []
         for start in range(0, n_edges, chunk):
             src, dst = source[start : start + chunk], target[start : start + chunk]
@@ -124,10 +127,11 @@ class InteractionGNN(nn.Module):
         incoming = torch.zeros_like(x)
         outgoing = torch.zeros_like(x)
         for iteration in range(self.n_iterations):
-            w = self.edge_network[0].weight
+            w, bias = self.edge_network[0].weight, self.edge_network[0].bias
+            assert isinstance(w, torch.Tensor) and isinstance(bias, torch.Tensor)
             e_w = w[:, :h].T
             x_src = _project(x, w[:, h : 2 * h], None, chunk, in_place)
-            x_dst = _project(x, w[:, 2 * h :], self.edge_network[0].bias, chunk, in_place)
+            x_dst = _project(x, w[:, 2 * h :], bias, chunk, in_place)
             if iteration > 0:
                 if in_place:
                     incoming.zero_()
@@ -169,10 +173,11 @@ class InteractionGNN(nn.Module):
             if not in_place and len(parts) > 0:
                 x = torch.cat(parts)
 
-        w = self.edge_classifier[0].weight
+        w, bias = self.edge_classifier[0].weight, self.edge_classifier[0].bias
+        assert isinstance(w, torch.Tensor) and isinstance(bias, torch.Tensor)
         e_w = w[:, :h].T
         x_src = _project(x, w[:, h : 2 * h], None, chunk, in_place)
-        x_dst = _project(x, w[:, 2 * h :], self.edge_classifier[0].bias, chunk, in_place)
+        x_dst = _project(x, w[:, 2 * h :], bias, chunk, in_place)
         logits: list[torch.Tensor] = []
         for start in range(0, n_edges, chunk):
             src, dst = source[start : start + chunk], target[start : start + chunk]
@@ -263,11 +268,21 @@ class GNNConfig:
             raise ConfigError(f"pipeline.gnn.cut: must be in [0, 1), got {self.cut}")
 
 
-def chunked_module(model: nn.Module) -> nn.Module | None:
+class Blocked(Protocol):
+    """A model that runs in blocks of ``inference_chunk`` rows (edges or hits) at inference."""
+
+    inference_chunk: int
+
+
+def _is_blocked(candidate: object) -> TypeGuard[Blocked]:
+    return hasattr(candidate, "inference_chunk")
+
+
+def chunked_module(model: nn.Module) -> Blocked | None:
     """The InteractionGNN whose ``inference_chunk`` sets its block size: ``model`` itself, or the
     ``gnn`` inside a wrapper (the shipped EmbeddedGNN, also as TorchScript); None for other models."""
     for candidate in (model, getattr(model, "gnn", None)):
-        if candidate is not None and hasattr(candidate, "inference_chunk"):
+        if candidate is not None and _is_blocked(candidate):
             return candidate
     return None
 

@@ -129,7 +129,7 @@ class LayerMap:
     @classmethod
     def from_truth(
         cls,
-        events: Iterable[tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray]],
+        events: Iterable[tuple[np.ndarray, ...]],
         pt_min: float = 0.8,
         quantile: float = 0.995,
         z0_quantile: float = 0.999,

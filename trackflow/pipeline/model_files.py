@@ -163,8 +163,9 @@ def verify(manifest: Manifest) -> None:
             raise ModelFileError(path, f"weight file of stage {name!r} is missing")
         actual = sha256_file(path)
         if actual != entry.sha256:
+            expected = entry.sha256 or "(none)"  # read_manifest refuses a file without one
             raise ModelFileError(
-                path, f"sha256 {actual[:12]}… does not match the manifest's {entry.sha256[:12]}…"
+                path, f"sha256 {actual[:12]}… does not match the manifest's {expected[:12]}…"
             )
 
 

@@ -296,10 +296,12 @@ class Pipeline:
             elif name == "filter":
                 per_event["edges_filter"] = edges_per_event()
             elif name == "gnn":
-                cut = getattr(getattr(self.stages["gnn"], "config", None), "cut", 0.5)
+                cut: float = getattr(getattr(self.stages["gnn"], "config", None), "cut", 0.5)
+                assert fused.edge_scores is not None  # the GNN stage sets them
                 per_event["edges_gnn"] = edges_per_event(fused.edge_scores > cut)
         assert fused.track_labels is not None
-        results, start = [], 0
+        results: list[EventTracks] = []
+        start = 0
         total_hits = max(sum(sizes), 1)
         for graph, size in zip(graphs, sizes, strict=True):
             labels = fused.track_labels[start : start + size]

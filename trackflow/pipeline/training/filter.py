@@ -11,6 +11,7 @@ from dataclasses import asdict, dataclass
 
 import numpy as np
 import torch
+from torch import nn
 
 from trackflow.pipeline.filter import FilterNet
 from trackflow.pipeline.training.edges import EdgeSet, bce_loss, edge_weights
@@ -41,8 +42,9 @@ class FilterTrainingConfig:
 
 
 @torch.no_grad()
-def filter_scores(model: FilterNet, edge_set: EdgeSet, chunk: int = 262144) -> np.ndarray:
-    """Sigmoid scores [E] of every edge, in chunks (bounded memory)."""
+def filter_scores(model: nn.Module, edge_set: EdgeSet, chunk: int = 262144) -> np.ndarray:
+    """Sigmoid scores [E] of every edge, in chunks (bounded memory). ``model``: a filter called as
+    ``model(features, edges, embedding)`` (a :class:`FilterNet`, trained here or loaded)."""
     model.eval()
     feats, edges = edge_set.event.features, torch.from_numpy(edge_set.edges)
     out = [

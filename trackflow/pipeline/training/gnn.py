@@ -101,10 +101,17 @@ def sector(edge_set: EdgeSet, phi: np.ndarray, max_edges: int, rng: np.random.Ge
     return edge_set.subset(inside[edge_set.edges[0]] & inside[edge_set.edges[1]])
 
 
-def gnn_architecture(model: nn.Module) -> dict:
+def inner_gnn(model: nn.Module) -> Any:
+    """The :class:`InteractionGNN` of ``model``: ``model`` itself, or the ``gnn`` of an
+    :class:`EmbeddedGNN`. Typed Any: in a TorchScript model its attributes (``hidden``,
+    ``n_iterations``, ...) exist only at run time."""
+    return getattr(model, "gnn", model)
+
+
+def gnn_architecture(model: nn.Module) -> dict[str, Any]:
     """The shape settings of a trained GNN (an :class:`InteractionGNN`, or an
     :class:`EmbeddedGNN` / its TorchScript, whose ``gnn`` it is): what a warm start must match."""
-    gnn = getattr(model, "gnn", model)
+    gnn = inner_gnn(model)
     # Linear weights are the 2-D ones (LayerNorm's are 1-D); make_mlp adds an output layer
     state = gnn.state_dict()
     n_mlp_layers = sum(1 for k, v in state.items() if k.startswith("edge_network.") and v.dim() == 2) - 1
@@ -123,7 +130,7 @@ def _warm_start(model: InteractionGNN, init: nn.Module, rng: torch.Generator | N
     wanted, given = gnn_architecture(model), gnn_architecture(init)
     # hit inputs too: features only, or features + embedding (EmbeddedGNN)
     wanted["in_features"] = model.in_features
-    given["in_features"] = int(getattr(init, "gnn", init).in_features)
+    given["in_features"] = int(inner_gnn(init).in_features)
     narrow, wide = given["hidden"], wanted["hidden"]
     if wide != narrow and wide % narrow == 0 and {**wanted, "hidden": narrow} == given:
         state = widen_state(state, narrow, wide, rng)

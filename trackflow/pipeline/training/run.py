@@ -10,6 +10,7 @@ import os
 import platform
 import shutil
 import time
+from collections.abc import Iterator
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any
@@ -45,6 +46,7 @@ from trackflow.pipeline.training.gnn import (
     GNNTrainingConfig,
     gnn_architecture,
     gnn_scores,
+    inner_gnn,
     train_gnn,
 )
 from trackflow.pipeline.triplets import TripletScales
@@ -223,6 +225,7 @@ def _load(config: TrainingConfig, features: FeatureConfig) -> _Split:
     val, frames = [], []
     for ref in val_refs:
         event = ref.load(parts)
+        assert event.truth is not None and event.particles is not None  # loaded: ref.load raises if absent
         val.append(prepare_event(event, features))
         frames.append((event.truth, event.particles))
     return _Split(train, val, frames, [r.event_id for r in train_refs], [r.event_id for r in val_refs])
@@ -304,6 +307,16 @@ def choose_radius(
     return best
 
 
+def _truth_geometry(
+    events: list[TruthEvent],
+) -> Iterator[tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]]:
+    """(layers, cylindrical, truth_edges, truth_edge_pt) per event: what the layer map and the
+    triplet scales learn from (:func:`~trackflow.pipeline.training.data.prepare_event` sets them)."""
+    for event in events:
+        assert event.layers is not None and event.cylindrical is not None
+        yield event.layers, event.cylindrical, event.truth_edges, event.truth_edge_pt
+
+
 def _is_truth_edge(edge_set: EdgeSet, pt_min: float) -> np.ndarray:
     event = edge_set.event
     return np.isin(undirected_keys(edge_set.edges, event.n_hits), truth_edge_keys(event, pt_min))
@@ -359,6 +372,7 @@ def train(config: TrainingConfig) -> Path:
     gnn_source = None
     if config.gnn_from is not None:
         gnn_source = source
+        assert config.filter_from is not None  # TrainingConfig sets it whenever gnn_from is
         if Path(config.gnn_from).resolve() != Path(config.filter_from).resolve():
             gnn_source = model_files.read_manifest(config.gnn_from)
             # the GNN reads the embedding too (EmbeddedGNN): its weights only fit the same one;
@@ -383,8 +397,9 @@ def train(config: TrainingConfig) -> Path:
 
     # 1. embedding
     t = time.perf_counter()
+    emb_losses: list[float] = []
     if reused_dir is not None:
-        embedding, emb_losses = model_files.load_model(source, "embedding"), []
+        embedding = model_files.load_model(source, "embedding")
         emb_kwargs = dict(entry.model["kwargs"]) if entry.model else {}
     else:
         embedding, emb_losses = train_embedding(split.train, config.embedding, seed=config.seed)
@@ -403,7 +418,7 @@ def train(config: TrainingConfig) -> Path:
         gb = dict(source.metrics.get("graph_building", {})) if source.metrics else {}
     elif config.graph_method == "layer_map":
         layer_map = LayerMap.from_truth(
-            ((e.layers, e.cylindrical, e.truth_edges, e.truth_edge_pt) for e in split.train),
+            _truth_geometry(split.train),
             pt_min=config.layer_map_pt_min,
             quantile=config.layer_map_quantile,
             z0_cover=config.layer_map_z0_cover,
@@ -426,8 +441,9 @@ def train(config: TrainingConfig) -> Path:
 
     # 3. filter
     t = time.perf_counter()
+    filter_losses: list[float] = []
     if config.filter_from is not None:
-        filter_net, filter_losses = model_files.load_model(source, "filter"), []
+        filter_net = model_files.load_model(source, "filter")
         filter_entry = source.stages["filter"]
         filter_kwargs = dict(filter_entry.model["kwargs"]) if filter_entry.model else {}
     else:
@@ -457,7 +473,7 @@ def train(config: TrainingConfig) -> Path:
     triplet_metrics: dict[str, Any] = {}
     if config.triplet_keep is not None or config.triplet_cut is not None:
         scales = TripletScales.from_truth(
-            ((e.layers, e.cylindrical, e.truth_edges, e.truth_edge_pt) for e in split.train),
+            _truth_geometry(split.train),
             keep=config.triplet_keep if config.triplet_keep is not None else 0.99,
         )
         if config.triplet_cut is not None:
@@ -503,7 +519,7 @@ def train(config: TrainingConfig) -> Path:
         for key, value in arch.items():
             setattr(config.gnn, key, value)
         if config.gnn_iterations is None:  # unless told otherwise, as many as the source ran
-            config.gnn.n_iterations = int(getattr(init, "gnn", init).n_iterations)
+            config.gnn.n_iterations = int(inner_gnn(init).n_iterations)
         log.info("gnn: warm start from %s (%s), %d iterations", config.gnn_from, arch,
                  config.gnn.n_iterations)
     # what the GNN is trained from: a checkpoint of another run must not be resumed
@@ -519,8 +535,8 @@ def train(config: TrainingConfig) -> Path:
     purity_cut = choose_cut_for_purity(all_scores, all_y, config.gnn_purity)
     grid = {round(float(c), 4) for c in np.linspace(purity_cut, 0.95, 8)}
     candidates = sorted(grid | {max(purity_cut, 0.5)})
-    scan = []
-    settings = [{"method": "cc", "cut": c} for c in candidates] + [
+    scan: list[dict[str, Any]] = []
+    settings: list[dict[str, Any]] = [{"method": "cc", "cut": c} for c in candidates] + [
         {"method": "walkthrough", "cut": c, "walk_cut": c, "walk_loose_cut": config.walk_loose_cut,
          "min_hits": config.walk_min_hits}
         for c in candidates if c >= 0.5
@@ -579,7 +595,7 @@ def train(config: TrainingConfig) -> Path:
         "gnn_warm_start_from": (
             {"models_dir": str(config.gnn_from.resolve()), "sha256": gnn_source.stages["gnn"].sha256,
              "training": gnn_source.training.get("config", {}).get("gnn")}
-            if config.gnn_from is not None else None
+            if config.gnn_from is not None and gnn_source is not None else None
         ),
         "filter_reused_from": (
             {"models_dir": str(config.filter_from.resolve()), "sha256": source.stages["filter"].sha256}
