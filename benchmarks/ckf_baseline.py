@@ -34,12 +34,16 @@ def main(argv: list[str] | None = None) -> int:
         "--out", type=Path, required=True, help="directory for submission.csv and ckf_times.json"
     )
     parser.add_argument("--event-id", type=int, action="append", default=None, help="only these (repeatable)")
-    parser.add_argument("--min-pt", type=float, default=ClassicalTrackingConfig.min_pt,
-                        help="seeding's lowest pT (GeV)")
-    parser.add_argument("--detectors", type=Path, default=None,
-                        help="detectors.csv the events were simulated with (default: trackflow's)")
+    parser.add_argument(
+        "--min-pt", type=float, default=ClassicalTrackingConfig.min_pt, help="seeding's lowest pT (GeV)"
+    )
+    parser.add_argument(
+        "--detectors",
+        type=Path,
+        default=None,
+        help="detectors.csv the events were simulated with (default: trackflow's)",
+    )
     args = parser.parse_args(argv)
-
 
     config = ClassicalTrackingConfig(min_pt=args.min_pt, detectors=args.detectors)
     refs = list_events(args.events_dir, args.event_id)

@@ -145,7 +145,10 @@ def test_script_writes_a_submission_that_trackflow_score_scores(
     script = REPO / "benchmarks" / "ckf_baseline.py"
     subprocess.run(
         [sys.executable, str(script), str(gun_dir), "--out", str(out), "--detectors", str(detectors_csv)],
-        check=True, capture_output=True, text=True, timeout=300,
+        check=True,
+        capture_output=True,
+        text=True,
+        timeout=300,
     )
     submission = read_submission(out / "submission.csv")
     event = list_events(gun_dir)[0].load(("hits",))
@@ -154,7 +157,9 @@ def test_script_writes_a_submission_that_trackflow_score_scores(
     assert times["events"][0]["seconds"] > 0
     scored = subprocess.run(
         [sys.executable, "-m", "trackflow", "score", str(gun_dir), str(out / "submission.csv")],
-        check=True, capture_output=True, text=True, timeout=300,
+        check=True,
+        capture_output=True,
+        text=True,
+        timeout=300,
     )
     assert json.loads(scored.stdout)["efficiency"] > 0.9
-

@@ -129,8 +129,18 @@ class ClassicalTrackingConfig:
     def __post_init__(self) -> None:
         problems = [
             f"{name}: must be > 0, got {getattr(self, name)}"
-            for name in ("min_pt", "r_max", "delta_r_max_bottom", "delta_r_max_top", "cot_theta_max",
-                         "collision_region", "z_max", "impact_max", "chi2_measurement", "loc0_max")
+            for name in (
+                "min_pt",
+                "r_max",
+                "delta_r_max_bottom",
+                "delta_r_max_top",
+                "cot_theta_max",
+                "collision_region",
+                "z_max",
+                "impact_max",
+                "chi2_measurement",
+                "loc0_max",
+            )
             if not getattr(self, name) > 0
         ]
         if self.r_middle[0] >= self.r_middle[1]:
@@ -196,12 +206,18 @@ def _sequence_elements() -> tuple[type, type, type]:
             container = ae.MeasurementContainer()
             container.reserve(len(m))
             for volume, layer, sensitive, (loc0, loc1), (var0, var1) in zip(
-                m.volume.tolist(), m.layer.tolist(), m.sensitive.tolist(), m.local.tolist(),
-                m.variance.tolist(), strict=True,
+                m.volume.tolist(),
+                m.layer.tolist(),
+                m.sensitive.tolist(),
+                m.local.tolist(),
+                m.variance.tolist(),
+                strict=True,
             ):
                 container.emplaceMeasurement(
                     acts.GeometryIdentifier(volume=volume, layer=layer, sensitive=sensitive),
-                    [0, 1], [loc0, loc1], [var0, var1],
+                    [0, 1],
+                    [loc0, loc1],
+                    [var0, var1],
                 )
             self.output(context, container)
             return ae.ProcessCode.SUCCESS
@@ -322,7 +338,11 @@ def _add_reconstruction(sequencer: Any, setup: Any, config: ClassicalTrackingCon
     )
     # the selector's (eta bins, chi2 cut, outlier chi2 cut, measurements kept) for every surface
     cuts: tuple[list[float], list[float], list[float], list[int]] = (
-        [], [config.chi2_measurement], [config.chi2_outlier], [config.branches_per_surface])
+        [],
+        [config.chi2_measurement],
+        [config.chi2_outlier],
+        [config.branches_per_surface],
+    )
     sequencer.addAlgorithm(
         ae.TrackFindingAlgorithm(
             level=quiet,
@@ -411,6 +431,10 @@ def reconstruct_event(event: Event, config: ClassicalTrackingConfig | None = Non
     result.wall_seconds = time.perf_counter() - start
     log.debug(
         "event %d: %d tracks from %d hits in %.2f s (ACTS algorithms), %.2f s wall",
-        result.event_id, result.counts["tracks"], len(measurements), result.seconds, result.wall_seconds,
+        result.event_id,
+        result.counts["tracks"],
+        len(measurements),
+        result.seconds,
+        result.wall_seconds,
     )
     return result
