@@ -76,6 +76,31 @@ held-out sigma_z 55 mm full density, noise 0.15, event 0: 85.8 % -> 88.7 %, dup 
 The same chain on ``data/train`` (Gaussian beam
 spots of 5, 30 and 60 mm) gave 97.5 % at sigma_z 5 mm but 79.8 % at 55 mm: the prior above.
 
+Then (issue 29) triplet pruning and a GNN that learns what is scored: the GNN above fine-tuned on
+the pruned graphs of a lower filter cut, with consecutive-hit targets (true edges that skip a
+hit weigh 0), from flat-z events of the training particle files (``models-4`` is the directory of
+the models above, e.g. ``git archive 9a66776 trackflow/pipeline/models``)::
+
+    train4="data/particles_train4"   # links to the first four training files: 1001 1003 1005 1009
+    $sim --out data/train_gnn --events 4 --seed 11 --particles-from $train4 --flat-z 150
+    $sim --out data/train_gnn --events 8 --first-event 4 --seed 21 --particles-from data/particles_train \
+        --flat-z 150
+    $sim --out data/val_gnn $held --events 2 --seed 14 --sigma-z 30
+    trackflow train --data data/train_gnn --val data/val_gnn --out trackflow/pipeline/models \
+        --gnn-from models-4 --filter-cut 0.15 --triplet-cut 25 --gnn-targets consecutive \
+        --gnn-fake-weight 1 --gnn-max-edges 40000 --gnn-learning-rate 1.5e-3 --epochs-gnn 3 \
+        --edge-events 8 --seed 11 --threads 2
+
+(the triplet scales are learned from the 12 training events' truth; 2,138 s on the 2 shared
+cores at load 4-6, most of it the GNN's 600 steps). The labelling was then re-chosen from the
+run's own validation scan (``metrics.gnn.scan`` in the manifest) as the best efficiency within
+fake rate <= 1 % and duplicate rate <= 1 %: ``cc_extend`` at 0.6251 (validation efficiency
+97.5 %, fake 0.71 %, duplicates 0.75 %; the run's own choice, within 5 % and 2 %, was 0.7334).
+Tried first and stopped: the same with 8 epochs of 50k-edge sectors (too slow on the shared
+cores: 18 min an epoch). Not tried yet: the layer map from 0.5 GeV particles with field-capped
+windows (it changes the graph, so filter and GNN must be retrained), max/mean aggregation in the
+GNN, the triplet chi2 as a GNN edge input, a scan of width and iterations at equal steps.
+
 Tried and not shipped: a GNN twice as wide. ``--gnn-from trackflow/pipeline/models --gnn-hidden
 64`` starts from the shipped GNN widened (every unit repeated, the same function; see
 :func:`trackflow.pipeline.training.gnn.widen_state`), then 16 epochs at peak rate 1.5e-3 (4,482 s
