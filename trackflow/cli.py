@@ -26,6 +26,19 @@ CLUSTER_HELP = (
 )
 
 
+def setting(key: str) -> Callable[[], Any]:
+    """An option's default: the setting ``key`` of ``trackflow.yaml`` (through :mod:`trackflow.config`,
+    so a dask config file or ``DASK_TRACKFLOW__...`` applies), read when the command runs. Pair it
+    with ``show_default=key``: the help names where the value comes from instead of repeating it."""
+
+    def default() -> Any:
+        from trackflow import config
+
+        return config.get(key)
+
+    return default
+
+
 def user_errors(command: F) -> F:
     """Turn errors a user can cause into one line on stderr and exit code 2; keep tracebacks for bugs."""
 
@@ -125,7 +138,11 @@ def inspect(events_dir: Path, event_ids: tuple[int, ...], as_json: bool) -> None
 @click.option("--out", "out_dir", type=OUT_DIR, required=True, help="Directory for the TrackML CSV.gz files.")
 @click.option("--events", "n_events", type=click.IntRange(min=1), required=True, help="Number of events.")
 @click.option(
-    "--seed", type=int, default=0, show_default=True, help="Seed; the same seed gives identical files."
+    "--seed",
+    type=int,
+    default=setting("simulation.seed"),
+    show_default="simulation.seed",
+    help="Seed; the same seed gives identical files.",
 )
 @click.option(
     "--first-event",
@@ -160,15 +177,15 @@ def inspect(events_dir: Path, event_ids: tuple[int, ...], as_json: bool) -> None
 @click.option(
     "--digitization",
     type=click.Choice(["smeared", "geometric"]),
-    default="smeared",
-    show_default=True,
+    default=setting("simulation.digitization"),
+    show_default="simulation.digitization",
     help="Gaussian smearing (pitch/sqrt(12)) or geometric with cells.",
 )
 @click.option(
     "--noise-fraction",
     type=click.FloatRange(0.0, 0.9),
     default=None,
-    help="Fraction of all hits that are noise (default 0.15).",
+    help="Fraction of all hits that are noise (default: simulation.noise_fraction).",
 )
 @click.option(
     "--sigma-z",
@@ -176,7 +193,8 @@ def inspect(events_dir: Path, event_ids: tuple[int, ...], as_json: bool) -> None
     type=click.FloatRange(min=0.0),
     default=None,
     help="Beam spot length (mm): every primary vertex's z drawn from N(0, SIGMA). Default: the "
-    "gun's 55 mm; with --particles-from, the file's own vertices (about 5 mm in the Kaggle events). "
+    "gun's simulation.sigma_z; with --particles-from, the file's own vertices (about 5 mm in the "
+    "Kaggle events). "
     "The HL-LHC luminous region is about 50 mm.",
 )
 @click.option(
@@ -193,7 +211,8 @@ def inspect(events_dir: Path, event_ids: tuple[int, ...], as_json: bool) -> None
     "beam_sigma_xy",
     type=click.FloatRange(min=0.0),
     default=None,
-    help="Beam spot width (mm) in x and y, as --sigma-z (default: the gun's 0.0125 mm, or the file's).",
+    help="Beam spot width (mm) in x and y, as --sigma-z (default: the gun's simulation.sigma_xy, or "
+    "the file's).",
 )
 @click.option(
     "--vertex-shift",
@@ -207,7 +226,7 @@ def inspect(events_dir: Path, event_ids: tuple[int, ...], as_json: bool) -> None
     type=click.FloatRange(0.0, 1.0, min_open=True),
     default=None,
     help="Keep this fraction of the vertices, drawn at random per event: a lower pileup "
-    "(density) than the file's or --pileup's (default 1).",
+    "(density) than the file's or --pileup's (default: simulation.vertex_fraction).",
 )
 @click.option(
     "--overwrite",
@@ -293,33 +312,73 @@ def simulate(
     help="GNN message-passing iterations (default 4, or the --gnn-from GNN's; weights are shared "
     "across iterations, so a warm start may change it).",
 )
-@click.option("--gnn-hidden", type=click.IntRange(min=4), default=None,
-              help="Width of the GNN's node and edge networks (default 32). With --gnn-from: a "
-              "multiple of that GNN's width, which starts widened, computing the same function.")
-@click.option("--filter-pair-features", is_flag=True, default=None,
-              help="The filter also reads each hit pair's physics (dr, dphi, dz, deta, dphi/dr, "
-              "z0): fewer false edges at the same efficiency.")
-@click.option("--gnn-learning-rate", type=click.FloatRange(min=0, min_open=True), default=None,
-              help="Peak learning rate of the GNN (default 4e-3).")
-@click.option("--filter-cut", type=click.FloatRange(0, 1, max_open=True), default=None,
-              help="The filter's cut, instead of the one chosen on the validation events (or, with "
-              "--filter-from, kept from its manifest).")
-@click.option("--triplet-keep", type=click.FloatRange(0, 1, min_open=True), default=None,
-              help="Learn triplet pruning from the training events' truth (trackflow.pipeline.triplets): "
-              "each barrel volume's best-chi2 cut keeps this fraction of its pT > 0.9 GeV truth edges.")
-@click.option("--triplet-cut", type=click.FloatRange(min=0, min_open=True), default=None,
-              help="Triplet pruning with this best-chi2 cut in every barrel volume (scales learned from "
-              "the training events' truth); the GNN trains on the pruned graphs.")
-@click.option("--gnn-targets", type=click.Choice(["same_particle", "consecutive"]), default=None,
-              help="What the GNN learns to find: any two hits of one particle (default), or consecutive "
-              "hits (truth edges; true edges that skip a hit weigh 0, fakes --gnn-fake-weight).")
-@click.option("--gnn-fake-weight", type=click.FloatRange(min=0), default=None,
-              help="Loss weight of an edge joining two particles (--gnn-targets consecutive; default 1).")
-@click.option("--gnn-max-edges", type=click.IntRange(min=1000), default=None,
-              help="Edges per GNN training step (default 30000): the phi sector is sized to hold this many.")
-@click.option("--graph-method", type=click.Choice(["layer_map", "radius"]), default=None,
-              help="Graph building: the detector's layer map learned from the training events "
-              "(default; holds at any beam spot) or the embedding-space radius.")
+@click.option(
+    "--gnn-hidden",
+    type=click.IntRange(min=4),
+    default=None,
+    help="Width of the GNN's node and edge networks (default 32). With --gnn-from: a "
+    "multiple of that GNN's width, which starts widened, computing the same function.",
+)
+@click.option(
+    "--filter-pair-features",
+    is_flag=True,
+    default=None,
+    help="The filter also reads each hit pair's physics (dr, dphi, dz, deta, dphi/dr, "
+    "z0): fewer false edges at the same efficiency.",
+)
+@click.option(
+    "--gnn-learning-rate",
+    type=click.FloatRange(min=0, min_open=True),
+    default=None,
+    help="Peak learning rate of the GNN (default 4e-3).",
+)
+@click.option(
+    "--filter-cut",
+    type=click.FloatRange(0, 1, max_open=True),
+    default=None,
+    help="The filter's cut, instead of the one chosen on the validation events (or, with "
+    "--filter-from, kept from its manifest).",
+)
+@click.option(
+    "--triplet-keep",
+    type=click.FloatRange(0, 1, min_open=True),
+    default=None,
+    help="Learn triplet pruning from the training events' truth (trackflow.pipeline.triplets): "
+    "each barrel volume's best-chi2 cut keeps this fraction of its pT > 0.9 GeV truth edges.",
+)
+@click.option(
+    "--triplet-cut",
+    type=click.FloatRange(min=0, min_open=True),
+    default=None,
+    help="Triplet pruning with this best-chi2 cut in every barrel volume (scales learned from "
+    "the training events' truth); the GNN trains on the pruned graphs.",
+)
+@click.option(
+    "--gnn-targets",
+    type=click.Choice(["same_particle", "consecutive"]),
+    default=None,
+    help="What the GNN learns to find: any two hits of one particle (default), or consecutive "
+    "hits (truth edges; true edges that skip a hit weigh 0, fakes --gnn-fake-weight).",
+)
+@click.option(
+    "--gnn-fake-weight",
+    type=click.FloatRange(min=0),
+    default=None,
+    help="Loss weight of an edge joining two particles (--gnn-targets consecutive; default 1).",
+)
+@click.option(
+    "--gnn-max-edges",
+    type=click.IntRange(min=1000),
+    default=None,
+    help="Edges per GNN training step (default 30000): the phi sector is sized to hold this many.",
+)
+@click.option(
+    "--graph-method",
+    type=click.Choice(["layer_map", "radius"]),
+    default=None,
+    help="Graph building: the detector's layer map learned from the training events "
+    "(default; holds at any beam spot) or the embedding-space radius.",
+)
 @click.option("--seed", type=int, default=0, show_default=True)
 @click.option("--threads", type=click.IntRange(min=1), default=None, help="torch threads (default: cores).")
 @click.option("--quiet", is_flag=True, help="No progress log (losses, cuts, metrics) on stderr.")
@@ -377,7 +436,7 @@ def cluster_options(command: F) -> F:
             "--device",
             type=click.Choice(["cpu", "cuda"]),
             default=None,
-            help="Device for the neural-network stages (default from config: cpu).",
+            help="Device for the neural-network stages (default: device).",
         ),
     ]
     for option in reversed(options):
@@ -407,14 +466,14 @@ def cluster_options(command: F) -> F:
     "--mode",
     type=click.Choice(["fused", "staged", "direct"]),
     default=None,
-    help="fused: one task per batch; staged: one task per stage; direct: no Dask. [default: fused]",
+    help="fused: one task per batch; staged: one task per stage; direct: no Dask. [default: workflow.mode]",
 )
 @click.option(
     "--batch-size",
     default=None,
     callback=lambda _c, _p, v: batch_size_option(v),
     help="Events per batch, or 'auto': sized from the events' hits so Dask's ~30 ms per batch "
-    "stays ~1 % of it (workflow.auto_batch). [default: workflow.batch_size, 4]",
+    "stays ~1 % of it (workflow.auto_batch). [default: workflow.batch_size]",
 )
 @click.option(
     "--max-hits-per-batch",
@@ -502,7 +561,7 @@ def reconstruct(event_ids: tuple[int, ...], assignments: tuple[str, ...], **opti
     "--hits",
     type=click.IntRange(min=0),
     default=None,
-    help="Cut every event to this many random hits before the sweep (0: no cut; default 10000).",
+    help="Cut every event to this many random hits before the sweep (0: no cut; default: bench.hits).",
 )
 @user_errors
 def bench(**options: Any) -> None:
@@ -513,7 +572,7 @@ def bench(**options: Any) -> None:
     given = {k: v for k, v in options.items() if v is not None}
     if "modes" in given:
         given["modes"] = [m.strip() for m in given["modes"].split(",") if m.strip()]
-    verbose = bool(config.get("bench.verbose", True))
+    verbose = bool(config.get("bench.verbose"))
     result = run_bench(BenchConfig(**given), progress=click.echo if verbose else None)
     for key in ("scaling_efficiency", "fused_over_staged", "dask_overhead_fraction"):
         click.echo(f"{key}: {result.get(key)}")
@@ -591,39 +650,98 @@ def rate_list(value: str | None) -> tuple[list[float], list[float]] | None:
 
 @main.command()
 @click.argument("input_dir", type=EXISTING_DIR)
-@click.option("--out", "out_dir", type=OUT_DIR, default=Path("stream"), show_default=True,
-              help="Directory for stream.json and the plots (PNG).")
-@click.option("--rate", "rates", default=None, callback=lambda _c, _p, v: rate_list(v),
-              help="Offered rates (Hz) of open-loop Poisson arrivals, e.g. 1,2,3; 0.5x is half "
-              "the capacity measured first.")
-@click.option("--duration", type=click.FloatRange(min=0, min_open=True), default=None,
-              help="Seconds of arrivals per rate (default stream.duration, 20).")
-@click.option("--concurrency", default=None, callback=lambda _c, _p, v: v and int_list(v),
-              help="Also a closed-loop sweep: requests in flight, e.g. 1,2,4 (each for --duration s).")
-@click.option("--instances", default=None, callback=lambda _c, _p, v: v and int_list(v),
-              help="Workers to run the --concurrency sweep at, e.g. 1,2 (the cluster is scaled).")
-@click.option("--bench", "bench_json", type=EXISTING_FILE, default=None,
-              help="bench.json of `trackflow bench` on this cluster for the prediction "
-              "(default: a quick service-time measurement of the stream itself).")
+@click.option(
+    "--out",
+    "out_dir",
+    type=OUT_DIR,
+    default=Path("stream"),
+    show_default=True,
+    help="Directory for stream.json and the plots (PNG).",
+)
+@click.option(
+    "--rate",
+    "rates",
+    default=None,
+    callback=lambda _c, _p, v: rate_list(v),
+    help="Offered rates (Hz) of open-loop Poisson arrivals, e.g. 1,2,3; 0.5x is half "
+    "the capacity measured first.",
+)
+@click.option(
+    "--duration",
+    type=click.FloatRange(min=0, min_open=True),
+    default=None,
+    help="Seconds of arrivals per rate (default: stream.duration).",
+)
+@click.option(
+    "--concurrency",
+    default=None,
+    callback=lambda _c, _p, v: v and int_list(v),
+    help="Also a closed-loop sweep: requests in flight, e.g. 1,2,4 (each for --duration s).",
+)
+@click.option(
+    "--instances",
+    default=None,
+    callback=lambda _c, _p, v: v and int_list(v),
+    help="Workers to run the --concurrency sweep at, e.g. 1,2 (the cluster is scaled).",
+)
+@click.option(
+    "--bench",
+    "bench_json",
+    type=EXISTING_FILE,
+    default=None,
+    help="bench.json of `trackflow bench` on this cluster for the prediction "
+    "(default: a quick service-time measurement of the stream itself).",
+)
 @cluster_options
-@click.option("--workers", type=click.IntRange(min=1), default=2, show_default=True,
-              help="Worker processes (local) or worker jobs (Slurm).")
+@click.option(
+    "--workers",
+    type=click.IntRange(min=1),
+    default=2,
+    show_default=True,
+    help="Worker processes (local) or worker jobs (Slurm).",
+)
 @click.option("--threads-per-worker", type=click.IntRange(min=1), default=1, show_default=True)
-@click.option("--max-batch", "max_batch_events", type=click.IntRange(min=1), default=None,
-              help="Dynamic batching: events per task at most (default service.max_batch_events, 1).")
-@click.option("--max-delay", "max_delay_ms", type=click.FloatRange(min=0), default=None,
-              help="Dynamic batching: ms the oldest event may wait for a batch to fill (default 0).")
-@click.option("--max-queued", type=click.IntRange(min=1), default=None,
-              help="Events that may wait on the client (default service.max_queued, 256).")
-@click.option("--policy", "queue_policy", type=click.Choice(["shed", "block"]), default=None,
-              help="When the queue is full: shed the event (counted) or block the source "
-              "(default service.queue_policy: shed).")
-@click.option("--max-events", type=click.IntRange(min=1), default=None,
-              help="Replay at most this many events.")
-@click.option("--seed", type=int, default=None, help="Seed of the arrival times (default stream.seed).")
-@click.option("--passes", type=click.IntRange(min=1), default=1, show_default=True,
-              help="The rates take turns this many times, --duration/PASSES s each (answers pooled): "
-              "a drifting machine speed hits every rate alike.")
+@click.option(
+    "--max-batch",
+    "max_batch_events",
+    type=click.IntRange(min=1),
+    default=None,
+    help="Dynamic batching: events per task at most (default: service.max_batch_events).",
+)
+@click.option(
+    "--max-delay",
+    "max_delay_ms",
+    type=click.FloatRange(min=0),
+    default=None,
+    help="Dynamic batching: ms the oldest event may wait for a batch to fill "
+    "(default: service.max_delay_ms).",
+)
+@click.option(
+    "--max-queued",
+    type=click.IntRange(min=1),
+    default=None,
+    help="Events that may wait on the client (default: service.max_queued).",
+)
+@click.option(
+    "--policy",
+    "queue_policy",
+    type=click.Choice(["shed", "block"]),
+    default=None,
+    help="When the queue is full: shed the event (counted) or block the source "
+    "(default: service.queue_policy).",
+)
+@click.option(
+    "--max-events", type=click.IntRange(min=1), default=None, help="Replay at most this many events."
+)
+@click.option("--seed", type=int, default=None, help="Seed of the arrival times (default: stream.seed).")
+@click.option(
+    "--passes",
+    type=click.IntRange(min=1),
+    default=1,
+    show_default=True,
+    help="The rates take turns this many times, --duration/PASSES s each (answers pooled): "
+    "a drifting machine speed hits every rate alike.",
+)
 @user_errors
 def stream(**options: Any) -> None:
     """Stream INPUT_DIR's events into a trackflow.Service as open-loop Poisson arrivals.
@@ -642,46 +760,97 @@ def stream(**options: Any) -> None:
     result = run_stream(StreamConfig(**given), progress=click.echo)
     knee = result["knee"]
     fmt = lambda v: "-" if v is None else f"{v:.3g} Hz"  # noqa: E731
-    click.echo(f"capacity: measured {fmt(result['capacity']['measured_hz'])}, "
-               f"predicted {fmt(result['capacity']['predicted_hz'])}")
+    click.echo(
+        f"capacity: measured {fmt(result['capacity']['measured_hz'])}, "
+        f"predicted {fmt(result['capacity']['predicted_hz'])}"
+    )
     click.echo(f"knee: measured {fmt(knee['measured_hz'])}, predicted {fmt(knee['predicted_hz'])}")
     counts = result["counts"]
-    click.echo(f"events: {counts['done']} done, {counts['failed']} failed, {counts['shed']} shed of "
-               f"{counts['submitted']}; every arrival answered: {result['every_arrival_answered']}")
+    click.echo(
+        f"events: {counts['done']} done, {counts['failed']} failed, {counts['shed']} shed of "
+        f"{counts['submitted']}; every arrival answered: {result['every_arrival_answered']}"
+    )
     for path in result["outputs"]:
         click.echo(f"wrote {path}")
 
 
 @main.command()
 @cluster_options
-@click.option("--workers", type=click.IntRange(min=1), default=2, show_default=True,
-              help="Worker processes (local) or worker jobs (Slurm).")
+@click.option(
+    "--workers",
+    type=click.IntRange(min=1),
+    default=2,
+    show_default=True,
+    help="Worker processes (local) or worker jobs (Slurm).",
+)
 @click.option("--threads-per-worker", type=click.IntRange(min=1), default=1, show_default=True)
-@click.option("--host", default=None,
-              help="Address to listen on (default serve.host: 127.0.0.1, this machine only).")
-@click.option("--http-port", type=click.IntRange(min=0, max=65535), default=None,
-              help="HTTP port (default serve.http_port: 8000, Triton's; 0: any free port).")
-@click.option("--grpc-port", type=click.IntRange(min=0, max=65535), default=None,
-              help="gRPC port (default serve.grpc_port: 8001, Triton's; 0: any free port).")
-@click.option("--grpc/--no-grpc", "grpc", default=None, help="Also serve gRPC (default serve.grpc: yes).")
-@click.option("--max-request-bytes", type=click.IntRange(min=1), default=None,
-              help="Largest request body in bytes (default serve.max_request_bytes: 64 MiB).")
+@click.option(
+    "--host", default=None, help="Address to listen on (default: serve.host; 127.0.0.1 is this machine only)."
+)
+@click.option(
+    "--http-port",
+    type=click.IntRange(min=0, max=65535),
+    default=None,
+    help="HTTP port (default: serve.http_port, Triton's; 0: any free port).",
+)
+@click.option(
+    "--grpc-port",
+    type=click.IntRange(min=0, max=65535),
+    default=None,
+    help="gRPC port (default: serve.grpc_port, Triton's; 0: any free port).",
+)
+@click.option("--grpc/--no-grpc", "grpc", default=None, help="Also serve gRPC (default: serve.grpc).")
+@click.option(
+    "--max-request-bytes",
+    type=click.IntRange(min=1),
+    default=None,
+    help="Largest request body in bytes (default: serve.max_request_bytes).",
+)
 @click.option("--tls-cert", type=EXISTING_FILE, default=None, help="PEM certificate: serve HTTPS.")
 @click.option("--tls-key", type=EXISTING_FILE, default=None, help="PEM private key of --tls-cert.")
-@click.option("--max-batch", "max_batch_events", type=click.IntRange(min=1), default=None,
-              help="Dynamic batching: events per task at most (default service.max_batch_events, 1).")
-@click.option("--max-delay", "max_delay_ms", type=click.FloatRange(min=0), default=None,
-              help="Dynamic batching: ms the oldest event may wait for a batch to fill (default 0).")
-@click.option("--max-queued", type=click.IntRange(min=1), default=None,
-              help="Events that may wait for a worker (default service.max_queued, 256); then --policy.")
-@click.option("--policy", "queue_policy", type=click.Choice(["shed", "block"]), default=None,
-              help="When the queue is full: answer 503 at once (shed) or hold the request (block).")
-@click.option("--mode", type=click.Choice(["fused", "staged"]), default="fused", show_default=True,
-              help="fused: an event is one task through every stage; staged: a task per stage, chained "
-              "by Dask (stages may run on different workers).")
-@click.option("--tasks-per-slot", type=click.IntRange(min=1), default=None,
-              help="Tasks on the cluster per worker thread (default serve.tasks_per_slot: 2, the next "
-              "event waits on its worker, so Dask's round trip overlaps the running one; 1: none waits).")
+@click.option(
+    "--max-batch",
+    "max_batch_events",
+    type=click.IntRange(min=1),
+    default=None,
+    help="Dynamic batching: events per task at most (default: service.max_batch_events).",
+)
+@click.option(
+    "--max-delay",
+    "max_delay_ms",
+    type=click.FloatRange(min=0),
+    default=None,
+    help="Dynamic batching: ms the oldest event may wait for a batch to fill "
+    "(default: service.max_delay_ms).",
+)
+@click.option(
+    "--max-queued",
+    type=click.IntRange(min=1),
+    default=None,
+    help="Events that may wait for a worker (default: service.max_queued); then --policy.",
+)
+@click.option(
+    "--policy",
+    "queue_policy",
+    type=click.Choice(["shed", "block"]),
+    default=None,
+    help="When the queue is full: answer 503 at once (shed) or hold the request (block).",
+)
+@click.option(
+    "--mode",
+    type=click.Choice(["fused", "staged"]),
+    default="fused",
+    show_default=True,
+    help="fused: an event is one task through every stage; staged: a task per stage, chained "
+    "by Dask (stages may run on different workers).",
+)
+@click.option(
+    "--tasks-per-slot",
+    type=click.IntRange(min=1),
+    default=None,
+    help="Tasks on the cluster per worker thread (default: serve.tasks_per_slot; 2: the next "
+    "event waits on its worker, so Dask's round trip overlaps the running one; 1: none waits).",
+)
 @user_errors
 def serve(
     workers: int,
@@ -712,7 +881,9 @@ def serve(
     serve_config = ServeConfig(**{k: options.pop(k) for k in serve_keys if options.get(k) is not None})
     tasks_per_slot = options.pop("tasks_per_slot") or int(config.get("serve.tasks_per_slot"))
     service_config = ServiceConfig(
-        models_dir=models_dir, device=device, threads_per_worker=threads_per_worker,
+        models_dir=models_dir,
+        device=device,
+        threads_per_worker=threads_per_worker,
         tasks_per_slot=tasks_per_slot,
         mode=options.pop("mode"),
         **{k: options.pop(k) for k in service_keys if options.get(k) is not None},
@@ -724,16 +895,29 @@ def serve(
 
     def ready(server: Any) -> None:
         grpc = f", gRPC {server.config.host}:{server.grpc_port}" if server.grpc_port else ""
-        click.echo(f"serving model trackflow on {server.url}{grpc} ({workers} worker(s), "
-                   f"{service_config.mode}, cluster "
-                   f"{cluster_given.get('cluster', 'local')}); Ctrl-C stops", err=True)
+        click.echo(
+            f"serving model trackflow on {server.url}{grpc} ({workers} worker(s), "
+            f"{service_config.mode}, cluster "
+            f"{cluster_given.get('cluster', 'local')}); Ctrl-C stops",
+            err=True,
+        )
 
-    counts = run_server(cluster_given.pop("cluster"), workers, service_config, serve_config, stop,
-                        on_ready=ready, **cluster_given)
+    counts = run_server(
+        cluster_given.pop("cluster"),
+        workers,
+        service_config,
+        serve_config,
+        stop,
+        on_ready=ready,
+        **cluster_given,
+    )
     service = counts["service"]
-    click.echo(f"requests: {counts['http']['requests']}, answered {counts['http']['answered']}, "
-               f"errors {counts['http']['errors']}; events done {service['done']}, failed "
-               f"{service['failed']}, shed {service['shed']}", err=True)
+    click.echo(
+        f"requests: {counts['http']['requests']}, answered {counts['http']['answered']}, "
+        f"errors {counts['http']['errors']}; events done {service['done']}, failed "
+        f"{service['failed']}, shed {service['shed']}",
+        err=True,
+    )
 
 
 @main.group()
@@ -743,15 +927,32 @@ def export() -> None:
 
 @export.command("triton")
 @click.argument("out_dir", type=OUT_DIR)
-@click.option("--kind", type=click.Choice(["custom", "ensemble"]), default=None,
-              help="custom: one Python model runs the whole pipeline; ensemble: one model per stage, "
-              "chained by Triton's ensemble scheduler (default serve.triton.kind: custom).")
-@click.option("--instances", type=click.IntRange(min=1), default=None,
-              help="Instances (processes) of each model (default serve.triton.instances, 1).")
-@click.option("--threads", type=click.IntRange(min=1), default=None,
-              help="torch / FAISS threads per instance (default serve.triton.threads, 1).")
-@click.option("--models", "models_dir", type=EXISTING_DIR, default=None,
-              help="Model directory (default: the shipped models); its sha256s are checked.")
+@click.option(
+    "--kind",
+    type=click.Choice(["custom", "ensemble"]),
+    default=None,
+    help="custom: one Python model runs the whole pipeline; ensemble: one model per stage, "
+    "chained by Triton's ensemble scheduler (default: serve.triton.kind).",
+)
+@click.option(
+    "--instances",
+    type=click.IntRange(min=1),
+    default=None,
+    help="Instances (processes) of each model (default: serve.triton.instances).",
+)
+@click.option(
+    "--threads",
+    type=click.IntRange(min=1),
+    default=None,
+    help="torch / FAISS threads per instance (default: serve.triton.threads).",
+)
+@click.option(
+    "--models",
+    "models_dir",
+    type=EXISTING_DIR,
+    default=None,
+    help="Model directory (default: the shipped models); its sha256s are checked.",
+)
 @click.option("--overwrite", is_flag=True, help="Replace OUT_DIR if it is not empty.")
 @user_errors
 def export_triton(**options: Any) -> None:
@@ -809,7 +1010,10 @@ def models() -> None:
     "(default: r=1000,phi=pi,z=1000).",
 )
 @click.option(
-    "--out", "out_dir", type=OUT_DIR, default=None,
+    "--out",
+    "out_dir",
+    type=OUT_DIR,
+    default=None,
     help="Write the model directory here, files copied (default: SOURCE_DIR itself).",
 )
 @click.option(
@@ -850,8 +1054,10 @@ def import_models(
     from trackflow.pipeline.model_import import ImportConfig
     from trackflow.pipeline.model_import import import_models as run_import
 
-    donor = None if from_models is None else (
-        shipped_models_dir() if from_models == "shipped" else Path(from_models)
+    donor = (
+        None
+        if from_models is None
+        else (shipped_models_dir() if from_models == "shipped" else Path(from_models))
     )
     result = run_import(
         ImportConfig(
