@@ -124,3 +124,25 @@ def test_stage_uses_the_map_and_says_what_it_misses():
     bare = HitGraph(event_id=0, hit_ids=np.arange(3), features=torch.zeros(3, 4))
     with pytest.raises(ValueError, match="volume_id and layer_id"):
         stage(bare)
+
+
+def test_widened_windows_admit_tracks_that_bend_more_and_stop_at_the_cap():
+    layers, cyl, truth, pt, _, _ = straight_tracks(300, 60.0, seed=3, bend=0.001)
+    learned = LayerMap.from_truth([(layers, cyl, truth, pt)], pt_min=1.0, z0_cover=200.0)
+    wide = learned.widened(2.0)
+    assert np.allclose(wide.dphi_max, np.minimum(2.0 * learned.dphi_max, np.maximum(learned.dphi_max, 0.25)))
+    # tracks bending twice as much as any seen in training: the learned map loses pairs, the widened one not
+    layers, cyl, truth, _, _, _ = straight_tracks(200, 60.0, seed=4, bend=0.002)
+    assert not undirected(truth) <= undirected(layer_map_edges(learned, layers, cyl))
+    assert undirected(truth) <= undirected(layer_map_edges(wide, layers, cyl))
+    # a window learned wider than the cap stays as learned
+    table = learned.to_dict()
+    table["pairs"][0][2] = 0.4
+    assert LayerMap.from_dict(table).widened(3.0).dphi_max[0] == pytest.approx(0.4)
+    # the stage setting: the same map, widened
+    config = GraphBuildingConfig(method="layer_map", layer_map=learned.to_dict(), dphi_scale=2.0)
+    stage = GraphBuilding(config)
+    assert stage.layer_map is not None
+    assert np.allclose(stage.layer_map.dphi_max, LayerMap.from_dict(learned.to_dict()).widened(2.0).dphi_max)
+    with pytest.raises(ConfigError, match="dphi_scale"):
+        GraphBuildingConfig(method="layer_map", layer_map=learned.to_dict(), dphi_scale=0.0)

@@ -50,7 +50,9 @@ class GraphBuildingConfig:
     map as :meth:`LayerMap.to_dict` gives it, and the radius settings are unused).
     ``radius``: in embedding units; ``max_neighbours``: cap per hit (lower-indexed partners);
     ``backend``: auto | faiss | kdtree | torch; ``block_size``: query rows per block for the
-    faiss and torch backends (None: sized so one block's distances stay near 256 MB)."""
+    faiss and torch backends (None: sized so one block's distances stay near 256 MB).
+    ``dphi_scale``: the layer map's azimuth windows times this (:meth:`LayerMap.widened`): 1 as
+    learned; > 1 admits slower particles' pairs, at the cost of more edges."""
 
     radius: float = field(default_factory=lambda: float(_cfg("radius", 0.1)))
     max_neighbours: int = field(default_factory=lambda: int(_cfg("max_neighbours", 64)))
@@ -58,6 +60,7 @@ class GraphBuildingConfig:
     block_size: int | None = None
     method: str = field(default_factory=lambda: str(_cfg("method", "radius")))
     layer_map: dict | None = field(default_factory=lambda: _cfg("layer_map", None))
+    dphi_scale: float = 1.0
 
     def __post_init__(self) -> None:
         if self.method not in METHODS:
@@ -66,6 +69,8 @@ class GraphBuildingConfig:
             raise ConfigError("pipeline.graph_building.method layer_map: needs a layer_map (from training)")
         if self.backend not in BACKENDS:
             raise ConfigError(f"pipeline.graph_building.backend: {self.backend!r} is not one of {BACKENDS}")
+        if not self.dphi_scale > 0:
+            raise ConfigError(f"pipeline.graph_building.dphi_scale: must be > 0, got {self.dphi_scale}")
         if not self.radius > 0:
             raise ConfigError(f"pipeline.graph_building.radius: must be > 0, got {self.radius}")
         if self.max_neighbours < 1:
@@ -326,7 +331,7 @@ class GraphBuilding:
 
     def __init__(self, config: GraphBuildingConfig | None = None) -> None:
         self.config = config or GraphBuildingConfig()
-        self._map: tuple[int, LayerMap | None] = (0, None)
+        self._map: tuple[tuple[int, float], LayerMap | None] = ((0, 1.0), None)
 
     @property
     def layer_map(self) -> LayerMap | None:
@@ -335,8 +340,10 @@ class GraphBuilding:
         c = self.config
         if c.method != "layer_map":
             return None
-        if self._map[0] != id(c.layer_map) or self._map[1] is None:
-            self._map = (id(c.layer_map), LayerMap.from_dict(c.layer_map or {}))
+        key = (id(c.layer_map), c.dphi_scale)
+        if self._map[0] != key or self._map[1] is None:
+            layer_map = LayerMap.from_dict(c.layer_map or {})
+            self._map = (key, layer_map if c.dphi_scale == 1.0 else layer_map.widened(c.dphi_scale))
         return self._map[1]
 
     def __call__(self, graph: HitGraph) -> HitGraph:

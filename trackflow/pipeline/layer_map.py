@@ -36,6 +36,9 @@ from trackflow.errors import ConfigError
 
 #: layer key of a hit: volume_id * LAYER_KEY_BASE + layer_id
 LAYER_KEY_BASE = 100
+#: rad: widening a window (LayerMap.widened) stops here; ~ the bend of a 0.5 GeV track between
+#: layers 200 mm apart in 2 T
+WIDEN_CAP = 0.25
 # candidate pairs checked per block (bounded memory: ~6 arrays of this many int64/float64)
 _BLOCK_PAIRS = 1 << 22
 
@@ -124,6 +127,14 @@ class LayerMap:
             z0_max=rows[:, 4],
             edges=rows[:, 5].astype(np.int64),
         )
+
+    def widened(self, scale: float, cap: float = WIDEN_CAP) -> LayerMap:
+        """The same map with every azimuth window ``dphi_max`` times ``scale``, but never above
+        ``cap`` (rad) unless it was learned wider (then it stays as learned): a map learned from
+        particles above p GeV then admits pairs of particles down to about p / scale GeV
+        (dphi falls as 1/pT), without letting a few scattering-dominated rare pairs open up."""
+        dphi = np.minimum(self.dphi_max * scale, np.maximum(self.dphi_max, cap))
+        return LayerMap(self.inner, self.outer, dphi, self.z0_min, self.z0_max, self.edges)
 
     # --------------------------------------------------------------- learning it
     @classmethod
