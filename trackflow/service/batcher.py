@@ -172,9 +172,7 @@ class DynamicBatcher:
     def wait_idle(self, timeout: float | None = None) -> bool:
         """Wait until nothing is queued or in flight; False on timeout."""
         with self._cond:
-            return self._cond.wait_for(
-                lambda: not self._queue and self._open_batches == 0, timeout
-            )
+            return self._cond.wait_for(lambda: not self._queue and self._open_batches == 0, timeout)
 
     def close(self, drain: bool = True, timeout: float | None = None) -> None:
         """Stop taking events. ``drain``: dispatch what waits first (up to ``timeout`` s); what is

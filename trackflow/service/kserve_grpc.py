@@ -163,8 +163,9 @@ class GrpcServer:
         limit = int(config.max_request_bytes)  # type: ignore[arg-type]
         self._server = grpc.server(
             ThreadPoolExecutor(
-                max_workers=int(config.grpc_threads), thread_name_prefix="trackflow-serve-grpc"
-            ),  # type: ignore[arg-type]
+                max_workers=int(config.grpc_threads),  # type: ignore[arg-type]
+                thread_name_prefix="trackflow-serve-grpc",
+            ),
             options=[("grpc.max_receive_message_length", limit), ("grpc.max_send_message_length", -1)],
         )
         service_pb2_grpc.add_GRPCInferenceServiceServicer_to_server(_Servicer(service, config), self._server)

@@ -269,8 +269,9 @@ class Service:
             block_timeout_s=self.config.block_timeout_s,
         )
         if self.config.max_in_flight is None:
-            self._watch = threading.Thread(target=self._watch_slots, name="trackflow-service-slots",
-                                           daemon=True)
+            self._watch = threading.Thread(
+                target=self._watch_slots, name="trackflow-service-slots", daemon=True
+            )
             self._watch.start()
 
     # ------------------------------------------------------------------ opening
@@ -427,13 +428,16 @@ class Service:
             from trackflow.service import staged_tasks
 
             # one task per stage, each depending on the last: Dask places each where it likes
-            items = self.client.submit(staged_tasks.prepare_batch, self.plugin.name, events,
-                                       key=f"{key}-prepare", **options)
+            items = self.client.submit(
+                staged_tasks.prepare_batch, self.plugin.name, events, key=f"{key}-prepare", **options
+            )
             for stage in STAGE_NAMES:
-                items = self.client.submit(staged_tasks.stage_batch, self.plugin.name, stage, items,
-                                           key=f"{key}-{stage}", **options)
-            dask_future = self.client.submit(staged_tasks.finish_batch, self.plugin.name, items, key=key,
-                                             **options)
+                items = self.client.submit(
+                    staged_tasks.stage_batch, self.plugin.name, stage, items, key=f"{key}-{stage}", **options
+                )
+            dask_future = self.client.submit(
+                staged_tasks.finish_batch, self.plugin.name, items, key=key, **options
+            )
         else:
             dask_future = self.client.submit(serve_batch, self.plugin.name, events, key=key, **options)
         with self._lock:
@@ -454,7 +458,7 @@ class Service:
             served, error = None, caught
         received = time.monotonic()
         with self._lock:
-            self._dask_futures.pop(dask_future.key, None)
+            self._dask_futures.pop(str(dask_future.key), None)  # submitted under a str key
         # answers come back in the batch's order (two requests may carry the same event id)
         answers = list(served.events) if served is not None else [None] * len(batch)
         task_s = served.task_s if served is not None else 0.0

@@ -243,8 +243,10 @@ def run_stream(cfg: StreamConfig, progress: Progress | None = None) -> dict[str,
             hits = before["summary"]["hits_per_event"]
             model = samples_from_bench(cfg.bench_json, slots, os.cpu_count() or 1, hits)
         listed = ", ".join(f"{c:.3g}" for c in capacities)
-        say(f"capacity {capacity:.3g} Hz (mean of {listed}); predicted {model.capacity_hz:.3g} Hz "
-            f"({model.source})")
+        say(
+            f"capacity {capacity:.3g} Hz (mean of {listed}); predicted {model.capacity_hz:.3g} Hz "
+            f"({model.source})"
+        )
         rates = []
         for rate in offered:
             result = summarise_rate(rate, cfg.duration, passes[rate])
