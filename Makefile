@@ -48,7 +48,10 @@ run: $(STAMP)
 		$(if $(wildcard $(TRACKML_EVENTS)),--particles-from $(TRACKML_EVENTS),--pileup 40)
 	$(VENV)/bin/trackflow reconstruct $(DEMO)/events --out $(DEMO)/out --overwrite --no-progress --batch-size 1
 
+# mypy (pyproject.toml's [tool.mypy]: default mode over trackflow/) first, then the suite; its
+# cache lives in the venv, so a test run leaves no new directory in the work tree
 test: $(STAMP) $(TRITON_STAMP)
+	$(VENV)/bin/mypy --cache-dir $(VENV)/.mypy_cache
 	$(VENV)/bin/python -m pytest $(PYTEST_ARGS)
 
 lint: $(STAMP)
