@@ -51,6 +51,8 @@ run: $(STAMP)
 # mypy (pyproject.toml's [tool.mypy]: default mode over trackflow/) first, then the suite; its
 # cache lives in the venv, so a test run leaves no new directory in the work tree
 test: $(STAMP) $(TRITON_STAMP)
+	$(VENV)/bin/ruff check .
+	$(VENV)/bin/ruff format --check .
 	$(VENV)/bin/mypy --cache-dir $(VENV)/.mypy_cache
 	$(VENV)/bin/python -m pytest $(PYTEST_ARGS)
 

@@ -34,8 +34,9 @@ from trackflow.run.reconstruct import ReconstructConfig, reconstruct
 def run_once(events: Path, out: Path, batch_size: int | str, client: object) -> dict:
     """One reconstruct run on ``client`` (``overwrite``: each run starts afresh); the report's
     overhead, batches and throughput."""
-    cfg = ReconstructConfig(input_dir=events, out_dir=out, batch_size=batch_size, client=client,
-                            progress=False, overwrite=True)
+    cfg = ReconstructConfig(
+        input_dir=events, out_dir=out, batch_size=batch_size, client=client, progress=False, overwrite=True
+    )
     report = reconstruct(cfg).report
     return {
         "fraction": report["dask_overhead"]["fraction"],
@@ -63,25 +64,37 @@ def main() -> None:
                 for size in order:
                     out = work / f"{directory.name}-{size}"
                     results.setdefault((str(directory), str(size)), []).append(
-                        run_once(directory, out, size, handle.client))
+                        run_once(directory, out, size, handle.client)
+                    )
     shutil.rmtree(work, ignore_errors=True)
 
     rows = []
     for (directory, size), runs in results.items():
         refs = list_events(directory)
         hits = statistics.fmean(count_hits(r) for r in refs)
-        rows.append([
-            Path(directory).name, f"{len(refs)} × {hits:,.0f}", size,
-            runs[0]["batches"],
-            " / ".join(f"{100 * r['fraction']:.2f}" for r in runs),
-            " / ".join(f"{1000 * r['mean_s']:.0f}" for r in runs),
-            " / ".join(f"{r['events_per_s']:.3g}" for r in runs),
-        ])
+        rows.append(
+            [
+                Path(directory).name,
+                f"{len(refs)} × {hits:,.0f}",
+                size,
+                runs[0]["batches"],
+                " / ".join(f"{100 * r['fraction']:.2f}" for r in runs),
+                " / ".join(f"{1000 * r['mean_s']:.0f}" for r in runs),
+                " / ".join(f"{r['events_per_s']:.3g}" for r in runs),
+            ]
+        )
     write_table(
         "batch_overhead",
         "Dask overhead per batch: fixed batch sizes vs auto",
-        ["events", "events × hits", "batch size", "batches", "overhead % of task time (each round)",
-         "overhead ms per batch", "events/s"],
+        [
+            "events",
+            "events × hits",
+            "batch size",
+            "batches",
+            "overhead % of task time (each round)",
+            "overhead ms per batch",
+            "events/s",
+        ],
         rows,
         f"Command: `python benchmarks/batch_overhead.py {' '.join(map(str, args.dirs))} --batch-sizes "
         f"{args.batch_sizes} --rounds {args.rounds} --workers {args.workers}`. Machine: {machine()}. "

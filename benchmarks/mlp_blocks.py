@@ -86,18 +86,14 @@ def main(argv: list[str] | None = None) -> int:
             variants[name, f"eager, {rows} rows"] = in_blocks(mlp, x, rows)
         variants[name, "eager, whole tensor"] = in_blocks(mlp, x, args.rows)
         rows = CPU_BLOCK_ROWS
-        variants[name, f"matmuls only (addmm with bias), {rows} rows"] = (
-            in_blocks(matmuls_only(mlp, True), x, rows)
+        variants[name, f"matmuls only (addmm with bias), {rows} rows"] = in_blocks(
+            matmuls_only(mlp, True), x, rows
         )
-        variants[name, f"matmuls only (no bias), {rows} rows"] = (
-            in_blocks(matmuls_only(mlp, False), x, rows)
-        )
+        variants[name, f"matmuls only (no bias), {rows} rows"] = in_blocks(matmuls_only(mlp, False), x, rows)
         with warnings.catch_warnings(), torch.no_grad():
             warnings.simplefilter("ignore")  # TorchScript is deprecated
             frozen = torch.jit.optimize_for_inference(torch.jit.freeze(torch.jit.script(mlp)))
-        variants[name, f"jit.freeze + optimize_for_inference, {rows} rows"] = (
-            in_blocks(frozen, x, rows)
-        )
+        variants[name, f"jit.freeze + optimize_for_inference, {rows} rows"] = in_blocks(frozen, x, rows)
         if not args.no_compile:
             compiled = torch.compile(mlp, dynamic=False)
             start = time.perf_counter()

@@ -148,7 +148,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--bench", type=Path, default=None, help="reuse this bench.json")
     parser.add_argument("--passes", type=int, default=3, help="turns the rates take (drift)")
     parser.add_argument(
-        "--workers", type=int, default=2,
+        "--workers",
+        type=int,
+        default=2,
         help="LocalCluster workers (1 thread each); 1 on a 2-core node leaves a core to the client",
     )
     args = parser.parse_args(argv)
@@ -209,17 +211,28 @@ def main(argv: list[str] | None = None) -> int:
     figures["every_arrival_answered"] = stream["every_arrival_answered"]
     figures["counts"] = stream["counts"]
     figures["sweep"] = [
-        {"instances": p["instances"], "concurrency": p["concurrency"], "throughput_hz": p["throughput_hz"],
-         "p95_s": p["latency_s"]["p95"]}
+        {
+            "instances": p["instances"],
+            "concurrency": p["concurrency"],
+            "throughput_hz": p["throughput_hz"],
+            "p95_s": p["latency_s"]["p95"],
+        }
         for p in stream["concurrency_sweep"]
     ]
     figures["rates"] = [
-        {"offered_rate_hz": r["offered_rate_hz"], "utilisation": r["utilisation_measured"],
-         "done": r["done"], "shed": r["shed"], "throughput_hz": r["throughput_hz"],
-         "p95_s": r["latency_s"]["p95"], "predicted_bench_p95_s": r["predicted"]["p95"],
-         "predicted_quick_p95_s": r["predicted_measured"]["p95"],
-         "queue_p95_s": r["queue_s"]["p95"], "transfer_p50_s": r["transfer_s"]["p50"],
-         "service_p50_s": r["service_s"]["p50"]}
+        {
+            "offered_rate_hz": r["offered_rate_hz"],
+            "utilisation": r["utilisation_measured"],
+            "done": r["done"],
+            "shed": r["shed"],
+            "throughput_hz": r["throughput_hz"],
+            "p95_s": r["latency_s"]["p95"],
+            "predicted_bench_p95_s": r["predicted"]["p95"],
+            "predicted_quick_p95_s": r["predicted_measured"]["p95"],
+            "queue_p95_s": r["queue_s"]["p95"],
+            "transfer_p50_s": r["transfer_s"]["p50"],
+            "service_p50_s": r["service_s"]["p50"],
+        }
         for r in stream["rates"]
     ]
     write_json(args.out / "online.json", figures, indent=2)
@@ -229,12 +242,16 @@ def main(argv: list[str] | None = None) -> int:
     print(" ".join(f"{h:>8}" for h in header))
     for r in figures["rates"]:
         fmt = lambda v: "-" if v is None else f"{v:.3g}"  # noqa: E731
-        print(f"{r['offered_rate_hz']:>8.3g} {r['utilisation']:>8.2f} {r['done']:>8} {r['shed']:>8} "
-              f"{r['throughput_hz']:>8.3g} {fmt(r['p95_s']):>8} {fmt(r['predicted_bench_p95_s']):>8} "
-              f"{fmt(r['predicted_quick_p95_s']):>8}")
+        print(
+            f"{r['offered_rate_hz']:>8.3g} {r['utilisation']:>8.2f} {r['done']:>8} {r['shed']:>8} "
+            f"{r['throughput_hz']:>8.3g} {fmt(r['p95_s']):>8} {fmt(r['predicted_bench_p95_s']):>8} "
+            f"{fmt(r['predicted_quick_p95_s']):>8}"
+        )
     for p in figures["sweep"]:
-        print(f"instances {p['instances']} concurrency {p['concurrency']}: {p['throughput_hz']:.3g} Hz, "
-              f"p95 {p['p95_s']:.3g} s")
+        print(
+            f"instances {p['instances']} concurrency {p['concurrency']}: {p['throughput_hz']:.3g} Hz, "
+            f"p95 {p['p95_s']:.3g} s"
+        )
     return 0
 
 

@@ -200,20 +200,22 @@ def main(argv: list[str] | None = None) -> int:
     rows = []
     for run in runs:
         s: Setting = run["setting"]
-        rows.append([
-            s.label,
-            s.pool or 1,
-            f"{s.busy_limit} / {cores}",
-            f"{run['events_per_s']:.2f}",
-            f"{run['events_per_s'] / base:.2f}",
-            f"{run['cpu_s'] / run['wall_s']:.2f}",
-            f"{run['cpu_per_event_s']:.3f}",
-            f"{run['compute_per_event_s']:.3f}",
-            f"{run['runnable_mean']:.2f} / {run['runnable_p95']:.0f} / {run['runnable_max']}",
-            f"{100 * run['over_cores_fraction']:.0f} %",
-            run["pools"],
-            run["failures"],
-        ])
+        rows.append(
+            [
+                s.label,
+                s.pool or 1,
+                f"{s.busy_limit} / {cores}",
+                f"{run['events_per_s']:.2f}",
+                f"{run['events_per_s'] / base:.2f}",
+                f"{run['cpu_s'] / run['wall_s']:.2f}",
+                f"{run['cpu_per_event_s']:.3f}",
+                f"{run['compute_per_event_s']:.3f}",
+                f"{run['runnable_mean']:.2f} / {run['runnable_p95']:.0f} / {run['runnable_max']}",
+                f"{100 * run['over_cores_fraction']:.0f} %",
+                run["pools"],
+                run["failures"],
+            ]
+        )
     notes = (
         f"Machine: {machine()}. {len(refs)} events of {args.data} cut to {args.hits} hits, "
         f"{args.passes} pass(es), one event per batch, fused mode, 2 x W x T batches in flight "

@@ -75,21 +75,38 @@ def main() -> None:
         keep_fp32 = torch.sigmoid(logits["fp32"]) > cut
         keep_int8 = torch.sigmoid(logits["int8"]) > cut
         quality = {tag: track_quality(pipeline, event, model) for tag, model in filters.items()}
-        rows.append([
-            event.event_id, f"{graph.n_edges:,}", f"{best['fp32']:.2f}", f"{best['int8']:.2f}",
-            f"{best['int8'] / best['fp32']:.2f}", f"{int(keep_fp32.sum()):,} / {int(keep_int8.sum()):,}",
-            f"{int((keep_fp32 ^ keep_int8).sum()):,}",
-            f"{float((logits['fp32'] - logits['int8']).abs().max()):.2f}",
-            " / ".join(f"{100 * quality[t].efficiency:.1f}" for t in ("fp32", "int8")),
-            " / ".join(f"{100 * quality[t].efficiency_pt05:.1f}" for t in ("fp32", "int8")),
-            " / ".join(f"{100 * quality[t].fake_rate:.2f}" for t in ("fp32", "int8")),
-        ])
+        rows.append(
+            [
+                event.event_id,
+                f"{graph.n_edges:,}",
+                f"{best['fp32']:.2f}",
+                f"{best['int8']:.2f}",
+                f"{best['int8'] / best['fp32']:.2f}",
+                f"{int(keep_fp32.sum()):,} / {int(keep_int8.sum()):,}",
+                f"{int((keep_fp32 ^ keep_int8).sum()):,}",
+                f"{float((logits['fp32'] - logits['int8']).abs().max()):.2f}",
+                " / ".join(f"{100 * quality[t].efficiency:.1f}" for t in ("fp32", "int8")),
+                " / ".join(f"{100 * quality[t].efficiency_pt05:.1f}" for t in ("fp32", "int8")),
+                " / ".join(f"{100 * quality[t].fake_rate:.2f}" for t in ("fp32", "int8")),
+            ]
+        )
     pipeline.stages["filter"].model = fp32
     write_table(
         "quantisation",
         "int8 dynamic quantisation of the filter",
-        ["event", "edges scored", "fp32 s", "int8 s", "int8 ÷ fp32", "kept fp32 / int8",
-         "decisions flipped", "max abs Δ logit", "eff pT>1 % fp32 / int8", "eff pT>0.5 %", "fake %"],
+        [
+            "event",
+            "edges scored",
+            "fp32 s",
+            "int8 s",
+            "int8 ÷ fp32",
+            "kept fp32 / int8",
+            "decisions flipped",
+            "max abs Δ logit",
+            "eff pT>1 % fp32 / int8",
+            "eff pT>0.5 %",
+            "fake %",
+        ],
         rows,
         f"Command: `python benchmarks/quantisation.py {args.events_dir} --events {args.events} "
         f"--repeats {args.repeats}`. Machine: {machine()}. One thread, shipped models, best of "

@@ -53,8 +53,11 @@ def main(argv: list[str] | None = None) -> int:
     print("|---|" + "---|" * len(rows))
     for key in rows[0]:
         if key != "directory":
-            print(f"| {key} | " + " | ".join(f"{r[key]:.3g}" if isinstance(r[key], float) else str(r[key])
-                                            for r in rows) + " |")
+            print(
+                f"| {key} | "
+                + " | ".join(f"{r[key]:.3g}" if isinstance(r[key], float) else str(r[key]) for r in rows)
+                + " |"
+            )
     return 0
 
 

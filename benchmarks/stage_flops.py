@@ -38,8 +38,17 @@ from trackflow.pipeline.mlp import CPU_BLOCK_ROWS
 
 MLP_STAGES = ("embedding", "filter", "gnn")
 #: operators named in the profile table; the rest are summed as "other"
-PROFILE_OPS = ("aten::addmm", "aten::addmm_", "aten::mm", "aten::native_layer_norm", "aten::tanh",
-               "aten::copy_", "aten::index_select", "aten::cat", "aten::scatter_add_")
+PROFILE_OPS = (
+    "aten::addmm",
+    "aten::addmm_",
+    "aten::mm",
+    "aten::native_layer_norm",
+    "aten::tanh",
+    "aten::copy_",
+    "aten::index_select",
+    "aten::cat",
+    "aten::scatter_add_",
+)
 
 
 def _addmm_inplace_flop(self_shape, a_shape, b_shape, out_shape=None, **kwargs) -> int:
@@ -77,9 +86,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--models", type=Path, default=None)
     parser.add_argument("--device", default="cpu")
     parser.add_argument("--profile", action="store_true", help="add the per-operator time shares")
-    parser.add_argument(
-        "--repeats", type=int, default=3, help="timed runs; the best time per stage counts"
-    )
+    parser.add_argument("--repeats", type=int, default=3, help="timed runs; the best time per stage counts")
     args = parser.parse_args(argv)
     set_threads(args.threads)
     event = real_event(args.event_index)

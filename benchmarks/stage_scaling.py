@@ -48,8 +48,10 @@ WORK_UNITS = {
 
 
 def growth_table(
-    small: tuple[dict[str, float], dict[str, int]], n_small: int,
-    large: tuple[dict[str, float], dict[str, int]], n_large: int,
+    small: tuple[dict[str, float], dict[str, int]],
+    n_small: int,
+    large: tuple[dict[str, float], dict[str, int]],
+    n_large: int,
 ) -> list[list[str]]:
     """Per stage: its share of the total time at the large size, the growth of its time per hit,
     of its work units per hit and of its time per work unit (large / small)."""
@@ -62,14 +64,16 @@ def growth_table(
         u_large = c_large.get(unit, n_large) if unit else n_large
         time_ratio = (t_large[name] / n_large) / (t_small[name] / n_small)
         unit_ratio = (u_large / n_large) / (u_small / n_small) if u_small else float("nan")
-        rows.append([
-            name,
-            f"{100 * t_large[name] / total_large:.0f} %",
-            f"{time_ratio:.2f}",
-            unit or "hits",
-            f"{unit_ratio:.2f}",
-            f"{time_ratio / unit_ratio:.2f}" if unit_ratio else "-",
-        ])
+        rows.append(
+            [
+                name,
+                f"{100 * t_large[name] / total_large:.0f} %",
+                f"{time_ratio:.2f}",
+                unit or "hits",
+                f"{unit_ratio:.2f}",
+                f"{time_ratio / unit_ratio:.2f}" if unit_ratio else "-",
+            ]
+        )
     return rows
 
 
@@ -158,12 +162,19 @@ def main(argv: list[str] | None = None) -> int:
         f"{'' if args.models is None else f' --models {args.models}'}"
         f"{' --same-density' if args.same_density else ''}"
         f"{'' if truth is None else f' --whole-particles {args.whole_particles}'}`."
-        + ("" if truth is None else f" Event {event.event_id} of {args.whole_particles}: whole particles "
-           "kept at random with the same fraction of noise hits.")
+        + (
+            ""
+            if truth is None
+            else f" Event {event.event_id} of {args.whole_particles}: whole particles "
+            "kept at random with the same fraction of noise hits."
+        )
     )
     name = (
-        "stage_scaling_same_density" if args.same_density
-        else "stage_scaling" if truth is None else "stage_scaling_particles"
+        "stage_scaling_same_density"
+        if args.same_density
+        else "stage_scaling"
+        if truth is None
+        else "stage_scaling_particles"
     )
     text = write_table(
         name,

@@ -247,8 +247,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"node contention not measured: {bench.get('node_contention_error')}", flush=True)
     # 2 workers of 1 thread on this machine, from service times measured with 1 busy core
     factor = contention.factor(busy_cores=2, measured_busy_cores=1) if contention else 1.0
-    print(f"node contention: {bench.get('node_contention')}; factor at 2 busy cores {factor:.3f}",
-          flush=True)
+    print(f"node contention: {bench.get('node_contention')}; factor at 2 busy cores {factor:.3f}", flush=True)
     measured_cpu = bench.get("dask_cpu_per_batch_s") or {}
     dask_cpu = float(measured_cpu.get("client_process", 0.0) + measured_cpu.get("worker_side", 0.0))
     print(f"Dask CPU per batch outside the task: {measured_cpu}", flush=True)
@@ -285,8 +284,11 @@ def main(argv: list[str] | None = None) -> int:
     alone = float(np.mean(fused["per_event_s"]))
     beside = statistics.fmean(m["event_time_mean_s"] for m in measured_runs)
     slowdown = beside / alone
-    print(f"in-task time per event: 1 worker {alone:.3f} s, 2 workers {beside:.3f} s "
-          f"(x{slowdown:.2f} measured; x{factor:.2f} predicted by the contention probe)", flush=True)
+    print(
+        f"in-task time per event: 1 worker {alone:.3f} s, 2 workers {beside:.3f} s "
+        f"(x{slowdown:.2f} measured; x{factor:.2f} predicted by the contention probe)",
+        flush=True,
+    )
 
     # 4. size doubling: fit on the subsampled sizes (all <= H/2), extrapolate to H
     points = bench["size_scaling"]["measured"]
@@ -299,18 +301,31 @@ def main(argv: list[str] | None = None) -> int:
     size = measure_size_ratio(args.input_dir, args.out, args, loader, half, full_hits)
 
     rows = [
-        ("throughput 2 workers (events/s)", prediction["events_per_second"], measured["events_per_second"],
-         THROUGHPUT_TOLERANCE),
+        (
+            "throughput 2 workers (events/s)",
+            prediction["events_per_second"],
+            measured["events_per_second"],
+            THROUGHPUT_TOLERANCE,
+        ),
         ("p95 latency 2 workers (s)", prediction["p95"], measured["latency_p95_s"], LATENCY_TOLERANCE),
         ("per-event slowdown 2 workers vs 1", factor, slowdown, None),
-        ("reference pass: 2-worker time / bench time", 1.0,
-         statistics.fmean([reference.seconds["before the 2-worker runs"],
-                           reference.seconds["after the 2-worker runs"]])
-         / reference.seconds["before the bench"], None),
+        (
+            "reference pass: 2-worker time / bench time",
+            1.0,
+            statistics.fmean(
+                [reference.seconds["before the 2-worker runs"], reference.seconds["after the 2-worker runs"]]
+            )
+            / reference.seconds["before the bench"],
+            None,
+        ),
         (f"time ratio {full_hits} / {half} hits ({scaling.model})", predicted_ratio, size["ratio"], None),
         (f"  same, power law a+b*h^k (k={power_law.k:.2f})", power_law_ratio, size["ratio"], None),
-        (f"time per event at {full_hits} hits (s)", float(scaling.seconds(full_hits)), size["large_mean_s"],
-         None),
+        (
+            f"time per event at {full_hits} hits (s)",
+            float(scaling.seconds(full_hits)),
+            size["large_mean_s"],
+            None,
+        ),
     ]
     print(f"\n{'quantity':<44} {'predicted':>10} {'measured':>10} {'error':>8}  target")
     table = []
@@ -320,8 +335,14 @@ def main(argv: list[str] | None = None) -> int:
         target = "" if tolerance is None else f"±{tolerance:.0%}"
         print(f"{name:<44} {predicted:>10.4g} {actual:>10.4g} {error:>+8.1%}  {target} {verdict}")
         table.append(
-            {"quantity": name, "predicted": predicted, "measured": actual, "relative_error": error,
-             "tolerance": tolerance, "passed": None if tolerance is None else abs(error) <= tolerance}
+            {
+                "quantity": name,
+                "predicted": predicted,
+                "measured": actual,
+                "relative_error": error,
+                "tolerance": tolerance,
+                "passed": None if tolerance is None else abs(error) <= tolerance,
+            }
         )
     result = {
         "command": " ".join(["benchmarks/validate_estimate.py", *(argv or sys.argv[1:])]),
@@ -355,9 +376,11 @@ def main(argv: list[str] | None = None) -> int:
     other = result["foreign_cpu"]
     clean = other["foreign_fraction"] <= 0.05
     result["clean"] = clean
-    print(f"other work on the machine: {other['foreign_cpu_s']:.1f} CPU-s of {other['busy_cpu_s']:.1f} busy "
-          f"({other['foreign_fraction']:.1%} of the machine): "
-          + ("clean run" if clean else "NOT a clean run (more than 5 %), timings disturbed"))
+    print(
+        f"other work on the machine: {other['foreign_cpu_s']:.1f} CPU-s of {other['busy_cpu_s']:.1f} busy "
+        f"({other['foreign_fraction']:.1%} of the machine): "
+        + ("clean run" if clean else "NOT a clean run (more than 5 %), timings disturbed")
+    )
     (args.out / "validation.json").write_text(json.dumps(result, indent=1, default=str) + "\n")
     print(f"\nwrote {args.out / 'validation.json'} ({result['duration_s']:.0f} s)")
     return 0 if all(r["passed"] is not False for r in table) else 1

@@ -33,6 +33,7 @@ DEVICES = [
 
 def slurm_problem() -> str | None:
     """None when slurmctld answers and a node can take jobs, else what is wrong (one line)."""
+
     def run(*args: str) -> subprocess.CompletedProcess[str]:
         return subprocess.run(list(args), capture_output=True, text=True, timeout=15, check=False)
 

@@ -48,7 +48,14 @@ def invoke(*args: str) -> tuple[int, str, str]:
 
 def reconstruct(events: Path, out: Path, models: Path) -> dict:
     code, _, stderr = invoke(
-        "reconstruct", str(events), "--out", str(out), "--models", str(models), "--mode", "direct",
+        "reconstruct",
+        str(events),
+        "--out",
+        str(out),
+        "--models",
+        str(models),
+        "--mode",
+        "direct",
         "--no-progress",
     )
     assert code == 0, stderr
@@ -71,9 +78,21 @@ def reference_gnn(exatrkx_dir: Path) -> Path:
 def imported_reference(reference_gnn: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
     out = tmp_path_factory.mktemp("imported") / "exatrkx"
     code, stdout, stderr = invoke(
-        "models", "import", str(reference_gnn.parent), "--features", "r,phi,z", "--scale", REFERENCE_SCALE,
-        "--out", str(out), "--from-models", "shipped",
-        "--set", "pipeline.gnn.cut=0.75", "--set", "pipeline.labelling.cut=0.75",
+        "models",
+        "import",
+        str(reference_gnn.parent),
+        "--features",
+        "r,phi,z",
+        "--scale",
+        REFERENCE_SCALE,
+        "--out",
+        str(out),
+        "--from-models",
+        "shipped",
+        "--set",
+        "pipeline.gnn.cut=0.75",
+        "--set",
+        "pipeline.labelling.cut=0.75",
     )
     assert code == 0, stderr
     assert f"wrote {out / 'manifest.json'}" in stdout
@@ -88,7 +107,8 @@ def test_the_reference_gnn_gets_a_manifest_with_its_sha256(
     assert gnn["kind"] == "torchscript"
     assert gnn["sha256"] == sha256_file(reference_gnn) == sha256_file(imported_reference / gnn["file"])
     assert manifest["features"] == {
-        "names": ["r", "phi", "z"], "scale": {"r": 3000.0, "phi": np.pi, "z": 400.0},
+        "names": ["r", "phi", "z"],
+        "scale": {"r": 3000.0, "phi": np.pi, "z": 400.0},
     }
     # no embed.pt or filter.pt beside it: the shipped layer map builds the graph, no filter
     assert "file" not in manifest["stages"]["embedding"] and "file" not in manifest["stages"]["filter"]
@@ -143,15 +163,26 @@ def test_a_full_acts_directory_runs_in_place(acts_dir: Path, events_dir: Path, t
     models = tmp_path / "models"
     shutil.copytree(acts_dir, models)
     code, stdout, stderr = invoke(
-        "models", "import", str(models), "--features", "r,phi,z", "--scale", "r=1000,phi=3.14159,z=1000",
-        "--set", "pipeline.graph_building.radius=0.3", "--set", "pipeline.filter.cut=0.1",
+        "models",
+        "import",
+        str(models),
+        "--features",
+        "r,phi,z",
+        "--scale",
+        "r=1000,phi=3.14159,z=1000",
+        "--set",
+        "pipeline.graph_building.radius=0.3",
+        "--set",
+        "pipeline.filter.cut=0.1",
     )
     assert code == 0, stderr
     assert "graph_building: radius" in stdout
     report = reconstruct(events_dir, tmp_path / "run", models)
     files = report["pipeline"]["model_files"]
     assert {stage: f["file"] for stage, f in files.items()} == {
-        "embedding": "embed.pt", "filter": "filter.pt", "gnn": "gnn.pt",
+        "embedding": "embed.pt",
+        "filter": "filter.pt",
+        "gnn": "gnn.pt",
     }
     assert report["pipeline"]["stages"]["graph_building"]["method"] == "radius"
     assert report["pipeline"]["stages"]["graph_building"]["radius"] == 0.3
@@ -176,8 +207,13 @@ def test_a_bad_import_is_one_line_naming_the_file(
         shutil.copyfile(acts_dir / name, source / name)
     options = dict(zip(args[::2], args[1::2], strict=True))
     code, _, stderr = invoke(
-        "models", "import", str(source), "--features", options.get("--features", "r,phi,z"),
-        "--out", str(tmp_path / "out"),
+        "models",
+        "import",
+        str(source),
+        "--features",
+        options.get("--features", "r,phi,z"),
+        "--out",
+        str(tmp_path / "out"),
     )
     assert code == 2
     assert stderr.startswith("trackflow: error: ") and stderr.count("\n") == 1

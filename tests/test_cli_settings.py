@@ -47,8 +47,14 @@ def write_synthetic_events(out_dir: Path, count: int = 2, tracks: int = 30, firs
         hits = pd.concat(rows, ignore_index=True)
         hits.insert(0, "hit_id", np.arange(1, len(hits) + 1, dtype=np.int64))
         hits = hits.astype(
-            {"x": "float32", "y": "float32", "z": "float32", "volume_id": "int32", "layer_id": "int32",
-             "module_id": "int32"}
+            {
+                "x": "float32",
+                "y": "float32",
+                "z": "float32",
+                "volume_id": "int32",
+                "layer_id": "int32",
+                "module_id": "int32",
+            }
         )
         write_event(Event(event_id=event_id, hits=hits), out_dir)
     return out_dir
@@ -67,12 +73,20 @@ def reconstruct(*args: str) -> tuple[int, str, str]:
 
 
 def test_set_changes_the_radius_report_json_records(events_dir: Path, tmp_path: Path) -> None:
-    models = models_with_other_values(tmp_path / "models", graph_building={"radius": 0.12},
-                                      filter={"cut": MANIFEST_FILTER_CUT})
+    models = models_with_other_values(
+        tmp_path / "models", graph_building={"radius": 0.12}, filter={"cut": MANIFEST_FILTER_CUT}
+    )
     out = tmp_path / "run"
     code, _, stderr = reconstruct(
-        str(events_dir), "--out", str(out), "--models", str(models),
-        "--set", "pipeline.graph_building.radius=0.09", "--set", "pipeline.labelling.min_hits=4",
+        str(events_dir),
+        "--out",
+        str(out),
+        "--models",
+        str(models),
+        "--set",
+        "pipeline.graph_building.radius=0.09",
+        "--set",
+        "pipeline.labelling.min_hits=4",
     )
     assert code == 0, stderr
     pipeline = json.loads((out / "report.json").read_text())["pipeline"]

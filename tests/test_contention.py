@@ -53,8 +53,14 @@ def test_slowdown_compares_event_by_event() -> None:
 
 
 def test_round_trip() -> None:
-    node = NodeContention(cores=2, slowdown=1.17, alone_s=0.3, together_s=0.35,
-                          events={"alone": 30, "together": 52}, window_s=8.0)
+    node = NodeContention(
+        cores=2,
+        slowdown=1.17,
+        alone_s=0.3,
+        together_s=0.35,
+        events={"alone": 30, "together": 52},
+        window_s=8.0,
+    )
     assert NodeContention.from_dict(json.loads(json.dumps(node.to_dict()))) == node
     assert NodeContention.from_dict(None) is None
 
@@ -71,9 +77,7 @@ def test_unpicklable_loader_is_refused_before_any_process_starts(tmp_path: Path)
 def test_probe_runs_the_pipeline_in_parallel_processes(trackml_dir: Path, tmp_path: Path) -> None:
     rng = np.random.default_rng(0)
     refs = [subsample_event(ref, 300, rng, tmp_path) for ref in list_events(trackml_dir)[:2]]
-    node = measure_node_contention(
-        refs, None, "cpu", loader=Pipeline.random_init, processes=2, window_s=1.0
-    )
+    node = measure_node_contention(refs, None, "cpu", loader=Pipeline.random_init, processes=2, window_s=1.0)
     assert node.cores == 2
     # every process timed events in its window; the slowdown is their ratio (no timing asserted)
     assert node.events["alone"] >= 1 and node.events["together"] >= 2

@@ -139,24 +139,47 @@ def service_times(mode: str, threads: int, samples: np.ndarray, workers: int = 1
     """One configuration's record: per-event samples of HITS hits; no read times measured."""
     n = len(samples)
     return ServiceTimes(
-        mode=mode, workers=workers, threads=threads, device="cpu",
-        per_event_s=samples.tolist(), per_event_hits=[HITS] * n, per_event_read_s=[],
-        per_event_worker=["w"] * n, per_batch_s=[], per_batch_events=[], per_batch_worker=[],
-        per_batch_latency_s=[], per_batch_overhead_s=[], concurrency=[], by_worker={},
-        per_event=summary(samples), per_batch=summary([]),
+        mode=mode,
+        workers=workers,
+        threads=threads,
+        device="cpu",
+        per_event_s=samples.tolist(),
+        per_event_hits=[HITS] * n,
+        per_event_read_s=[],
+        per_event_worker=["w"] * n,
+        per_batch_s=[],
+        per_batch_events=[],
+        per_batch_worker=[],
+        per_batch_latency_s=[],
+        per_batch_overhead_s=[],
+        concurrency=[],
+        by_worker={},
+        per_event=summary(samples),
+        per_batch=summary([]),
     )
 
 
 def synthetic_bench() -> BenchFile:
     """A complete bench record with the numbers the estimates read chosen to make checks easy."""
     return BenchFile(
-        created="2026-12-06T00:00:00+00:00", duration_s=1.0, input_dir="events", config={},
-        machine={"cpu_count": 2}, device="cpu", batch_size=1, events=len(SERVICE_1T),
+        created="2026-12-06T00:00:00+00:00",
+        duration_s=1.0,
+        input_dir="events",
+        config={},
+        machine={"cpu_count": 2},
+        device="cpu",
+        batch_size=1,
+        events=len(SERVICE_1T),
         hits_per_event=HitsPerEvent(HITS, HITS, HITS),
         input_hits_per_event=HitsPerEvent(HITS, HITS, HITS),
-        scaling_efficiency=None, scaling_efficiency_detail={}, fused_over_staged=None,
-        fused_over_staged_by_workers={}, dask_overhead_fraction=None,
-        dask_overhead_per_batch_s=OVERHEAD, dask_overhead_detail={}, sweep=[],
+        scaling_efficiency=None,
+        scaling_efficiency_detail={},
+        fused_over_staged=None,
+        fused_over_staged_by_workers={},
+        dask_overhead_fraction=None,
+        dask_overhead_per_batch_s=OVERHEAD,
+        dask_overhead_detail={},
+        sweep=[],
         service_times={
             "fused/w1/t1": service_times("fused", 1, SERVICE_1T),
             "fused/w1/t2": service_times("fused", 2, SERVICE_2T),
@@ -164,13 +187,19 @@ def synthetic_bench() -> BenchFile:
         },
         # time exactly proportional to hits: t = 1e-4 * h
         size_scaling=SizeScaling(a=0.0, b=1e-4, k=1.0, points=5, hits_range=(100, 1000)),
-        size_measured=[], node_contention=None, dask_cpu_per_batch_s=None,
+        size_measured=[],
+        node_contention=None,
+        dask_cpu_per_batch_s=None,
         node_contention_error="not asked for",
         network=NetworkFigures(
             round_trip_s=RoundTrip(p50=0.001, mean=0.0012, min=0.001, samples=3, what=""),
-            client_scheduler_s=None, transfer=None, transfer_bytes_per_s=1e9,
-            input_bytes_per_event=BYTES_PER_HIT * HITS, result_bytes_per_event=0.0,
-            bytes_per_event=BYTES_PER_HIT * HITS, bytes_per_hit=BYTES_PER_HIT,
+            client_scheduler_s=None,
+            transfer=None,
+            transfer_bytes_per_s=1e9,
+            input_bytes_per_event=BYTES_PER_HIT * HITS,
+            result_bytes_per_event=0.0,
+            bytes_per_event=BYTES_PER_HIT * HITS,
+            bytes_per_hit=BYTES_PER_HIT,
         ),
         memory=MemoryFigures(
             worker_rss_bytes=RSS, worker_peak_bytes=PEAK, peak_hits=HITS, working_bytes_fit=None, what=""
@@ -181,8 +210,13 @@ def synthetic_bench() -> BenchFile:
 
 def dask_cpu(client_process: float, worker_side: float) -> dict:
     """bench.json's ``dask_cpu_per_batch_s`` record with these CPU seconds per batch."""
-    return {"workers": 1, "batches": 10, "client_process": client_process, "worker_side": worker_side,
-            "what": ""}
+    return {
+        "workers": 1,
+        "batches": 10,
+        "client_process": client_process,
+        "worker_side": worker_side,
+        "what": "",
+    }
 
 
 @pytest.fixture
@@ -345,8 +379,13 @@ def test_bench_with_a_missing_or_unknown_field_is_refused(bench_json: Path) -> N
 def test_predict_finite_batch_run_with_constant_service() -> None:
     # 5 batches of 3 events, 2 workers, all 5 in flight, 1 s each: waves of 2, 2, 1 -> 3 s
     prediction = estimates.predict_batch_workflow(
-        workers=2, in_flight=5, per_batch_s=np.array([1.0]), events_per_batch=3, overhead_s=0.0,
-        batches=5, replicates=3,
+        workers=2,
+        in_flight=5,
+        per_batch_s=np.array([1.0]),
+        events_per_batch=3,
+        overhead_s=0.0,
+        batches=5,
+        replicates=3,
     )
     assert prediction["events_per_second"] == pytest.approx(15 / 3.0)
     # latencies 1, 1, 2, 2, 3 s: p50 = 2
@@ -433,8 +472,14 @@ def test_gpu_service_is_not_slowed_by_cpu_contention(bench_json: Path) -> None:
 def test_predict_with_contention_slows_every_batch() -> None:
     # constant 1 s batches slowed to 1.5 s: 5 batches on 2 workers take 3 waves = 4.5 s
     prediction = estimates.predict_batch_workflow(
-        workers=2, in_flight=5, per_batch_s=np.array([1.0]), events_per_batch=3, overhead_s=0.0,
-        batches=5, replicates=2, contention=1.5,
+        workers=2,
+        in_flight=5,
+        per_batch_s=np.array([1.0]),
+        events_per_batch=3,
+        overhead_s=0.0,
+        batches=5,
+        replicates=2,
+        contention=1.5,
     )
     assert prediction["events_per_second"] == pytest.approx(15 / 4.5)
     assert prediction["p50"] == pytest.approx(3.0)
@@ -446,10 +491,15 @@ def test_estimate_extrapolates_with_the_per_stage_model(bench_json: Path) -> Non
     bench = json.loads(bench_json.read_text())
     # one stage, seconds = 0.01 + 1e-3 * edges, edges = 1e-4 * h**2: 0.11 s at 1000 hits
     bench["size_scaling"] = {
-        "a": 0.0, "b": 1e-4, "k": 1.0, "points": 9, "hits_range": [250, 1000],
+        "a": 0.0,
+        "b": 1e-4,
+        "k": 1.0,
+        "points": 9,
+        "hits_range": [250, 1000],
         "stages": [{"stage": "filter", "a": 0.01, "b": 0.0, "c": 1e-3, "count": "edges_graph"}],
         "counts": [{"name": "edges_graph", "coefficient": 1e-4, "exponent": 2.0}],
-        "other_s": 0.0, "measured": [],
+        "other_s": 0.0,
+        "measured": [],
     }
     bench_json.write_text(json.dumps(bench))
     node = NodeSpec("cpu", cores=128, memory_bytes=512e9)
@@ -474,8 +524,13 @@ def test_shared_cores_service_known_cases() -> None:
 def test_predict_adds_dask_cpu_when_workers_fill_the_cores() -> None:
     # constant 1 s batches + 0.25 s Dask CPU, 2 workers on 2 cores: 1.25 s, steady state
     steady = estimates.predict_batch_workflow(
-        workers=2, in_flight=4, per_batch_s=np.array([1.0]), events_per_batch=2, overhead_s=0.0,
-        cores=2, dask_cpu_per_batch_s=0.25,
+        workers=2,
+        in_flight=4,
+        per_batch_s=np.array([1.0]),
+        events_per_batch=2,
+        overhead_s=0.0,
+        cores=2,
+        dask_cpu_per_batch_s=0.25,
     )
     assert steady["events_per_second"] == pytest.approx(2 * 2 / 1.25, rel=0.01)
 

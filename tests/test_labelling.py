@@ -52,13 +52,17 @@ def test_cc_extend_gives_lone_hits_back_to_the_track_their_best_loose_edge_reach
     # hits 10-11, a tight pair (a fragment of 2), have loose edges into B: both join it; hits 12
     # and 13 are lone hits joined only to each other: a fragment never joins one of its size;
     # hit 14's loose edge reaches hit 8, a lone hit until round 1 moves it into A: round 2 follows
-    edges = np.array([[1, 2, 3, 5, 6, 7, 8, 8, 9, 11, 10, 11, 12, 14],
-                      [0, 1, 2, 4, 5, 6, 3, 7, 0, 10, 6, 7, 13, 8]])
+    edges = np.array(
+        [[1, 2, 3, 5, 6, 7, 8, 8, 9, 11, 10, 11, 12, 14], [0, 1, 2, 4, 5, 6, 3, 7, 0, 10, 6, 7, 13, 8]]
+    )
     scores = np.array([0.95, 0.95, 0.95, 0.95, 0.95, 0.95, 0.6, 0.4, 0.2, 0.95, 0.5, 0.45, 0.7, 0.8])
     labels = extended_component_labels(15, edges, scores, cut=0.9, extend_cut=0.3, max_hits=2, rounds=3)
     assert groups(labels) == {
-        frozenset({0, 1, 2, 3, 8, 14}), frozenset({4, 5, 6, 7, 10, 11}), frozenset({9}),
-        frozenset({12}), frozenset({13}),
+        frozenset({0, 1, 2, 3, 8, 14}),
+        frozenset({4, 5, 6, 7, 10, 11}),
+        frozenset({9}),
+        frozenset({12}),
+        frozenset({13}),
     }
     assert set(labels.tolist()) == set(range(5))
     one = extended_component_labels(15, edges, scores, cut=0.9, extend_cut=0.3, max_hits=2, rounds=1)

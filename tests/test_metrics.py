@@ -496,6 +496,7 @@ def test_score_submission_errors_name_the_file(tmp_path: Path) -> None:
 def test_edges_as_torch_tensors() -> None:
     """HitGraph holds torch tensors: they are accepted as they are."""
     import torch
+
     hit_ids, truth, particles = edge_event()
     edges = np.array([[2, 0, 0, 1, 5, 6], [4, 4, 2, 3, 6, 1]])
     scores = np.array([0.9, 0.8, 0.1, 0.95, 0.7, 0.3], dtype=np.float32)

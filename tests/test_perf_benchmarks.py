@@ -102,7 +102,11 @@ def test_gpu_check_script_runs_on_the_cpu(shared_data: Path, tmp_path: Path) -> 
     env = dict(os.environ, OUT=str(tmp_path), PYTHON=sys.executable)
     done = subprocess.run(
         ["bash", str(script), str(shared_data), "--device", "cpu", "--quick"],
-        check=False, env=env, capture_output=True, text=True, timeout=800,
+        check=False,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=800,
     )
     assert done.returncode == 0, (done.stdout + done.stderr)[-3000:]
     tests_log = (tmp_path / "gpu_tests.log").read_text()

@@ -148,7 +148,7 @@ def test_the_resolved_settings_are_what_a_worker_runs(models: Path) -> None:
             own = trackflow.config.get("pipeline.graph_building.radius", None)
             return own, pipeline.stages["graph_building"].config.radius, pipeline.stages["filter"].config.cut
 
-        (own, radius, cut), = client.run(seen, name=plugin.name).values()
+        ((own, radius, cut),) = client.run(seen, name=plugin.name).values()
     assert own is None  # the worker's own config never had the user's value ...
     assert radius == DEFAULT_RADIUS  # ... but its pipeline runs it
     assert cut == 0.25

@@ -150,9 +150,7 @@ def test_score_writes_the_same_efficiency_plots_when_asked(
     assert "plots" not in plain and plain["efficiency"] == scored["efficiency"]
 
 
-def test_a_run_without_truth_writes_only_the_stage_times(
-    truth_run, events_dir: Path, tmp_path: Path
-) -> None:
+def test_a_run_without_truth_writes_only_the_stage_times(truth_run, events_dir: Path, tmp_path: Path) -> None:
     hits_only = tmp_path / "hits_only"
     for ref in list_events(events_dir):
         write_event(ref.load(("hits",)).hits_only(), hits_only)

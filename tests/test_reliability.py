@@ -443,8 +443,9 @@ def test_an_event_that_kills_its_workers_for_memory_fails_alone_with_its_size(
     assert failure["error"] == "KilledWorker" and failure["attempts"] == 2
     hits = len(small_hits(trackml_dir, 3))
     size = (events / f"event{HUNGRY_EVENT:09d}-hits.csv.gz").stat().st_size
-    assert f"hits.csv.gz: {hits:,} hits, {size:,} bytes; killed every worker it ran on (2 tried" in (
-        failure["message"]
+    assert (
+        f"hits.csv.gz: {hits:,} hits, {size:,} bytes; killed every worker it ran on (2 tried"
+        in (failure["message"])
     )
     assert "out of memory: Dask's nanny restarted the worker at" in failure["message"]
     done = sorted(e["event_id"] for e in report.report["per_event"])

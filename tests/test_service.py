@@ -271,12 +271,34 @@ def test_poisson_arrivals_stay_in_the_window() -> None:
 
 # --------------------------------------------------------------------------- the stream
 STREAM_KEYS = {
-    "rates", "capacity", "knee", "prediction", "concurrency_sweep", "network", "counts",
-    "every_arrival_answered", "service", "outputs", "duration_s",
+    "rates",
+    "capacity",
+    "knee",
+    "prediction",
+    "concurrency_sweep",
+    "network",
+    "counts",
+    "every_arrival_answered",
+    "service",
+    "outputs",
+    "duration_s",
 }
 RATE_KEYS = {
-    "offered_rate_hz", "arrivals", "done", "shed", "failed", "unanswered", "throughput_hz", "latency_s",
-    "queue_s", "transfer_s", "service_s", "backlog", "predicted", "worker_memory", "counts",
+    "offered_rate_hz",
+    "arrivals",
+    "done",
+    "shed",
+    "failed",
+    "unanswered",
+    "throughput_hz",
+    "latency_s",
+    "queue_s",
+    "transfer_s",
+    "service_s",
+    "backlog",
+    "predicted",
+    "worker_memory",
+    "counts",
 }
 
 
@@ -308,8 +330,14 @@ def test_stream_on_a_two_worker_local_cluster_writes_stream_json(
     out = tmp_path / "stream"
     stream = run_stream(
         StreamConfig(
-            events_dir, out, rates=[0.5, 2.0], duration=3.0, concurrency=[1, 2], sweep_duration=2.0,
-            calibration_events=4, client=client,
+            events_dir,
+            out,
+            rates=[0.5, 2.0],
+            duration=3.0,
+            concurrency=[1, 2],
+            sweep_duration=2.0,
+            calibration_events=4,
+            client=client,
         )
     )
     check_stream(stream, out)

@@ -93,8 +93,13 @@ def test_a_worker_job_cancelled_mid_stream_loses_no_event(run_dir: Path, events_
             killer = threading.Thread(target=cancel_one)
             killer.start()
             result = stream_open_loop(
-                service, events, rate_hz=2.0, duration_s=12.0, rng=np.random.default_rng(0),
-                drain_timeout_s=300.0, sample_interval_s=0.2,
+                service,
+                events,
+                rate_hz=2.0,
+                duration_s=12.0,
+                rng=np.random.default_rng(0),
+                drain_timeout_s=300.0,
+                sample_interval_s=0.2,
             )
             killer.join()
             counts = service.counts()

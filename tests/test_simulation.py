@@ -21,7 +21,6 @@ from trackflow.run.parallel_simulation import simulate
 pytestmark = pytest.mark.sim
 
 
-
 @pytest.fixture(scope="module", autouse=True)
 def _acts() -> None:
     need_acts()

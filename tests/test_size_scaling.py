@@ -29,8 +29,12 @@ STAGES = {
     "gnn": (1e-3, 2e-6, 4e-6),
     "labelling": (0.0, 1e-7, 1e-6),
 }
-COUNT_OF = {"graph_building": "edges_graph", "filter": "edges_graph", "gnn": "edges_filter",
-            "labelling": "edges_gnn"}
+COUNT_OF = {
+    "graph_building": "edges_graph",
+    "filter": "edges_graph",
+    "gnn": "edges_filter",
+    "labelling": "edges_gnn",
+}
 
 
 def counts_at(hits: float, spread: float = 1.0) -> dict[str, float]:

@@ -53,8 +53,15 @@ def tiny_config(data: Path, out: Path, **options: object) -> TrainingConfig:
         threads=1,
         max_neighbours=16,
         embedding=EmbeddingTrainingConfig(
-            hidden=32, n_layers=2, out_dim=4, epochs=1, steps_per_epoch=10, events_per_epoch=2,
-            positives_per_step=256, hard_negatives_per_step=256, random_negatives_per_step=128,
+            hidden=32,
+            n_layers=2,
+            out_dim=4,
+            epochs=1,
+            steps_per_epoch=10,
+            events_per_epoch=2,
+            positives_per_step=256,
+            hard_negatives_per_step=256,
+            random_negatives_per_step=128,
         ),
         filter=FilterTrainingConfig(hidden=32, n_layers=2, epochs=1, steps_per_epoch=10, batch_size=512),
         gnn=GNNTrainingConfig(hidden=16, n_iterations=2, epochs=1, steps_per_epoch=4),
@@ -65,19 +72,45 @@ def tiny_config(data: Path, out: Path, **options: object) -> TrainingConfig:
 def test_truth_edges_join_consecutive_hits_outwards_from_the_vertex() -> None:
     # particle 7: hits at distances 30, 10, 20 mm from its vertex (0, 0, 5); particle 9: one hit;
     # hit 4 is noise
-    hits = with_derived(pd.DataFrame({
-        "hit_id": [1, 2, 3, 4, 5],
-        "x": [30.0, 10.0, 20.0, 50.0, 15.0], "y": [0.0] * 5, "z": [5.0, 5.0, 5.0, 0.0, 0.0],
-        "volume_id": [8] * 5, "layer_id": [2] * 5, "module_id": [1] * 5,
-    }))
-    truth = pd.DataFrame({
-        "hit_id": [1, 2, 3, 4, 5], "particle_id": [7, 7, 7, 0, 9],
-        "tx": hits.x, "ty": hits.y, "tz": hits.z, "tpx": 1.0, "tpy": 0.0, "tpz": 0.0, "weight": 0.0,
-    })
-    particles = pd.DataFrame({
-        "particle_id": [7, 9], "vx": [0.0, 0.0], "vy": [0.0, 0.0], "vz": [5.0, 0.0],
-        "px": [2.0, 0.3], "py": [0.0, 0.0], "pz": [0.0, 0.0], "q": [1, -1], "nhits": [3, 1],
-    })
+    hits = with_derived(
+        pd.DataFrame(
+            {
+                "hit_id": [1, 2, 3, 4, 5],
+                "x": [30.0, 10.0, 20.0, 50.0, 15.0],
+                "y": [0.0] * 5,
+                "z": [5.0, 5.0, 5.0, 0.0, 0.0],
+                "volume_id": [8] * 5,
+                "layer_id": [2] * 5,
+                "module_id": [1] * 5,
+            }
+        )
+    )
+    truth = pd.DataFrame(
+        {
+            "hit_id": [1, 2, 3, 4, 5],
+            "particle_id": [7, 7, 7, 0, 9],
+            "tx": hits.x,
+            "ty": hits.y,
+            "tz": hits.z,
+            "tpx": 1.0,
+            "tpy": 0.0,
+            "tpz": 0.0,
+            "weight": 0.0,
+        }
+    )
+    particles = pd.DataFrame(
+        {
+            "particle_id": [7, 9],
+            "vx": [0.0, 0.0],
+            "vy": [0.0, 0.0],
+            "vz": [5.0, 0.0],
+            "px": [2.0, 0.3],
+            "py": [0.0, 0.0],
+            "pz": [0.0, 0.0],
+            "q": [1, -1],
+            "nhits": [3, 1],
+        }
+    )
     event = Event(1, hits, truth=truth, particles=particles)
     edges, pt = truth_edges(event)
     assert edges.T.tolist() == [[1, 2], [2, 0]]  # rows: 10 mm -> 20 mm -> 30 mm
@@ -118,8 +151,15 @@ def test_embedding_loss_decreases(tiny_events: Path) -> None:
     features = FeatureConfig(names=("r", "cos_phi", "sin_phi", "z"))
     events = load_truth_events(tiny_events, features, max_events=2)
     config = EmbeddingTrainingConfig(
-        hidden=32, n_layers=2, out_dim=4, epochs=1, steps_per_epoch=40, events_per_epoch=2,
-        positives_per_step=512, hard_negatives_per_step=512, random_negatives_per_step=256,
+        hidden=32,
+        n_layers=2,
+        out_dim=4,
+        epochs=1,
+        steps_per_epoch=40,
+        events_per_epoch=2,
+        positives_per_step=512,
+        hard_negatives_per_step=512,
+        random_negatives_per_step=256,
     )
     torch.set_num_threads(1)
     _, losses = train_embedding(events, config, seed=1)
@@ -181,8 +221,10 @@ def test_filter_pair_features_are_recorded_and_the_models_run(tiny_events: Path,
     manifest = model_files.read_manifest(out)
     kwargs = manifest.stages["filter"].model["kwargs"]
     assert kwargs["pair_features"] is True
-    assert (kwargs["r_scale"], kwargs["z_scale"]) == (manifest.features["scale"]["r"],
-                                                      manifest.features["scale"]["z"])
+    assert (kwargs["r_scale"], kwargs["z_scale"]) == (
+        manifest.features["scale"]["r"],
+        manifest.features["scale"]["z"],
+    )
     assert model_files.load_model(manifest, "filter").pair_features
     pipeline = Pipeline.load(out)
     event = list_events(tiny_events)[0].load(("hits",))
@@ -218,8 +260,9 @@ def test_filter_from_keeps_embedding_graph_and_filter_and_trains_a_pair_feature_
     event = list_events(tiny_events)[0].load(("hits",))
     assert len(Pipeline.load(second)(event).track_labels) == event.n_hits
     with pytest.raises(ConfigError, match="filter-from"):
-        TrainingConfig(data_dir=tiny_events, out_dir=tmp_path / "x", filter_from=first,
-                       embedding_from=tmp_path)
+        TrainingConfig(
+            data_dir=tiny_events, out_dir=tmp_path / "x", filter_from=first, embedding_from=tmp_path
+        )
 
 
 def _scored_graph(pipeline: Pipeline, event: Event) -> HitGraph:
@@ -250,19 +293,20 @@ def test_gnn_from_warm_starts_the_gnn_and_may_add_iterations(tiny_events: Path, 
     assert model_files.load_model(model_files.read_manifest(kept), "gnn").gnn.n_iterations == 3
     assert len(Pipeline.load(more)(event).track_labels) == event.n_hits
     # twice as wide, no GNN steps: the same scores from a network of twice the width
-    wider = train(tiny_config(tiny_events, tmp_path / "wider", gnn_from=first, gnn_hidden=32,
-                              epochs_gnn=0))
+    wider = train(tiny_config(tiny_events, tmp_path / "wider", gnn_from=first, gnn_hidden=32, epochs_gnn=0))
     assert model_files.load_model(model_files.read_manifest(wider), "gnn").gnn.hidden == 32
-    torch.testing.assert_close(_scored_graph(Pipeline.load(wider), event).edge_scores,
-                               graph_old.edge_scores, atol=0.02, rtol=0)
+    torch.testing.assert_close(
+        _scored_graph(Pipeline.load(wider), event).edge_scores, graph_old.edge_scores, atol=0.02, rtol=0
+    )
     with pytest.raises(ConfigError, match="multiple"):
         train(tiny_config(tiny_events, tmp_path / "odd", gnn_from=first, gnn_hidden=24, epochs_gnn=0))
     # another filter (same embedding) under the warm-started GNN: that filter's graphs, this GNN
     config = tiny_config(tiny_events, tmp_path / "refiltered", embedding_from=first, epochs_gnn=0)
     config.filter.steps_per_epoch = 12  # not the first run's filter
     refiltered = train(config)
-    mixed = train(tiny_config(tiny_events, tmp_path / "mixed", gnn_from=first, filter_from=refiltered,
-                              epochs_gnn=0))
+    mixed = train(
+        tiny_config(tiny_events, tmp_path / "mixed", gnn_from=first, filter_from=refiltered, epochs_gnn=0)
+    )
     manifest = model_files.read_manifest(mixed)
     assert manifest.stages["filter"].sha256 == model_files.read_manifest(refiltered).stages["filter"].sha256
     assert manifest.training["gnn_warm_start_from"]["sha256"] == old.stages["gnn"].sha256
@@ -287,15 +331,17 @@ def test_a_widened_gnn_computes_what_the_narrow_one_did(pair_features: bool) -> 
     from trackflow.pipeline.training.gnn import _warm_start, widen_state
 
     torch.manual_seed(3)
-    narrow = InteractionGNN(in_features=5, hidden=8, n_iterations=3, pair_features=pair_features,
-                            edge_score_input=pair_features)
+    narrow = InteractionGNN(
+        in_features=5, hidden=8, n_iterations=3, pair_features=pair_features, edge_score_input=pair_features
+    )
     for p in narrow.parameters():  # trained-looking weights, not the initial ones
         p.data.add_(0.3 * torch.randn_like(p))
     features = torch.rand(40, 5)
     edges = torch.randint(0, 40, (2, 120))
     scores = torch.rand(120) if pair_features else None
-    wide = InteractionGNN(in_features=5, hidden=24, n_iterations=3, pair_features=pair_features,
-                          edge_score_input=pair_features)
+    wide = InteractionGNN(
+        in_features=5, hidden=24, n_iterations=3, pair_features=pair_features, edge_score_input=pair_features
+    )
     with torch.no_grad():
         expected = narrow(features, edges, scores)
         wide.load_state_dict(widen_state(narrow.state_dict(), 8, 24, noise=0.0))
@@ -306,8 +352,16 @@ def test_a_widened_gnn_computes_what_the_narrow_one_did(pair_features: bool) -> 
         assert not torch.equal(w[:8], w[8:16])
         assert (wide(features, edges, scores) - expected).abs().max() < 0.05
     with pytest.raises(ConfigError, match="warm-start"):
-        _warm_start(InteractionGNN(in_features=5, hidden=12, n_iterations=3,
-                                   pair_features=pair_features, edge_score_input=pair_features), narrow)
+        _warm_start(
+            InteractionGNN(
+                in_features=5,
+                hidden=12,
+                n_iterations=3,
+                pair_features=pair_features,
+                edge_score_input=pair_features,
+            ),
+            narrow,
+        )
 
 
 @pytest.mark.sim

@@ -275,8 +275,11 @@ def test_gzip_bomb_is_refused_as_too_large(event_dir: Path) -> None:
 def test_plain_csv_over_the_size_limit_is_refused(tmp_path: Path) -> None:
     written = write_event(Event(EVENT_ID, valid_event().hits), tmp_path, compress=False)
     size = written["hits"].stat().st_size
-    with config.set(**{"events.max_file_bytes": size - 1}), pytest.raises(
-        EventFileError, match=rf"hits\.csv: file is too large: holds more than {size - 1} bytes"
+    with (
+        config.set(**{"events.max_file_bytes": size - 1}),
+        pytest.raises(
+            EventFileError, match=rf"hits\.csv: file is too large: holds more than {size - 1} bytes"
+        ),
     ):
         read_event(written["hits"])
     with config.set(**{"events.max_file_bytes": size}):

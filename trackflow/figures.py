@@ -33,7 +33,6 @@ def save_figure(fig: Figure, path: Path, dpi: int = 110) -> Path:
     return path
 
 
-
 def plot_stage_breakdown(
     stage_seconds: dict[str, dict[str, float]], path: Path, title: str = "Per-stage breakdown"
 ) -> Path:

@@ -68,9 +68,7 @@ class BenchConfig:
         self.modes = list(self.modes or config.get("bench.modes"))
         unknown = sorted(set(self.modes) - set(MODES))
         if unknown or not self.modes:
-            raise ConfigError(
-                f"modes: unknown mode(s) {', '.join(unknown)}; choose from {', '.join(MODES)}"
-            )
+            raise ConfigError(f"modes: unknown mode(s) {', '.join(unknown)}; choose from {', '.join(MODES)}")
         self.batch_size = int(self.batch_size)
         if self.batch_size < 1:
             raise ConfigError(f"batch_size: must be >= 1, got {self.batch_size}")

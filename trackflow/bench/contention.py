@@ -18,6 +18,7 @@ event by event (the same events in both runs).
 The result is a :class:`~trackflow.estimation.contention.NodeContention` (numbers only: the
 estimate reads it without Dask).
 """
+
 from __future__ import annotations
 
 import multiprocessing

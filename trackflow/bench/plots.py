@@ -148,9 +148,7 @@ def write_plots(bench: dict[str, Any], out_dir: Path) -> list[Path]:
     dask_points = [p for p in sweep if p["mode"] in DASK_MODES]
     if dask_points:
         written.append(plot_throughput_vs_workers(dask_points, out_dir / "throughput_vs_workers.png"))
-        written.append(
-            plot_throughput_vs_concurrency(dask_points, out_dir / "throughput_vs_concurrency.png")
-        )
+        written.append(plot_throughput_vs_concurrency(dask_points, out_dir / "throughput_vs_concurrency.png"))
     if sweep:
         written.append(plot_modes(sweep, out_dir / "modes.png"))
         by_config: dict[str, dict[str, list[float]]] = defaultdict(lambda: defaultdict(list))

@@ -133,5 +133,3 @@ def cpu_seconds(client: Client) -> dict[str, Any]:
     """CPU seconds (user + system) used so far by this process (the client; with a local
     cluster also the scheduler and the nannies) and by each worker process."""
     return {"client": _own_cpu_seconds(), "workers": client.run(_own_cpu_seconds)}
-
-

@@ -59,5 +59,3 @@ DEFAULT_NODES: tuple[NodeSpec, ...] = (
     NodeSpec("cpu", cores=128, memory_bytes=512e9, network_bytes_per_s=200e9 / 8),
     NodeSpec("gpu", cores=64, gpus=4, memory_bytes=256e9, network_bytes_per_s=4 * 200e9 / 8),
 )
-
-

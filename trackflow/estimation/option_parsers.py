@@ -77,5 +77,3 @@ def parse_duration(text: str | float | int, option: str = "latency_budget") -> f
     if not seconds > 0:
         raise ConfigError(f"{option}: the duration must be positive, got {text!r}")
     return seconds
-
-

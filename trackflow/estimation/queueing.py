@@ -141,8 +141,6 @@ class QueueSimulation:
         return len(self.arrival_s) / self.duration_s if self.duration_s > 0 else math.nan
 
 
-
-
 def _simulated(
     arrivals: np.ndarray, starts: np.ndarray, services: np.ndarray, servers: int, warmup_fraction: float
 ) -> QueueSimulation:
@@ -159,6 +157,7 @@ def _simulated(
         mean_in_system=_time_average_in_system(arrivals, ends, t0, t1),
         duration_s=float(ends[first:].max() - t0),
     )
+
 
 def _time_average_in_system(starts: np.ndarray, ends: np.ndarray, t0: float, t1: float) -> float:
     """∫ N(t) dt / (t1 − t0) for jobs present on [start, end), clipped to the window [t0, t1]."""

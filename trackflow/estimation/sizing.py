@@ -403,4 +403,3 @@ def _nodes_against_rate(
             for r in rates
         ]
     return curve
-

@@ -269,9 +269,7 @@ def _run_acts(config: SimulationConfig, event_index: int, setup: ActsDetector, w
             multiplicity=max(1, round(config.pileup * config.vertex_fraction)),
             vtxGen=acts.examples.GaussianVertexGenerator(
                 mean=acts.Vector4(*(v * units.mm for v in config.vertex_shift), 0),
-                stddev=acts.Vector4(
-                    sigma_xy * units.mm, sigma_xy * units.mm, sigma_z * units.mm, 0
-                ),
+                stddev=acts.Vector4(sigma_xy * units.mm, sigma_xy * units.mm, sigma_z * units.mm, 0),
             ),
             rnd=random_numbers,
             logLevel=quiet,

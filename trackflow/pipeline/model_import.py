@@ -128,8 +128,8 @@ def check_signature(path: Path, stage: str, n_features: int) -> None:
     except Exception as err:  # TorchScript raises RuntimeError variants for shape mismatches
         problem = str(err).strip().splitlines()[-1] if str(err).strip() else type(err).__name__
         raise ModelFileError(
-            path, f"{stage}: {call} with x [{_TRIAL_HITS}, {n_features}] failed "
-            f"(are --features right?): {problem}"
+            path,
+            f"{stage}: {call} with x [{_TRIAL_HITS}, {n_features}] failed (are --features right?): {problem}",
         ) from err
     if not torch.is_tensor(out):
         raise ModelFileError(path, f"{stage}: {call} returned {type(out).__name__}, not a tensor")
@@ -166,8 +166,9 @@ def import_models(cfg: ImportConfig) -> ImportResult:
         raise ModelFileError(manifest_path, "exists already; use --overwrite to replace it")
     found = {stage: _find(source, stage) for stage in model_files.MODEL_STAGES}
     if found["gnn"] is None:
-        raise ModelFileError(source, "no gnn.pt: an Exa.TrkX / ACTS model directory holds gnn.pt "
-                             "(and embed.pt, filter.pt)")
+        raise ModelFileError(
+            source, "no gnn.pt: an Exa.TrkX / ACTS model directory holds gnn.pt (and embed.pt, filter.pt)"
+        )
     for stage, path in found.items():
         if path is not None:
             check_signature(path, stage, features.n_features)
@@ -186,7 +187,9 @@ def import_models(cfg: ImportConfig) -> ImportResult:
             target = out / path.name
             copies.append((path, target))
             stages[stage] = model_files.StageEntry(
-                file=path.name, kind="torchscript", sha256=sha256_file(path),
+                file=path.name,
+                kind="torchscript",
+                sha256=sha256_file(path),
                 config=configs.get(stage, {}),
             )
             origins[stage] = str(path)
@@ -195,7 +198,10 @@ def import_models(cfg: ImportConfig) -> ImportResult:
             assert entry.file is not None
             copies.append((donor.directory / entry.file, out / f"{stage}.from-models.pt"))
             stages[stage] = model_files.StageEntry(
-                file=f"{stage}.from-models.pt", kind=entry.kind, sha256=entry.sha256, model=entry.model,
+                file=f"{stage}.from-models.pt",
+                kind=entry.kind,
+                sha256=entry.sha256,
+                model=entry.model,
                 config={**entry.config, **configs.get(stage, {})},
             )
             origins[stage] = f"{donor.directory} ({entry.file})"

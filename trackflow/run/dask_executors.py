@@ -149,6 +149,7 @@ class DaskExecutor:
     def _collect(self, flight: _Flight, future: Future) -> bool:
         """Take a finished attempt into ``flight``; True when (part of) the batch must run again."""
         from distributed import KilledWorker  # distributed is imported when a cluster is used
+
         if future.status == "finished":  # even when the watchdog was about to cancel it
             flight.parts.append(future.result())
             return self._next_alone(flight)

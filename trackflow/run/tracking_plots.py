@@ -58,6 +58,7 @@ STAGE_TIMES_FILE = "stage_times.png"
 #: picture of an earlier run is left looking like this one's)
 TRUTH_FILES = (EFFICIENCY_PT_FILE, EFFICIENCY_ETA_FILE, EFFICIENCY_JSON_FILE, EVENT_DISPLAY_FILE)
 
+
 def _edges(key: str, value: Any) -> tuple[float, ...]:
     edges = tuple(float(v) for v in value)
     if len(edges) < 2 or any(not math.isfinite(e) for e in edges) or np.any(np.diff(edges) <= 0):
@@ -243,9 +244,7 @@ class TruthPlots:
         display = self.display
         if display is not None:
             min_hits = int(self.settings.display_min_hits or metrics.MIN_HITS)
-            steps.append(
-                (EVENT_DISPLAY_FILE, lambda path: plot_event_display(display, path, min_hits, dpi))
-            )
+            steps.append((EVENT_DISPLAY_FILE, lambda path: plot_event_display(display, path, min_hits, dpi)))
         elif self.settings.display_event is not None:
             logger.warning("event display left out: event %s was not scored", self.settings.display_event)
         return [p for name, draw in steps if (p := _guarded(name, draw, out_dir / name)) is not None]

@@ -37,7 +37,7 @@ class EmbeddingTrainingConfig:
     out_dim: int = 12
     epochs: int = 6
     steps_per_epoch: int = 150
-    events_per_epoch: int = 4     # events mined (and stepped through) in one epoch
+    events_per_epoch: int = 4  # events mined (and stepped through) in one epoch
     positives_per_step: int = 2048
     hard_negatives_per_step: int = 4096
     random_negatives_per_step: int = 1024

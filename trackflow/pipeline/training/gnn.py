@@ -115,8 +115,12 @@ def gnn_architecture(model: nn.Module) -> dict[str, Any]:
     # Linear weights are the 2-D ones (LayerNorm's are 1-D); make_mlp adds an output layer
     state = gnn.state_dict()
     n_mlp_layers = sum(1 for k, v in state.items() if k.startswith("edge_network.") and v.dim() == 2) - 1
-    return {"hidden": int(gnn.hidden), "n_mlp_layers": n_mlp_layers,
-            "pair_features": bool(gnn.pair_features), "edge_score_input": bool(gnn.edge_score_input)}
+    return {
+        "hidden": int(gnn.hidden),
+        "n_mlp_layers": n_mlp_layers,
+        "pair_features": bool(gnn.pair_features),
+        "edge_score_input": bool(gnn.edge_score_input),
+    }
 
 
 def _warm_start(model: InteractionGNN, init: nn.Module, rng: torch.Generator | None = None) -> None:
@@ -152,7 +156,10 @@ _FIRST_INPUTS = {
 
 
 def widen_state(
-    state: dict[str, torch.Tensor], narrow: int, wide: int, rng: torch.Generator | None = None,
+    state: dict[str, torch.Tensor],
+    narrow: int,
+    wide: int,
+    rng: torch.Generator | None = None,
     noise: float = 1e-3,
 ) -> dict[str, torch.Tensor]:
     """The state dict of an :class:`InteractionGNN` of width ``narrow`` made ``wide`` (a multiple)
@@ -217,9 +224,15 @@ def train_gnn(
     )
     if init is not None:
         _warm_start(model, init, torch.Generator().manual_seed(seed))
-    fit = Optimisation("gnn", model, config.learning_rate, config.epochs * config.steps_per_epoch,
-                       max_grad_norm=config.max_grad_norm, checkpoint=checkpoint,
-                       fingerprint=(fingerprint, config.to_dict(), seed))
+    fit = Optimisation(
+        "gnn",
+        model,
+        config.learning_rate,
+        config.epochs * config.steps_per_epoch,
+        max_grad_norm=config.max_grad_norm,
+        checkpoint=checkpoint,
+        fingerprint=(fingerprint, config.to_dict(), seed),
+    )
     # unweighted classes: the cut is then chosen for purity, which weighting would blur
     pos_weight = config.pos_weight
     for epoch in range(fit.resume(), config.epochs):
@@ -239,8 +252,11 @@ def train_gnn(
                 if part.target is None:
                     raise ValueError("training.gnn.targets consecutive: the edge set has no targets")
                 y = torch.from_numpy(part.target.astype(np.float32))
-                w = torch.from_numpy(target_weights(part.y, part.target, part.pt, config.pt_min,
-                                                    config.low_pt_weight, config.fake_weight))
+                w = torch.from_numpy(
+                    target_weights(
+                        part.y, part.target, part.pt, config.pt_min, config.low_pt_weight, config.fake_weight
+                    )
+                )
             else:
                 y = torch.from_numpy(part.y.astype(np.float32))
                 w = torch.from_numpy(edge_weights(part.y, part.pt, config.pt_min, config.low_pt_weight))

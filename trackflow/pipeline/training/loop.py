@@ -74,8 +74,13 @@ class Optimisation:
     def end_epoch(self, epoch: int, epochs: int) -> None:
         recent = self.losses[self._epoch_start :]
         self._epoch_start = len(self.losses)
-        log.info("%s epoch %d/%d: loss %.4f", self.name, epoch + 1, epochs,
-                 float(np.mean(recent)) if recent else float("nan"))
+        log.info(
+            "%s epoch %d/%d: loss %.4f",
+            self.name,
+            epoch + 1,
+            epochs,
+            float(np.mean(recent)) if recent else float("nan"),
+        )
         if self.checkpoint is not None:
             state = {
                 "fingerprint": self.fingerprint,
@@ -97,8 +102,9 @@ class Optimisation:
         try:
             state = torch.load(self.checkpoint, map_location="cpu", weights_only=False)
         except (OSError, RuntimeError, EOFError) as error:
-            log.warning("%s: checkpoint %s unreadable (%s): starting afresh",
-                        self.name, self.checkpoint, error)
+            log.warning(
+                "%s: checkpoint %s unreadable (%s): starting afresh", self.name, self.checkpoint, error
+            )
             return 0
         if state.get("fingerprint") != self.fingerprint:
             log.warning("%s: checkpoint %s is of another run: starting afresh", self.name, self.checkpoint)

@@ -183,8 +183,10 @@ class TrainingConfig:
         if self.filter_from is None:
             return self.embedding_from
         if self.embedding_from not in (None, Path(self.filter_from)):
-            raise ConfigError("training: --filter-from reuses that directory's embedding too; "
-                              "do not give a different --embedding-from")
+            raise ConfigError(
+                "training: --filter-from reuses that directory's embedding too; "
+                "do not give a different --embedding-from"
+            )
         return Path(self.filter_from)
 
     def to_dict(self) -> dict[str, Any]:
@@ -281,8 +283,16 @@ def choose_radius(
     """
     embeddings = [embed(model, e.features) for e in events]
     truth = [e.truth_edges_above(pt_min) for e in events]
-    d = np.concatenate([(emb[t[0]] - emb[t[1]]).pow(2).sum(1).sqrt().numpy() for emb, t in zip(
-        embeddings, truth, strict=True)]) if events else np.zeros(0)
+    d = (
+        np.concatenate(
+            [
+                (emb[t[0]] - emb[t[1]]).pow(2).sum(1).sqrt().numpy()
+                for emb, t in zip(embeddings, truth, strict=True)
+            ]
+        )
+        if events
+        else np.zeros(0)
+    )
     if not len(d):
         return 0.1, {}
     radius = float(np.quantile(d, target)) * 1.001 + 1e-6
@@ -295,8 +305,12 @@ def choose_radius(
             found, total = found + f, total + n
             n_edges, n_hits = n_edges + edges.shape[1], n_hits + event.n_hits
         result = (radius, {"efficiency": found / max(total, 1), "edges_per_hit": n_edges / max(n_hits, 1)})
-        log.info("graph building at radius %.4f: %.4f of truth edges, %.1f edges/hit", radius,
-                 result[1]["efficiency"], result[1]["edges_per_hit"])
+        log.info(
+            "graph building at radius %.4f: %.4f of truth edges, %.1f edges/hit",
+            radius,
+            result[1]["efficiency"],
+            result[1]["edges_per_hit"],
+        )
         if best is not None and result[1]["efficiency"] <= best[1]["efficiency"] + 1e-4:
             break  # the cap binds: a larger radius adds no truth edges
         best = result
@@ -331,8 +345,11 @@ def _labels(
 
 
 def _track_counts(
-    val: list[TruthEvent], frames: list[tuple[pd.DataFrame, pd.DataFrame]], sets: list[EdgeSet],
-    scores: list[np.ndarray], labelling: dict[str, Any]
+    val: list[TruthEvent],
+    frames: list[tuple[pd.DataFrame, pd.DataFrame]],
+    sets: list[EdgeSet],
+    scores: list[np.ndarray],
+    labelling: dict[str, Any],
 ) -> dict[str, int]:
     """The validation events' track counts (:attr:`trackflow.metrics.TrackMetrics.counts`) summed,
     with the tracks ``labelling`` gives: pooled, :func:`trackflow.metrics.track_rates` reads them."""
@@ -367,8 +384,11 @@ def train(config: TrainingConfig) -> Path:
         source = model_files.read_manifest(reused_dir)
         features = FeatureConfig.from_dict(source.features)
         entry = source.stages["embedding"]
-        reused = {"models_dir": str(reused_dir.resolve()), "sha256": entry.sha256,
-                  "training": source.training.get("config", {}).get("embedding")}
+        reused = {
+            "models_dir": str(reused_dir.resolve()),
+            "sha256": entry.sha256,
+            "training": source.training.get("config", {}).get("embedding"),
+        }
     gnn_source = None
     if config.gnn_from is not None:
         gnn_source = source
@@ -404,8 +424,13 @@ def train(config: TrainingConfig) -> Path:
     else:
         embedding, emb_losses = train_embedding(split.train, config.embedding, seed=config.seed)
         e = config.embedding
-        emb_kwargs = {"in_features": features.n_features, "hidden": e.hidden, "n_layers": e.n_layers,
-                      "out_dim": e.out_dim, "normalise": embedding.normalise}
+        emb_kwargs = {
+            "in_features": features.n_features,
+            "hidden": e.hidden,
+            "n_layers": e.n_layers,
+            "out_dim": e.out_dim,
+            "normalise": embedding.normalise,
+        }
     timings["embedding"] = time.perf_counter() - t
 
     # 2. graph building: the layer map of the training events, or the embedding radius chosen
@@ -431,8 +456,12 @@ def train(config: TrainingConfig) -> Path:
         )
         graph = {"method": "radius", "radius": radius, "max_neighbours": config.max_neighbours}
         gb = gb | {"radius": radius}
-    log.info("graph building (%s): keeps %.4f of truth edges, %.1f edges/hit", graph["method"],
-             gb.get("efficiency", float("nan")), gb.get("edges_per_hit", float("nan")))
+    log.info(
+        "graph building (%s): keeps %.4f of truth edges, %.1f edges/hit",
+        graph["method"],
+        gb.get("efficiency", float("nan")),
+        gb.get("edges_per_hit", float("nan")),
+    )
     rng = np.random.default_rng(config.seed)
     edge_events = [split.train[i] for i in sorted(rng.permutation(len(split.train))[: config.edge_events])]
     train_sets = _edge_sets(edge_events, embedding, graph)
@@ -449,9 +478,12 @@ def train(config: TrainingConfig) -> Path:
     else:
         filter_net, filter_losses = train_filter(train_sets, config.filter, seed=config.seed)
         f = config.filter
-        filter_kwargs = {"in_features": features.n_features, "hidden": f.hidden, "n_layers": f.n_layers,
-                         "use_embedding_distance": f.use_embedding_distance} | (
-            {"pair_features": True, "r_scale": f.r_scale, "z_scale": f.z_scale} if f.pair_features else {})
+        filter_kwargs = {
+            "in_features": features.n_features,
+            "hidden": f.hidden,
+            "n_layers": f.n_layers,
+            "use_embedding_distance": f.use_embedding_distance,
+        } | ({"pair_features": True, "r_scale": f.r_scale, "z_scale": f.z_scale} if f.pair_features else {})
     val_filter = [filter_scores(filter_net, s) for s in val_sets]
     flags = [_is_truth_edge(s, config.target_pt) for s in val_sets]
     if config.filter_cut is not None:
@@ -467,8 +499,9 @@ def train(config: TrainingConfig) -> Path:
     for s in train_sets:
         sc = filter_scores(filter_net, s)
         filtered_train.append(replace(s, score=sc).subset(sc > filter_cut))
-    filtered_val = [replace(s, score=sc).subset(sc > filter_cut)
-                    for s, sc in zip(val_sets, val_filter, strict=True)]
+    filtered_val = [
+        replace(s, score=sc).subset(sc > filter_cut) for s, sc in zip(val_sets, val_filter, strict=True)
+    ]
     filter_config: dict[str, Any] = {"cut": filter_cut}
     triplet_metrics: dict[str, Any] = {}
     if config.triplet_keep is not None or config.triplet_cut is not None:
@@ -482,10 +515,15 @@ def train(config: TrainingConfig) -> Path:
         filtered_train = [_pruned(s, scales) for s in filtered_train]
         filtered_val = [_pruned(s, scales) for s in filtered_val]
         filter_config["triplets"] = scales.to_dict()
-        triplet_metrics = {"chi2_cut": scales.chi2_cut,
-                           "kept_fraction": sum(s.edges.shape[1] for s in filtered_val) / max(before, 1)}
-        log.info("triplet pruning: cuts %s keep %.3f of the filtered validation edges",
-                 scales.chi2_cut, triplet_metrics["kept_fraction"])
+        triplet_metrics = {
+            "chi2_cut": scales.chi2_cut,
+            "kept_fraction": sum(s.edges.shape[1] for s in filtered_val) / max(before, 1),
+        }
+        log.info(
+            "triplet pruning: cuts %s keep %.3f of the filtered validation edges",
+            scales.chi2_cut,
+            triplet_metrics["kept_fraction"],
+        )
         kept_truth = sum(int(_is_truth_edge(s, config.target_pt).sum()) for s in filtered_val)
     n_val_hits = sum(e.n_hits for e in split.val)
     filter_metrics = triplet_metrics | {
@@ -494,9 +532,13 @@ def train(config: TrainingConfig) -> Path:
         "purity": float(np.mean(np.concatenate([s.y for s in filtered_val]))) if filtered_val else 0.0,
         "edges_per_hit": sum(s.edges.shape[1] for s in filtered_val) / max(n_val_hits, 1),
     }
-    log.info("filter: cut %.4f keeps %.4f of the truth edges found, purity %.3f, %.1f edges/hit",
-             filter_cut, filter_metrics["efficiency"], filter_metrics["purity"],
-             filter_metrics["edges_per_hit"])
+    log.info(
+        "filter: cut %.4f keeps %.4f of the truth edges found, purity %.3f, %.1f edges/hit",
+        filter_cut,
+        filter_metrics["efficiency"],
+        filter_metrics["purity"],
+        filter_metrics["edges_per_hit"],
+    )
     timings["filter"] = time.perf_counter() - t
 
     # 4. GNN
@@ -513,22 +555,34 @@ def train(config: TrainingConfig) -> Path:
         arch = gnn_architecture(init)
         if config.gnn_hidden is not None:  # widened (a multiple of the source's width)
             if config.gnn_hidden % arch["hidden"] != 0:
-                raise ConfigError(f"training.gnn_hidden: {config.gnn_hidden} is not a multiple of the "
-                                  f"--gnn-from GNN's width {arch['hidden']}")
+                raise ConfigError(
+                    f"training.gnn_hidden: {config.gnn_hidden} is not a multiple of the "
+                    f"--gnn-from GNN's width {arch['hidden']}"
+                )
             arch["hidden"] = int(config.gnn_hidden)
         for key, value in arch.items():
             setattr(config.gnn, key, value)
         if config.gnn_iterations is None:  # unless told otherwise, as many as the source ran
             config.gnn.n_iterations = int(inner_gnn(init).n_iterations)
-        log.info("gnn: warm start from %s (%s), %d iterations", config.gnn_from, arch,
-                 config.gnn.n_iterations)
+        log.info(
+            "gnn: warm start from %s (%s), %d iterations", config.gnn_from, arch, config.gnn.n_iterations
+        )
     # what the GNN is trained from: a checkpoint of another run must not be resumed
-    fingerprint = {"edge_events": [(e.event_id, e.n_hits, e.truth_edges.shape[1]) for e in edge_events],
-                   "filter": filter_config, "training": config.to_dict() | {"out_dir": None},
-                   "init": None if gnn_source is None else gnn_source.stages["gnn"].sha256}
-    gnn_net, gnn_losses = train_gnn(filtered_train, phis, config.gnn, seed=config.seed, init=init,
-                                    checkpoint=config.out_dir / CHECKPOINTS / "gnn.pt",
-                                    fingerprint=fingerprint)
+    fingerprint = {
+        "edge_events": [(e.event_id, e.n_hits, e.truth_edges.shape[1]) for e in edge_events],
+        "filter": filter_config,
+        "training": config.to_dict() | {"out_dir": None},
+        "init": None if gnn_source is None else gnn_source.stages["gnn"].sha256,
+    }
+    gnn_net, gnn_losses = train_gnn(
+        filtered_train,
+        phis,
+        config.gnn,
+        seed=config.seed,
+        init=init,
+        checkpoint=config.out_dir / CHECKPOINTS / "gnn.pt",
+        fingerprint=fingerprint,
+    )
     val_gnn = [gnn_scores(gnn_net, s) for s in filtered_val]
     all_scores = np.concatenate(val_gnn) if val_gnn else np.zeros(0)
     all_y = np.concatenate([s.y for s in filtered_val]) if filtered_val else np.zeros(0, bool)
@@ -536,20 +590,35 @@ def train(config: TrainingConfig) -> Path:
     grid = {round(float(c), 4) for c in np.linspace(purity_cut, 0.95, 8)}
     candidates = sorted(grid | {max(purity_cut, 0.5)})
     scan: list[dict[str, Any]] = []
-    settings: list[dict[str, Any]] = [{"method": "cc", "cut": c} for c in candidates] + [
-        {"method": "walkthrough", "cut": c, "walk_cut": c, "walk_loose_cut": config.walk_loose_cut,
-         "min_hits": config.walk_min_hits}
-        for c in candidates if c >= 0.5
-    ] + [
-        # cc_extend (see trackflow.pipeline.labelling): tight cut, then lone hits follow looser edges
-        {"method": "cc_extend", "cut": c, "extend_cut": x, "extend_max_hits": 3, "extend_rounds": 3}
-        for c in candidates if c >= 0.5 for x in (0.2, 0.3, 0.4) if x < c
-    ]
+    settings: list[dict[str, Any]] = (
+        [{"method": "cc", "cut": c} for c in candidates]
+        + [
+            {
+                "method": "walkthrough",
+                "cut": c,
+                "walk_cut": c,
+                "walk_loose_cut": config.walk_loose_cut,
+                "min_hits": config.walk_min_hits,
+            }
+            for c in candidates
+            if c >= 0.5
+        ]
+        + [
+            # cc_extend (see trackflow.pipeline.labelling): tight cut, then lone hits follow looser edges
+            {"method": "cc_extend", "cut": c, "extend_cut": x, "extend_max_hits": 3, "extend_rounds": 3}
+            for c in candidates
+            if c >= 0.5
+            for x in (0.2, 0.3, 0.4)
+            if x < c
+        ]
+    )
     for labelling in settings:
         rates = track_rates(_track_counts(split.val, split.val_frames, filtered_val, val_gnn, labelling))
         kept = all_scores > labelling["cut"]
-        rates |= {"edge_purity": float(all_y[kept].mean()) if kept.any() else 0.0,
-                  "edge_efficiency": float(all_y[kept].sum() / max(all_y.sum(), 1))}
+        rates |= {
+            "edge_purity": float(all_y[kept].mean()) if kept.any() else 0.0,
+            "edge_efficiency": float(all_y[kept].sum() / max(all_y.sum(), 1)),
+        }
         scan.append({"labelling": labelling, **rates})
         log.info("%s: %s", labelling, {k: round(v, 4) for k, v in rates.items()})
     # GNN cut: at least the purity target; labelling: the best efficiency within the fake and
@@ -574,13 +643,28 @@ def train(config: TrainingConfig) -> Path:
             filter_net, out, "filter", config=filter_config, kwargs=filter_kwargs
         ),
         "gnn": model_files.save_model(
-            EmbeddedGNN(embedding, gnn_net).eval(), out, "gnn", kind="torchscript", config={"cut": gnn_cut},
-        ) if config.gnn_uses_embedding else model_files.save_model(
-            gnn_net, out, "gnn", config={"cut": gnn_cut},
-            kwargs={"in_features": features.n_features, "hidden": g.hidden, "n_iterations": g.n_iterations,
-                    "n_mlp_layers": g.n_mlp_layers, "edge_score_input": g.edge_score_input}
-            | ({"pair_features": True, "r_scale": g.r_scale, "z_scale": g.z_scale}
-               if g.pair_features else {}),
+            EmbeddedGNN(embedding, gnn_net).eval(),
+            out,
+            "gnn",
+            kind="torchscript",
+            config={"cut": gnn_cut},
+        )
+        if config.gnn_uses_embedding
+        else model_files.save_model(
+            gnn_net,
+            out,
+            "gnn",
+            config={"cut": gnn_cut},
+            kwargs={
+                "in_features": features.n_features,
+                "hidden": g.hidden,
+                "n_iterations": g.n_iterations,
+                "n_mlp_layers": g.n_mlp_layers,
+                "edge_score_input": g.edge_score_input,
+            }
+            | (
+                {"pair_features": True, "r_scale": g.r_scale, "z_scale": g.z_scale} if g.pair_features else {}
+            ),
         ),
         "labelling": model_files.StageEntry(config=dict(best["labelling"])),
     }
@@ -593,13 +677,18 @@ def train(config: TrainingConfig) -> Path:
         "seed": config.seed,
         "embedding_reused_from": reused,
         "gnn_warm_start_from": (
-            {"models_dir": str(config.gnn_from.resolve()), "sha256": gnn_source.stages["gnn"].sha256,
-             "training": gnn_source.training.get("config", {}).get("gnn")}
-            if config.gnn_from is not None and gnn_source is not None else None
+            {
+                "models_dir": str(config.gnn_from.resolve()),
+                "sha256": gnn_source.stages["gnn"].sha256,
+                "training": gnn_source.training.get("config", {}).get("gnn"),
+            }
+            if config.gnn_from is not None and gnn_source is not None
+            else None
         ),
         "filter_reused_from": (
             {"models_dir": str(config.filter_from.resolve()), "sha256": source.stages["filter"].sha256}
-            if config.filter_from is not None else None
+            if config.filter_from is not None
+            else None
         ),
         "simulation": _simulation_config(config.data_dir),
         "config": config.to_dict(),
