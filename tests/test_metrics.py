@@ -518,3 +518,15 @@ def test_particles_without_hits_and_an_empty_event() -> None:
     assert empty.to_dict()["trackml_score"] is None
     assert empty.to_dict()["efficiency"] is None
     assert empty.counts["tracks"] == 0
+
+
+def test_track_rates_are_ratios_of_the_counts_and_undefined_without_a_denominator() -> None:
+    from trackflow import metrics
+    from trackflow.files import json_safe
+
+    rates = metrics.track_rates({name: 0 for pair in metrics.TRACK_RATES.values() for name in pair})
+    assert set(rates) == set(metrics.TRACK_RATES)
+    assert all(math.isnan(value) for value in rates.values())
+    assert all(value is None for value in json_safe(rates).values())  # written as null, never NaN
+    numerator, denominator = metrics.TRACK_RATES["efficiency"]
+    assert metrics.track_rates({numerator: 3, denominator: 4})["efficiency"] == 0.75
