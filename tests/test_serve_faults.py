@@ -16,15 +16,14 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+import tritonclient.http as httpclient  # pinned in the test extra: missing fails, never skips
 from serve_faults import slow_pipeline
+from tritonclient.utils import InferenceServerException
 
 import trackflow
 from trackflow.service import Service, ServiceConfig
 from trackflow.service.kserve import KServeServer, ServeConfig
 from trackflow.service.protocol import INPUTS
-
-httpclient = pytest.importorskip("tritonclient.http", reason="tritonclient (extra test) is not installed")
-from tritonclient.utils import InferenceServerException  # noqa: E402
 
 SLOW_EVENT = 4242
 NUMPY = {"INT64": np.int64, "INT32": np.int32, "FP32": np.float32}

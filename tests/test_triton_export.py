@@ -13,8 +13,10 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pytest
+import tritonclient.http as httpclient  # pinned in the test extra: missing fails, never skips
 from click.testing import CliRunner
 from conftest import REPO, require
+from tritonclient.utils import InferenceServerException
 
 import trackflow
 from trackflow.cli import main
@@ -22,9 +24,6 @@ from trackflow.errors import ConfigError, ModelFileError
 from trackflow.pipeline.model_files import shipped_models_dir
 from trackflow.service.protocol import INPUTS
 from trackflow.service.triton import TritonExportConfig, TritonServer, export_triton, triton_environment
-
-httpclient = pytest.importorskip("tritonclient.http", reason="tritonclient (extra test) is not installed")
-from tritonclient.utils import InferenceServerException  # noqa: E402
 
 #: the environment `make venv-triton` builds (TRACKFLOW_TRITON_PYTHON to use another)
 TRITON_PYTHON = Path(os.environ.get("TRACKFLOW_TRITON_PYTHON", REPO / ".venv" / "triton" / "bin" / "python"))

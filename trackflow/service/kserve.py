@@ -46,7 +46,7 @@ import tornado.web
 from trackflow.errors import ConfigError, TrackflowError
 from trackflow.service import protocol
 from trackflow.service.batcher import ServiceClosed, ServiceOverloaded
-from trackflow.service.protocol import MODEL_NAME, MODEL_VERSION, ProtocolError
+from trackflow.service.protocol import MODEL_NAME, ProtocolError
 from trackflow.service.serve_config import ServeConfig
 
 if TYPE_CHECKING:
@@ -71,11 +71,14 @@ class _Handler(tornado.web.RequestHandler):
     def send_error_line(self, message: str, status: int) -> None:
         self.send_json(protocol.error_body(message), status)
 
-    def check_model(self, model: str, version: str | None) -> None:
-        if model != MODEL_NAME:
-            raise ProtocolError(f"unknown model {model!r}; this server serves {MODEL_NAME!r}", 404)
-        if version not in (None, MODEL_VERSION):
-            raise ProtocolError(f"model {model!r} has no version {version!r}; it has {MODEL_VERSION!r}", 404)
+    def served_model(self, model: str, version: str | None) -> bool:
+        """True for this server's model; otherwise answers the request with the 404 and False."""
+        try:
+            protocol.check_model(model, version)
+        except ProtocolError as error:
+            self.send_error_line(str(error), error.status)
+            return False
+        return True
 
     def write_error(self, status_code: int, **kwargs: Any) -> None:
         # tornado's own errors (an unknown path, a wrong method) as the protocol's
@@ -112,20 +115,14 @@ class _ServerMetadata(_Handler):
 
 class _ModelMetadata(_Handler):
     def get(self, model: str, version: str | None = None) -> None:
-        try:
-            self.check_model(model, version)
-        except ProtocolError as error:
-            self.send_error_line(str(error), error.status)
+        if not self.served_model(model, version):
             return
         self.send_json(protocol.model_metadata())
 
 
 class _ModelReady(_Handler):
     async def get(self, model: str, version: str | None = None) -> None:
-        try:
-            self.check_model(model, version)
-        except ProtocolError as error:
-            self.send_error_line(str(error), error.status)
+        if not self.served_model(model, version):
             return
         ready = await self.server.ready()
         self.send_json({"name": MODEL_NAME, "ready": ready}, 200 if ready else 503)
@@ -133,10 +130,7 @@ class _ModelReady(_Handler):
 
 class _ModelConfig(_Handler):
     def get(self, model: str, version: str | None = None) -> None:
-        try:
-            self.check_model(model, version)
-        except ProtocolError as error:
-            self.send_error_line(str(error), error.status)
+        if not self.served_model(model, version):
             return
         metadata = protocol.model_metadata()
         io = {
@@ -338,12 +332,7 @@ class KServeServer:
     async def _infer(
         self, model: str, version: str | None, received: int, body: bytes, header_length: str | None
     ) -> tuple[int, bytes, int | None]:
-        if model != MODEL_NAME or version not in (None, MODEL_VERSION):
-            raise ProtocolError(
-                f"unknown model {model!r} (version {version}); this server serves "
-                f"{MODEL_NAME!r} version {MODEL_VERSION}",
-                404,
-            )
+        protocol.check_model(model, version)
         limit = int(self.config.max_request_bytes)  # type: ignore[arg-type]
         if received > limit:
             raise ProtocolError(

@@ -29,7 +29,14 @@ from tritonclient.grpc import service_pb2, service_pb2_grpc
 from trackflow.errors import ConfigError, TrackflowError
 from trackflow.service import protocol
 from trackflow.service.batcher import ServiceClosed, ServiceOverloaded
-from trackflow.service.protocol import MODEL_NAME, MODEL_VERSION, OUTPUT, OUTPUT_DATATYPE, ProtocolError
+from trackflow.service.protocol import (
+    MODEL_NAME,
+    MODEL_VERSION,
+    OUTPUT,
+    OUTPUT_DATATYPE,
+    ProtocolError,
+    check_model,
+)
 
 if TYPE_CHECKING:
     from trackflow.service.serve_config import ServeConfig
@@ -70,11 +77,10 @@ class _Servicer(service_pb2_grpc.GRPCInferenceServiceServicer):
         self.config = config
 
     def _check_model(self, name: str, model_version: str, context: Any) -> None:
-        if name != MODEL_NAME or model_version not in ("", MODEL_VERSION):
-            context.abort(
-                grpc.StatusCode.NOT_FOUND,
-                f"unknown model {name!r} (version {model_version!r}); this server serves {MODEL_NAME!r}",
-            )
+        try:
+            check_model(name, model_version)
+        except ProtocolError as error:
+            context.abort(grpc.StatusCode.NOT_FOUND, str(error))
 
     def _ready(self) -> bool:
         try:

@@ -99,6 +99,15 @@ class InferRequest:
     binary_output: bool
 
 
+def check_model(model: str, version: str | None) -> None:
+    """ProtocolError (404) unless ``model`` is this server's model; ``version`` None or "" (gRPC's
+    unset) means any. The one check of every endpoint, HTTP and gRPC."""
+    if model != MODEL_NAME:
+        raise ProtocolError(f"unknown model {model!r}; this server serves {MODEL_NAME!r}", 404)
+    if version not in (None, "", MODEL_VERSION):
+        raise ProtocolError(f"model {model!r} has no version {version!r}; it has {MODEL_VERSION!r}", 404)
+
+
 def model_metadata() -> dict[str, Any]:
     """The model-metadata answer (``GET /v2/models/trackflow``)."""
     return {
