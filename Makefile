@@ -48,8 +48,9 @@ run: $(STAMP)
 		$(if $(wildcard $(TRACKML_EVENTS)),--particles-from $(TRACKML_EVENTS),--pileup 40)
 	$(VENV)/bin/trackflow reconstruct $(DEMO)/events --out $(DEMO)/out --overwrite --no-progress --batch-size 1
 
-# mypy (pyproject.toml's [tool.mypy]: default mode over trackflow/) first, then the suite; its
-# cache lives in the venv, so a test run leaves no new directory in the work tree
+# ruff, then mypy (pyproject.toml's [tool.mypy]: default mode over trackflow/, strict over
+# trackflow/events and trackflow/cluster), then the suite; mypy's cache lives in the venv, so a
+# test run leaves no new directory in the work tree
 test: $(STAMP) $(TRITON_STAMP)
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/ruff format --check .
