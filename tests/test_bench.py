@@ -9,10 +9,12 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from trackflow import config
 from trackflow.bench.headline import dask_cpu_per_batch, headline_numbers
 from trackflow.bench.sweep import BenchConfig, run_bench
 from trackflow.errors import ConfigError
 from trackflow.estimation import sizing as estimates
+from trackflow.estimation.bench_file import read_bench
 from trackflow.events import list_events
 from trackflow.events.subsample import subsample_event
 from trackflow.pipeline.pipeline import Pipeline
@@ -189,3 +191,41 @@ def test_small_bench_on_two_worker_local_cluster(small_events: Path, tmp_path: P
     # the estimate reads this bench.json as it is
     result = estimates.estimate(out / "bench.json", 100.0, nodes=["cpu=cores:128,mem:512GB"])
     assert result.rows[0].measured and result.rows[0].nodes >= 1
+
+
+@pytest.mark.slow
+def test_auto_batches_in_a_bench_are_cut_for_each_clusters_worker_slots(
+    small_events: Path, tmp_path: Path
+) -> None:
+    """``batch_size="auto"``: each point runs the batches reconstruct would cut on its cluster:
+    the 4 events (within one batch's hit budget) as 1 batch on 1 worker and in the direct loop,
+    2 batches of 2 on 2 workers, so neither worker waits for the other's batch."""
+    out = tmp_path / "bench"
+    bench_config = BenchConfig(
+        small_events,
+        out,
+        workers=[1, 2],
+        threads=[1],
+        concurrency=[1],
+        modes=["fused", "direct"],
+        batch_size="auto",
+        hits=250,
+        size_sweep=[],
+        loader=Pipeline.random_init,
+        contention=False,
+        plots=False,
+    )
+    with config.set(**{"workflow.auto_batch.min_batches": 1}):
+        run_bench(bench_config)
+    bench = read_bench(out / "bench.json")
+    assert bench.config["batch_size"] == "auto"
+    assert bench.batch_size == 4  # the most events one batch held: all 4, on one slot
+    batches = {(p["mode"], p["workers"]): p["overhead"] for p in bench.sweep}
+    assert batches[("fused", 1)]["batches"] == 1
+    assert batches[("fused", 2)]["batches"] == 2
+    assert bench.service_times["fused/w2/t1"].per_batch_events == [2, 2]
+    assert bench.service_times["direct/w1/t1"].per_batch_events == [4]
+    assert bench.dask_overhead_detail["batch_size"] == "auto"
+    assert bench.dask_overhead_fraction is not None and bench.dask_overhead_fraction > 0
+    with pytest.raises(ConfigError, match="batch_size"):
+        BenchConfig(small_events, out, batch_size="many")

@@ -17,6 +17,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
+from trackflow import config
 from trackflow.errors import ConfigError
 from trackflow.events import Event, list_events, read_submission, write_event
 from trackflow.events.trackml import EventRef
@@ -139,17 +140,21 @@ def test_auto_batches_grow_with_small_events_and_keep_every_worker_busy(events_d
     then ~1 % of it), full events go one or two at a time, and a few events are spread out."""
     small = [EventRef(i, {}) for i in range(1000)]  # the study's ~1.3k-hit events
     batches = make_batches(small, batch_size="auto", hits_of=lambda ref: 1_300)
-    # 200k hits a batch: 153 events; 1,000 events make 7 batches (the last one 82 events)
-    assert [len(b) for b in batches] == [153] * 6 + [82]
+    # 200k hits a batch: 153 events; 1,000 events need 7 batches, cut evenly (not 6 x 153 + 82)
+    assert [len(b) for b in batches] == [143, 143, 143, 142, 143, 143, 143]
     assert [e for b in batches for e in b.event_ids] == list(range(1000))
+    # on 2 worker slots: 8 batches of 125, so neither worker runs the last one alone
+    on_two = make_batches(small, batch_size="auto", hits_of=lambda ref: 1_300, slots=2)
+    assert [len(b) for b in on_two] == [125] * 8
     full = [EventRef(i, {}) for i in range(20)]
     assert {len(b) for b in make_batches(full, batch_size="auto", hits_of=lambda ref: 100_000)} == {2}
-    limits = AutoBatching(hits_per_batch=50_000, max_events=10, min_batches=1).limits([1_300] * 1000)
-    assert limits == (10, 50_000)
-    # 6 events: never fewer than min_batches (4) batches, so a small run still spreads out
+    sizes = AutoBatching(hits_per_batch=50_000, max_events=10, min_batches=1).sizes([1_300] * 1000)
+    assert sizes == [10] * 100
+    # 6 events: never fewer than min_batches batches, so a small run still spreads out
     refs = list_events(events_dir)
-    few = make_batches(refs, batch_size="auto")
-    assert len(few) >= 4
+    with config.set(**{"workflow.auto_batch.min_batches": 4}):
+        few = make_batches(refs, batch_size="auto")
+    assert len(few) == 4
     assert [e for b in few for e in b.event_ids] == [r.event_id for r in refs]
     with pytest.raises(ConfigError, match="'auto'"):
         make_batches(refs, batch_size="many")
@@ -206,6 +211,18 @@ def test_fused_and_staged_give_the_direct_submission(
         assert sum(w["events"] for w in written["workers"]["per_worker"].values()) == 6
         assert sum(w["batches"] for w in written["workers"]["per_worker"].values()) >= 3
         assert len(written["per_event"]) == 6
+
+
+def test_auto_batches_are_balanced_over_the_clusters_worker_threads(
+    events_dir: Path, direct_run, dask_client, tmp_path: Path
+) -> None:
+    """6 small events fit one batch's hit budget; on the 2-worker cluster they go as 2 batches of
+    3, one per worker slot (not one batch with a worker idle), with the direct run's tracks."""
+    with config.set(**{"workflow.auto_batch.min_batches": 1}):
+        report = run(events_dir, tmp_path, mode="fused", client=dask_client, batch_size="auto")
+    assert report.exit_code == EXIT_OK, report.report["failed_events"]
+    assert report.report["batch_size"] == "auto" and report.report["batches"] == 2
+    assert report.submission_path.read_bytes() == direct_run.submission_path.read_bytes()
 
 
 def test_rerun_skips_finished_batches_and_overwrite_starts_afresh(events_dir: Path, tmp_path: Path) -> None:

@@ -554,7 +554,13 @@ def reconstruct(event_ids: tuple[int, ...], assignments: tuple[str, ...], **opti
     help="Batches in flight to sweep, e.g. 1,2,4.",
 )
 @click.option("--modes", default=None, help="Modes to compare, e.g. fused,staged,direct.")
-@click.option("--batch-size", type=click.IntRange(min=1), default=None)
+@click.option(
+    "--batch-size",
+    default=None,
+    callback=lambda _c, _p, v: batch_size_option(v),
+    help="Events per batch, or 'auto': sized from the events' hits and balanced over each "
+    "point's worker slots, as reconstruct cuts them. [default: workflow.batch_size]",
+)
 @click.option("--repeats", type=click.IntRange(min=1), default=None)
 @click.option("--max-events", type=click.IntRange(min=1), default=None, help="Use at most this many events.")
 @click.option(

@@ -9,6 +9,7 @@ from pathlib import Path
 
 from trackflow import config
 from trackflow.errors import ConfigError
+from trackflow.run.batching import AUTO
 from trackflow.run.executors import MODES
 from trackflow.run.plugin import PipelineLoader
 
@@ -21,8 +22,9 @@ class BenchConfig:
 
     ``workers``: worker counts (model instances); ``threads``: threads per worker;
     ``concurrency``: batches in flight; ``modes``: among fused, staged, direct (direct runs once
-    per thread count, in this process); ``batch_size``: events per batch (default
-    ``workflow.batch_size``); ``repeats``: runs of each point; ``max_events``: use the first N
+    per thread count, in this process); ``batch_size``: events per batch, or ``"auto"`` (sized from
+    the events' hits and balanced over each point's worker slots, as ``reconstruct`` cuts them;
+    default ``workflow.batch_size``); ``repeats``: runs of each point; ``max_events``: use the first N
     events of ``input_dir``; ``hits``: first cut every bigger event down to this many random hits
     (a lower pile-up; written under ``out_dir``; default ``bench.hits`` = 10,000, 0 = as they
     are), so full 100k-hit events are benched in minutes — the size sweep still reaches their
@@ -40,7 +42,7 @@ class BenchConfig:
     threads: list[int] = field(default_factory=config.default("bench.threads"))
     concurrency: list[int] = field(default_factory=config.default("bench.concurrency"))
     modes: list[str] = field(default_factory=config.default("bench.modes"))
-    batch_size: int = field(default_factory=config.default("workflow.batch_size"))
+    batch_size: int | str = field(default_factory=config.default("workflow.batch_size"))
     repeats: int = field(default_factory=config.default("bench.repeats"))
     # a default sweep should take minutes on 2 cores, whatever the directory holds
     max_events: int | None = field(default_factory=config.default("bench.max_events"))
@@ -69,9 +71,14 @@ class BenchConfig:
         unknown = sorted(set(self.modes) - set(MODES))
         if unknown or not self.modes:
             raise ConfigError(f"modes: unknown mode(s) {', '.join(unknown)}; choose from {', '.join(MODES)}")
-        self.batch_size = int(self.batch_size)
-        if self.batch_size < 1:
-            raise ConfigError(f"batch_size: must be >= 1, got {self.batch_size}")
+        if self.batch_size != AUTO:
+            try:
+                self.batch_size = int(self.batch_size)
+            except (TypeError, ValueError):
+                problem = f"a number of events or 'auto', got {self.batch_size!r}"
+                raise ConfigError(f"batch_size: {problem}") from None
+            if self.batch_size < 1:
+                raise ConfigError(f"batch_size: must be >= 1, got {self.batch_size}")
         self.repeats = int(self.repeats)
         if self.repeats < 1:
             raise ConfigError(f"repeats: must be >= 1, got {self.repeats}")

@@ -27,7 +27,7 @@ def _best_over_concurrency(throughput: dict[tuple, float], workers: int, threads
     return max(values) if values else None
 
 
-def headline_numbers(sweep: Sequence[dict[str, Any]], batch_size: int) -> dict[str, Any]:
+def headline_numbers(sweep: Sequence[dict[str, Any]], batch_size: int | str) -> dict[str, Any]:
     """scaling_efficiency, fused_over_staged and dask_overhead_fraction from the sweep entries
     (definitions in the module docstring), each with what it was computed from."""
     fused = _mean_throughput(sweep, mode="fused", batch_size=batch_size)

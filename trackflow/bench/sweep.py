@@ -94,7 +94,7 @@ from trackflow.estimation.size_model import MemoryScaling, SizeScaling
 from trackflow.events.subsample import subsample_event
 from trackflow.events.trackml import EventRef, list_events
 from trackflow.memory import process_memory
-from trackflow.run.batching import Batch, count_hits, make_batches
+from trackflow.run.batching import AUTO, Batch, count_hits, make_batches
 from trackflow.run.executors import DASK_MODES, DaskExecutor, Executor, make_executor
 from trackflow.run.plugin import PipelinePlugin, load_pipeline
 from trackflow.run.records import BatchResult
@@ -213,9 +213,29 @@ def _warm_up(executor: Executor, batches: list[Batch], slots: int) -> None:
     executor.max_in_flight = in_flight
 
 
+class _Batcher:
+    """The run's batches for a number of worker slots: the same for every slot count with a
+    fixed ``batch_size``; with ``"auto"``, balanced over the slots as ``trackflow reconstruct``
+    would cut them on that cluster (the events' hits counted once). ``largest``: the most events
+    a batch handed out so far held."""
+
+    def __init__(self, cfg: BenchConfig, refs: Sequence[EventRef]) -> None:
+        self.refs = list(refs)
+        self.batch_size = cfg.batch_size
+        self.hits = {ref.event_id: count_hits(ref) for ref in refs} if cfg.batch_size == AUTO else {}
+        self.largest = 0
+
+    def __call__(self, slots: int) -> list[Batch]:
+        batches = make_batches(
+            self.refs, batch_size=self.batch_size, hits_of=lambda ref: self.hits[ref.event_id], slots=slots
+        )
+        self.largest = max([self.largest, *(len(b) for b in batches)])
+        return batches
+
+
 def _sweep_dask(
     cfg: BenchConfig,
-    batches: list[Batch],
+    batcher: _Batcher,
     workers: int,
     threads: int,
     sweep: list[dict[str, Any]],
@@ -239,6 +259,7 @@ def _sweep_dask(
         gpu = opened.gpu_worker_count() > 0
         threads_by_worker = worker_threads(client)
         n_workers = len(threads_by_worker)
+        batches = batcher(sum(threads_by_worker.values()))
         memory = worker_memory(client)
         measurements.setdefault("worker_rss_bytes", []).extend(m["rss"] for m in memory.values())
         rtt = scheduler_worker_rtt(client)
@@ -282,7 +303,7 @@ def _sweep_dask(
 
 def _sweep_direct(
     cfg: BenchConfig,
-    batches: list[Batch],
+    batches: list[Batch],  # cut for one slot: the direct loop runs one batch at a time
     sweep: list[dict[str, Any]],
     samples: dict[str, ServiceSamples],
     log: Any,
@@ -372,7 +393,7 @@ def run_bench(config_: BenchConfig, progress: Callable[[str], None] | None = Non
     cfg.out_dir.mkdir(parents=True, exist_ok=True)
     originals = _events(cfg)
     refs = _cut_events(cfg, originals)
-    batches = make_batches(refs, batch_size=cfg.batch_size)
+    batcher = _Batcher(cfg, refs)
 
     def log(entry: dict[str, Any]) -> None:
         line = describe_point(entry)
@@ -387,11 +408,11 @@ def run_bench(config_: BenchConfig, progress: Callable[[str], None] | None = Non
     samples: dict[str, ServiceSamples] = {}
     measurements: dict[str, Any] = {}
     if "direct" in cfg.modes:
-        _sweep_direct(cfg, batches, sweep, samples, log)
+        _sweep_direct(cfg, batcher(1), sweep, samples, log)
     if any(m in DASK_MODES for m in cfg.modes):
         for workers in cfg.workers:
             for threads in cfg.threads:
-                _sweep_dask(cfg, batches, workers, threads, sweep, samples, measurements, log)
+                _sweep_dask(cfg, batcher, workers, threads, sweep, samples, measurements, log)
 
     # the size sweep cuts the original events: the fit then reaches their full size
     sizes = (
@@ -422,7 +443,8 @@ def run_bench(config_: BenchConfig, progress: Callable[[str], None] | None = Non
         config={k: (str(v) if isinstance(v, Path) else v) for k, v in asdict(cfg).items() if k != "loader"},
         machine={**machine_info(cfg.device), "load_average": {"start": load_start, "end": os.getloadavg()}},
         device=str(cfg.device),
-        batch_size=int(cfg.batch_size),
+        # "auto": the most events one batch of the sweep held (config.batch_size says "auto")
+        batch_size=int(cfg.batch_size) if cfg.batch_size != AUTO else batcher.largest,
         events=len(refs),
         hits_per_event=HitsPerEvent(
             mean_hits, min(hits_per_event, default=0), max(hits_per_event, default=0)

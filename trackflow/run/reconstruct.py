@@ -58,8 +58,9 @@ class ReconstructConfig:
 
     ``workers``: worker processes (local) or worker jobs (Slurm); None = the machine's cores for
     ``local``, 1 job otherwise. ``batch_size``: events per batch, or ``"auto"`` (sized from the
-    events' hits, :class:`trackflow.run.batching.AutoBatching`); ``max_hits_per_batch`` batches
-    by hits instead. ``max_in_flight``: batches submitted at once (None = 2 × workers).
+    events' hits and balanced over the worker slots, :class:`trackflow.run.batching.AutoBatching`);
+    ``max_hits_per_batch`` batches by hits instead. ``max_in_flight``: batches submitted at once
+    (None = 2 × workers).
     ``retries``: Dask retries of transient task failures (bad files are never retried).
     ``task_timeout``: s a batch may take from submission to result before it is reported
     failed (a task asking for a resource no worker has fails this way instead of hanging).
@@ -169,6 +170,18 @@ def _default_workers(cfg: ReconstructConfig) -> int:
     if cfg.workers is not None:
         return int(cfg.workers)
     return (os.cpu_count() or 1) if cfg.cluster == "local" else 1
+
+
+def _worker_slots(cfg: ReconstructConfig) -> int:
+    """Tasks the run's cluster runs at once, as the run asks for them (known before it starts, so
+    a resumed run cuts the same batches): the given client's worker threads; else workers (the
+    most an adaptive cluster may have) plus GPU workers, × threads per worker; 1 in direct mode."""
+    if cfg.mode == "direct":
+        return 1
+    if cfg.client is not None:
+        return max(sum(cfg.client.nthreads().values()), 1)
+    workers = cfg.adapt[1] if cfg.adapt is not None else _default_workers(cfg)
+    return max((workers + cfg.gpu_workers) * cfg.threads_per_worker, 1)
 
 
 @contextlib.contextmanager
@@ -344,7 +357,7 @@ def reconstruct(cfg: ReconstructConfig) -> RunReport:
         raise EventFileError(cfg.input_dir, "holds no TrackML events (eventNNNNNNNNN-hits.csv[.gz])")
     pipeline_settings = _resolve_settings(cfg)
     truth_plots = TruthPlots()  # a bad plots.* setting is refused here, before any work
-    batches = make_batches(refs, cfg.batch_size, cfg.max_hits_per_batch)
+    batches = make_batches(refs, cfg.batch_size, cfg.max_hits_per_batch, slots=_worker_slots(cfg))
     outputs = RunOutputs(cfg.out_dir, _fingerprint(cfg, pipeline_settings), overwrite=cfg.overwrite)
     try:
         with writing(cfg.out_dir / LOG_NAME, cfg.out_dir, 0):
