@@ -9,7 +9,7 @@ import torch
 from trackflow.errors import ConfigError
 from trackflow.pipeline import HitGraph
 from trackflow.pipeline.graph_building import GraphBuilding, GraphBuildingConfig
-from trackflow.pipeline.layer_map import LayerMap, intercept_z0, layer_keys, layer_map_edges
+from trackflow.pipeline.layer_map import LayerMap, helix_dphi, intercept_z0, layer_keys, layer_map_edges
 
 BARREL_RADII = (32.0, 72.0, 116.0, 172.0)  # mm: the pixel barrel (volume 8, layers 2, 4, 6, 8)
 
@@ -146,3 +146,55 @@ def test_widened_windows_admit_tracks_that_bend_more_and_stop_at_the_cap():
     assert np.allclose(stage.layer_map.dphi_max, LayerMap.from_dict(learned.to_dict()).widened(2.0).dphi_max)
     with pytest.raises(ConfigError, match="dphi_scale"):
         GraphBuildingConfig(method="layer_map", layer_map=learned.to_dict(), dphi_scale=0.0)
+
+
+def test_helix_bend_matches_the_circle_through_the_beam_line():
+    # a 1 GeV particle in 2 T: circle of radius 1667 mm; at r = 2R it has turned by pi / 2
+    radius = 1000.0 / 0.6
+    assert helix_dphi(np.array([0.0]), np.array([2 * radius]), 1.0, 2.0)[0] == pytest.approx(np.pi / 2)
+    # small angles: dphi ~ dr / 2R, half as much at twice the pT, symmetric in the two radii
+    bend = helix_dphi(np.array([32.0]), np.array([72.0]), 1.0, 2.0)[0]
+    assert bend == pytest.approx(40.0 / (2 * radius), rel=1e-3)
+    assert helix_dphi(np.array([72.0]), np.array([32.0]), 2.0, 2.0)[0] == pytest.approx(bend / 2, rel=1e-3)
+
+
+def test_field_cap_bounds_windows_learned_from_scattered_tracks():
+    layers, cyl, truth, pt, _, _ = straight_tracks(300, 60.0, seed=5, bend=0.0005)
+    # a few "scattered" edges of the pair 806 -> 808 with a large azimuth jump open its window
+    outer_808 = np.flatnonzero(layers == 808)[:4]
+    cyl = cyl.copy()
+    cyl[outer_808, 1] = wrap(cyl[outer_808, 1] + 0.8)
+    free = LayerMap.from_truth([(layers, cyl, truth, pt)], pt_min=0.5, quantile=0.995, z0_cover=200.0)
+    capped = LayerMap.from_truth(
+        [(layers, cyl, truth, pt)], pt_min=0.5, quantile=0.995, z0_cover=200.0, b_field=2.0, field_factor=1.0
+    )
+    row = int(np.flatnonzero((free.inner == 806) & (free.outer == 808))[0])
+    assert free.dphi_max[row] > 0.5
+    # capped at a 0.5 GeV track's bend between the pair's radii (116 -> 172 mm), ~0.034 rad
+    assert capped.dphi_max[row] == pytest.approx(
+        float(helix_dphi(np.array([116.0]), np.array([172.0]), 0.5, 2.0)[0])
+    )
+    # every window is the smaller of what the data give and what the field allows
+    radius = dict(zip((802, 804, 806, 808), BARREL_RADII, strict=True))
+    bends = helix_dphi(
+        np.array([radius[int(k)] for k in capped.inner]),
+        np.array([radius[int(k)] for k in capped.outer]),
+        0.5,
+        2.0,
+    )
+    assert np.allclose(capped.dphi_max, np.minimum(free.dphi_max, bends))
+    assert (free.dphi_max < bends).any()  # so some windows stay as learned
+    # the floor: no window closes below field_floor
+    floor = LayerMap.from_truth(
+        [(layers, cyl, truth, pt)],
+        pt_min=1.0,
+        z0_cover=200.0,
+        b_field=2.0,
+        field_factor=0.01,
+        field_floor=0.02,
+    )
+    assert np.allclose(floor.dphi_max, 0.02)
+
+
+def wrap(phi: np.ndarray) -> np.ndarray:
+    return (phi + np.pi) % (2 * np.pi) - np.pi

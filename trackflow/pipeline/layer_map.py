@@ -43,6 +43,17 @@ WIDEN_CAP = 0.25
 _BLOCK_PAIRS = 1 << 22
 
 
+def helix_dphi(r_a: np.ndarray, r_b: np.ndarray, pt: float, b_field: float) -> np.ndarray:
+    """|dphi| (rad) between the points at radii ``r_a`` and ``r_b`` (mm) of a helix from the beam
+    line with transverse momentum ``pt`` (GeV) in a solenoid of ``b_field`` (T): the circle's
+    radius is R = pT / (0.3 B) (m), and a point at radius r lies at azimuth asin(r / 2R) from its
+    start. Radii beyond 2R (a looper's turning point) count as 2R."""
+    two_r = 2.0 * 1000.0 * pt / (0.3 * b_field)
+    a = np.arcsin(np.minimum(np.asarray(r_a, np.float64) / two_r, 1.0))
+    b = np.arcsin(np.minimum(np.asarray(r_b, np.float64) / two_r, 1.0))
+    return np.abs(b - a)
+
+
 def layer_keys(volume_id: np.ndarray, layer_id: np.ndarray) -> np.ndarray:
     """int64 [N] layer key of each hit (``volume_id * 100 + layer_id``)."""
     return np.asarray(volume_id, np.int64) * LAYER_KEY_BASE + np.asarray(layer_id, np.int64)
@@ -147,6 +158,9 @@ class LayerMap:
         z0_cover: float = 200.0,
         margin: float = 0.1,
         min_edges: int = 5,
+        b_field: float | None = None,
+        field_factor: float = 1.5,
+        field_floor: float = 0.01,
     ) -> LayerMap:
         """The map of simulated events with truth.
 
@@ -157,8 +171,15 @@ class LayerMap:
         ``quantile`` of |dphi| over those edges and its z0 range the ``1 - z0_quantile`` ..
         ``z0_quantile`` quantiles, widened to at least ``±z0_cover`` mm; both then grow by
         ``margin`` (a fraction) so the cuts sit outside the training data's own tails.
+
+        With ``b_field`` (T), a window is also capped by what the field allows: ``field_factor``
+        times the bend (:func:`helix_dphi`) of a ``pt_min`` particle between the radii of the
+        pair's truth edges (their ``quantile``), but never below ``field_floor`` rad. Learned from
+        slow particles, a rare pair's quantile is set by a few scattered or looping tracks (0.7-1.3
+        rad seen from 0.6 GeV, where the field bends a 0.5 GeV track by ~0.06 rad); the cap keeps
+        such a pair from flooding the graph with fakes.
         """
-        keys_a, keys_b, dphis, z0s = [], [], [], []
+        keys_a, keys_b, dphis, z0s, bends = [], [], [], [], []
         for item in events:
             layers, cylindrical, edges, edge_pt = item[:4]
             fast = np.asarray(edge_pt) > pt_min
@@ -168,13 +189,17 @@ class LayerMap:
             keys_b.append(np.maximum(layers[a], layers[b]))
             dphis.append(np.abs(wrap_angle(phi[b] - phi[a])))
             z0s.append(intercept_z0(r[a], z[a], r[b], z[b]))
+            if b_field is not None:
+                bends.append(helix_dphi(r[a], r[b], pt_min, b_field))
         if not keys_a:
             raise ConfigError("layer map: no training events")
         ka, kb = np.concatenate(keys_a), np.concatenate(keys_b)
         dphi, z0 = np.concatenate(dphis), np.concatenate(z0s)
+        bend = np.concatenate(bends) if bends else None
         pair = ka * (LAYER_KEY_BASE * LAYER_KEY_BASE * 10) + kb
         order = np.argsort(pair, kind="stable")
         pair, dphi, z0 = pair[order], dphi[order], z0[order]
+        bend = None if bend is None else bend[order]
         starts = np.flatnonzero(np.r_[True, pair[1:] != pair[:-1]])
         stops = np.r_[starts[1:], len(pair)]
         rows = []
@@ -190,6 +215,9 @@ class LayerMap:
             centre, half = 0.5 * (lo + hi), 0.5 * (hi - lo) * (1.0 + margin)
             p = pair[start]
             dphi_max = max(float(np.quantile(d, quantile)) * (1.0 + margin), 1e-4)
+            if bend is not None:
+                cap = field_factor * float(np.quantile(bend[start:stop], quantile))
+                dphi_max = min(dphi_max, max(cap, field_floor))
             rows.append(
                 (
                     p // (LAYER_KEY_BASE * LAYER_KEY_BASE * 10),

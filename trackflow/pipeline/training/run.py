@@ -22,6 +22,7 @@ import torch
 import trackflow.config
 from trackflow.errors import ConfigError, EventFileError
 from trackflow.events import list_events
+from trackflow.events.acts_setup import B_FIELD_T
 from trackflow.files import json_safe
 from trackflow.metrics import score_event, track_rates
 from trackflow.pipeline import model_files
@@ -83,10 +84,14 @@ class TrainingConfig:
     volume instead; the GNN then trains on the pruned graphs. ``gnn_targets``: ``consecutive``
     (learn the truth edges; true edges that skip a hit weigh 0, fakes ``gnn_fake_weight``) or
     ``same_particle``. ``gnn_max_edges``: edges per training step (the phi sector's size).
+    ``retrain_filter`` (with ``gnn_from``): learn a new graph and filter (``filter_hidden`` wide,
+    ``filter_layers`` deep) on ``gnn_from``'s embedding and fine-tune its GNN on their graphs.
     ``graph_method``: ``layer_map`` (default: the detector's layer pairs, learned from the
     training events' truth with cuts from particles above ``layer_map_pt_min`` GeV at their
     ``layer_map_quantile``, accepting vertices within ``±layer_map_z0_cover`` mm; see
-    :mod:`trackflow.pipeline.layer_map`) or ``radius`` (embedding-space neighbours, radius chosen
+    :mod:`trackflow.pipeline.layer_map`; ``layer_map_margin`` widens both cuts by that fraction,
+    ``layer_map_field_factor`` caps each azimuth window at that many times the bend of a
+    ``layer_map_pt_min`` particle in the detector's 2 T field) or ``radius`` (embedding-space neighbours, radius chosen
     for ``graph_efficiency``, at most ``max_neighbours`` per hit).
     """
 
@@ -126,6 +131,15 @@ class TrainingConfig:
     layer_map_pt_min: float = 0.9
     layer_map_quantile: float = 0.995
     layer_map_z0_cover: float = 200.0
+    layer_map_margin: float = 0.1
+    # the layer map's windows capped at this many times the bend of a layer_map_pt_min particle
+    # in the detector's field (LayerMap.from_truth's field_factor); None: no cap
+    layer_map_field_factor: float | None = None
+    # with gnn_from: train a new layer map and filter (on gnn_from's embedding) instead of
+    # keeping gnn_from's, and fine-tune the GNN on their graphs
+    retrain_filter: bool = False
+    filter_hidden: int | None = None
+    filter_layers: int | None = None
     filter_cut: float | None = None
     triplet_keep: float | None = None
     triplet_cut: float | None = None
@@ -146,7 +160,12 @@ class TrainingConfig:
             # fine-tuning a GNN keeps the graphs it was trained on (same embedding and filter)
             # unless --filter-from names another filter: the GNN then adapts to that one's graphs
             self.gnn_from = Path(self.gnn_from)
-            if self.filter_from is None:
+            if self.retrain_filter:
+                if self.filter_from is not None:
+                    raise ConfigError("training: retrain_filter trains a new filter; do not give filter_from")
+                if self.embedding_from is None:
+                    self.embedding_from = self.gnn_from
+            elif self.filter_from is None:
                 self.filter_from = self.gnn_from
         self.reused_dir()
         self.features = tuple(self.features)
@@ -154,6 +173,10 @@ class TrainingConfig:
             self.embedding.epochs = int(self.epochs_embedding)
         if self.epochs_filter is not None:
             self.filter.epochs = int(self.epochs_filter)
+        if self.filter_hidden is not None:
+            self.filter.hidden = int(self.filter_hidden)
+        if self.filter_layers is not None:
+            self.filter.n_layers = int(self.filter_layers)
         if self.filter_pair_features is not None:
             self.filter.pair_features = bool(self.filter_pair_features)
         if self.epochs_gnn is not None:
@@ -395,15 +418,16 @@ def train(config: TrainingConfig) -> Path:
     gnn_source = None
     if config.gnn_from is not None:
         gnn_source = source
-        assert config.filter_from is not None  # TrainingConfig sets it whenever gnn_from is
-        if Path(config.gnn_from).resolve() != Path(config.filter_from).resolve():
+        # TrainingConfig sets filter_from (or, with retrain_filter, embedding_from) with gnn_from
+        assert reused_dir is not None
+        if Path(config.gnn_from).resolve() != reused_dir.resolve():
             gnn_source = model_files.read_manifest(config.gnn_from)
             # the GNN reads the embedding too (EmbeddedGNN): its weights only fit the same one;
             # checked before any work is done
             if gnn_source.stages["embedding"].sha256 != source.stages["embedding"].sha256:
                 raise ConfigError(
                     f"training: the --gnn-from GNN ({config.gnn_from}) was trained with another "
-                    f"embedding than --filter-from's ({config.filter_from}); a warm start needs the same"
+                    f"embedding than {reused_dir}'s; a warm start needs the same"
                 )
     for stage_name, stage in (("filter", config.filter), ("gnn", config.gnn)):
         if stage.pair_features:
@@ -450,6 +474,9 @@ def train(config: TrainingConfig) -> Path:
             pt_min=config.layer_map_pt_min,
             quantile=config.layer_map_quantile,
             z0_cover=config.layer_map_z0_cover,
+            margin=config.layer_map_margin,
+            b_field=None if config.layer_map_field_factor is None else B_FIELD_T,
+            field_factor=config.layer_map_field_factor or 1.0,
         )
         graph = {"method": "layer_map", "layer_map": layer_map.to_dict()}
         gb = graph_quality(split.val, embedding, graph, config.target_pt) | {"layer_pairs": len(layer_map)}
