@@ -35,6 +35,7 @@ from typing import Any
 import numpy as np
 
 from trackflow.bench.sweep import BenchConfig, run_bench
+from trackflow.cluster import ClusterOptions
 from trackflow.estimation.sizing import BenchInputs
 from trackflow.files import write_json
 from trackflow.service.stream import StreamConfig, run_stream
@@ -184,7 +185,7 @@ def main(argv: list[str] | None = None) -> int:
             instances=sorted({1, args.workers}),
             sweep_duration=args.sweep_duration,
             bench_json=bench_json,
-            workers=args.workers,
+            cluster=ClusterOptions(workers=args.workers),
             calibration_events=args.calibration_events,
             passes=args.passes,
         ),
@@ -199,7 +200,7 @@ def main(argv: list[str] | None = None) -> int:
             args.out / "overload",
             capacity_fractions=[OVERLOAD],
             duration=args.duration / 2,
-            workers=args.workers,
+            cluster=ClusterOptions(workers=args.workers),
             max_queued=OVERLOAD_QUEUE,
             calibration_events=max(8, args.calibration_events // 4),
         ),

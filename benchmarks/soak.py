@@ -19,6 +19,7 @@ from pathlib import Path
 
 import numpy as np
 
+from trackflow.cluster import ClusterOptions
 from trackflow.events import Event, list_events, write_event
 from trackflow.pipeline import Pipeline
 from trackflow.run.reconstruct import ReconstructConfig, reconstruct
@@ -67,7 +68,7 @@ def main() -> None:
             input_dir=args.events_dir,
             out_dir=args.out_dir,
             mode="fused",
-            workers=args.workers,
+            cluster=ClusterOptions(workers=args.workers),
             batch_size=args.batch_size,
             pipeline_loader=Pipeline.random_init if args.random_init else None,
             overwrite=True,

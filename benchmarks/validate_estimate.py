@@ -39,7 +39,7 @@ from pathlib import Path
 import numpy as np
 
 from trackflow.bench.sweep import BenchConfig, run_bench
-from trackflow.cluster import open_cluster
+from trackflow.cluster import ClusterOptions, open_cluster
 from trackflow.estimation.contention import NodeContention
 from trackflow.estimation.sizing import SizeScaling, predict_batch_workflow
 from trackflow.events.subsample import subsample_event
@@ -76,7 +76,7 @@ def measure_reconstruct(
             "event_ids": [r.event_id for r in list_events(events_dir)[: args.events]],
             "models_dir": args.models,
             "mode": "fused",
-            "workers": 2,
+            "cluster": ClusterOptions(workers=2),
             "batch_size": args.batch_size,
             "max_in_flight": args.in_flight,
             "client": opened.client,

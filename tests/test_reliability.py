@@ -233,13 +233,15 @@ CLIENT_SCRIPT = """
 import functools, sys
 from pathlib import Path
 from trackflow.pipeline.pipeline import Pipeline
+from trackflow.cluster import ClusterOptions
 from trackflow.run.reconstruct import ReconstructConfig, reconstruct
 
 if __name__ == "__main__":
     loader = functools.partial(Pipeline.random_init, hidden=32, gnn_hidden=16, seed=7)
     reconstruct(ReconstructConfig(
-        input_dir=Path(sys.argv[1]), out_dir=Path(sys.argv[2]), mode=sys.argv[3], cluster="local",
-        workers=2, batch_size=1, max_in_flight=2, pipeline_loader=loader, progress=False,
+        input_dir=Path(sys.argv[1]), out_dir=Path(sys.argv[2]), mode=sys.argv[3],
+        cluster=ClusterOptions(workers=2), batch_size=1, max_in_flight=2, pipeline_loader=loader,
+        progress=False,
     ))
 """
 

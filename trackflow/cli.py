@@ -10,11 +10,14 @@ import sys
 from collections.abc import Callable
 from functools import wraps
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
 import click
 
 from trackflow.errors import TrackflowError
+
+if TYPE_CHECKING:
+    from trackflow.cluster.options import ClusterOptions
 
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -401,7 +404,8 @@ def train(quiet: bool, **options: Any) -> None:
 
 # --------------------------------------------------------------------------- workflow
 def cluster_options(command: F) -> F:
-    """Options shared by reconstruct and bench: where the workers come from."""
+    """Options shared by reconstruct, bench, stream and serve: where the workers come from
+    (:func:`cluster_from` makes them one ClusterOptions), and which models run on which device."""
     options = [
         click.option("--cluster", default="local", show_default=True, help=CLUSTER_HELP),
         click.option(
@@ -442,6 +446,26 @@ def cluster_options(command: F) -> F:
     for option in reversed(options):
         command = option(command)
     return command
+
+
+#: the options of :func:`cluster_options` that make a ClusterOptions (``--cluster`` is its spec)
+CLUSTER_KEYS = ("cluster", "scheduler_file", "adapt", "profile_file", "insecure")
+#: the commands' own options for how many workers (bench sweeps its --workers and --threads)
+WORKER_COUNT_KEYS = ("workers", "threads_per_worker", "gpu_workers")
+
+
+def cluster_from(options: dict[str, Any], *, worker_counts: bool = True) -> ClusterOptions:
+    """The command's :class:`~trackflow.cluster.ClusterOptions`, built once from its cluster
+    options, which are taken out of ``options`` (an option not given keeps the dataclass's
+    default). ``worker_counts=False``: ``--workers`` stays in ``options`` (bench's sweep)."""
+    from trackflow.cluster.options import ClusterOptions
+
+    keys = CLUSTER_KEYS + (WORKER_COUNT_KEYS if worker_counts else ())
+    given = {key: options.pop(key) for key in keys if key in options}
+    given = {key: value for key, value in given.items() if value is not None}
+    if "cluster" in given:
+        given["spec"] = given.pop("cluster")
+    return ClusterOptions(**given)
 
 
 @main.command()
@@ -513,7 +537,9 @@ def reconstruct(event_ids: tuple[int, ...], assignments: tuple[str, ...], **opti
     from trackflow.run.reconstruct import ReconstructConfig
     from trackflow.run.reconstruct import reconstruct as run_reconstruct
 
+    cluster = cluster_from(options)
     given = {k: v for k, v in options.items() if v is not None}
+    given["cluster"] = cluster
     if event_ids:
         given["event_ids"] = list(event_ids)
     settings = config.parse_assignments(assignments)
@@ -575,7 +601,9 @@ def bench(**options: Any) -> None:
     from trackflow import config
     from trackflow.bench.sweep import BenchConfig, run_bench
 
+    cluster = cluster_from(options, worker_counts=False)
     given = {k: v for k, v in options.items() if v is not None}
+    given["cluster"] = cluster
     if "modes" in given:
         given["modes"] = [m.strip() for m in given["modes"].split(",") if m.strip()]
     verbose = bool(config.get("bench.verbose"))
@@ -760,7 +788,9 @@ def stream(**options: Any) -> None:
     """
     from trackflow.service.stream import StreamConfig, run_stream
 
+    cluster = cluster_from(options)
     given = {k: v for k, v in options.items() if v is not None}
+    given["cluster"] = cluster
     if "rates" in given:
         given["rates"], given["capacity_fractions"] = given["rates"]
     result = run_stream(StreamConfig(**given), progress=click.echo)
@@ -858,13 +888,7 @@ def stream(**options: Any) -> None:
     "event waits on its worker, so Dask's round trip overlaps the running one; 1: none waits).",
 )
 @user_errors
-def serve(
-    workers: int,
-    threads_per_worker: int,
-    models_dir: Path | None,
-    device: str | None,
-    **options: Any,
-) -> None:
+def serve(models_dir: Path | None, device: str | None, **options: Any) -> None:
     """Serve the pipeline over the KServe v2 / Triton inference protocol (HTTP).
 
     Model `trackflow`: inputs hit_id INT64, x, y, z FP32 (mm), volume_id, layer_id, module_id
@@ -882,6 +906,7 @@ def serve(
     from trackflow.service import ServiceConfig
     from trackflow.service.kserve import ServeConfig, run_server
 
+    cluster = cluster_from(options)
     serve_keys = ("host", "http_port", "grpc", "grpc_port", "max_request_bytes", "tls_cert", "tls_key")
     service_keys = ("max_batch_events", "max_delay_ms", "max_queued", "queue_policy")
     serve_config = ServeConfig(**{k: options.pop(k) for k in serve_keys if options.get(k) is not None})
@@ -889,12 +914,11 @@ def serve(
     service_config = ServiceConfig(
         models_dir=models_dir,
         device=device,
-        threads_per_worker=threads_per_worker,
+        threads_per_worker=cluster.threads_per_worker,
         tasks_per_slot=tasks_per_slot,
         mode=options.pop("mode"),
         **{k: options.pop(k) for k in service_keys if options.get(k) is not None},
     )
-    cluster_given = {k: v for k, v in options.items() if v is not None and k not in serve_keys + service_keys}
     stop = threading.Event()
     for number in (signal.SIGINT, signal.SIGTERM):
         signal.signal(number, lambda *_: stop.set())
@@ -902,20 +926,19 @@ def serve(
     def ready(server: Any) -> None:
         grpc = f", gRPC {server.config.host}:{server.grpc_port}" if server.grpc_port else ""
         click.echo(
-            f"serving model trackflow on {server.url}{grpc} ({workers} worker(s), "
-            f"{service_config.mode}, cluster "
-            f"{cluster_given.get('cluster', 'local')}); Ctrl-C stops",
+            f"serving model trackflow on {server.url}{grpc} ({cluster.workers} worker(s), "
+            f"{service_config.mode}, cluster {cluster.spec}); Ctrl-C stops",
             err=True,
         )
 
     counts = run_server(
-        cluster_given.pop("cluster"),
-        workers,
+        cluster.spec,
+        cluster.worker_count(),
         service_config,
         serve_config,
         stop,
         on_ready=ready,
-        **cluster_given,
+        **cluster.open_kwargs(),
     )
     service = counts["service"]
     click.echo(

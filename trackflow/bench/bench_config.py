@@ -8,6 +8,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from trackflow import config
+from trackflow.cluster.options import ClusterOptions, check_cluster
 from trackflow.errors import ConfigError
 from trackflow.run.batching import AUTO
 from trackflow.run.executors import MODES
@@ -32,6 +33,8 @@ class BenchConfig:
     ``size_sweep``: hit counts to subsample ``size_events`` events to for
     the size-scaling fit (empty: fit on the events as they are); ``loader``: builds the pipeline
     instead of ``Pipeline.load`` (tests, notebooks; picklable for the contention probe);
+    ``cluster``: where the workers come from (:class:`~trackflow.cluster.ClusterOptions`; its
+    ``workers`` and ``threads_per_worker`` are each sweep point's, from ``workers`` × ``threads``);
     ``contention``: measure the node contention (default ``bench.contention``, true; CPU only),
     each of its two runs lasting ``contention_seconds`` (default ``bench.contention_seconds``, 8 s).
     """
@@ -51,11 +54,7 @@ class BenchConfig:
     size_events: int = field(default_factory=config.default("bench.size_events"))
     models_dir: Path | None = field(default_factory=config.default("models"))
     device: str = field(default_factory=config.default("device"))
-    cluster: str = "local"
-    scheduler_file: Path | None = None
-    adapt: tuple[int, int] | None = None
-    profile_file: Path | None = None
-    insecure: bool = False
+    cluster: ClusterOptions = field(default_factory=ClusterOptions)
     loader: PipelineLoader | None = None
     plots: bool = True
     contention: bool = field(default_factory=config.default("bench.contention"))
@@ -64,6 +63,7 @@ class BenchConfig:
     def __post_init__(self) -> None:
         self.input_dir = Path(self.input_dir)
         self.out_dir = Path(self.out_dir)
+        self.cluster = check_cluster(self.cluster)
         self.workers = _positive_list(self.workers, "bench.workers", "workers")
         self.threads = _positive_list(self.threads, "bench.threads", "threads")
         self.concurrency = _positive_list(self.concurrency, "bench.concurrency", "concurrency")

@@ -57,7 +57,7 @@ import shutil
 import statistics
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import asdict, replace
+from dataclasses import fields, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -70,7 +70,6 @@ from trackflow.bench.machine import machine_info, result_bytes
 from trackflow.bench.plots import write_plots
 from trackflow.bench.service_samples import ServiceSamples, service_key
 from trackflow.bench.size_sweep import size_sweep, working_memory_fit
-from trackflow.cluster import open_cluster
 from trackflow.cluster.probes import (
     bytes_between_workers,
     client_scheduler_rtt,
@@ -244,15 +243,7 @@ def _sweep_dask(
     log: Any,
 ) -> None:
     dask_modes = [m for m in cfg.modes if m in DASK_MODES]
-    with open_cluster(
-        cfg.cluster,
-        workers=workers,
-        threads_per_worker=threads,
-        adapt=cfg.adapt,
-        profile_file=cfg.profile_file,
-        insecure=cfg.insecure,
-        scheduler_file=cfg.scheduler_file,
-    ) as opened:
+    with replace(cfg.cluster, workers=workers, threads_per_worker=threads).open() as opened:
         client = opened.client
         plugin = PipelinePlugin(cfg.models_dir, cfg.device, threads, cfg.loader)
         client.register_plugin(plugin)
@@ -328,6 +319,26 @@ def _sweep_direct(
             key = service_key("direct", 1, threads)
             samples.setdefault(key, ServiceSamples("direct", 1, threads, cfg.device)).add(results, 1)
             log(entry)
+
+
+def _config_record(cfg: BenchConfig) -> dict[str, Any]:
+    """bench.json's ``config``: the BenchConfig as it was run, its cluster options flat beside
+    the rest (``cluster`` the spec, ``scheduler_file``, ``adapt``, ``profile_file``,
+    ``insecure``), paths as strings; the sweep's workers and threads are the config's lists."""
+    record: dict[str, Any] = {}
+    for f in fields(cfg):
+        if f.name == "cluster":
+            cluster = cfg.cluster
+            record.update(
+                cluster=cluster.spec,
+                scheduler_file=cluster.scheduler_file,
+                adapt=cluster.adapt,
+                profile_file=cluster.profile_file,
+                insecure=cluster.insecure,
+            )
+        elif f.name != "loader":
+            record[f.name] = getattr(cfg, f.name)
+    return {k: (str(v) if isinstance(v, Path) else v) for k, v in record.items()}
 
 
 def _size_scaling(points: Sequence[dict[str, Any]], samples: dict[str, ServiceSamples]) -> SizeScaling:
@@ -440,7 +451,7 @@ def run_bench(config_: BenchConfig, progress: Callable[[str], None] | None = Non
         created=dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
         duration_s=None,
         input_dir=str(cfg.input_dir),
-        config={k: (str(v) if isinstance(v, Path) else v) for k, v in asdict(cfg).items() if k != "loader"},
+        config=_config_record(cfg),
         machine={**machine_info(cfg.device), "load_average": {"start": load_start, "end": os.getloadavg()}},
         device=str(cfg.device),
         # "auto": the most events one batch of the sweep held (config.batch_size says "auto")

@@ -6,6 +6,8 @@
   profile name), with the dask-jobqueue profiles of :mod:`~trackflow.cluster.profiles`
   (package data ``jobqueue.yaml``) and per-run TLS (:mod:`~trackflow.cluster.tls`);
 - :mod:`~trackflow.cluster.squeue`: the Slurm queue (a run's jobs, their states, cancelling them);
+- :mod:`~trackflow.cluster.options`: :class:`ClusterOptions`, where the workers come from and how
+  many, as reconstruct, bench, stream and serve take it;
 - :mod:`~trackflow.cluster.handle`: what ``open_cluster`` yields; :mod:`~trackflow.cluster.probes`:
   measurements of a running cluster; :mod:`~trackflow.cluster.resources`: the GPU resource.
 
@@ -19,6 +21,7 @@ from typing import Any
 
 _EXPORTS = {
     "open_cluster": "open",
+    "ClusterOptions": "options",
     "ClusterHandle": "handle",
     "ClusterStartError": "handle",
     "WorkerKind": "handle",

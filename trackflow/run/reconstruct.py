@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import contextlib
 import logging
-import os
 import re
 import time
 from collections.abc import Iterator
@@ -20,6 +19,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from trackflow import config
+from trackflow.cluster.options import ClusterOptions, check_cluster
 from trackflow.cluster.probes import (
     bytes_between_workers,
     client_scheduler_rtt,
@@ -56,8 +56,10 @@ EVENT_PARTS = ("hits",)
 class ReconstructConfig:
     """The options of ``trackflow reconstruct`` (None = the default from ``trackflow.config``).
 
-    ``workers``: worker processes (local) or worker jobs (Slurm); None = the machine's cores for
-    ``local``, 1 job otherwise. ``batch_size``: events per batch, or ``"auto"`` (sized from the
+    ``cluster``: where the workers come from and how many (:class:`~trackflow.cluster.ClusterOptions`:
+    spec, workers, threads per worker, GPU workers, adaptive range, scheduler file, Slurm profile,
+    TLS); by default a LocalCluster of one single-threaded worker per core; ``threads_per_worker``
+    is also the direct loop's torch threads. ``batch_size``: events per batch, or ``"auto"`` (sized from the
     events' hits and balanced over the worker slots, :class:`trackflow.run.batching.AutoBatching`);
     ``max_hits_per_batch`` batches by hits instead. ``max_in_flight``: batches submitted at once
     (None = 2 × workers).
@@ -71,31 +73,24 @@ class ReconstructConfig:
 
     For tests and notebooks: ``client`` runs on an existing Dask client instead of opening a
     cluster; ``pipeline_loader`` replaces ``Pipeline.load`` (called with models_dir, device,
-    threads), e.g. ``Pipeline.random_init``; ``gpu_workers`` adds local workers flagged GPU=1.
+    threads), e.g. ``Pipeline.random_init``.
     """
 
     input_dir: Path
     out_dir: Path
     models_dir: Path | None = None
     device: str = field(default_factory=config.default("device"))
-    cluster: str = "local"
-    workers: int | None = None
-    threads_per_worker: int = 1
+    cluster: ClusterOptions = field(default_factory=ClusterOptions)
     mode: str = field(default_factory=config.default("workflow.mode"))
     batch_size: int | str | None = None
     max_hits_per_batch: int | None = None
     max_in_flight: int | None = None
     performance_report: Path | None = None
-    scheduler_file: Path | None = None
-    adapt: tuple[int, int] | None = None
-    profile_file: Path | None = None
-    insecure: bool = False
     overwrite: bool = False
     retries: int = field(default_factory=config.default("workflow.retries"))
     task_timeout: float = field(default_factory=config.default("workflow.task_timeout"))
     event_ids: list[int] | None = None
     progress: bool | None = None
-    gpu_workers: int = 0
     settings: dict[str, Any] = field(default_factory=dict)
     settings_source: str = "argument"
     client: Client | None = field(default=None, repr=False)
@@ -121,8 +116,7 @@ class ReconstructConfig:
                 ) from None
         if self.max_in_flight is None:
             self.max_in_flight = config.get("workflow.max_in_flight")
-        if self.threads_per_worker < 1:
-            raise ConfigError(f"threads_per_worker {self.threads_per_worker}: must be >= 1")
+        self.cluster = check_cluster(self.cluster)
         if self.retries < 0:
             raise ConfigError(f"retries {self.retries}: must be >= 0")
         if self.out_dir.resolve() == self.input_dir.resolve():
@@ -166,42 +160,24 @@ def _resolve_settings(cfg: ReconstructConfig) -> PipelineSettings | None:
     return settings
 
 
-def _default_workers(cfg: ReconstructConfig) -> int:
-    if cfg.workers is not None:
-        return int(cfg.workers)
-    return (os.cpu_count() or 1) if cfg.cluster == "local" else 1
-
-
 def _worker_slots(cfg: ReconstructConfig) -> int:
     """Tasks the run's cluster runs at once, as the run asks for them (known before it starts, so
-    a resumed run cuts the same batches): the given client's worker threads; else workers (the
-    most an adaptive cluster may have) plus GPU workers, × threads per worker; 1 in direct mode."""
+    a resumed run cuts the same batches): the given client's worker threads, else
+    :meth:`ClusterOptions.slots`; 1 in direct mode."""
     if cfg.mode == "direct":
         return 1
     if cfg.client is not None:
         return max(sum(cfg.client.nthreads().values()), 1)
-    workers = cfg.adapt[1] if cfg.adapt is not None else _default_workers(cfg)
-    return max((workers + cfg.gpu_workers) * cfg.threads_per_worker, 1)
+    return cfg.cluster.slots()
 
 
 @contextlib.contextmanager
-def _client(cfg: ReconstructConfig, workers: int) -> Iterator[Client]:
+def _client(cfg: ReconstructConfig) -> Iterator[Client]:
     """The run's client: the one given, or a cluster opened (and closed) for the run."""
     if cfg.client is not None:
         yield cfg.client
         return
-    from trackflow.cluster import open_cluster
-
-    with open_cluster(
-        cfg.cluster,
-        workers,
-        cfg.threads_per_worker,
-        adapt=cfg.adapt,
-        profile_file=cfg.profile_file,
-        insecure=cfg.insecure,
-        scheduler_file=cfg.scheduler_file,
-        gpu_workers=cfg.gpu_workers,
-    ) as handle:
+    with cfg.cluster.open() as handle:
         for problem in handle.start_problems:  # workers lost at start-up: the run goes on without them
             logger.warning("%s", problem)
         yield handle.client
@@ -252,10 +228,10 @@ def _run_direct(
     run_log: RunLog,
 ) -> _Collected:
     pipeline = load_pipeline(
-        cfg.models_dir, cfg.device, cfg.threads_per_worker, cfg.pipeline_loader, settings
+        cfg.models_dir, cfg.device, cfg.cluster.threads_per_worker, cfg.pipeline_loader, settings
     )
     executor = make_executor("direct", pipeline=pipeline, retries=cfg.retries, parts=EVENT_PARTS)
-    collected = _Collected(threads={"direct": cfg.threads_per_worker})
+    collected = _Collected(threads={"direct": cfg.cluster.threads_per_worker})
     start = time.time()
     _drain(executor.execute(todo), outputs, progress, collected, run_log)
     collected.wall_s = time.time() - start
@@ -265,7 +241,6 @@ def _run_direct(
 def _run_dask(
     cfg: ReconstructConfig,
     settings: PipelineSettings | None,
-    workers: int,
     todo: list[Batch],
     outputs: RunOutputs,
     progress: EventProgress,
@@ -274,11 +249,11 @@ def _run_dask(
     from distributed import performance_report
 
     collected = _Collected()
-    with _client(cfg, workers) as client:
+    with _client(cfg) as client:
         collected.dashboard = client.dashboard_link
         progress.write(f"dashboard: {client.dashboard_link}")
         plugin = PipelinePlugin(
-            cfg.models_dir, cfg.device, cfg.threads_per_worker, cfg.pipeline_loader, settings
+            cfg.models_dir, cfg.device, cfg.cluster.threads_per_worker, cfg.pipeline_loader, settings
         )
         client.register_plugin(plugin)
         collected.resources = worker_resources(client)
@@ -384,7 +359,6 @@ def _reconstruct_into(
     resumed = [entry for entry in finished.values() if entry is not None]
     resumed_events = [e for entry in resumed for e in entry.events]
     resumed_failures = [f for entry in resumed for f in entry.failure_objects()]
-    workers = _default_workers(cfg)
 
     with EventProgress(
         len(refs), cfg.progress, initial=len(resumed_events) + len(resumed_failures)
@@ -394,7 +368,7 @@ def _reconstruct_into(
         elif cfg.mode == "direct":
             collected = _run_direct(cfg, pipeline_settings, todo, outputs, progress, run_log)
         else:
-            collected = _run_dask(cfg, pipeline_settings, workers, todo, outputs, progress, run_log)
+            collected = _run_dask(cfg, pipeline_settings, todo, outputs, progress, run_log)
 
     outputs.write_manifest()
     submission = outputs.write_submission(batches)
@@ -408,11 +382,13 @@ def _reconstruct_into(
     )
     settings = {
         "mode": cfg.mode,
-        "cluster": "direct" if cfg.mode == "direct" else (cfg.cluster if cfg.client is None else "client"),
+        "cluster": "direct"
+        if cfg.mode == "direct"
+        else (cfg.cluster.spec if cfg.client is None else "client"),
         "dashboard": collected.dashboard,
         "device": cfg.device,
-        "n_workers": len(collected.threads) or (1 if cfg.mode == "direct" else workers),
-        "threads_per_worker": cfg.threads_per_worker,
+        "n_workers": len(collected.threads) or (1 if cfg.mode == "direct" else cfg.cluster.worker_count()),
+        "threads_per_worker": cfg.cluster.threads_per_worker,
         "batch_size": cfg.batch_size,
         "max_hits_per_batch": cfg.max_hits_per_batch,
         "batches": len(batches),

@@ -47,6 +47,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from trackflow import config
+from trackflow.cluster.options import ClusterOptions, check_cluster
 from trackflow.cluster.probes import worker_memory
 from trackflow.errors import ConfigError, EventFileError
 from trackflow.estimation.online import FarmModel, measured_knee, samples_from_bench
@@ -95,7 +96,9 @@ class StreamConfig:
     requests in flight for the closed-loop sweep (each for ``sweep_duration`` s, default ``duration``), at
     each count of ``instances`` (workers; default: as opened). ``bench_json``: the prediction's
     service samples (else measured here). ``max_events``: events of ``input_dir`` replayed.
-    ``client``: run on this client instead of opening ``cluster`` (tests, notebooks).
+    ``cluster``: where the workers come from and how many (:class:`~trackflow.cluster.ClusterOptions`;
+    default 2 local workers of one thread). ``client``: run on this client instead of opening
+    ``cluster`` (tests, notebooks).
     ``passes``: the rates take turns this many times, ``duration / passes`` s each (answers
     pooled per rate), so that a drift of the machine's speed hits every rate alike.
     """
@@ -109,13 +112,8 @@ class StreamConfig:
     instances: list[int] = field(default_factory=list)
     sweep_duration: float | None = None
     bench_json: Path | None = None
-    cluster: str = "local"
-    workers: int = 2
-    threads_per_worker: int = 1
-    scheduler_file: Path | None = None
-    adapt: tuple[int, int] | None = None
-    profile_file: Path | None = None
-    insecure: bool = False
+    # two workers unless told: the stream's default farm, as `trackflow stream --workers` has it
+    cluster: ClusterOptions = field(default_factory=lambda: ClusterOptions(workers=2))
     models_dir: Path | None = None
     device: str | None = None
     max_batch_events: int | None = None
@@ -132,6 +130,7 @@ class StreamConfig:
 
     def __post_init__(self) -> None:
         self.input_dir, self.out_dir = Path(self.input_dir), Path(self.out_dir)
+        self.cluster = check_cluster(self.cluster)
         self.duration = float(self.duration)
         self.sweep_duration = float(self.sweep_duration if self.sweep_duration is not None else self.duration)
         self.seed = int(self.seed)
@@ -151,7 +150,7 @@ class StreamConfig:
         return ServiceConfig(
             models_dir=self.models_dir,
             device=self.device,
-            threads_per_worker=self.threads_per_worker,
+            threads_per_worker=self.cluster.threads_per_worker,
             max_batch_events=self.max_batch_events,
             max_delay_ms=self.max_delay_ms,
             max_queued=self.max_queued,
@@ -168,13 +167,7 @@ def _service(cfg: StreamConfig) -> Iterator[Service]:
             yield service
         return
     with Service.open(
-        cfg.cluster,
-        cfg.workers,
-        cfg.service_config(),
-        scheduler_file=cfg.scheduler_file,
-        adapt=cfg.adapt,
-        profile_file=cfg.profile_file,
-        insecure=cfg.insecure,
+        cfg.cluster.spec, cfg.cluster.worker_count(), cfg.service_config(), **cfg.cluster.open_kwargs()
     ) as service:
         yield service
 
@@ -375,7 +368,7 @@ def _assemble(
     bytes_out = calibration.get("bytes_out_per_event") or 0.0
     return {
         "input_dir": str(cfg.input_dir),
-        "cluster": cfg.cluster if cfg.client is None else "client",
+        "cluster": cfg.cluster.spec if cfg.client is None else "client",
         "service": service_config,
         "rates": rates,
         "capacity": {
