@@ -19,6 +19,7 @@ from trackflow.files import sha256_file
 from trackflow.pipeline import model_files
 from trackflow.pipeline.features import FeatureConfig
 from trackflow.pipeline.graph import HitGraph
+from trackflow.pipeline.layer_map import LayerMap, helix_dphi
 from trackflow.pipeline.pipeline import Pipeline
 from trackflow.pipeline.training import TrainingConfig, train
 from trackflow.pipeline.training.data import load_truth_events, prepare_event, truth_edges
@@ -428,6 +429,42 @@ def test_triplet_pruning_and_consecutive_targets_are_learned_and_shipped_in_the_
     assert len(pipeline(event).track_labels) == event.n_hits
     with pytest.raises(ConfigError, match="targets"):
         TrainingConfig(data_dir=tiny_events, out_dir=tmp_path / "x", gnn_targets="neighbours")
+
+
+def test_retrain_filter_learns_a_new_capped_map_and_filter_under_the_warm_started_gnn(
+    tiny_events: Path, tmp_path: Path
+) -> None:
+    first = train(tiny_config(tiny_events, tmp_path / "first"))
+    old = model_files.read_manifest(first)
+    slow_map = {"layer_map_pt_min": 0.5, "layer_map_field_factor": 1.0, "layer_map_margin": 0.0}
+    config = tiny_config(
+        tiny_events,
+        tmp_path / "slow",
+        gnn_from=first,
+        retrain_filter=True,
+        epochs_gnn=1,
+        filter_hidden=16,
+        **slow_map,
+    )
+    assert config.embedding_from == first and config.filter_from is None
+    out = train(config)
+    new = model_files.read_manifest(out)
+    # the same embedding; a new filter (its own width) and a new, capped map; the GNN warm-started
+    assert new.stages["embedding"].sha256 == old.stages["embedding"].sha256
+    assert new.stages["filter"].model["kwargs"]["hidden"] == 16
+    assert new.training["gnn_warm_start_from"]["sha256"] == old.stages["gnn"].sha256
+    learned = LayerMap.from_dict(new.stages["graph_building"].config["layer_map"])
+    before = LayerMap.from_dict(old.stages["graph_building"].config["layer_map"])
+    assert len(learned) > 0 and len(before) > 0
+    # no window wider than a 0.5 GeV track bends across the whole tracker (r 0 -> 1 m), or the floor
+    assert (
+        learned.dphi_max <= max(float(helix_dphi(np.array([0.0]), np.array([1000.0]), 0.5, 2.0)[0]), 0.01)
+    ).all()
+    event = list_events(tiny_events)[0].load(("hits",))
+    assert len(Pipeline.load(out)(event).track_labels) == event.n_hits
+    with pytest.raises(ConfigError, match="retrain_filter"):
+        TrainingConfig(data_dir=tiny_events, out_dir=tmp_path / "x", gnn_from=first, filter_from=first,
+                       retrain_filter=True)  # fmt: skip
 
 
 @pytest.mark.sim
