@@ -10,6 +10,7 @@ from pathlib import Path
 from typing import Any
 
 from trackflow.estimation.node_types import NodeSpec
+from trackflow.estimation.scheduler_plan import SchedulerPlan
 from trackflow.files import write_json
 
 __all__ = ["EstimateResult", "NodeEstimate", "format_bytes", "format_seconds"]
@@ -37,6 +38,10 @@ class NodeEstimate:
     latency_s: dict[str, float] = field(default_factory=dict)
     mean_wait_allen_cunneen_s: float | None = None
     meets_budget: bool | None = None
+    #: CPU-s/s of ONE Dask scheduler driving all the workers (1 = its core full), and the number
+    #: of independent clusters (each its own scheduler) the farm is split into (SchedulerPlan)
+    scheduler_utilisation: float | None = None
+    clusters: int | None = None
 
     def to_dict(self) -> dict[str, Any]:
         """The row as estimate.json writes it (the node type as its own object)."""
@@ -57,6 +62,7 @@ class EstimateResult:
     assumptions: list[str]
     inputs: dict[str, Any]
     curve: dict[str, list[float]] = field(default_factory=dict)
+    schedulers: list[SchedulerPlan] = field(default_factory=list)
 
     def to_dict(self) -> dict[str, Any]:
         """estimate.json's content."""
@@ -69,6 +75,7 @@ class EstimateResult:
             "assumptions": self.assumptions,
             "inputs": self.inputs,
             "nodes_against_rate": self.curve,
+            "schedulers": [plan.to_dict() for plan in self.schedulers],
         }
 
     def table(self) -> str:
@@ -76,7 +83,7 @@ class EstimateResult:
         header = (
             f"{'node':<8} {'nodes':>7} {'workers':>8} {'thr':>4} {'cores':>8} {'gpus':>6} "
             f"{'memory':>10} {'network':>11} {'util':>5} {'cost/evt':>12} "
-            f"{'p50':>9} {'p95':>9} {'p99':>9}"
+            f"{'p50':>9} {'p95':>9} {'p99':>9} {'sched':>6} {'K':>3}"
         )
         lines = [
             f"target rate {self.rate_hz:g} Hz, events of {self.event_hits:,.0f} hits, "
@@ -104,9 +111,18 @@ class EstimateResult:
                 f"{format_bytes(row.network_bytes_per_s) + '/s':>11} {row.utilisation:>5.0%} "
                 f"{cost:>12} "
                 + " ".join(f"{format_seconds(row.latency_s[q]):>9}" for q in ("p50", "p95", "p99"))
+                + (
+                    f" {row.scheduler_utilisation:>6.0%} {row.clusters:>3}"
+                    if row.scheduler_utilisation is not None and row.clusters is not None
+                    else ""
+                )
             )
             if row.note:
                 lines.append(f"{'':<8} note: {row.note}")
+        for plan in self.schedulers:
+            lines.append(f"scheduler: {plan.summary()}")
+            lines.append(f"  {plan.node} against events per task (one scheduler's load, K, each one's load):")
+            lines.extend(plan.sensitivity_lines())
         lines.append("assumptions:")
         lines.extend(f"  - {a}" for a in self.assumptions)
         return "\n".join(lines)

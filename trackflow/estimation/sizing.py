@@ -68,6 +68,8 @@ from trackflow.estimation.estimate_result import EstimateResult, NodeEstimate, f
 from trackflow.estimation.latency import latency_at_load, servers_for_throughput
 from trackflow.estimation.node_types import DEFAULT_NODES, NodeSpec
 from trackflow.estimation.option_parsers import parse_bandwidth, parse_bytes, parse_duration, parse_rate
+from trackflow.estimation.scheduler import SchedulerModel
+from trackflow.estimation.scheduler_plan import SchedulerPlan, plan_schedulers
 from trackflow.estimation.size_model import SizeScaling
 
 # Where the names below live now; they stay importable from here, where the CLI, notebooks and
@@ -316,6 +318,7 @@ def estimate_from_inputs(
         _estimate_node(node, inputs, rate_hz, latency_budget_s, hits, headroom, gpu_speedup)
         for node in node_types
     ]
+    schedulers = _plan_schedulers(rows, inputs, rate_hz, hits)
     scaling = inputs.scaling
     hi = scaling.hits_range[1]
     assumptions = [
@@ -327,6 +330,7 @@ def estimate_from_inputs(
         f"Dask's CPU in each worker outside the task, {format_seconds(inputs.worker_side_cpu_s)} per task "
         "(measured), taken from the workers' cores when they fill the node; the client and the "
         "scheduler run elsewhere",
+        _scheduler_assumption(schedulers),
         f"latency = network {format_seconds(inputs.network_seconds(hits))} (measured round trip "
         f"{format_seconds(inputs.round_trip_s)} + {inputs.bytes_per_hit * hits:,.0f} B at "
         f"{format_bytes(inputs.transfer_bytes_per_s)}/s) + queue + service; percentiles from a "
@@ -364,10 +368,48 @@ def estimate_from_inputs(
             "machine": inputs.machine,
         },
         curve=_nodes_against_rate(rows, inputs, rate_hz, hits, headroom, gpu_speedup),
+        schedulers=schedulers,
     )
     if out_dir is not None:
         result.write(Path(out_dir))
     return result
+
+
+def _plan_schedulers(
+    rows: list[NodeEstimate], inputs: BenchInputs, rate_hz: float, hits: float
+) -> list[SchedulerPlan]:
+    """Each measured row's schedulers (:mod:`~trackflow.estimation.scheduler_plan`), its
+    scheduler columns filled in: every event's measured bytes pass through the scheduler."""
+    plans = []
+    for row in rows:
+        if not row.measured or not row.servers or row.service_mean_s is None:
+            continue
+        plan = plan_schedulers(
+            row.node.name, rate_hz, row.servers, inputs.bytes_per_hit * hits, row.service_mean_s, hits
+        )
+        row.scheduler_utilisation = plan.chosen.utilisation_one
+        row.clusters = plan.chosen.clusters
+        plans.append(plan)
+    return plans
+
+
+def _scheduler_assumption(plans: list[SchedulerPlan]) -> str:
+    model = SchedulerModel.from_config()
+    split = [p for p in plans if p.chosen.clusters > 1]
+    verdict = (
+        "; ".join(f"{p.node}: {p.chosen.clusters} clusters" for p in split)
+        if split
+        else "one cluster suffices for every node type"
+    )
+    return (
+        "one Dask scheduler is one core: utilisation = idle + tasks/s x "
+        f"({format_seconds(model.cpu_per_batch_s)} per task + {model.cpu_per_byte_s * 1e9:.2f} ms/MB "
+        f"through it + {format_seconds(model.cpu_per_chained_task_s)} per further chained task) + "
+        f"heartbeats/s (<= 200/s, Dask's adaptive interval) x {format_seconds(model.cpu_per_heartbeat_s)} "
+        f"(measured by benchmarks/scheduler_limits.py; estimate.scheduler); above "
+        f"{float(config.get('estimate.scheduler.threshold')):.0%} the farm splits into K independent "
+        f"clusters, each with its own scheduler, client and 1/K of the rate and workers: {verdict}"
+    )
 
 
 def _contention_assumption(contention: NodeContention | None) -> str:
