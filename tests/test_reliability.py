@@ -29,7 +29,7 @@ from test_workflow import TINY_PIPELINE, run, shared_local_client, small_hits, w
 from worker_faults import buggy_pipeline, hungry_pipeline
 
 from trackflow import config
-from trackflow.cluster import open_cluster
+from trackflow.cluster import ClusterOptions, open_cluster
 from trackflow.errors import OutputWriteError
 from trackflow.events import Event, write_event
 from trackflow.files import sha256_file
@@ -438,7 +438,9 @@ def test_an_event_that_kills_its_workers_for_memory_fails_alone_with_its_size(
     clean = run(events, tmp_path / "clean", mode="direct")
     loader = functools.partial(hungry_pipeline, TINY_PIPELINE, HUNGRY_EVENT, 4 * 2**30)
     with config.set(**{"workflow.cluster.memory_limit": "1.5GiB"}):
-        report = run(events, tmp_path / "out", mode="fused", workers=2, pipeline_loader=loader)
+        report = run(
+            events, tmp_path / "out", mode="fused", cluster=ClusterOptions(workers=2), pipeline_loader=loader
+        )
     assert report.exit_code == EXIT_FAILED_EVENTS
     (failure,) = report.report["failed_events"]
     assert failure["event_id"] == HUNGRY_EVENT and failure["stage"] == "task", failure

@@ -131,8 +131,10 @@ def test_batches_by_events_and_by_hits_keep_event_order(events_dir: Path) -> Non
     assert all(b.hits == sum(hits[e] for e in b.event_ids) for b in by_hits)
     # an event bigger than the limit is a batch of its own
     assert all(len(b) == 1 for b in make_batches(refs, max_hits=1))
-    with pytest.raises(ConfigError, match="--batch-size"):
+    with pytest.raises(ConfigError, match=r"batch_size: must be >= 1, got 0"):
         make_batches(refs, batch_size=0)
+    with pytest.raises(ConfigError, match=r"max_hits: must be >= 1, got 0"):
+        make_batches(refs, max_hits=0)
 
 
 def test_auto_batches_grow_with_small_events_and_keep_every_worker_busy(events_dir: Path) -> None:

@@ -200,12 +200,12 @@ def make_batches(
         ]
     if isinstance(batch_size, str):
         if not batch_size.isdigit():
-            raise ConfigError(f"--batch-size must be a number of events or 'auto', got {batch_size!r}")
+            raise ConfigError(f"batch_size: a number of events or 'auto', got {batch_size!r}")
         batch_size = int(batch_size)
     if batch_size is not None and batch_size < 1:
-        raise ConfigError(f"--batch-size must be at least 1, got {batch_size}")
+        raise ConfigError(f"batch_size: must be >= 1, got {batch_size}")
     if max_hits is not None and max_hits < 1:
-        raise ConfigError(f"--max-hits-per-batch must be at least 1, got {max_hits}")
+        raise ConfigError(f"max_hits: must be >= 1, got {max_hits}")
     groups: list[tuple[list[EventRef], int | None]] = []
     current: list[EventRef] = []
     current_hits = 0
