@@ -10,8 +10,11 @@ an estimate reads from it (:mod:`~trackflow.estimation.bench_inputs`); sizing ea
 (:mod:`~trackflow.estimation.size_model`); node contention; hardware node types
 (:mod:`~trackflow.estimation.node_types`); the parsers of its options (``1kHz``, ``512GB``,
 ``25Gbit/s``, ``200ms``: :mod:`~trackflow.estimation.option_parsers`); the online service's
-latency against rate (:mod:`~trackflow.estimation.online`); and the batch workflow's predicted
-throughput (:mod:`~trackflow.estimation.batch_prediction`).
+latency against rate (:mod:`~trackflow.estimation.online`); the batch workflow's predicted
+throughput (:mod:`~trackflow.estimation.batch_prediction`); and one Dask scheduler's load
+(:mod:`~trackflow.estimation.scheduler`: CPU per task, per byte and per heartbeat, measured by
+``benchmarks/scheduler_limits.py``) with the K clusters a farm is split into when one scheduler
+is too busy (:mod:`~trackflow.estimation.scheduler_plan`).
 
 Numbers only: numpy, scipy and matplotlib for its one plot; it never imports Dask, torch, the
 pipeline, runs or benchmarks (``tests/test_layering.py`` checks).

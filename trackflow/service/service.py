@@ -23,6 +23,13 @@ hits, a task that failed after its retries), :class:`~trackflow.service.batcher.
 counted in :meth:`Service.counts`. A worker lost mid-batch (a cancelled Slurm job) costs nothing
 but time: Dask runs its tasks again on the workers left.
 
+Several clusters (issue 32: one Dask scheduler drives only so many tasks per second and workers,
+``trackflow estimate`` says how many are needed): ``Service([client_a, client_b])`` or
+``Service.open(["tls://a:8786", "tls://b:8786"])`` sends each batch to the least-loaded cluster
+(:mod:`trackflow.service.clusters`: the smallest share of its worker slots in flight). A cluster
+that goes away costs its batches in flight a retry on another cluster, never a lost request;
+when no cluster is left, they fail (:class:`EventFailed`, ``no cluster left``).
+
 Each answered event leaves an :class:`EventTiming`: latency from arrival to tracks on the client,
 split into queueing (waiting for a slot, and for the other events of its batch), transfer
 (dispatch to tracks fetched, minus the task's run time: serialisation, scheduler, network both
@@ -37,7 +44,7 @@ import logging
 import threading
 import time
 import uuid
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable, Iterator, Sequence
 from concurrent.futures import Future
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -57,6 +64,7 @@ from trackflow.pipeline.graph import EventTracks
 from trackflow.run.plugin import PipelineLoader, PipelinePlugin
 from trackflow.run.records import EventFailure
 from trackflow.service.batcher import DynamicBatcher, Request, ServiceOverloaded
+from trackflow.service.clusters import ServiceCluster, is_cluster_loss, least_loaded
 from trackflow.service.tasks import ServedBatch, serve_batch
 
 if TYPE_CHECKING:
@@ -177,7 +185,8 @@ class EventTiming:
 @dataclass
 class ServiceCounts:
     """Every request is in exactly one of done, failed, shed, closed (refused at close) or
-    pending (not answered yet): ``submitted == done + failed + shed + closed + pending``."""
+    pending (not answered yet): ``submitted == done + failed + shed + closed + pending``.
+    ``resent``: batches sent again to another cluster after theirs was lost (not answers)."""
 
     submitted: int
     done: int
@@ -187,6 +196,7 @@ class ServiceCounts:
     pending: int
     batches: int
     batch_sizes: dict[int, int]
+    resent: int = 0
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -220,22 +230,38 @@ def _tracks_bytes(tracks: EventTracks | None) -> int:
 SLOT_REFRESH_S = 1.0
 
 
-class Service:
-    """A tracking service on ``client``'s cluster (module docstring). Starts at once: the
-    pipeline plugin is registered (models loaded on every worker) before this returns."""
+@dataclass
+class _Flight:
+    """A batch on a cluster: its requests, the cluster (None before it is sent), whether its
+    slot in the batcher was freed (once, when a task first finished) and the clusters it was
+    sent to."""
 
-    def __init__(self, client: Client, config: ServiceConfig | None = None) -> None:
-        self.client = client
+    batch: list[Request]
+    cluster: ServiceCluster | None = None
+    slot_freed: bool = False
+    tried: list[ServiceCluster] = field(default_factory=list)
+
+
+class Service:
+    """A tracking service on ``client``'s cluster, or on several clusters' clients (module
+    docstring). Starts at once: the pipeline plugin is registered (models loaded on every
+    worker) before this returns. ``client`` is the first cluster's client."""
+
+    def __init__(self, client: Client | Sequence[Client], config: ServiceConfig | None = None) -> None:
+        clients = list(client) if isinstance(client, Sequence) else [client]
+        if not clients:
+            raise ConfigError("client: need at least one Dask client")
+        self.client = clients[0]
         self.config = config or ServiceConfig()
         self.handle: ClusterHandle | None = None
+        self.handles: list[ClusterHandle] = []
         self._ids = itertools.count()
         self._lock = threading.Lock()
         self._timings: list[EventTiming] = []
-        self._done = self._failed = 0
+        self._done = self._failed = self._resent = 0
         self._dask_futures: dict[str, DaskFuture] = {}
         self._run = uuid.uuid4().hex[:8]
         self._batch_ids = itertools.count()
-        self._slots = 1
         self._stop_watch = threading.Event()
         self._watch: threading.Thread | None = None
         settings = None
@@ -254,11 +280,16 @@ class Service:
             self.config.pipeline_loader,
             settings,
         )
-        # models load now, on every worker (and later on workers that join): kept warm from here
-        client.register_plugin(self.plugin)
-        self.gpu = any(offers_gpu(r) for r in worker_resources(client).values())
+        self.clusters: list[ServiceCluster] = []
+        for index, each in enumerate(clients):
+            # models load now, on every worker (and later on workers that join): kept warm from here
+            each.register_plugin(self.plugin)
+            gpu = any(offers_gpu(r) for r in worker_resources(each).values())
+            self.clusters.append(ServiceCluster(index, each, gpu))
+        self.gpu = any(c.gpu for c in self.clusters)
         if self.config.max_in_flight is None:
-            self._slots = self.worker_slots()
+            for cluster in self.clusters:
+                cluster.slots = cluster.worker_slots()
         self.batcher = DynamicBatcher(
             self._dispatch,
             self._in_flight_limit,
@@ -279,23 +310,31 @@ class Service:
     @contextlib.contextmanager
     def open(
         cls,
-        cluster: str = "local",
+        cluster: str | Sequence[str] = "local",
         workers: int = 1,
         config: ServiceConfig | None = None,
         **cluster_options: Any,
     ) -> Iterator[Service]:
         """Open a cluster with :func:`~trackflow.cluster.open_cluster` (``cluster``, ``workers``
         and its other options: ``scheduler_file=``, ``insecure=``, ``profile_file=``, …), start
-        the service on it, and close both at the end. ``service.handle`` is the cluster."""
+        the service on it, and close both at the end. ``service.handle`` is the cluster.
+        ``cluster`` may be several specs (scheduler addresses, profiles, ``local``): each is
+        opened with the same options and the service spans them all (``service.handles``)."""
         from trackflow.cluster import open_cluster
 
         threads = (config.threads_per_worker if config is not None else None) or 1
         cluster_options.setdefault("threads_per_worker", threads)
-        with open_cluster(cluster, workers, **cluster_options) as handle:
-            for problem in handle.start_problems:
-                logger.warning("%s", problem)
-            service = cls(handle.client, config)
-            service.handle = handle
+        specs = [cluster] if isinstance(cluster, str) else list(cluster)
+        if not specs:
+            raise ConfigError("cluster: need at least one cluster")
+        with contextlib.ExitStack() as stack:
+            handles = [stack.enter_context(open_cluster(spec, workers, **cluster_options)) for spec in specs]
+            for handle in handles:
+                for problem in handle.start_problems:
+                    logger.warning("%s", problem)
+            service = cls([handle.client for handle in handles], config)
+            service.handle = handles[0]
+            service.handles = handles
             try:
                 yield service
             finally:
@@ -348,7 +387,7 @@ class Service:
         """How many requests ended which way (see :class:`ServiceCounts`)."""
         batcher = self.batcher.counts
         with self._lock:
-            done, failed = self._done, self._failed
+            done, failed, resent = self._done, self._failed, self._resent
         pending = batcher.submitted - done - failed - batcher.shed - batcher.closed
         return ServiceCounts(
             submitted=batcher.submitted,
@@ -359,6 +398,7 @@ class Service:
             pending=pending,
             batches=batcher.batches,
             batch_sizes=dict(sorted(batcher.batch_sizes.items())),
+            resent=resent,
         )
 
     def backlog(self) -> tuple[int, int]:
@@ -376,13 +416,14 @@ class Service:
         return self.batcher.wait_idle(timeout)
 
     def worker_slots(self) -> int:
-        """Worker threads now connected (the default number of batches in flight)."""
-        info = self.client.scheduler_info(n_workers=-1)["workers"]
-        return max(1, sum(int(w.get("nthreads", 1)) for w in info.values()))
+        """Worker threads now connected to the clusters still usable (the default number of
+        batches in flight)."""
+        return max(1, sum(c.worker_slots() for c in self.clusters if c.usable()))
 
     def connected_workers(self) -> int:
-        """Workers now connected, asked of the scheduler (0: the service cannot answer yet)."""
-        return len(self.client.scheduler_info(n_workers=-1)["workers"])
+        """Workers now connected to the clusters still usable, asked of their schedulers (0: the
+        service cannot answer yet)."""
+        return sum(c.connected_workers() for c in self.clusters if c.usable())
 
     def close(self, drain: bool = True, timeout: float | None = 60.0) -> None:
         """Stop taking requests; with ``drain`` wait (up to ``timeout`` s) for the queued and the
@@ -395,14 +436,16 @@ class Service:
             self._watch.join(timeout=5)
         with self._lock:
             left = list(self._dask_futures.values())
-        if left:
-            self.client.cancel(left)
+        for cluster in self.clusters:
+            mine = [f for f in left if f.client is cluster.client]
+            if mine and cluster.usable():
+                cluster.client.cancel(mine)
 
     # ------------------------------------------------------------------ inside
     def _in_flight_limit(self) -> int:
         if self.config.max_in_flight is not None:
             return int(self.config.max_in_flight)
-        return self._slots * int(self.config.tasks_per_slot)
+        return sum(c.slots for c in self.clusters if c.usable()) * int(self.config.tasks_per_slot)
 
     def _watch_slots(self) -> None:
         """The workers' thread count, asked of the scheduler every SLOT_REFRESH_S s on this
@@ -411,45 +454,84 @@ class Service:
         trip through the client's event loop held up every put() and dispatch, and on 2 shared
         cores stalled the arrivals by up to 0.5 s at 20 % load."""
         while not self._stop_watch.wait(SLOT_REFRESH_S):
-            # a scheduler hiccup must not stop the service: keep the last value
-            with contextlib.suppress(Exception):
-                self._slots = self.worker_slots()
+            for cluster in self.clusters:
+                if not cluster.usable():
+                    continue
+                # a scheduler hiccup must not stop the service: keep the last value
+                with contextlib.suppress(Exception):
+                    cluster.slots = cluster.worker_slots()
 
     def _dispatch(self, batch: list[Request]) -> None:
-        key = f"trackflow-serve-{self._run}-{next(self._batch_ids):07d}"
+        """The batcher's callback: ``batch`` to the least-loaded cluster."""
+        self._send(_Flight(batch))
+
+    def _send(self, flight: _Flight) -> None:
+        """Submit ``flight`` to the least-loaded usable cluster; a cluster found lost on the way
+        is skipped; with none left, the batch is answered with a failure."""
+        while True:
+            cluster = least_loaded(self.clusters, int(self.config.tasks_per_slot))
+            if cluster is None:
+                gone = "; ".join(f"{c.name}: {c.lost or c.client.status}" for c in self.clusters)
+                now = time.monotonic()
+                self._answer(flight, None, RuntimeError(f"no cluster left ({gone})"), now, now)
+                return
+            key = f"trackflow-serve-{self._run}-{next(self._batch_ids):07d}"
+            try:
+                dask_future = self._submit(cluster, [r.payload for r in flight.batch], key)
+            except Exception as error:
+                if is_cluster_loss(cluster, error):
+                    self._lose(cluster, error)
+                    continue
+                now = time.monotonic()
+                self._answer(flight, None, error, now, now)
+                return
+            flight.cluster = cluster
+            flight.tried.append(cluster)
+            cluster.take()
+            with self._lock:
+                self._dask_futures[key] = dask_future
+            dask_future.add_done_callback(lambda f, flight=flight: self._on_done(f, flight))
+            return
+
+    def _submit(self, cluster: ServiceCluster, events: list[Event], key: str) -> DaskFuture:
+        """The batch's task(s) on ``cluster``; the future of its ServedBatch."""
+        client = cluster.client
         options: dict[str, Any] = {
             "retries": self.config.retries,
-            "resources": gpu_request() if self.gpu else None,
+            "resources": gpu_request() if cluster.gpu else None,
             "pure": False,
         }
-        events = [r.payload for r in batch]
         if self.config.mode == "staged":
             from trackflow.pipeline.graph import STAGE_NAMES
             from trackflow.service import staged_tasks
 
             # one task per stage, each depending on the last: Dask places each where it likes
-            items = self.client.submit(
+            items = client.submit(
                 staged_tasks.prepare_batch, self.plugin.name, events, key=f"{key}-prepare", **options
             )
             for stage in STAGE_NAMES:
-                items = self.client.submit(
+                items = client.submit(
                     staged_tasks.stage_batch, self.plugin.name, stage, items, key=f"{key}-{stage}", **options
                 )
-            dask_future = self.client.submit(
-                staged_tasks.finish_batch, self.plugin.name, items, key=key, **options
-            )
-        else:
-            dask_future = self.client.submit(serve_batch, self.plugin.name, events, key=key, **options)
-        with self._lock:
-            self._dask_futures[key] = dask_future
-        dask_future.add_done_callback(lambda f, batch=batch: self._on_done(f, batch))
+            return client.submit(staged_tasks.finish_batch, self.plugin.name, items, key=key, **options)
+        return client.submit(serve_batch, self.plugin.name, events, key=key, **options)
 
-    def _on_done(self, dask_future: DaskFuture, batch: list[Request]) -> None:
+    def _lose(self, cluster: ServiceCluster, error: BaseException | None) -> None:
+        why = " ".join(str(error).split()) or type(error).__name__ if error is not None else "gone"
+        if cluster.mark_lost(f"client {cluster.client.status}: {why}"):
+            left = sum(c.usable() for c in self.clusters)
+            logger.warning(
+                "%s lost (%s); its batches in flight go to the %d cluster(s) left", cluster.name, why, left
+            )
+
+    def _on_done(self, dask_future: DaskFuture, flight: _Flight) -> None:
         # The task has finished, so its worker thread is free: the next batch goes out while this
         # one's tracks are fetched (held through the fetch and the bookkeeping, a slot idled
         # 20-30 ms per event: a 1-worker service saturated at 7-8 Hz against 11 Hz in a loop).
         task_finished = time.monotonic()
-        self.batcher.slot_free()
+        if dask_future.status == "finished" and not flight.slot_freed:
+            flight.slot_freed = True
+            self.batcher.slot_free()
         try:
             # result() fetches the tracks from the worker: the latency ends when they are here
             served: ServedBatch | None = dask_future.result()
@@ -459,7 +541,33 @@ class Service:
         received = time.monotonic()
         with self._lock:
             self._dask_futures.pop(str(dask_future.key), None)  # submitted under a str key
-        # answers come back in the batch's order (two requests may carry the same event id)
+        cluster = flight.cluster
+        if cluster is not None:
+            cluster.give_back()
+            if served is None and is_cluster_loss(cluster, error):
+                # the cluster went away, not the batch: it runs again elsewhere (or fails when
+                # no cluster is left), so no request is lost with a cluster
+                self._lose(cluster, error)
+                with self._lock:
+                    self._resent += 1
+                self._send(flight)
+                return
+        self._answer(flight, served, error, task_finished, received)
+
+    def _answer(
+        self,
+        flight: _Flight,
+        served: ServedBatch | None,
+        error: BaseException | None,
+        task_finished: float,
+        received: float,
+    ) -> None:
+        """Answer every request of ``flight`` (tracks, or a failure from ``error``) and free its
+        slot in the batcher if that is not done yet."""
+        batch = flight.batch
+        if not flight.slot_freed:
+            flight.slot_freed = True
+            self.batcher.slot_free()
         answers = list(served.events) if served is not None else [None] * len(batch)
         task_s = served.task_s if served is not None else 0.0
         for request, answer in zip(batch, answers, strict=True):
