@@ -18,6 +18,7 @@ from distributed import Client
 from service_clusters_pipeline import paced_pipeline
 
 import trackflow
+from trackflow import config
 from trackflow.errors import ConfigError
 from trackflow.service import EventFailed, Service, ServiceConfig
 from trackflow.service.clusters import least_loaded
@@ -153,3 +154,15 @@ def test_least_loaded_prefers_the_emptier_share_and_skips_lost_clusters(
 def test_a_service_needs_a_client() -> None:
     with pytest.raises(ConfigError, match="at least one"):
         Service([])
+
+
+def test_the_setting_adds_clusters_to_service_open(event: trackflow.Event, expected: np.ndarray) -> None:
+    # trackflow serve opens its service with Service.open: a config file spans several clusters
+    with (
+        config.set(**{"service.more_clusters": ["local"]}),
+        Service.open("local", workers=1, config=_config()) as service,
+    ):
+        assert len(service.handles) == 2 and len(service.clusters) == 2
+        assert service.handles[0].scheduler_address != service.handles[1].scheduler_address
+        tracks = service.submit(event.hits, event_id=7).result(timeout=300)
+    assert tracks.event_id == 7 and _labels_match(tracks, expected)

@@ -329,7 +329,7 @@ def estimate_from_inputs(
         _contention_assumption(inputs.contention),
         f"Dask's CPU in each worker outside the task, {format_seconds(inputs.worker_side_cpu_s)} per task "
         "(measured), taken from the workers' cores when they fill the node; the client and the "
-        "scheduler run elsewhere",
+        "scheduler run elsewhere (the scheduler's own load: next line)",
         _scheduler_assumption(schedulers),
         f"latency = network {format_seconds(inputs.network_seconds(hits))} (measured round trip "
         f"{format_seconds(inputs.round_trip_s)} + {inputs.bytes_per_hit * hits:,.0f} B at "
@@ -402,10 +402,12 @@ def _scheduler_assumption(plans: list[SchedulerPlan]) -> str:
         else "one cluster suffices for every node type"
     )
     return (
-        "one Dask scheduler is one core: utilisation = idle + tasks/s x "
-        f"({format_seconds(model.cpu_per_batch_s)} per task + {model.cpu_per_byte_s * 1e9:.2f} ms/MB "
-        f"through it + {format_seconds(model.cpu_per_chained_task_s)} per further chained task) + "
-        f"heartbeats/s (<= 200/s, Dask's adaptive interval) x {format_seconds(model.cpu_per_heartbeat_s)} "
+        "one Dask scheduler is one core, and every event's bytes pass through it (the hits in the "
+        f"task's graph, the tracks gathered): utilisation = {model.idle_cpu:.2f} idle + "
+        f"heartbeats/s (<= 200/s, Dask's adaptive interval) x {format_seconds(model.cpu_per_heartbeat_s)} + "
+        f"{model.active_cpu:.2f} once tasks flow + tasks/s x ({format_seconds(model.cpu_per_batch_s)} "
+        f"per task + {model.cpu_per_byte_s * 1e9:.2f} ms/MB + "
+        f"{format_seconds(model.cpu_per_chained_task_s)} per further chained task) "
         f"(measured by benchmarks/scheduler_limits.py; estimate.scheduler); above "
         f"{float(config.get('estimate.scheduler.threshold')):.0%} the farm splits into K independent "
         f"clusters, each with its own scheduler, client and 1/K of the rate and workers: {verdict}"

@@ -318,13 +318,19 @@ class Service:
         """Open a cluster with :func:`~trackflow.cluster.open_cluster` (``cluster``, ``workers``
         and its other options: ``scheduler_file=``, ``insecure=``, ``profile_file=``, …), start
         the service on it, and close both at the end. ``service.handle`` is the cluster.
-        ``cluster`` may be several specs (scheduler addresses, profiles, ``local``): each is
-        opened with the same options and the service spans them all (``service.handles``)."""
+        ``cluster`` may be several specs (scheduler addresses, profiles, ``local``), and the
+        setting ``service.more_clusters`` adds more (so ``trackflow serve`` spans several from a
+        config file or ``DASK_TRACKFLOW__SERVICE__MORE_CLUSTERS``): each is opened with the same
+        options and the service spans them all (``service.handles``, the first is ``handle``)."""
         from trackflow.cluster import open_cluster
 
         threads = (config.threads_per_worker if config is not None else None) or 1
         cluster_options.setdefault("threads_per_worker", threads)
         specs = [cluster] if isinstance(cluster, str) else list(cluster)
+        # ``config`` is the ServiceConfig here: the settings module under another name
+        from trackflow import config as settings
+
+        specs += [str(spec) for spec in settings.get("service.more_clusters") or ()]
         if not specs:
             raise ConfigError("cluster: need at least one cluster")
         with contextlib.ExitStack() as stack:
