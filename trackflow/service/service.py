@@ -46,25 +46,30 @@ import time
 import uuid
 from collections.abc import Iterable, Iterator, Sequence
 from concurrent.futures import Future
-from dataclasses import asdict, dataclass, field
-from pathlib import Path
+from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import pandas as pd
 
-from trackflow import config
 from trackflow.cluster.probes import worker_resources
 from trackflow.cluster.resources import gpu_request, offers_gpu
-from trackflow.errors import ConfigError, TrackflowError
+from trackflow.errors import ConfigError
 from trackflow.events import Event
 from trackflow.events.event import with_derived
 from trackflow.events.trackml import EventRef
 from trackflow.pipeline.graph import EventTracks
-from trackflow.run.plugin import PipelineLoader, PipelinePlugin
+from trackflow.run.plugin import PipelinePlugin
 from trackflow.run.records import EventFailure
 from trackflow.service.batcher import DynamicBatcher, Request, ServiceOverloaded
 from trackflow.service.clusters import ServiceCluster, is_cluster_loss, least_loaded
+from trackflow.service.service_records import (
+    SERVICE_MODES,
+    EventFailed,
+    EventTiming,
+    ServiceConfig,
+    ServiceCounts,
+)
 from trackflow.service.tasks import ServedBatch, serve_batch
 
 if TYPE_CHECKING:
@@ -73,133 +78,21 @@ if TYPE_CHECKING:
 
     from trackflow.cluster.handle import ClusterHandle
 
-logger = logging.getLogger(__name__)
+# the records moved to service_records.py; they stay importable from here
+__all__ = [
+    "HIT_COLUMNS",
+    "SERVICE_MODES",
+    "EventFailed",
+    "EventTiming",
+    "Service",
+    "ServiceConfig",
+    "ServiceCounts",
+]
 
-#: how a batch runs on the cluster (ServiceConfig.mode)
-SERVICE_MODES = ("fused", "staged")
+logger = logging.getLogger(__name__)
 
 #: hits columns a request needs (r, phi and eta are derived when missing)
 HIT_COLUMNS = ("hit_id", "x", "y", "z", "volume_id", "layer_id", "module_id")
-
-
-class EventFailed(TrackflowError, RuntimeError):
-    """The service answered the event with a failure (``failure``: which stage, and why)."""
-
-    def __init__(self, failure: EventFailure) -> None:
-        self.failure = failure
-        super().__init__(failure.line())
-
-
-@dataclass
-class ServiceConfig:
-    """How the service runs (None = the default under ``service.`` in ``trackflow.yaml``).
-
-    ``max_batch_events``: events per task at most; ``max_delay_ms``: ms the oldest waiting event
-    may wait for a batch to fill (0: never wait, batch only what is already there);
-    ``max_queued``: events that may wait on the client; ``queue_policy``: ``shed`` or ``block``
-    when they do (``block_timeout_s``: then shed; None: wait forever); ``max_in_flight``: batches
-    on the cluster at once (None: the workers' threads times ``tasks_per_slot``; 1 keeps the
-    queue on the client, 2 keeps one more task waiting on each worker so that Dask's round trip
-    of the next event overlaps the running one: ``trackflow serve`` takes ``serve.tasks_per_slot``);
-    ``mode``: ``fused`` (a batch is one task through every stage) or ``staged`` (a task per stage,
-    chained by Dask: a batch's graphs may hop between workers, as in the study's ensemble);
-    ``retries``: Dask retries of a task
-    failing with a transient error. ``models_dir`` / ``device`` / ``threads_per_worker`` /
-    ``settings`` as for ``trackflow reconstruct``; ``pipeline_loader`` replaces ``Pipeline.load``
-    (tests, notebooks without trained models).
-    """
-
-    models_dir: Path | None = None
-    device: str | None = None
-    threads_per_worker: int = 1
-    max_batch_events: int | None = None
-    max_delay_ms: float | None = None
-    max_queued: int | None = None
-    queue_policy: str | None = None
-    block_timeout_s: float | None = None
-    max_in_flight: int | None = None
-    tasks_per_slot: int = 1
-    mode: str = "fused"
-    retries: int | None = None
-    settings: dict[str, Any] = field(default_factory=dict)
-    pipeline_loader: PipelineLoader | None = field(default=None, repr=False)
-
-    def __post_init__(self) -> None:
-        self.device = self.device or str(config.get("device", "cpu"))
-        self.max_batch_events = int(self._default("max_batch_events", self.max_batch_events, 1))
-        self.max_delay_ms = float(self._default("max_delay_ms", self.max_delay_ms, 0.0))
-        self.max_queued = int(self._default("max_queued", self.max_queued, 256))
-        self.queue_policy = str(self._default("queue_policy", self.queue_policy, "shed"))
-        if self.block_timeout_s is None:
-            self.block_timeout_s = config.get("service.block_timeout_s", None)
-        if self.max_in_flight is None:
-            self.max_in_flight = config.get("service.max_in_flight", None)
-        self.retries = int(self.retries if self.retries is not None else config.get("workflow.retries", 2))
-        if self.mode not in SERVICE_MODES:
-            raise ConfigError(f"mode {self.mode!r}: choose one of {', '.join(SERVICE_MODES)}")
-        if int(self.tasks_per_slot) < 1:
-            raise ConfigError(f"tasks_per_slot {self.tasks_per_slot}: must be >= 1")
-        if self.max_in_flight is not None and int(self.max_in_flight) < 1:
-            raise ConfigError(f"service.max_in_flight {self.max_in_flight}: must be >= 1")
-        if self.settings and self.pipeline_loader is not None:
-            raise ConfigError("settings: apply to a model directory, not to a pipeline_loader")
-
-    @staticmethod
-    def _default(key: str, value: Any, fallback: Any) -> Any:
-        return value if value is not None else config.get(f"service.{key}", fallback)
-
-    def to_dict(self) -> dict[str, Any]:
-        out = {k: v for k, v in asdict(self).items() if k not in ("pipeline_loader", "settings")}
-        out["models_dir"] = None if self.models_dir is None else str(self.models_dir)
-        out["pipeline_loader"] = None if self.pipeline_loader is None else repr(self.pipeline_loader)
-        return out
-
-
-@dataclass
-class EventTiming:
-    """One answered request. Times in s; ``arrived`` / ``finished`` on the client's monotonic
-    clock. ``latency_s = queue_s + transfer_s + service_s`` (module docstring). ``status``:
-    ``done``, ``failed`` (``error`` says why), ``shed`` (queue full) or ``closed`` (refused: the
-    service was closing). ``slot_s``: dispatch to its batch's task finished, the time the batch
-    held a slot; ``fetch_s``: from then until its tracks were on the client (the slot is free)."""
-
-    request_id: int
-    event_id: int
-    hits: int
-    status: str
-    arrived: float
-    finished: float
-    latency_s: float = 0.0
-    queue_s: float = 0.0
-    transfer_s: float = 0.0
-    service_s: float = 0.0
-    slot_s: float = 0.0
-    fetch_s: float = 0.0
-    batch_events: int = 0
-    worker: str = ""
-    bytes_in: int = 0
-    bytes_out: int = 0
-    error: str | None = None
-
-
-@dataclass
-class ServiceCounts:
-    """Every request is in exactly one of done, failed, shed, closed (refused at close) or
-    pending (not answered yet): ``submitted == done + failed + shed + closed + pending``.
-    ``resent``: batches sent again to another cluster after theirs was lost (not answers)."""
-
-    submitted: int
-    done: int
-    failed: int
-    shed: int
-    closed: int
-    pending: int
-    batches: int
-    batch_sizes: dict[int, int]
-    resent: int = 0
-
-    def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
 
 
 def _as_event(hits: pd.DataFrame | Event | EventRef, event_id: int | None, request_id: int) -> Event:
