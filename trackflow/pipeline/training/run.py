@@ -91,8 +91,8 @@ class TrainingConfig:
     ``layer_map_quantile``, accepting vertices within ``±layer_map_z0_cover`` mm; see
     :mod:`trackflow.pipeline.layer_map`; ``layer_map_margin`` widens both cuts by that fraction,
     ``layer_map_field_factor`` caps each azimuth window at that many times the bend of a
-    ``layer_map_pt_min`` particle in the detector's 2 T field) or ``radius`` (embedding-space neighbours, radius chosen
-    for ``graph_efficiency``, at most ``max_neighbours`` per hit).
+    ``layer_map_pt_min`` particle in the detector's 2 T field) or ``radius`` (embedding-space
+    neighbours, radius chosen for ``graph_efficiency``, at most ``max_neighbours`` per hit).
     """
 
     data_dir: Path
