@@ -38,15 +38,17 @@ venv-triton: $(TRITON_STAMP)
 # The main job on a LocalCluster: simulate a few events with ACTS (truth included, so efficiency
 # is reported) from the real TrackML particles when ../shared is there, else from a particle gun,
 # reconstruct them with the shipped models, print the summary (with the paths of the pictures
-# beside report.json: efficiency vs pT and eta, event display, stage times). It looks for events,
-# not for a directory: a run that failed halfway must not stop the next one from simulating.
+# beside report.json: efficiency vs pT and eta, event display, stage times). The default batch
+# size, auto, cuts even these few events into a multiple of the worker slots, so every worker
+# gets some. It looks for events, not for a directory: a run that failed halfway must not stop
+# the next one from simulating.
 DEMO ?= runs/demo
 DEMO_EVENTS ?= 4
 run: $(STAMP)
 	ls $(DEMO)/events/event*-hits.csv* >/dev/null 2>&1 || $(VENV)/bin/trackflow simulate --out $(DEMO)/events --events $(DEMO_EVENTS) \
 		--seed 20261128 --no-progress \
 		$(if $(wildcard $(TRACKML_EVENTS)),--particles-from $(TRACKML_EVENTS),--pileup 40)
-	$(VENV)/bin/trackflow reconstruct $(DEMO)/events --out $(DEMO)/out --overwrite --no-progress --batch-size 1
+	$(VENV)/bin/trackflow reconstruct $(DEMO)/events --out $(DEMO)/out --overwrite --no-progress
 
 # ruff, then mypy (pyproject.toml's [tool.mypy]: default mode over trackflow/, strict over
 # trackflow/events and trackflow/cluster), then the suite; mypy's cache lives in the venv, so a
