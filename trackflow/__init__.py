@@ -47,6 +47,7 @@ _EXPORTS: dict[str, str] = {
     "TrainingConfig": "trackflow.pipeline.training",
     "train": "trackflow.pipeline.training",
     "open_cluster": "trackflow.cluster",
+    "ClusterOptions": "trackflow.cluster",
     "ReconstructConfig": "trackflow.run.reconstruct",
     "reconstruct": "trackflow.run.reconstruct",
     "BenchConfig": "trackflow.bench.bench_config",
