@@ -51,8 +51,8 @@ run: $(STAMP)
 	$(VENV)/bin/trackflow reconstruct $(DEMO)/events --out $(DEMO)/out --overwrite --no-progress
 
 # ruff, then mypy (pyproject.toml's [tool.mypy]: default mode over trackflow/, strict over
-# trackflow/events and trackflow/cluster), then the suite; mypy's cache lives in the venv, so a
-# test run leaves no new directory in the work tree
+# trackflow/events, trackflow/cluster and trackflow/estimation), then the suite; mypy's cache
+# lives in the venv, so a test run leaves no new directory in the work tree
 test: $(STAMP) $(TRITON_STAMP)
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/ruff format --check .
