@@ -23,6 +23,8 @@ from trackflow.cli import main
 SETTINGS: dict[tuple[str, str], str] = {
     ("simulate", "seed"): "simulation.seed",
     ("simulate", "digitization"): "simulation.digitization",
+    ("serve", "more_clusters"): "service.more_clusters",
+    ("stream", "more_clusters"): "service.more_clusters",
 }
 
 #: (command path, option name) -> why its default is no setting of trackflow.yaml
@@ -56,14 +58,17 @@ def walk(command: click.Command, path: tuple[str, ...] = ()) -> Iterator[tuple[s
 
 def option_defaults() -> dict[tuple[str, str], Any]:
     """(command path, option name) -> default, for every option with a default that is a value:
-    not None, not a flag, not a repeatable option, not a required one."""
+    not None, not a flag, not a required one; a repeatable option when it has a default (its
+    values: a setting's list)."""
     found: dict[tuple[str, str], Any] = {}
     for path, command in walk(main):
         ctx = click.Context(command)
         for param in command.params:
-            if not isinstance(param, click.Option) or param.is_flag or param.multiple or param.required:
+            if not isinstance(param, click.Option) or param.is_flag or param.required:
                 continue
             value = param.get_default(ctx)
+            if param.multiple and not isinstance(value, list | tuple):
+                continue  # a repeatable option without a default (click's UNSET sentinel)
             if value is not None:
                 found[path, str(param.name)] = value
     return found
@@ -108,7 +113,11 @@ def test_default_is_the_yaml_value(option: tuple[str, str], key: str) -> None:
 def test_default_follows_the_setting(option: tuple[str, str], key: str) -> None:
     """Read when the command runs, through dask.config: a config file or DASK_TRACKFLOW__...
     moves the CLI's default too."""
-    other = {"simulation.seed": 7, "simulation.digitization": "geometric"}[key]
+    other = {
+        "simulation.seed": 7,
+        "simulation.digitization": "geometric",
+        "service.more_clusters": ["tcp://127.0.0.1:8786", "slurm-cpu"],
+    }[key]
     with config.set(**{key: other}):
         assert option_defaults()[option] == other
 
@@ -120,3 +129,7 @@ def test_help_names_the_setting() -> None:
     assert result.exit_code == 0, result.output
     assert "simulation.seed" in result.output
     assert "simulation.digitization" in result.output
+    for command in ("serve", "stream"):
+        result = CliRunner().invoke(main, [command, "--help"])
+        assert result.exit_code == 0, result.output
+        assert "service.more_clusters" in result.output

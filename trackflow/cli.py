@@ -8,6 +8,7 @@ from __future__ import annotations
 import json
 import sys
 from collections.abc import Callable
+from contextlib import AbstractContextManager
 from functools import wraps
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, TypeVar
@@ -468,6 +469,37 @@ def cluster_from(options: dict[str, Any], *, worker_counts: bool = True) -> Clus
     return ClusterOptions(**given)
 
 
+def more_clusters_option(command: F) -> F:
+    """``--also-cluster`` of serve and stream. ``Service.open`` reads the setting
+    ``service.more_clusters`` itself, so the command sets it for the call (:func:`more_clusters_set`)."""
+    return click.option(
+        "--also-cluster",
+        "more_clusters",
+        metavar="SPEC",
+        multiple=True,
+        default=setting("service.more_clusters"),
+        show_default="service.more_clusters",
+        help="Another cluster (scheduler address or profile) the service spans, beside --cluster; "
+        "repeatable. Given, it replaces the setting.",
+    )(command)
+
+
+def more_clusters_set(options: dict[str, Any], cluster: ClusterOptions) -> AbstractContextManager[Any]:
+    """The setting ``service.more_clusters`` as ``--also-cluster`` gives it (taken out of
+    ``options``), as a context manager around the command's call."""
+    from trackflow import config
+
+    more = [str(spec) for spec in options.pop("more_clusters") or ()]
+    if more and cluster.scheduler_file is not None:
+        # open_cluster joins the scheduler file whatever the spec: every cluster would be that one
+        raise click.BadParameter(
+            f"{', '.join(more)}: another cluster beside --scheduler-file would join that same "
+            "scheduler; give the clusters as scheduler addresses or profiles",
+            param_hint="--also-cluster / service.more_clusters",
+        )
+    return config.set(**{"service.more_clusters": more})
+
+
 @main.command()
 @click.argument("input_dir", type=EXISTING_DIR)
 @click.option(
@@ -727,6 +759,7 @@ def rate_list(value: str | None) -> tuple[list[float], list[float]] | None:
     "(default: a quick service-time measurement of the stream itself).",
 )
 @cluster_options
+@more_clusters_option
 @click.option(
     "--workers",
     type=click.IntRange(min=1),
@@ -789,11 +822,13 @@ def stream(**options: Any) -> None:
     from trackflow.service.stream import StreamConfig, run_stream
 
     cluster = cluster_from(options)
+    more_clusters = more_clusters_set(options, cluster)
     given = {k: v for k, v in options.items() if v is not None}
     given["cluster"] = cluster
     if "rates" in given:
         given["rates"], given["capacity_fractions"] = given["rates"]
-    result = run_stream(StreamConfig(**given), progress=click.echo)
+    with more_clusters:
+        result = run_stream(StreamConfig(**given), progress=click.echo)
     knee = result["knee"]
     fmt = lambda v: "-" if v is None else f"{v:.3g} Hz"  # noqa: E731
     click.echo(
@@ -812,6 +847,7 @@ def stream(**options: Any) -> None:
 
 @main.command()
 @cluster_options
+@more_clusters_option
 @click.option(
     "--workers",
     type=click.IntRange(min=1),
@@ -907,6 +943,7 @@ def serve(models_dir: Path | None, device: str | None, **options: Any) -> None:
     from trackflow.service.kserve import ServeConfig, run_server
 
     cluster = cluster_from(options)
+    more_clusters = more_clusters_set(options, cluster)
     serve_keys = ("host", "http_port", "grpc", "grpc_port", "max_request_bytes", "tls_cert", "tls_key")
     service_keys = ("max_batch_events", "max_delay_ms", "max_queued", "queue_policy")
     serve_config = ServeConfig(**{k: options.pop(k) for k in serve_keys if options.get(k) is not None})
@@ -924,22 +961,24 @@ def serve(models_dir: Path | None, device: str | None, **options: Any) -> None:
         signal.signal(number, lambda *_: stop.set())
 
     def ready(server: Any) -> None:
+        clusters = [cluster.spec, *config.get("service.more_clusters")]  # as Service.open spans them
         grpc = f", gRPC {server.config.host}:{server.grpc_port}" if server.grpc_port else ""
         click.echo(
             f"serving model trackflow on {server.url}{grpc} ({cluster.workers} worker(s), "
-            f"{service_config.mode}, cluster {cluster.spec}); Ctrl-C stops",
+            f"{service_config.mode}, cluster {', '.join(clusters)}); Ctrl-C stops",
             err=True,
         )
 
-    counts = run_server(
-        cluster.spec,
-        cluster.worker_count(),
-        service_config,
-        serve_config,
-        stop,
-        on_ready=ready,
-        **cluster.open_kwargs(),
-    )
+    with more_clusters:
+        counts = run_server(
+            cluster.spec,
+            cluster.worker_count(),
+            service_config,
+            serve_config,
+            stop,
+            on_ready=ready,
+            **cluster.open_kwargs(),
+        )
     service = counts["service"]
     click.echo(
         f"requests: {counts['http']['requests']}, answered {counts['http']['answered']}, "

@@ -35,7 +35,7 @@ import json
 import logging
 import ssl
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from concurrent.futures import Future
 from typing import TYPE_CHECKING, Any
 
@@ -366,7 +366,7 @@ class KServeServer:
 
 
 def run_server(
-    cluster: str,
+    cluster: str | Sequence[str],
     workers: int | None,
     service_config: ServiceConfig,
     serve_config: ServeConfig,
@@ -376,9 +376,11 @@ def run_server(
 ) -> dict[str, Any]:
     """Open the cluster and the service on it, serve until ``stop`` is set, then close both.
 
-    ``on_ready(server)`` is called once it listens (the CLI prints the address). Returns the
-    counts of the run: the front end's requests / answered / errors and the service's
-    :class:`~trackflow.service.ServiceCounts`.
+    ``cluster``: one spec or several, as :meth:`Service.open <trackflow.service.Service.open>`
+    takes them (``service.more_clusters`` adds more), each opened with ``workers`` and
+    ``cluster_options``. ``on_ready(server)`` is called once it listens (the CLI prints the
+    address). Returns the counts of the run: the front end's requests / answered / errors and
+    the service's :class:`~trackflow.service.ServiceCounts`.
     """
     from trackflow.service.service import Service
 
