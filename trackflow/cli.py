@@ -307,7 +307,15 @@ def simulate(
     default=None,
     help="Start the GNN from this directory's GNN (fine-tuning; with --epochs-gnn 0 it only "
     "re-chooses the GNN cut and labelling on --val). Reuses its embedding and filter too, unless "
-    "--filter-from names another filter (same embedding) for the GNN to adapt to.",
+    "--filter-from names another filter (same embedding) for the GNN to adapt to, or "
+    "--retrain-filter trains a new one.",
+)
+@click.option(
+    "--retrain-filter",
+    is_flag=True,
+    default=None,
+    help="With --gnn-from: learn a new layer map and filter on that directory's embedding and "
+    "fine-tune its GNN on their graphs.",
 )
 @click.option(
     "--gnn-iterations",
@@ -329,6 +337,18 @@ def simulate(
     default=None,
     help="The filter also reads each hit pair's physics (dr, dphi, dz, deta, dphi/dr, "
     "z0): fewer false edges at the same efficiency.",
+)
+@click.option(
+    "--filter-hidden",
+    type=click.IntRange(min=1),
+    default=None,
+    help="Width of the filter's hidden layers (default 128), when a filter is trained.",
+)
+@click.option(
+    "--filter-layers",
+    type=click.IntRange(min=1),
+    default=None,
+    help="Hidden layers of the filter (default 3), when a filter is trained.",
 )
 @click.option(
     "--gnn-learning-rate",
@@ -382,6 +402,25 @@ def simulate(
     default=None,
     help="Graph building: the detector's layer map learned from the training events "
     "(default; holds at any beam spot) or the embedding-space radius.",
+)
+@click.option(
+    "--layer-map-pt-min",
+    type=click.FloatRange(min=0, min_open=True),
+    default=None,
+    help="The layer map's cuts come from the truth edges of particles above this pT (GeV; default 0.9).",
+)
+@click.option(
+    "--layer-map-field-factor",
+    type=click.FloatRange(min=0, min_open=True),
+    default=None,
+    help="Cap each azimuth window of the layer map at this many times the bend of a "
+    "--layer-map-pt-min particle in the 2 T field (default: no cap).",
+)
+@click.option(
+    "--layer-map-margin",
+    type=click.FloatRange(min=0),
+    default=None,
+    help="Widen the layer map's azimuth and z0 cuts by this fraction (default 0.1).",
 )
 @click.option("--seed", type=int, default=0, show_default=True)
 @click.option("--threads", type=click.IntRange(min=1), default=None, help="torch threads (default: cores).")
