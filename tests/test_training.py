@@ -462,6 +462,24 @@ def test_retrain_filter_learns_a_new_capped_map_and_filter_under_the_warm_starte
     ).all()
     event = list_events(tiny_events)[0].load(("hits",))
     assert len(Pipeline.load(out)(event).track_labels) == event.n_hits
+    # the first filter kept, on the new map: that map's graph, that filter, the GNN warm-started
+    hybrid = model_files.read_manifest(
+        train(
+            tiny_config(
+                tiny_events,
+                tmp_path / "hybrid",
+                gnn_from=out,
+                filter_from=first,
+                graph_from=out,
+                epochs_gnn=0,
+            )
+        )
+    )
+    assert hybrid.stages["graph_building"].config == new.stages["graph_building"].config
+    assert hybrid.stages["filter"].sha256 == old.stages["filter"].sha256
+    assert hybrid.training["gnn_warm_start_from"]["sha256"] == new.stages["gnn"].sha256
+    with pytest.raises(ConfigError, match="graph_from"):
+        TrainingConfig(data_dir=tiny_events, out_dir=tmp_path / "x", graph_from=out)
     with pytest.raises(ConfigError, match="retrain_filter"):
         TrainingConfig(data_dir=tiny_events, out_dir=tmp_path / "x", gnn_from=first, filter_from=first,
                        retrain_filter=True)  # fmt: skip

@@ -311,6 +311,13 @@ def simulate(
     "--retrain-filter trains a new one.",
 )
 @click.option(
+    "--graph-from",
+    type=EXISTING_DIR,
+    default=None,
+    help="With --filter-from (or --gnn-from): the graph building (layer map) of this model directory "
+    "(same embedding) instead of the kept filter's own.",
+)
+@click.option(
     "--retrain-filter",
     is_flag=True,
     default=None,

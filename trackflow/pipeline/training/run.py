@@ -84,8 +84,10 @@ class TrainingConfig:
     volume instead; the GNN then trains on the pruned graphs. ``gnn_targets``: ``consecutive``
     (learn the truth edges; true edges that skip a hit weigh 0, fakes ``gnn_fake_weight``) or
     ``same_particle``. ``gnn_max_edges``: edges per training step (the phi sector's size).
-    ``retrain_filter`` (with ``gnn_from``): learn a new graph and filter (``filter_hidden`` wide,
-    ``filter_layers`` deep) on ``gnn_from``'s embedding and fine-tune its GNN on their graphs.
+    ``graph_from`` (with ``filter_from``): that directory's graph building (its layer map) under
+    the kept filter. ``retrain_filter`` (with ``gnn_from``): learn a new graph and filter
+    (``filter_hidden`` wide, ``filter_layers`` deep) on ``gnn_from``'s embedding and fine-tune its
+    GNN on their graphs.
     ``graph_method``: ``layer_map`` (default: the detector's layer pairs, learned from the
     training events' truth with cuts from particles above ``layer_map_pt_min`` GeV at their
     ``layer_map_quantile``, accepting vertices within ``±layer_map_z0_cover`` mm; see
@@ -122,6 +124,7 @@ class TrainingConfig:
     walk_min_hits: int = 3
     embedding_from: Path | None = None
     filter_from: Path | None = None
+    graph_from: Path | None = None
     gnn_from: Path | None = None
     gnn_iterations: int | None = None
     gnn_hidden: int | None = None
@@ -156,6 +159,7 @@ class TrainingConfig:
         self.val_dir = None if self.val_dir is None else Path(self.val_dir)
         self.embedding_from = None if self.embedding_from is None else Path(self.embedding_from)
         self.filter_from = None if self.filter_from is None else Path(self.filter_from)
+        self.graph_from = None if self.graph_from is None else Path(self.graph_from)
         if self.gnn_from is not None:
             # fine-tuning a GNN keeps the graphs it was trained on (same embedding and filter)
             # unless --filter-from names another filter: the GNN then adapts to that one's graphs
@@ -167,6 +171,10 @@ class TrainingConfig:
                     self.embedding_from = self.gnn_from
             elif self.filter_from is None:
                 self.filter_from = self.gnn_from
+        if self.graph_from is not None and self.filter_from is None:
+            raise ConfigError(
+                "training: graph_from puts a kept filter on another graph; give filter_from (or gnn_from)"
+            )
         self.reused_dir()
         self.features = tuple(self.features)
         if self.epochs_embedding is not None:
@@ -217,7 +225,15 @@ class TrainingConfig:
 
     def to_dict(self) -> dict[str, Any]:
         out = asdict(self)
-        for key in ("data_dir", "out_dir", "val_dir", "embedding_from", "filter_from", "gnn_from"):
+        for key in (
+            "data_dir",
+            "out_dir",
+            "val_dir",
+            "embedding_from",
+            "filter_from",
+            "graph_from",
+            "gnn_from",
+        ):
             out[key] = None if out[key] is None else str(out[key])
         out["features"] = list(self.features)
         return out
@@ -465,9 +481,17 @@ def train(config: TrainingConfig) -> Path:
     # that graph)
     t = time.perf_counter()
     if config.filter_from is not None:
-        graph = dict(source.stages["graph_building"].config)
+        # the kept filter's own graph, or (graph_from) another directory's: the same filter then
+        # scores the pairs of another layer map
+        graph_source = source if config.graph_from is None else model_files.read_manifest(config.graph_from)
+        if graph_source.stages["embedding"].sha256 != source.stages["embedding"].sha256:
+            raise ConfigError(
+                f"training: --graph-from {config.graph_from} was built on another embedding than "
+                f"{config.filter_from}'s; a kept filter reads the same one"
+            )
+        graph = dict(graph_source.stages["graph_building"].config)
         graph.setdefault("method", "radius")
-        gb = dict(source.metrics.get("graph_building", {})) if source.metrics else {}
+        gb = dict(graph_source.metrics.get("graph_building", {})) if graph_source.metrics else {}
     elif config.graph_method == "layer_map":
         layer_map = LayerMap.from_truth(
             _truth_geometry(split.train),
