@@ -23,6 +23,8 @@ NEW_OPTIONS = {
     "retrain_filter": "retrain_filter",
     "filter_hidden": "filter.hidden",
     "filter_layers": "filter.n_layers",
+    "max_fake_rate": "max_fake_rate",
+    "max_duplicate_rate": "max_duplicate_rate",
 }
 
 
@@ -61,12 +63,14 @@ def test_the_options_reach_the_training_config(trained: list[TrainingConfig], tm
         *("--gnn-from", str(source), "--retrain-filter"),
         *("--layer-map-pt-min", "0.7", "--layer-map-field-factor", "1.5", "--layer-map-margin", "0.2"),
         *("--filter-hidden", "64", "--filter-layers", "2"),
+        *("--max-fake-rate", "0.008", "--max-duplicate-rate", "0.006"),
     )
     (config,) = trained
     assert config.layer_map_pt_min == 0.7
     assert config.layer_map_field_factor == 1.5
     assert config.layer_map_margin == 0.2
     assert config.filter.hidden == 64 and config.filter.n_layers == 2
+    assert config.max_fake_rate == 0.008 and config.max_duplicate_rate == 0.006
     # --retrain-filter: a new filter on the --gnn-from directory's embedding
     assert config.retrain_filter is True
     assert config.embedding_from == source and config.filter_from is None

@@ -398,6 +398,18 @@ def simulate(
     help="Loss weight of an edge joining two particles (--gnn-targets consecutive; default 1).",
 )
 @click.option(
+    "--max-fake-rate",
+    type=click.FloatRange(0.0, 1.0),
+    default=None,
+    help="The labelling chosen on --val is the most efficient with at most this fake rate (default 0.01).",
+)
+@click.option(
+    "--max-duplicate-rate",
+    type=click.FloatRange(0.0, 1.0),
+    default=None,
+    help="... and at most this duplicate rate (default 0.01).",
+)
+@click.option(
     "--gnn-max-edges",
     type=click.IntRange(min=1000),
     default=None,
