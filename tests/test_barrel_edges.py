@@ -8,6 +8,9 @@ from held-out kinematics (TrackML event 1020's particles, every vertex, z drawn 
 N(0, 55 mm), noise 0.15) and checks the share of those edges that survive every stage, overall
 and for layer 1 to 2 alone. The per-region, per-stage table over the whole matrix of conditions
 is ``benchmarks/robustness.py``.
+
+The same event then checks the particles of 0.5-1 GeV: the layer map learned from 0.5 GeV with
+windows capped by the field must keep their truth edges, and the GNN most of them.
 """
 
 from __future__ import annotations
@@ -33,6 +36,11 @@ HELD_OUT_PARTICLES = "event000001020-particles.csv.gz"
 #: before triplet pruning: 24.2 % and 4.0 %)
 PIXEL_BARREL_FLOOR = 0.90
 PIXEL_LAYER_1_2_FLOOR = 0.85
+#: of the truth edges of 0.5-1 GeV particles: in the graph and at the GNN's cut, a few points below
+#: what the shipped models keep on this event, 98.6 % and 89.7 % (with the layer map learned above
+#: 0.9 GeV before: ~74 % in the graph)
+SLOW_GRAPH_FLOOR = 0.97
+SLOW_GNN_FLOOR = 0.85
 
 
 def test_the_pixel_barrel_keeps_its_truth_edges_at_full_density(
@@ -52,6 +60,8 @@ def test_the_pixel_barrel_keeps_its_truth_edges_at_full_density(
     graph = pipeline.prepare(event.hits_only())
     for name in STAGE_NAMES[:-1]:
         graph = pipeline.run_stage(name, graph)
+        if name == "graph_building":
+            built = graph.edges.numpy()
     cut = pipeline.stages["gnn"].config.cut
     edges = graph.edges.numpy()[:, graph.edge_scores.numpy() > cut]
     n = graph.n_hits
@@ -71,3 +81,24 @@ def test_the_pixel_barrel_keeps_its_truth_edges_at_full_density(
     assert found.size >= 500 and first_pair.sum() >= 200, summary  # a full-density event
     assert found.mean() >= PIXEL_BARREL_FLOOR, summary
     assert found[first_pair].mean() >= PIXEL_LAYER_1_2_FLOOR, summary
+
+    # 0.5-1 GeV particles, everywhere: the layer map learned from 0.5 GeV keeps their truth edges
+    # (the map learned above 0.9 GeV kept ~74 %), and the GNN's cut most of them
+    slow = metrics.truth_graph(graph.hit_ids, event.truth, event.particles, pt_min=0.5)
+    slow_keys = np.setdiff1d(
+        undirected(slow, n),
+        undirected(metrics.truth_graph(graph.hit_ids, event.truth, event.particles, pt_min=1.0), n),
+    )
+    in_graph = np.isin(slow_keys, undirected(built, n)).mean()
+    at_gnn = np.isin(slow_keys, kept).mean()
+    summary = (
+        f"0.5-1 GeV truth edges: {in_graph:.3f} of {slow_keys.size} in the graph, {at_gnn:.3f} at the GNN's"
+    )
+    assert slow_keys.size >= 2000, summary
+    assert in_graph >= SLOW_GRAPH_FLOOR, summary
+    assert at_gnn >= SLOW_GNN_FLOOR, summary
+
+
+def undirected(edges: np.ndarray, n: int) -> np.ndarray:
+    """Undirected keys of edges [2, E] among n hits."""
+    return np.unique(np.minimum(edges[0], edges[1]) * n + np.maximum(edges[0], edges[1]))
