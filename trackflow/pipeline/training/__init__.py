@@ -7,7 +7,8 @@ run them:
    distances) and the GNN (its inputs) read;
 2. graph building: by default the layer map (:mod:`trackflow.pipeline.layer_map`), learned from
    the training events' truth: the layer pairs consecutive hits join, each with its azimuth
-   window (the 99.5 % quantile over particles above 0.9 GeV, +10 %) and its range of the pair's
+   window (by default the 99.5 % quantile over particles above 0.9 GeV, +10 %; the shipped map
+   is learned above 0.5 GeV with windows capped by the field, below) and its range of the pair's
    intercept with the beam line (never narrower than ±200 mm, the luminous region it must
    accept); or (``--graph-method radius``) an embedding radius chosen on validation events so
    the graph keeps >= 98 % of the truth edges of particles with pT > 1 GeV, with
