@@ -2,8 +2,9 @@
 
 The shipped filter's MLP (128 wide, 3 layers) scores every layer-map pair of a full event, ~2.8M
 with the 0.5 GeV map: about half of trackflow's time per event. A cascade would score every pair
-with a small MLP first and give the shipped one only the survivors. On each full-density cell
-event (``benchmarks/robustness.py``'s cache) this measures, one thread, best of two:
+with a small MLP first and give the shipped one only the survivors. On the first event of each
+full-density robustness cell (``benchmarks/robustness.py``'s ``cell_config`` / ``ensure_cell``:
+held-out kinematics, its cache, simulated if missing) this measures, one thread, best of two:
 
 - both filters' time over every graph-building pair (s);
 - for a small-filter cut keeping 99.5 % / 99.9 % of the truth edges of pT > 0.5 GeV particles
@@ -19,7 +20,7 @@ The small filter comes from a model directory trained on the same layer map, e.g
         --filter-hidden 32 --filter-layers 2 --epochs-filter 10 --epochs-gnn 0 --edge-events 8
 
     .venv/bin/python benchmarks/filter_cascade.py --small data/models_tiny \\
-        [--cells sz55_d1_n0.15_seed2718_be89841d0c,...] [--work data/robustness]
+        [--cells 55:0.15,5:0.3] [--seed 2718] [--work data/robustness]
 """
 
 from __future__ import annotations
@@ -31,14 +32,14 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from robustness import edge_keys
+from robustness import KAGGLE_DIR, Cell, cell_config, edge_keys, ensure_cell, held_out_dir
 
 from trackflow import metrics
 from trackflow.events import list_events
 from trackflow.pipeline import Pipeline, model_files
 
-#: full-density cells of the robustness matrix (seed 2718), as robustness.py caches them
-DEFAULT_CELLS = "sz55_d1_n0.15_seed2718_be89841d0c,sz5_d1_n0.3_seed2718_239763b30b"
+#: full-density cells of the robustness matrix, sigma_z (mm):noise
+DEFAULT_CELLS = "55:0.15,5:0.3"
 CHUNK = 200_000  # pairs scored at once by the small filter (the shipped stage's own chunk size)
 
 
@@ -90,15 +91,23 @@ def main() -> None:
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
     parser.add_argument("--small", type=Path, required=True, help="model directory of the small filter")
-    parser.add_argument("--cells", default=DEFAULT_CELLS, help="cell folders under --work, comma-separated")
     parser.add_argument(
-        "--work", type=Path, default=Path("data/robustness/cells"), help="robustness cell cache"
+        "--cells", default=DEFAULT_CELLS, help="full-density cells as SIGMA_Z:NOISE, comma-separated"
+    )
+    parser.add_argument("--seed", type=int, default=2718, help="simulation seed (robustness.py's default)")
+    parser.add_argument("--held-out", type=Path, default=KAGGLE_DIR, help="folder of the held-out particles")
+    parser.add_argument(
+        "--work", type=Path, default=Path("data/robustness"), help="cache of the robustness cells"
     )
     args = parser.parse_args()
     pipeline = Pipeline.load(threads=1)
     small = model_files.load_model(model_files.read_manifest(args.small), "filter").eval()
-    for cell in args.cells.split(","):
-        print(json.dumps(measure(pipeline, small, args.work / cell)), flush=True)
+    particles = held_out_dir(args.work, args.held_out)
+    for spec in args.cells.split(","):
+        sigma_z, noise = (float(v) for v in spec.split(":"))
+        cell = Cell(sigma_z, 1.0, noise)
+        directory, _ = ensure_cell(cell, cell_config(cell, args.seed, particles), args.work, 1)
+        print(json.dumps(measure(pipeline, small, directory)), flush=True)
 
 
 if __name__ == "__main__":
