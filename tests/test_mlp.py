@@ -89,3 +89,32 @@ def test_block_rows_is_a_cpu_cache_bound_and_a_memory_bound() -> None:
     assert block_rows(torch.device("cpu"), 10**9) == CPU_BLOCK_ROWS
     assert block_rows(torch.device("cpu"), 100) == 100
     assert block_rows(torch.device("cuda"), 10**6) == 10**6
+
+
+def test_fast_tanh_is_tanh_at_inference_and_in_training() -> None:
+    from trackflow.pipeline.mlp import Tanh
+
+    x = torch.cat([torch.linspace(-30, 30, 20001), torch.randn(5000) * 1e-3, torch.tensor([0.0])])
+    with torch.inference_mode():
+        fast = Tanh()(x)
+    # 2 sigmoid(2x) - 1: float32 rounding apart, the same function, saturating at +-1
+    torch.testing.assert_close(fast, torch.tanh(x), atol=5e-7, rtol=0)
+    assert float(fast.min()) == -1.0 and float(fast.max()) == 1.0
+    assert fast.data_ptr() != x.data_ptr()  # its input is left alone
+    # with autograd it is torch.tanh itself: gradients 1 - tanh^2
+    y = x.clone().requires_grad_(True)
+    Tanh()(y).sum().backward()
+    assert y.grad is not None
+    torch.testing.assert_close(y.grad, 1 - torch.tanh(x) ** 2)
+    # make_mlp uses it, and it survives TorchScript
+    mlp = make_mlp(4, 16, 2, 1).eval()
+    assert sum(isinstance(m, Tanh) for m in mlp) == 2
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", DeprecationWarning)
+        scripted = torch.jit.script(mlp)
+    z = torch.randn(300, 4)
+    with torch.inference_mode():
+        torch.testing.assert_close(scripted(z), _whole(mlp, z))
+    with torch.no_grad():
+        plain = nn.Sequential(*[nn.Tanh() if isinstance(m, Tanh) else m for m in mlp])
+        torch.testing.assert_close(mlp(z), plain(z), atol=1e-6, rtol=1e-5)

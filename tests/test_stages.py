@@ -32,6 +32,7 @@ from trackflow.pipeline import (
     set_threads,
 )
 from trackflow.pipeline.filter import pair_features
+from trackflow.pipeline.model_files import read_manifest, shipped_models_dir
 
 
 @pytest.fixture(autouse=True, scope="module")
@@ -235,6 +236,61 @@ def test_gnn_reading_filter_scores_gets_them_from_the_stage_and_survives_torchsc
     chunked_module(scripted).inference_chunk = 77
     assert scripted.gnn.inference_chunk == 77
     assert chunked_module(EmbeddingNet(4, 16, 2, 3)) is None
+
+
+def test_embedded_gnn_takes_the_embedding_stage_output_when_its_weights_match(tmp_path: Path) -> None:
+    from trackflow.pipeline.gnn import shares_embedding
+    from trackflow.pipeline.training.gnn import EmbeddedGNN, rebuild_embedded_gnn
+
+    torch.manual_seed(5)
+    x = _hit_features(300)[:, :4]
+    edges = torch.randint(0, 300, (2, 2000))
+    embedding_net = EmbeddingNet(4, 16, 2, 3).eval()
+    model = EmbeddedGNN(embedding_net, InteractionGNN(4 + 3, 16, 3, pair_features=True)).eval()
+    with torch.inference_mode():
+        logits = model(x, edges)
+        torch.testing.assert_close(model(x, edges, None, embedding_net(x)), logits)
+        # given, it is used: another embedding gives other logits
+        assert not torch.allclose(model(x, edges, None, torch.zeros(300, 3)), logits)
+    assert shares_embedding(model, embedding_net)
+    other = EmbeddingNet(4, 16, 2, 3)
+    assert not shares_embedding(model, other)  # other weights: the GNN computes its own
+    assert not shares_embedding(InteractionGNN(4, 16, 2), embedding_net)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", DeprecationWarning)
+        scripted = torch.jit.script(model)
+    # rebuilt from its TorchScript with this code's classes: the same function
+    rebuilt = rebuild_embedded_gnn(scripted, {"in_features": 4, "hidden": 16, "n_layers": 2, "out_dim": 3})
+    with torch.inference_mode():
+        torch.testing.assert_close(rebuilt(x, edges), logits, atol=1e-5, rtol=1e-5)
+    graph = HitGraph.from_features(x)
+    graph.edges = edges
+    graph.embedding = torch.zeros(300, 3)  # not the GNN's own embedding: must not be read
+    stage = GNN(scripted)
+    assert not stage.share_embedding
+    torch.testing.assert_close(torch.logit(stage(graph).edge_scores), logits, atol=1e-4, rtol=1e-4)
+    stage.share_embedding = True
+    assert not torch.allclose(torch.logit(stage(graph).edge_scores), logits, atol=1e-3)
+
+
+def test_shipped_gnn_runs_this_code_and_shares_the_embedding() -> None:
+    """The shipped gnn.pt is scripted from this code's classes (fast Tanh, shared embedding): a
+    re-script of it, as ``rescript_gnn`` writes one, scores a real-size graph the same."""
+    from trackflow.pipeline.training.gnn import rebuild_embedded_gnn
+
+    pipeline = Pipeline.load(threads=1)
+    assert pipeline.stages["gnn"].share_embedding
+    manifest = read_manifest(shipped_models_dir())
+    shipped = pipeline.stages["gnn"].model
+    rebuilt = rebuild_embedded_gnn(shipped, dict(manifest.stages["embedding"].model["kwargs"]))
+    torch.manual_seed(6)
+    x = _hit_features(400)[:, :4]
+    edges = torch.randint(0, 400, (2, 3000))
+    scores = torch.rand(3000)
+    with torch.inference_mode():
+        args = (x, edges, scores) if shipped.uses_edge_scores else (x, edges)
+        torch.testing.assert_close(shipped(*args), rebuilt(*args), atol=1e-5, rtol=1e-5)
+    assert "def forward" in shipped.code and "embedding" in shipped.code
 
 
 # ---------------------------------------------------------------------------- stages

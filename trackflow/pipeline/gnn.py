@@ -290,13 +290,19 @@ def chunked_module(model: nn.Module) -> Blocked | None:
 class GNN:
     """Stage ``"gnn"``: score the filtered edges with an InteractionGNN or any TorchScript model
     called as ``model(features [N, F] float32, edges [2, E] int64) -> logits [E]`` (as the
-    Exa.TrkX ``gnn.pt``). Sets ``graph.edge_scores`` = sigmoid(logits)."""
+    Exa.TrkX ``gnn.pt``). Sets ``graph.edge_scores`` = sigmoid(logits).
+
+    ``share_embedding`` (see :func:`shares_embedding`): the model is also given the embedding
+    stage's output, ``model(features, edges, edge_scores or None, embedding)``."""
 
     name = "gnn"
 
     def __init__(self, model: nn.Module, config: GNNConfig | None = None) -> None:
         self.model = model.eval()
         self.config = config or GNNConfig()
+        # set by the Pipeline when the model takes the embedding stage's output (an EmbeddedGNN
+        # whose embedding network has the embedding stage's weights): it is then not recomputed
+        self.share_embedding = False
 
     def logits(self, graph: HitGraph) -> torch.Tensor:
         """GNN logits [E] for the edges of ``graph``."""
@@ -308,9 +314,14 @@ class GNN:
             # a GPU wants big blocks (few kernel launches); memory allows a million edges
             chunked.inference_chunk = GPU_BLOCK_ROWS
         with torch.inference_mode():
-            if getattr(self.model, "uses_edge_scores", False):
-                if graph.edge_scores is None:
-                    raise ValueError("this GNN reads the filter's scores: run the filter stage first")
+            uses_scores = bool(getattr(self.model, "uses_edge_scores", False))
+            if uses_scores and graph.edge_scores is None:
+                raise ValueError("this GNN reads the filter's scores: run the filter stage first")
+            if self.share_embedding and graph.embedding is not None:
+                # the embedding stage's output: the model would otherwise compute it again
+                scores = graph.edge_scores if uses_scores else None
+                return self.model(graph.features, graph.edges, scores, graph.embedding)
+            if uses_scores:
                 return self.model(graph.features, graph.edges, graph.edge_scores)
             return self.model(graph.features, graph.edges)
 
@@ -323,3 +334,16 @@ class GNN:
 
     def __repr__(self) -> str:
         return f"GNN({type(self.model).__name__}, cut={self.config.cut})"
+
+
+def shares_embedding(gnn_model: nn.Module, embedding_model: nn.Module | None) -> bool:
+    """Whether ``gnn_model`` takes a precomputed embedding (``reads_embedding``, an EmbeddedGNN)
+    and its own embedding network has exactly ``embedding_model``'s weights, so the embedding
+    stage's output is what it would compute itself."""
+    inner = getattr(gnn_model, "embedding", None)
+    if not getattr(gnn_model, "reads_embedding", False) or inner is None or embedding_model is None:
+        return False
+    mine, theirs = inner.state_dict(), embedding_model.state_dict()
+    return mine.keys() == theirs.keys() and all(
+        mine[k].shape == theirs[k].shape and torch.equal(mine[k].cpu(), theirs[k].cpu()) for k in mine
+    )

@@ -25,7 +25,7 @@ from trackflow.pipeline import model_files
 from trackflow.pipeline.embedding import Embedding, EmbeddingNet
 from trackflow.pipeline.features import FeatureConfig, hit_features, hit_geometry
 from trackflow.pipeline.filter import EdgeFilter, FilterConfig, FilterNet
-from trackflow.pipeline.gnn import GNN, GNNConfig, InteractionGNN
+from trackflow.pipeline.gnn import GNN, GNNConfig, InteractionGNN, shares_embedding
 from trackflow.pipeline.graph import COUNT_NAMES, STAGE_NAMES, EventTracks, HitGraph
 from trackflow.pipeline.graph_building import GraphBuilding, GraphBuildingConfig
 from trackflow.pipeline.labelling import Labelling, LabellingConfig
@@ -70,6 +70,9 @@ class Pipeline:
         if missing:
             raise ValueError(f"Pipeline needs every stage; missing {missing}")
         self.stages = {name: stages[name] for name in STAGE_NAMES}
+        gnn, embedding = self.stages["gnn"], self.stages["embedding"]
+        if isinstance(gnn, GNN) and isinstance(embedding, Embedding):
+            gnn.share_embedding = shares_embedding(gnn.model, embedding.model)
         self.features = features or FeatureConfig()
         self.device = _resolve_device(device)
         self.threads = None if threads is None else set_threads(threads)

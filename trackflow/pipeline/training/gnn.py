@@ -272,6 +272,9 @@ class EmbeddedGNN(nn.Module):
     Called as the GNN stage calls any model, ``(features [N, F], edges [2, E]) -> logits [E]``: the
     (trained, frozen) embedding network runs inside, so the GNN starts from the metric the
     embedding learned (same-particle hits close) instead of learning it again from r, phi, z.
+    ``embedding`` [N, D] (optional): the same network's output, already computed by the pipeline's
+    embedding stage (the GNN was trained on that embedding: training checks the sha256), so it is
+    not computed twice (``reads_embedding`` says the model takes it; ~0.3 s on a full event).
     Shipped as TorchScript (model_files kind ``"torchscript"``).
     """
 
@@ -280,9 +283,64 @@ class EmbeddedGNN(nn.Module):
         self.embedding = embedding
         self.gnn = gnn
         self.uses_edge_scores = bool(gnn.uses_edge_scores)
+        self.reads_embedding = True
 
     def forward(
-        self, features: torch.Tensor, edges: torch.Tensor, edge_scores: torch.Tensor | None = None
+        self,
+        features: torch.Tensor,
+        edges: torch.Tensor,
+        edge_scores: torch.Tensor | None = None,
+        embedding: torch.Tensor | None = None,
     ) -> torch.Tensor:
-        embedded = self.embedding(features).detach()
+        embedded = self.embedding(features).detach() if embedding is None else embedding
         return self.gnn(torch.cat([features, embedded], dim=1), edges, edge_scores)
+
+
+def rebuild_embedded_gnn(model: nn.Module, embedding_kwargs: dict[str, Any]) -> EmbeddedGNN:
+    """A Python :class:`EmbeddedGNN` with the weights of ``model`` (an EmbeddedGNN, typically its
+    TorchScript as shipped), built from this code's classes: re-scripting it gives a model file
+    that runs this code's inference (e.g. :class:`trackflow.pipeline.mlp.Tanh`) with the same
+    weights. ``embedding_kwargs``: the manifest's EmbeddingNet arguments."""
+    from trackflow.pipeline.embedding import EmbeddingNet
+
+    gnn = inner_gnn(model)
+    shape = gnn_architecture(model)
+    rebuilt = EmbeddedGNN(
+        EmbeddingNet(**embedding_kwargs),
+        InteractionGNN(
+            in_features=int(gnn.in_features),
+            n_iterations=int(gnn.n_iterations),
+            r_scale=float(gnn.r_scale),
+            z_scale=float(gnn.z_scale),
+            **shape,
+        ),
+    )
+    rebuilt.load_state_dict(model.state_dict())
+    return rebuilt.eval()
+
+
+def rescript_gnn(models_dir: Path) -> None:
+    """Re-script ``models_dir``'s EmbeddedGNN with this code's classes, same weights, and update
+    its manifest entry (file hash): a model directory trained before an inference change of
+    :class:`InteractionGNN` / :mod:`trackflow.pipeline.mlp` then runs it. Logits are unchanged up
+    to float32 rounding (checked by ``tests/test_stages.py``)."""
+    from trackflow.pipeline import model_files
+
+    manifest = model_files.read_manifest(models_dir)
+    entry = manifest.stages["gnn"]
+    embedding = manifest.stages["embedding"].model
+    if entry.kind != "torchscript" or embedding is None:
+        raise ConfigError(
+            f"{models_dir}: rescript_gnn needs a TorchScript EmbeddedGNN and a state-dict embedding"
+        )
+    rebuilt = rebuild_embedded_gnn(model_files.load_model(manifest, "gnn"), dict(embedding["kwargs"]))
+    manifest.stages["gnn"] = model_files.save_model(
+        rebuilt, models_dir, "gnn", kind="torchscript", config=entry.config
+    )
+    model_files.write_manifest(
+        models_dir,
+        manifest.stages,
+        features=manifest.features,
+        training=manifest.training,
+        metrics=manifest.metrics,
+    )
