@@ -2,7 +2,9 @@
 left hanging. Real LocalCluster, real SIGKILL of the worker process running the event, the real
 tritonclient. Once killed: Dask runs the task again on the other worker and the client gets the
 pipeline's tracks. Killed on every worker it reaches: the client gets an error naming the lost
-worker, and the server goes on serving."""
+worker, and the server goes on serving. Both dispatches (``service.dispatch``): a Dask task, and
+a call to the pipeline actor of a free worker (sent to another worker's actor when its worker
+dies, and failed as Dask's KilledWorker after as many deaths as a task)."""
 
 from __future__ import annotations
 
@@ -41,10 +43,10 @@ def markers(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return tmp_path_factory.mktemp("slow-event-pids")
 
 
-@pytest.fixture(scope="module")
-def server(markers: Path) -> Iterator[KServeServer]:
+@pytest.fixture(scope="module", params=["actor", "task"])
+def server(markers: Path, request: pytest.FixtureRequest) -> Iterator[KServeServer]:
     loader = functools.partial(slow_pipeline, trackflow.Pipeline.load, SLOW_EVENT, 6.0, str(markers))
-    config = ServiceConfig(pipeline_loader=loader)
+    config = ServiceConfig(pipeline_loader=loader, dispatch=request.param)
     with (
         Service.open("local", workers=2, config=config) as service,
         KServeServer(service, ServeConfig(http_port=0, grpc=False)) as server,

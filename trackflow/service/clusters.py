@@ -52,8 +52,12 @@ class ServiceCluster:
 
     def worker_slots(self) -> int:
         """Worker threads now connected to this cluster's scheduler (at least 1)."""
+        return max(1, sum(self.workers().values()))
+
+    def workers(self) -> dict[str, int]:
+        """The workers now connected to this cluster's scheduler: address → threads."""
         info = self.client.scheduler_info(n_workers=-1)["workers"]
-        return max(1, sum(int(w.get("nthreads", 1)) for w in info.values()))
+        return {str(address): int(w.get("nthreads", 1)) for address, w in info.items()}
 
     def connected_workers(self) -> int:
         return len(self.client.scheduler_info(n_workers=-1)["workers"])

@@ -15,10 +15,13 @@ from trackflow.errors import ConfigError, TrackflowError
 from trackflow.run.plugin import PipelineLoader
 from trackflow.run.records import EventFailure
 
-__all__ = ["SERVICE_MODES", "EventFailed", "EventTiming", "ServiceConfig", "ServiceCounts"]
+__all__ = ["DISPATCHES", "SERVICE_MODES", "EventFailed", "EventTiming", "ServiceConfig", "ServiceCounts"]
 
 #: how a batch runs on the cluster (ServiceConfig.mode)
 SERVICE_MODES = ("fused", "staged")
+
+#: how the service sends a fused batch to the cluster (ServiceConfig.dispatch)
+DISPATCHES = ("actor", "task")
 
 
 class EventFailed(TrackflowError, RuntimeError):
@@ -42,6 +45,9 @@ class ServiceConfig:
     of the next event overlaps the running one: ``trackflow serve`` takes ``serve.tasks_per_slot``);
     ``mode``: ``fused`` (a batch is one task through every stage) or ``staged`` (a task per stage,
     chained by Dask: a batch's graphs may hop between workers, as in the study's ensemble);
+    ``dispatch`` (fused mode): ``actor`` (a call straight to a pipeline actor on a worker with a
+    free thread, :mod:`trackflow.service.actors`; one call per worker thread, ``tasks_per_slot``
+    plays no part) or ``task`` (a Dask task through the scheduler);
     ``retries``: Dask retries of a task
     failing with a transient error. ``models_dir`` / ``device`` / ``threads_per_worker`` /
     ``settings`` as for ``trackflow reconstruct``; ``pipeline_loader`` replaces ``Pipeline.load``
@@ -59,6 +65,7 @@ class ServiceConfig:
     max_in_flight: int | None = None
     tasks_per_slot: int = 1
     mode: str = "fused"
+    dispatch: str | None = None
     retries: int | None = None
     settings: dict[str, Any] = field(default_factory=dict)
     pipeline_loader: PipelineLoader | None = field(default=None, repr=False)
@@ -74,6 +81,9 @@ class ServiceConfig:
         if self.max_in_flight is None:
             self.max_in_flight = config.get("service.max_in_flight", None)
         self.retries = int(self.retries if self.retries is not None else config.get("workflow.retries", 2))
+        self.dispatch = str(self._default("dispatch", self.dispatch, "task"))
+        if self.dispatch not in DISPATCHES:
+            raise ConfigError(f"service.dispatch {self.dispatch!r}: choose one of {', '.join(DISPATCHES)}")
         if self.mode not in SERVICE_MODES:
             raise ConfigError(f"mode {self.mode!r}: choose one of {', '.join(SERVICE_MODES)}")
         if int(self.tasks_per_slot) < 1:
@@ -125,7 +135,8 @@ class EventTiming:
 class ServiceCounts:
     """Every request is in exactly one of done, failed, shed, closed (refused at close) or
     pending (not answered yet): ``submitted == done + failed + shed + closed + pending``.
-    ``resent``: batches sent again to another cluster after theirs was lost (not answers)."""
+    ``resent``: batches sent again (to another cluster after theirs was lost, or as a task after
+    their actor's call failed: its worker died), not answers."""
 
     submitted: int
     done: int

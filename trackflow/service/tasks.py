@@ -11,11 +11,15 @@ from __future__ import annotations
 
 import time
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
 from trackflow.events import Event
 from trackflow.pipeline.graph import EventTracks
 from trackflow.run.event_errors import TransientEventError, classify_event_error
 from trackflow.run.records import FINISH_STAGE, LOAD_STAGE, EventFailure
+
+if TYPE_CHECKING:
+    from trackflow.pipeline import Pipeline
 
 
 @dataclass
@@ -54,9 +58,14 @@ def serve_batch(plugin_name: str, events: list[Event]) -> ServedBatch:
 
     from trackflow.run.plugin import worker_pipeline
 
-    pipeline = worker_pipeline(plugin_name)
+    return run_batch(worker_pipeline(plugin_name), events, str(get_worker().address))
+
+
+def run_batch(pipeline: Pipeline, events: list[Event], worker: str) -> ServedBatch:
+    """Every event of ``events`` through ``pipeline``, one after the other (the body of
+    :func:`serve_batch` and of the pipeline actor's call, :mod:`trackflow.service.actors`)."""
     task_start = time.perf_counter()
-    served = ServedBatch(worker=str(get_worker().address))
+    served = ServedBatch(worker=worker)
     for event in events:
         start = time.perf_counter()
         stage = LOAD_STAGE

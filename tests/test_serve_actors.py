@@ -1,0 +1,95 @@
+"""Actor dispatch (``service.dispatch: actor``, :mod:`trackflow.service.actors`): one pipeline
+actor per worker, called straight from the client. Real LocalCluster, real worker processes,
+real SIGKILL; the shipped models. The same tracks as the Pipeline and as the task dispatch; a
+worker that dies while idle costs nothing but its actor, which comes back with the restarted
+worker; a bad setting is one clear error. Behaviour only, never timings."""
+
+from __future__ import annotations
+
+import os
+import signal
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytest
+
+import trackflow
+from trackflow.errors import ConfigError
+from trackflow.service import Service, ServiceConfig
+
+
+@pytest.fixture(scope="module")
+def events(sim_detectors: Path, tmp_path_factory: pytest.TempPathFactory) -> list[trackflow.Event]:
+    out = tmp_path_factory.mktemp("serve-actor-events")
+    config = trackflow.SimulationConfig(seed=11, pileup=3, particles_per_vertex=10)
+    trackflow.simulate(config, out, events=3, progress=False)
+    return [ref.load(("hits",)) for ref in trackflow.list_events(out)]
+
+
+@pytest.fixture(scope="module")
+def handle() -> Iterator[Any]:
+    with trackflow.open_cluster("local", workers=2, threads_per_worker=1) as cluster:
+        yield cluster
+
+
+def _actors(service: Service) -> int:
+    assert service.actors is not None
+    return len(service.actors._actors)
+
+
+def test_actor_and_task_dispatch_give_the_pipelines_tracks(handle: Any, events: list) -> None:
+    expected = [trackflow.Pipeline.load()(event) for event in events]
+    client = handle.client
+    for dispatch in ("actor", "task"):
+        with Service(client, ServiceConfig(dispatch=dispatch)) as service:
+            # one actor per worker, ready when the service is; none for the task dispatch
+            assert (service.actors is not None) == (dispatch == "actor")
+            if dispatch == "actor":
+                assert _actors(service) == 2 and service._in_flight_limit() == 2
+            got = [f.result(timeout=300) for f in service.map(events * 2)]
+            timings = service.take_timings()
+            counts = service.counts()
+        for tracks, want in zip(got, expected * 2, strict=True):
+            assert tracks.event_id == want.event_id
+            np.testing.assert_array_equal(tracks.track_labels, want.track_labels)
+        assert (counts.done, counts.failed, counts.pending, counts.resent) == (6, 0, 0, 0)
+        assert all(t.worker and t.service_s > 0 for t in timings)
+
+
+def test_a_dead_idle_worker_loses_no_request_and_its_actor_comes_back(handle: Any, events: list) -> None:
+    client = handle.client
+    expected = [trackflow.Pipeline.load()(event).track_labels for event in events]
+    with Service(client, ServiceConfig(dispatch="actor")) as service:
+        assert _actors(service) == 2
+        pids = client.run(os.getpid)
+        victim = sorted(pids)[0]
+        os.kill(pids[victim], signal.SIGKILL)
+        # sent at once: some may reach the dead worker's actor before the service notices
+        futures = service.map(events * 3)
+        for future, want in zip(futures, expected * 3, strict=True):
+            np.testing.assert_array_equal(future.result(timeout=300).track_labels, want)
+        # the nanny restarts the worker (a new address): the service gives it an actor
+        deadline = time.monotonic() + 120
+        while time.monotonic() < deadline:
+            addresses = {a for _, a in service.actors._actors} if service.actors else set()
+            if len(addresses) == 2 and victim not in addresses:
+                break
+            time.sleep(0.2)
+        assert len(addresses) == 2 and victim not in addresses
+        again = service.map(events)
+        for future, want in zip(again, expected, strict=True):
+            np.testing.assert_array_equal(future.result(timeout=300).track_labels, want)
+        counts = service.counts()
+    assert counts.failed == 0 and counts.pending == 0 and counts.done == len(events) * 4
+
+
+def test_staged_mode_runs_as_tasks_and_a_bad_dispatch_is_refused(handle: Any, events: list) -> None:
+    with pytest.raises(ConfigError, match=r"service\.dispatch 'rpc'"):
+        ServiceConfig(dispatch="rpc")
+    client = handle.client
+    with Service(client, ServiceConfig(dispatch="actor", mode="staged")) as service:
+        assert service.actors is None  # a task per stage: Dask chains them
+        assert service.submit(events[0]).result(timeout=300).event_id == events[0].event_id
