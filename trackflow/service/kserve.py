@@ -204,6 +204,11 @@ class KServeServer:
         self._loop: asyncio.AbstractEventLoop | None = None
         self._thread: threading.Thread | None = None
         self._http: tornado.httpserver.HTTPServer | None = None
+        # a front end on the client's loop must never wait there: a blocking queue would hold
+        # the very loop that frees its room (ServiceConfig.front_end_loop)
+        self.on_client_loop = (
+            service.config.front_end_loop == "client" and str(service.config.queue_policy) != "block"
+        )
 
     @property
     def url(self) -> str:
@@ -222,10 +227,19 @@ class KServeServer:
             ) from error
         self.http_port = int(sockets[0].getsockname()[1])
         started: Future = Future()
-        self._thread = threading.Thread(
-            target=self._run, args=(sockets, ssl_context, started), name="trackflow-serve-http", daemon=True
-        )
-        self._thread.start()
+        if self.on_client_loop:
+            # the Dask client's event loop: a request, its actor call and its answer all run on
+            # one thread, with no hop between the front end and the client (service.front_end_loop)
+            client_loop: asyncio.AbstractEventLoop = self.service.client.loop.asyncio_loop  # type: ignore[union-attr]
+            asyncio.run_coroutine_threadsafe(self._listen(sockets, ssl_context, started), client_loop)
+        else:
+            self._thread = threading.Thread(
+                target=self._run,
+                args=(sockets, ssl_context, started),
+                name="trackflow-serve-http",
+                daemon=True,
+            )
+            self._thread.start()
         started.result(timeout=30)
         if self.config.grpc:
             from trackflow.service.kserve_grpc import GrpcServer
@@ -256,10 +270,9 @@ class KServeServer:
             ],
         )
 
-    def _run(self, sockets: list[Any], ssl_context: ssl.SSLContext | None, started: Future) -> None:
-        loop = asyncio.new_event_loop()
-        asyncio.set_event_loop(loop)
-        self._loop = loop
+    async def _listen(self, sockets: list[Any], ssl_context: ssl.SSLContext | None, started: Future) -> None:
+        """Listen on ``sockets`` from the running loop (the Dask client's, or this server's own)."""
+        self._loop = asyncio.get_running_loop()
         try:
             # the body limit applies per request in _Infer.prepare; this one only bounds the rest
             self._http = tornado.httpserver.HTTPServer(
@@ -273,6 +286,15 @@ class KServeServer:
             started.set_exception(error)
             raise
         started.set_result(True)
+
+    def _run(self, sockets: list[Any], ssl_context: ssl.SSLContext | None, started: Future) -> None:
+        loop = asyncio.new_event_loop()
+        asyncio.set_event_loop(loop)
+        with contextlib.suppress(BaseException):
+            loop.run_until_complete(self._listen(sockets, ssl_context, started))
+        if not started.done() or started.exception() is not None:
+            loop.close()
+            return
         loop.run_forever()
         # stopped: let the closing connections finish, then close the loop
         loop.run_until_complete(loop.shutdown_asyncgens())
@@ -292,11 +314,15 @@ class KServeServer:
             http.stop()
             with contextlib.suppress(Exception):
                 await asyncio.wait_for(http.close_all_connections(), 5)
-            loop.stop()
+            if self._thread is not None:  # the server's own loop; the client's stays
+                loop.stop()
 
-        asyncio.run_coroutine_threadsafe(shut(), loop)
+        done = asyncio.run_coroutine_threadsafe(shut(), loop)
         if self._thread is not None:
             self._thread.join(timeout=10)
+        else:
+            with contextlib.suppress(Exception):
+                done.result(timeout=10)
         self._loop = self._http = None
 
     def __enter__(self) -> KServeServer:

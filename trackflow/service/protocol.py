@@ -250,11 +250,26 @@ def hits_from_tensors(tensors: dict[str, np.ndarray], max_hits: int | None) -> p
         bad = int(np.count_nonzero(~np.isfinite(tensors[name])))
         if bad:
             raise ProtocolError(f"input {name!r}: {bad} value(s) are not finite")
-    if pd.Index(tensors["hit_id"]).has_duplicates:
+    ordered = np.sort(tensors["hit_id"])
+    if np.any(ordered[1:] == ordered[:-1]):
         raise ProtocolError("input 'hit_id': values repeat; each hit needs its own id")
-    return pd.DataFrame(
-        {name: tensors[name].astype(dtype, copy=False) for name, dtype in COLUMN_DTYPES.items()}
-    )
+    columns = {name: tensors[name].astype(dtype, copy=False) for name, dtype in COLUMN_DTYPES.items()}
+    # the derived columns in the same one frame: with_derived's copy and three column inserts
+    # cost more than the rest of a small event's parsing (pandas makes each a new block)
+    return pd.DataFrame(columns | derived_columns(columns["x"], columns["y"], columns["z"]))
+
+
+def derived_columns(x: np.ndarray, y: np.ndarray, z: np.ndarray) -> dict[str, np.ndarray]:
+    """r (mm), phi (rad) and eta of hits at ``x``, ``y``, ``z`` (mm), computed exactly as
+    :func:`trackflow.events.event.with_derived` computes them (float64, stored float32), so a
+    served event is the event ``reconstruct`` reads."""
+    x64, y64, z64 = (np.asarray(v, dtype=np.float64) for v in (x, y, z))
+    r = np.hypot(x64, y64)
+    return {
+        "r": r.astype(np.float32),
+        "phi": np.arctan2(y64, x64).astype(np.float32),
+        "eta": np.arcsinh(np.divide(z64, r, out=np.zeros_like(z64), where=r > 0)).astype(np.float32),
+    }
 
 
 def _event_id(header: dict[str, Any]) -> int | None:

@@ -122,6 +122,12 @@ def _as_event(hits: pd.DataFrame | Event | EventRef, event_id: int | None, reque
     return Event(int(request_id if event_id is None else event_id), hits)
 
 
+def _hits_bytes(hits: pd.DataFrame) -> int:
+    """Bytes of a hits frame's columns (fixed-width numbers: rows times the row's width; dask's
+    sizeof walks every column and took a tenth of a millisecond per request)."""
+    return len(hits) * int(sum(getattr(dtype, "itemsize", 8) for dtype in hits.dtypes))
+
+
 def _tracks_bytes(tracks: EventTracks | None) -> int:
     if tracks is None:
         return 0
@@ -289,15 +295,13 @@ class Service:
         """
         request_id = next(self._ids)
         event = _as_event(hits, event_id, request_id)
-        from dask.sizeof import sizeof
-
         future: Future = Future()
         request = Request(
             request_id,
             event,
             future,
             arrived=time.monotonic() if arrived is None else float(arrived),
-            bytes_in=int(sizeof(event.hits)),
+            bytes_in=_hits_bytes(event.hits),
         )
         if not self.batcher.put(request):
             refused = future.exception(timeout=0)

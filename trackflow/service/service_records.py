@@ -15,13 +15,24 @@ from trackflow.errors import ConfigError, TrackflowError
 from trackflow.run.plugin import PipelineLoader
 from trackflow.run.records import EventFailure
 
-__all__ = ["DISPATCHES", "SERVICE_MODES", "EventFailed", "EventTiming", "ServiceConfig", "ServiceCounts"]
+__all__ = [
+    "DISPATCHES",
+    "FRONT_END_LOOPS",
+    "SERVICE_MODES",
+    "EventFailed",
+    "EventTiming",
+    "ServiceConfig",
+    "ServiceCounts",
+]
 
 #: how a batch runs on the cluster (ServiceConfig.mode)
 SERVICE_MODES = ("fused", "staged")
 
 #: how the service sends a fused batch to the cluster (ServiceConfig.dispatch)
 DISPATCHES = ("actor", "task")
+
+#: where trackflow serve's HTTP front end runs (ServiceConfig.front_end_loop)
+FRONT_END_LOOPS = ("client", "own")
 
 
 class EventFailed(TrackflowError, RuntimeError):
@@ -48,6 +59,10 @@ class ServiceConfig:
     ``dispatch`` (fused mode): ``actor`` (a call straight to a pipeline actor on a worker with a
     free thread, :mod:`trackflow.service.actors`; one call per worker thread, ``tasks_per_slot``
     plays no part) or ``task`` (a Dask task through the scheduler);
+    ``front_end_loop``: the event loop ``trackflow serve``'s HTTP front end runs on, ``client``
+    (the Dask client's: a request, its actor call and its answer on one thread; the front end
+    never blocks there, so a ``block`` queue keeps it on its own) or ``own`` (a thread of its
+    own: two thread hops per request);
     ``retries``: Dask retries of a task
     failing with a transient error. ``models_dir`` / ``device`` / ``threads_per_worker`` /
     ``settings`` as for ``trackflow reconstruct``; ``pipeline_loader`` replaces ``Pipeline.load``
@@ -66,6 +81,7 @@ class ServiceConfig:
     tasks_per_slot: int = 1
     mode: str = "fused"
     dispatch: str | None = None
+    front_end_loop: str | None = None
     retries: int | None = None
     settings: dict[str, Any] = field(default_factory=dict)
     pipeline_loader: PipelineLoader | None = field(default=None, repr=False)
@@ -84,6 +100,10 @@ class ServiceConfig:
         self.dispatch = str(self._default("dispatch", self.dispatch, "task"))
         if self.dispatch not in DISPATCHES:
             raise ConfigError(f"service.dispatch {self.dispatch!r}: choose one of {', '.join(DISPATCHES)}")
+        self.front_end_loop = str(self._default("front_end_loop", self.front_end_loop, "own"))
+        if self.front_end_loop not in FRONT_END_LOOPS:
+            loops = ", ".join(FRONT_END_LOOPS)
+            raise ConfigError(f"service.front_end_loop {self.front_end_loop!r}: choose one of {loops}")
         if self.mode not in SERVICE_MODES:
             raise ConfigError(f"mode {self.mode!r}: choose one of {', '.join(SERVICE_MODES)}")
         if int(self.tasks_per_slot) < 1:
