@@ -106,3 +106,19 @@ def exatrkx_dir(shared_data: Path) -> Path:
     path = shared_data / "exatrkx-service"
     require(path.is_dir(), f"Exa.TrkX reference not found at {path}")
     return path
+
+
+@pytest.fixture(scope="session")
+def tiny_events(tmp_path_factory: pytest.TempPathFactory, detectors_csv: Path) -> Path:
+    """Three small Fatras events (a few hundred particles each): seconds to simulate (training
+    and distillation tests)."""
+    need_acts()
+    from trackflow.events.simulation import SimulationConfig
+    from trackflow.run.parallel_simulation import simulate
+
+    out = tmp_path_factory.mktemp("train-events")
+    config = SimulationConfig(
+        seed=11, pileup=4, particles_per_vertex=10, pt_min=0.5, pt_max=5.0, detectors=detectors_csv
+    )
+    simulate(config, out, events=3, progress=False)
+    return out

@@ -11,7 +11,6 @@ import numpy as np
 import pandas as pd
 import pytest
 import torch
-from conftest import need_acts
 
 from trackflow.errors import ConfigError
 from trackflow.events import Event, list_events, with_derived
@@ -27,21 +26,6 @@ from trackflow.pipeline.training.edges import choose_cut_for_efficiency, choose_
 from trackflow.pipeline.training.embedding import EmbeddingTrainingConfig, train_embedding
 from trackflow.pipeline.training.filter import FilterTrainingConfig
 from trackflow.pipeline.training.gnn import GNNTrainingConfig
-
-
-@pytest.fixture(scope="module")
-def tiny_events(tmp_path_factory: pytest.TempPathFactory, detectors_csv: Path) -> Path:
-    """Three small Fatras events (a few hundred particles each): seconds to simulate."""
-    need_acts()
-    from trackflow.events.simulation import SimulationConfig
-    from trackflow.run.parallel_simulation import simulate
-
-    out = tmp_path_factory.mktemp("train-events")
-    config = SimulationConfig(
-        seed=11, pileup=4, particles_per_vertex=10, pt_min=0.5, pt_max=5.0, detectors=detectors_csv
-    )
-    simulate(config, out, events=3, progress=False)
-    return out
 
 
 def tiny_config(data: Path, out: Path, **options: object) -> TrainingConfig:

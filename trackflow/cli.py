@@ -1200,3 +1200,55 @@ def import_models(
         click.echo(f"{stage}: {origin}")
     click.echo(f"wrote {result.manifest_path}")
     click.echo(f"run: trackflow reconstruct EVENTS_DIR --out OUT --models {result.manifest_path.parent}")
+
+
+@models.command("distill-filter")
+@click.option(
+    "--data",
+    "data_dirs",
+    type=EXISTING_DIR,
+    multiple=True,
+    required=True,
+    help="Events (hits only are read) whose graph-building pairs the teacher scores (repeatable).",
+)
+@click.option("--out", "out_dir", type=OUT_DIR, required=True, help="The new model directory.")
+@click.option(
+    "--models",
+    "models_dir",
+    type=EXISTING_DIR,
+    default=None,
+    help="The model directory whose filter is the teacher (default: the shipped models).",
+)
+@click.option("--hidden", type=click.IntRange(min=1), default=None, help="Student width (default: 64).")
+@click.option("--layers", type=click.IntRange(min=1), default=None, help="Hidden layers (default: 3).")
+@click.option("--steps", type=click.IntRange(min=1), default=None, help="Training steps (default: 4000).")
+@click.option("--batch-size", type=click.IntRange(min=1), default=None, help="Pairs a step (default: 16384).")
+@click.option("--seed", type=int, default=None, help="Batches and initialisation (default: 0).")
+@click.option("--threads", type=click.IntRange(min=1), default=None, help="torch threads (default: cores).")
+@user_errors
+def distill_filter(
+    data_dirs: tuple[Path, ...],
+    out_dir: Path,
+    models_dir: Path | None,
+    hidden: int | None,
+    layers: int | None,
+    steps: int | None,
+    batch_size: int | None,
+    seed: int | None,
+    threads: int | None,
+) -> None:
+    """Write a copy of a model directory whose filter is a narrower FilterNet trained to reproduce
+    the directory's filter (its logits on every graph-building pair of --data): the filter is the
+    largest cost per event, the student is cheaper per pair, and the GNN, which reads the filter's
+    scores, runs on unchanged. Everything else (embedding, layer map, GNN, cuts) is copied.
+    """
+    from trackflow.pipeline.threads import set_threads
+    from trackflow.pipeline.training.distill import DistillConfig, distill_models
+
+    if threads is not None:
+        set_threads(threads)
+    given = {"hidden": hidden, "n_layers": layers, "steps": steps, "batch_size": batch_size, "seed": seed}
+    config = DistillConfig(**{k: v for k, v in given.items() if v is not None})
+    written = distill_models(models_dir, list(data_dirs), out_dir, config)
+    click.echo(f"wrote {written / 'manifest.json'}")
+    click.echo(f"run: trackflow reconstruct EVENTS_DIR --out OUT --models {written}")

@@ -1,0 +1,135 @@
+"""The triplet-pruning cut and the labelling cut chosen for the TrackML score on held-out events.
+
+    .venv/bin/python benchmarks/operating_point.py data/map_val data/map_val_n03
+        [--triplet-cuts 6,9,12,16,25] [--cuts 0.5:0.66:0.02] [--max-fake 0.005]
+        [--max-duplicate 0.005] [--models DIR]
+
+Training (``trackflow train``) fixes the triplet chi2 cut (``--triplet-cut``, 25 for the shipped
+models), then picks the GNN / labelling cut at an edge purity >= 95 % and the best track
+efficiency within its fake and duplicate targets. Neither is what the comparison with the CKF
+scores. This scans, on every event of the validation folders, the best-chi2 cut of the triplet
+pruning (one cut for every pruned volume) and the connected-components cut. The validation
+events are simulated from the held-out particles with their own seeds, with truth, and used
+neither by the robustness matrix nor by the CKF comparison; the noisiest condition of the matrix
+is among them, as it makes the most fakes. The pipeline runs up to the filter's MLP once per
+event, then the pruning and the GNN once per triplet cut, then labelling once per cc cut.
+
+Per pair of cuts: the pooled efficiency (pT > 1 and > 0.5 GeV), fake and duplicate rates, the
+mean TrackML score, and the edges the GNN scores per hit (its cost). The chosen pair has the best
+score with fake and duplicate rates at most the targets (kept below the matrix's 1 % bars). One
+thread. Writes benchmarks/results/operating_point.md; to ship it, set the manifest's ``filter``
+``triplets.chi2_cut`` and the ``gnn`` and ``labelling`` ``cut``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import copy
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+from pipeline_common import machine, write_table
+
+from trackflow import metrics
+from trackflow.events import list_events
+from trackflow.pipeline import Pipeline
+from trackflow.pipeline.filter import apply_cut, prune_triplets
+from trackflow.pipeline.labelling import LabellingConfig, track_labels
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("events_dirs", type=Path, nargs="+", help="folders of validation events with truth")
+    parser.add_argument("--triplet-cuts", default="6,9,12,16,25", help="best-chi2 cuts of the pruning")
+    parser.add_argument("--cuts", default="0.5:0.66:0.02", help="START:STOP:STEP of the cc cuts scanned")
+    parser.add_argument("--max-fake", type=float, default=0.005, help="fake-rate target (fraction)")
+    parser.add_argument("--max-duplicate", type=float, default=0.005, help="duplicate-rate target")
+    parser.add_argument("--models", type=Path, default=None, help="model directory (default: shipped)")
+    args = parser.parse_args()
+    start, stop, step = (float(v) for v in args.cuts.split(":"))
+    pipeline = Pipeline.load(args.models, threads=1)
+    shipped_cut = round(pipeline.stages["labelling"].config.cut, 4)
+    cuts = sorted({round(c, 4) for c in np.arange(start, stop + step / 2, step)} | {shipped_cut})
+    stage = pipeline.stages["filter"]
+    if stage.triplets is None:
+        parser.error(f"{args.models or 'the shipped models'}: the filter has no triplet pruning to scan")
+    learned = stage.triplets
+    triplet_cuts = [float(c) for c in args.triplet_cuts.split(",")]
+    per_point: dict[tuple[float, float], list[metrics.TrackMetrics]] = {}
+    edges_per_hit: dict[float, list[float]] = {t: [] for t in triplet_cuts}
+    for ref in [ref for directory in args.events_dirs for ref in list_events(directory)]:
+        event = ref.load()
+        graph = pipeline.prepare(event.hits_only())
+        for name in ("embedding", "graph_building"):
+            graph = pipeline.run_stage(name, graph)
+        assert graph.edges is not None and graph.cylindrical is not None
+        graph.edges, graph.edge_scores = apply_cut(graph.edges, stage.logits(graph), stage.config.cut)
+        r = np.asarray(graph.cylindrical[:, 0])
+        for triplet_cut in triplet_cuts:
+            scales = learned.with_cuts(dict.fromkeys(learned.volumes, triplet_cut))
+            pruned = pipeline.run_stage("gnn", prune_triplets(copy.copy(graph), scales))
+            assert pruned.edges is not None and pruned.edge_scores is not None
+            edges_per_hit[triplet_cut].append(pruned.n_edges / max(pruned.n_hits, 1))
+            edges, scores = pruned.edges.cpu().numpy(), pruned.edge_scores.cpu().numpy()
+            for cut in cuts:
+                labels = track_labels(pruned.n_hits, edges, scores, r, LabellingConfig(method="cc", cut=cut))
+                frame = pd.DataFrame({"hit_id": np.asarray(pruned.hit_ids), "track_id": labels})
+                per_point.setdefault((triplet_cut, cut), []).append(
+                    metrics.score_event(frame, event.truth, event.particles, event_id=event.event_id)
+                )
+    rows, best = [], None
+    names = ("efficiency", "efficiency_pt05", "fake_rate", "duplicate_rate")
+    for (triplet_cut, cut), scored in per_point.items():
+        counts: dict[str, float] = {}
+        for m in scored:
+            for key, value in m.counts.items():
+                counts[key] = counts.get(key, 0) + value
+        rates = metrics.track_rates(counts)
+        score = float(np.mean([m.trackml_score for m in scored]))
+        ok = rates["fake_rate"] <= args.max_fake and rates["duplicate_rate"] <= args.max_duplicate
+        if ok and (best is None or score > best[1]):
+            best = ((triplet_cut, cut), score)
+        rows.append([triplet_cut, cut, *(rates[name] for name in names), score, ok])
+    shipped_triplet = sorted(set(learned.chi2_cut.values()))
+    table = [
+        [
+            f"{t:g}" + (" (shipped)" if [t] == shipped_triplet else ""),
+            f"{np.mean(edges_per_hit[t]):.2f}",
+            f"{cut:.4f}" + (" (shipped)" if cut == shipped_cut else ""),
+            f"{100 * eff:.2f}",
+            f"{100 * eff05:.2f}",
+            f"{100 * fake:.3f}",
+            f"{100 * dup:.3f}",
+            f"{score:.4f}",
+            ("**chosen**" if best is not None and (t, cut) == best[0] else ("within" if ok else "")),
+        ]
+        for t, cut, eff, eff05, fake, dup, score, ok in rows
+    ]
+    n_events = len(next(iter(per_point.values())))
+    write_table(
+        "operating_point",
+        "Triplet-pruning and labelling cuts for the TrackML score, on held-out validation events",
+        [
+            "triplet chi2 cut",
+            "GNN edges / hit",
+            "cc cut",
+            "eff pT>1 %",
+            "eff pT>0.5 %",
+            "fake %",
+            "dup %",
+            "TrackML score",
+            "targets",
+        ],
+        table,
+        f"Command: `python benchmarks/operating_point.py {' '.join(map(str, args.events_dirs))} "
+        f"--triplet-cuts "
+        f"{args.triplet_cuts} --cuts {args.cuts} --max-fake {args.max_fake} --max-duplicate "
+        f"{args.max_duplicate}`; {n_events} events. Machine: {machine()}. Chosen: the best mean score "
+        f"with fake <= {100 * args.max_fake:.2f} % and duplicates <= {100 * args.max_duplicate:.2f} % "
+        "(pooled over the events).",
+    )
+
+
+if __name__ == "__main__":
+    main()
