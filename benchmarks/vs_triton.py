@@ -4,9 +4,14 @@ same cores, same client, one after the other in one run.
 Paths (each on the same N = 1, 2 worker processes or model instances, one thread each):
 
 * ``serve``: ``trackflow serve --workers N`` (trackflow.Service on a LocalCluster behind the
-  KServe v2 HTTP front end; every event one fused task; two tasks per worker thread, the
-  default), ``serve-staged``: ``--mode staged`` (a Dask task per stage, chained), and
-  ``serve-1``: fused with ``--tasks-per-slot 1`` (no task waits on a worker),
+  KServe v2 HTTP front end) with trackflow.yaml's defaults; ``serve-actor1`` / ``serve-actor2``:
+  actor dispatch with the front end on the Dask client's loop (``service.dispatch: actor``,
+  ``service.front_end_loop: client``: each event one call to the pipeline actor of a worker, no
+  scheduler trip), 1 or 2 calls per worker thread (``service.calls_per_slot``),
+* ``serve-task``: the same with task dispatch and the front end on its own loop (every event one
+  fused Dask task, two per worker thread: the design before actors), ``serve-1``: task dispatch
+  with ``--tasks-per-slot 1`` (no task waits on a worker), ``serve-staged``: ``--mode staged`` (a
+  Dask task per stage, chained),
 * ``custom``: ``trackflow export triton --kind custom --instances N`` in the tritonserver bundled
   with nvidia-pytriton (one Python model runs the whole pipeline),
 * ``ensemble``: ``--kind ensemble --instances N`` (one Python model per stage, N instances each,
@@ -19,8 +24,9 @@ soon as its answer is in, for ``--duration`` s after a warm-up; throughput and p
 latency. Open loop: Poisson arrivals at fractions of the Triton custom backend's measured capacity
 at the same N, the same arrival times for every path; latency from the scheduled arrival.
 Per-request floor: each server with a trivial model (track_id = zeros, no pipeline) at
-concurrency 1. Identity: every path's tracks of every event equal the direct Pipeline's (exactly,
-label for label) and ``trackflow reconstruct``'s (the same hits in the same tracks).
+concurrency 1 (trackflow serve with each dispatch, and trackflow.Service alone, without HTTP).
+Identity: every path's tracks of every event equal the direct Pipeline's (exactly, label for
+label) and ``trackflow reconstruct``'s (the same hits in the same tracks).
 
 Example (2 busy cores: about 20 min; small events ~1.4k hits, full events ~110k hits)::
 
@@ -117,9 +123,30 @@ def _serve_trivial(workers: int) -> None:
 
 
 # --------------------------------------------------------------------------- servers
+#: the settings of each way trackflow serve dispatches (environment of its process; ``default``:
+#: trackflow.yaml's, whatever they are)
+DISPATCH_ENV: dict[str, dict[str, str]] = {
+    "default": {},
+    "actor1": {
+        "DASK_TRACKFLOW__SERVICE__DISPATCH": "actor",
+        "DASK_TRACKFLOW__SERVICE__FRONT_END_LOOP": "client",
+        "DASK_TRACKFLOW__SERVICE__CALLS_PER_SLOT": "1",
+    },
+    "actor2": {
+        "DASK_TRACKFLOW__SERVICE__DISPATCH": "actor",
+        "DASK_TRACKFLOW__SERVICE__FRONT_END_LOOP": "client",
+        "DASK_TRACKFLOW__SERVICE__CALLS_PER_SLOT": "2",
+    },
+    "task": {"DASK_TRACKFLOW__SERVICE__DISPATCH": "task", "DASK_TRACKFLOW__SERVICE__FRONT_END_LOOP": "own"},
+}
+
+
 @contextlib.contextmanager
-def serve_process(workers: int, trivial: bool = False, extra: tuple[str, ...] = ()) -> Iterator[str]:
-    """``trackflow serve`` (or the trivial service) in a child process; yields host:port."""
+def serve_process(
+    workers: int, trivial: bool = False, extra: tuple[str, ...] = (), dispatch: str = "default"
+) -> Iterator[str]:
+    """``trackflow serve`` (or the trivial service) in a child process, with ``dispatch``'s
+    settings (:data:`DISPATCH_ENV`); yields host:port."""
     if trivial:
         command = [sys.executable, __file__, "_serve-trivial", str(workers)]
     else:
@@ -135,7 +162,8 @@ def serve_process(workers: int, trivial: bool = False, extra: tuple[str, ...] = 
             "--no-grpc",
             *extra,
         ]
-    with subprocess.Popen(command, stderr=subprocess.PIPE, text=True) as process:
+    environment = os.environ | DISPATCH_ENV[dispatch]
+    with subprocess.Popen(command, stderr=subprocess.PIPE, text=True, env=environment) as process:
         try:
             assert process.stderr is not None
             line = process.stderr.readline()
@@ -391,8 +419,11 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         "custom": lambda n: triton_process("custom", n, environment, work),
         "ensemble": lambda n: triton_process("ensemble", n, environment, work),
     }
-    paths["serve-1"] = lambda n: serve_process(n, extra=("--tasks-per-slot", "1"))
-    paths["serve-staged"] = lambda n: serve_process(n, extra=("--mode", "staged"))
+    paths["serve-task"] = lambda n: serve_process(n, dispatch="task")
+    paths["serve-actor1"] = lambda n: serve_process(n, dispatch="actor1")
+    paths["serve-actor2"] = lambda n: serve_process(n, dispatch="actor2")
+    paths["serve-1"] = lambda n: serve_process(n, extra=("--tasks-per-slot", "1"), dispatch="task")
+    paths["serve-staged"] = lambda n: serve_process(n, extra=("--mode", "staged"), dispatch="task")
     capacity: dict[tuple[str, int, str], float] = {}
     frozen: dict[int, float] = {}
     for number in range(args.passes):
@@ -470,30 +501,33 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
 
     from trackflow.service import Service, ServiceConfig
 
-    with Service.open("local", 1, ServiceConfig(pipeline_loader=vs_triton.trivial_loader)) as service:
-        hits = small[0].hits
-        for _ in range(3):
-            service.submit(hits).result()
-        latencies = []
-        for _ in range(100):
-            t0 = time.perf_counter()
-            service.submit(hits).result()
-            latencies.append(time.perf_counter() - t0)
-        timings = service.take_timings()[-100:]
-    result["floor"].append(
-        {
-            "path": "Service alone (no HTTP)",
-            "p50_s": float(np.median(latencies)),
-            "p95_s": float(np.percentile(latencies, 95)),
-            "slot_p50_s": float(np.median([t.slot_s for t in timings])),
-            "fetch_p50_s": float(np.median([t.fetch_s for t in timings])),
-            "service_p50_s": float(np.median([t.service_s for t in timings])),
-        }
-    )
-    log(f"floor Service alone: p50 {np.median(latencies) * 1e3:.1f} ms")
+    for dispatch in ("actor", "task"):
+        config = ServiceConfig(pipeline_loader=vs_triton.trivial_loader, dispatch=dispatch)
+        with Service.open("local", 1, config) as service:
+            hits = small[0].hits
+            for _ in range(3):
+                service.submit(hits).result()
+            latencies = []
+            for _ in range(100):
+                t0 = time.perf_counter()
+                service.submit(hits).result()
+                latencies.append(time.perf_counter() - t0)
+            timings = service.take_timings()[-100:]
+        result["floor"].append(
+            {
+                "path": f"Service alone, {dispatch} dispatch (no HTTP)",
+                "p50_s": float(np.median(latencies)),
+                "p95_s": float(np.percentile(latencies, 95)),
+                "slot_p50_s": float(np.median([t.slot_s for t in timings])),
+                "fetch_p50_s": float(np.median([t.fetch_s for t in timings])),
+                "service_p50_s": float(np.median([t.service_s for t in timings])),
+            }
+        )
+        log(f"floor Service alone ({dispatch}): p50 {np.median(latencies) * 1e3:.1f} ms")
     # the per-request floor: trivial models, one instance, one request at a time
     for path, opener in (
         ("serve", lambda: serve_process(1, trivial=True)),
+        ("serve-task", lambda: serve_process(1, trivial=True, dispatch="task")),
         ("triton", lambda: triton_process("trivial", 1, environment, work)),
     ):
         with opener() as url:
@@ -538,8 +572,8 @@ def tables(result: dict[str, Any]) -> str:
         )
         pivot_p = group.pivot_table(index="concurrency", columns="path", values="p95_s", aggfunc="mean") * 1e3
         header = ["C"] + [f"{p} ev/s" for p in pivot_t.columns] + [f"{p} p95 ms" for p in pivot_p.columns]
-        if {"serve", "custom"} <= set(pivot_t.columns):
-            header.append("serve/custom")
+        served = [p for p in pivot_t.columns if p.startswith("serve")] if "custom" in pivot_t.columns else []
+        header += [f"{p}/custom" for p in served]
         if {"custom", "ensemble"} <= set(pivot_t.columns):
             header += ["serve/ensemble", "custom/ensemble"]
         lines += [
@@ -552,8 +586,7 @@ def tables(result: dict[str, Any]) -> str:
             cells = [str(c)] + [f"{pivot_t.loc[c, p]:.2f}" for p in pivot_t.columns]
             cells += [f"{pivot_p.loc[c, p]:.0f}" for p in pivot_p.columns]
             row = pivot_t.loc[c]
-            if "serve/custom" in header:
-                cells.append(f"{row['serve'] / row['custom']:.2f}")
+            cells += [f"{row[p] / row['custom']:.2f}" for p in served]
             if "custom/ensemble" in header:
                 cells += [
                     f"{row['serve'] / row['ensemble']:.2f}" if "serve" in row else "-",
@@ -632,7 +665,7 @@ def main() -> None:
     parser.add_argument("--full-count", type=int, default=2)
     parser.add_argument("--max-events", type=int, default=16)
     parser.add_argument("--out", type=Path, default=Path("benchmarks/results/vs_triton"))
-    parser.add_argument("--paths", default="custom,ensemble,serve,serve-staged,serve-1")
+    parser.add_argument("--paths", default="custom,ensemble,serve,serve-task,serve-staged,serve-1")
     parser.add_argument(
         "--passes", type=int, default=1, help="the paths take turns this many times (order reversed)"
     )

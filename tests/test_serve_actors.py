@@ -19,6 +19,8 @@ import pytest
 import trackflow
 from trackflow.errors import ConfigError
 from trackflow.service import Service, ServiceConfig
+from trackflow.service.actors import ActorPool, WorkerActor
+from trackflow.service.clusters import ServiceCluster
 
 
 @pytest.fixture(scope="module")
@@ -44,7 +46,7 @@ def test_actor_and_task_dispatch_give_the_pipelines_tracks(handle: Any, events: 
     expected = [trackflow.Pipeline.load()(event) for event in events]
     client = handle.client
     for dispatch in ("actor", "task"):
-        with Service(client, ServiceConfig(dispatch=dispatch)) as service:
+        with Service(client, ServiceConfig(dispatch=dispatch, calls_per_slot=1)) as service:
             # one actor per worker, ready when the service is; none for the task dispatch
             assert (service.actors is not None) == (dispatch == "actor")
             if dispatch == "actor":
@@ -93,3 +95,30 @@ def test_staged_mode_runs_as_tasks_and_a_bad_dispatch_is_refused(handle: Any, ev
     with Service(client, ServiceConfig(dispatch="actor", mode="staged")) as service:
         assert service.actors is None  # a task per stage: Dask chains them
         assert service.submit(events[0]).result(timeout=300).event_id == events[0].event_id
+
+
+def test_a_call_waits_on_the_busy_worker_whose_call_is_oldest(handle: Any) -> None:
+    # the pool's choice alone (real clusters' clients, no calls): free threads first, then,
+    # with 2 calls per thread, the worker whose running call was sent first; then none
+    cluster = ServiceCluster(0, handle.client)
+    pool = ActorPool("no-plugin", "test", calls_per_slot=2)
+    first, second = (WorkerActor(cluster, f"tcp://worker-{n}", f"actor-{n}", 1, None) for n in "ab")
+    pool._actors = {(0, first.address): first, (0, second.address): second}
+    assert pool.pick() is first and pool.pick() is second  # a free worker each
+    assert pool.pick() is first  # both busy: first's call is the older one
+    assert pool.pick() is second
+    assert pool.pick() is None  # two calls per thread at most
+    pool.done(first)
+    assert pool.pick() is first
+    assert pool.pick(busy_too=True) is second  # a call whose worker died: even past the limit
+
+
+def test_two_calls_per_slot_give_the_same_tracks(handle: Any, events: list) -> None:
+    expected = [trackflow.Pipeline.load()(event).track_labels for event in events]
+    with Service(handle.client, ServiceConfig(dispatch="actor", calls_per_slot=2)) as service:
+        assert service._in_flight_limit() == 4  # 2 workers of 1 thread, 2 calls each
+        futures = service.map(events * 3)
+        for future, want in zip(futures, expected * 3, strict=True):
+            np.testing.assert_array_equal(future.result(timeout=300).track_labels, want)
+    with pytest.raises(ConfigError, match=r"service\.calls_per_slot 0"):
+        ServiceConfig(calls_per_slot=0)

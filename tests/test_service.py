@@ -226,7 +226,7 @@ def test_a_bad_request_is_one_clear_error_and_a_bad_event_an_answer(client: obje
 def test_the_slot_limit_follows_the_workers_without_the_batcher_asking(events: list) -> None:
     # one worker, then two: the watch thread sees the second join; the batcher only reads
     with trackflow.open_cluster("local", workers=1, threads_per_worker=1) as handle:
-        with Service(handle.client) as service:
+        with Service(handle.client, ServiceConfig(calls_per_slot=1)) as service:
             assert service._in_flight_limit() == 1
             handle.cluster.scale(2)
             handle.client.wait_for_workers(2, timeout=60)

@@ -24,11 +24,13 @@ worker included); until a worker has its actor, batches that find no free actor 
 from __future__ import annotations
 
 import asyncio
+import collections
 import contextlib
 import logging
 import threading
+import time
 from concurrent.futures import Future, ThreadPoolExecutor
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from types import SimpleNamespace
 from typing import TYPE_CHECKING, Any
 
@@ -108,7 +110,8 @@ class PipelineActor:
 @dataclass
 class WorkerActor:
     """The actor on one worker of ``cluster``: its key, the worker's threads (``slots``), the
-    calls in flight, and the Dask future that keeps it alive."""
+    calls in flight and when each was sent (``time.monotonic()`` s, oldest first), and the Dask
+    future that keeps it alive."""
 
     cluster: ServiceCluster
     address: str
@@ -116,6 +119,7 @@ class WorkerActor:
     slots: int
     future: DaskFuture
     in_flight: int = 0
+    sent: collections.deque[float] = field(default_factory=collections.deque)
 
 
 class ActorPool:
@@ -216,23 +220,31 @@ class ActorPool:
 
     # ------------------------------------------------------------------ calls
     def pick(self, busy_too: bool = False) -> WorkerActor | None:
-        """The actor with the most free threads: it takes the call. None when none is free
-        (with ``busy_too``: only when there is no actor)."""
+        """The actor that takes the next call: one with a free thread (the most free) if any.
+        Else, with ``calls_per_slot`` > 1, the call waits on a busy worker, the one whose oldest
+        call was sent first (of events alike, the first to finish: the worker a queue on the
+        client would have given it to), so that its trip overlaps the running call. None when
+        every actor is full (with ``busy_too``: only when there is no actor)."""
         with self._lock:
-            free = [
-                a
-                for a in self._actors.values()
-                if (busy_too or a.in_flight < a.slots * self.calls_per_slot) and a.cluster.usable()
-            ]
-            if not free:
-                return None
-            actor = max(free, key=lambda a: (a.slots * self.calls_per_slot - a.in_flight, -a.cluster.index))
+            usable = [a for a in self._actors.values() if a.cluster.usable()]
+            free = [a for a in usable if a.in_flight < a.slots]
+            if free:
+                actor = max(free, key=lambda a: (a.slots - a.in_flight, -a.cluster.index))
+            else:
+                room = [a for a in usable if busy_too or a.in_flight < a.slots * self.calls_per_slot]
+                if not room:
+                    return None
+                actor = min(room, key=lambda a: (a.in_flight / a.slots, a.sent[0] if a.sent else 0.0))
             actor.in_flight += 1
+            actor.sent.append(time.monotonic())
             return actor
 
     def done(self, actor: WorkerActor) -> None:
+        """``actor``'s call has ended (its oldest, as a worker runs its calls in order)."""
         with self._lock:
             actor.in_flight -= 1
+            if actor.sent:
+                actor.sent.popleft()
 
     def call(self, actor: WorkerActor, events: list[Event]) -> Future:
         """``actor.run(events)`` with one RPC to its worker, on its client's event loop; a

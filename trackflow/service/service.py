@@ -24,11 +24,13 @@ counted in :meth:`Service.counts`. A worker lost mid-batch (a cancelled Slurm jo
 but time: Dask runs its tasks again on the workers left.
 
 How a batch reaches a worker (``service.dispatch``, fused mode): ``actor`` calls the pipeline
-actor on a worker with a free thread directly (:mod:`trackflow.service.actors`: one RPC, ~2 ms
-a request instead of the 12-16 ms a task's trip through the scheduler costs; an event waits on
-the client until a worker is free, never behind a busy one); a call whose worker dies is sent
-again as a Dask task, so Dask's rescheduling and retries still answer it. ``task`` submits
-every batch as a Dask task (``tasks_per_slot`` of them per worker thread).
+actor on a worker directly (:mod:`trackflow.service.actors`: one RPC, ~2 ms a request instead of
+the 12-16 ms a task's trip through the scheduler costs), a worker with a free thread first; with
+``calls_per_slot`` 2 one more call may wait on the busy worker whose running call is oldest, so
+its trip overlaps that call. A call whose worker dies goes to another worker's actor (failing as
+KilledWorker after as many deaths as a task), one that raises goes again as a Dask task, so
+Dask's rescheduling and retries still answer it. ``task`` submits every batch as a Dask task
+(``tasks_per_slot`` of them per worker thread).
 
 Several clusters (issue 32: one Dask scheduler drives only so many tasks per second and workers,
 ``trackflow estimate`` says how many are needed): ``Service([client_a, client_b])`` or
@@ -210,7 +212,7 @@ class Service:
         self._resend_pool: ThreadPoolExecutor | None = None
         self._allowed_failures: dict[int, int] = {}
         if self.config.dispatch == "actor" and self.config.mode == "fused":
-            self.actors = ActorPool(self.plugin.name, self._run)
+            self.actors = ActorPool(self.plugin.name, self._run, int(self.config.calls_per_slot or 1))
             self._resend_pool = ThreadPoolExecutor(1, thread_name_prefix="trackflow-service-resend")
             for cluster in self.clusters:
                 self.actors.refresh(cluster, cluster.workers(), wait_s=ACTOR_START_S)
@@ -379,8 +381,8 @@ class Service:
     def _in_flight_limit(self) -> int:
         if self.config.max_in_flight is not None:
             return int(self.config.max_in_flight)
-        # actors: one call per worker thread (events wait on the client for a free worker)
-        per_slot = 1 if self.actors is not None else int(self.config.tasks_per_slot)
+        # actors: calls_per_slot per worker thread (1: events wait on the client for a free worker)
+        per_slot = self.actors.calls_per_slot if self.actors is not None else int(self.config.tasks_per_slot)
         return sum(c.slots for c in self.clusters if c.usable()) * per_slot
 
     def _watch_slots(self) -> None:
