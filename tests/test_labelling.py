@@ -11,6 +11,7 @@ from trackflow.pipeline import HitGraph, Labelling, LabellingConfig
 from trackflow.pipeline.labelling import (
     connected_component_labels,
     extended_component_labels,
+    track_labels,
     walkthrough_labels,
 )
 from trackflow.pipeline.threads import set_threads
@@ -73,6 +74,25 @@ def test_cc_extend_gives_lone_hits_back_to_the_track_their_best_loose_edge_reach
     assert groups(extended_component_labels(15, edges, scores, 0.9, 0.9)) == groups(
         connected_component_labels(15, edges, scores, 0.9)
     )
+
+
+def test_cc_extend_joins_fragments_only_to_tracks_of_min_track_hits() -> None:
+    # a 4-hit track 0-1-2-3 and a 2-hit fragment 4-5 (tight edges); lone hit 6 has loose edges to
+    # both, the better one to the fragment; lone hit 7 a loose edge to the 4-hit track
+    edges = np.array([[1, 2, 3, 5, 6, 6, 7], [0, 1, 2, 4, 4, 0, 3]])
+    scores = np.array([0.95, 0.95, 0.95, 0.95, 0.8, 0.5, 0.6])
+    free = extended_component_labels(8, edges, scores, cut=0.9, extend_cut=0.3, max_hits=2, rounds=1)
+    assert frozenset({4, 5, 6}) in groups(free)  # two fragments pair up into a new 3-hit track
+    # with min_track 4 a fragment joins only a track that already has 4 hits: hit 6 follows its
+    # best edge into a track that qualifies, and the 2-hit fragment stays as it is
+    strict = extended_component_labels(8, edges, scores, 0.9, 0.3, max_hits=2, rounds=1, min_track=4)
+    assert groups(strict) == {frozenset({0, 1, 2, 3, 6, 7}), frozenset({4, 5})}
+    config = LabellingConfig(
+        method="cc_extend", cut=0.9, extend_cut=0.3, extend_max_hits=2, extend_rounds=1, extend_min_track=4
+    )
+    assert groups(track_labels(8, edges, scores, np.zeros(8), config)) == groups(strict)
+    with pytest.raises(ConfigError, match="extend_min_track"):
+        LabellingConfig(method="cc_extend", extend_min_track=0)
 
 
 def test_walkthrough_keeps_simple_paths_and_walks_branches() -> None:

@@ -6,12 +6,16 @@ Three methods (the first two from REFERENCE.md §2):
   (``scipy.sparse.csgraph.connected_components``);
 - ``"cc_extend"``: the same components, then every hit of a small fragment (at most
   ``extend_max_hits`` hits) moves to the track that its best-scored edge above ``extend_cut``
-  leads to, if that track is bigger; repeated ``extend_rounds`` times. A tight cut keeps two
+  leads to, if that track is bigger and has at least ``extend_min_track`` hits; repeated
+  ``extend_rounds`` times. A tight cut keeps two
   particles' tracks apart, and the loose pass gives back the hits whose edges the GNN scored
   between the two cuts; those hits would otherwise be lone fragments, and a particle split into
   fragments has no track holding more than half of its hits. Track efficiency (pT > 1 GeV) over
   the best CC cut: 86 % -> 91-92 % on held-out events with a 4-iteration GNN, 94.9 % -> 96.6 %
-  on validation events with the shipped 8-iteration one (benchmarks/README.md);
+  on validation events with the shipped 8-iteration one (benchmarks/README.md). With
+  ``extend_min_track`` at the scored track length (5 hits), fragments only join tracks that
+  already count, and do not pair up into new short tracks that are often fakes (issue 29: on
+  validation, fakes 0.74 -> 0.45 % at the same score);
 - ``"walkthrough"`` (ACTS/acorn CC-and-walk): components of the edges above a loose cut that are
   simple paths of >= ``min_hits`` hits are tracks as they are; in the rest, walks start from the
   innermost unused hit and follow, hit by hit outwards (by r), the best-scored edge above
@@ -46,8 +50,9 @@ def _cfg(key: str, default: Any) -> Any:
 @dataclass
 class LabellingConfig:
     """``method``: cc | cc_extend | walkthrough; ``cut``: CC edge-score cut; ``extend_cut``,
-    ``extend_max_hits``, ``extend_rounds``: cc_extend's loose cut, largest fragment it moves and
-    passes; ``walk_loose_cut``, ``walk_cut``, ``min_hits``: walkthrough cuts and the smallest
+    ``extend_max_hits``, ``extend_rounds``, ``extend_min_track``: cc_extend's loose cut, largest
+    fragment it moves, passes, and the smallest track (hits) a fragment may join;
+    ``walk_loose_cut``, ``walk_cut``, ``min_hits``: walkthrough cuts and the smallest
     track it forms."""
 
     method: str = field(default_factory=lambda: str(_cfg("method", "cc")))
@@ -55,6 +60,7 @@ class LabellingConfig:
     extend_cut: float = field(default_factory=lambda: float(_cfg("extend_cut", 0.3)))
     extend_max_hits: int = field(default_factory=lambda: int(_cfg("extend_max_hits", 3)))
     extend_rounds: int = field(default_factory=lambda: int(_cfg("extend_rounds", 3)))
+    extend_min_track: int = field(default_factory=lambda: int(_cfg("extend_min_track", 1)))
     walk_loose_cut: float = field(default_factory=lambda: float(_cfg("walk_loose_cut", 0.01)))
     walk_cut: float = field(default_factory=lambda: float(_cfg("walk_cut", 0.6)))
     min_hits: int = field(default_factory=lambda: int(_cfg("min_hits", 3)))
@@ -70,7 +76,7 @@ class LabellingConfig:
                 f"pipeline.labelling.extend_cut: {self.extend_cut} is above the cut {self.cut} "
                 "(it must be looser)"
             )
-        for key in ("extend_max_hits", "extend_rounds"):
+        for key in ("extend_max_hits", "extend_rounds", "extend_min_track"):
             if getattr(self, key) < 1:
                 raise ConfigError(f"pipeline.labelling.{key}: must be >= 1")
 
@@ -96,11 +102,13 @@ def extended_component_labels(
     extend_cut: float = 0.3,
     max_hits: int = 3,
     rounds: int = 3,
+    min_track: int = 1,
 ) -> np.ndarray:
     """Track label int64 [n_hits] by cc_extend (module docstring): components of the edges above
     ``cut``; then, ``rounds`` times, each hit of a component of <= ``max_hits`` hits takes the
-    label across its best edge with ``extend_cut < score <= cut`` to a bigger component (all
-    hits of a round move at once, on the sizes the round started with)."""
+    label across its best edge with ``extend_cut < score <= cut`` to a bigger component of at
+    least ``min_track`` hits (all hits of a round move at once, on the sizes the round started
+    with)."""
     labels = connected_component_labels(n_hits, edges, scores, cut)
     loose = (scores > extend_cut) & (scores <= cut)
     # both directions of every loose edge: (hit that may move, hit it would join, score)
@@ -111,7 +119,8 @@ def extended_component_labels(
     mover, anchor = mover[order], anchor[order]
     for _ in range(rounds):
         size = np.bincount(labels, minlength=n_hits)
-        ok = (size[labels[mover]] <= max_hits) & (size[labels[anchor]] > size[labels[mover]])
+        target = size[labels[anchor]]
+        ok = (size[labels[mover]] <= max_hits) & (target > size[labels[mover]]) & (target >= min_track)
         if not ok.any():
             break
         hits, targets = mover[ok], anchor[ok]
@@ -198,7 +207,7 @@ def track_labels(
         return connected_component_labels(n_hits, edges, scores, c.cut)
     if c.method == "cc_extend":
         return extended_component_labels(
-            n_hits, edges, scores, c.cut, c.extend_cut, c.extend_max_hits, c.extend_rounds
+            n_hits, edges, scores, c.cut, c.extend_cut, c.extend_max_hits, c.extend_rounds, c.extend_min_track
         )
     return walkthrough_labels(n_hits, edges, scores, r, c.walk_loose_cut, c.walk_cut, c.min_hits)
 
@@ -230,7 +239,8 @@ class Labelling:
         if c.method == "cc_extend":
             return (
                 f"Labelling(method='cc_extend', cut={c.cut}, extend_cut={c.extend_cut}, "
-                f"extend_max_hits={c.extend_max_hits}, extend_rounds={c.extend_rounds})"
+                f"extend_max_hits={c.extend_max_hits}, extend_rounds={c.extend_rounds}, "
+                f"extend_min_track={c.extend_min_track})"
             )
         return (
             f"Labelling(method='walkthrough', loose_cut={c.walk_loose_cut}, "
