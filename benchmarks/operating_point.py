@@ -8,19 +8,21 @@ Training (``trackflow train``) fixes the triplet chi2 cut (``--triplet-cut``, 25
 models), then picks the GNN / labelling cut at an edge purity >= 95 % and the best track
 efficiency within its fake and duplicate targets. Neither is what the comparison with the CKF
 scores. This scans, on every event of the validation folders, the best-chi2 cut of the triplet
-pruning (one cut for every pruned volume) and the connected-components cut. The validation
+pruning (one cut for every pruned volume), the connected-components cut, and cc_extend
+(``--extend-cuts``: hits of fragments of up to 3 hits then follow their best looser edge to a
+bigger component, so tracks get back hits the cut dropped) against plain cc. The validation
 events are simulated from the held-out particles with their own seeds, with truth, and used
 neither by the robustness matrix nor by the CKF comparison; the noisiest condition of the matrix
 is among them, as it makes the most fakes. The pipeline runs up to the filter's MLP once per
-event, then the pruning and the GNN once per triplet cut, then labelling once per cc cut.
+event, then the pruning and the GNN once per triplet cut, then labelling once per setting.
 
-Per pair of cuts: the pooled efficiency (pT > 1 and > 0.5 GeV), fake and duplicate rates, the
-mean TrackML score, and the edges the GNN scores per hit (its cost). The chosen pair has the best
+Per setting: the pooled efficiency (pT > 1 and > 0.5 GeV), fake and duplicate rates, the
+mean TrackML score, and the edges the GNN scores per hit (its cost). The chosen setting has the best
 score with fake and duplicate rates at most the targets (kept below the matrix's 1 % bars); among
-pairs within ``--score-tolerance`` of that score (differences a few validation events cannot
-resolve) the loosest pruning, then the lowest cc cut, is taken: it keeps the most truth edges. One
+settings within ``--score-tolerance`` of that score (differences a few validation events cannot
+resolve) the loosest pruning, then the lowest cc cut, then plain cc, is taken. One
 thread. Writes benchmarks/results/operating_point.md; to ship it, set the manifest's ``filter``
-``triplets.chi2_cut`` and the ``gnn`` and ``labelling`` ``cut``.
+``triplets.chi2_cut`` and the ``gnn`` ``cut`` and the ``labelling`` settings.
 """
 
 from __future__ import annotations
@@ -40,11 +42,36 @@ from trackflow.pipeline.filter import apply_cut, prune_triplets
 from trackflow.pipeline.labelling import LabellingConfig, track_labels
 
 
+def labelling(cut: float, extend: float, min_track: int) -> LabellingConfig:
+    """Connected components at ``cut``, or, with ``extend`` > 0, cc_extend: hits of components of
+    up to 3 hits then follow their best edge above ``extend`` to a component of at least
+    ``min_track`` hits (3 rounds)."""
+    if extend <= 0:
+        return LabellingConfig(method="cc", cut=cut)
+    return LabellingConfig(
+        method="cc_extend",
+        cut=cut,
+        extend_cut=extend,
+        extend_max_hits=3,
+        extend_rounds=3,
+        extend_min_track=min_track,
+    )
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("events_dirs", type=Path, nargs="+", help="folders of validation events with truth")
     parser.add_argument("--triplet-cuts", default="6,9,12,16,25", help="best-chi2 cuts of the pruning")
     parser.add_argument("--cuts", default="0.5:0.66:0.02", help="START:STOP:STEP of the cc cuts scanned")
+    parser.add_argument(
+        "--extend-cuts", default="0", help="cc_extend's extend cuts scanned (0: plain connected components)"
+    )
+    parser.add_argument(
+        "--extend-min-track",
+        type=int,
+        default=metrics.MIN_HITS,
+        help="cc_extend: smallest track a fragment may join (default: the scored track length)",
+    )
     parser.add_argument("--max-fake", type=float, default=0.005, help="fake-rate target (fraction)")
     parser.add_argument("--max-duplicate", type=float, default=0.005, help="duplicate-rate target")
     parser.add_argument("--models", type=Path, default=None, help="model directory (default: shipped)")
@@ -54,14 +81,19 @@ def main() -> None:
     args = parser.parse_args()
     start, stop, step = (float(v) for v in args.cuts.split(":"))
     pipeline = Pipeline.load(args.models, threads=1)
-    shipped_cut = round(pipeline.stages["labelling"].config.cut, 4)
-    cuts = sorted({round(c, 4) for c in np.arange(start, stop + step / 2, step)} | {shipped_cut})
+    shipped = pipeline.stages["labelling"].config
+    shipped_point = (
+        round(shipped.cut, 4),
+        float(shipped.extend_cut) if shipped.method == "cc_extend" else 0.0,
+    )
+    cuts = sorted({round(c, 4) for c in np.arange(start, stop + step / 2, step)} | {shipped_point[0]})
+    extends = [float(x) for x in args.extend_cuts.split(",")]
     stage = pipeline.stages["filter"]
     if stage.triplets is None:
         parser.error(f"{args.models or 'the shipped models'}: the filter has no triplet pruning to scan")
     learned = stage.triplets
     triplet_cuts = [float(c) for c in args.triplet_cuts.split(",")]
-    per_point: dict[tuple[float, float], list[metrics.TrackMetrics]] = {}
+    per_point: dict[tuple[float, float, float], list[metrics.TrackMetrics]] = {}
     edges_per_hit: dict[float, list[float]] = {t: [] for t in triplet_cuts}
     for ref in [ref for directory in args.events_dirs for ref in list_events(directory)]:
         event = ref.load()
@@ -78,14 +110,18 @@ def main() -> None:
             edges_per_hit[triplet_cut].append(pruned.n_edges / max(pruned.n_hits, 1))
             edges, scores = pruned.edges.cpu().numpy(), pruned.edge_scores.cpu().numpy()
             for cut in cuts:
-                labels = track_labels(pruned.n_hits, edges, scores, r, LabellingConfig(method="cc", cut=cut))
-                frame = pd.DataFrame({"hit_id": np.asarray(pruned.hit_ids), "track_id": labels})
-                per_point.setdefault((triplet_cut, cut), []).append(
-                    metrics.score_event(frame, event.truth, event.particles, event_id=event.event_id)
-                )
+                for extend in extends:
+                    if extend >= cut:
+                        continue
+                    setting = labelling(cut, extend, args.extend_min_track)
+                    labels = track_labels(pruned.n_hits, edges, scores, r, setting)
+                    frame = pd.DataFrame({"hit_id": np.asarray(pruned.hit_ids), "track_id": labels})
+                    per_point.setdefault((triplet_cut, cut, extend), []).append(
+                        metrics.score_event(frame, event.truth, event.particles, event_id=event.event_id)
+                    )
     rows, within = [], []
     names = ("efficiency", "efficiency_pt05", "fake_rate", "duplicate_rate")
-    for (triplet_cut, cut), scored in per_point.items():
+    for (triplet_cut, cut, extend), scored in per_point.items():
         counts: dict[str, float] = {}
         for m in scored:
             for key, value in m.counts.items():
@@ -94,28 +130,34 @@ def main() -> None:
         score = float(np.mean([m.trackml_score for m in scored]))
         ok = rates["fake_rate"] <= args.max_fake and rates["duplicate_rate"] <= args.max_duplicate
         if ok:
-            within.append((score, triplet_cut, cut))
-        rows.append([triplet_cut, cut, *(rates[name] for name in names), score, ok])
+            within.append((score, triplet_cut, cut, extend))
+        rows.append([triplet_cut, cut, extend, *(rates[name] for name in names), score, ok])
     best = None
     if within:
-        top = max(score for score, _, _ in within)
-        tied = [(t, -c) for score, t, c in within if score >= top - args.score_tolerance]
-        loosest, minus_cut = max(tied)
-        best = ((loosest, -minus_cut), top)
+        top = max(score for score, *_ in within)
+        # ties: the loosest pruning, then the lowest cc cut, then plain cc or the highest extend cut
+        tied = [
+            (t, -c, -x if x > 0 else -np.inf)
+            for score, t, c, x in within
+            if score >= top - args.score_tolerance
+        ]
+        t, minus_c, minus_x = max(tied)
+        best = (t, -minus_c, 0.0 if minus_x == -np.inf else -minus_x)
     shipped_triplet = sorted(set(learned.chi2_cut.values()))
     table = [
         [
             f"{t:g}" + (" (shipped)" if [t] == shipped_triplet else ""),
             f"{np.mean(edges_per_hit[t]):.2f}",
-            f"{cut:.4f}" + (" (shipped)" if cut == shipped_cut else ""),
+            f"{cut:.4f}",
+            ("cc" if x <= 0 else f"cc_extend {x:g}") + (" (shipped)" if (cut, x) == shipped_point else ""),
             f"{100 * eff:.2f}",
             f"{100 * eff05:.2f}",
             f"{100 * fake:.3f}",
             f"{100 * dup:.3f}",
             f"{score:.4f}",
-            ("**chosen**" if best is not None and (t, cut) == best[0] else ("within" if ok else "")),
+            ("**chosen**" if (t, cut, x) == best else ("within" if ok else "")),
         ]
-        for t, cut, eff, eff05, fake, dup, score, ok in rows
+        for t, cut, x, eff, eff05, fake, dup, score, ok in rows
     ]
     n_events = len(next(iter(per_point.values())))
     write_table(
@@ -125,6 +167,7 @@ def main() -> None:
             "triplet chi2 cut",
             "GNN edges / hit",
             "cc cut",
+            "labelling",
             "eff pT>1 %",
             "eff pT>0.5 %",
             "fake %",
@@ -134,10 +177,10 @@ def main() -> None:
         ],
         table,
         f"Command: `python benchmarks/operating_point.py {' '.join(map(str, args.events_dirs))} "
-        f"--triplet-cuts "
-        f"{args.triplet_cuts} --cuts {args.cuts} --max-fake {args.max_fake} --max-duplicate "
-        f"{args.max_duplicate} --score-tolerance {args.score_tolerance}`; {n_events} events. Machine: "
-        f"{machine()}. Chosen: the best mean score "
+        f"--triplet-cuts {args.triplet_cuts} --cuts {args.cuts} --extend-cuts {args.extend_cuts} "
+        f"--extend-min-track {args.extend_min_track} "
+        f"--max-fake {args.max_fake} --max-duplicate {args.max_duplicate} --score-tolerance "
+        f"{args.score_tolerance}`; {n_events} events. Machine: {machine()}. Chosen: the best mean score "
         f"with fake <= {100 * args.max_fake:.2f} % and duplicates <= {100 * args.max_duplicate:.2f} % "
         "(pooled over the events); among scores within the tolerance of it, the loosest pruning.",
     )
