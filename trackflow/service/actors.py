@@ -9,8 +9,10 @@ RPC from the client to its worker, the answer coming back on the same connection
 
 So the service creates one :class:`PipelineActor` on every worker (pinned there; it uses the
 pipeline the :class:`~trackflow.run.plugin.PipelinePlugin` loaded, nothing is loaded twice) and
-sends each batch to a worker with a free thread (:meth:`ActorPool.pick`): an event waits on the
-client until a worker is free, never behind a busy worker while another is idle.
+sends each batch to a worker with a free thread (:meth:`ActorPool.pick`): an event never waits
+behind a busy worker while another is idle. With ``calls_per_slot`` 2, once every thread is busy
+one more call per thread may wait on a worker, the one whose running call is oldest, so that its
+trip overlaps that call; past that, events wait on the client.
 
 Dask's guarantees stay, counted as Dask counts them. A call whose worker dies (the connection
 drops) goes to another worker's actor, until ``distributed.scheduler.allowed-failures`` + 1
@@ -144,15 +146,18 @@ class ActorPool:
         when ready."""
         with self._lock:
             gone = [k for k in self._actors if k[0] == cluster.index and k[1] not in workers]
-            dropped = [self._actors.pop(k) for k in gone]
+            dropped = [self._actors.pop(k).future for k in gone]
+            # an actor pinned to a worker that left never starts: forget it too
+            stuck = [k for k in self._creating if k[0] == cluster.index and k[1] not in workers]
+            dropped += [self._creating.pop(k) for k in stuck]
             new = [
                 a
                 for a in workers
                 if (cluster.index, a) not in self._actors and (cluster.index, a) not in self._creating
             ]
-        for actor in dropped:
-            self._release(actor.future)
-        created: list[DaskFuture] = []
+        for future in dropped:
+            self._release(future)
+        created: list[tuple[DaskFuture, str]] = []
         for address in new:
             with self._lock:
                 self._numbers += 1
@@ -175,22 +180,31 @@ class ActorPool:
             future.add_done_callback(
                 lambda f, c=cluster, a=address, n=int(workers[address]): self._created(f, c, a, n)
             )
-            created.append(future)
+            created.append((future, address))
         if wait_s and created:
             from distributed import wait
 
             with contextlib.suppress(Exception):
-                wait(created, timeout=wait_s)
+                wait([f for f, _ in created], timeout=wait_s)
+            # registered here too, not only by the done callback (a thread of Dask's that may
+            # run later): the service starts with its actors
+            for future, address in created:
+                if future.done():
+                    self._created(future, cluster, address, int(workers[address]))
 
     def _created(self, future: DaskFuture, cluster: ServiceCluster, address: str, slots: int) -> None:
+        """Register the actor ``future`` made on ``address`` (once: called by its done callback
+        and, at start, by :meth:`refresh`)."""
+        where = (cluster.index, address)
         with self._lock:
-            self._creating.pop((cluster.index, address), None)
+            if self._creating.get(where) is not future:
+                return  # registered already, or its worker left meanwhile
+            del self._creating[where]
+            if future.status == "finished":
+                self._actors[where] = WorkerActor(cluster, address, str(future.key), slots, future)
         if future.status != "finished":
             logger.warning("no pipeline actor on %s (%s): its batches go as tasks", address, future.status)
             return
-        with self._lock:
-            actor = WorkerActor(cluster, address, str(future.key), slots, future)
-            self._actors[(cluster.index, address)] = actor
         logger.debug("pipeline actor ready on %s", address)
 
     def drop(self, actor: WorkerActor) -> None:
