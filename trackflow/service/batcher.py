@@ -119,7 +119,6 @@ class DynamicBatcher:
         self._in_flight_events = 0
         self._closed = False
         self._cond = threading.Condition()
-        self._sending = threading.local()  # .active: this thread is inside dispatch()
         self._thread = threading.Thread(target=self._run, name="trackflow-batcher", daemon=True)
         self._thread.start()
 
@@ -180,28 +179,10 @@ class DynamicBatcher:
         self.counts.batch_sizes[len(batch)] += 1
 
     def slot_free(self) -> None:
-        """A dispatched batch's task has finished (done or failed): its slot takes the next one,
-        sent from here when it may leave at once (the caller's thread: the service's client loop
-        sends it on, without waking the batching thread first, so the worker idles for less)."""
+        """A dispatched batch's task has finished (done or failed): its slot takes the next one."""
         with self._cond:
             self._in_flight_batches -= 1
-            # not from inside a dispatch (one failing at once): the batches would chain down the
-            # stack, one level per queued batch; the batching thread takes those
-            batch = None if getattr(self._sending, "active", False) else self._ready_batch()
             self._cond.notify_all()
-        if batch is not None:
-            self._send(batch)
-
-    def _ready_batch(self) -> list[Request] | None:
-        """(Under the lock.) The batch that may leave now without waiting (a slot free, and a full
-        batch or no delay to wait for), counted as dispatched; None if there is none."""
-        if self._closed or not self._queue or self._in_flight_batches >= self.in_flight_limit():
-            return None
-        if len(self._queue) < self.max_batch_events and self.max_delay_s > 0:
-            return None
-        batch = [self._queue.popleft() for _ in range(min(len(self._queue), self.max_batch_events))]
-        self._take(batch)
-        return batch
 
     def batch_done(self, events: int) -> None:
         """A dispatched batch of ``events`` events is answered (done or failed); its slot was
@@ -271,7 +252,6 @@ class DynamicBatcher:
         now = time.monotonic()
         for request in batch:
             request.dispatched = now
-        self._sending.active = True
         try:
             self.dispatch(batch)
         except Exception as error:  # the service answers every event, even when sending fails
@@ -280,5 +260,3 @@ class DynamicBatcher:
                     request.future.set_exception(error)
             self.slot_free()
             self.batch_done(len(batch))
-        finally:
-            self._sending.active = False
