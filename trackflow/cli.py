@@ -978,8 +978,15 @@ def stream(**options: Any) -> None:
     "--tasks-per-slot",
     type=click.IntRange(min=1),
     default=None,
-    help="Tasks on the cluster per worker thread (default: serve.tasks_per_slot; 2: the next "
-    "event waits on its worker, so Dask's round trip overlaps the running one; 1: none waits).",
+    help="Task dispatch only: tasks on the cluster per worker thread (default: serve.tasks_per_slot; "
+    "2: the next event waits on its worker, so Dask's round trip overlaps the running one; 1: none waits).",
+)
+@click.option(
+    "--dispatch",
+    type=click.Choice(["actor", "task"]),
+    default=None,
+    help="actor: each event straight to a worker's pipeline actor, no trip through the scheduler "
+    "(default: service.dispatch); task: a Dask task through the scheduler.",
 )
 @user_errors
 def serve(models_dir: Path | None, device: str | None, **options: Any) -> None:
@@ -1003,7 +1010,7 @@ def serve(models_dir: Path | None, device: str | None, **options: Any) -> None:
     cluster = cluster_from(options)
     more_clusters = more_clusters_set(options, cluster)
     serve_keys = ("host", "http_port", "grpc", "grpc_port", "max_request_bytes", "tls_cert", "tls_key")
-    service_keys = ("max_batch_events", "max_delay_ms", "max_queued", "queue_policy")
+    service_keys = ("max_batch_events", "max_delay_ms", "max_queued", "queue_policy", "dispatch")
     serve_config = ServeConfig(**{k: options.pop(k) for k in serve_keys if options.get(k) is not None})
     tasks_per_slot = options.pop("tasks_per_slot") or int(config.get("serve.tasks_per_slot"))
     service_config = ServiceConfig(
