@@ -1,7 +1,9 @@
-"""Would a small first filter pay? The shipped filter against a cheaper one, side by side.
+"""Would a small first filter pay? A filter (``--models``) against a cheaper one, side by side.
 
-The shipped filter's MLP (128 wide, 3 layers) scores every layer-map pair of a full event, ~2.8M
-with the 0.5 GeV map: about half of trackflow's time per event. A cascade would score every pair
+The 128-wide, 3-layer filter shipped before issue 29's distillation (``git archive 7d51d8b
+trackflow/pipeline/models``; the figures in benchmarks/README.md were taken with it) scores every
+layer-map pair of a full event, ~2.8M with the 0.5 GeV map: about half of trackflow's time per
+event then. A cascade would score every pair
 with a small MLP first and give the shipped one only the survivors. On the first event of each
 full-density robustness cell (``benchmarks/robustness.py``'s ``cell_config`` / ``ensure_cell``:
 held-out kinematics, its cache, simulated if missing) this measures, one thread, best of two:
@@ -19,7 +21,7 @@ The small filter comes from a model directory trained on the same layer map, e.g
         --layer-map-field-factor 1 --layer-map-margin 0 --filter-pair-features \\
         --filter-hidden 32 --filter-layers 2 --epochs-filter 10 --epochs-gnn 0 --edge-events 8
 
-    .venv/bin/python benchmarks/filter_cascade.py --small data/models_tiny \\
+    .venv/bin/python benchmarks/filter_cascade.py --small data/models_tiny [--models DIR] \\
         [--cells 55:0.15,5:0.3] [--seed 2718] [--work data/robustness]
 """
 
@@ -91,6 +93,7 @@ def main() -> None:
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
     parser.add_argument("--small", type=Path, required=True, help="model directory of the small filter")
+    parser.add_argument("--models", type=Path, default=None, help="the filter to compare (default: shipped)")
     parser.add_argument(
         "--cells", default=DEFAULT_CELLS, help="full-density cells as SIGMA_Z:NOISE, comma-separated"
     )
@@ -100,7 +103,7 @@ def main() -> None:
         "--work", type=Path, default=Path("data/robustness"), help="cache of the robustness cells"
     )
     args = parser.parse_args()
-    pipeline = Pipeline.load(threads=1)
+    pipeline = Pipeline.load(args.models, threads=1)
     small = model_files.load_model(model_files.read_manifest(args.small), "filter").eval()
     particles = held_out_dir(args.work, args.held_out)
     for spec in args.cells.split(","):

@@ -122,11 +122,7 @@ def main() -> None:
     rows, within = [], []
     names = ("efficiency", "efficiency_pt05", "fake_rate", "duplicate_rate")
     for (triplet_cut, cut, extend), scored in per_point.items():
-        counts: dict[str, float] = {}
-        for m in scored:
-            for key, value in m.counts.items():
-                counts[key] = counts.get(key, 0) + value
-        rates = metrics.track_rates(counts)
+        rates = metrics.track_rates(metrics.pooled_counts(m.counts for m in scored))
         score = float(np.mean([m.trackml_score for m in scored]))
         ok = rates["fake_rate"] <= args.max_fake and rates["duplicate_rate"] <= args.max_duplicate
         if ok:

@@ -293,6 +293,44 @@ def test_shipped_gnn_runs_this_code_and_shares_the_embedding() -> None:
     assert "def forward" in shipped.code and "embedding" in shipped.code
 
 
+def test_rescript_gnn_rewrites_a_model_directory_with_the_same_function(tmp_path: Path) -> None:
+    """rescript_gnn on a copy of the shipped models: a new gnn.pt, its sha256 in the manifest, the
+    directory loads (checked), and the GNN scores a graph as before."""
+    import json
+    import shutil
+
+    from trackflow.pipeline import model_files
+    from trackflow.pipeline.training.gnn import rescript_gnn
+
+    copy = tmp_path / "models"
+    shutil.copytree(shipped_models_dir(), copy)
+    before = Pipeline.load(copy, threads=1).stages["gnn"].model
+    rescript_gnn(copy)
+    manifest = read_manifest(copy)
+    model_files.verify(manifest)
+    after = Pipeline.load(copy, threads=1)
+    assert after.stages["gnn"].share_embedding
+    torch.manual_seed(7)
+    x = _hit_features(300)[:, :4]
+    edges = torch.randint(0, 300, (2, 2000))
+    scores = torch.rand(2000)
+    with torch.inference_mode():
+        torch.testing.assert_close(after.stages["gnn"].model(x, edges, scores), before(x, edges, scores))
+    # every other stage and setting is as it was
+    shipped = read_manifest(shipped_models_dir())
+    for name in ("embedding", "filter"):
+        assert manifest.stages[name].sha256 == shipped.stages[name].sha256
+    assert manifest.stages["gnn"].config == shipped.stages["gnn"].config
+    # a GNN shipped as a state dict (a plain InteractionGNN) is not an EmbeddedGNN to re-script
+    bad = tmp_path / "bad"
+    shutil.copytree(copy, bad)
+    raw = json.loads((bad / "manifest.json").read_text())
+    raw["stages"]["gnn"].update(kind="state_dict", model={"class": "InteractionGNN", "kwargs": {}})
+    (bad / "manifest.json").write_text(json.dumps(raw))
+    with pytest.raises(ConfigError, match="TorchScript EmbeddedGNN"):
+        rescript_gnn(bad)
+
+
 # ---------------------------------------------------------------------------- stages
 def test_filter_in_chunks_equals_filter_at_once() -> None:
     torch.manual_seed(2)

@@ -95,6 +95,16 @@ def track_rates(counts: Mapping[str, float]) -> dict[str, float]:
     }
 
 
+def pooled_counts(counts: Iterable[Mapping[str, int]]) -> dict[str, int]:
+    """Several events' :attr:`TrackMetrics.counts` summed key by key: :func:`track_rates` of the
+    result are the pooled rates (every particle and track weighs the same, whatever its event)."""
+    total: dict[str, int] = {}
+    for event_counts in counts:
+        for key, value in event_counts.items():
+            total[key] = total.get(key, 0) + int(value)
+    return total
+
+
 # --------------------------------------------------------------------------------------------
 # edge level
 # --------------------------------------------------------------------------------------------

@@ -24,7 +24,7 @@ from trackflow.errors import ConfigError, EventFileError
 from trackflow.events import list_events
 from trackflow.events.acts_setup import B_FIELD_T
 from trackflow.files import json_safe
-from trackflow.metrics import score_event, track_rates
+from trackflow.metrics import pooled_counts, score_event, track_rates
 from trackflow.pipeline import model_files
 from trackflow.pipeline.features import FeatureConfig
 from trackflow.pipeline.graph_building import METHODS, build_edges
@@ -395,13 +395,12 @@ def _track_counts(
 ) -> dict[str, int]:
     """The validation events' track counts (:attr:`trackflow.metrics.TrackMetrics.counts`) summed,
     with the tracks ``labelling`` gives: pooled, :func:`trackflow.metrics.track_rates` reads them."""
-    counts: dict[str, int] = {}
+    per_event = []
     for event, (truth, particles), s, sc in zip(val, frames, sets, scores, strict=True):
         labels = _labels(event, s, sc, labelling)
         tracks = pd.DataFrame({"hit_id": event.hit_ids, "track_id": labels})
-        for key, value in score_event(tracks, truth, particles).counts.items():
-            counts[key] = counts.get(key, 0) + value
-    return counts
+        per_event.append(score_event(tracks, truth, particles).counts)
+    return pooled_counts(per_event)
 
 
 def _zero_if_nan(rate: float) -> float:
