@@ -122,3 +122,24 @@ def tiny_events(tmp_path_factory: pytest.TempPathFactory, detectors_csv: Path) -
     )
     simulate(config, out, events=3, progress=False)
     return out
+
+
+def gun_events(
+    tmp_path_factory: pytest.TempPathFactory, name: str, *, seed: int, pileup: int, events: int
+) -> Path:
+    """``events`` small particle-gun events (ACTS Fatras, 10 particles per vertex, ``pileup``
+    vertices: ~140 hits per vertex) in a fresh temporary folder ``name``: what the service, serve
+    and Triton tests send through their servers."""
+    import trackflow
+
+    out = tmp_path_factory.mktemp(name)
+    config = trackflow.SimulationConfig(seed=seed, pileup=pileup, particles_per_vertex=10)
+    trackflow.simulate(config, out, events=events, progress=False)
+    return out
+
+
+def hits_of(directory: Path) -> list:
+    """The events of ``directory`` as a reconstruction reads them: hits only."""
+    import trackflow
+
+    return [ref.load(("hits",)) for ref in trackflow.list_events(directory)]

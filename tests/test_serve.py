@@ -20,6 +20,7 @@ import numpy as np
 import pandas as pd
 import pytest
 import tritonclient.http as httpclient  # pinned in the test extra: missing fails, never skips
+from conftest import gun_events
 from tritonclient.utils import InferenceServerException
 
 import trackflow
@@ -35,10 +36,7 @@ NUMPY = {"INT64": np.int64, "INT32": np.int32, "FP32": np.float32, "FP64": np.fl
 @pytest.fixture(scope="module")
 def events_dir(sim_detectors: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
     """Small particle-gun events (ACTS, ~700 hits each)."""
-    out = tmp_path_factory.mktemp("serve-events")
-    config = trackflow.SimulationConfig(seed=5, pileup=5, particles_per_vertex=10)
-    trackflow.simulate(config, out, events=N_EVENTS, progress=False)
-    return out
+    return gun_events(tmp_path_factory, "serve-events", seed=5, pileup=5, events=N_EVENTS)
 
 
 @pytest.fixture(scope="module")

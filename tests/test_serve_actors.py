@@ -15,6 +15,7 @@ from typing import Any
 
 import numpy as np
 import pytest
+from conftest import gun_events, hits_of
 
 import trackflow
 from trackflow.errors import ConfigError
@@ -25,10 +26,7 @@ from trackflow.service.clusters import ServiceCluster
 
 @pytest.fixture(scope="module")
 def events(sim_detectors: Path, tmp_path_factory: pytest.TempPathFactory) -> list[trackflow.Event]:
-    out = tmp_path_factory.mktemp("serve-actor-events")
-    config = trackflow.SimulationConfig(seed=11, pileup=3, particles_per_vertex=10)
-    trackflow.simulate(config, out, events=3, progress=False)
-    return [ref.load(("hits",)) for ref in trackflow.list_events(out)]
+    return hits_of(gun_events(tmp_path_factory, "serve-actor-events", seed=11, pileup=3, events=3))
 
 
 @pytest.fixture(scope="module")

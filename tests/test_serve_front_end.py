@@ -14,6 +14,7 @@ import numpy as np
 import pandas as pd
 import pytest
 import tritonclient.http as httpclient  # pinned in the test extra: missing fails, never skips
+from conftest import gun_events, hits_of
 from tritonclient.utils import InferenceServerException
 
 import trackflow
@@ -28,10 +29,7 @@ NUMPY = {"INT64": np.int64, "INT32": np.int32, "FP32": np.float32}
 
 @pytest.fixture(scope="module")
 def events(sim_detectors: Path, tmp_path_factory: pytest.TempPathFactory) -> list[trackflow.Event]:
-    out = tmp_path_factory.mktemp("serve-front-end-events")
-    config = trackflow.SimulationConfig(seed=13, pileup=3, particles_per_vertex=10)
-    trackflow.simulate(config, out, events=2, progress=False)
-    return [ref.load(("hits",)) for ref in trackflow.list_events(out)]
+    return hits_of(gun_events(tmp_path_factory, "serve-front-end-events", seed=13, pileup=3, events=2))
 
 
 @pytest.fixture(scope="module")

@@ -14,6 +14,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 from click.testing import CliRunner
+from conftest import gun_events
 
 import trackflow
 from trackflow.cli import main
@@ -29,10 +30,7 @@ N_EVENTS = 4
 @pytest.fixture(scope="module")
 def events_dir(sim_detectors: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
     """Small particle-gun events (ACTS, ~700 hits each)."""
-    out = tmp_path_factory.mktemp("service-events")
-    config = trackflow.SimulationConfig(seed=3, pileup=5, particles_per_vertex=10)
-    trackflow.simulate(config, out, events=N_EVENTS, progress=False)
-    return out
+    return gun_events(tmp_path_factory, "service-events", seed=3, pileup=5, events=N_EVENTS)
 
 
 @pytest.fixture(scope="module")

@@ -15,7 +15,7 @@ import pandas as pd
 import pytest
 import tritonclient.http as httpclient  # pinned in the test extra: missing fails, never skips
 from click.testing import CliRunner
-from conftest import REPO, require
+from conftest import REPO, gun_events, hits_of, require
 from tritonclient.utils import InferenceServerException
 
 import trackflow
@@ -39,10 +39,7 @@ def environment() -> object:
 @pytest.fixture(scope="module")
 def events(sim_detectors: Path, tmp_path_factory: pytest.TempPathFactory) -> list[trackflow.Event]:
     """Small particle-gun events (ACTS, ~700 hits each)."""
-    out = tmp_path_factory.mktemp("triton-events")
-    config = trackflow.SimulationConfig(seed=6, pileup=5, particles_per_vertex=10)
-    trackflow.simulate(config, out, events=2, progress=False)
-    return [ref.load(("hits",)) for ref in trackflow.list_events(out)]
+    return hits_of(gun_events(tmp_path_factory, "triton-events", seed=6, pileup=5, events=2))
 
 
 @pytest.fixture(scope="module")
