@@ -125,15 +125,23 @@ def tiny_events(tmp_path_factory: pytest.TempPathFactory, detectors_csv: Path) -
 
 
 def gun_events(
-    tmp_path_factory: pytest.TempPathFactory, name: str, *, seed: int, pileup: int, events: int
+    tmp_path_factory: pytest.TempPathFactory,
+    name: str,
+    *,
+    seed: int,
+    pileup: int,
+    events: int,
+    particles_per_vertex: int | None = 10,
 ) -> Path:
-    """``events`` small particle-gun events (ACTS Fatras, 10 particles per vertex, ``pileup``
-    vertices: ~140 hits per vertex) in a fresh temporary folder ``name``: what the service, serve
-    and Triton tests send through their servers."""
+    """``events`` small particle-gun events (ACTS Fatras, ``pileup`` vertices of
+    ``particles_per_vertex`` particles, None: the simulation's default; ~140 hits per vertex of 10)
+    in a fresh temporary folder ``name``: what the service, serve and Triton tests send through
+    their servers."""
     import trackflow
 
     out = tmp_path_factory.mktemp(name)
-    config = trackflow.SimulationConfig(seed=seed, pileup=pileup, particles_per_vertex=10)
+    size = {} if particles_per_vertex is None else {"particles_per_vertex": particles_per_vertex}
+    config = trackflow.SimulationConfig(seed=seed, pileup=pileup, **size)
     trackflow.simulate(config, out, events=events, progress=False)
     return out
 

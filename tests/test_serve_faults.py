@@ -19,6 +19,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import tritonclient.http as httpclient  # pinned in the test extra: missing fails, never skips
+from conftest import gun_events, hits_of
 from serve_faults import slow_pipeline
 from tritonclient.utils import InferenceServerException
 
@@ -33,9 +34,10 @@ NUMPY = {"INT64": np.int64, "INT32": np.int32, "FP32": np.float32}
 
 @pytest.fixture(scope="module")
 def event(sim_detectors: Path, tmp_path_factory: pytest.TempPathFactory) -> trackflow.Event:
-    out = tmp_path_factory.mktemp("serve-fault-events")
-    trackflow.simulate(trackflow.SimulationConfig(seed=8, pileup=3), out, events=1, progress=False)
-    return trackflow.list_events(out)[0].load(("hits",))
+    directory = gun_events(
+        tmp_path_factory, "serve-fault-events", seed=8, pileup=3, events=1, particles_per_vertex=None
+    )
+    return hits_of(directory)[0]
 
 
 @pytest.fixture(scope="module")

@@ -14,6 +14,7 @@ from typing import Any
 
 import numpy as np
 import pytest
+from conftest import gun_events, hits_of
 from distributed import Client
 from service_clusters_pipeline import paced_pipeline
 
@@ -30,9 +31,10 @@ PACE_S = 0.4
 
 @pytest.fixture(scope="module")
 def event(sim_detectors: Path, tmp_path_factory: pytest.TempPathFactory) -> trackflow.Event:
-    out = tmp_path_factory.mktemp("service-clusters-events")
-    trackflow.simulate(trackflow.SimulationConfig(seed=8, pileup=3), out, events=1, progress=False)
-    return trackflow.list_events(out)[0].load(("hits",))
+    directory = gun_events(
+        tmp_path_factory, "service-clusters-events", seed=8, pileup=3, events=1, particles_per_vertex=None
+    )
+    return hits_of(directory)[0]
 
 
 @pytest.fixture(scope="module")
