@@ -198,3 +198,40 @@ def test_field_cap_bounds_windows_learned_from_scattered_tracks():
 
 def wrap(phi: np.ndarray) -> np.ndarray:
     return (phi + np.pi) % (2 * np.pi) - np.pi
+
+
+@pytest.mark.parametrize("z_window", [False, True])
+def test_edges_are_every_pair_within_the_cuts(z_window: bool, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Against brute force on random hits (most candidate pairs fail a cut), across phi = ±pi and
+    within a layer: the azimuth-sorted search, and the (azimuth bin, z) search that full events
+    take for barrel targets, give exactly the pairs within the map's cuts."""
+    import trackflow.pipeline.layer_map as module
+
+    # the z-window search for every layer pair that admits it, or for none
+    monkeypatch.setattr(module, "_Z_WINDOW_MIN_CANDIDATES", 0 if z_window else 1 << 62)
+    monkeypatch.setattr(module, "_Z_WINDOW_MAX_SHARE", 1.0 if z_window else 0.0)
+    rng = np.random.default_rng(7)
+    radii = {802: (31.0, 33.0), 804: (71.0, 73.0), 1302: (258.0, 262.0)}
+    keys = np.repeat(list(radii), 400)
+    r = np.concatenate([rng.uniform(*radii[k], 400) for k in radii])
+    cyl = np.column_stack([r, rng.uniform(-np.pi, np.pi, len(r)), rng.uniform(-500.0, 500.0, len(r))])
+    table = np.array(
+        [
+            [802, 804, 0.05, -150.0, 150.0, 1],
+            [804, 1302, 0.2, -100.0, 60.0, 1],
+            [1302, 1302, 0.02, -200.0, 200.0, 1],
+            [802, 802, 0.5, -300.0, 300.0, 1],
+        ]
+    )
+    layer_map = LayerMap.from_table(table)
+    expected = set()
+    for a, b, width, low, high, _ in table:
+        ia, ib = np.flatnonzero(keys == a), np.flatnonzero(keys == b)
+        src, dst = np.repeat(ia, len(ib)), np.tile(ib, len(ia))
+        dphi = np.abs((cyl[dst, 1] - cyl[src, 1] + np.pi) % (2 * np.pi) - np.pi)
+        z0 = intercept_z0(cyl[src, 0], cyl[src, 2], cyl[dst, 0], cyl[dst, 2])
+        ok = (dphi <= width) & (z0 >= low) & (z0 <= high) & (src != dst)
+        expected |= undirected(np.stack([src[ok], dst[ok]]))
+    edges = layer_map_edges(layer_map, keys, cyl)
+    assert len(expected) > 500
+    assert undirected(edges) == expected and len(expected) == edges.shape[1]

@@ -62,6 +62,10 @@ class MLP(nn.Sequential):
         return x
 
 
+#: the hidden activations :func:`make_mlp` offers (neither has parameters: state dicts match)
+ACTIVATIONS: dict[str, type[nn.Module]] = {"tanh": Tanh, "relu": nn.ReLU}
+
+
 def make_mlp(
     in_features: int,
     hidden: int,
@@ -70,6 +74,7 @@ def make_mlp(
     *,
     layer_norm: bool = True,
     output_activation: bool = False,
+    activation: str = "tanh",
 ) -> MLP:
     """``n_layers`` hidden blocks Linear -> LayerNorm -> tanh, then Linear to ``out_features``.
 
@@ -77,19 +82,28 @@ def make_mlp(
     over many neighbours (GNN aggregation) in range. ``output_activation`` adds LayerNorm + tanh
     after the last Linear too (used for hidden representations inside the GNN). The result is an
     :class:`MLP` (an ``nn.Sequential``: state dicts of older models load unchanged).
+
+    ``activation`` "relu" and ``layer_norm`` False give a plain ReLU network: on a CPU, LayerNorm
+    costs ~0.7-1.2 ns and tanh ~0.6 ns per float32 element against ~0.1 ns for ReLU, more than the
+    matmuls of a 32-wide layer (``benchmarks/README.md``, issue 29). A per-pair classifier with no
+    sums over neighbours (the filter) does not need the bounded activations; the output
+    activation (``output_activation``) stays tanh, so GNN states and messages stay bounded.
     """
+    if activation not in ACTIVATIONS:
+        raise ValueError(f"make_mlp: activation must be one of {sorted(ACTIVATIONS)}, got {activation!r}")
     layers: list[nn.Module] = []
     width = in_features
     for _ in range(n_layers):
         layers.append(nn.Linear(width, hidden))
         if layer_norm:
             layers.append(nn.LayerNorm(hidden))
-        layers.append(Tanh())
+        layers.append(ACTIVATIONS[activation]())
         width = hidden
     layers.append(nn.Linear(width, out_features))
     if output_activation:
         if layer_norm:
             layers.append(nn.LayerNorm(out_features))
+        # tanh whatever the hidden activation: bounded states keep message sums in range
         layers.append(Tanh())
     return MLP(*layers)
 

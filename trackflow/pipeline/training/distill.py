@@ -1,4 +1,4 @@
-"""Filter distillation: a narrower FilterNet trained to reproduce a trained filter's logits.
+"""Distillation: a cheaper FilterNet or InteractionGNN trained to reproduce a trained one's logits.
 
 Why: with the 0.5 GeV layer map a full event has ~2.8M candidate pairs and the 128-wide, 3-layer
 filter's MLP is the largest cost of the pipeline. Trained from truth, a 64-wide filter lost 1-2 %
@@ -15,6 +15,7 @@ decision can flip, and on the pairs the teacher keeps. One event's pairs per ste
 
 from __future__ import annotations
 
+import copy
 import logging
 import math
 import shutil
@@ -23,13 +24,17 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import torch
 
 from trackflow.errors import ConfigError
 from trackflow.events import list_events
 from trackflow.pipeline import model_files
 from trackflow.pipeline.filter import FilterNet
+from trackflow.pipeline.gnn import InteractionGNN
+from trackflow.pipeline.mlp import ACTIVATIONS
 from trackflow.pipeline.pipeline import Pipeline
+from trackflow.pipeline.training.gnn import inner_gnn
 from trackflow.pipeline.training.loop import Optimisation
 
 log = logging.getLogger("trackflow.pipeline.training")
@@ -42,10 +47,13 @@ class DistillConfig:
     ``learning_rate`` (AdamW, warm-up then cosine); ``logit_clip``: teacher logits are clipped to
     +- this; ``near_cut_weight``: extra weight of pairs at the teacher's cut (a Gaussian of
     ``near_cut_width`` in logit around it); ``kept_weight``: extra weight of the pairs the teacher
-    keeps; ``seed``: batches and initialisation."""
+    keeps; ``seed``: batches and initialisation; ``layer_norm``, ``activation``: the student's
+    hidden blocks (LayerNorm + tanh as the teacher, or a cheaper plain ReLU network)."""
 
     hidden: int = 64
     n_layers: int = 3
+    layer_norm: bool = True
+    activation: str = "tanh"
     steps: int = 4000
     batch_size: int = 16384
     learning_rate: float = 3e-3
@@ -61,6 +69,10 @@ class DistillConfig:
                 raise ConfigError(f"distillation: {name} must be >= 1, got {getattr(self, name)}")
         if not self.learning_rate > 0 or not self.logit_clip > 0 or not self.near_cut_width > 0:
             raise ConfigError("distillation: learning_rate, logit_clip and near_cut_width must be > 0")
+        if self.activation not in ACTIVATIONS:
+            raise ConfigError(
+                f"distillation: activation must be one of {sorted(ACTIVATIONS)}, got {self.activation!r}"
+            )
 
 
 @dataclass
@@ -95,6 +107,16 @@ def teacher_pairs(pipeline: Pipeline, events_dirs: Sequence[Path], clip: float) 
     return out
 
 
+def decision_weights(
+    target: torch.Tensor, cut_logit: float, config: DistillConfig | GNNDistillConfig
+) -> torch.Tensor:
+    """Per-edge weights [E] of the squared logit error: 1, plus ``near_cut_weight`` times a
+    Gaussian of ``near_cut_width`` (logit) around the cut, where a decision can flip, plus
+    ``kept_weight`` on the edges the teacher keeps."""
+    near = torch.exp(-(((target - cut_logit) / config.near_cut_width) ** 2) / 2.0)
+    return 1.0 + config.near_cut_weight * near + config.kept_weight * (target > cut_logit).float()
+
+
 def distill_filter(
     teacher_kwargs: dict[str, Any], cut: float, pairs: list[TeacherPairs], config: DistillConfig
 ) -> tuple[FilterNet, dict[str, Any], list[float]]:
@@ -102,7 +124,13 @@ def distill_filter(
     ``teacher_kwargs``: the teacher's FilterNet arguments (the student reads the same inputs);
     ``cut``: the filter stage's cut (a probability) around which pairs weigh more."""
     torch.manual_seed(config.seed)
-    kwargs = {**teacher_kwargs, "hidden": config.hidden, "n_layers": config.n_layers}
+    kwargs = {
+        **teacher_kwargs,
+        "hidden": config.hidden,
+        "n_layers": config.n_layers,
+        "layer_norm": config.layer_norm,
+        "activation": config.activation,
+    }
     student = FilterNet(**kwargs)
     fit = Optimisation("filter distillation", student, config.learning_rate, config.steps)
     generator = torch.Generator().manual_seed(config.seed)
@@ -112,11 +140,7 @@ def distill_filter(
         event = pairs[step % len(pairs)]
         index = torch.randint(0, event.edges.shape[1], (config.batch_size,), generator=generator)
         target = event.logits[index]
-        weight = (
-            1.0
-            + config.near_cut_weight * torch.exp(-(((target - cut_logit) / config.near_cut_width) ** 2) / 2.0)
-            + config.kept_weight * (target > cut_logit).float()
-        )
+        weight = decision_weights(target, cut_logit, config)
         out = student(event.features, event.edges[:, index], event.embedding)
         fit.step((weight * (out - target) ** 2).mean())
         if (step + 1) % max(config.steps // 10, 1) == 0:
@@ -177,4 +201,211 @@ def distill_models(
     model_files.write_manifest(
         out_dir, stages, features=manifest.features, training=training, metrics=manifest.metrics
     )
+    return out_dir
+
+
+@dataclass
+class GNNDistillConfig:
+    """Student GNN shape and optimisation. ``hidden``, ``n_iterations``, ``n_mlp_layers``,
+    ``layer_norm``, ``activation``: the student :class:`InteractionGNN` (its inputs, pair features
+    and filter-score input are the teacher's); ``steps`` of one phi sector of about
+    ``max_edges_per_step`` edges each (as GNN training: both ends inside), at peak rate
+    ``learning_rate`` with gradients clipped to ``max_grad_norm``; ``epochs``: checkpoints (a
+    killed run resumes after the last); the loss as :class:`DistillConfig`'s, around the GNN
+    stage's cut."""
+
+    hidden: int = 32
+    n_iterations: int = 6
+    n_mlp_layers: int = 2
+    layer_norm: bool = False
+    activation: str = "relu"
+    steps: int = 3000
+    epochs: int = 10
+    max_edges_per_step: int = 40000
+    learning_rate: float = 3e-3
+    max_grad_norm: float = 1.0
+    logit_clip: float = 12.0
+    near_cut_weight: float = 4.0
+    near_cut_width: float = 2.0
+    kept_weight: float = 1.0
+    seed: int = 0
+
+    def __post_init__(self) -> None:
+        for name in ("hidden", "n_iterations", "n_mlp_layers", "steps", "epochs", "max_edges_per_step"):
+            if getattr(self, name) < 1:
+                raise ConfigError(f"GNN distillation: {name} must be >= 1, got {getattr(self, name)}")
+        if not self.learning_rate > 0 or not self.logit_clip > 0 or not self.near_cut_width > 0:
+            raise ConfigError("GNN distillation: learning_rate, logit_clip and near_cut_width must be > 0")
+        if self.activation not in ACTIVATIONS:
+            raise ConfigError(
+                f"GNN distillation: activation must be one of {sorted(ACTIVATIONS)}, got {self.activation!r}"
+            )
+
+
+@dataclass
+class TeacherGraph:
+    """One event's graph as the GNN stage sees it and the teacher GNN's logits: ``nodes`` [N, F+D]
+    (hit features and embedding, the inputs of an EmbeddedGNN's InteractionGNN), ``phi`` [N] (rad),
+    ``edges`` int64 [2, E], ``scores`` [E] (the filter's), ``logits`` [E] (clipped)."""
+
+    nodes: torch.Tensor
+    phi: np.ndarray
+    edges: np.ndarray
+    scores: torch.Tensor
+    logits: torch.Tensor
+
+
+def teacher_graphs(pipeline: Pipeline, events_dirs: Sequence[Path], clip: float) -> list[TeacherGraph]:
+    """Every event of ``events_dirs`` through the pipeline up to the GNN, and the GNN's logits
+    (hits only are read). The pipeline's GNN must be an :class:`EmbeddedGNN`."""
+    stage = pipeline.stages["gnn"]
+    out = []
+    for directory in events_dirs:
+        for ref in list_events(directory):
+            graph = pipeline.prepare(ref.load(("hits",)))
+            for name in ("embedding", "graph_building", "filter"):
+                graph = pipeline.run_stage(name, graph)
+            if graph.edges is None or graph.n_edges == 0 or graph.edge_scores is None:
+                continue
+            if graph.embedding is None:
+                raise ConfigError("GNN distillation: the pipeline has no embedding for the EmbeddedGNN")
+            logits = stage.logits(graph).clamp(-clip, clip)
+            nodes = torch.cat([graph.features, graph.embedding], dim=1)
+            phi = torch.atan2(graph.features[:, 2], graph.features[:, 1]).numpy()
+            out.append(
+                TeacherGraph(
+                    nodes.clone(), phi, graph.edges.numpy().copy(), graph.edge_scores.clone(), logits.clone()
+                )
+            )
+    if not out:
+        names = ", ".join(map(str, events_dirs))
+        raise ConfigError(f"GNN distillation: no event with edges reaching the GNN in {names}")
+    return out
+
+
+def _sector(graph: TeacherGraph, max_edges: int, rng: np.random.Generator) -> TeacherGraph:
+    """The edges with both hits in a random phi sector of about ``max_edges`` edges, on the
+    sector's hits only (renumbered), as GNN training draws them."""
+    n_edges = graph.edges.shape[1]
+    if n_edges > max_edges:
+        width = 2 * np.pi * max_edges / n_edges
+        inside = np.mod(graph.phi - rng.uniform(-np.pi, np.pi), 2 * np.pi) < width
+        keep = inside[graph.edges[0]] & inside[graph.edges[1]]
+    else:
+        keep = np.ones(n_edges, bool)
+    edges = graph.edges[:, keep]
+    hits, inverse = np.unique(edges.reshape(-1), return_inverse=True)
+    index = torch.from_numpy(keep)
+    return TeacherGraph(
+        graph.nodes[torch.from_numpy(hits)],
+        graph.phi[hits],
+        inverse.reshape(2, -1),
+        graph.scores[index],
+        graph.logits[index],
+    )
+
+
+def distill_gnn(
+    teacher: torch.nn.Module,
+    cut: float,
+    graphs: list[TeacherGraph],
+    config: GNNDistillConfig,
+    checkpoint: Path | None = None,
+) -> tuple[InteractionGNN, dict[str, Any], list[float]]:
+    """The student :class:`InteractionGNN` (eval mode), its constructor arguments and the loss of
+    every step. ``teacher``: the trained EmbeddedGNN (or InteractionGNN) whose inputs the student
+    reads; ``cut``: the GNN stage's cut (a probability)."""
+    torch.manual_seed(config.seed)
+    inner = inner_gnn(teacher)
+    kwargs: dict[str, Any] = {
+        "in_features": int(graphs[0].nodes.shape[1]),
+        "hidden": config.hidden,
+        "n_iterations": config.n_iterations,
+        "n_mlp_layers": config.n_mlp_layers,
+        "pair_features": bool(inner.pair_features),
+        "r_scale": float(inner.r_scale),
+        "z_scale": float(inner.z_scale),
+        "edge_score_input": bool(inner.edge_score_input),
+        "layer_norm": config.layer_norm,
+        "activation": config.activation,
+    }
+    student = InteractionGNN(**kwargs)
+    steps_per_epoch = max(1, -(-config.steps // config.epochs))
+    fit = Optimisation(
+        "GNN distillation",
+        student,
+        config.learning_rate,
+        steps_per_epoch * config.epochs,
+        max_grad_norm=config.max_grad_norm,
+        checkpoint=checkpoint,
+        fingerprint=(asdict(config), [g.edges.shape[1] for g in graphs], float(cut)),
+    )
+    cut_logit = math.log(cut / (1.0 - cut))
+    for epoch in range(fit.resume(), config.epochs):
+        rng = np.random.default_rng([config.seed, epoch])  # a resumed run draws what it would have
+        student.train()
+        for step in range(steps_per_epoch):
+            part = _sector(
+                graphs[(epoch * steps_per_epoch + step) % len(graphs)], config.max_edges_per_step, rng
+            )
+            if part.edges.shape[1] == 0:
+                continue
+            edges = torch.from_numpy(part.edges)
+            out = (
+                student(part.nodes, edges, part.scores)
+                if student.uses_edge_scores
+                else student(part.nodes, edges)
+            )
+            weight = decision_weights(part.logits, cut_logit, config)
+            fit.step((weight * (out - part.logits) ** 2).mean())
+        fit.end_epoch(epoch, config.epochs)
+    return student.eval(), kwargs, fit.losses
+
+
+def distill_gnn_models(
+    models_dir: Path | None, events_dirs: Sequence[Path], out_dir: Path, config: GNNDistillConfig
+) -> Path:
+    """A copy of ``models_dir`` (None: the shipped models) in ``out_dir`` whose GNN is a student
+    distilled on ``events_dirs`` (an EmbeddedGNN around the same embedding, TorchScript); every
+    other stage, cut and setting unchanged. The manifest's training record gains a
+    ``gnn_distillation`` entry. A checkpoint in ``out_dir`` lets a killed run resume."""
+    from trackflow.pipeline.training.gnn import EmbeddedGNN
+
+    source = Path(models_dir) if models_dir is not None else model_files.shipped_models_dir()
+    manifest = model_files.read_manifest(source)
+    entry = manifest.stages.get("gnn")
+    out_dir = Path(out_dir)
+    if out_dir.resolve() == source.resolve():
+        raise ConfigError(f"{out_dir}: the distilled models must go to another directory than {source}")
+    pipeline = Pipeline.load(source)
+    teacher = pipeline.stages["gnn"].model
+    embedding = pipeline.stages["embedding"].model if "embedding" in pipeline.stages else None
+    if entry is None or not hasattr(teacher, "gnn") or embedding is None:
+        raise ConfigError(f"{source}: GNN distillation needs an EmbeddedGNN and its embedding stage")
+    cut = float(pipeline.stages["gnn"].config.cut)
+    graphs = teacher_graphs(pipeline, events_dirs, config.logit_clip)
+    log.info("GNN distillation: %d events, %d edges", len(graphs), sum(g.edges.shape[1] for g in graphs))
+    out_dir.mkdir(parents=True, exist_ok=True)
+    checkpoint = out_dir / ".gnn_distillation.ckpt"
+    student, kwargs, losses = distill_gnn(teacher, cut, graphs, config, checkpoint)
+    for stage in manifest.stages.values():
+        if stage.file and stage is not entry:
+            shutil.copy2(source / stage.file, out_dir / stage.file)
+    stages = dict(manifest.stages)
+    model = EmbeddedGNN(copy.deepcopy(embedding), student).eval()
+    stages["gnn"] = model_files.save_model(model, out_dir, "gnn", kind="torchscript", config=entry.config)
+    training = {
+        **manifest.training,
+        "gnn_distillation": {
+            "config": asdict(config),
+            "student": kwargs,
+            "teacher_sha256": entry.sha256,
+            "events": [str(d) for d in events_dirs],
+            "final_loss": float(np.mean(losses[-50:])) if losses else None,
+        },
+    }
+    model_files.write_manifest(
+        out_dir, stages, features=manifest.features, training=training, metrics=manifest.metrics
+    )
+    checkpoint.unlink(missing_ok=True)
     return out_dir

@@ -120,6 +120,9 @@ def gnn_architecture(model: nn.Module) -> dict[str, Any]:
         "n_mlp_layers": n_mlp_layers,
         "pair_features": bool(gnn.pair_features),
         "edge_score_input": bool(gnn.edge_score_input),
+        # models scripted before these options had LayerNorm + tanh
+        "layer_norm": bool(getattr(gnn, "layer_norm", True)),
+        "activation": str(getattr(gnn, "activation", "tanh")),
     }
 
 
