@@ -135,6 +135,10 @@ def triplet_pairs(
     else:
         width = np.minimum(rho_window[middle], 2.0 * _RHO_SPAN)
     key_in = middle * (5.0 * _RHO_SPAN) + rho_in
+    # in-edges in key order too: a sorted search with sorted needles walks the table once
+    # (~10x faster than a million random look-ups); pairs come out in another order, the same set
+    by_key = np.argsort(key_in, kind="stable")
+    into, key_in, width = into[by_key], key_in[by_key], width[by_key]
     lo = np.searchsorted(key_out, key_in - width, side="left")
     hi = np.searchsorted(key_out, key_in + width, side="right")
     n_per = hi - lo
