@@ -120,3 +120,22 @@ def test_two_calls_per_slot_give_the_same_tracks(handle: Any, events: list) -> N
             np.testing.assert_array_equal(future.result(timeout=300).track_labels, want)
     with pytest.raises(ConfigError, match=r"service\.calls_per_slot 0"):
         ServiceConfig(calls_per_slot=0)
+
+
+def test_auto_calls_per_slot_lets_a_call_wait_only_on_a_lone_worker(handle: Any) -> None:
+    # service.calls_per_slot: auto (the default): with one worker a second call waits on it (no
+    # other worker could take it sooner); with two, calls wait on the client for a free worker
+    assert ServiceConfig().calls_per_slot == "auto"
+    cluster = ServiceCluster(0, handle.client)
+    pool = ActorPool("no-plugin", "test", calls_per_slot="auto")
+    first, second = (WorkerActor(cluster, f"tcp://worker-{n}", f"actor-{n}", 1, None) for n in "ab")
+    pool._actors = {(0, first.address): first}
+    assert pool.per_slot() == 2
+    assert pool.pick() is first and pool.pick() is first and pool.pick() is None
+    pool.done(first)
+    pool.done(first)
+    pool._actors[(0, second.address)] = second
+    assert pool.per_slot() == 1
+    assert pool.pick() is not None and pool.pick() is not None and pool.pick() is None
+    with pytest.raises(ConfigError, match=r"service\.calls_per_slot 'two'"):
+        ServiceConfig(calls_per_slot="two")

@@ -89,3 +89,20 @@ def test_the_protocols_derived_columns_are_with_deriveds(events: list) -> None:
     tensors["x"][0] = tensors["y"][0] = 0.0  # r = 0: eta 0, as with_derived has it
     frame = hits_from_tensors(tensors, None)
     pd.testing.assert_frame_equal(frame, with_derived(frame[list(INPUTS)]))
+
+
+def test_the_protocols_hits_frame_is_the_public_constructors(events: list) -> None:
+    # built from its arrays with shared column labels (protocol.hits_frame): the frame
+    # pd.DataFrame builds from the same columns, owning its arrays (not views of the request)
+    hits = events[0].hits
+    tensors = {name: hits[name].to_numpy().astype(NUMPY[types[0]]) for name, types in INPUTS.items()}
+    frame = hits_from_tensors(tensors, None)
+    public = pd.DataFrame({name: frame[name].to_numpy() for name in frame.columns})
+    pd.testing.assert_frame_equal(frame, public, check_column_type=False)
+    assert list(frame.columns) == [*INPUTS, "r", "phi", "eta"]
+    column = frame["x"].to_numpy()
+    assert not np.shares_memory(column, tensors["x"])
+    # an event's frame pickles and comes back equal (the actor call sends it pickled)
+    import pickle
+
+    pd.testing.assert_frame_equal(pickle.loads(pickle.dumps(frame, protocol=5)), frame)

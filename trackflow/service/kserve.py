@@ -371,6 +371,7 @@ class KServeServer:
                 f"Inference-Header-Content-Length {header_length!r} is not a number"
             ) from error
         request = protocol.parse_infer_request(body, length, self.config.max_hits)
+        hit_ids = request.hits if request.hit_ids is None else request.hit_ids
         try:
             future = self.service.submit(request.hits, event_id=request.event_id)
         except TrackflowError as error:  # refused at once (hits the service cannot take)
@@ -386,7 +387,7 @@ class KServeServer:
         except Exception as error:  # EventFailed: which stage, and why; or a lost task
             return 500, protocol.error_body(" ".join(str(error).split()) or type(error).__name__), None
         answer, header = protocol.encode_infer_response(
-            protocol.track_ids(request.hits, tracks), request.request_id, request.binary_output
+            protocol.track_ids(hit_ids, tracks), request.request_id, request.binary_output
         )
         return 200, answer, header
 

@@ -58,7 +58,9 @@ class ServiceConfig:
     chained by Dask: a batch's graphs may hop between workers, as in the study's ensemble);
     ``dispatch`` (fused mode): ``actor`` (a call straight to a pipeline actor on a worker with a
     free thread, :mod:`trackflow.service.actors`; ``calls_per_slot`` calls per worker thread at
-    most, the ones past the first waiting on the worker whose running call is oldest;
+    most, the ones past the first waiting on the worker whose running call is oldest; ``auto``:
+    2 while the service has one worker, where a waiting event has no other worker to go to, 1
+    with several;
     ``tasks_per_slot`` plays no part) or ``task`` (a Dask task through the scheduler);
     ``front_end_loop``: the event loop ``trackflow serve``'s HTTP front end runs on, ``client``
     (the Dask client's: a request, its actor call and its answer on one thread; the front end
@@ -82,7 +84,7 @@ class ServiceConfig:
     tasks_per_slot: int = 1
     mode: str = "fused"
     dispatch: str | None = None
-    calls_per_slot: int | None = None
+    calls_per_slot: int | str | None = None
     front_end_loop: str | None = None
     retries: int | None = None
     settings: dict[str, Any] = field(default_factory=dict)
@@ -100,9 +102,15 @@ class ServiceConfig:
             self.max_in_flight = config.get("service.max_in_flight", None)
         self.retries = int(self.retries if self.retries is not None else config.get("workflow.retries", 2))
         self.dispatch = str(self._default("dispatch", self.dispatch, "task"))
-        self.calls_per_slot = int(self._default("calls_per_slot", self.calls_per_slot, 1))
-        if self.calls_per_slot < 1:
-            raise ConfigError(f"service.calls_per_slot {self.calls_per_slot}: must be >= 1")
+        calls = self._default("calls_per_slot", self.calls_per_slot, "auto")
+        if str(calls) != "auto":
+            try:
+                calls = int(calls)
+            except (TypeError, ValueError):
+                raise ConfigError(f"service.calls_per_slot {calls!r}: a number >= 1, or auto") from None
+            if calls < 1:
+                raise ConfigError(f"service.calls_per_slot {calls}: must be >= 1")
+        self.calls_per_slot = calls
         if self.dispatch not in DISPATCHES:
             raise ConfigError(f"service.dispatch {self.dispatch!r}: choose one of {', '.join(DISPATCHES)}")
         self.front_end_loop = str(self._default("front_end_loop", self.front_end_loop, "own"))
