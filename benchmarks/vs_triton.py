@@ -43,6 +43,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import dataclasses
 import json
 import os
 import platform
@@ -331,7 +332,11 @@ def same_partition(a: np.ndarray, b: np.ndarray) -> bool:
 def run(args: argparse.Namespace) -> dict[str, Any]:
     from trackflow.service.triton import triton_environment
 
-    environment = triton_environment(args.triton_python)
+    # Triton's stub imports this run's trackflow (the tree of this script), not the one installed
+    # in the Triton environment: every path runs the same code and models
+    environment = dataclasses.replace(
+        triton_environment(args.triton_python), first_paths=(Path(trackflow.__file__).parents[1],)
+    )
     work = Path(tempfile.mkdtemp(prefix="vs-triton-"))
     log = lambda message: print(f"[{time.strftime('%H:%M:%S')}] {message}", flush=True)  # noqa: E731
 
@@ -426,6 +431,12 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     paths["serve-staged"] = lambda n: serve_process(n, extra=("--mode", "staged"), dispatch="task")
     capacity: dict[tuple[str, int, str], float] = {}
     frozen: dict[int, float] = {}
+
+    def save() -> None:
+        # what is measured so far, after each server (a run cut short keeps its points)
+        args.out.mkdir(parents=True, exist_ok=True)
+        (args.out / "vs_triton.json").write_text(json.dumps(result, indent=1, default=float))
+
     for number in range(args.passes):
         order = args.paths if number % 2 == 0 else args.paths[::-1]
         for instances in args.instances:
@@ -456,7 +467,13 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
                         for concurrency in concurrencies:
                             # a full event's warm-up is the identity check just done
                             row = load.closed(concurrency, duration, warmup=1 if name == "small" else 0)
-                            row |= {"path": path, "instances": instances, "set": name, "pass": number}
+                            row |= {
+                                "path": path,
+                                "instances": instances,
+                                "set": name,
+                                "pass": number,
+                                "load_average": os.getloadavg()[0],
+                            }
                             result["closed"].append(row)
                             ident = (path, instances, name)
                             capacity[ident] = max(capacity.get(ident, 0.0), row["throughput_hz"])
@@ -464,7 +481,8 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
                             log(
                                 f"  {name} c={concurrency}: {row['throughput_hz']:.2f} ev/s, "
                                 f"p95 {p95:.0f} ms, "
-                                f"{row['requests']} req, {row['failures']} failed"
+                                f"{row['requests']} req, {row['failures']} failed, "
+                                f"load {row['load_average']:.1f}"
                             )
                     if (
                         (args.rates or args.open_hz)
@@ -495,6 +513,10 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
                                 f"  open {rate:.2f} Hz: {row['throughput_hz']:.2f} ev/s, "
                                 f"p95 {row['p95_s'] * 1e3:.0f} ms"
                             )
+                save()
+    if args.no_floor:
+        result["machine"]["load_average_end"] = os.getloadavg()
+        return result
     # the Service alone (no HTTP): its floor with the trivial pipeline, one request at a time
     sys.path.insert(0, str(Path(__file__).parent))
     import vs_triton
@@ -594,6 +616,7 @@ def tables(result: dict[str, Any]) -> str:
                 ]
             lines.append("| " + " | ".join(cells) + " |")
         lines.append("")
+    lines += ratio_table(closed)
     if result["open"]:
         open_ = pd.DataFrame(result["open"])
         lines += [
@@ -618,6 +641,35 @@ def tables(result: dict[str, Any]) -> str:
     for r in result["floor"]:
         lines.append(f"| {r['path']} | {r['p50_s'] * 1e3:.1f} | {r['p95_s'] * 1e3:.1f} |")
     return "\n".join(lines) + "\n"
+
+
+def ratio_table(closed: pd.DataFrame) -> list[str]:
+    """serve paths ÷ Triton custom, throughput, per pass (each pass's own pair of points) and
+    their mean and range: what one run says, and how far its passes agree."""
+    if closed.empty or "custom" not in set(closed.path) or "pass" not in closed:
+        return []
+    lines = [
+        "Closed loop, throughput ÷ Triton custom's in the same pass: mean [min–max over passes] "
+        "(passes alternate the order of the paths); load average at the points:",
+        "",
+        "| set | N | C | path | ratio | passes | p95 ÷ custom's | load |",
+        "|---|---|---|---|---|---|---|---|",
+    ]
+    keys = ["set", "instances", "concurrency", "pass"]
+    custom = closed[closed.path == "custom"].set_index(keys)
+    for path in sorted(p for p in set(closed.path) if p != "custom"):
+        rows = closed[closed.path == path].set_index(keys)
+        both = rows.merge(custom, left_index=True, right_index=True, suffixes=("", "_custom"))
+        for (name, instances, concurrency), group in both.groupby(level=[0, 1, 2]):
+            ratio = group.throughput_hz / group.throughput_hz_custom
+            p95 = group.p95_s / group.p95_s_custom
+            loads = group.get("load_average", pd.Series(dtype=float))
+            load = f"{loads.min():.1f}–{loads.max():.1f}" if len(loads.dropna()) else "-"
+            lines.append(
+                f"| {name} | {instances} | {concurrency} | {path} | {ratio.mean():.2f} "
+                f"[{ratio.min():.2f}–{ratio.max():.2f}] | {len(ratio)} | {p95.mean():.2f} | {load} |"
+            )
+    return [*lines, ""]
 
 
 def plot(result: dict[str, Any], path: Path) -> None:
@@ -682,6 +734,7 @@ def main() -> None:
     parser.add_argument("--open-duration", type=float, default=15.0)
     parser.add_argument("--open-hz", default="", help="open loop at these rates (Hz) instead of --rates")
     parser.add_argument("--seed", type=int, default=1)
+    parser.add_argument("--no-floor", action="store_true", help="skip the per-request floor (trivial models)")
     parser.add_argument("--triton-python", type=Path, default=REPO / ".venv" / "triton" / "bin" / "python")
     args = parser.parse_args()
     args.paths = [p for p in args.paths.split(",") if p]

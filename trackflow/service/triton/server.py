@@ -31,6 +31,7 @@ import urllib.error
 import urllib.request
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from trackflow import config
 from trackflow.errors import ConfigError, TrackflowError
@@ -54,6 +55,9 @@ class TritonEnvironment:
     libdir: Path  # the environment's libpython directory
     bin_dir: Path
     site_packages: Path
+    #: directories the Python stub imports from before the environment's own (a benchmark
+    #: makes Triton run the same trackflow tree as the rest of its run)
+    first_paths: tuple[Path, ...] = ()
 
 
 _PROBE = r"""
@@ -94,7 +98,7 @@ def triton_environment(python: Path | None = None) -> TritonEnvironment:
     if probe.returncode != 0:
         last = (probe.stderr.strip().splitlines() or ["no output"])[-1]
         raise ConfigError(f"serve.triton.python {python}: no nvidia-pytriton there ({last})")
-    found = {k: Path(v) for k, v in json.loads(probe.stdout).items()}
+    found: dict[str, Any] = {k: Path(v) for k, v in json.loads(probe.stdout).items()}
     environment = TritonEnvironment(python=python, **found)
     for name in ("tritonserver", "stub", "python_backend"):
         if not getattr(environment, name).exists():
@@ -161,7 +165,9 @@ class TritonServer:
             libraries.append(env["LD_LIBRARY_PATH"])
         env["LD_LIBRARY_PATH"] = ":".join(libraries)
         env["PATH"] = f"{self.environment.bin_dir}:{env.get('PATH', '')}"
-        env["PYTHONPATH"] = str(self.environment.site_packages)
+        env["PYTHONPATH"] = os.pathsep.join(
+            str(path) for path in (*self.environment.first_paths, self.environment.site_packages)
+        )
         env.pop("PYTHONHOME", None)
         return env
 
