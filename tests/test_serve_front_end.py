@@ -106,3 +106,30 @@ def test_the_protocols_hits_frame_is_the_public_constructors(events: list) -> No
     import pickle
 
     pd.testing.assert_frame_equal(pickle.loads(pickle.dumps(frame, protocol=5)), frame)
+
+
+def test_an_answer_reaches_the_front_end_from_its_loop_and_from_another_thread() -> None:
+    # kserve._on_this_loop: the service's concurrent future as the front end awaits it
+    import asyncio
+    import threading
+    from concurrent.futures import Future
+
+    from trackflow.service.kserve import _on_this_loop
+
+    async def main() -> None:
+        here: Future = Future()
+        waiter = _on_this_loop(here)
+        here.set_result(1)  # answered on the loop's own thread: handed over at once
+        assert waiter.done() and waiter.result() == 1
+        there: Future = Future()
+        waiter = _on_this_loop(there)
+        threading.Thread(target=there.set_exception, args=(ValueError("bad hits"),)).start()
+        with pytest.raises(ValueError, match="bad hits"):
+            await waiter
+        late: Future = Future()
+        waiter = _on_this_loop(late)
+        waiter.cancel()  # the request timed out (504): the answer that comes later is dropped
+        late.set_result(2)
+        await asyncio.sleep(0)
+
+    asyncio.run(main())

@@ -32,6 +32,7 @@ from __future__ import annotations
 import asyncio
 import collections
 import contextlib
+import functools
 import logging
 import pickle
 import threading
@@ -299,7 +300,35 @@ class ActorPool:
         gone, the call's own error otherwise)."""
         client = actor.cluster.client
         loop: asyncio.AbstractEventLoop = client.loop.asyncio_loop  # type: ignore[union-attr]
-        return asyncio.run_coroutine_threadsafe(_call(client, actor, events), loop)
+        if _running_loop() is not loop:
+            return asyncio.run_coroutine_threadsafe(_call(client, actor, events), loop)
+        # called on that loop (trackflow serve's front end there): the call starts now, not
+        # after a wake-up of the loop through its self-pipe (run_coroutine_threadsafe's way)
+        future: Future = Future()
+        task = loop.create_task(_call(client, actor, events))
+        task.add_done_callback(functools.partial(_settle, future))
+        return future
+
+
+def _running_loop() -> asyncio.AbstractEventLoop | None:
+    """The event loop this thread runs, if any."""
+    try:
+        return asyncio.get_running_loop()
+    except RuntimeError:
+        return None
+
+
+def _settle(future: Future, task: asyncio.Future) -> None:
+    """``task``'s outcome into ``future`` (what run_coroutine_threadsafe's chaining does)."""
+    if task.cancelled():
+        future.cancel()
+    if not future.set_running_or_notify_cancel():
+        return  # cancelled
+    error = task.exception()
+    if error is not None:
+        future.set_exception(error)
+    else:
+        future.set_result(task.result())
 
 
 async def _call(client: Any, actor: WorkerActor, events: list[Event]) -> ServedBatch:

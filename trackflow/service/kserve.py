@@ -377,7 +377,8 @@ class KServeServer:
         except TrackflowError as error:  # refused at once (hits the service cannot take)
             raise ProtocolError(str(error)) from error
         try:
-            tracks = await asyncio.wait_for(asyncio.wrap_future(future), self.config.request_timeout_s)
+            async with asyncio.timeout(self.config.request_timeout_s):
+                tracks = await _on_this_loop(future)
         except (ServiceOverloaded, ServiceClosed) as error:
             return 503, protocol.error_body(str(error)), None
         except TimeoutError:
@@ -390,6 +391,38 @@ class KServeServer:
             protocol.track_ids(hit_ids, tracks), request.request_id, request.binary_output
         )
         return 200, answer, header
+
+
+def _on_this_loop(future: Future) -> asyncio.Future:
+    """``future`` (a concurrent one) as an asyncio future of the running loop. Answered on this
+    loop's own thread (actor dispatch with the front end on the client's loop), the outcome is
+    handed over at once; from another thread through call_soon_threadsafe, as
+    asyncio.wrap_future does always (a wake-up of the loop through its self-pipe per request)."""
+    loop = asyncio.get_running_loop()
+    waiter = loop.create_future()
+
+    def settle(done: Future) -> None:
+        if waiter.done():  # timed out or cancelled meanwhile
+            return
+        if done.cancelled():
+            waiter.cancel()
+        elif done.exception() is not None:
+            waiter.set_exception(done.exception())  # type: ignore[arg-type]
+        else:
+            waiter.set_result(done.result())
+
+    def answered(done: Future) -> None:
+        try:
+            here = asyncio.get_running_loop() is loop
+        except RuntimeError:
+            here = False
+        if here:
+            settle(done)
+        elif not loop.is_closed():  # a closed loop: the server has stopped, nobody waits
+            loop.call_soon_threadsafe(settle, done)
+
+    future.add_done_callback(answered)
+    return waiter
 
 
 def run_server(
