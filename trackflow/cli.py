@@ -1320,6 +1320,12 @@ def distill_filter(
     default=None,
     help="Edges of a step's phi sector (default: 40000).",
 )
+@click.option(
+    "--student-from",
+    type=EXISTING_DIR,
+    default=None,
+    help="A model directory whose distilled GNN (same shape) the student goes on from.",
+)
 @click.option("--seed", type=int, default=None, help="Sectors and initialisation (default: 0).")
 @click.option("--threads", type=click.IntRange(min=1), default=None, help="torch threads (default: cores).")
 @user_errors
@@ -1333,6 +1339,7 @@ def distill_gnn(
     layer_norm: bool | None,
     steps: int | None,
     max_edges: int | None,
+    student_from: Path | None,
     seed: int | None,
     threads: int | None,
 ) -> None:
@@ -1357,6 +1364,6 @@ def distill_gnn(
         "seed": seed,
     }
     config = GNNDistillConfig(**{k: v for k, v in given.items() if v is not None})
-    written = distill_gnn_models(models_dir, list(data_dirs), out_dir, config)
+    written = distill_gnn_models(models_dir, list(data_dirs), out_dir, config, student_from)
     click.echo(f"wrote {written / 'manifest.json'}")
     click.echo(f"run: trackflow reconstruct EVENTS_DIR --out OUT --models {written}")

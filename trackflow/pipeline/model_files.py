@@ -221,6 +221,13 @@ def load_torchscript(path: Path, device: str | torch.device = "cpu") -> torch.ji
     return module.eval()
 
 
+def script(module: nn.Module) -> torch.jit.ScriptModule:
+    """``torch.jit.script(module)``, without its deprecation warning (see load_torchscript)."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", DeprecationWarning)
+        return torch.jit.script(module)
+
+
 def save_model(
     module: nn.Module,
     models_dir: str | Path,
@@ -242,10 +249,8 @@ def save_model(
     path = directory / f"{stage}.pt"
     model = None
     if kind == "torchscript":
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore", DeprecationWarning)  # see load_torchscript
-            scripted = module if isinstance(module, torch.jit.ScriptModule) else torch.jit.script(module)
-            scripted.save(str(path))
+        scripted = module if isinstance(module, torch.jit.ScriptModule) else script(module)
+        scripted.save(str(path))
     else:
         class_name = type(module).__name__
         if class_name not in MODEL_CLASSES:

@@ -212,7 +212,9 @@ class GNNDistillConfig:
     ``max_edges_per_step`` edges each (as GNN training: both ends inside), at peak rate
     ``learning_rate`` with gradients clipped to ``max_grad_norm``; ``epochs``: checkpoints (a
     killed run resumes after the last); the loss as :class:`DistillConfig`'s, around the GNN
-    stage's cut."""
+    stage's cut, except that the student's logit is clipped too: beyond ``logit_clip`` on the
+    teacher's side an edge costs nothing (labelling reads decisions near the cuts, and fitting
+    the far tails took the capacity a student of this size needs near them)."""
 
     hidden: int = 32
     n_iterations: int = 6
@@ -224,7 +226,7 @@ class GNNDistillConfig:
     max_edges_per_step: int = 40000
     learning_rate: float = 3e-3
     max_grad_norm: float = 1.0
-    logit_clip: float = 12.0
+    logit_clip: float = 5.0
     near_cut_weight: float = 4.0
     near_cut_width: float = 2.0
     kept_weight: float = 1.0
@@ -305,20 +307,12 @@ def _sector(graph: TeacherGraph, max_edges: int, rng: np.random.Generator) -> Te
     )
 
 
-def distill_gnn(
-    teacher: torch.nn.Module,
-    cut: float,
-    graphs: list[TeacherGraph],
-    config: GNNDistillConfig,
-    checkpoint: Path | None = None,
-) -> tuple[InteractionGNN, dict[str, Any], list[float]]:
-    """The student :class:`InteractionGNN` (eval mode), its constructor arguments and the loss of
-    every step. ``teacher``: the trained EmbeddedGNN (or InteractionGNN) whose inputs the student
-    reads; ``cut``: the GNN stage's cut (a probability)."""
-    torch.manual_seed(config.seed)
+def student_kwargs(teacher: torch.nn.Module, in_features: int, config: GNNDistillConfig) -> dict[str, Any]:
+    """The student :class:`InteractionGNN`'s constructor arguments: its shape from ``config``, its
+    inputs (``in_features`` node columns, pair features, filter score) the teacher's."""
     inner = inner_gnn(teacher)
-    kwargs: dict[str, Any] = {
-        "in_features": int(graphs[0].nodes.shape[1]),
+    return {
+        "in_features": in_features,
         "hidden": config.hidden,
         "n_iterations": config.n_iterations,
         "n_mlp_layers": config.n_mlp_layers,
@@ -329,7 +323,30 @@ def distill_gnn(
         "layer_norm": config.layer_norm,
         "activation": config.activation,
     }
+
+
+def distill_gnn(
+    teacher: torch.nn.Module,
+    cut: float,
+    graphs: list[TeacherGraph],
+    config: GNNDistillConfig,
+    checkpoint: Path | None = None,
+    init: torch.nn.Module | None = None,
+) -> tuple[InteractionGNN, dict[str, Any], list[float]]:
+    """The student :class:`InteractionGNN` (eval mode), its constructor arguments and the loss of
+    every step. ``teacher``: the trained EmbeddedGNN (or InteractionGNN) whose inputs the student
+    reads; ``cut``: the GNN stage's cut (a probability); ``init``: an earlier student of the same
+    shape to go on from (its GNN's weights), else a fresh initialisation."""
+    torch.manual_seed(config.seed)
+    kwargs = student_kwargs(teacher, int(graphs[0].nodes.shape[1]), config)
     student = InteractionGNN(**kwargs)
+    if init is not None:
+        try:
+            student.load_state_dict(inner_gnn(init).state_dict())
+        except RuntimeError as error:
+            raise ConfigError(
+                f"GNN distillation: the starting student is not of the shape {kwargs}"
+            ) from error
     steps_per_epoch = max(1, -(-config.steps // config.epochs))
     fit = Optimisation(
         "GNN distillation",
@@ -338,7 +355,7 @@ def distill_gnn(
         steps_per_epoch * config.epochs,
         max_grad_norm=config.max_grad_norm,
         checkpoint=checkpoint,
-        fingerprint=(asdict(config), [g.edges.shape[1] for g in graphs], float(cut)),
+        fingerprint=(asdict(config), [g.edges.shape[1] for g in graphs], float(cut), init is not None),
     )
     cut_logit = math.log(cut / (1.0 - cut))
     for epoch in range(fit.resume(), config.epochs):
@@ -357,18 +374,24 @@ def distill_gnn(
                 else student(part.nodes, edges)
             )
             weight = decision_weights(part.logits, cut_logit, config)
-            fit.step((weight * (out - part.logits) ** 2).mean())
+            clipped = out.clamp(-config.logit_clip, config.logit_clip)
+            fit.step((weight * (clipped - part.logits) ** 2).mean())
         fit.end_epoch(epoch, config.epochs)
     return student.eval(), kwargs, fit.losses
 
 
 def distill_gnn_models(
-    models_dir: Path | None, events_dirs: Sequence[Path], out_dir: Path, config: GNNDistillConfig
+    models_dir: Path | None,
+    events_dirs: Sequence[Path],
+    out_dir: Path,
+    config: GNNDistillConfig,
+    student_from: Path | None = None,
 ) -> Path:
     """A copy of ``models_dir`` (None: the shipped models) in ``out_dir`` whose GNN is a student
     distilled on ``events_dirs`` (an EmbeddedGNN around the same embedding, TorchScript); every
     other stage, cut and setting unchanged. The manifest's training record gains a
-    ``gnn_distillation`` entry. A checkpoint in ``out_dir`` lets a killed run resume."""
+    ``gnn_distillation`` entry. A checkpoint in ``out_dir`` lets a killed run resume.
+    ``student_from``: a model directory whose (distilled) GNN the student goes on from."""
     from trackflow.pipeline.training.gnn import EmbeddedGNN
 
     source = Path(models_dir) if models_dir is not None else model_files.shipped_models_dir()
@@ -383,17 +406,30 @@ def distill_gnn_models(
     if entry is None or not hasattr(teacher, "gnn") or embedding is None:
         raise ConfigError(f"{source}: GNN distillation needs an EmbeddedGNN and its embedding stage")
     cut = float(pipeline.stages["gnn"].config.cut)
+    # scripted now, weights later: TorchScript reads the classes' source, which may have been
+    # edited on disk by the time a long run ends
+    in_features = int(inner_gnn(teacher).in_features)
+    scripted = model_files.script(
+        EmbeddedGNN(copy.deepcopy(embedding), InteractionGNN(**student_kwargs(teacher, in_features, config)))
+    )
     graphs = teacher_graphs(pipeline, events_dirs, config.logit_clip)
     log.info("GNN distillation: %d events, %d edges", len(graphs), sum(g.edges.shape[1] for g in graphs))
     out_dir.mkdir(parents=True, exist_ok=True)
     checkpoint = out_dir / ".gnn_distillation.ckpt"
-    student, kwargs, losses = distill_gnn(teacher, cut, graphs, config, checkpoint)
+    init = (
+        None
+        if student_from is None
+        else model_files.load_model(model_files.read_manifest(student_from), "gnn")
+    )
+    student, kwargs, losses = distill_gnn(teacher, cut, graphs, config, checkpoint, init)
     for stage in manifest.stages.values():
         if stage.file and stage is not entry:
             shutil.copy2(source / stage.file, out_dir / stage.file)
     stages = dict(manifest.stages)
-    model = EmbeddedGNN(copy.deepcopy(embedding), student).eval()
-    stages["gnn"] = model_files.save_model(model, out_dir, "gnn", kind="torchscript", config=entry.config)
+    scripted.load_state_dict(EmbeddedGNN(copy.deepcopy(embedding), student).state_dict())
+    stages["gnn"] = model_files.save_model(
+        scripted.eval(), out_dir, "gnn", kind="torchscript", config=entry.config
+    )
     training = {
         **manifest.training,
         "gnn_distillation": {
@@ -401,6 +437,7 @@ def distill_gnn_models(
             "student": kwargs,
             "teacher_sha256": entry.sha256,
             "events": [str(d) for d in events_dirs],
+            "student_from": None if student_from is None else str(student_from),
             "final_loss": float(np.mean(losses[-50:])) if losses else None,
         },
     }
