@@ -363,6 +363,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         "floor": [],
         "direct": {},
         "identity": {},
+        "interleaved": [],
     }
 
     # direct: the pipeline in this process, one thread (its own time per event)
@@ -514,6 +515,9 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
                                 f"p95 {row['p95_s'] * 1e3:.0f} ms"
                             )
                 save()
+    if args.interleave:
+        interleaved(args, paths, sets, encoded, expected, result, log)
+        save()
     if args.no_floor:
         result["machine"]["load_average_end"] = os.getloadavg()
         return result
@@ -560,6 +564,92 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
             log(f"floor {path}: p50 {row['p50_s'] * 1e3:.1f} ms")
     result["machine"]["load_average_end"] = os.getloadavg()
     return result
+
+
+def interleaved(
+    args: argparse.Namespace,
+    paths: dict[str, Callable[[int], contextlib.AbstractContextManager[str]]],
+    sets: dict[str, list[trackflow.Event]],
+    encoded: dict[str, list[list[Any]]],
+    expected: dict[str, list[np.ndarray]],
+    result: dict[str, Any],
+    log: Callable[[str], None],
+) -> None:
+    """One request in flight, the servers of ``--interleave-paths`` up at once and the one load
+    generator alternating between them (A B, B A, ...): every server meets the same moments of a
+    shared machine, so their ratio at 1 in flight holds where passes minutes apart do not."""
+    names = args.interleave_paths
+    for instances in args.instances:
+        with contextlib.ExitStack() as stack:
+            urls = [stack.enter_context(paths[name](instances)) for name in names]
+            for set_name, events in sets.items():
+                rounds = args.interleave if set_name == "small" else args.interleave_full
+                if not rounds:
+                    continue
+                loads = [Load(url, encoded[set_name]) for url in urls]
+                same = dict.fromkeys(names, True)
+                for name, load in zip(names, loads, strict=True):  # warm-up and identity
+                    answers = [load.call(i) for i in range(len(events))]
+                    same[name] = all(
+                        np.array_equal(a, b) for a, b in zip(answers, expected[set_name], strict=True)
+                    )
+                latencies: dict[str, list[float]] = {name: [] for name in names}
+                load_start = os.getloadavg()[0]
+                for i in range(rounds):
+                    order = list(zip(names, loads, strict=True))
+                    for name, load in order if i % 2 == 0 else order[::-1]:
+                        t0 = time.perf_counter()
+                        load.call(i)
+                        latencies[name].append(time.perf_counter() - t0)
+                row: dict[str, Any] = {
+                    "set": set_name,
+                    "instances": instances,
+                    "rounds": rounds,
+                    "load_average": [load_start, os.getloadavg()[0]],
+                    "identity": same,
+                }
+                for name in names:
+                    values = np.array(latencies[name])
+                    row[name] = {
+                        "mean_s": float(values.mean()),
+                        "p50_s": float(np.median(values)),
+                        "p95_s": float(np.percentile(values, 95)),
+                    }
+                result["interleaved"].append(row)
+                log(
+                    f"interleaved {set_name} x{instances}: "
+                    + ", ".join(
+                        f"{name} mean {row[name]['mean_s'] * 1e3:.1f} ms p95 {row[name]['p95_s'] * 1e3:.1f}"
+                        for name in names
+                    )
+                    + f", load {load_start:.1f}-{os.getloadavg()[0]:.1f}"
+                )
+
+
+def interleaved_table(result: dict[str, Any]) -> list[str]:
+    rows = result.get("interleaved") or []
+    if not rows:
+        return []
+    names = [k for k in rows[0] if isinstance(rows[0][k], dict) and "mean_s" in rows[0][k]]
+    base = names[0]
+    lines = [
+        f"One request in flight, the servers up together and requests alternating between them "
+        f"(throughput at 1 in flight = 1 / mean latency; ratios ÷ {base}):",
+        "",
+        "| set | N | requests each | "
+        + " | ".join(f"{n} mean / p95 ms" for n in names)
+        + " | "
+        + " | ".join(f"{n} ÷ {base}" for n in names[1:])
+        + " | identical | load |",
+        "|" + "---|" * (3 + len(names) + len(names) - 1 + 2),
+    ]
+    for r in rows:
+        cells = [r["set"], str(r["instances"]), str(r["rounds"])]
+        cells += [f"{r[n]['mean_s'] * 1e3:.1f} / {r[n]['p95_s'] * 1e3:.1f}" for n in names]
+        cells += [f"{r[base]['mean_s'] / r[n]['mean_s']:.3f}" for n in names[1:]]
+        cells += [str(all(r["identity"].values())), "–".join(f"{v:.1f}" for v in r["load_average"])]
+        lines.append("| " + " | ".join(cells) + " |")
+    return [*lines, ""]
 
 
 # --------------------------------------------------------------------------- report
@@ -617,6 +707,7 @@ def tables(result: dict[str, Any]) -> str:
             lines.append("| " + " | ".join(cells) + " |")
         lines.append("")
     lines += ratio_table(closed)
+    lines += interleaved_table(result)
     if result["open"]:
         open_ = pd.DataFrame(result["open"])
         lines += [
@@ -735,9 +826,15 @@ def main() -> None:
     parser.add_argument("--open-hz", default="", help="open loop at these rates (Hz) instead of --rates")
     parser.add_argument("--seed", type=int, default=1)
     parser.add_argument("--no-floor", action="store_true", help="skip the per-request floor (trivial models)")
+    parser.add_argument(
+        "--interleave", type=int, default=0, help="requests per server, 1 in flight, servers alternating"
+    )
+    parser.add_argument("--interleave-full", type=int, default=0, help="the same on the full events")
+    parser.add_argument("--interleave-paths", default="custom,serve", help="the servers interleaved")
     parser.add_argument("--triton-python", type=Path, default=REPO / ".venv" / "triton" / "bin" / "python")
     args = parser.parse_args()
     args.paths = [p for p in args.paths.split(",") if p]
+    args.interleave_paths = [p for p in args.interleave_paths.split(",") if p]
     args.instances = [int(v) for v in args.instances.split(",") if v]
     args.concurrency = [int(v) for v in args.concurrency.split(",") if v]
     args.full_concurrency = [int(v) for v in args.full_concurrency.split(",") if v]
