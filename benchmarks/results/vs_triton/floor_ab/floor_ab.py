@@ -5,7 +5,8 @@ of benchmarks/vs_triton.py (track_id = zeros) with ``trackflow.Service`` on a 1-
 LocalCluster behind the HTTP front end, trackflow.yaml's defaults; one tritonclient load generator
 alternates its requests between the servers (A B, B A, ...), one in flight, so that every tree
 meets the same load on a shared machine. A tree may carry environment settings:
-``TREE:NAME=VALUE``.
+``TREE:NAME=VALUE``. With ``--real`` the servers run the tree's shipped pipeline instead (the
+events' own time included).
 
     .venv/bin/python benchmarks/results/vs_triton/floor_ab/floor_ab.py /tmp/base,/tmp/work 1000 /tmp/vt_events
 
@@ -23,8 +24,9 @@ import time
 from pathlib import Path
 
 
-def serve() -> None:
-    """Child: the trivial service of the tree on PYTHONPATH; prints host:port, serves until SIGTERM."""
+def serve(real: bool) -> None:
+    """Child: the trivial (or ``real``) service of the tree on PYTHONPATH; prints host:port,
+    serves until SIGTERM."""
     import trackflow
 
     sys.path.insert(0, str(Path(trackflow.__file__).parents[1] / "benchmarks"))
@@ -35,7 +37,7 @@ def serve() -> None:
 
     stop = threading.Event()
     signal.signal(signal.SIGTERM, lambda *_: stop.set())
-    config = ServiceConfig(pipeline_loader=vs_triton.trivial_loader)
+    config = ServiceConfig() if real else ServiceConfig(pipeline_loader=vs_triton.trivial_loader)
     with (
         Service.open("local", 1, config) as service,
         KServeServer(service, ServeConfig(http_port=0, grpc=False)) as server,
@@ -52,25 +54,28 @@ def main() -> None:
 
     import trackflow
 
-    trees, n, events = sys.argv[1].split(","), int(sys.argv[2]), sys.argv[3]
+    real = "--real" in sys.argv
+    args = [a for a in sys.argv[1:] if a != "--real"]
+    trees, n, events = args[0].split(","), int(args[1]), args[2]
     processes = []
     for spec in trees:
         tree, *settings = spec.split(":")
         env = os.environ | {"PYTHONPATH": tree} | dict(s.split("=", 1) for s in settings)
         processes.append(
             subprocess.Popen(
-                [sys.executable, __file__, "_serve"],
+                [sys.executable, __file__, "_serve", *(["--real"] if real else [])],
                 stdout=subprocess.PIPE,
                 stderr=subprocess.DEVNULL,
                 text=True,
                 env=env,
             )
         )
-    requests = [vs_triton.encode(ref.load(("hits",)).hits) for ref in trackflow.list_events(events)[:4]]
+    refs = trackflow.list_events(events)[: 16 if real else 4]
+    requests = [vs_triton.encode(ref.load(("hits",)).hits) for ref in refs]
     try:
         loads = [vs_triton.Load(p.stdout.readline().strip(), requests) for p in processes]  # type: ignore[union-attr]
         for load in loads:
-            for i in range(30):
+            for i in range(len(requests) + 10):
                 load.call(i)
         latencies: list[list[float]] = [[] for _ in trees]
         for i in range(n):
@@ -95,7 +100,7 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    if sys.argv[1:] == ["_serve"]:
-        serve()
+    if sys.argv[1:2] == ["_serve"]:
+        serve("--real" in sys.argv)
     else:
         main()
