@@ -1,5 +1,14 @@
 """Issue 29's inference steps, one at a time, side by side on the same full events.
 
+Fourth round (``--round 4``): the models before (``--before``: the third round's, ``git archive
+5e0ab51``) and ``--models``, in four steps: ``before``; ``+ z-window graph`` (graph building
+searching barrel targets in azimuth and z at once: the same edges, so the same tracks);
+``+ ReLU filter`` (the filter of ``--models``, a ReLU student without LayerNorm, at the
+operating point before); ``+ GNN, operating point`` (``--models`` as they are). The triplet
+search's sorted needles (the same pairs) are in every step.
+
+Third round (``--round 3``, the default):
+
     git archive 7d51d8b trackflow/pipeline/models | tar -x -C /tmp/before  # the models before
     .venv/bin/python benchmarks/inference_steps.py --before /tmp/before/trackflow/pipeline/models
         [--models DIR] [--cells 55:0.15,5:0.3] [--repeats 2] [--work data/robustness]
@@ -39,7 +48,7 @@ from torch import nn
 
 from trackflow import metrics
 from trackflow.events import list_events
-from trackflow.pipeline import Pipeline, model_files
+from trackflow.pipeline import Pipeline, layer_map, model_files
 from trackflow.pipeline.mlp import Tanh
 from trackflow.pipeline.training.gnn import rebuild_embedded_gnn
 
@@ -78,6 +87,27 @@ def step_pipelines(before_dir: Path, models_dir: Path) -> dict[str, Pipeline]:
     return steps
 
 
+def round4_pipelines(before_dir: Path, models_dir: Path) -> dict[str, tuple[Pipeline, bool]]:
+    """The fourth round's steps (module docstring): pipeline and whether graph building may
+    search in z windows."""
+    relu_filter = Pipeline.load(before_dir, threads=1)
+    relu_filter.stages["filter"].model = Pipeline.load(models_dir, threads=1).stages["filter"].model
+    return {
+        "before": (Pipeline.load(before_dir, threads=1), False),
+        "+ z-window graph": (Pipeline.load(before_dir, threads=1), True),
+        "+ ReLU filter": (relu_filter, True),
+        "+ GNN, operating point": (Pipeline.load(models_dir, threads=1), True),
+    }
+
+
+def z_windows(allowed: bool) -> None:
+    """Let graph building search barrel targets in z windows where they pay, or never."""
+    layer_map._Z_WINDOW_MIN_CANDIDATES = Z_WINDOW_MIN_CANDIDATES if allowed else 1 << 62
+
+
+Z_WINDOW_MIN_CANDIDATES = layer_map._Z_WINDOW_MIN_CANDIDATES
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--models", type=Path, default=None, help="final models (default: shipped)")
@@ -86,9 +116,13 @@ def main() -> None:
     parser.add_argument("--repeats", type=int, default=2, help="timed passes of each step")
     parser.add_argument("--seed", type=int, default=2718, help="simulation seed (robustness.py's)")
     parser.add_argument("--work", type=Path, default=Path("data/robustness"), help="robustness cell cache")
+    parser.add_argument("--round", type=int, choices=(3, 4), default=3, help="which round's steps")
     args = parser.parse_args()
     models_dir = args.models or model_files.shipped_models_dir()
-    steps = step_pipelines(args.before, models_dir)
+    if args.round == 4:
+        steps = round4_pipelines(args.before, models_dir)
+    else:
+        steps = {name: (pipeline, True) for name, pipeline in step_pipelines(args.before, models_dir).items()}
     particles = held_out_dir(args.work, KAGGLE_DIR)
     rows = []
     for spec in args.cells.split(","):
@@ -103,9 +137,11 @@ def main() -> None:
         order = list(steps)
         for rep in range(args.repeats):
             for name in order if rep % 2 == 0 else order[::-1]:
+                pipeline, z_window = steps[name]
+                z_windows(z_window)
                 start = time.perf_counter()
                 with torch.inference_mode():
-                    tracks = steps[name](event.hits_only())
+                    tracks = pipeline(event.hits_only())
                 seconds = time.perf_counter() - start
                 if seconds < best.get(name, float("inf")):
                     best[name], stage_times[name] = seconds, dict(tracks.timings)
@@ -133,8 +169,8 @@ def main() -> None:
                 ]
             )
     write_table(
-        "inference_steps",
-        "Issue 29's inference steps, side by side",
+        "inference_steps" if args.round == 3 else "inference_steps_round4",
+        "Issue 29's inference steps, side by side" + ("" if args.round == 3 else " (fourth round)"),
         [
             "event",
             "step",
@@ -149,7 +185,8 @@ def main() -> None:
             "TrackML score",
         ],
         rows,
-        f"Command: `python benchmarks/inference_steps.py --before {args.before} --cells {args.cells} "
+        f"Command: `python benchmarks/inference_steps.py --round {args.round} --before {args.before} "
+        f"--cells {args.cells} "
         f"--repeats {args.repeats}` (models {models_dir}). Machine: {machine()}. One thread, best of "
         f"{args.repeats} alternating passes; the filter stage includes the triplet pruning.",
     )
