@@ -118,3 +118,36 @@ def test_an_event_that_kills_every_worker_is_answered_with_an_error(
     # the nannies restart their workers: the next request is served
     expected = trackflow.Pipeline.load()(event).track_labels
     np.testing.assert_array_equal(infer(server, event.hits, 1), expected)
+
+
+@pytest.mark.slow
+def test_a_lone_worker_killed_with_a_call_waiting_on_it_answers_both(
+    markers: Path, event: trackflow.Event
+) -> None:
+    # service.calls_per_slot auto: one worker takes a second call while it runs the first; the
+    # worker dies: both are answered with the pipeline's tracks once the nanny has restarted it
+    loader = functools.partial(slow_pipeline, trackflow.Pipeline.load, SLOW_EVENT, 6.0, str(markers))
+    config = ServiceConfig(pipeline_loader=loader, dispatch="actor", calls_per_slot="auto")
+    expected = trackflow.Pipeline.load()(event).track_labels
+    for stale in markers.iterdir():
+        stale.unlink()
+    with (
+        Service.open("local", workers=1, config=config) as service,
+        KServeServer(service, ServeConfig(http_port=0, grpc=False)) as server,
+        ThreadPoolExecutor(2) as pool,
+    ):
+        assert service.actors is not None and service.actors.per_slot() == 2
+        slow = pool.submit(infer, server, event.hits, SLOW_EVENT)
+        deadline = time.monotonic() + 60
+        while not any(markers.iterdir()) and time.monotonic() < deadline:
+            time.sleep(0.05)
+        waiting = pool.submit(infer, server, event.hits, 1)
+        actor = next(iter(service.actors._actors.values()))
+        while actor.in_flight < 2 and time.monotonic() < deadline:
+            time.sleep(0.01)
+        assert actor.in_flight == 2  # the second call waits on the busy worker
+        kill_workers_running_the_slow_event(markers, kills=1)
+        np.testing.assert_array_equal(waiting.result(timeout=300), expected)
+        np.testing.assert_array_equal(slow.result(timeout=300), expected)
+        counts = service.counts()
+    assert (counts.done, counts.failed, counts.pending) == (2, 0, 0)
