@@ -163,6 +163,46 @@ Afterwards (issue 29, third round), the same GNN and embedding weights:
   duplicates 0.44 %. Set in the manifest (``filter.triplets.chi2_cut``, ``gnn.cut``,
   ``labelling``).
 
+Then (issue 29, fourth round: the time of the CKF), two cheaper networks and a new operating
+point; the embedding and the layer map unchanged (``models-8`` is the directory of the models
+above, ``git archive 5e0ab51 trackflow/pipeline/models``):
+
+- The filter distilled again from the 128-wide one, now into a plain ReLU network (32 wide, 3
+  layers, no LayerNorm: on this CPU LayerNorm and tanh cost more than a 32-wide matmul; 0.55x the
+  filter's MLP time). The teacher directory is ``models-8`` with the 128-wide ``filter.pt`` of
+  ``models-6`` and its manifest entry put back; ~7 min on the 2 cores::
+
+      trackflow models distill-filter --data data/map_train --models models-8-teacher --out models-9 \
+          --hidden 32 --layers 3 --activation relu --no-layer-norm --threads 2
+
+- The GNN fine-tuned from 8 to 6 message-passing iterations (the weights are shared across
+  iterations), on truth, 3 + 5 epochs (340 + 337 s)::
+
+      common="--data data/map_train --val data/map_val --triplet-cut 9 --gnn-targets consecutive \
+          --gnn-fake-weight 1 --gnn-max-edges 40000 --edge-events 8 --threads 2"
+      trackflow train $common --out models-gnn6 --gnn-from models-8 --gnn-iterations 6 \
+          --gnn-learning-rate 1e-3 --epochs-gnn 3 --seed 16
+      trackflow train $common --out models-gnn6b --gnn-from models-gnn6 --gnn-learning-rate 1e-3 \
+          --epochs-gnn 5 --seed 17
+
+  Its ``gnn.pt`` (re-scripted with :func:`trackflow.pipeline.training.gnn.rescript_gnn`) goes with
+  the filter of ``models-9``.
+- The operating point on the three validation events, with lower extend cuts::
+
+      python benchmarks/operating_point.py data/map_val data/map_val_n03 --models MODELS \
+          --triplet-cuts 9 --cuts 0.54:0.74:0.04 --extend-cuts 0,0.1,0.15,0.2,0.3,0.4
+
+  cc_extend at 0.70 with fragments joining over edges above 0.15 (was 0.58 / 0.4): the hits a
+  found track misses are mostly single pixel-barrel hits whose best edge scores 0.15-0.4.
+  Validation score 0.5473 (0.5406 before), efficiency 96.6 / 95.4 %, fake 0.46 %, duplicates
+  0.47 %.
+
+Tried and not shipped: a GNN student distilled from the shipped GNN (``trackflow models
+distill-gnn``: 6 iterations, ReLU, no LayerNorm, half the GNN's time). After 3,000 steps of 40k-
+edge sectors (15 min) and 1,200 more from there: validation fake rate 1.6-1.9 %, duplicates
+0.9-2.3 %, score 0.521-0.527 at the operating points above: too far from its teacher yet; a
+longer distillation (hours here) is the next step for the time.
+
 Not tried yet: max/mean aggregation in the GNN, the triplet chi2 as a GNN edge input, a scan of
 width and iterations at equal steps with a fresh initialisation (each needs GNN training from
 scratch: hours on these cores), and a filter trained on the new map at full width.
