@@ -102,10 +102,10 @@ def round4_pipelines(before_dir: Path, models_dir: Path) -> dict[str, tuple[Pipe
 
 def z_windows(allowed: bool) -> None:
     """Let graph building search barrel targets in z windows where they pay, or never."""
-    layer_map._Z_WINDOW_MIN_CANDIDATES = Z_WINDOW_MIN_CANDIDATES if allowed else 1 << 62
+    layer_map.Z_WINDOW_MIN_CANDIDATES = DEFAULT_Z_WINDOW_MIN if allowed else 1 << 62
 
 
-Z_WINDOW_MIN_CANDIDATES = layer_map._Z_WINDOW_MIN_CANDIDATES
+DEFAULT_Z_WINDOW_MIN = layer_map.Z_WINDOW_MIN_CANDIDATES
 
 
 def main() -> None:

@@ -208,8 +208,8 @@ def test_edges_are_every_pair_within_the_cuts(z_window: bool, monkeypatch: pytes
     import trackflow.pipeline.layer_map as module
 
     # the z-window search for every layer pair that admits it, or for none
-    monkeypatch.setattr(module, "_Z_WINDOW_MIN_CANDIDATES", 0 if z_window else 1 << 62)
-    monkeypatch.setattr(module, "_Z_WINDOW_MAX_SHARE", 1.0 if z_window else 0.0)
+    monkeypatch.setattr(module, "Z_WINDOW_MIN_CANDIDATES", 0 if z_window else 1 << 62)
+    monkeypatch.setattr(module, "Z_WINDOW_MAX_SHARE", 1.0 if z_window else 0.0)
     rng = np.random.default_rng(7)
     radii = {802: (31.0, 33.0), 804: (71.0, 73.0), 1302: (258.0, 262.0)}
     keys = np.repeat(list(radii), 400)

@@ -315,9 +315,9 @@ class _ZBinnedTargets:
 
 # a z window pays when the windows cover less than this share of the layer's z range: binned
 # azimuth windows see up to twice the targets of the exact sorted search
-_Z_WINDOW_MAX_SHARE = 0.3
+Z_WINDOW_MAX_SHARE = 0.3
 # ... and when the layer pair has work enough to repay sorting its targets (small events: never)
-_Z_WINDOW_MIN_CANDIDATES = 100_000
+Z_WINDOW_MIN_CANDIDATES = 100_000
 
 
 def layer_map_edges(
@@ -355,13 +355,13 @@ def layer_map_edges(
         # targets: ~5-25 % of the candidates of the azimuth window alone pass the z0 cut), the
         # targets are searched in azimuth and z at once; the same pairs, 2-3x fewer candidates
         expected = max(1.0, len(hits_b) * min(1.0, float(width) / np.pi))  # candidates per query
-        worth = np.pi / width >= 3.0 and len(queries) * expected >= _Z_WINDOW_MIN_CANDIDATES
+        worth = np.pi / width >= 3.0 and len(queries) * expected >= Z_WINDOW_MIN_CANDIDATES
         binned = _ZBinnedTargets(hits_b, r, phi, z, float(width)) if worth else None
         z_low = z_high = None
         if binned is not None:
             z_low, z_high = binned.z_window(r[queries], z[queries], float(z0_lo), float(z0_hi))
             share = float(np.mean(z_high - z_low)) / max(binned.z_max - binned.z_min, 1e-9)
-            if share > _Z_WINDOW_MAX_SHARE:
+            if share > Z_WINDOW_MAX_SHARE:
                 binned = None
         # queries in blocks whose candidate pairs stay near _BLOCK_PAIRS
         step = max(1, int(_BLOCK_PAIRS / expected))
