@@ -139,6 +139,8 @@ DISPATCH_ENV: dict[str, dict[str, str]] = {
         "DASK_TRACKFLOW__SERVICE__CALLS_PER_SLOT": "2",
     },
     "task": {"DASK_TRACKFLOW__SERVICE__DISPATCH": "task", "DASK_TRACKFLOW__SERVICE__FRONT_END_LOOP": "own"},
+    # the defaults with Dask's statistical profiler off on the workers (trackflow.yaml keeps it on)
+    "noprofile": {"DASK_DISTRIBUTED__WORKER__PROFILE__ENABLED": "False"},
 }
 
 
@@ -428,6 +430,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     paths["serve-task"] = lambda n: serve_process(n, dispatch="task")
     paths["serve-actor1"] = lambda n: serve_process(n, dispatch="actor1")
     paths["serve-actor2"] = lambda n: serve_process(n, dispatch="actor2")
+    paths["serve-noprofile"] = lambda n: serve_process(n, dispatch="noprofile")
     paths["serve-1"] = lambda n: serve_process(n, extra=("--tasks-per-slot", "1"), dispatch="task")
     paths["serve-staged"] = lambda n: serve_process(n, extra=("--mode", "staged"), dispatch="task")
     capacity: dict[tuple[str, int, str], float] = {}
