@@ -155,3 +155,12 @@ def test_gnn_distilled_models_replace_only_the_gnn(tiny_events: Path, tmp_path: 
     assert int(pipeline.stages["gnn"].model.gnn.n_iterations) == 2
     event = list_events(tiny_events)[0].load()
     assert len(pipeline(event.hits_only()).to_frame()) == event.n_hits
+
+
+def test_bad_distillation_settings_are_named() -> None:
+    with pytest.raises(ConfigError, match="distillation: steps must be >= 1"):
+        DistillConfig(steps=0)
+    with pytest.raises(ConfigError, match="GNN distillation: activation must be one of"):
+        GNNDistillConfig(activation="gelu")
+    with pytest.raises(ConfigError, match="GNN distillation: n_iterations must be >= 1"):
+        GNNDistillConfig(n_iterations=0)

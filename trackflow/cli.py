@@ -1209,23 +1209,40 @@ def import_models(
     click.echo(f"run: trackflow reconstruct EVENTS_DIR --out OUT --models {result.manifest_path.parent}")
 
 
+def _distill_options(stage: str, scored: str) -> Callable[[F], F]:
+    """The options every ``trackflow models distill-*`` command takes: --data, --out, --models."""
+
+    def decorate(command: F) -> F:
+        for option in reversed(
+            [
+                click.option(
+                    "--data",
+                    "data_dirs",
+                    type=EXISTING_DIR,
+                    multiple=True,
+                    required=True,
+                    help=f"Events (hits only are read) whose {scored} the teacher scores (repeatable).",
+                ),
+                click.option(
+                    "--out", "out_dir", type=OUT_DIR, required=True, help="The new model directory."
+                ),
+                click.option(
+                    "--models",
+                    "models_dir",
+                    type=EXISTING_DIR,
+                    default=None,
+                    help=f"The model directory whose {stage} is the teacher (default: the shipped models).",
+                ),
+            ]
+        ):
+            command = option(command)
+        return command
+
+    return decorate
+
+
 @models.command("distill-filter")
-@click.option(
-    "--data",
-    "data_dirs",
-    type=EXISTING_DIR,
-    multiple=True,
-    required=True,
-    help="Events (hits only are read) whose graph-building pairs the teacher scores (repeatable).",
-)
-@click.option("--out", "out_dir", type=OUT_DIR, required=True, help="The new model directory.")
-@click.option(
-    "--models",
-    "models_dir",
-    type=EXISTING_DIR,
-    default=None,
-    help="The model directory whose filter is the teacher (default: the shipped models).",
-)
+@_distill_options("filter", "graph-building pairs")
 @click.option("--hidden", type=click.IntRange(min=1), default=None, help="Student width (default: 64).")
 @click.option("--layers", type=click.IntRange(min=1), default=None, help="Hidden layers (default: 3).")
 @click.option(
@@ -1284,22 +1301,7 @@ def distill_filter(
 
 
 @models.command("distill-gnn")
-@click.option(
-    "--data",
-    "data_dirs",
-    type=EXISTING_DIR,
-    multiple=True,
-    required=True,
-    help="Events (hits only are read) whose graphs the teacher GNN scores (repeatable).",
-)
-@click.option("--out", "out_dir", type=OUT_DIR, required=True, help="The new model directory.")
-@click.option(
-    "--models",
-    "models_dir",
-    type=EXISTING_DIR,
-    default=None,
-    help="The model directory whose GNN is the teacher (default: the shipped models).",
-)
+@_distill_options("GNN", "filtered graphs")
 @click.option("--hidden", type=click.IntRange(min=1), default=None, help="Student width (default: 32).")
 @click.option(
     "--iterations", type=click.IntRange(min=1), default=None, help="Message-passing steps (default: 6)."

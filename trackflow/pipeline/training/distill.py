@@ -64,15 +64,20 @@ class DistillConfig:
     seed: int = 0
 
     def __post_init__(self) -> None:
-        for name in ("hidden", "n_layers", "steps", "batch_size"):
-            if getattr(self, name) < 1:
-                raise ConfigError(f"distillation: {name} must be >= 1, got {getattr(self, name)}")
-        if not self.learning_rate > 0 or not self.logit_clip > 0 or not self.near_cut_width > 0:
-            raise ConfigError("distillation: learning_rate, logit_clip and near_cut_width must be > 0")
-        if self.activation not in ACTIVATIONS:
-            raise ConfigError(
-                f"distillation: activation must be one of {sorted(ACTIVATIONS)}, got {self.activation!r}"
-            )
+        _check(self, "distillation", ("hidden", "n_layers", "steps", "batch_size"))
+
+
+def _check(config: DistillConfig | GNNDistillConfig, what: str, counts: tuple[str, ...]) -> None:
+    """A distillation config's bounds, each failure a ConfigError naming ``what`` and the field."""
+    for name in counts:
+        if getattr(config, name) < 1:
+            raise ConfigError(f"{what}: {name} must be >= 1, got {getattr(config, name)}")
+    if not config.learning_rate > 0 or not config.logit_clip > 0 or not config.near_cut_width > 0:
+        raise ConfigError(f"{what}: learning_rate, logit_clip and near_cut_width must be > 0")
+    if config.activation not in ACTIVATIONS:
+        raise ConfigError(
+            f"{what}: activation must be one of {sorted(ACTIVATIONS)}, got {config.activation!r}"
+        )
 
 
 @dataclass
@@ -233,15 +238,11 @@ class GNNDistillConfig:
     seed: int = 0
 
     def __post_init__(self) -> None:
-        for name in ("hidden", "n_iterations", "n_mlp_layers", "steps", "epochs", "max_edges_per_step"):
-            if getattr(self, name) < 1:
-                raise ConfigError(f"GNN distillation: {name} must be >= 1, got {getattr(self, name)}")
-        if not self.learning_rate > 0 or not self.logit_clip > 0 or not self.near_cut_width > 0:
-            raise ConfigError("GNN distillation: learning_rate, logit_clip and near_cut_width must be > 0")
-        if self.activation not in ACTIVATIONS:
-            raise ConfigError(
-                f"GNN distillation: activation must be one of {sorted(ACTIVATIONS)}, got {self.activation!r}"
-            )
+        _check(
+            self,
+            "GNN distillation",
+            ("hidden", "n_iterations", "n_mlp_layers", "steps", "epochs", "max_edges_per_step"),
+        )
 
 
 @dataclass
