@@ -398,6 +398,13 @@ def simulate(
     help="Loss weight of an edge joining two particles (--gnn-targets consecutive; default 1).",
 )
 @click.option(
+    "--gnn-displaced-weight",
+    type=click.FloatRange(min=0),
+    default=None,
+    help="Loss weight multiplier of the target edges of secondaries, particles produced more than "
+    "1 mm from the beam line (--gnn-targets consecutive; default 1).",
+)
+@click.option(
     "--max-fake-rate",
     type=click.FloatRange(0.0, 1.0),
     default=None,

@@ -40,6 +40,9 @@ class TruthEvent:
     phi: np.ndarray  # float32 [N]: azimuth of the hit (rad), for splitting events into sectors
     layers: np.ndarray | None = None  # int64 [N]: layer key (volume_id * 100 + layer_id)
     cylindrical: np.ndarray | None = None  # float64 [N, 3]: r (mm), phi (rad), z (mm)
+    # float32 [N]: distance (mm) of the hit's particle's production vertex from the beam line
+    # (0 for noise and for particles missing from the particles file)
+    vertex_r: np.ndarray | None = None
 
     @property
     def n_hits(self) -> int:
@@ -120,7 +123,23 @@ def prepare_event(event: Event, features: FeatureConfig) -> TruthEvent:
         phi=np.arctan2(event.hits["y"].to_numpy(), event.hits["x"].to_numpy()).astype(np.float32),
         layers=layers,
         cylindrical=cylindrical,
+        vertex_r=production_radius(event, pid),
     )
+
+
+def production_radius(event: Event, particle_id: np.ndarray) -> np.ndarray:
+    """float32 [N]: the transverse distance (mm) of each hit's particle's production vertex from
+    the beam line; 0 for noise and particles missing from ``particles``. Secondaries (decays,
+    conversions, hadronic interactions) start away from it, and every edge feature that assumes
+    a track from the beam line (z0, a circle through the origin) reads them as fakes."""
+    radius = np.zeros(len(particle_id), np.float32)
+    if event.particles is None or not len(event.particles):
+        return radius
+    particles = event.particles.drop_duplicates("particle_id").set_index("particle_id")
+    known = np.isin(particle_id, particles.index.to_numpy()) & (particle_id != 0)
+    rows = particles.reindex(particle_id[known])
+    radius[known] = np.hypot(rows["vx"].to_numpy(), rows["vy"].to_numpy())
+    return radius
 
 
 def load_truth_events(

@@ -33,6 +33,13 @@ class EdgeSet:
     score: np.ndarray | None = None
     target: np.ndarray | None = None  # bool [E]: consecutive hits of one particle (a truth edge)
 
+    def vertex_r(self) -> np.ndarray:
+        """float32 [E]: production radius (mm) of a true edge's particle, 0 for fakes and when
+        the event does not know it."""
+        if self.event.vertex_r is None:
+            return np.zeros(self.edges.shape[1], np.float32)
+        return np.where(self.y, self.event.vertex_r[self.edges[0]], 0.0).astype(np.float32)
+
     @classmethod
     def label(cls, event: TruthEvent, edges: np.ndarray, embedding: torch.Tensor | None = None) -> EdgeSet:
         y = event.same_particle(edges)
@@ -54,12 +61,24 @@ def edge_weights(y: np.ndarray, pt: np.ndarray, pt_min: float, low_pt_weight: fl
 
 
 def target_weights(
-    y: np.ndarray, target: np.ndarray, pt: np.ndarray, pt_min: float, low_pt_weight: float, fake_weight: float
+    y: np.ndarray,
+    target: np.ndarray,
+    pt: np.ndarray,
+    pt_min: float,
+    low_pt_weight: float,
+    fake_weight: float,
+    displaced: np.ndarray | None = None,
+    displaced_weight: float = 1.0,
 ) -> np.ndarray:
     """Per-edge loss weight when the label is ``target``: targets 1 (``low_pt_weight`` below
     ``pt_min`` GeV), true edges that are not targets 0 (they skip a hit: not what a track is
-    built from, but not wrong either), edges of two particles or noise ``fake_weight``."""
-    weight = np.where(target, np.where(pt < pt_min, low_pt_weight, 1.0), np.where(y, 0.0, fake_weight))
+    built from, but not wrong either), edges of two particles or noise ``fake_weight``.
+    ``displaced`` bool [E]: targets of secondaries, whose weight is multiplied by
+    ``displaced_weight`` (they are a few % of the targets but most of what the GNN misses)."""
+    target_weight = np.where(pt < pt_min, low_pt_weight, 1.0)
+    if displaced is not None:
+        target_weight = np.where(displaced, target_weight * displaced_weight, target_weight)
+    weight = np.where(target, target_weight, np.where(y, 0.0, fake_weight))
     return weight.astype(np.float32)
 
 

@@ -57,8 +57,17 @@ class GNNTrainingConfig:
     # "consecutive" (truth edges; true edges that skip a hit weigh 0, fakes fake_weight)
     targets: str = "same_particle"
     fake_weight: float = 1.0
+    # targets of particles produced more than displaced_min_r mm from the beam line weigh
+    # displaced_weight times as much ("consecutive" targets only)
+    displaced_weight: float = 1.0
+    displaced_min_r: float = 1.0
 
     def __post_init__(self) -> None:
+        if self.displaced_weight < 0 or self.displaced_min_r < 0:
+            raise ConfigError(
+                f"training.gnn: displaced_weight ({self.displaced_weight}) and displaced_min_r "
+                f"({self.displaced_min_r} mm) must be >= 0"
+            )
         if self.targets not in TARGETS:
             raise ConfigError(f"training.gnn.targets: {self.targets!r} is not one of {TARGETS}")
 
@@ -257,7 +266,14 @@ def train_gnn(
                 y = torch.from_numpy(part.target.astype(np.float32))
                 w = torch.from_numpy(
                     target_weights(
-                        part.y, part.target, part.pt, config.pt_min, config.low_pt_weight, config.fake_weight
+                        part.y,
+                        part.target,
+                        part.pt,
+                        config.pt_min,
+                        config.low_pt_weight,
+                        config.fake_weight,
+                        part.vertex_r() > config.displaced_min_r,
+                        config.displaced_weight,
                     )
                 )
             else:

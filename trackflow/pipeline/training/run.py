@@ -148,6 +148,7 @@ class TrainingConfig:
     triplet_cut: float | None = None
     gnn_targets: str | None = None
     gnn_fake_weight: float | None = None
+    gnn_displaced_weight: float | None = None
     gnn_max_edges: int | None = None
     embedding: EmbeddingTrainingConfig = field(default_factory=EmbeddingTrainingConfig)
     filter: FilterTrainingConfig = field(default_factory=FilterTrainingConfig)
@@ -201,6 +202,9 @@ class TrainingConfig:
             self.gnn.__post_init__()
         if self.gnn_fake_weight is not None:
             self.gnn.fake_weight = float(self.gnn_fake_weight)
+        if self.gnn_displaced_weight is not None:
+            self.gnn.displaced_weight = float(self.gnn_displaced_weight)
+            self.gnn.__post_init__()
         if self.gnn_max_edges is not None:
             self.gnn.max_edges_per_step = int(self.gnn_max_edges)
         if self.triplet_keep is not None and not 0.0 < self.triplet_keep <= 1.0:
