@@ -68,7 +68,9 @@ from typing import Any
 
 import numpy as np
 import torch
-from model_quality import real_quality, simulated_quality  # benchmarks/ is sys.path[0] as a script
+
+# benchmarks/ is sys.path[0] as a script
+from model_quality import SECONDARY_MIN_R, real_quality, simulated_quality
 
 from trackflow import metrics
 from trackflow.events import list_events
@@ -182,6 +184,14 @@ def config_key(config: SimulationConfig) -> tuple[dict[str, Any], str]:
 
 def _event_files(directory: Path, index: int) -> list[Path]:
     return [directory / f"event{index:09d}-{part}.csv.gz" for part in ("hits", "truth", "particles")]
+
+
+def cell_events(cell: Cell, events_per_cell: int, equal_statistics: bool) -> int:
+    """Events simulated for ``cell``: ``events_per_cell``, divided by its density when
+    ``equal_statistics`` (the gun cell: ``events_per_cell``)."""
+    if not equal_statistics or cell.gun or cell.density >= 1.0:
+        return events_per_cell
+    return math.ceil(events_per_cell / cell.density - 1e-9)
 
 
 def ensure_cell(cell: Cell, config: SimulationConfig, work: Path, events: int) -> tuple[Path, dict]:
@@ -465,13 +475,17 @@ def markdown(result: dict[str, Any]) -> str:
         "",
         f"Models: `{result['models']}` (manifest sha256 {result['models_manifest_sha256'][:12]}). "
         f"Machine: {result['machine']}. Seed {result['seed']}, "
-        f"{result['events_per_cell']} event(s) per cell, held-out kinematics {', '.join(HELD_OUT)} "
+        f"{result['events_per_cell']} event(s) per cell"
+        + (" at full density, more below it (events column)" if result.get("equal_statistics") else "")
+        + f", held-out kinematics {', '.join(HELD_OUT)} "
         "(event i: file i mod 2).",
         "",
         "Efficiencies and rates in %, pooled over a cell's events. eff: two-way matched "
         "reconstructable particles (≥ 5 hits); fake, dup: as in REFERENCE §3. GB: graph building's "
         "share of the pT > 1 GeV truth-graph edges; filter: share of those GB found that the filter "
-        "keeps; GNN: true-edge efficiency at its cut. s/event: prepare + five stages, one thread. "
+        "keeps; GNN: true-edge efficiency at its cut. primary | secondary: eff pT>1 of particles "
+        f"produced within / beyond {SECONDARY_MIN_R:g} mm of the beam line, and the secondaries' share "
+        "of the reconstructable ones. s/event: prepare + five stages, one thread. "
         f"bar: eff ≥ {100 * BAR['efficiency_pt1']:g} %, fake ≤ {100 * BAR['fake_rate']:g} %, "
         f"dup ≤ {100 * BAR['duplicate_rate']:g} %.",
         "",
@@ -484,6 +498,7 @@ def markdown(result: dict[str, Any]) -> str:
         "events",
         "hits/event",
         "eff pT>1",
+        "primary | secondary (share)",
         "eff pT>0.5",
         "fake",
         "dup",
@@ -507,6 +522,9 @@ def markdown(result: dict[str, Any]) -> str:
                 q["events"],
                 f"{q['hits_per_event']:,.0f}",
                 _pct(q["tracks"]["efficiency_pt1"]),
+                f"{_pct(q['tracks'].get('efficiency_pt1_primary', math.nan))} | "
+                f"{_pct(q['tracks'].get('efficiency_pt1_secondary', math.nan))} "
+                f"({_pct(q['tracks'].get('secondary_share', math.nan))})",
                 _pct(q["tracks"]["efficiency_pt05"]),
                 _pct(q["tracks"]["fake_rate"], 2),
                 _pct(q["tracks"]["duplicate_rate"], 2),
@@ -723,6 +741,14 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--density", type=_floats, default=[0.1, 0.5, 1.0], help="fractions of vertices kept")
     parser.add_argument("--noise", type=_floats, default=[0.0, 0.15, 0.30], help="noise fractions")
     parser.add_argument("--events-per-cell", type=int, default=2, help="events simulated per cell")
+    parser.add_argument(
+        "--equal-statistics",
+        action=argparse.BooleanOptionalAction,
+        default=True,
+        help="cells of lower density simulate proportionally more events (--events-per-cell / density, "
+        "rounded up), so every cell holds about as many particles as --events-per-cell full events "
+        "(2 events at density 0.1 hold ~90 particles above 1 GeV: one duplicate is 1.1 %%)",
+    )
     parser.add_argument("--no-gun", action="store_true", help="leave out the particle-gun cell")
     parser.add_argument("--seed", type=int, default=2718, help="simulation seed of every cell")
     parser.add_argument(
@@ -754,6 +780,7 @@ def main(argv: list[str] | None = None) -> int:
         "machine": machine(),
         "seed": args.seed,
         "events_per_cell": args.events_per_cell,
+        "equal_statistics": args.equal_statistics,
         "bar": BAR,
         "threads": 1,
         "timing": "prepare + the five stages of the staged run, as pipeline(event.hits_only()) runs them, "
@@ -770,9 +797,10 @@ def main(argv: list[str] | None = None) -> int:
     for number, cell in enumerate(cells, 1):
         config = cell_config(cell, args.seed, particles)
         t0 = time.perf_counter()
-        cell_dir, meta = ensure_cell(cell, config, args.work, args.events_per_cell)
+        events = cell_events(cell, args.events_per_cell, args.equal_statistics)
+        cell_dir, meta = ensure_cell(cell, config, args.work, events)
         t1 = time.perf_counter()
-        quality = measure_cell(pipeline, cell_dir, args.events_per_cell)
+        quality = measure_cell(pipeline, cell_dir, events)
         t2 = time.perf_counter()
         print(
             f"[{number}/{len(cells)}] {cell.label()}: {_rates(quality['tracks'])} -> {quality['bar']}; "
