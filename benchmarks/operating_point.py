@@ -42,10 +42,11 @@ from trackflow.pipeline.filter import apply_cut, prune_triplets
 from trackflow.pipeline.labelling import LabellingConfig, track_labels
 
 
-def labelling(cut: float, extend: float, min_track: int) -> LabellingConfig:
+def labelling(cut: float, extend: float, min_track: int, join_min_hits: int = 0) -> LabellingConfig:
     """Connected components at ``cut``, or, with ``extend`` > 0, cc_extend: hits of components of
     up to 3 hits then follow their best edge above ``extend`` to a component of at least
-    ``min_track`` hits (3 rounds)."""
+    ``min_track`` hits (3 rounds); with ``join_min_hits``, tracks of that many hits then join end
+    to end over their mutually best edge above ``extend``."""
     if extend <= 0:
         return LabellingConfig(method="cc", cut=cut)
     return LabellingConfig(
@@ -55,6 +56,7 @@ def labelling(cut: float, extend: float, min_track: int) -> LabellingConfig:
         extend_max_hits=3,
         extend_rounds=3,
         extend_min_track=min_track,
+        join_min_hits=join_min_hits,
     )
 
 
@@ -71,6 +73,12 @@ def main() -> None:
         type=int,
         default=metrics.MIN_HITS,
         help="cc_extend: smallest track a fragment may join (default: the scored track length)",
+    )
+    parser.add_argument(
+        "--join-min-hits",
+        type=int,
+        default=0,
+        help="cc_extend: tracks of at least this many hits join end to end (0: never)",
     )
     parser.add_argument("--max-fake", type=float, default=0.005, help="fake-rate target (fraction)")
     parser.add_argument("--max-duplicate", type=float, default=0.005, help="duplicate-rate target")
@@ -113,7 +121,7 @@ def main() -> None:
                 for extend in extends:
                     if extend >= cut:
                         continue
-                    setting = labelling(cut, extend, args.extend_min_track)
+                    setting = labelling(cut, extend, args.extend_min_track, args.join_min_hits)
                     labels = track_labels(pruned.n_hits, edges, scores, r, setting)
                     frame = pd.DataFrame({"hit_id": np.asarray(pruned.hit_ids), "track_id": labels})
                     per_point.setdefault((triplet_cut, cut, extend), []).append(
@@ -145,7 +153,9 @@ def main() -> None:
             f"{t:g}" + (" (shipped)" if [t] == shipped_triplet else ""),
             f"{np.mean(edges_per_hit[t]):.2f}",
             f"{cut:.4f}",
-            ("cc" if x <= 0 else f"cc_extend {x:g}") + (" (shipped)" if (cut, x) == shipped_point else ""),
+            ("cc" if x <= 0 else f"cc_extend {x:g}")
+            + (f", join {args.join_min_hits}" if x > 0 and args.join_min_hits else "")
+            + (" (shipped)" if (cut, x) == shipped_point else ""),
             f"{100 * eff:.2f}",
             f"{100 * eff05:.2f}",
             f"{100 * fake:.3f}",
@@ -174,7 +184,7 @@ def main() -> None:
         table,
         f"Command: `python benchmarks/operating_point.py {' '.join(map(str, args.events_dirs))} "
         f"--triplet-cuts {args.triplet_cuts} --cuts {args.cuts} --extend-cuts {args.extend_cuts} "
-        f"--extend-min-track {args.extend_min_track} "
+        f"--extend-min-track {args.extend_min_track} --join-min-hits {args.join_min_hits} "
         f"--max-fake {args.max_fake} --max-duplicate {args.max_duplicate} --score-tolerance "
         f"{args.score_tolerance}`; {n_events} events. Machine: {machine()}. Chosen: the best mean score "
         f"with fake <= {100 * args.max_fake:.2f} % and duplicates <= {100 * args.max_duplicate:.2f} % "

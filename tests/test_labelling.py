@@ -11,6 +11,7 @@ from trackflow.pipeline import HitGraph, Labelling, LabellingConfig
 from trackflow.pipeline.labelling import (
     connected_component_labels,
     extended_component_labels,
+    join_tracks,
     track_labels,
     walkthrough_labels,
 )
@@ -93,6 +94,37 @@ def test_cc_extend_joins_fragments_only_to_tracks_of_min_track_hits() -> None:
     assert groups(track_labels(8, edges, scores, np.zeros(8), config)) == groups(strict)
     with pytest.raises(ConfigError, match="extend_min_track"):
         LabellingConfig(method="cc_extend", extend_min_track=0)
+
+
+def test_tracks_join_end_to_end_only_over_their_mutually_best_loose_edge() -> None:
+    # hits at radii 0..11: inner track A = 0-1-2 (r 0-2), outer track B = 3-4-5 (r 3-5), track C =
+    # 6-7-8 (r 6-8) and track D = 9-10-11 (r 1.5-3.5), crossing A and B in r
+    r = np.array([0, 1, 2, 3, 4, 5, 6, 7, 8, 1.5, 2.5, 3.5])
+    tight = [[0, 1], [1, 2], [3, 4], [4, 5], [6, 7], [7, 8], [9, 10], [10, 11]]
+    loose = [
+        [2, 3],  # A's outermost -> B's innermost: 0.5
+        [5, 6],  # B's outermost -> C's innermost: 0.3 (B prefers A)
+        [1, 10],  # A's middle hit -> D: never end to end
+    ]
+    edges = np.array(tight + loose).T
+    scores = np.array([0.95] * len(tight) + [0.5, 0.3, 0.6])
+    labels = extended_component_labels(12, edges, scores, cut=0.9, extend_cut=0.2, max_hits=2, rounds=1)
+    joined = join_tracks(labels, edges, scores, r, low=0.2, high=0.9, min_hits=3)
+    assert groups(joined) == {
+        frozenset({0, 1, 2, 3, 4, 5}),
+        frozenset({6, 7, 8}),  # C named B, but B named A: no merge
+        frozenset({9, 10, 11}),
+    }
+    # tracks shorter than min_hits, or an edge below the loose cut, join nothing
+    assert groups(join_tracks(labels, edges, scores, r, low=0.2, high=0.9, min_hits=4)) == groups(labels)
+    assert groups(join_tracks(labels, edges, scores, r, low=0.55, high=0.9, min_hits=3)) == groups(labels)
+    # through the stage's config
+    config = LabellingConfig(
+        method="cc_extend", cut=0.9, extend_cut=0.2, extend_max_hits=2, extend_rounds=1, join_min_hits=3
+    )
+    assert groups(track_labels(12, edges, scores, r, config)) == groups(joined)
+    with pytest.raises(ConfigError, match="join_min_hits"):
+        LabellingConfig(method="cc_extend", join_min_hits=-1)
 
 
 def test_walkthrough_keeps_simple_paths_and_walks_branches() -> None:

@@ -15,7 +15,11 @@ Three methods (the first two from REFERENCE.md §2):
   on validation events with the shipped 8-iteration one (benchmarks/README.md). With
   ``extend_min_track`` at the scored track length (5 hits), fragments only join tracks that
   already count, and do not pair up into new short tracks that are often fakes (issue 29: on
-  validation, fakes 0.74 -> 0.45 % at the same score);
+  validation, fakes 0.74 -> 0.45 % at the same score). With ``join_min_hits``, two tracks of at
+  least that many hits then merge when the best loose edge of each leads to the other and joins
+  one's outermost hit (by r) to the other's innermost: a particle whose pixel and strip halves
+  the GNN kept apart by one edge between the cuts (:func:`join_tracks`; issue 29: on validation,
+  duplicates 0.47 -> 0.18 %, efficiency 96.6 -> 96.8 %, score 0.547 -> 0.552);
 - ``"walkthrough"`` (ACTS/acorn CC-and-walk): components of the edges above a loose cut that are
   simple paths of >= ``min_hits`` hits are tracks as they are; in the rest, walks start from the
   innermost unused hit and follow, hit by hit outwards (by r), the best-scored edge above
@@ -52,6 +56,8 @@ class LabellingConfig:
     """``method``: cc | cc_extend | walkthrough; ``cut``: CC edge-score cut; ``extend_cut``,
     ``extend_max_hits``, ``extend_rounds``, ``extend_min_track``: cc_extend's loose cut, largest
     fragment it moves, passes, and the smallest track (hits) a fragment may join;
+    ``join_min_hits``: cc_extend then joins tracks of at least this many hits end to end over
+    their mutually best loose edge (0: never);
     ``walk_loose_cut``, ``walk_cut``, ``min_hits``: walkthrough cuts and the smallest
     track it forms."""
 
@@ -61,6 +67,7 @@ class LabellingConfig:
     extend_max_hits: int = field(default_factory=lambda: int(_cfg("extend_max_hits", 3)))
     extend_rounds: int = field(default_factory=lambda: int(_cfg("extend_rounds", 3)))
     extend_min_track: int = field(default_factory=lambda: int(_cfg("extend_min_track", 1)))
+    join_min_hits: int = field(default_factory=lambda: int(_cfg("join_min_hits", 0)))
     walk_loose_cut: float = field(default_factory=lambda: float(_cfg("walk_loose_cut", 0.01)))
     walk_cut: float = field(default_factory=lambda: float(_cfg("walk_cut", 0.6)))
     min_hits: int = field(default_factory=lambda: int(_cfg("min_hits", 3)))
@@ -79,6 +86,10 @@ class LabellingConfig:
         for key in ("extend_max_hits", "extend_rounds", "extend_min_track"):
             if getattr(self, key) < 1:
                 raise ConfigError(f"pipeline.labelling.{key}: must be >= 1")
+        if self.join_min_hits < 0:
+            raise ConfigError(
+                f"pipeline.labelling.join_min_hits: must be >= 0 (0: off), got {self.join_min_hits}"
+            )
 
 
 def _components(n_hits: int, edges: np.ndarray) -> np.ndarray:
@@ -128,6 +139,52 @@ def extended_component_labels(
         labels = labels.copy()
         labels[hits[first]] = labels[targets[first]]
     return _compact(labels)
+
+
+def join_tracks(
+    labels: np.ndarray,
+    edges: np.ndarray,
+    scores: np.ndarray,
+    r: np.ndarray,
+    low: float,
+    high: float,
+    min_hits: int,
+) -> np.ndarray:
+    """Track label int64 [N]: ``labels`` with pairs of tracks merged end to end.
+
+    A loose edge (``low < score <= high``) may join two tracks of at least ``min_hits`` hits when
+    it leads from one track's outermost hit to the other's innermost, the first lying wholly
+    inside the second in ``r`` [N] (any increasing function of the radius). Each track's best
+    such edge names its partner; two tracks that name each other merge. Mutual choice keeps a
+    track from swallowing a crossing one: a first version without the end-to-end condition
+    merged neighbours and raised fakes from 0.5 to 3 % on validation.
+    """
+    size = np.bincount(labels)
+    a, b = labels[edges[0]], labels[edges[1]]
+    r_max = np.full(len(size), -np.inf)
+    np.maximum.at(r_max, labels, r)
+    r_min = np.full(len(size), np.inf)
+    np.minimum.at(r_min, labels, r)
+    r_a, r_b = r[edges[0]], r[edges[1]]
+    a_then_b = (r_a == r_max[a]) & (r_b == r_min[b]) & (r_max[a] < r_min[b])
+    b_then_a = (r_b == r_max[b]) & (r_a == r_min[a]) & (r_max[b] < r_min[a])
+    usable = (scores > low) & (scores <= high) & (a != b) & (size[a] >= min_hits) & (size[b] >= min_hits)
+    usable &= a_then_b | b_then_a
+    if not usable.any():
+        return labels
+    track = np.concatenate([a[usable], b[usable]])
+    partner = np.concatenate([b[usable], a[usable]])
+    score = np.concatenate([scores[usable], scores[usable]])
+    order = np.lexsort((-score, track))  # per track, its best edge first
+    track, partner = track[order], partner[order]
+    first = np.unique(track, return_index=True)[1]
+    best = np.full(len(size), -1, np.int64)
+    best[track[first]] = partner[first]
+    chosen = np.flatnonzero(best >= 0)
+    mutual = chosen[(best[best[chosen]] == chosen) & (chosen < best[chosen])]
+    merged = np.arange(len(size))
+    merged[best[mutual]] = mutual
+    return _compact(merged[labels])
 
 
 def _compact(labels: np.ndarray) -> np.ndarray:
@@ -206,9 +263,12 @@ def track_labels(
     if c.method == "cc":
         return connected_component_labels(n_hits, edges, scores, c.cut)
     if c.method == "cc_extend":
-        return extended_component_labels(
+        labels = extended_component_labels(
             n_hits, edges, scores, c.cut, c.extend_cut, c.extend_max_hits, c.extend_rounds, c.extend_min_track
         )
+        if c.join_min_hits > 0:
+            labels = join_tracks(labels, edges, scores, r, c.extend_cut, c.cut, c.join_min_hits)
+        return labels
     return walkthrough_labels(n_hits, edges, scores, r, c.walk_loose_cut, c.walk_cut, c.min_hits)
 
 
@@ -240,7 +300,7 @@ class Labelling:
             return (
                 f"Labelling(method='cc_extend', cut={c.cut}, extend_cut={c.extend_cut}, "
                 f"extend_max_hits={c.extend_max_hits}, extend_rounds={c.extend_rounds}, "
-                f"extend_min_track={c.extend_min_track})"
+                f"extend_min_track={c.extend_min_track}, join_min_hits={c.join_min_hits})"
             )
         return (
             f"Labelling(method='walkthrough', loose_cut={c.walk_loose_cut}, "
