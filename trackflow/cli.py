@@ -590,6 +590,13 @@ def more_clusters_set(options: dict[str, Any], cluster: ClusterOptions) -> Abstr
     help="fused: one task per batch; staged: one task per stage; direct: no Dask. [default: workflow.mode]",
 )
 @click.option(
+    "--dispatch",
+    type=click.Choice(["actor", "task"]),
+    default=None,
+    help="Fused mode: actor = each batch one call to a worker's pipeline actor (~2 ms, no trip "
+    "through the scheduler); task = a Dask task per batch. [default: workflow.dispatch]",
+)
+@click.option(
     "--batch-size",
     default=None,
     callback=lambda _c, _p, v: batch_size_option(v),

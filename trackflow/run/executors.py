@@ -3,8 +3,9 @@
 Every executor performs the equivalent of ``for batch in batches: acc += process(batch)``: its
 ``execute(batches)`` yields one :class:`BatchResult` per batch, in the order batches finish.
 
-* :class:`~trackflow.run.dask_executors.FusedExecutor` — one Dask task per batch runs the whole
-  pipeline on one worker (the study's custom backend).
+* :class:`~trackflow.run.dask_executors.FusedExecutor` — one batch runs the whole pipeline on one
+  worker (the study's custom backend): by default one call to that worker's pipeline actor
+  (``workflow.dispatch: actor``, :mod:`trackflow.run.actors`), or one Dask task (``task``).
 * :class:`~trackflow.run.dask_executors.StagedExecutor` — one Dask task per stage per batch; the
   graphs travel from task to task through Dask (the study's ensemble of per-stage models).
 * :class:`DirectExecutor` — an in-process loop, no Dask (direct inference).
@@ -26,7 +27,13 @@ from trackflow import config
 from trackflow.errors import ConfigError
 from trackflow.run.attempts import merge_attempts, without_event
 from trackflow.run.batching import Batch
-from trackflow.run.dask_executors import DaskExecutor, FusedExecutor, StagedExecutor
+from trackflow.run.dask_executors import (
+    DISPATCHES,
+    DaskExecutor,
+    FusedExecutor,
+    StagedExecutor,
+    check_dispatch,
+)
 from trackflow.run.event_errors import TRANSIENT_ERRORS, TransientEventError, failure_from_transient
 from trackflow.run.records import BatchResult, EventFailure
 from trackflow.run.worker_tasks import DIRECT_WORKER, QuietRetries, process_batch
@@ -41,6 +48,7 @@ if TYPE_CHECKING:
 __all__ = [
     "DASK_MODES",
     "DIRECT_WORKER",
+    "DISPATCHES",
     "MODES",
     "TRANSIENT_ERRORS",
     "DaskExecutor",
@@ -50,6 +58,7 @@ __all__ = [
     "QuietRetries",
     "StagedExecutor",
     "TransientEventError",
+    "check_dispatch",
     "check_mode",
     "make_executor",
     "process_batch",
@@ -94,16 +103,22 @@ class DirectExecutor:
             result.submitted, result.received = submitted, time.time()
             yield result
 
+    def close(self) -> None:
+        """Nothing held outside this process."""
+
 
 class Executor(Protocol):
     """The one contract of the three executors: ``execute(batches)`` yields one
     :class:`~trackflow.run.records.BatchResult` per batch, in the order batches finish (the
     equivalent of ``for batch in batches: acc += process(batch)``), failures inside the results
-    as data. ``name`` is the mode it implements."""
+    as data. ``name`` is the mode it implements; ``close()`` releases what it holds on the
+    cluster (the fused executor's pipeline actors), and it may ``execute`` again after."""
 
     name: str
 
     def execute(self, batches: Iterable[Batch]) -> Iterator[BatchResult]: ...
+
+    def close(self) -> None: ...
 
 
 def check_mode(mode: str, option: str = "mode") -> str:
@@ -124,13 +139,17 @@ def make_executor(
     max_in_flight: int | None = None,
     gpu: bool = False,
     parts: tuple[str, ...] = ("hits",),
+    dispatch: str | None = None,
 ) -> Executor:
     """The executor of ``mode``: ``direct`` runs ``pipeline`` in this process; ``fused`` and
     ``staged`` run on ``client``'s workers with the pipeline of the registered plugin
     ``plugin_name`` (``gpu``: the neural-network tasks ask for the GPU resource).
     ``retries`` and ``task_timeout`` (s): None = the settings ``workflow.retries`` and
-    ``workflow.task_timeout``."""
+    ``workflow.task_timeout``; ``dispatch`` (fused mode: ``actor`` or ``task``): None = the
+    setting ``workflow.dispatch``."""
     check_mode(mode)
+    if dispatch is not None:
+        check_dispatch(dispatch)
     given: dict[str, Any] = {"retries": retries, "task_timeout": task_timeout}
     chosen = {name: value for name, value in given.items() if value is not None}
     if mode == "direct":
@@ -140,5 +159,8 @@ def make_executor(
         return DirectExecutor(pipeline, parts=parts, **chosen)
     if client is None or plugin_name is None:
         raise ValueError(f"the {mode} executor needs a client and a registered plugin's name")
-    cls = FusedExecutor if mode == "fused" else StagedExecutor
-    return cls(client, plugin_name, max_in_flight=max_in_flight, gpu=gpu, parts=parts, **chosen)
+    if mode == "fused":
+        if dispatch is not None:
+            chosen["dispatch"] = dispatch
+        return FusedExecutor(client, plugin_name, max_in_flight=max_in_flight, gpu=gpu, parts=parts, **chosen)
+    return StagedExecutor(client, plugin_name, max_in_flight=max_in_flight, gpu=gpu, parts=parts, **chosen)

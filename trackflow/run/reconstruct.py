@@ -32,7 +32,7 @@ from trackflow.errors import ConfigError, EventFileError
 from trackflow.events.trackml import EventRef, list_events
 from trackflow.files import sha256_file
 from trackflow.run.batching import AUTO, Batch, make_batches
-from trackflow.run.executors import check_mode, make_executor
+from trackflow.run.executors import check_dispatch, check_mode, make_executor
 from trackflow.run.outputs import RunOutputs, writing
 from trackflow.run.plugin import PipelineLoader, PipelinePlugin, load_pipeline
 from trackflow.run.progress import EventProgress
@@ -63,6 +63,9 @@ class ReconstructConfig:
     events' hits and balanced over the worker slots, :class:`trackflow.run.batching.AutoBatching`);
     ``max_hits_per_batch`` batches by hits instead. ``max_in_flight``: batches submitted at once
     (None = 2 × workers).
+    ``dispatch`` (fused mode): ``actor`` (each batch one call to a worker's pipeline actor, ~2 ms
+    instead of a task's trip through the scheduler) or ``task``
+    (:mod:`trackflow.run.dask_executors`).
     ``retries``: Dask retries of transient task failures (bad files are never retried).
     ``task_timeout``: s a batch may take from submission to result before it is reported
     failed (a task asking for a resource no worker has fails this way instead of hanging).
@@ -82,6 +85,7 @@ class ReconstructConfig:
     device: str = field(default_factory=config.default("device"))
     cluster: ClusterOptions = field(default_factory=ClusterOptions)
     mode: str = field(default_factory=config.default("workflow.mode"))
+    dispatch: str = field(default_factory=config.default("workflow.dispatch"))
     batch_size: int | str | None = None
     max_hits_per_batch: int | None = None
     max_in_flight: int | None = None
@@ -100,6 +104,7 @@ class ReconstructConfig:
         self.input_dir = Path(self.input_dir)
         self.out_dir = Path(self.out_dir)
         check_mode(self.mode)
+        self.dispatch = check_dispatch(str(self.dispatch), "dispatch")
         self.device = str(self.device)
         self.retries = int(self.retries)
         self.task_timeout = float(self.task_timeout)
@@ -267,6 +272,7 @@ def _run_dask(
             max_in_flight=cfg.max_in_flight,
             gpu=gpu,
             parts=EVENT_PARTS,
+            dispatch=cfg.dispatch,
         )
         collected.threads = worker_threads(client)
         rtt = scheduler_worker_rtt(client)
@@ -277,7 +283,7 @@ def _run_dask(
             else contextlib.nullcontext()
         )
         start = time.time()
-        with report_cm:
+        with report_cm, contextlib.closing(executor):
             _drain(executor.execute(todo), outputs, progress, collected, run_log)
         collected.wall_s = time.time() - start
         # workers that joined during the run (adaptive scaling, replaced jobs) count too
@@ -382,6 +388,8 @@ def _reconstruct_into(
     )
     settings = {
         "mode": cfg.mode,
+        # how fused batches reached the workers (the executor falls back to tasks where needed)
+        "dispatch": cfg.dispatch if cfg.mode == "fused" else None,
         "cluster": "direct"
         if cfg.mode == "direct"
         else (cfg.cluster.spec if cfg.client is None else "client"),

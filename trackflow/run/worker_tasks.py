@@ -104,15 +104,20 @@ def load_graph(pipeline: Pipeline, ref: EventRef, parts: Sequence[str]) -> HitGr
 
 
 def process_batch(
-    pipeline: Pipeline, batch: Batch, parts: Sequence[str] = ("hits",), task_name: str = "fused"
+    pipeline: Pipeline,
+    batch: Batch,
+    parts: Sequence[str] = ("hits",),
+    task_name: str = "fused",
+    worker: str | None = None,
 ) -> BatchResult:
     """Run the whole pipeline on every event of ``batch``, one event after the other.
 
     Bad event files and deterministic errors become :class:`EventFailure` s; an error of
     :data:`~trackflow.run.event_errors.TRANSIENT_ERRORS` raises :class:`TransientEventError`, so
-    the task is retried.
+    the task is retried. ``worker``: the name its records carry (None: this task's worker, or
+    ``direct``); a pipeline actor (:mod:`trackflow.run.actors`) passes its worker's address.
     """
-    worker = worker_name()
+    worker = worker_name() if worker is None else worker
     task_start = time.time()
     frames, records, failures = [], [], []
     for ref in batch.events:

@@ -82,7 +82,7 @@ from trackflow.service.service_records import (
     ServiceConfig,
     ServiceCounts,
 )
-from trackflow.service.tasks import ServedBatch, serve_batch
+from trackflow.service.tasks import ServedBatch, run_batch, serve_batch
 
 if TYPE_CHECKING:
     from distributed import Client
@@ -426,7 +426,7 @@ class Service:
                 flight.cluster = actor.cluster
                 flight.tried.append(actor.cluster)
                 actor.cluster.take()
-                call = self.actors.call(actor, [r.payload for r in flight.batch])
+                call = self.actors.call(actor, run_batch, [r.payload for r in flight.batch])
                 call.add_done_callback(functools.partial(self._on_called, flight=flight, actor=actor))
                 return
         while True:

@@ -12,6 +12,7 @@ from typing import Any
 
 from trackflow import config
 from trackflow.errors import ConfigError, TrackflowError
+from trackflow.run.dask_executors import DISPATCHES
 from trackflow.run.plugin import PipelineLoader
 from trackflow.run.records import EventFailure
 
@@ -27,9 +28,6 @@ __all__ = [
 
 #: how a batch runs on the cluster (ServiceConfig.mode)
 SERVICE_MODES = ("fused", "staged")
-
-#: how the service sends a fused batch to the cluster (ServiceConfig.dispatch)
-DISPATCHES = ("actor", "task")
 
 #: where trackflow serve's HTTP front end runs (ServiceConfig.front_end_loop)
 FRONT_END_LOOPS = ("client", "own")
@@ -57,7 +55,7 @@ class ServiceConfig:
     ``mode``: ``fused`` (a batch is one task through every stage) or ``staged`` (a task per stage,
     chained by Dask: a batch's graphs may hop between workers, as in the study's ensemble);
     ``dispatch`` (fused mode): ``actor`` (a call straight to a pipeline actor on a worker with a
-    free thread, :mod:`trackflow.service.actors`; ``calls_per_slot`` calls per worker thread at
+    free thread, :mod:`trackflow.run.actors`; ``calls_per_slot`` calls per worker thread at
     most, the ones past the first waiting on the worker whose running call is oldest; ``auto``:
     2 while the service has one worker, where a waiting event has no other worker to go to, 1
     with several;

@@ -63,7 +63,7 @@ def serve_batch(plugin_name: str, events: list[Event]) -> ServedBatch:
 
 def run_batch(pipeline: Pipeline, events: list[Event], worker: str) -> ServedBatch:
     """Every event of ``events`` through ``pipeline``, one after the other (the body of
-    :func:`serve_batch` and of the pipeline actor's call, :mod:`trackflow.service.actors`)."""
+    :func:`serve_batch` and of the pipeline actor's call, :mod:`trackflow.run.actors`)."""
     task_start = time.perf_counter()
     served = ServedBatch(worker=worker)
     for event in events:
