@@ -204,5 +204,7 @@ def test_an_event_that_kills_every_worker_fails_alone_as_killed_worker(events: P
     assert "no memory restart recorded" in failure["message"]
     done = sorted(e["event_id"] for e in report.report["per_event"])
     assert done == [e for e in range(FIRST, FIRST + 6) if e != KILLER]
-    # the batch's 2, then 7102 alone twice (no memory restart: one more try of its own), 2 each
-    assert len(list(markers.glob("kill.*"))) == 6
+    # the batch's 2, then 7102 alone twice (no memory restart: one more try of its own), 2 each; one
+    # more when a call dies while no other actor is ready yet and the batch goes on as a task, whose
+    # deaths Dask counts afresh (trackflow/run/dask_executors.py, module docstring): CI saw 7 once
+    assert len(list(markers.glob("kill.*"))) in (6, 7)
