@@ -90,7 +90,7 @@ def simulated_quality(pipeline: Pipeline, data: Path, max_events: int | None) ->
         tracks = pipeline.finish(graph).to_frame()
         m = metrics.score_event(tracks, event.truth, event.particles, event_id=event.event_id)
         scores.append(m.trackml_score)
-        for key, value in {**m.counts, **secondary_counts(m, event.particles)}.items():
+        for key, value in {**m.counts, **metrics.secondary_counts(m, event.particles)}.items():
             counts[key] = counts.get(key, 0) + int(value)
 
     def ratio(a: float, b: float) -> float:
@@ -131,25 +131,6 @@ def simulated_quality(pipeline: Pipeline, data: Path, max_events: int | None) ->
             "trackml_score": float(np.mean(scores)) if scores else float("nan"),
             "counts": counts,
         },
-    }
-
-
-#: mm: a particle produced farther than this from the beam line is a secondary (a decay, a
-#: conversion, a hadronic interaction): ~7 % of the pT > 1 GeV particles of a full event
-SECONDARY_MIN_R = 1.0
-
-
-def secondary_counts(scored: metrics.TrackMetrics, particles: pd.DataFrame) -> dict[str, int]:
-    """Reconstructable (pT > 1 GeV, >= 5 hits) and matched secondaries of one scored event: the
-    pipeline's edge features assume tracks from the beam line, and these are where it loses
-    most (``scored.particles`` is in the order of ``particles``)."""
-    radius = np.hypot(particles["vx"].to_numpy(np.float64), particles["vy"].to_numpy(np.float64))
-    secondary = radius > SECONDARY_MIN_R
-    table = scored.particles
-    reconstructable = table["reconstructable"].to_numpy() & secondary
-    return {
-        "reconstructable_secondary": int(reconstructable.sum()),
-        "matched_secondary": int((reconstructable & table["matched"].to_numpy()).sum()),
     }
 
 

@@ -70,7 +70,7 @@ import numpy as np
 import torch
 
 # benchmarks/ is sys.path[0] as a script
-from model_quality import SECONDARY_MIN_R, real_quality, simulated_quality
+from model_quality import real_quality, simulated_quality
 
 from trackflow import metrics
 from trackflow.events import list_events
@@ -484,8 +484,8 @@ def markdown(result: dict[str, Any]) -> str:
         "reconstructable particles (≥ 5 hits); fake, dup: as in REFERENCE §3. GB: graph building's "
         "share of the pT > 1 GeV truth-graph edges; filter: share of those GB found that the filter "
         "keeps; GNN: true-edge efficiency at its cut. primary | secondary: eff pT>1 of particles "
-        f"produced within / beyond {SECONDARY_MIN_R:g} mm of the beam line, and the secondaries' share "
-        "of the reconstructable ones. s/event: prepare + five stages, one thread. "
+        f"produced within / beyond {metrics.SECONDARY_MIN_R:g} mm of the beam line, and the "
+        "secondaries' share of the reconstructable ones. s/event: prepare + five stages, one thread. "
         f"bar: eff ≥ {100 * BAR['efficiency_pt1']:g} %, fake ≤ {100 * BAR['fake_rate']:g} %, "
         f"dup ≤ {100 * BAR['duplicate_rate']:g} %.",
         "",

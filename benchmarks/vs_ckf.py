@@ -46,13 +46,12 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-from model_quality import secondary_counts
 from robustness import KAGGLE_DIR, REPO, Cell, cell_config, ensure_cell, held_out_dir, machine
 
 from trackflow.classical import ClassicalTrackingConfig, prepare, reconstruct_event
 from trackflow.events import Event, list_events, write_submission
 from trackflow.events.simulation import SimulationConfig
-from trackflow.metrics import score_submission
+from trackflow.metrics import score_submission, secondary_counts
 from trackflow.pipeline import Pipeline
 
 METHODS = ("trackflow", "ckf")

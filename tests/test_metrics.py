@@ -25,6 +25,7 @@ from trackflow.metrics import (
     score_edges,
     score_event,
     score_submission,
+    secondary_counts,
     truth_graph,
 )
 
@@ -530,3 +531,24 @@ def test_track_rates_are_ratios_of_the_counts_and_undefined_without_a_denominato
     assert all(value is None for value in json_safe(rates).values())  # written as null, never NaN
     numerator, denominator = metrics.TRACK_RATES["efficiency"]
     assert metrics.track_rates({numerator: 3, denominator: 4})["efficiency"] == 0.75
+
+
+def test_secondaries_are_counted_apart_from_primaries() -> None:
+    # three particles of 6 hits, pT 2 GeV: a primary found, a secondary found, a secondary split
+    particles = pd.DataFrame(
+        {
+            "particle_id": [1, 2, 3],
+            "vx": [0.01, 12.0, 0.0],
+            "vy": [0.0, 5.0, -40.0],
+            "vz": [0.0, 0.0, 0.0],
+            "px": [2.0, 2.0, 0.0],
+            "py": [0.0, 0.0, 2.0],
+            "pz": [0.5, 0.5, 0.5],
+        }
+    )
+    pid = [1] * 6 + [2] * 6 + [3] * 6
+    truth = pd.DataFrame({"hit_id": range(1, 19), "particle_id": pid, "weight": 1.0 / 18})
+    tracks = pd.DataFrame({"hit_id": range(1, 19), "track_id": [1] * 6 + [2] * 6 + [3, 3, 3, 4, 4, 4]})
+    scored = score_event(tracks, truth, particles)
+    counts = secondary_counts(scored, particles)
+    assert counts == {"reconstructable_secondary": 2, "matched_secondary": 1}

@@ -12,13 +12,11 @@ import pytest
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "benchmarks"))
 
-from model_quality import secondary_counts
 from oversubscription import RunnableThreads, parse_settings
 from pipeline_common import subsample_particles
 from robustness import Cell, cell_events
 from stage_scaling import growth_table
 
-from trackflow import metrics
 from trackflow.events import Event
 
 
@@ -185,25 +183,3 @@ def test_lower_density_cells_get_proportionally_more_events() -> None:
     assert cell_events(Cell(55.0, 0.1, 0.0), 2, True) == 20
     assert cell_events(Cell(55.0, 0.1, 0.0), 2, False) == 2
     assert cell_events(Cell(55.0, 0.1, 0.15, gun=True), 2, True) == 2
-
-
-def test_secondaries_are_counted_apart_from_primaries() -> None:
-    import pandas as pd
-
-    # three particles of 6 hits, pT 2 GeV: a primary found, a secondary found, a secondary split
-    particles = pd.DataFrame(
-        {
-            "particle_id": [1, 2, 3],
-            "vx": [0.01, 12.0, 0.0],
-            "vy": [0.0, 5.0, -40.0],
-            "vz": [0.0, 0.0, 0.0],
-            "px": [2.0, 2.0, 0.0],
-            "py": [0.0, 0.0, 2.0],
-            "pz": [0.5, 0.5, 0.5],
-        }
-    )
-    pid = [1] * 6 + [2] * 6 + [3] * 6
-    truth = pd.DataFrame({"hit_id": range(1, 19), "particle_id": pid, "weight": 1.0 / 18})
-    tracks = pd.DataFrame({"hit_id": range(1, 19), "track_id": [1] * 6 + [2] * 6 + [3, 3, 3, 4, 4, 4]})
-    scored = metrics.score_event(tracks, truth, particles)
-    assert secondary_counts(scored, particles) == {"reconstructable_secondary": 2, "matched_secondary": 1}

@@ -22,7 +22,7 @@ from trackflow.pipeline.layer_map import LayerMap, helix_dphi
 from trackflow.pipeline.pipeline import Pipeline
 from trackflow.pipeline.training import TrainingConfig, train
 from trackflow.pipeline.training.data import load_truth_events, prepare_event, truth_edges
-from trackflow.pipeline.training.edges import choose_cut_for_efficiency, choose_cut_for_purity
+from trackflow.pipeline.training.edges import choose_cut_for_efficiency, choose_cut_for_purity, target_weights
 from trackflow.pipeline.training.embedding import EmbeddingTrainingConfig, train_embedding
 from trackflow.pipeline.training.filter import FilterTrainingConfig
 from trackflow.pipeline.training.gnn import GNNTrainingConfig
@@ -87,7 +87,7 @@ def test_truth_edges_join_consecutive_hits_outwards_from_the_vertex() -> None:
         {
             "particle_id": [7, 9],
             "vx": [0.0, 0.0],
-            "vy": [0.0, 0.0],
+            "vy": [0.0, 3.0],  # 9: a secondary, produced 3 mm from the beam line
             "vz": [5.0, 0.0],
             "px": [2.0, 0.3],
             "py": [0.0, 0.0],
@@ -104,6 +104,21 @@ def test_truth_edges_join_consecutive_hits_outwards_from_the_vertex() -> None:
     assert prepared.particle_id.tolist() == [7, 7, 7, 0, 9]
     assert prepared.truth_edges_above(2.5).shape == (2, 0)
     assert prepared.same_particle(np.array([[0, 3, 4], [1, 3, 0]])).tolist() == [True, False, False]
+    assert prepared.vertex_r is not None
+    assert prepared.vertex_r.tolist() == [0.0, 0.0, 0.0, 0.0, 3.0]  # noise 0, the secondary 3 mm
+
+
+def test_targets_of_secondaries_weigh_displaced_weight_times_more() -> None:
+    y = np.array([True, True, True, True, False])
+    target = np.array([True, True, True, False, False])
+    pt = np.array([2.0, 2.0, 0.3, 2.0, 0.0])
+    displaced = np.array([False, True, True, True, False])
+    weights = target_weights(y, target, pt, 0.5, 0.3, 0.7, displaced, 4.0)
+    # a primary target 1, a secondary's 4, a slow secondary's 0.3 x 4, a non-target true edge 0, a fake 0.7
+    assert weights.tolist() == pytest.approx([1.0, 4.0, 1.2, 0.0, 0.7])
+    assert target_weights(y, target, pt, 0.5, 0.3, 0.7).tolist() == pytest.approx([1.0, 1.0, 0.3, 0.0, 0.7])
+    with pytest.raises(ConfigError, match="displaced_weight"):
+        GNNTrainingConfig(displaced_weight=-1.0)
 
 
 def test_filter_cut_keeps_the_target_fraction_of_truth_edges() -> None:

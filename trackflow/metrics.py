@@ -56,6 +56,11 @@ PT_MIN = 1.0
 PT_MIN_LOW = 0.5
 #: fewest hits of a reconstructable particle, and of a track counted in the fake/duplicate rates
 MIN_HITS = 5
+#: mm: a particle produced farther than this from the beam line is a secondary (a decay, a
+#: conversion, a hadronic interaction): ~7.5 % of the pT > 1 GeV particles of a full event, and
+#: where both the pipeline (edge features that assume the beam line) and the CKF (seeds within
+#: 1 mm of it) lose most
+SECONDARY_MIN_R = 1.0
 #: one standard deviation, the usual size of an error bar
 ONE_SIGMA = 0.6826894921370859
 
@@ -459,6 +464,19 @@ def score_event(
         particles=particle_table,
         tracks=track_table,
     )
+
+
+def secondary_counts(scored: TrackMetrics, particles: pd.DataFrame) -> dict[str, int]:
+    """Reconstructable (pT > ``pt_min``, >= ``min_hits`` hits) and matched secondaries of one
+    scored event (:data:`SECONDARY_MIN_R`): ``reconstructable_secondary``, ``matched_secondary``.
+    ``particles`` as given to :func:`score_event`, whose particle table is in its order."""
+    radius = np.hypot(particles["vx"].to_numpy(np.float64), particles["vy"].to_numpy(np.float64))
+    table = scored.particles
+    reconstructable = table["reconstructable"].to_numpy() & (radius > SECONDARY_MIN_R)
+    return {
+        "reconstructable_secondary": int(reconstructable.sum()),
+        "matched_secondary": int((reconstructable & table["matched"].to_numpy()).sum()),
+    }
 
 
 # --------------------------------------------------------------------------------------------

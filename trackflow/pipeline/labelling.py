@@ -18,8 +18,9 @@ Three methods (the first two from REFERENCE.md §2):
   validation, fakes 0.74 -> 0.45 % at the same score). With ``join_min_hits``, two tracks of at
   least that many hits then merge when the best loose edge of each leads to the other and joins
   one's outermost hit (by r) to the other's innermost: a particle whose pixel and strip halves
-  the GNN kept apart by one edge between the cuts (:func:`join_tracks`; issue 29: on validation,
-  duplicates 0.47 -> 0.18 %, efficiency 96.6 -> 96.8 %, score 0.547 -> 0.552);
+  the GNN kept apart by one edge between the cuts (:func:`join_tracks`; issue 29: on validation, with
+  the GNN before and cut 0.70 / extend 0.20, duplicates 0.47 -> 0.11 %, efficiency 96.6 -> 96.8 %, score
+  0.547 -> 0.550);
 - ``"walkthrough"`` (ACTS/acorn CC-and-walk): components of the edges above a loose cut that are
   simple paths of >= ``min_hits`` hits are tracks as they are; in the rest, walks start from the
   innermost unused hit and follow, hit by hit outwards (by r), the best-scored edge above

@@ -13,6 +13,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
+import pandas as pd
 import torch
 
 from trackflow.errors import EventFileError
@@ -75,10 +76,8 @@ def truth_edges(event: Event) -> tuple[np.ndarray, np.ndarray]:
     xyz = hits[["x", "y", "z"]].to_numpy(np.float64)
     vertex = np.zeros_like(xyz)
     pt = np.zeros(len(hits), np.float32)
-    if event.particles is not None and len(event.particles):
-        particles = event.particles.drop_duplicates("particle_id").set_index("particle_id")
-        known = np.isin(pid, particles.index.to_numpy())
-        rows = particles.reindex(pid[known])
+    known, rows = _particle_rows(event, pid)
+    if rows is not None:
         vertex[known] = rows[["vx", "vy", "vz"]].to_numpy(np.float64)
         pt[known] = np.hypot(rows["px"].to_numpy(), rows["py"].to_numpy()).astype(np.float32)
     # particles missing from the particles file: pT from the truth momentum at the hit
@@ -133,13 +132,21 @@ def production_radius(event: Event, particle_id: np.ndarray) -> np.ndarray:
     conversions, hadronic interactions) start away from it, and every edge feature that assumes
     a track from the beam line (z0, a circle through the origin) reads them as fakes."""
     radius = np.zeros(len(particle_id), np.float32)
+    known, rows = _particle_rows(event, particle_id)
+    if rows is not None:
+        radius[known] = np.hypot(rows["vx"].to_numpy(), rows["vy"].to_numpy())
+    return radius
+
+
+def _particle_rows(event: Event, particle_id: np.ndarray) -> tuple[np.ndarray, pd.DataFrame | None]:
+    """(known bool [N], the ``particles`` rows of the known hits' particles in hit order); None
+    when the event has no particles. Noise (id 0) is never known."""
+    known = np.zeros(len(particle_id), bool)
     if event.particles is None or not len(event.particles):
-        return radius
+        return known, None
     particles = event.particles.drop_duplicates("particle_id").set_index("particle_id")
     known = np.isin(particle_id, particles.index.to_numpy()) & (particle_id != 0)
-    rows = particles.reindex(particle_id[known])
-    radius[known] = np.hypot(rows["vx"].to_numpy(), rows["vy"].to_numpy())
-    return radius
+    return known, particles.reindex(particle_id[known])
 
 
 def load_truth_events(

@@ -17,6 +17,7 @@ import torch
 from torch import nn
 
 from trackflow.errors import ConfigError
+from trackflow.metrics import SECONDARY_MIN_R
 from trackflow.pipeline.gnn import InteractionGNN
 from trackflow.pipeline.training.edges import EdgeSet, bce_loss, edge_weights, target_weights
 from trackflow.pipeline.training.loop import Optimisation
@@ -60,7 +61,7 @@ class GNNTrainingConfig:
     # targets of particles produced more than displaced_min_r mm from the beam line weigh
     # displaced_weight times as much ("consecutive" targets only)
     displaced_weight: float = 1.0
-    displaced_min_r: float = 1.0
+    displaced_min_r: float = SECONDARY_MIN_R
 
     def __post_init__(self) -> None:
         if self.displaced_weight < 0 or self.displaced_min_r < 0:
