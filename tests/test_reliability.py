@@ -421,6 +421,21 @@ def test_a_disk_filled_mid_run_is_one_error_and_the_rerun_resumes(
         _same_outputs(report, clean_run)
 
 
+def test_the_run_log_on_a_full_disk_drops_its_writes_and_closes_quietly(tmp_path: Path) -> None:
+    """/dev/full answers every write with ENOSPC: a record that failed to flush stays buffered,
+    and the log's close must not raise it over the run's own error line (CI saw this once)."""
+    import logging
+
+    from trackflow.run.run_log import LOG_NAME, RunLog
+
+    if not os.access("/dev/full", os.W_OK):
+        pytest.skip("no writable /dev/full on this machine")
+    (tmp_path / LOG_NAME).symlink_to("/dev/full")
+    with RunLog(tmp_path):
+        logging.getLogger("trackflow.run").warning("a record the full disk refuses")
+    logging.getLogger("trackflow.run").warning("the handler is detached: this goes nowhere near the file")
+
+
 # --------------------------------------------------------------------------- memory
 HUNGRY_EVENT = 9103
 

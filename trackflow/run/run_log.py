@@ -39,6 +39,20 @@ class _QuietFileHandler(logging.FileHandler):
     def handleError(self, record: logging.LogRecord) -> None:
         self.failed_writes = getattr(self, "failed_writes", 0) + 1
 
+    def flush(self) -> None:
+        # logging calls flush outside handleError (in close, at exit): a record buffered
+        # before the disk filled would otherwise raise ENOSPC over the run's own error line
+        try:
+            super().flush()
+        except OSError:
+            self.failed_writes = getattr(self, "failed_writes", 0) + 1
+
+    def close(self) -> None:
+        try:
+            super().close()
+        except OSError:  # the stream's own close flushes its buffer once more
+            self.failed_writes = getattr(self, "failed_writes", 0) + 1
+
 
 class _StderrHandler(logging.StreamHandler):  # type: ignore[type-arg,unused-ignore]
     """What Python's last-resort handler does (WARNING and up, the message alone, to the
