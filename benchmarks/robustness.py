@@ -26,7 +26,8 @@ graph found; the GNN's true-edge efficiency at its cut; edges per hit after grap
 after the filter; hits per event; seconds per event on ONE thread (``Pipeline.load(threads=1)``):
 the staged run's own time, i.e. ``prepare`` (features) + the five stages as
 ``pipeline(event.hits_only())`` runs them, without the metric code between stages.
-The bar: efficiency (pT > 1) >= 95 %, fake rate <= 1 %, duplicate rate <= 1 %.
+The bar (issue 29): efficiency >= 97 % at pT > 1 GeV and >= 90 % at pT > 0.5 GeV, fake rate <= 1 %,
+duplicate rate <= 1 %.
 
 Per cell, the same two edge efficiencies by the volume pair of the truth edge's two hits
 (pixel 7/8/9, short strip 12/13/14, long strip 16/17/18; barrels 8, 13, 17) and, in the pixel
@@ -88,7 +89,8 @@ KAGGLE_DIR = SHARED_DATA / "trackml" / "kaggle_train_1"
 #: held-out kinematics; a glob cannot name exactly these two (event0000010[12][08] also takes the
 #: training file 1010), so the cell reads a folder of links to them, file = event index mod 2
 HELD_OUT = ("event000001018-particles.csv.gz", "event000001020-particles.csv.gz")
-BAR = {"efficiency_pt1": 0.95, "fake_rate": 0.01, "duplicate_rate": 0.01}
+#: efficiencies are floors, rates ceilings (issue 29's bar)
+BAR = {"efficiency_pt1": 0.97, "efficiency_pt05": 0.90, "fake_rate": 0.01, "duplicate_rate": 0.01}
 #: the simulated cell that the real Kaggle events should resemble
 REAL_LIKE = (5.0, 1.0, 0.15)
 GUN_PILEUP = 100
@@ -402,7 +404,9 @@ def bar_status(tracks: dict[str, Any]) -> str:
         return "n/a"
     missed = []
     if values["efficiency_pt1"] < BAR["efficiency_pt1"]:
-        missed.append("eff")
+        missed.append("eff pT>1")
+    if values["efficiency_pt05"] < BAR["efficiency_pt05"]:
+        missed.append("eff pT>0.5")
     if values["fake_rate"] > BAR["fake_rate"]:
         missed.append("fake")
     if values["duplicate_rate"] > BAR["duplicate_rate"]:
@@ -486,7 +490,8 @@ def markdown(result: dict[str, Any]) -> str:
         "keeps; GNN: true-edge efficiency at its cut. primary | secondary: eff pT>1 of particles "
         f"produced within / beyond {metrics.SECONDARY_MIN_R:g} mm of the beam line, and the "
         "secondaries' share of the reconstructable ones. s/event: prepare + five stages, one thread. "
-        f"bar: eff ≥ {100 * BAR['efficiency_pt1']:g} %, fake ≤ {100 * BAR['fake_rate']:g} %, "
+        f"bar: eff ≥ {100 * BAR['efficiency_pt1']:g} % (pT > 1), ≥ {100 * BAR['efficiency_pt05']:g} % "
+        f"(pT > 0.5), fake ≤ {100 * BAR['fake_rate']:g} %, "
         f"dup ≤ {100 * BAR['duplicate_rate']:g} %.",
         "",
     ]
