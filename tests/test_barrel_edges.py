@@ -34,8 +34,9 @@ pytestmark = [pytest.mark.sim, pytest.mark.slow]
 HELD_OUT_PARTICLES = "event000001020-particles.csv.gz"
 #: below what the shipped models keep on this event at the GNN's cut, 91.4 % and 85.7 % (the cut is
 #: 0.74 since issue 29's sixth round, chosen with the labelling for the TrackML score; 91.1 % and
-#: 84.7 % at 0.82 in the fifth, 91.8 % and 86.5 % at 0.70 before; triplet pruning at chi2 9 drops edges a track does not need: 94.9 % and
-#: 91.5 % at chi2 25; the models before triplet pruning: 24.2 % and 4.0 %)
+#: 84.7 % at 0.82 in the fifth, 91.8 % and 86.5 % at 0.70 before; triplet pruning at chi2 9 drops
+#: edges a track does not need: 94.9 % and 91.5 % at chi2 25; the models before triplet pruning:
+#: 24.2 % and 4.0 %)
 PIXEL_BARREL_FLOOR = 0.88
 PIXEL_LAYER_1_2_FLOOR = 0.80
 #: of the truth edges of 0.5-1 GeV particles: in the graph and at the GNN's cut, a few points below
