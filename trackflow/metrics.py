@@ -467,8 +467,9 @@ def score_event(
 
 
 def secondary_counts(scored: TrackMetrics, particles: pd.DataFrame) -> dict[str, int]:
-    """Reconstructable (pT > ``pt_min``, >= ``min_hits`` hits) and matched secondaries of one
-    scored event (:data:`SECONDARY_MIN_R`): ``reconstructable_secondary``, ``matched_secondary``.
+    """Reconstructable and matched secondaries (:data:`SECONDARY_MIN_R`) of one scored event, as
+    :func:`score_event` counted them (its pT and hit cuts): ``reconstructable_secondary``,
+    ``matched_secondary``.
     ``particles`` as given to :func:`score_event`, whose particle table is in its order."""
     radius = np.hypot(particles["vx"].to_numpy(np.float64), particles["vy"].to_numpy(np.float64))
     table = scored.particles

@@ -34,10 +34,13 @@ TRACEBACKS = "trackflow.run.tracebacks"
 
 
 class _QuietFileHandler(logging.FileHandler):
-    """A FileHandler whose failed writes (ENOSPC, EFBIG) are dropped, not printed to stderr."""
+    """A FileHandler whose failed writes (ENOSPC, EFBIG) are dropped, not printed to stderr;
+    ``failed_writes`` counts them."""
+
+    failed_writes = 0
 
     def handleError(self, record: logging.LogRecord) -> None:
-        self.failed_writes = getattr(self, "failed_writes", 0) + 1
+        self.failed_writes += 1
 
     def flush(self) -> None:
         # logging calls flush outside handleError (in close, at exit): a record buffered
@@ -45,13 +48,13 @@ class _QuietFileHandler(logging.FileHandler):
         try:
             super().flush()
         except OSError:
-            self.failed_writes = getattr(self, "failed_writes", 0) + 1
+            self.failed_writes += 1
 
     def close(self) -> None:
         try:
             super().close()
         except OSError:  # the stream's own close flushes its buffer once more
-            self.failed_writes = getattr(self, "failed_writes", 0) + 1
+            self.failed_writes += 1
 
 
 class _StderrHandler(logging.StreamHandler):  # type: ignore[type-arg,unused-ignore]
