@@ -238,6 +238,68 @@ def test_gnn_reading_filter_scores_gets_them_from_the_stage_and_survives_torchsc
     assert chunked_module(EmbeddingNet(4, 16, 2, 3)) is None
 
 
+def test_a_gnn_reading_triplet_agreement_gets_it_from_the_filters_scales() -> None:
+    """A GNN with ``triplet_inputs`` reads each edge's agreement (TripletScales.agreement) with the
+    filter's score: the stage computes it from the hits' layers and positions with the scales the
+    Pipeline hands over from the filter stage, as a plain or TorchScript model."""
+    from trackflow.pipeline.training.gnn import with_triplet_inputs
+
+    scales = Pipeline.load(threads=1).stages["filter"].triplets  # the shipped, learned ones
+    assert scales is not None
+    torch.manual_seed(8)
+    n = 400
+    layer_keys = torch.tensor([802, 804, 806, 808, 1302, 1304, 1306, 1308, 1702, 1704])
+    radius = torch.tensor([32.0, 72.0, 116.0, 172.0, 260.0, 360.0, 500.0, 660.0, 820.0, 1020.0])
+    which = torch.randint(0, 10, (n,))
+    phi = (torch.rand(n) * 2 - 1) * 0.2
+    z = torch.randn(n) * 100.0
+    cylindrical = torch.stack([radius[which], phi, z], 1).double().numpy()
+    x = torch.stack([radius[which] / 1000, phi.cos(), phi.sin(), z / 1000], 1)
+    edges = torch.randint(0, n, (2, 3000))
+    edges = edges[:, which[edges[0]] != which[edges[1]]]
+    scores = torch.rand(edges.shape[1])
+    graph = HitGraph.from_features(x)
+    graph.layers, graph.cylindrical = layer_keys[which].numpy(), cylindrical
+    graph.edges, graph.edge_scores = edges, scores
+
+    model = InteractionGNN(4, 16, 3, pair_features=True, edge_score_input=True, triplet_inputs=True).eval()
+    for p in model.parameters():  # trained-looking weights: the agreement columns matter
+        p.data.add_(0.3 * torch.randn_like(p))
+    inputs = torch.cat(
+        [scores[:, None], torch.from_numpy(scales.agreement(graph.layers, cylindrical, edges.numpy()))], 1
+    )
+    with torch.inference_mode():
+        expected = model.reference_forward(x, edges, inputs)
+        # the agreement is an input: other agreement, other logits
+        assert not torch.allclose(
+            model(x, edges, torch.cat([scores[:, None], 1 - inputs[:, 1:]], 1)), expected
+        )
+    stage = GNN(model, triplets=scales)
+    torch.testing.assert_close(stage.logits(graph), expected, atol=1e-5, rtol=1e-5)
+    with pytest.raises(ConfigError, match="triplet"):
+        GNN(model).logits(graph)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", DeprecationWarning)
+        scripted = torch.jit.script(model)
+    assert scripted.uses_triplet_inputs
+    torch.testing.assert_close(GNN(scripted, triplets=scales).logits(graph), expected, atol=1e-5, rtol=1e-5)
+    # the Pipeline gives the GNN the filter's scales
+    pipeline = Pipeline.random_init(seed=0)
+    pipeline = Pipeline(
+        {
+            **pipeline.stages,
+            "filter": EdgeFilter(None, FilterConfig(triplets=scales.to_dict())),
+            "gnn": GNN(model),
+        }
+    )
+    assert pipeline.stages["gnn"].triplets is pipeline.stages["filter"].triplets
+    # a GNN without the agreement, given it at weight 0: the same function (a warm start)
+    plain = InteractionGNN(4, 16, 3, pair_features=True, edge_score_input=True).eval()
+    model.load_state_dict(with_triplet_inputs(plain.state_dict()))
+    with torch.inference_mode():
+        torch.testing.assert_close(model(x, edges, inputs), plain(x, edges, scores))
+
+
 def test_embedded_gnn_takes_the_embedding_stage_output_when_its_weights_match(tmp_path: Path) -> None:
     from trackflow.pipeline.gnn import shares_embedding
     from trackflow.pipeline.training.gnn import EmbeddedGNN, rebuild_embedded_gnn

@@ -325,6 +325,32 @@ def test_gnn_from_warm_starts_the_gnn_and_may_add_iterations(tiny_events: Path, 
         _warm_start(InteractionGNN(in_features=7, hidden=8), model_files.load_model(old, "gnn"))
 
 
+@pytest.mark.sim
+def test_a_gnn_given_triplet_inputs_starts_as_the_gnn_it_came_from(tiny_events: Path, tmp_path: Path) -> None:
+    """--gnn-triplet-inputs from a GNN without them: the reused filter keeps its triplet pruning,
+    the new inputs start at weight 0 (the same scores), the model reads them at inference, and a
+    later warm start keeps them."""
+    first = train(tiny_config(tiny_events, tmp_path / "first", triplet_cut=9.0))
+    event = list_events(tiny_events)[0].load(("hits",))
+    tripled = train(
+        tiny_config(tiny_events, tmp_path / "tripled", gnn_from=first, gnn_triplet_inputs=True, epochs_gnn=0)
+    )
+    old, new = model_files.read_manifest(first), model_files.read_manifest(tripled)
+    assert new.stages["filter"].config["triplets"] == old.stages["filter"].config["triplets"]
+    pipeline = Pipeline.load(tripled)
+    gnn = pipeline.stages["gnn"]
+    assert gnn.uses_triplet_inputs and gnn.triplets is pipeline.stages["filter"].triplets
+    graph_old, graph_new = (_scored_graph(Pipeline.load(d), event) for d in (first, tripled))
+    assert torch.equal(graph_old.edges, graph_new.edges)
+    torch.testing.assert_close(graph_new.edge_scores, graph_old.edge_scores, atol=1e-5, rtol=1e-5)
+    # trained further, it keeps reading them
+    again = train(tiny_config(tiny_events, tmp_path / "again", gnn_from=tripled))
+    assert model_files.load_model(model_files.read_manifest(again), "gnn").gnn.uses_triplet_inputs
+    # without triplet pruning there is no agreement to read
+    with pytest.raises(ConfigError, match="triplet"):
+        train(tiny_config(tiny_events, tmp_path / "none", gnn_triplet_inputs=True))
+
+
 @pytest.mark.parametrize("pair_features", [False, True])
 def test_a_widened_gnn_computes_what_the_narrow_one_did(pair_features: bool) -> None:
     from trackflow.pipeline.gnn import InteractionGNN

@@ -138,3 +138,33 @@ def test_the_filter_stage_prunes_after_its_cut_and_triplet_cut_overrides_the_lea
     # a huge cut keeps everything; no scales: no pruning
     assert run(FilterConfig(cut=0.2, triplets=scales.to_dict(), triplet_cut=1e12)).n_edges == edges.shape[1]
     assert run(FilterConfig(cut=0.2)).n_edges == edges.shape[1]
+
+
+def test_agreement_tells_the_gnn_which_edge_continues_the_helix() -> None:
+    """Each edge's best triplet with an edge further in and one further out, as GNN inputs: the
+    helix's own edges agree on both sides (its last edge has nothing further out), an edge to a
+    hit 10 mm off the helix in r*phi on the last layer agrees with nothing."""
+    from trackflow.pipeline.triplets import AGREEMENT_FEATURES
+
+    scales = learned_scales()
+    layers, cylindrical, truth, _ = event_of([(2.0, 1, 0.5, 0.3, 0.0)])
+    last = len(layers) - 1
+    off = cylindrical[last] + [0.0, 10.0 / cylindrical[last, 0], 0.0]  # 10 mm in r*phi
+    layers = np.append(layers, layers[last])
+    cylindrical = np.vstack([cylindrical, off])
+    wrong = np.array([[last - 1], [last + 1]])  # the 17-2 hit to the off-helix hit
+    edges = np.concatenate([truth, wrong], axis=1)
+    agreement = scales.agreement(layers, cylindrical, edges)
+    assert agreement.shape == (edges.shape[1], len(AGREEMENT_FEATURES))
+    log_in, none_in, log_out, none_out = agreement.T
+    cap = np.log1p(1000.0) / 7.0
+    # the first edge has no inner partner; the middle ones agree on both sides within chi2 ~ 1
+    assert none_in[: truth.shape[1]].tolist() == [1.0] + [0.0] * (truth.shape[1] - 1)
+    assert np.all(log_in[1 : truth.shape[1]] < np.log1p(1.0) / 7.0)
+    assert np.all(log_out[: truth.shape[1] - 1] < np.log1p(1.0) / 7.0)
+    assert none_out[truth.shape[1] - 1] == 1.0 and log_out[truth.shape[1] - 1] == pytest.approx(cap)
+    # the off-helix edge: no inner triplet within the search window, or one far above any cut
+    assert log_in[-1] > np.log1p(25.0) / 7.0
+    # edges in any order, any direction: the same inputs
+    flipped = scales.agreement(layers, cylindrical, edges[::-1, ::-1])
+    assert np.allclose(flipped, agreement[::-1])

@@ -405,6 +405,14 @@ def simulate(
     "1 mm from the beam line (--gnn-targets consecutive; default 1).",
 )
 @click.option(
+    "--gnn-triplet-inputs",
+    is_flag=True,
+    default=None,
+    help="The GNN also reads each edge's triplet agreement with its neighbours (needs triplet "
+    "pruning: --triplet-cut, or a reused filter that has it); from a --gnn-from GNN without them, "
+    "the new inputs start at weight 0 (the same function).",
+)
+@click.option(
     "--max-fake-rate",
     type=click.FloatRange(0.0, 1.0),
     default=None,

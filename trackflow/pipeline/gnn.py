@@ -13,6 +13,7 @@ from trackflow.errors import ConfigError
 from trackflow.pipeline.filter import N_PAIR_FEATURES, hit_angles, inner_first, pair_features
 from trackflow.pipeline.graph import HitGraph
 from trackflow.pipeline.mlp import make_mlp
+from trackflow.pipeline.triplets import AGREEMENT_FEATURES, TripletScales
 
 GPU_BLOCK_ROWS = 1 << 20
 
@@ -39,6 +40,12 @@ class InteractionGNN(nn.Module):
     what the filter knows and learns from the neighbourhood what the filter could not see. Such
     a model is called ``model(features, edges, edge_scores [E])``; its ``uses_edge_scores`` says so.
 
+    ``triplet_inputs`` (off by default; needs ``edge_score_input``) adds each edge's agreement with
+    its neighbours (:meth:`trackflow.pipeline.triplets.TripletScales.agreement`, 4 columns) to the
+    edge encoder's inputs: the model is then called with ``edge_scores`` [E, 5], the filter's
+    score first; its ``uses_triplet_inputs`` says so. Summed messages cannot tell the GNN which
+    of a hit's eight neighbours continues a helix; the triplet test can (issue 29).
+
     ``layer_norm`` and ``activation`` ("tanh" or "relu") shape the hidden blocks of every MLP
     (defaults: LayerNorm + tanh); states and messages always leave their MLP through tanh. A
     student distilled from a trained GNN runs ~2x faster per iteration on a CPU without LayerNorm
@@ -57,10 +64,13 @@ class InteractionGNN(nn.Module):
         edge_score_input: bool = False,
         layer_norm: bool = True,
         activation: str = "tanh",
+        triplet_inputs: bool = False,
     ) -> None:
         super().__init__()
         if pair_features and in_features < 4:
             raise ValueError("InteractionGNN(pair_features=True) needs features r, cos_phi, sin_phi, z first")
+        if triplet_inputs and not edge_score_input:
+            raise ValueError("InteractionGNN(triplet_inputs=True) needs edge_score_input=True")
         self.in_features = in_features
         self.hidden = hidden
         self.n_iterations = n_iterations
@@ -69,6 +79,8 @@ class InteractionGNN(nn.Module):
         self.z_scale = float(z_scale)
         self.edge_score_input = edge_score_input
         self.uses_edge_scores = edge_score_input
+        self.triplet_inputs = triplet_inputs
+        self.uses_triplet_inputs = triplet_inputs
         # rows (edges or hits) per block at inference; a plain attribute, not in the state dict.
         # 8192 keeps a block's activations near a CPU's cache; the GNN stage raises it on CUDA
         self.inference_chunk = 8192
@@ -90,7 +102,8 @@ class InteractionGNN(nn.Module):
         self.node_encoder = mlp(in_features, h)
         n_pair = N_PAIR_FEATURES if pair_features else 0
         self.n_pair = n_pair
-        self.edge_encoder = mlp(2 * h + n_pair + int(edge_score_input), h)
+        n_edge_inputs = int(edge_score_input) + (len(AGREEMENT_FEATURES) if triplet_inputs else 0)
+        self.edge_encoder = mlp(2 * h + n_pair + n_edge_inputs, h)
         self.edge_network = mlp(3 * h, h)
         self.node_network = mlp(3 * h, h)
         self.edge_classifier = mlp(3 * h, 1, output_activation=False)
@@ -139,7 +152,7 @@ class InteractionGNN(nn.Module):
                 out = out + pairs @ w[:, 2 * h : 2 * h + self.n_pair].T
             if self.edge_score_input:
                 score = _score_column(edge_scores, start, chunk)
-                out = out + score @ w[:, w.shape[1] - 1 :].T
+                out = out + score @ w[:, 2 * h + self.n_pair :].T
             for i, layer in enumerate(self.edge_encoder):
                 if i > 0:
                     out = layer(out)
@@ -271,11 +284,15 @@ def _gather_sum(
 
 
 def _score_column(edge_scores: torch.Tensor | None, start: int, size: int) -> torch.Tensor:
-    """logit(score)/4 of edges ``start .. start+size`` as a column [size, 1] (scores in (0, 1))."""
+    """logit(score)/4 of edges ``start .. start+size`` as a column [size, 1] (scores in (0, 1));
+    ``edge_scores`` [E, 1 + K]: that column, then the K further edge inputs as given."""
     if edge_scores is None:
         raise ValueError("this GNN reads the filter's edge scores: call it with edge_scores")
-    part = edge_scores[start : start + size].clamp(1e-4, 1.0 - 1e-4)
-    return (torch.logit(part) / 4.0).unsqueeze(1)
+    part = edge_scores[start : start + size]
+    if part.dim() == 2:
+        first = torch.logit(part[:, :1].clamp(1e-4, 1.0 - 1e-4)) / 4.0
+        return torch.cat([first, part[:, 1:]], dim=1)
+    return (torch.logit(part.clamp(1e-4, 1.0 - 1e-4)) / 4.0).unsqueeze(1)
 
 
 @dataclass
@@ -316,16 +333,49 @@ class GNN:
     Exa.TrkX ``gnn.pt``). Sets ``graph.edge_scores`` = sigmoid(logits).
 
     ``share_embedding`` (see :func:`shares_embedding`): the model is also given the embedding
-    stage's output, ``model(features, edges, edge_scores or None, embedding)``."""
+    stage's output, ``model(features, edges, edge_scores or None, embedding)``.
+
+    ``triplets``: the triplet scales a model with ``uses_triplet_inputs`` reads its edges'
+    agreement with (:meth:`~trackflow.pipeline.triplets.TripletScales.agreement`): the filter
+    stage's, which the :class:`~trackflow.pipeline.Pipeline` hands over.
+    """
 
     name = "gnn"
 
-    def __init__(self, model: nn.Module, config: GNNConfig | None = None) -> None:
+    def __init__(
+        self, model: nn.Module, config: GNNConfig | None = None, triplets: TripletScales | None = None
+    ) -> None:
         self.model = model.eval()
         self.config = config or GNNConfig()
         # set by the Pipeline when the model takes the embedding stage's output (an EmbeddedGNN
         # whose embedding network has the embedding stage's weights): it is then not recomputed
         self.share_embedding = False
+        self.triplets = triplets
+        self.uses_triplet_inputs = bool(getattr(model, "uses_triplet_inputs", False))
+
+    def edge_inputs(self, graph: HitGraph) -> torch.Tensor | None:
+        """What the model reads per edge besides the hits: None, the filter's scores [E], or
+        those and the edges' triplet agreement [E, 5] (``uses_triplet_inputs``)."""
+        if not bool(getattr(self.model, "uses_edge_scores", False)):
+            return None
+        if graph.edge_scores is None:
+            raise ValueError("this GNN reads the filter's scores: run the filter stage first")
+        if not self.uses_triplet_inputs:
+            return graph.edge_scores
+        if self.triplets is None:
+            raise ConfigError(
+                "this GNN reads triplet agreement, but the filter stage has no triplet scales "
+                "(pipeline.filter.triplets in the manifest)"
+            )
+        if graph.layers is None or graph.cylindrical is None:
+            raise ValueError(
+                f"event {graph.event_id}: the GNN reads triplet agreement, which needs the hits' "
+                "layers and positions (volume_id, layer_id, x, y, z)"
+            )
+        assert graph.edges is not None
+        agreement = self.triplets.agreement(graph.layers, graph.cylindrical, graph.edges.cpu().numpy())
+        scores = graph.edge_scores.unsqueeze(1)
+        return torch.cat([scores, torch.from_numpy(agreement).to(scores.device)], dim=1)
 
     def logits(self, graph: HitGraph) -> torch.Tensor:
         """GNN logits [E] for the edges of ``graph``."""
@@ -336,16 +386,13 @@ class GNN:
         if graph.device.type == "cuda" and chunked is not None:
             # a GPU wants big blocks (few kernel launches); memory allows a million edges
             chunked.inference_chunk = GPU_BLOCK_ROWS
+        inputs = self.edge_inputs(graph)
         with torch.inference_mode():
-            uses_scores = bool(getattr(self.model, "uses_edge_scores", False))
-            if uses_scores and graph.edge_scores is None:
-                raise ValueError("this GNN reads the filter's scores: run the filter stage first")
             if self.share_embedding and graph.embedding is not None:
                 # the embedding stage's output: the model would otherwise compute it again
-                scores = graph.edge_scores if uses_scores else None
-                return self.model(graph.features, graph.edges, scores, graph.embedding)
-            if uses_scores:
-                return self.model(graph.features, graph.edges, graph.edge_scores)
+                return self.model(graph.features, graph.edges, inputs, graph.embedding)
+            if inputs is not None:
+                return self.model(graph.features, graph.edges, inputs)
             return self.model(graph.features, graph.edges)
 
     def __call__(self, graph: HitGraph) -> HitGraph:

@@ -73,6 +73,10 @@ class Pipeline:
         gnn, embedding = self.stages["gnn"], self.stages["embedding"]
         if isinstance(gnn, GNN) and isinstance(embedding, Embedding):
             gnn.share_embedding = shares_embedding(gnn.model, embedding.model)
+        edge_filter = self.stages["filter"]
+        if isinstance(gnn, GNN) and gnn.triplets is None and isinstance(edge_filter, EdgeFilter):
+            # a GNN reading triplet agreement reads it with the scales the filter pruned with
+            gnn.triplets = edge_filter.triplets
         self.features = features or FeatureConfig()
         self.device = _resolve_device(device)
         self.threads = None if threads is None else set_threads(threads)

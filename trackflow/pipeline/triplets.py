@@ -29,7 +29,7 @@ edge.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, replace
 from typing import Any
 
@@ -49,6 +49,13 @@ QUANTITIES = ("rho", "cot")
 #: a volume's cut when training gives none; and the cap on a learned one
 DEFAULT_CHI2_CUT = 25.0
 MAX_CHI2_CUT = 1000.0
+#: the GNN's edge inputs of :meth:`TripletScales.agreement`, in order
+AGREEMENT_FEATURES = ("log_chi2_inner", "no_inner", "log_chi2_outer", "no_outer")
+# the agreement looks for triplets within the curvature window of this chi2, whatever the pruning
+# cut: a GNN's inputs must not change when a user loosens pruning (the shipped cut is 9)
+AGREEMENT_WINDOW_CHI2 = 9.0
+# chi2 above this reads as this in the agreement inputs (log1p(1000) / 7 ~ 1: inputs of order 1)
+AGREEMENT_CHI2_CAP = 1000.0
 #: GeV: triplets are looked for within the curvature window of particles above this pT (at 0.3
 #: GeV, rho = 2 / m); slower particles' triplets that differ more are not sought
 WINDOW_PT_MIN = 0.3
@@ -301,9 +308,8 @@ class TripletScales:
         could change no decision (an edge of another volume may still vouch for a prunable one)."""
         edges = np.asarray(edges, np.int64)
         layers = np.asarray(layers, np.int64)
-        n_edges = edges.shape[1]
-        best = torch.full((n_edges,), float("inf"), dtype=torch.float64)
-        if n_edges == 0:
+        best = torch.full((edges.shape[1],), float("inf"), dtype=torch.float64)
+        if edges.shape[1] == 0:
             return best.numpy()
         helix = edge_helix(cylindrical, edges, self.min_dr)
         junction = junctions(layers, helix, len(layers))
@@ -311,23 +317,62 @@ class TripletScales:
         middles = np.zeros(int(junction.max()) + 1, bool)
         middles[junction[helix.inner[prunable]]] = True
         middles[junction[helix.outer[prunable]]] = True
-        first, second = triplet_pairs(helix, junction, middles, self._rho_window(layers, junction))
+        for first, second, chi2 in self._triplets(layers, helix, junction, middles):
+            best.scatter_reduce_(0, torch.cat([first, second]), torch.cat([chi2, chi2]), reduce="amin")
+        return best.numpy()
+
+    def agreement(self, layers: np.ndarray, cylindrical: np.ndarray, edges: np.ndarray) -> np.ndarray:
+        """float32 [E, 4]: how each edge agrees with its neighbours, as GNN edge inputs
+        (:data:`AGREEMENT_FEATURES`): ``log1p(chi2) / 7`` of its best triplet with an edge further
+        in (sharing its inner hit), 1.0 when it has none within the search window (the curvature
+        window of chi2 :data:`AGREEMENT_WINDOW_CHI2`; the first column is then
+        ``log1p(1000) / 7``), and the same with an edge further out.
+
+        Every edge takes part, whatever its volume: a pixel or endcap edge's agreement tells the
+        GNN as much as a pruned volume's. Split in two because a true edge of a track's last
+        layer has no outer neighbour, and a noise hit's edges usually agree on one side only."""
+        edges = np.asarray(edges, np.int64)
+        layers = np.asarray(layers, np.int64)
+        best = torch.full((2, edges.shape[1]), float("inf"), dtype=torch.float64)
+        if edges.shape[1] > 0:
+            helix = edge_helix(cylindrical, edges, self.min_dr)
+            junction = junctions(layers, helix, len(layers))
+            for first, second, chi2 in self._triplets(layers, helix, junction, None, AGREEMENT_WINDOW_CHI2):
+                best[1].scatter_reduce_(0, first, chi2, reduce="amin")  # first's partner is further out
+                best[0].scatter_reduce_(0, second, chi2, reduce="amin")
+        columns = []
+        for side in best.numpy():
+            columns += [np.log1p(np.minimum(side, AGREEMENT_CHI2_CAP)) / 7.0, np.isinf(side)]
+        return np.stack(columns, axis=1).astype(np.float32)
+
+    def _triplets(
+        self,
+        layers: np.ndarray,
+        helix: EdgeHelix,
+        junction: np.ndarray,
+        middles: np.ndarray | None,
+        window_chi2: float | None = None,
+    ) -> Iterator[tuple[torch.Tensor, torch.Tensor, torch.Tensor]]:
+        """(first, second, chi2) of the triplets (:func:`triplet_pairs`) within the curvature
+        window of the cuts (or of ``window_chi2``), in blocks of bounded memory: edge rows int64
+        and chi2 float64 tensors."""
+        window = self._rho_window(layers, junction, window_chi2)
+        first, second = triplet_pairs(helix, junction, middles, window)
         for start in range(0, len(first), _BLOCK):
             f, s = first[start : start + _BLOCK], second[start : start + _BLOCK]
             chi2 = self._chi2(
                 layers[helix.outer[f]], 0.5 * np.abs(helix.rho[f] + helix.rho[s]), _residuals(helix, f, s)
             ).astype(np.float64)
-            values = torch.from_numpy(np.concatenate([chi2, chi2]))
-            index = torch.from_numpy(np.concatenate([f, s]))
-            best.scatter_reduce_(0, index, values, reduce="amin")
-        return best.numpy()
+            yield torch.from_numpy(f), torch.from_numpy(s), torch.from_numpy(chi2)
 
-    def _rho_window(self, layers: np.ndarray, junction: np.ndarray) -> np.ndarray | None:
+    def _rho_window(
+        self, layers: np.ndarray, junction: np.ndarray, chi2: float | None = None
+    ) -> np.ndarray | None:
         """float [junctions]: the largest curvature difference (1/m) a triplet meeting there is
-        looked for with: sqrt(loosest cut) x the layer's largest rho scale over the bins of
-        particles above :data:`WINDOW_PT_MIN` (any pair beyond it fails the cut, unless both
-        edges bend like a slower particle's); None when a cut is unbounded (learning)."""
-        loosest = max(self.chi2_cut.values(), default=np.inf)
+        looked for with: sqrt(loosest cut, or ``chi2``) x the layer's largest rho scale over the
+        bins of particles above :data:`WINDOW_PT_MIN` (any pair beyond it fails the cut, unless
+        both edges bend like a slower particle's); None when a cut is unbounded (learning)."""
+        loosest = max(self.chi2_cut.values(), default=np.inf) if chi2 is None else chi2
         if not loosest < 1e12:
             return None
         bins = self.curvature_bins[:-1] < 0.6 / WINDOW_PT_MIN

@@ -249,7 +249,8 @@ class GNNDistillConfig:
 class TeacherGraph:
     """One event's graph as the GNN stage sees it and the teacher GNN's logits: ``nodes`` [N, F+D]
     (hit features and embedding, the inputs of an EmbeddedGNN's InteractionGNN), ``phi`` [N] (rad),
-    ``edges`` int64 [2, E], ``scores`` [E] (the filter's), ``logits`` [E] (clipped)."""
+    ``edges`` int64 [2, E], ``scores`` [E] (the filter's; [E, 5] with the triplet agreement when
+    the teacher reads it), ``logits`` [E] (clipped)."""
 
     nodes: torch.Tensor
     phi: np.ndarray
@@ -275,10 +276,11 @@ def teacher_graphs(pipeline: Pipeline, events_dirs: Sequence[Path], clip: float)
             logits = stage.logits(graph).clamp(-clip, clip)
             nodes = torch.cat([graph.features, graph.embedding], dim=1)
             phi = torch.atan2(graph.features[:, 2], graph.features[:, 1]).numpy()
+            # what the teacher read per edge: the filter's scores, and its triplet agreement if any
+            inputs = stage.edge_inputs(graph)
+            scores = graph.edge_scores if inputs is None else inputs
             out.append(
-                TeacherGraph(
-                    nodes.clone(), phi, graph.edges.numpy().copy(), graph.edge_scores.clone(), logits.clone()
-                )
+                TeacherGraph(nodes.clone(), phi, graph.edges.numpy().copy(), scores.clone(), logits.clone())
             )
     if not out:
         names = ", ".join(map(str, events_dirs))
@@ -321,6 +323,7 @@ def student_kwargs(teacher: torch.nn.Module, in_features: int, config: GNNDistil
         "r_scale": float(inner.r_scale),
         "z_scale": float(inner.z_scale),
         "edge_score_input": bool(inner.edge_score_input),
+        "triplet_inputs": bool(getattr(inner, "triplet_inputs", False)),
         "layer_norm": config.layer_norm,
         "activation": config.activation,
     }

@@ -23,7 +23,9 @@ from trackflow.pipeline.training.data import TruthEvent
 class EdgeSet:
     """Candidate edges of one event with truth: ``edges`` int64 [2, E], ``y`` bool [E],
     ``pt`` float32 [E] (GeV of the edge's particle when true, else 0); ``score`` float32 [E]: the
-    filter's score of each edge once it has one (the GNN may read it)."""
+    filter's score of each edge once it has one (the GNN may read it); ``agreement`` float32
+    [E, 4]: each edge's triplet agreement with its neighbours, when the GNN reads it
+    (:meth:`trackflow.pipeline.triplets.TripletScales.agreement`)."""
 
     event: TruthEvent
     edges: np.ndarray
@@ -32,6 +34,7 @@ class EdgeSet:
     embedding: torch.Tensor | None = None
     score: np.ndarray | None = None
     target: np.ndarray | None = None  # bool [E]: consecutive hits of one particle (a truth edge)
+    agreement: np.ndarray | None = None
 
     def vertex_r(self) -> np.ndarray:
         """float32 [E]: production radius (mm) of a true edge's particle, 0 for fakes and when
@@ -51,8 +54,16 @@ class EdgeSet:
     def subset(self, keep: np.ndarray) -> EdgeSet:
         score = None if self.score is None else self.score[keep]
         target = None if self.target is None else self.target[keep]
+        agreement = None if self.agreement is None else self.agreement[keep]
         edges, y, pt = self.edges[:, keep], self.y[keep], self.pt[keep]
-        return EdgeSet(self.event, edges, y, pt, self.embedding, score, target)
+        return EdgeSet(self.event, edges, y, pt, self.embedding, score, target, agreement)
+
+    def edge_inputs(self) -> np.ndarray | None:
+        """What a GNN reads per edge besides the hits, as the GNN stage gives it: the filter's
+        scores [E], with the triplet agreement [E, 5] when the set has it (else None)."""
+        if self.score is None or self.agreement is None:
+            return self.score
+        return np.concatenate([self.score[:, None], self.agreement], axis=1).astype(np.float32)
 
 
 def edge_weights(y: np.ndarray, pt: np.ndarray, pt_min: float, low_pt_weight: float = 0.3) -> np.ndarray:

@@ -21,6 +21,7 @@ from trackflow.metrics import SECONDARY_MIN_R
 from trackflow.pipeline.gnn import InteractionGNN
 from trackflow.pipeline.training.edges import EdgeSet, bce_loss, edge_weights, target_weights
 from trackflow.pipeline.training.loop import Optimisation
+from trackflow.pipeline.triplets import AGREEMENT_FEATURES
 
 
 @dataclass
@@ -62,6 +63,8 @@ class GNNTrainingConfig:
     # displaced_weight times as much ("consecutive" targets only)
     displaced_weight: float = 1.0
     displaced_min_r: float = SECONDARY_MIN_R
+    # each edge's triplet agreement as 4 more edge inputs (InteractionGNN.triplet_inputs)
+    triplet_inputs: bool = False
 
     def __post_init__(self) -> None:
         if self.displaced_weight < 0 or self.displaced_min_r < 0:
@@ -86,17 +89,21 @@ def gnn_scores(model: torch.nn.Module, edge_set: EdgeSet) -> np.ndarray:
     model.eval()
     if edge_set.edges.shape[1] == 0:
         return np.zeros(0, np.float32)
-    return torch.sigmoid(_call(model, edge_set.event.features, edge_set.edges, edge_set.score)).numpy()
+    return torch.sigmoid(_call(model, edge_set.event.features, edge_set.edges, edge_set)).numpy()
 
 
 def _call(
-    model: torch.nn.Module, features: torch.Tensor, edges: np.ndarray, score: np.ndarray | None
+    model: torch.nn.Module, features: torch.Tensor, edges: np.ndarray, edge_set: EdgeSet
 ) -> torch.Tensor:
-    """``model(features, edges[, scores])``: the filter's scores only to a model that reads them."""
+    """``model(features, edges[, edge inputs])``: the filter's scores (and the triplet agreement)
+    only to a model that reads them."""
     if getattr(model, "uses_edge_scores", False):
-        if score is None:
+        inputs = edge_set.edge_inputs()
+        if inputs is None:
             raise ValueError("the GNN reads filter scores but the edge set has none")
-        return model(features, torch.from_numpy(edges), torch.from_numpy(score))
+        if bool(getattr(model, "uses_triplet_inputs", False)) != (inputs.ndim == 2):
+            raise ValueError("the GNN's triplet inputs and the edge set's agreement must go together")
+        return model(features, torch.from_numpy(edges), torch.from_numpy(inputs))
     return model(features, torch.from_numpy(edges))
 
 
@@ -133,6 +140,7 @@ def gnn_architecture(model: nn.Module) -> dict[str, Any]:
         # models scripted before these options had LayerNorm + tanh
         "layer_norm": bool(getattr(gnn, "layer_norm", True)),
         "activation": str(getattr(gnn, "activation", "tanh")),
+        "triplet_inputs": bool(getattr(gnn, "triplet_inputs", False)),
     }
 
 
@@ -149,6 +157,9 @@ def _warm_start(model: InteractionGNN, init: nn.Module, rng: torch.Generator | N
     wanted["in_features"] = model.in_features
     given["in_features"] = int(inner_gnn(init).in_features)
     narrow, wide = given["hidden"], wanted["hidden"]
+    if wanted["triplet_inputs"] and not given["triplet_inputs"]:
+        state = with_triplet_inputs(state)
+        given["triplet_inputs"] = True
     if wide != narrow and wide % narrow == 0 and {**wanted, "hidden": narrow} == given:
         state = widen_state(state, narrow, wide, rng)
     elif wanted != given:
@@ -166,6 +177,17 @@ _FIRST_INPUTS = {
     "node_network": ("h", "h", "h"),
     "edge_classifier": ("h", "h", "h"),
 }
+
+
+def with_triplet_inputs(state: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+    """The state dict of an :class:`InteractionGNN` that reads the filter's score, given the
+    triplet agreement inputs too (``triplet_inputs``) at weight 0: the same function, which
+    fine-tuning then teaches to use them."""
+    out = dict(state)
+    weight = state["edge_encoder.0.weight"]
+    zeros = weight.new_zeros((weight.shape[0], len(AGREEMENT_FEATURES)))
+    out["edge_encoder.0.weight"] = torch.cat([weight, zeros], dim=1)
+    return out
 
 
 def widen_state(
@@ -234,6 +256,7 @@ def train_gnn(
         r_scale=config.r_scale,
         z_scale=config.z_scale,
         edge_score_input=config.edge_score_input,
+        triplet_inputs=config.triplet_inputs,
     )
     if init is not None:
         _warm_start(model, init, torch.Generator().manual_seed(seed))
@@ -280,7 +303,7 @@ def train_gnn(
             else:
                 y = torch.from_numpy(part.y.astype(np.float32))
                 w = torch.from_numpy(edge_weights(part.y, part.pt, config.pt_min, config.low_pt_weight))
-            fit.step(bce_loss(_call(model, feats, edges, part.score), y, w, pos_weight))
+            fit.step(bce_loss(_call(model, feats, edges, part), y, w, pos_weight))
         fit.end_epoch(epoch, config.epochs)
     model.eval()
     return model, fit.losses
@@ -303,6 +326,7 @@ class EmbeddedGNN(nn.Module):
         self.embedding = embedding
         self.gnn = gnn
         self.uses_edge_scores = bool(gnn.uses_edge_scores)
+        self.uses_triplet_inputs = bool(gnn.uses_triplet_inputs)
         self.reads_embedding = True
 
     def forward(

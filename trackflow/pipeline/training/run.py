@@ -84,6 +84,9 @@ class TrainingConfig:
     volume instead; the GNN then trains on the pruned graphs. ``gnn_targets``: ``consecutive``
     (learn the truth edges; true edges that skip a hit weigh 0, fakes ``gnn_fake_weight``) or
     ``same_particle``. ``gnn_max_edges``: edges per training step (the phi sector's size).
+    ``gnn_triplet_inputs``: the GNN also reads each edge's triplet agreement
+    (:meth:`~trackflow.pipeline.triplets.TripletScales.agreement`; needs pruning). A reused filter
+    keeps its triplet pruning unless ``triplet_keep`` or ``triplet_cut`` learns a new one.
     ``graph_from`` (with ``filter_from``): that directory's graph building (its layer map) under
     the kept filter. ``retrain_filter`` (with ``gnn_from``): learn a new graph and filter
     (``filter_hidden`` wide, ``filter_layers`` deep) on ``gnn_from``'s embedding and fine-tune its
@@ -150,6 +153,7 @@ class TrainingConfig:
     gnn_fake_weight: float | None = None
     gnn_displaced_weight: float | None = None
     gnn_max_edges: int | None = None
+    gnn_triplet_inputs: bool = False
     embedding: EmbeddingTrainingConfig = field(default_factory=EmbeddingTrainingConfig)
     filter: FilterTrainingConfig = field(default_factory=FilterTrainingConfig)
     gnn: GNNTrainingConfig = field(default_factory=GNNTrainingConfig)
@@ -207,6 +211,8 @@ class TrainingConfig:
             self.gnn.__post_init__()
         if self.gnn_max_edges is not None:
             self.gnn.max_edges_per_step = int(self.gnn_max_edges)
+        if self.gnn_triplet_inputs:
+            self.gnn.triplet_inputs = True
         if self.triplet_keep is not None and not 0.0 < self.triplet_keep <= 1.0:
             raise ConfigError(f"training.triplet_keep: must be in (0, 1], got {self.triplet_keep}")
         for stage in (self.embedding, self.filter, self.gnn):
@@ -561,6 +567,7 @@ def train(config: TrainingConfig) -> Path:
     ]
     filter_config: dict[str, Any] = {"cut": filter_cut}
     triplet_metrics: dict[str, Any] = {}
+    scales: TripletScales | None = None
     if config.triplet_keep is not None or config.triplet_cut is not None:
         scales = TripletScales.from_truth(
             _truth_geometry(split.train),
@@ -568,9 +575,25 @@ def train(config: TrainingConfig) -> Path:
         )
         if config.triplet_cut is not None:
             scales = scales.with_cuts(dict.fromkeys(scales.volumes, config.triplet_cut))
+    elif config.filter_from is not None and source.stages["filter"].config.get("triplets") is not None:
+        # a reused filter keeps the pruning it was shipped with
+        scales = TripletScales.from_dict(source.stages["filter"].config["triplets"])
+    if gnn_source is not None and bool(
+        getattr(inner_gnn(model_files.load_model(gnn_source, "gnn")), "triplet_inputs", False)
+    ):
+        config.gnn.triplet_inputs = True  # a GNN that reads the agreement keeps reading it
+    if config.gnn.triplet_inputs and scales is None:
+        raise ConfigError(
+            "training: --gnn-triplet-inputs needs triplet pruning (--triplet-cut or --triplet-keep, "
+            "or a reused filter that prunes)"
+        )
+    if scales is not None:
         before = sum(s.edges.shape[1] for s in filtered_val)
         filtered_train = [_pruned(s, scales) for s in filtered_train]
         filtered_val = [_pruned(s, scales) for s in filtered_val]
+        if config.gnn.triplet_inputs:
+            filtered_train = [_with_agreement(s, scales) for s in filtered_train]
+            filtered_val = [_with_agreement(s, scales) for s in filtered_val]
         filter_config["triplets"] = scales.to_dict()
         triplet_metrics = {
             "chi2_cut": scales.chi2_cut,
@@ -610,6 +633,8 @@ def train(config: TrainingConfig) -> Path:
         init = model_files.load_model(gnn_source, "gnn")
         # the warm start fixes the network's shape; iterations, steps and rate stay the config's
         arch = gnn_architecture(init)
+        # new triplet inputs start at weight 0 (see widen_state's sibling, with_triplet_inputs)
+        arch["triplet_inputs"] = bool(arch["triplet_inputs"] or config.gnn.triplet_inputs)
         if config.gnn_hidden is not None:  # widened (a multiple of the source's width)
             if config.gnn_hidden % arch["hidden"] != 0:
                 raise ConfigError(
@@ -783,6 +808,13 @@ def _pruned(edge_set: EdgeSet, scales: TripletScales) -> EdgeSet:
     event = edge_set.event
     assert event.layers is not None and event.cylindrical is not None
     return edge_set.subset(scales.keep(event.layers, event.cylindrical, edge_set.edges))
+
+
+def _with_agreement(edge_set: EdgeSet, scales: TripletScales) -> EdgeSet:
+    """The same edges with their triplet agreement (GNN inputs), as the GNN stage computes it."""
+    event = edge_set.event
+    assert event.layers is not None and event.cylindrical is not None
+    return replace(edge_set, agreement=scales.agreement(event.layers, event.cylindrical, edge_set.edges))
 
 
 def _with_embedding(edge_set: EdgeSet) -> EdgeSet:
