@@ -349,9 +349,15 @@ def test_shipped_gnn_runs_this_code_and_shares_the_embedding() -> None:
     x = _hit_features(400)[:, :4]
     edges = torch.randint(0, 400, (2, 3000))
     scores = torch.rand(3000)
+    # since issue 29's seventh round the shipped GNN also reads each edge's triplet agreement,
+    # which the stage computes with the filter's scales
+    assert shipped.uses_triplet_inputs
+    assert pipeline.stages["gnn"].triplets is pipeline.stages["filter"].triplets is not None
+    inputs = torch.cat([scores[:, None], torch.rand(3000, 4)], 1)
     with torch.inference_mode():
-        args = (x, edges, scores) if shipped.uses_edge_scores else (x, edges)
-        torch.testing.assert_close(shipped(*args), rebuilt(*args), atol=1e-5, rtol=1e-5)
+        torch.testing.assert_close(shipped(x, edges, inputs), rebuilt(x, edges, inputs), atol=1e-5, rtol=1e-5)
+        with pytest.raises(Exception, match="triplet agreement"):
+            shipped(x, edges, scores)
     assert "def forward" in shipped.code and "embedding" in shipped.code
 
 
@@ -375,7 +381,7 @@ def test_rescript_gnn_rewrites_a_model_directory_with_the_same_function(tmp_path
     torch.manual_seed(7)
     x = _hit_features(300)[:, :4]
     edges = torch.randint(0, 300, (2, 2000))
-    scores = torch.rand(2000)
+    scores = torch.rand(2000, 5)  # the filter's score and the triplet agreement
     with torch.inference_mode():
         torch.testing.assert_close(after.stages["gnn"].model(x, edges, scores), before(x, edges, scores))
     # every other stage and setting is as it was

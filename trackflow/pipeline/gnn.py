@@ -117,6 +117,11 @@ class InteractionGNN(nn.Module):
         # Without autograd (inference) edges and hits go through the MLPs in blocks of
         # ``inference_chunk`` rows: activations stay in cache (on a CPU, 2-3x faster than whole
         # tensors) and transient memory stays bounded; the result is the same.
+        if self.triplet_inputs and (edge_scores is None or edge_scores.dim() != 2):
+            raise ValueError(
+                "this GNN reads the filter's score and the triplet agreement: edge_scores [E, 5] "
+                "(the GNN stage computes them)"
+            )
         source, target = edges[0], edges[1]
         if self.pair_features:
             # outwards: the result does not depend on the direction graph building gave each edge
