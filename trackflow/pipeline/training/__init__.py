@@ -258,7 +258,7 @@ efficiency 97.9 / 96.6 % (97.6 / 96.2), fake 0.48 %, duplicates 0.11 % (0.29).
 Then (issue 29, seventh round: the long-strip barrel at noise) the same embedding, filter, triplet
 pruning and layer map. The GNN's missed long-strip edges agreed with their inner neighbour as well
 as the ones it kept (median triplet chi2 0.5-0.8), and a whole-track fit would have told the true
-hit from its competitors in 94 % of them: the information was in the graph, but a GNN that sums
+hit from its competitors in 87-94 % of them: the information was in the graph, but a GNN that sums
 its neighbours' messages could not pick the one that continues the helix. The GNN now reads each
 edge's triplet agreement (:meth:`trackflow.pipeline.triplets.TripletScales.agreement`: the best
 chi2 with an edge further in and one further out, 4 more edge inputs), computed by the GNN stage
