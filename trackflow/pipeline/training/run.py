@@ -578,9 +578,9 @@ def train(config: TrainingConfig) -> Path:
     elif config.filter_from is not None and source.stages["filter"].config.get("triplets") is not None:
         # a reused filter keeps the pruning it was shipped with
         scales = TripletScales.from_dict(source.stages["filter"].config["triplets"])
-    if gnn_source is not None and bool(
-        getattr(inner_gnn(model_files.load_model(gnn_source, "gnn")), "triplet_inputs", False)
-    ):
+    # the warm-start GNN, read once: whether it reads the agreement decides the edge sets' inputs
+    init = None if gnn_source is None else model_files.load_model(gnn_source, "gnn")
+    if init is not None and bool(getattr(inner_gnn(init), "triplet_inputs", False)):
         config.gnn.triplet_inputs = True  # a GNN that reads the agreement keeps reading it
     if config.gnn.triplet_inputs and scales is None:
         raise ConfigError(
@@ -628,13 +628,11 @@ def train(config: TrainingConfig) -> Path:
         # node inputs = hit features + embedding; EmbeddedGNN computes the same at inference
         filtered_train = [_with_embedding(s) for s in filtered_train]
         filtered_val = [_with_embedding(s) for s in filtered_val]
-    init = None
-    if gnn_source is not None:
-        init = model_files.load_model(gnn_source, "gnn")
+    if init is not None:
         # the warm start fixes the network's shape; iterations, steps and rate stay the config's
         arch = gnn_architecture(init)
-        # new triplet inputs start at weight 0 (see widen_state's sibling, with_triplet_inputs)
-        arch["triplet_inputs"] = bool(arch["triplet_inputs"] or config.gnn.triplet_inputs)
+        # asked-for triplet inputs start at weight 0 (training.gnn.with_triplet_inputs)
+        arch["triplet_inputs"] = config.gnn.triplet_inputs
         if config.gnn_hidden is not None:  # widened (a multiple of the source's width)
             if config.gnn_hidden % arch["hidden"] != 0:
                 raise ConfigError(
