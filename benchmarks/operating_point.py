@@ -22,7 +22,13 @@ score with fake and duplicate rates at most the targets (kept below the matrix's
 settings within ``--score-tolerance`` of that score (differences a few validation events cannot
 resolve) the loosest pruning, then the lowest cc cut, then plain cc, is taken. One
 thread. Writes benchmarks/results/operating_point.md; to ship it, set the manifest's ``filter``
-``triplets.chi2_cut`` and the ``gnn`` ``cut`` and the ``labelling`` settings.
+``cut`` and ``triplets.chi2_cut`` and the ``gnn`` ``cut`` and the ``labelling`` settings.
+
+``--filter-cuts`` also scans the filter's cut (default: the shipped one only). A higher cut sends
+fewer edges to the pruning and the GNN, the two largest costs of a full event after the filter's
+MLP: the table's "GNN edges / hit" is that cost. ``--max-edges-per-hit`` leaves settings above
+that budget out of the choice (the time the comparison with the CKF asks for); ties then go to
+the loosest filter cut, then the loosest pruning.
 """
 
 from __future__ import annotations
@@ -80,6 +86,15 @@ def main() -> None:
         default=0,
         help="cc_extend: tracks of at least this many hits join end to end (0: never)",
     )
+    parser.add_argument(
+        "--filter-cuts", default=None, help="the filter's cuts scanned (default: the models' own)"
+    )
+    parser.add_argument(
+        "--max-edges-per-hit",
+        type=float,
+        default=None,
+        help="settings whose GNN scores more edges per hit (pooled mean) are not chosen (default: no limit)",
+    )
     parser.add_argument("--max-fake", type=float, default=0.005, help="fake-rate target (fraction)")
     parser.add_argument("--max-duplicate", type=float, default=0.005, help="duplicate-rate target")
     parser.add_argument("--models", type=Path, default=None, help="model directory (default: shipped)")
@@ -101,57 +116,74 @@ def main() -> None:
         parser.error(f"{args.models or 'the shipped models'}: the filter has no triplet pruning to scan")
     learned = stage.triplets
     triplet_cuts = [float(c) for c in args.triplet_cuts.split(",")]
-    per_point: dict[tuple[float, float, float], list[metrics.TrackMetrics]] = {}
-    edges_per_hit: dict[float, list[float]] = {t: [] for t in triplet_cuts}
+    shipped_filter = float(stage.config.cut)
+    filter_cuts = (
+        [shipped_filter] if args.filter_cuts is None else [float(c) for c in args.filter_cuts.split(",")]
+    )
+    # (filter cut, triplet cut, cc cut, extend cut) -> the events' metrics
+    per_point: dict[tuple[float, float, float, float], list[metrics.TrackMetrics]] = {}
+    edges_per_hit: dict[tuple[float, float], list[float]] = {}
     for ref in [ref for directory in args.events_dirs for ref in list_events(directory)]:
         event = ref.load()
         graph = pipeline.prepare(event.hits_only())
         for name in ("embedding", "graph_building"):
             graph = pipeline.run_stage(name, graph)
         assert graph.edges is not None and graph.cylindrical is not None
-        graph.edges, graph.edge_scores = apply_cut(graph.edges, stage.logits(graph), stage.config.cut)
+        logits = stage.logits(graph)
         r = np.asarray(graph.cylindrical[:, 0])
-        for triplet_cut in triplet_cuts:
-            scales = learned.with_cuts(dict.fromkeys(learned.volumes, triplet_cut))
-            pruned = pipeline.run_stage("gnn", prune_triplets(copy.copy(graph), scales))
-            assert pruned.edges is not None and pruned.edge_scores is not None
-            edges_per_hit[triplet_cut].append(pruned.n_edges / max(pruned.n_hits, 1))
-            edges, scores = pruned.edges.cpu().numpy(), pruned.edge_scores.cpu().numpy()
-            for cut in cuts:
-                for extend in extends:
-                    if extend >= cut:
-                        continue
-                    setting = labelling(cut, extend, args.extend_min_track, args.join_min_hits)
-                    labels = track_labels(pruned.n_hits, edges, scores, r, setting)
-                    frame = pd.DataFrame({"hit_id": np.asarray(pruned.hit_ids), "track_id": labels})
-                    per_point.setdefault((triplet_cut, cut, extend), []).append(
-                        metrics.score_event(frame, event.truth, event.particles, event_id=event.event_id)
-                    )
+        for filter_cut in filter_cuts:
+            filtered = copy.copy(graph)
+            filtered.edges, filtered.edge_scores = apply_cut(graph.edges, logits, filter_cut)
+            for triplet_cut in triplet_cuts:
+                scales = learned.with_cuts(dict.fromkeys(learned.volumes, triplet_cut))
+                pruned = pipeline.run_stage("gnn", prune_triplets(copy.copy(filtered), scales))
+                assert pruned.edges is not None and pruned.edge_scores is not None
+                edges_per_hit.setdefault((filter_cut, triplet_cut), []).append(
+                    pruned.n_edges / max(pruned.n_hits, 1)
+                )
+                edges, scores = pruned.edges.cpu().numpy(), pruned.edge_scores.cpu().numpy()
+                for cut in cuts:
+                    for extend in extends:
+                        if extend >= cut:
+                            continue
+                        setting = labelling(cut, extend, args.extend_min_track, args.join_min_hits)
+                        labels = track_labels(pruned.n_hits, edges, scores, r, setting)
+                        frame = pd.DataFrame({"hit_id": np.asarray(pruned.hit_ids), "track_id": labels})
+                        per_point.setdefault((filter_cut, triplet_cut, cut, extend), []).append(
+                            metrics.score_event(frame, event.truth, event.particles, event_id=event.event_id)
+                        )
     rows, within = [], []
     names = ("efficiency", "efficiency_pt05", "fake_rate", "duplicate_rate")
-    for (triplet_cut, cut, extend), scored in per_point.items():
+    for (filter_cut, triplet_cut, cut, extend), scored in per_point.items():
         rates = metrics.track_rates(metrics.pooled_counts(m.counts for m in scored))
         score = float(np.mean([m.trackml_score for m in scored]))
-        ok = rates["fake_rate"] <= args.max_fake and rates["duplicate_rate"] <= args.max_duplicate
+        cost = float(np.mean(edges_per_hit[filter_cut, triplet_cut]))
+        ok = (
+            rates["fake_rate"] <= args.max_fake
+            and rates["duplicate_rate"] <= args.max_duplicate
+            and (args.max_edges_per_hit is None or cost <= args.max_edges_per_hit)
+        )
         if ok:
-            within.append((score, triplet_cut, cut, extend))
-        rows.append([triplet_cut, cut, extend, *(rates[name] for name in names), score, ok])
+            within.append((score, filter_cut, triplet_cut, cut, extend))
+        rows.append([filter_cut, triplet_cut, cut, extend, *(rates[name] for name in names), score, ok])
     best = None
     if within:
         top = max(score for score, *_ in within)
-        # ties: the loosest pruning, then the lowest cc cut, then plain cc or the highest extend cut
+        # ties: the loosest filter cut, the loosest pruning, the lowest cc cut, then plain cc or
+        # the highest extend cut
         tied = [
-            (t, -c, -x if x > 0 else -np.inf)
-            for score, t, c, x in within
+            (-f, t, -c, -x if x > 0 else -np.inf)
+            for score, f, t, c, x in within
             if score >= top - args.score_tolerance
         ]
-        t, minus_c, minus_x = max(tied)
-        best = (t, -minus_c, 0.0 if minus_x == -np.inf else -minus_x)
+        minus_f, t, minus_c, minus_x = max(tied)
+        best = (-minus_f, t, -minus_c, 0.0 if minus_x == -np.inf else -minus_x)
     shipped_triplet = sorted(set(learned.chi2_cut.values()))
     table = [
         [
+            f"{f:g}" + (" (shipped)" if f == shipped_filter else ""),
             f"{t:g}" + (" (shipped)" if [t] == shipped_triplet else ""),
-            f"{np.mean(edges_per_hit[t]):.2f}",
+            f"{np.mean(edges_per_hit[f, t]):.2f}",
             f"{cut:.4f}",
             ("cc" if x <= 0 else f"cc_extend {x:g}")
             + (f", join {args.join_min_hits}" if x > 0 and args.join_min_hits else "")
@@ -161,15 +193,30 @@ def main() -> None:
             f"{100 * fake:.3f}",
             f"{100 * dup:.3f}",
             f"{score:.4f}",
-            ("**chosen**" if (t, cut, x) == best else ("within" if ok else "")),
+            ("**chosen**" if (f, t, cut, x) == best else ("within" if ok else "")),
         ]
-        for t, cut, x, eff, eff05, fake, dup, score, ok in rows
+        for f, t, cut, x, eff, eff05, fake, dup, score, ok in rows
     ]
     n_events = len(next(iter(per_point.values())))
+    limit = args.max_edges_per_hit
+    budget = f" and at most {limit:g} GNN edges per hit" if limit is not None else ""
+    command = " ".join(
+        [
+            "python benchmarks/operating_point.py",
+            *map(str, args.events_dirs),
+            f"--filter-cuts {','.join(f'{c:g}' for c in filter_cuts)}",
+            f"--triplet-cuts {args.triplet_cuts} --cuts {args.cuts} --extend-cuts {args.extend_cuts}",
+            *([f"--max-edges-per-hit {limit:g}"] if limit is not None else []),
+            f"--extend-min-track {args.extend_min_track} --join-min-hits {args.join_min_hits}",
+            f"--max-fake {args.max_fake} --max-duplicate {args.max_duplicate}",
+            f"--score-tolerance {args.score_tolerance}",
+        ]
+    )
     write_table(
         "operating_point",
         "Triplet-pruning and labelling cuts for the TrackML score, on held-out validation events",
         [
+            "filter cut",
             "triplet chi2 cut",
             "GNN edges / hit",
             "cc cut",
@@ -182,13 +229,10 @@ def main() -> None:
             "targets",
         ],
         table,
-        f"Command: `python benchmarks/operating_point.py {' '.join(map(str, args.events_dirs))} "
-        f"--triplet-cuts {args.triplet_cuts} --cuts {args.cuts} --extend-cuts {args.extend_cuts} "
-        f"--extend-min-track {args.extend_min_track} --join-min-hits {args.join_min_hits} "
-        f"--max-fake {args.max_fake} --max-duplicate {args.max_duplicate} --score-tolerance "
-        f"{args.score_tolerance}`; {n_events} events. Machine: {machine()}. Chosen: the best mean score "
+        f"Command: `{command}`; {n_events} events. Machine: {machine()}. Chosen: the best mean score "
         f"with fake <= {100 * args.max_fake:.2f} % and duplicates <= {100 * args.max_duplicate:.2f} % "
-        "(pooled over the events); among scores within the tolerance of it, the loosest pruning.",
+        f"(pooled over the events){budget}; among scores within the tolerance of it, the loosest filter "
+        "cut, then the loosest pruning.",
     )
 
 

@@ -462,18 +462,24 @@ def simulate(
 @user_errors
 def train(quiet: bool, **options: Any) -> None:
     """Train embedding, filter and GNN in turn; write weights and manifest.json to --out."""
-    import logging
-
     from trackflow.pipeline.training import TrainingConfig
     from trackflow.pipeline.training import train as run_training
 
-    if not quiet:  # training takes minutes: say what it is doing
-        logging.basicConfig(format="%(asctime)s %(name)s: %(message)s", datefmt="%H:%M:%S")
-        logging.getLogger("trackflow.pipeline.training").setLevel(logging.INFO)
+    training_log(quiet)
 
     config = TrainingConfig(**{k: v for k, v in options.items() if v is not None})
     model_dir = run_training(config)
     click.echo(f"models written to {model_dir}")
+
+
+def training_log(quiet: bool) -> None:
+    """Training and distillation take minutes to hours: unless ``quiet``, their progress log
+    (losses, epochs, checkpoints, cuts) goes to stderr."""
+    import logging
+
+    if not quiet:
+        logging.basicConfig(format="%(asctime)s %(name)s: %(message)s", datefmt="%H:%M:%S")
+        logging.getLogger("trackflow.pipeline.training").setLevel(logging.INFO)
 
 
 # --------------------------------------------------------------------------- workflow
@@ -1255,6 +1261,7 @@ def _distill_options(stage: str, scored: str) -> Callable[[F], F]:
                     default=None,
                     help=f"The model directory whose {stage} is the teacher (default: the shipped models).",
                 ),
+                click.option("--quiet", is_flag=True, help="No progress log (losses, epochs) on stderr."),
             ]
         ):
             command = option(command)
@@ -1288,6 +1295,7 @@ def distill_filter(
     data_dirs: tuple[Path, ...],
     out_dir: Path,
     models_dir: Path | None,
+    quiet: bool,
     hidden: int | None,
     layers: int | None,
     activation: str | None,
@@ -1305,6 +1313,7 @@ def distill_filter(
     from trackflow.pipeline.threads import set_threads
     from trackflow.pipeline.training.distill import DistillConfig, distill_models
 
+    training_log(quiet)
     if threads is not None:
         set_threads(threads)
     given: dict[str, Any] = {
@@ -1357,6 +1366,7 @@ def distill_gnn(
     data_dirs: tuple[Path, ...],
     out_dir: Path,
     models_dir: Path | None,
+    quiet: bool,
     hidden: int | None,
     iterations: int | None,
     activation: str | None,
@@ -1376,6 +1386,7 @@ def distill_gnn(
     from trackflow.pipeline.threads import set_threads
     from trackflow.pipeline.training.distill import GNNDistillConfig, distill_gnn_models
 
+    training_log(quiet)
     if threads is not None:
         set_threads(threads)
     given: dict[str, Any] = {
