@@ -1,4 +1,4 @@
-"""The triplet-pruning cut and the labelling cut chosen for the TrackML score on held-out events.
+"""The filter, triplet-pruning and labelling cuts chosen for the TrackML score on held-out events.
 
     .venv/bin/python benchmarks/operating_point.py data/map_val data/map_val_n03
         [--triplet-cuts 6,9,12,16,25] [--cuts 0.5:0.66:0.02] [--max-fake 0.005]
@@ -214,7 +214,7 @@ def main() -> None:
     )
     write_table(
         "operating_point",
-        "Triplet-pruning and labelling cuts for the TrackML score, on held-out validation events",
+        "Filter, triplet-pruning and labelling cuts for the TrackML score, on held-out validation events",
         [
             "filter cut",
             "triplet chi2 cut",

@@ -4,6 +4,7 @@ directory is the shipped one with only that stage replaced."""
 from __future__ import annotations
 
 import json
+import logging
 from pathlib import Path
 
 import pytest
@@ -129,8 +130,12 @@ def test_a_gnn_student_learns_the_teachers_decisions(tiny_events: Path, tmp_path
         assert torch.equal(a, b), name
 
 
-def test_gnn_distilled_models_replace_only_the_gnn(tiny_events: Path, tmp_path: Path) -> None:
+def test_gnn_distilled_models_replace_only_the_gnn(
+    tiny_events: Path, tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
     out = tmp_path / "distilled-gnn"
+    # an earlier command may have raised it: the command itself must (a long run says what it does)
+    logging.getLogger("trackflow.pipeline.training").setLevel(logging.WARNING)
     result = CliRunner().invoke(
         main,
         [
@@ -139,6 +144,7 @@ def test_gnn_distilled_models_replace_only_the_gnn(tiny_events: Path, tmp_path: 
         ],
     )
     assert result.exit_code == 0, result.output
+    assert any("GNN distillation epoch" in r.getMessage() for r in caplog.records)
     shipped = model_files.read_manifest(model_files.shipped_models_dir())
     written = model_files.read_manifest(out)
     model_files.verify(written)
