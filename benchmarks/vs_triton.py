@@ -8,6 +8,9 @@ Paths (each on the same N = 1, 2 worker processes or model instances, one thread
   actor dispatch with the front end on the Dask client's loop (``service.dispatch: actor``,
   ``service.front_end_loop: client``: each event one call to the pipeline actor of a worker, no
   scheduler trip), 1 or 2 calls per worker thread (``service.calls_per_slot``),
+* ``serve-thread``: the defaults with every call on the pipeline's thread (``service.inline_hits``
+  0), ``serve-before``: that and one call per worker thread (``calls_per_slot`` 1), what the
+  defaults were before the last two changes of issue 30,
 * ``serve-task``: the same with task dispatch and the front end on its own loop (every event one
   fused Dask task, two per worker thread: the design before actors), ``serve-1``: task dispatch
   with ``--tasks-per-slot 1`` (no task waits on a worker), ``serve-staged``: ``--mode staged`` (a
@@ -23,6 +26,9 @@ thread. Closed loop: C requests in flight (C = 1, 2, 4, 8), each thread sending 
 soon as its answer is in, for ``--duration`` s after a warm-up; throughput and p50/p95/p99
 latency. Open loop: Poisson arrivals at fractions of the Triton custom backend's measured capacity
 at the same N, the same arrival times for every path; latency from the scheduled arrival.
+``--interleave-closed S``: the closed loop again with the servers of ``--interleave-paths`` up
+together, taking turns in blocks of S seconds at each concurrency (the ratio of servers measured
+minutes apart moves with a shared machine by more than their difference).
 Per-request floor: each server with a trivial model (track_id = zeros, no pipeline) at
 concurrency 1 (trackflow serve with each dispatch, and trackflow.Service alone, without HTTP).
 Identity: every path's tracks of every event equal the direct Pipeline's (exactly, label for
@@ -141,6 +147,11 @@ DISPATCH_ENV: dict[str, dict[str, str]] = {
     "task": {"DASK_TRACKFLOW__SERVICE__DISPATCH": "task", "DASK_TRACKFLOW__SERVICE__FRONT_END_LOOP": "own"},
     # the defaults with Dask's statistical profiler off on the workers (trackflow.yaml keeps it on)
     "noprofile": {"DASK_DISTRIBUTED__WORKER__PROFILE__ENABLED": "False"},
+    # the defaults with every call on the pipeline's thread (service.inline_hits 0)
+    "thread": {"DASK_TRACKFLOW__SERVICE__INLINE_HITS": "0"},
+    # both of issue 30's last changes off: every call on the pipeline's thread, and one call per
+    # worker thread (what calls_per_slot auto was with several workers before the deep backlog)
+    "before": {"DASK_TRACKFLOW__SERVICE__INLINE_HITS": "0", "DASK_TRACKFLOW__SERVICE__CALLS_PER_SLOT": "1"},
 }
 
 
@@ -239,8 +250,11 @@ class Load:
             self._client().infer("trackflow", self.requests[index % len(self.requests)]).as_numpy("track_id")
         )
 
-    def closed(self, concurrency: int, duration_s: float, warmup: int = 1) -> dict[str, Any]:
-        """C threads each sending the next event as soon as its answer is in."""
+    def closed(
+        self, concurrency: int, duration_s: float, warmup: int = 1, keep_latencies: bool = False
+    ) -> dict[str, Any]:
+        """C threads each sending the next event as soon as its answer is in (``keep_latencies``:
+        every request's latency in s too, under ``latencies_s``)."""
         counter = iter(range(10**9))
         lock = threading.Lock()
         records: list[tuple[float, float]] = []
@@ -274,7 +288,11 @@ class Load:
             thread.start()
         for thread in threads:
             thread.join()
-        return summarize(records, box.get("start", 0.0), failures, len(threads))
+        out = summarize(records, box.get("start", 0.0), failures, len(threads))
+        if keep_latencies:
+            out["latencies_s"] = [end - begin for begin, end in records]
+            out["span_s"] = max((end for _, end in records), default=0.0) - box.get("start", 0.0)
+        return out
 
     def open(self, rate_hz: float, duration_s: float, seed: int) -> dict[str, Any]:
         """Poisson arrivals at ``rate_hz`` for ``duration_s``; latency from the scheduled arrival."""
@@ -366,6 +384,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         "direct": {},
         "identity": {},
         "interleaved": [],
+        "interleaved_closed": [],
     }
 
     # direct: the pipeline in this process, one thread (its own time per event)
@@ -431,6 +450,8 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     paths["serve-actor1"] = lambda n: serve_process(n, dispatch="actor1")
     paths["serve-actor2"] = lambda n: serve_process(n, dispatch="actor2")
     paths["serve-noprofile"] = lambda n: serve_process(n, dispatch="noprofile")
+    paths["serve-thread"] = lambda n: serve_process(n, dispatch="thread")
+    paths["serve-before"] = lambda n: serve_process(n, dispatch="before")
     paths["serve-1"] = lambda n: serve_process(n, extra=("--tasks-per-slot", "1"), dispatch="task")
     paths["serve-staged"] = lambda n: serve_process(n, extra=("--mode", "staged"), dispatch="task")
     capacity: dict[tuple[str, int, str], float] = {}
@@ -520,6 +541,9 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
                 save()
     if args.interleave:
         interleaved(args, paths, sets, encoded, expected, result, log)
+        save()
+    if args.interleave_closed:
+        interleaved_closed(args, paths, encoded, expected, result, log)
         save()
     if args.no_floor:
         result["machine"]["load_average_end"] = os.getloadavg()
@@ -629,6 +653,106 @@ def interleaved(
                 )
 
 
+def interleaved_closed(
+    args: argparse.Namespace,
+    paths: dict[str, Callable[[int], contextlib.AbstractContextManager[str]]],
+    encoded: dict[str, list[list[Any]]],
+    expected: dict[str, list[np.ndarray]],
+    result: dict[str, Any],
+    log: Callable[[str], None],
+) -> None:
+    """Closed loop at each concurrency, the servers of ``--interleave-paths`` up at once and the
+    load generator giving each in turn a block of ``--interleave-closed`` s (A B, B A, ...,
+    ``--interleave-blocks`` blocks each): the throughput ratio of servers measured minutes apart
+    moves with the shared machine by more than the difference between them; blocks seconds apart
+    meet the same machine. Small events; an idle server's cost (heartbeats) is paid by both."""
+    names = args.interleave_paths
+    events = encoded["small"]
+    for instances in args.instances:
+        with contextlib.ExitStack() as stack:
+            loads = {name: Load(stack.enter_context(paths[name](instances)), events) for name in names}
+            same = {
+                name: all(np.array_equal(load.call(i), want) for i, want in enumerate(expected["small"]))
+                for name, load in loads.items()
+            }
+            for concurrency in args.concurrency:
+                blocks: dict[str, list[dict[str, Any]]] = {name: [] for name in names}
+                load_start = os.getloadavg()[0]
+                for number in range(args.interleave_blocks):
+                    order = names if number % 2 == 0 else names[::-1]
+                    for name in order:
+                        block = loads[name].closed(
+                            concurrency, args.interleave_closed, warmup=1, keep_latencies=True
+                        )
+                        blocks[name].append(block)
+                row: dict[str, Any] = {
+                    "set": "small",
+                    "instances": instances,
+                    "concurrency": concurrency,
+                    "block_s": args.interleave_closed,
+                    "blocks": args.interleave_blocks,
+                    "load_average": [load_start, os.getloadavg()[0]],
+                    "identity": same,
+                }
+                for name in names:
+                    latencies = np.concatenate([b["latencies_s"] for b in blocks[name]])
+                    row[name] = {
+                        "requests": int(sum(b["requests"] for b in blocks[name])),
+                        "failures": int(sum(b["failures"] for b in blocks[name])),
+                        "throughput_hz": float(
+                            sum(b["requests"] for b in blocks[name]) / sum(b["span_s"] for b in blocks[name])
+                        ),
+                        "block_throughput_hz": [b["throughput_hz"] for b in blocks[name]],
+                        "p50_s": float(np.percentile(latencies, 50)),
+                        "p95_s": float(np.percentile(latencies, 95)),
+                    }
+                result["interleaved_closed"].append(row)
+                log(
+                    f"interleaved closed x{instances} c={concurrency}: "
+                    + ", ".join(
+                        f"{name} {row[name]['throughput_hz']:.2f} ev/s p95 {row[name]['p95_s'] * 1e3:.0f} ms"
+                        for name in names
+                    )
+                    + f", load {load_start:.1f}-{os.getloadavg()[0]:.1f}"
+                )
+
+
+def interleaved_closed_table(result: dict[str, Any]) -> list[str]:
+    rows = result.get("interleaved_closed") or []
+    if not rows:
+        return []
+    names = [k for k in rows[0] if isinstance(rows[0][k], dict) and "throughput_hz" in rows[0][k]]
+    base = names[0]
+    lines = [
+        f"Closed loop, the servers up together and the load generator taking turns between them "
+        f"in blocks (events/s over every block; ratios ÷ {base}: throughput, and p95 in brackets; "
+        f"per-block ratios' range):",
+        "",
+        "| N | in flight | blocks × s | "
+        + " | ".join(f"{n} ev/s / p95 ms" for n in names)
+        + " | "
+        + " | ".join(f"{n} ÷ {base}" for n in names[1:])
+        + " | identical | failed | load |",
+        "|" + "---|" * (3 + len(names) + len(names) - 1 + 3),
+    ]
+    for r in rows:
+        cells = [str(r["instances"]), str(r["concurrency"]), f"{r['blocks']} × {r['block_s']:g}"]
+        cells += [f"{r[n]['throughput_hz']:.1f} / {r[n]['p95_s'] * 1e3:.0f}" for n in names]
+        for n in names[1:]:
+            per_block = np.array(r[n]["block_throughput_hz"]) / np.array(r[base]["block_throughput_hz"])
+            cells.append(
+                f"**{r[n]['throughput_hz'] / r[base]['throughput_hz']:.3f}** "
+                f"({r[n]['p95_s'] / r[base]['p95_s']:.2f}; {per_block.min():.2f}–{per_block.max():.2f})"
+            )
+        cells += [
+            str(all(r["identity"].values())),
+            str(sum(r[n]["failures"] for n in names)),
+            "–".join(f"{v:.1f}" for v in r["load_average"]),
+        ]
+        lines.append("| " + " | ".join(cells) + " |")
+    return [*lines, ""]
+
+
 def interleaved_table(result: dict[str, Any]) -> list[str]:
     rows = result.get("interleaved") or []
     if not rows:
@@ -680,7 +804,7 @@ def tables(result: dict[str, Any]) -> str:
         "",
     ]
     lines += [f"- {k}: {v}" for k, v in result["identity"].items()]
-    lines += ["", "Closed loop: throughput (events/s) and p95 (ms)", ""]
+    lines += ["", "Closed loop: throughput (events/s) and p95 (ms)", ""] if len(closed) else [""]
     for (name, instances), group in closed.groupby(["set", "instances"]) if len(closed) else []:
         pivot_t = group.pivot_table(
             index="concurrency", columns="path", values="throughput_hz", aggfunc="mean"
@@ -711,6 +835,7 @@ def tables(result: dict[str, Any]) -> str:
         lines.append("")
     lines += ratio_table(closed)
     lines += interleaved_table(result)
+    lines += interleaved_closed_table(result)
     if result["open"]:
         open_ = pd.DataFrame(result["open"])
         lines += [
@@ -726,6 +851,8 @@ def tables(result: dict[str, Any]) -> str:
                 f"{r.p95_s * 1e3:.0f} | {r.p99_s * 1e3:.0f} | {r.failures} |"
             )
         lines.append("")
+    if not result["floor"]:
+        return "\n".join(lines) + "\n"
     lines += [
         "Per-request floor (trivial model: track_id = zeros; 1 worker / instance, 1 request in flight):",
         "",
@@ -834,6 +961,15 @@ def main() -> None:
     )
     parser.add_argument("--interleave-full", type=int, default=0, help="the same on the full events")
     parser.add_argument("--interleave-paths", default="custom,serve", help="the servers interleaved")
+    parser.add_argument(
+        "--interleave-closed",
+        type=float,
+        default=0.0,
+        help="closed loop at each --concurrency, the servers up together, turns of this many s",
+    )
+    parser.add_argument(
+        "--interleave-blocks", type=int, default=6, help="blocks per server (--interleave-closed)"
+    )
     parser.add_argument("--triton-python", type=Path, default=REPO / ".venv" / "triton" / "bin" / "python")
     args = parser.parse_args()
     args.paths = [p for p in args.paths.split(",") if p]

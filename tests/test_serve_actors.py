@@ -122,9 +122,12 @@ def test_two_calls_per_slot_give_the_same_tracks(handle: Any, events: list) -> N
         ServiceConfig(calls_per_slot=0)
 
 
-def test_auto_calls_per_slot_lets_a_call_wait_only_on_a_lone_worker(handle: Any) -> None:
+def test_auto_calls_per_slot_lets_a_call_wait_on_a_lone_worker_or_under_a_deep_backlog(
+    handle: Any,
+) -> None:
     # service.calls_per_slot: auto (the default): with one worker a second call waits on it (no
     # other worker could take it sooner); with two, calls wait on the client for a free worker
+    # unless the service holds 2 events per worker thread (then each thread takes one as it frees)
     assert ServiceConfig().calls_per_slot == "auto"
     cluster = ServiceCluster(0, handle.client)
     pool = ActorPool("no-plugin", "test", calls_per_slot="auto")
@@ -137,5 +140,38 @@ def test_auto_calls_per_slot_lets_a_call_wait_only_on_a_lone_worker(handle: Any)
     pool._actors[(0, second.address)] = second
     assert pool.per_slot() == 1
     assert pool.pick() is not None and pool.pick() is not None and pool.pick() is None
+    assert pool.per_slot(held=3) == 1  # 2 running, 1 waiting: it goes to the first that frees
+    assert pool.pick(held=3) is None
+    assert pool.per_slot(held=4) == 2  # 2 running, 2 waiting: one waits on each worker
+    picked = [pool.pick(held=4), pool.pick(held=4)]
+    assert sorted(a.address for a in picked if a is not None) == [first.address, second.address]
+    assert pool.pick(held=4) is None
     with pytest.raises(ConfigError, match=r"service\.calls_per_slot 'two'"):
         ServiceConfig(calls_per_slot="two")
+
+
+def _thread_name(pipeline: Any, *, worker: str) -> str:
+    # run on a worker by the actor (imported there by reference, from this module)
+    import threading
+
+    return threading.current_thread().name
+
+
+def test_a_short_call_runs_on_the_workers_event_loop_and_a_long_one_on_the_pipelines_thread(
+    handle: Any, events: list
+) -> None:
+    # service.inline_hits: a batch of few hits runs on the one-thread worker's event loop (no
+    # thread hop each way); a bigger one on the pipeline's thread, leaving the loop free
+    with Service(handle.client, ServiceConfig(dispatch="actor", inline_hits=10**6)) as service:
+        assert service.actors is not None and service.config.inline_hits == 10**6
+        actor = service.actors.pick()
+        assert actor is not None
+        on_loop = service.actors.call(actor, _thread_name, inline=True).result(timeout=60)
+        on_thread = service.actors.call(actor, _thread_name).result(timeout=60)
+        service.actors.done(actor)
+        assert on_loop == "MainThread" and on_thread.startswith("trackflow-actor")
+        expected = [trackflow.Pipeline.load()(event).track_labels for event in events]
+        for future, want in zip(service.map(events), expected, strict=True):
+            np.testing.assert_array_equal(future.result(timeout=300).track_labels, want)
+    with pytest.raises(ConfigError, match=r"service\.inline_hits -1"):
+        ServiceConfig(inline_hits=-1)

@@ -67,7 +67,7 @@ def _request(i: int) -> Request:
 
 def test_batcher_cuts_a_batch_when_it_is_full() -> None:
     recorder = _Recorder()
-    batcher = DynamicBatcher(recorder, lambda: 1, max_batch_events=3, max_delay_s=60.0)
+    batcher = DynamicBatcher(recorder, lambda _held: 1, max_batch_events=3, max_delay_s=60.0)
     recorder.batcher = batcher
     requests = [_request(i) for i in range(6)]
     for request in requests:
@@ -79,7 +79,7 @@ def test_batcher_cuts_a_batch_when_it_is_full() -> None:
 
 def test_batcher_sends_a_partial_batch_after_the_delay() -> None:
     recorder = _Recorder()
-    batcher = DynamicBatcher(recorder, lambda: 1, max_batch_events=8, max_delay_s=0.3)
+    batcher = DynamicBatcher(recorder, lambda _held: 1, max_batch_events=8, max_delay_s=0.3)
     recorder.batcher = batcher
     requests = [_request(i) for i in range(3)]
     for request in requests:
@@ -93,7 +93,7 @@ def test_a_finished_task_frees_its_slot_before_its_events_are_answered() -> None
     # one slot: the second event goes out once the first one's task has finished, while the
     # first is still being fetched; the batcher is idle only when both are answered
     sent: list[list[Request]] = []
-    batcher = DynamicBatcher(sent.append, lambda: 1, max_batch_events=1)
+    batcher = DynamicBatcher(sent.append, lambda _held: 1, max_batch_events=1)
     first, second = _request(0), _request(1)
     batcher.put(first)
     batcher.put(second)
@@ -116,15 +116,41 @@ def test_a_finished_task_frees_its_slot_before_its_events_are_answered() -> None
     batcher.close()
 
 
+def test_the_in_flight_limit_is_asked_with_the_events_the_batcher_holds() -> None:
+    # a second batch may go out only while the batcher holds 3 events (service.calls_per_slot
+    # auto's deep backlog): the first leaves at once, the second when the third arrives, the
+    # third waits for a slot
+    sent: list[list[Request]] = []
+    asked: list[int] = []
+
+    def limit(held: int) -> int:
+        asked.append(held)
+        return 2 if held >= 3 else 1
+
+    batcher = DynamicBatcher(sent.append, limit, max_batch_events=1)
+    batcher.put(_request(0))
+    batcher.put(_request(1))
+    time.sleep(0.2)
+    assert len(sent) == 1 and max(asked) == 2  # 1 in flight + 1 arriving or waiting
+    batcher.put(_request(2))
+    deadline = time.monotonic() + 10
+    while len(sent) < 2 and time.monotonic() < deadline:
+        time.sleep(0.01)
+    time.sleep(0.2)
+    assert [r.request_id for batch in sent for r in batch] == [0, 1]
+    assert batcher.backlog() == (1, 2)
+    batcher.close(drain=False)
+
+
 def test_batcher_refuses_bad_settings() -> None:
     with pytest.raises(ConfigError, match="queue_policy"):
-        DynamicBatcher(lambda _b: None, lambda: 1, policy="drop")
+        DynamicBatcher(lambda _b: None, lambda _held: 1, policy="drop")
     with pytest.raises(ConfigError, match="max_queued"):
-        DynamicBatcher(lambda _b: None, lambda: 1, max_queued=0)
+        DynamicBatcher(lambda _b: None, lambda _held: 1, max_queued=0)
 
 
 def test_closing_without_drain_counts_what_was_queued() -> None:
-    batcher = DynamicBatcher(lambda _b: None, lambda: 0, max_batch_events=1)  # no slot ever
+    batcher = DynamicBatcher(lambda _b: None, lambda _held: 0, max_batch_events=1)  # no slot ever
     requests = [_request(i) for i in range(3)]
     for request in requests:
         batcher.put(request)

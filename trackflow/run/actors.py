@@ -135,14 +135,21 @@ class PipelineActor:
         self.address = str(worker.address)
         # Dask runs a synchronous actor method on one thread per worker; the calls run on a
         # pool of the worker's size instead, so a worker of T threads serves T batches at once
-        threads = max(1, int(worker.state.nthreads))
-        self._pool = ThreadPoolExecutor(threads, thread_name_prefix="trackflow-actor")
+        self._threads = max(1, int(worker.state.nthreads))
+        self._pool = ThreadPoolExecutor(self._threads, thread_name_prefix="trackflow-actor")
 
-    async def run_pickled(self, payload: bytes) -> bytes:
+    async def run_pickled(self, payload: bytes, inline: bool = False) -> bytes:
         """``function(pipeline, *args, worker=address)`` from the pickled ``(function, args)``,
         answering its pickled result (what :meth:`ActorPool.call` sends). Both are unpickled and
-        pickled on the pipeline's thread, off the worker's event loop; an error the function
-        raises is the call's error."""
+        pickled on the pipeline's thread, off the worker's event loop; with ``inline`` on a
+        worker of one thread, on the event loop itself (a short call: it holds the worker's loop
+        for as long as it runs). An error the function raises is the call's error."""
+        if inline and self._threads == 1:
+            # on the worker's event loop itself: no hop to the pipeline's thread and back (a
+            # self-pipe wake-up and a GIL hand-over each way: ~10 % of a small event's throughput
+            # with 2 workers on 2 busy cores, benchmarks/vs_triton.py); the loop answers nothing
+            # else meanwhile, so only calls the caller knows to be short come this way
+            return _run_pickled(self.pipeline, payload, self.address)
         loop = asyncio.get_running_loop()
         return await loop.run_in_executor(self._pool, _run_pickled, self.pipeline, payload, self.address)
 
@@ -173,7 +180,8 @@ class ActorPool:
 
     ``calls_per_slot``: calls per worker thread :meth:`pick` hands out before it answers None;
     ``auto``: 2 while there is one usable actor (a waiting call has no other worker to go to,
-    and the worker no longer idles a round trip between calls), 1 with several."""
+    and the worker no longer idles a round trip between calls) or while the caller holds a deep
+    backlog (:meth:`per_slot`), 1 otherwise."""
 
     def __init__(self, plugin_name: str, run_id: str, calls_per_slot: int | str = 1) -> None:
         self.plugin_name = plugin_name
@@ -285,28 +293,35 @@ class ActorPool:
             future.release()
 
     # ------------------------------------------------------------------ calls
-    def per_slot(self) -> int:
+    def per_slot(self, held: int = 0) -> int:
         """Calls per worker thread now: ``calls_per_slot``, or with ``auto`` 2 while there is
-        one usable actor (one worker) and 1 otherwise."""
+        one usable actor (one worker) or while the caller holds ``held`` >= 2 events per worker
+        thread (running and waiting: a backlog every thread takes from as soon as it frees, so a
+        call sent ahead to a busy worker takes no event from a worker that would have started it
+        sooner, and the worker no longer idles a round trip between calls), 1 otherwise (an
+        event waits on the client for the first worker to free: the lowest tail at moderate
+        load)."""
         with self._lock:
-            return self._per_slot()
+            return self._per_slot(held)
 
-    def _per_slot(self) -> int:
+    def _per_slot(self, held: int) -> int:
         """(Under the lock.)"""
         if not self.auto:
             return self.calls_per_slot
-        return 2 if sum(1 for a in self._actors.values() if a.cluster.usable()) == 1 else 1
+        usable = [a for a in self._actors.values() if a.cluster.usable()]
+        deep = bool(usable) and held >= 2 * sum(a.slots for a in usable)
+        return 2 if len(usable) == 1 or deep else 1
 
-    def pick(self, busy_too: bool = False) -> WorkerActor | None:
+    def pick(self, busy_too: bool = False, held: int = 0) -> WorkerActor | None:
         """The actor that takes the next call: one with a free thread (the most free) if any.
-        Else, with more than 1 call per slot (:meth:`per_slot`), the call waits on a busy worker,
-        the one whose oldest call was sent first (of calls alike, the first to finish), so that
-        its trip overlaps the running call. None when every actor is full (with ``busy_too``:
-        only when there is no actor)."""
+        Else, with more than 1 call per slot (:meth:`per_slot` of ``held``), the call waits on a
+        busy worker, the one whose oldest call was sent first (of calls alike, the first to
+        finish), so that its trip overlaps the running call. None when every actor is full
+        (with ``busy_too``: only when there is no actor)."""
         with self._lock:
             usable = [a for a in self._actors.values() if a.cluster.usable()]
             free = [a for a in usable if a.in_flight < a.slots]
-            per_slot = self._per_slot()
+            per_slot = self._per_slot(held)
             if free:
                 actor = max(free, key=lambda a: (a.slots - a.in_flight, -a.cluster.index))
             else:
@@ -325,11 +340,14 @@ class ActorPool:
             if actor.sent:
                 actor.sent.popleft()
 
-    def call(self, actor: WorkerActor, function: Callable[..., Any], *args: Any) -> Future:
+    def call(
+        self, actor: WorkerActor, function: Callable[..., Any], *args: Any, inline: bool = False
+    ) -> Future:
         """``function(pipeline, *args, worker=address)`` on ``actor``'s worker with one RPC, on
         its client's event loop (``function``: module level, picklable by reference); a
         :class:`concurrent.futures.Future` of its result (an OSError when the worker is gone,
-        the call's own error otherwise)."""
+        the call's own error otherwise). ``inline``: a short call, run on the worker's event
+        loop when the worker has one thread (:meth:`PipelineActor.run_pickled`)."""
         client = actor.cluster.client
         loop: asyncio.AbstractEventLoop = client.loop.asyncio_loop
         # pickled here, on the caller's thread, as one bytes argument (the result comes back the
@@ -337,11 +355,11 @@ class ActorPool:
         # per column, its headers) cost twice plain pickle's time, ~0.4 ms of a small event's trip
         payload = pickle.dumps((function, args), protocol=pickle.HIGHEST_PROTOCOL)
         if _running_loop() is not loop:
-            return asyncio.run_coroutine_threadsafe(_call(client, actor, payload), loop)
+            return asyncio.run_coroutine_threadsafe(_call(client, actor, payload, inline), loop)
         # called on that loop (trackflow serve's front end there): the call starts now, not
         # after a wake-up of the loop through its self-pipe (run_coroutine_threadsafe's way)
         future: Future = Future()
-        task = loop.create_task(_call(client, actor, payload))
+        task = loop.create_task(_call(client, actor, payload, inline))
         task.add_done_callback(functools.partial(_settle, future))
         return future
 
@@ -367,7 +385,7 @@ def _settle(future: Future, task: asyncio.Future) -> None:
         future.set_result(task.result())
 
 
-async def _call(client: Any, actor: WorkerActor, payload: bytes) -> Any:
+async def _call(client: Any, actor: WorkerActor, payload: bytes, inline: bool = False) -> Any:
     # what distributed.Actor does, without its retry: when the worker is unreachable the Actor
     # waits for the actor's task to run again, which never happens for an actor pinned to a
     # worker that died; here the caller sends the call elsewhere instead. The connection is
@@ -387,7 +405,7 @@ async def _call(client: Any, actor: WorkerActor, payload: bytes) -> Any:
             function="run_pickled",
             actor=actor.key,
             args=[payload],
-            kwargs={},
+            kwargs={"inline": True} if inline else {},
             serializers=pool.serializers,
             deserializers=pool.deserializers,
         )

@@ -10,7 +10,9 @@ past that, events wait on the client. ``auto`` (the default) is 2 while the serv
 worker and 1 with several: an event waiting on a lone worker loses nothing (no other worker could
 take it sooner) and the worker no longer idles for the round trip between two events; with
 several, an event waiting on one worker can lose the race to another that frees first, so there
-events wait on the client.
+events wait on the client — unless the service holds two events per worker thread (running and
+waiting): then every thread takes a waiting event as soon as it frees anyway, and a second call
+per thread only spares each worker the round trip between events.
 
 Dask's guarantees stay, counted as Dask counts them. A call whose worker dies (the connection
 drops) goes to another worker's actor, until ``distributed.scheduler.allowed-failures`` + 1

@@ -81,8 +81,9 @@ class BatcherCounts:
 class DynamicBatcher:
     """The bounded queue and the thread that cuts it into batches (module docstring).
 
-    ``dispatch(requests)`` sends one batch; ``in_flight_limit()`` gives the batches the cluster
-    may run now (read again on every decision: workers come and go). For every dispatched
+    ``dispatch(requests)`` sends one batch; ``in_flight_limit(held)`` gives the batches the
+    cluster may run now while the batcher holds ``held`` events (waiting, in flight, and one
+    arriving; read again on every decision: workers come and go). For every dispatched
     batch call :meth:`slot_free` when its task has finished (or failed to be sent), then
     :meth:`batch_done` once its events are answered.
     """
@@ -90,7 +91,7 @@ class DynamicBatcher:
     def __init__(
         self,
         dispatch: Callable[[list[Request]], None],
-        in_flight_limit: Callable[[], int],
+        in_flight_limit: Callable[[int], int],
         max_batch_events: int = 1,
         max_delay_s: float = 0.0,
         max_queued: int = 256,
@@ -167,7 +168,11 @@ class DynamicBatcher:
         alone = self.max_batch_events == 1 or self.max_delay_s == 0
         # the limit as it is (the batching thread takes at least 1 to make progress; here a
         # limit of 0, no worker yet, leaves the event to the queue)
-        return alone and self._in_flight_batches < self.in_flight_limit()
+        return alone and self._in_flight_batches < self.in_flight_limit(self._held() + 1)
+
+    def _held(self) -> int:
+        """(Under the lock.) Events waiting here or dispatched and not yet answered."""
+        return len(self._queue) + self._in_flight_events
 
     def _take(self, batch: list[Request]) -> None:
         """(Under the lock.) Count ``batch`` as dispatched: it holds a slot from now."""
@@ -227,7 +232,7 @@ class DynamicBatcher:
                 if not self._queue:
                     self._cond.wait()
                     continue
-                if self._in_flight_batches >= max(1, self.in_flight_limit()):
+                if self._in_flight_batches >= max(1, self.in_flight_limit(self._held())):
                     # the limit follows the workers: read it again soon even without a notify
                     self._cond.wait(timeout=0.5)
                     continue

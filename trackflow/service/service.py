@@ -27,9 +27,10 @@ How a batch reaches a worker (``service.dispatch``, fused mode): ``actor`` calls
 actor on a worker directly (:mod:`trackflow.service.actors`: one RPC, ~2 ms a request instead of
 the 12-16 ms a task's trip through the scheduler costs), a worker with a free thread first; with
 ``calls_per_slot`` 2 one more call may wait on the busy worker whose running call is oldest, so
-its trip overlaps that call (``auto``, the default: 2 while the service has one worker, 1 with
-several). A call whose worker dies goes to another worker's actor (failing as
-KilledWorker after as many deaths as a task), one that raises goes again as a Dask task, so
+its trip overlaps that call (``auto``, the default: 2 while the service has one worker or holds
+two events per worker thread, 1 otherwise); a short batch (``inline_hits``) runs on the event loop
+of a one-thread worker, no thread hop. A call whose worker dies goes to another worker's actor
+(failing as KilledWorker after as many deaths as a task), one that raises goes again as a Dask task, so
 Dask's rescheduling and retries still answer it. ``task`` submits every batch as a Dask task
 (``tasks_per_slot`` of them per worker thread).
 
@@ -384,12 +385,13 @@ class Service:
             self._resend_pool.shutdown(wait=False)
 
     # ------------------------------------------------------------------ inside
-    def _in_flight_limit(self) -> int:
+    def _in_flight_limit(self, held: int = 0) -> int:
+        """Batches the clusters may run now, while the batcher holds ``held`` events."""
         if self.config.max_in_flight is not None:
             return int(self.config.max_in_flight)
         # actors: calls_per_slot per worker thread (1: events wait on the client for a free
-        # worker; auto: 2 while there is one worker, 1 with several)
-        per_slot = self.actors.per_slot() if self.actors is not None else int(self.config.tasks_per_slot)
+        # worker; auto: 2 while there is one worker or a deep backlog, ActorPool.per_slot)
+        per_slot = self.actors.per_slot(held) if self.actors is not None else int(self.config.tasks_per_slot)
         return sum(c.slots for c in self.clusters if c.usable()) * per_slot
 
     def _watch_slots(self) -> None:
@@ -421,12 +423,15 @@ class Service:
         worker with a free thread, if one has its actor (else as a task)."""
         if self.actors is not None and not flight.as_task:
             # sent again after its worker died: to another worker's actor even if busy
-            actor = self.actors.pick(busy_too=bool(flight.deaths))
+            waiting, in_flight = self.batcher.backlog()
+            actor = self.actors.pick(busy_too=bool(flight.deaths), held=waiting + in_flight)
             if actor is not None:
                 flight.cluster = actor.cluster
                 flight.tried.append(actor.cluster)
                 actor.cluster.take()
-                call = self.actors.call(actor, run_batch, [r.payload for r in flight.batch])
+                events = [r.payload for r in flight.batch]
+                inline = sum(len(e.hits) for e in events) <= int(self.config.inline_hits or 0)
+                call = self.actors.call(actor, run_batch, events, inline=inline)
                 call.add_done_callback(functools.partial(self._on_called, flight=flight, actor=actor))
                 return
         while True:

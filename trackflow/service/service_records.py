@@ -57,8 +57,10 @@ class ServiceConfig:
     ``dispatch`` (fused mode): ``actor`` (a call straight to a pipeline actor on a worker with a
     free thread, :mod:`trackflow.run.actors`; ``calls_per_slot`` calls per worker thread at
     most, the ones past the first waiting on the worker whose running call is oldest; ``auto``:
-    2 while the service has one worker, where a waiting event has no other worker to go to, 1
-    with several;
+    2 while the service has one worker, where a waiting event has no other worker to go to, or
+    holds two events per worker thread, a backlog every worker takes from as it frees; else 1;
+    ``inline_hits``: a batch of at most this many hits runs on the event loop of a one-thread
+    worker itself, no thread hop each way (0: always on the pipeline's thread);
     ``tasks_per_slot`` plays no part) or ``task`` (a Dask task through the scheduler);
     ``front_end_loop``: the event loop ``trackflow serve``'s HTTP front end runs on, ``client``
     (the Dask client's: a request, its actor call and its answer on one thread; the front end
@@ -83,6 +85,7 @@ class ServiceConfig:
     mode: str = "fused"
     dispatch: str | None = None
     calls_per_slot: int | str | None = None
+    inline_hits: int | None = None
     front_end_loop: str | None = None
     retries: int | None = None
     settings: dict[str, Any] = field(default_factory=dict)
@@ -109,6 +112,9 @@ class ServiceConfig:
             if calls < 1:
                 raise ConfigError(f"service.calls_per_slot {calls}: must be >= 1")
         self.calls_per_slot = calls
+        self.inline_hits = int(self._default("inline_hits", self.inline_hits, 0))
+        if self.inline_hits < 0:
+            raise ConfigError(f"service.inline_hits {self.inline_hits}: must be >= 0")
         if self.dispatch not in DISPATCHES:
             raise ConfigError(f"service.dispatch {self.dispatch!r}: choose one of {', '.join(DISPATCHES)}")
         self.front_end_loop = str(self._default("front_end_loop", self.front_end_loop, "own"))
