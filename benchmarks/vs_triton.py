@@ -542,7 +542,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     if args.interleave:
         interleaved(args, paths, sets, encoded, expected, result, log)
         save()
-    if args.interleave_closed:
+    if args.interleave_closed or args.interleave_closed_full:
         interleaved_closed(args, paths, encoded, expected, result, log)
         save()
     if args.no_floor:
@@ -665,56 +665,68 @@ def interleaved_closed(
     load generator giving each in turn a block of ``--interleave-closed`` s (A B, B A, ...,
     ``--interleave-blocks`` blocks each): the throughput ratio of servers measured minutes apart
     moves with the shared machine by more than the difference between them; blocks seconds apart
-    meet the same machine. Small events; an idle server's cost (heartbeats) is paid by both."""
+    meet the same machine. Small events, and full ones with ``--interleave-closed-full`` (at
+    ``--full-concurrency``, ``--full-instances``); an idle server's cost (heartbeats) is paid by
+    both."""
     names = args.interleave_paths
-    events = encoded["small"]
     for instances in args.instances:
         with contextlib.ExitStack() as stack:
-            loads = {name: Load(stack.enter_context(paths[name](instances)), events) for name in names}
-            same = {
-                name: all(np.array_equal(load.call(i), want) for i, want in enumerate(expected["small"]))
-                for name, load in loads.items()
-            }
-            for concurrency in args.concurrency:
-                blocks: dict[str, list[dict[str, Any]]] = {name: [] for name in names}
-                load_start = os.getloadavg()[0]
-                for number in range(args.interleave_blocks):
-                    order = names if number % 2 == 0 else names[::-1]
-                    for name in order:
-                        block = loads[name].closed(
-                            concurrency, args.interleave_closed, warmup=1, keep_latencies=True
-                        )
-                        blocks[name].append(block)
-                row: dict[str, Any] = {
-                    "set": "small",
-                    "instances": instances,
-                    "concurrency": concurrency,
-                    "block_s": args.interleave_closed,
-                    "blocks": args.interleave_blocks,
-                    "load_average": [load_start, os.getloadavg()[0]],
-                    "identity": same,
+            urls = {name: stack.enter_context(paths[name](instances)) for name in names}
+            for set_name, events in encoded.items():
+                block_s = args.interleave_closed if set_name == "small" else args.interleave_closed_full
+                if not block_s or (set_name == "full" and instances not in args.full_instances):
+                    continue
+                loads = {name: Load(url, events) for name, url in urls.items()}
+                same = {
+                    name: all(np.array_equal(load.call(i), want) for i, want in enumerate(expected[set_name]))
+                    for name, load in loads.items()
                 }
-                for name in names:
-                    latencies = np.concatenate([b["latencies_s"] for b in blocks[name]])
-                    row[name] = {
-                        "requests": int(sum(b["requests"] for b in blocks[name])),
-                        "failures": int(sum(b["failures"] for b in blocks[name])),
-                        "throughput_hz": float(
-                            sum(b["requests"] for b in blocks[name]) / sum(b["span_s"] for b in blocks[name])
-                        ),
-                        "block_throughput_hz": [b["throughput_hz"] for b in blocks[name]],
-                        "p50_s": float(np.percentile(latencies, 50)),
-                        "p95_s": float(np.percentile(latencies, 95)),
-                    }
-                result["interleaved_closed"].append(row)
-                log(
-                    f"interleaved closed x{instances} c={concurrency}: "
-                    + ", ".join(
-                        f"{name} {row[name]['throughput_hz']:.2f} ev/s p95 {row[name]['p95_s'] * 1e3:.0f} ms"
-                        for name in names
+                concurrencies = args.concurrency if set_name == "small" else args.full_concurrency
+                for concurrency in concurrencies:
+                    row = _interleaved_blocks(args, loads, concurrency, block_s, set_name)
+                    row |= {"set": set_name, "instances": instances, "identity": same}
+                    result["interleaved_closed"].append(row)
+                    log(
+                        f"interleaved closed {set_name} x{instances} c={concurrency}: "
+                        + ", ".join(
+                            f"{n} {row[n]['throughput_hz']:.2f} ev/s p95 {row[n]['p95_s'] * 1e3:.0f} ms"
+                            for n in names
+                        )
+                        + f", load {row['load_average'][0]:.1f}-{row['load_average'][1]:.1f}"
                     )
-                    + f", load {load_start:.1f}-{os.getloadavg()[0]:.1f}"
-                )
+
+
+def _interleaved_blocks(
+    args: argparse.Namespace, loads: dict[str, Load], concurrency: int, block_s: float, set_name: str
+) -> dict[str, Any]:
+    """The servers' blocks at one concurrency, taking turns (A B, B A, ...): a row per point."""
+    names = list(loads)
+    blocks: dict[str, list[dict[str, Any]]] = {name: [] for name in names}
+    load_start = os.getloadavg()[0]
+    for number in range(args.interleave_blocks):
+        for name in names if number % 2 == 0 else names[::-1]:
+            # a full event's warm-up would be seconds per block: the identity check warmed them
+            warmup = 1 if set_name == "small" else 0
+            blocks[name].append(loads[name].closed(concurrency, block_s, warmup=warmup, keep_latencies=True))
+    row: dict[str, Any] = {
+        "concurrency": concurrency,
+        "block_s": block_s,
+        "blocks": args.interleave_blocks,
+        "load_average": [load_start, os.getloadavg()[0]],
+    }
+    for name in names:
+        latencies = np.concatenate([b["latencies_s"] for b in blocks[name]])
+        row[name] = {
+            "requests": int(sum(b["requests"] for b in blocks[name])),
+            "failures": int(sum(b["failures"] for b in blocks[name])),
+            "throughput_hz": float(
+                sum(b["requests"] for b in blocks[name]) / sum(b["span_s"] for b in blocks[name])
+            ),
+            "block_throughput_hz": [b["throughput_hz"] for b in blocks[name]],
+            "p50_s": float(np.percentile(latencies, 50)),
+            "p95_s": float(np.percentile(latencies, 95)),
+        }
+    return row
 
 
 def interleaved_closed_table(result: dict[str, Any]) -> list[str]:
@@ -728,16 +740,16 @@ def interleaved_closed_table(result: dict[str, Any]) -> list[str]:
         f"in blocks (events/s over every block; ratios ÷ {base}: throughput, and p95 in brackets; "
         f"per-block ratios' range):",
         "",
-        "| N | in flight | blocks × s | "
+        "| set | N | in flight | blocks × s | "
         + " | ".join(f"{n} ev/s / p95 ms" for n in names)
         + " | "
         + " | ".join(f"{n} ÷ {base}" for n in names[1:])
         + " | identical | failed | load |",
-        "|" + "---|" * (3 + len(names) + len(names) - 1 + 3),
+        "|" + "---|" * (4 + len(names) + len(names) - 1 + 3),
     ]
     for r in rows:
-        cells = [str(r["instances"]), str(r["concurrency"]), f"{r['blocks']} × {r['block_s']:g}"]
-        cells += [f"{r[n]['throughput_hz']:.1f} / {r[n]['p95_s'] * 1e3:.0f}" for n in names]
+        cells = [r["set"], str(r["instances"]), str(r["concurrency"]), f"{r['blocks']} × {r['block_s']:g}"]
+        cells += [f"{r[n]['throughput_hz']:.3g} / {r[n]['p95_s'] * 1e3:.0f}" for n in names]
         for n in names[1:]:
             per_block = np.array(r[n]["block_throughput_hz"]) / np.array(r[base]["block_throughput_hz"])
             cells.append(
@@ -966,6 +978,9 @@ def main() -> None:
         type=float,
         default=0.0,
         help="closed loop at each --concurrency, the servers up together, turns of this many s",
+    )
+    parser.add_argument(
+        "--interleave-closed-full", type=float, default=0.0, help="the same on the full events, s per turn"
     )
     parser.add_argument(
         "--interleave-blocks", type=int, default=6, help="blocks per server (--interleave-closed)"
