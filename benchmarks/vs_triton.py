@@ -145,7 +145,7 @@ DISPATCH_ENV: dict[str, dict[str, str]] = {
         "DASK_TRACKFLOW__SERVICE__CALLS_PER_SLOT": "2",
     },
     "task": {"DASK_TRACKFLOW__SERVICE__DISPATCH": "task", "DASK_TRACKFLOW__SERVICE__FRONT_END_LOOP": "own"},
-    # the defaults with Dask's statistical profiler off on the workers (trackflow.yaml keeps it on)
+    # Dask's statistical profiler off on the workers (trackflow.yaml's default since issue 30)
     "noprofile": {"DASK_DISTRIBUTED__WORKER__PROFILE__ENABLED": "False"},
     # the defaults with every call on the pipeline's thread (service.inline_hits 0)
     "thread": {"DASK_TRACKFLOW__SERVICE__INLINE_HITS": "0"},

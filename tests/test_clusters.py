@@ -122,6 +122,19 @@ def test_certificates_are_private(tmp_path: Path) -> None:
     assert not files.directory.exists()
 
 
+def test_local_workers_run_with_trackflows_dask_settings() -> None:
+    # trackflow.yaml's dask section reaches the worker processes: the statistical profiler off
+    # (~10 % of a pipeline's time with every core busy), a failed task tried on one more worker
+    def profiler() -> object:
+        return dask.config.get("distributed.worker.profile.enabled")
+
+    with open_cluster("local", 1, 1) as handle:
+        (enabled,) = handle.client.run(profiler).values()
+        allowed = handle.client.run_on_scheduler(lambda dask_scheduler: dask_scheduler.allowed_failures)
+    assert enabled is False
+    assert allowed == 1
+
+
 def test_local_cluster_routes_gpu_tasks_to_gpu_workers() -> None:
     with open_cluster("local", 2, 1, gpu_workers=1) as handle:
         assert handle.scheduler_address.startswith("tcp://127.0.0.1:")

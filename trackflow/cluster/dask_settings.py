@@ -1,5 +1,6 @@
 """The Dask settings trackflow chooses for the clusters it starts (``trackflow.dask`` in
-``trackflow.yaml``): a bounded profiler history, a failed task tried on one more worker only.
+``trackflow.yaml``): the workers' statistical profiler off (its history bounded when a user turns
+it on), a failed task tried on one more worker only.
 
 They are Dask's own keys (``distributed.worker.profile.cycle``, ...) with trackflow's values. A
 key the user has set keeps the user's value, even when it equals Dask's default: one in a dask
