@@ -245,6 +245,10 @@ class Load:
             self._local.client = httpclient.InferenceServerClient(self.url, network_timeout=900)
         return self._local.client
 
+    def gives(self, expected: list[np.ndarray]) -> bool:
+        """Every event's tracks from this server equal ``expected`` (label for label); warms it."""
+        return all(np.array_equal(self.call(i), want) for i, want in enumerate(expected))
+
     def call(self, index: int) -> np.ndarray:
         return (
             self._client().infer("trackflow", self.requests[index % len(self.requests)]).as_numpy("track_id")
@@ -609,17 +613,12 @@ def interleaved(
     for instances in args.instances:
         with contextlib.ExitStack() as stack:
             urls = [stack.enter_context(paths[name](instances)) for name in names]
-            for set_name, events in sets.items():
+            for set_name in sets:
                 rounds = args.interleave if set_name == "small" else args.interleave_full
                 if not rounds:
                     continue
                 loads = [Load(url, encoded[set_name]) for url in urls]
-                same = dict.fromkeys(names, True)
-                for name, load in zip(names, loads, strict=True):  # warm-up and identity
-                    answers = [load.call(i) for i in range(len(events))]
-                    same[name] = all(
-                        np.array_equal(a, b) for a, b in zip(answers, expected[set_name], strict=True)
-                    )
+                same = {name: load.gives(expected[set_name]) for name, load in zip(names, loads, strict=True)}
                 latencies: dict[str, list[float]] = {name: [] for name in names}
                 load_start = os.getloadavg()[0]
                 for i in range(rounds):
@@ -677,10 +676,7 @@ def interleaved_closed(
                 if not block_s or (set_name == "full" and instances not in args.full_instances):
                     continue
                 loads = {name: Load(url, events) for name, url in urls.items()}
-                same = {
-                    name: all(np.array_equal(load.call(i), want) for i, want in enumerate(expected[set_name]))
-                    for name, load in loads.items()
-                }
+                same = {name: load.gives(expected[set_name]) for name, load in loads.items()}
                 concurrencies = args.concurrency if set_name == "small" else args.full_concurrency
                 for concurrency in concurrencies:
                     row = _interleaved_blocks(args, loads, concurrency, block_s, set_name)
@@ -729,24 +725,33 @@ def _interleaved_blocks(
     return row
 
 
+def _servers_table_head(
+    rows: list[dict[str, Any]], marker: str, title: str, lead: list[str], cell: str, tail: list[str]
+) -> tuple[list[str], list[str]]:
+    """The servers of interleaved ``rows`` (their entries holding ``marker``, the first the
+    base of the ratios) and a table's ``title`` (``{base}``: that server) and header: ``lead``
+    columns, ``cell`` per server, a ratio per server after the first, ``tail`` columns."""
+    names = [k for k in rows[0] if isinstance(rows[0][k], dict) and marker in rows[0][k]]
+    columns = [*lead, *(f"{n} {cell}" for n in names), *(f"{n} ÷ {names[0]}" for n in names[1:]), *tail]
+    head = [title.format(base=names[0]), "", "| " + " | ".join(columns) + " |", "|" + "---|" * len(columns)]
+    return names, head
+
+
 def interleaved_closed_table(result: dict[str, Any]) -> list[str]:
     rows = result.get("interleaved_closed") or []
     if not rows:
         return []
-    names = [k for k in rows[0] if isinstance(rows[0][k], dict) and "throughput_hz" in rows[0][k]]
+    names, lines = _servers_table_head(
+        rows,
+        "throughput_hz",
+        "Closed loop, the servers up together and the load generator taking turns between them in "
+        "blocks (events/s over every block; ratios ÷ {base}: throughput, and p95 in brackets; "
+        "per-block ratios' range):",
+        ["set", "N", "in flight", "blocks × s"],
+        "ev/s / p95 ms",
+        ["identical", "failed", "load"],
+    )
     base = names[0]
-    lines = [
-        f"Closed loop, the servers up together and the load generator taking turns between them "
-        f"in blocks (events/s over every block; ratios ÷ {base}: throughput, and p95 in brackets; "
-        f"per-block ratios' range):",
-        "",
-        "| set | N | in flight | blocks × s | "
-        + " | ".join(f"{n} ev/s / p95 ms" for n in names)
-        + " | "
-        + " | ".join(f"{n} ÷ {base}" for n in names[1:])
-        + " | identical | failed | load |",
-        "|" + "---|" * (4 + len(names) + len(names) - 1 + 3),
-    ]
     for r in rows:
         cells = [r["set"], str(r["instances"]), str(r["concurrency"]), f"{r['blocks']} × {r['block_s']:g}"]
         cells += [f"{r[n]['throughput_hz']:.3g} / {r[n]['p95_s'] * 1e3:.0f}" for n in names]
@@ -769,19 +774,16 @@ def interleaved_table(result: dict[str, Any]) -> list[str]:
     rows = result.get("interleaved") or []
     if not rows:
         return []
-    names = [k for k in rows[0] if isinstance(rows[0][k], dict) and "mean_s" in rows[0][k]]
+    names, lines = _servers_table_head(
+        rows,
+        "mean_s",
+        "One request in flight, the servers up together and requests alternating between them "
+        "(throughput at 1 in flight = 1 / mean latency; ratios ÷ {base}):",
+        ["set", "N", "requests each"],
+        "mean / p95 ms",
+        ["identical", "load"],
+    )
     base = names[0]
-    lines = [
-        f"One request in flight, the servers up together and requests alternating between them "
-        f"(throughput at 1 in flight = 1 / mean latency; ratios ÷ {base}):",
-        "",
-        "| set | N | requests each | "
-        + " | ".join(f"{n} mean / p95 ms" for n in names)
-        + " | "
-        + " | ".join(f"{n} ÷ {base}" for n in names[1:])
-        + " | identical | load |",
-        "|" + "---|" * (3 + len(names) + len(names) - 1 + 2),
-    ]
     for r in rows:
         cells = [r["set"], str(r["instances"]), str(r["rounds"])]
         cells += [f"{r[n]['mean_s'] * 1e3:.1f} / {r[n]['p95_s'] * 1e3:.1f}" for n in names]

@@ -430,7 +430,8 @@ class Service:
                 flight.tried.append(actor.cluster)
                 actor.cluster.take()
                 events = [r.payload for r in flight.batch]
-                inline = sum(len(e.hits) for e in events) <= int(self.config.inline_hits or 0)
+                limit = int(self.config.inline_hits or 0)  # 0: always the pipeline's thread
+                inline = limit > 0 and sum(len(e.hits) for e in events) <= limit
                 call = self.actors.call(actor, run_batch, events, inline=inline)
                 call.add_done_callback(functools.partial(self._on_called, flight=flight, actor=actor))
                 return
