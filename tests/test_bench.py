@@ -86,6 +86,10 @@ def test_bench_config_rejects_bad_options(tmp_path: Path) -> None:
         BenchConfig(tmp_path, tmp_path, modes=["fused", "ensemble"])
     with pytest.raises(ConfigError, match="workers: need positive integers"):
         BenchConfig(tmp_path, tmp_path, workers=[0, 2])
+    with pytest.raises(ConfigError, match=r"bench\.min_point_s: must be >= 0 s"):
+        BenchConfig(tmp_path, tmp_path, min_point_s=-1)
+    with pytest.raises(ConfigError, match=r"bench\.scaling_rounds: must be >= 0"):
+        BenchConfig(tmp_path, tmp_path, scaling_rounds=-1)
 
 
 @pytest.fixture(scope="module")
@@ -114,6 +118,8 @@ def test_small_bench_on_two_worker_local_cluster(small_events: Path, tmp_path: P
         size_events=2,
         loader=Pipeline.random_init,
         contention_seconds=1.0,
+        min_point_s=0,  # each event once: the counts below are the events'
+        scaling_rounds=2,
     )
     returned = run_bench(config)
     bench = json.loads((out / "bench.json").read_text())
@@ -141,7 +147,16 @@ def test_small_bench_on_two_worker_local_cluster(small_events: Path, tmp_path: P
             p["events_per_second"] for p in bench["sweep"] if p["mode"] == mode and p["workers"] == workers
         )
 
-    assert bench["scaling_efficiency"] == pytest.approx(best("fused", 2) / (2 * best("direct", 1)))
+    # scaling: 2 rounds of direct and fused on 2 workers taking turns, over all their events
+    detail = bench["scaling_efficiency_detail"]
+    assert detail["workers"] == 2 and [r["round"] for r in detail["rounds"]] == [0, 1]
+    assert all(r[m]["events"] == 4 for r in detail["rounds"] for m in ("direct", "fused"))
+
+    def rate(which: str) -> float:
+        return 8 / sum(r[which]["wall_s"] for r in detail["rounds"])
+
+    assert bench["scaling_efficiency"] == pytest.approx(rate("fused") / (2 * rate("direct")))
+    assert min(detail["round_ratios"]) <= bench["scaling_efficiency"] <= max(detail["round_ratios"])
     assert bench["fused_over_staged"] == pytest.approx(best("fused", 2) / best("staged", 2))
 
     # service times: every event of every fused run, with its hits; per worker for 2 workers
@@ -199,7 +214,9 @@ def test_auto_batches_in_a_bench_are_cut_for_each_clusters_worker_slots(
 ) -> None:
     """``batch_size="auto"``: each point runs the batches reconstruct would cut on its cluster:
     the 4 events (within one batch's hit budget) as 1 batch on 1 worker and in the direct loop,
-    2 batches of 2 on 2 workers, so neither worker waits for the other's batch."""
+    2 batches of 2 on 2 workers, so neither worker waits for the other's batch. With
+    ``min_point_s`` each point replays the events whole times over (the same count in every
+    point), and the batches stay balanced."""
     out = tmp_path / "bench"
     bench_config = BenchConfig(
         small_events,
@@ -214,17 +231,21 @@ def test_auto_batches_in_a_bench_are_cut_for_each_clusters_worker_slots(
         loader=Pipeline.random_init,
         contention=False,
         plots=False,
+        min_point_s=1.0,  # 4 events of 250 hits take a few 10 ms each: replayed
     )
     with config.set(**{"workflow.auto_batch.min_batches": 1}):
         run_bench(bench_config)
     bench = read_bench(out / "bench.json")
-    assert bench.config["batch_size"] == "auto"
-    assert bench.batch_size == 4  # the most events one batch held: all 4, on one slot
+    assert bench.config["batch_size"] == "auto" and bench.config["min_point_s"] == 1.0
+    replays = {p["replays"] for p in bench.sweep}
+    assert len(replays) == 1 and (k := replays.pop()) > 1
+    assert bench.events == 4 and all(p["events"] == 4 * k for p in bench.sweep)
+    assert bench.batch_size == 4 * k  # the most events one batch held: all of them, on one slot
     batches = {(p["mode"], p["workers"]): p["overhead"] for p in bench.sweep}
     assert batches[("fused", 1)]["batches"] == 1
     assert batches[("fused", 2)]["batches"] == 2
-    assert bench.service_times["fused/w2/t1"].per_batch_events == [2, 2]
-    assert bench.service_times["direct/w1/t1"].per_batch_events == [4]
+    assert bench.service_times["fused/w2/t1"].per_batch_events == [2 * k, 2 * k]
+    assert bench.service_times["direct/w1/t1"].per_batch_events == [4 * k]
     assert bench.dask_overhead_detail["batch_size"] == "auto"
     assert bench.dask_overhead_fraction is not None and bench.dask_overhead_fraction > 0
     with pytest.raises(ConfigError, match="batch_size"):

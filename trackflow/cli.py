@@ -713,6 +713,13 @@ def reconstruct(event_ids: tuple[int, ...], assignments: tuple[str, ...], **opti
     default=None,
     help="Cut every event to this many random hits before the sweep (0: no cut; default: bench.hits).",
 )
+@click.option(
+    "--min-point-s",
+    type=click.FloatRange(min=0),
+    default=None,
+    help="Seconds of one-core work each point holds at least: the events are replayed until they make "
+    "that much (0: each event once). [default: bench.min_point_s]",
+)
 @user_errors
 def bench(**options: Any) -> None:
     """Sweep workers x threads x concurrency x mode on the same events; write bench.json and plots."""

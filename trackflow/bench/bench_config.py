@@ -35,6 +35,14 @@ class BenchConfig:
     instead of ``Pipeline.load`` (tests, notebooks; picklable for the contention probe);
     ``cluster``: where the workers come from (:class:`~trackflow.cluster.ClusterOptions`; its
     ``workers`` and ``threads_per_worker`` are each sweep point's, from ``workers`` × ``threads``);
+    ``min_point_s``: seconds of one-core work each timed point holds at least (default
+    ``bench.min_point_s``, 5 s; 0: every event once): the events are replayed in order, whole
+    times over, until their time per event (the first warm-up's median) adds up to it — 16 small
+    events are ~0.7 s of work, ~0.35 s on 2 workers, where one batch's ragged end and the
+    machine's drift move a throughput by 10 %;
+    ``scaling_rounds``: rounds in which the direct loop and fused on the scaling cluster (2 1-thread
+    workers) take turns over the point's events, after that cluster's points (default
+    ``bench.scaling_rounds``, 3; 0: the scaling efficiency from the sweep's points, minutes apart);
     ``contention``: measure the node contention (default ``bench.contention``, true; CPU only),
     each of its two runs lasting ``contention_seconds`` (default ``bench.contention_seconds``, 8 s).
     """
@@ -49,6 +57,8 @@ class BenchConfig:
     repeats: int = field(default_factory=config.default("bench.repeats"))
     # a default sweep should take minutes on 2 cores, whatever the directory holds
     max_events: int | None = field(default_factory=config.default("bench.max_events"))
+    min_point_s: float = field(default_factory=config.default("bench.min_point_s"))
+    scaling_rounds: int = field(default_factory=config.default("bench.scaling_rounds"))
     hits: int | None = None
     size_sweep: list[int] = field(default_factory=config.default("bench.size_sweep"))
     size_events: int = field(default_factory=config.default("bench.size_events"))
@@ -87,6 +97,12 @@ class BenchConfig:
             self.hits = config.get("bench.hits")
         if self.hits is not None and int(self.hits) <= 0:
             self.hits = None  # 0: bench the events as they are
+        self.min_point_s = float(self.min_point_s)
+        if not self.min_point_s >= 0:
+            raise ConfigError(f"bench.min_point_s: must be >= 0 s, got {self.min_point_s}")
+        self.scaling_rounds = int(self.scaling_rounds)
+        if self.scaling_rounds < 0:
+            raise ConfigError(f"bench.scaling_rounds: must be >= 0, got {self.scaling_rounds}")
         self.size_sweep = list(self.size_sweep)
         self.size_events = int(self.size_events)
         self.device = str(self.device)

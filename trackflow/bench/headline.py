@@ -22,23 +22,50 @@ def _mean_throughput(sweep: Sequence[dict[str, Any]], **where: Any) -> dict[tupl
     return {k: statistics.fmean(v) for k, v in grouped.items()}
 
 
+def _rate(rounds: Sequence[dict[str, Any]], which: str) -> float | None:
+    """Events/s of ``which`` (direct or fused) over all the rounds: Σ events ÷ Σ wall."""
+    wall = sum(r[which]["wall_s"] for r in rounds)
+    return sum(r[which]["events"] for r in rounds) / wall if wall > 0 else None
+
+
 def _best_over_concurrency(throughput: dict[tuple, float], workers: int, threads: int) -> float | None:
     values = [v for (w, t, _), v in throughput.items() if w == workers and t == threads]
     return max(values) if values else None
 
 
-def headline_numbers(sweep: Sequence[dict[str, Any]], batch_size: int | str) -> dict[str, Any]:
+def headline_numbers(
+    sweep: Sequence[dict[str, Any]],
+    batch_size: int | str,
+    scaling_rounds: dict[int, list[dict[str, Any]]] | None = None,
+) -> dict[str, Any]:
     """scaling_efficiency, fused_over_staged and dask_overhead_fraction from the sweep entries
-    (definitions in the module docstring), each with what it was computed from."""
+    (definitions in the module docstring), each with what it was computed from.
+    ``scaling_rounds``: per worker count, the rounds of direct and fused measured side by side
+    (:func:`trackflow.bench.sweep`'s ``_scaling_rounds``); the scaling efficiency is theirs when
+    they exist for its worker count."""
     fused = _mean_throughput(sweep, mode="fused", batch_size=batch_size)
     staged = _mean_throughput(sweep, mode="staged", batch_size=batch_size)
     direct = _mean_throughput(sweep, mode="direct", threads=1)
     out: dict[str, Any] = {}
 
-    direct_1 = max(direct.values()) if direct else None
     multi = sorted({w for (w, t, _) in fused if t == 1 and w > 1})
     scaling_workers = 2 if 2 in multi else (multi[-1] if multi else None)
-    fused_w = _best_over_concurrency(fused, scaling_workers, 1) if scaling_workers else None
+    rounds = (scaling_rounds or {}).get(scaling_workers) if scaling_workers else None
+    if rounds:
+        # every event of every round counts: a ratio of sums, not a mean of per-round ratios
+        fused_w: float | None = _rate(rounds, "fused")
+        direct_1: float | None = _rate(rounds, "direct")
+        definition = (
+            "fused events/s with W workers (1 thread each, the sweep's best concurrency) / "
+            "(W x direct events/s, 1 thread), both over rounds taking turns (A B, B A, ...)"
+        )
+    else:
+        direct_1 = max(direct.values()) if direct else None
+        fused_w = _best_over_concurrency(fused, scaling_workers, 1) if scaling_workers else None
+        definition = (
+            "fused events/s with W workers (1 thread each, best concurrency) / "
+            "(W x direct events/s, 1 thread), from the sweep's points"
+        )
     out["scaling_efficiency"] = (
         fused_w / (scaling_workers * direct_1) if scaling_workers and fused_w and direct_1 else None
     )
@@ -46,8 +73,13 @@ def headline_numbers(sweep: Sequence[dict[str, Any]], batch_size: int | str) -> 
         "workers": scaling_workers,
         "fused_events_per_second": fused_w,
         "direct_1_thread_events_per_second": direct_1,
-        "definition": "fused events/s with W workers (1 thread each, best concurrency) / "
-        "(W x direct events/s, 1 thread)",
+        "rounds": rounds or [],
+        "round_ratios": [
+            r["fused"]["events_per_second"] / (scaling_workers * r["direct"]["events_per_second"])
+            for r in rounds or []
+            if scaling_workers
+        ],
+        "definition": definition,
     }
 
     by_workers: dict[int, float] = {}

@@ -8,12 +8,18 @@ own executors (:mod:`trackflow.run.executors`) on one cluster per (workers, thre
 through :class:`trackflow.estimation.bench_file.BenchFile`, whose schema version is ``version``)::
 
     version, created, input_dir, config, machine, device, batch_size, events, hits_per_event
-    sweep:          one entry per (mode, workers, threads, concurrency, repeat): events_per_second,
+    sweep:          one entry per (mode, workers, threads, concurrency, repeat): replays (times
+                    the events ran in the point, bench.min_point_s), events_per_second,
                     hits_per_second, wall_s, latency_s / event_time_s / queueing_s percentiles,
                     stages {stage: mean_s}, stage_share, dask_overhead, utilisation, per_worker,
                     bytes_between_workers, result_bytes, failed
     scaling_efficiency:   fused events/s with W workers (W = 2, else the most measured, 1 thread
-                          each, best concurrency) ÷ (W × direct events/s on 1 thread)
+                          each, best concurrency) ÷ (W × direct events/s on 1 thread). With
+                          bench.scaling_rounds, both measured side by side: after the sweep's points
+                          on that cluster, the direct loop and fused at its best concurrency take
+                          turns (A B, B A, ...), and the ratio is over all their events (the
+                          machine's speed drifts by 10-20 % within seconds); the rounds are in
+                          scaling_efficiency_detail. Else from the sweep's own points
     fused_over_staged:    best fused ÷ best staged events/s at the same workers (the most
                           workers measured); per worker count in fused_over_staged_by_workers
     dask_overhead_fraction: at the default batch size, fused, 1 worker, 1 batch in flight (so no
@@ -193,7 +199,7 @@ def _cut_events(cfg: BenchConfig, refs: list[EventRef]) -> list[EventRef]:
     return [subsample_event(ref, cfg.hits, rng, directory) or ref for ref in refs]
 
 
-def _warm_up(executor: Executor, batches: list[Batch], slots: int) -> None:
+def _warm_up(executor: Executor, batches: list[Batch], slots: int) -> list[BatchResult]:
     """Two untimed batches per worker slot, ``slots`` in flight: every worker's first inference,
     allocator and caches before timing. One batch warmed one worker only, and the first two
     events of a cold worker take 3-4x a warm one's (0.25-0.30 s vs 0.07 s on 1.4k-hit events):
@@ -204,29 +210,50 @@ def _warm_up(executor: Executor, batches: list[Batch], slots: int) -> None:
         [replace(batches[i % len(batches)], batch_id=i) for i in range(2 * max(slots, 1))] if batches else []
     )
     if not isinstance(executor, DaskExecutor):  # the direct loop: one slot, nothing in flight
-        list(executor.execute(warm))
-        return
+        return list(executor.execute(warm))
     in_flight = executor.max_in_flight
     executor.max_in_flight = max(slots, 1)
-    list(executor.execute(warm))
+    results = list(executor.execute(warm))
     executor.max_in_flight = in_flight
+    return results
 
 
 class _Batcher:
     """The run's batches for a number of worker slots: the same for every slot count with a
     fixed ``batch_size``; with ``"auto"``, balanced over the slots as ``trackflow reconstruct``
     would cut them on that cluster (the events' hits counted once). ``largest``: the most events
-    a batch handed out so far held."""
+    a batch handed out so far held.
+
+    ``replays``: how many times over the timed points run the events (in order), 1 until
+    :meth:`calibrate` has seen a warm-up: enough for ``min_point_s`` of one-core work."""
 
     def __init__(self, cfg: BenchConfig, refs: Sequence[EventRef]) -> None:
         self.refs = list(refs)
         self.batch_size = cfg.batch_size
         self.hits = {ref.event_id: count_hits(ref) for ref in refs} if cfg.batch_size == AUTO else {}
         self.largest = 0
+        self.min_point_s = cfg.min_point_s
+        self.replays = 1
+        self.event_s: float | None = None  # the warm-up's median time per event (s), once calibrated
 
-    def __call__(self, slots: int) -> list[Batch]:
+    def calibrate(self, warm_up: Sequence[BatchResult]) -> None:
+        """Set ``replays`` from the first warm-up's per-event in-task times (their median: a
+        cold worker's first events take 3-4x a warm one's); later warm-ups change nothing, so
+        every point runs the same events."""
+        times = [e.stop - e.start for r in warm_up for e in r.events]
+        if self.event_s is not None or not times or not self.refs:
+            return
+        self.event_s = float(statistics.median(times))
+        once = self.event_s * len(self.refs)
+        self.replays = max(1, math.ceil(self.min_point_s / once)) if once > 0 else 1
+
+    def __call__(self, slots: int, *, once: bool = False) -> list[Batch]:
+        """The batches for ``slots`` worker slots; ``once``: each event once (a warm-up)."""
         batches = make_batches(
-            self.refs, batch_size=self.batch_size, hits_of=lambda ref: self.hits[ref.event_id], slots=slots
+            self.refs * (1 if once else self.replays),
+            batch_size=self.batch_size,
+            hits_of=lambda ref: self.hits[ref.event_id],
+            slots=slots,
         )
         self.largest = max([self.largest, *(len(b) for b in batches)])
         return batches
@@ -241,7 +268,12 @@ def _sweep_dask(
     samples: dict[str, ServiceSamples],
     measurements: dict[str, Any],
     log: Any,
+    baseline: Executor | None = None,
 ) -> None:
+    """The Dask points of one cluster of ``workers`` × ``threads``. With ``baseline`` (the
+    1-thread direct loop) and several 1-thread workers, then :func:`_scaling_rounds` at fused's
+    best concurrency (``measurements["scaling_rounds"][workers]``): the scaling efficiency
+    measured side by side, as the machine's speed drifts between points minutes apart."""
     dask_modes = [m for m in cfg.modes if m in DASK_MODES]
     with replace(cfg.cluster, workers=workers, threads_per_worker=threads).open() as opened:
         client = opened.client
@@ -250,7 +282,7 @@ def _sweep_dask(
         gpu = opened.gpu_worker_count() > 0
         threads_by_worker = worker_threads(client)
         n_workers = len(threads_by_worker)
-        batches = batcher(sum(threads_by_worker.values()))
+        slots = sum(threads_by_worker.values())
         memory = worker_memory(client)
         measurements.setdefault("worker_rss_bytes", []).extend(m["rss"] for m in memory.values())
         rtt = scheduler_worker_rtt(client)
@@ -267,7 +299,8 @@ def _sweep_dask(
                 gpu=gpu,
             )
             assert isinstance(executor, DaskExecutor)  # a Dask mode's: it has max_in_flight
-            _warm_up(executor, batches, sum(threads_by_worker.values()))
+            batcher.calibrate(_warm_up(executor, batcher(slots, once=True), slots))
+            batches = batcher(slots)
             for concurrency in cfg.concurrency:
                 executor.max_in_flight = concurrency
                 for repeat in range(cfg.repeats):
@@ -277,6 +310,7 @@ def _sweep_dask(
                         "threads": threads,
                         "concurrency": concurrency,
                         "batch_size": cfg.batch_size,
+                        "replays": batcher.replays,
                         "repeat": repeat,
                         "device": cfg.device,
                     }
@@ -288,21 +322,66 @@ def _sweep_dask(
                         results, concurrency
                     )
                     log(entry)
+            if baseline is not None and mode == "fused" and threads == 1 and n_workers >= 2:
+                fused = [
+                    p
+                    for p in sweep
+                    if p["mode"] == "fused" and p["workers"] == n_workers and p["threads"] == threads
+                ]
+                best = max(fused, key=lambda p: p["events_per_second"] or 0.0)["concurrency"]
+                executor.max_in_flight = best
+                rounds = _scaling_rounds(cfg, baseline, executor, batcher, slots, log)
+                measurements.setdefault("scaling_rounds", {})[n_workers] = rounds
         memory = worker_memory(client)
         measurements.setdefault("worker_peak_bytes", []).extend(m["peak"] for m in memory.values())
 
 
+def _scaling_rounds(
+    cfg: BenchConfig, baseline: Executor, executor: DaskExecutor, batcher: _Batcher, slots: int, log: Any
+) -> list[dict[str, Any]]:
+    """``bench.scaling_rounds`` rounds of the direct loop (this process, the cluster's workers
+    idle) and fused on the cluster (``executor``, at its in-flight limit), taking turns (direct
+    first in even rounds, fused first in odd ones) over the point's events: per round, each
+    one's events and wall seconds."""
+    rounds: list[dict[str, Any]] = []
+    for number in range(cfg.scaling_rounds):
+        measured: dict[str, Any] = {"round": number}
+        order = ("direct", "fused") if number % 2 == 0 else ("fused", "direct")
+        for which in order:
+            runner, batches = (baseline, batcher(1)) if which == "direct" else (executor, batcher(slots))
+            tic = time.perf_counter()
+            results = list(runner.execute(batches))
+            wall = time.perf_counter() - tic
+            events = sum(len(r.events) for r in results)
+            measured[which] = {"events": events, "wall_s": wall, "events_per_second": events / wall}
+        rounds.append(measured)
+        log(
+            {
+                "mode": "scaling",
+                "workers": slots,
+                "threads": 1,
+                "concurrency": executor.max_in_flight,
+                "hits": f"round {number + 1}/{cfg.scaling_rounds}",
+                "events_per_second": measured["fused"]["events_per_second"],
+            }
+        )
+    return rounds
+
+
 def _sweep_direct(
     cfg: BenchConfig,
-    batches: list[Batch],  # cut for one slot: the direct loop runs one batch at a time
+    batcher: _Batcher,
     sweep: list[dict[str, Any]],
     samples: dict[str, ServiceSamples],
     log: Any,
-) -> None:
+) -> Executor | None:
+    """The direct points, one per thread count; returns the 1-thread loop (None when not swept),
+    which :func:`_sweep_dask` runs again, taking turns with fused, for the scaling efficiency."""
+    baseline = None
     for threads in cfg.threads:
         pipeline = load_pipeline(cfg.models_dir, cfg.device, threads, cfg.loader)
         executor = make_executor("direct", pipeline=pipeline)
-        _warm_up(executor, batches, 1)
+        batcher.calibrate(_warm_up(executor, batcher(1, once=True), 1))
         for repeat in range(cfg.repeats):
             point = {
                 "mode": "direct",
@@ -310,15 +389,19 @@ def _sweep_direct(
                 "threads": threads,
                 "concurrency": 1,
                 "batch_size": cfg.batch_size,
+                "replays": batcher.replays,
                 "repeat": repeat,
                 "device": cfg.device,
             }
-            entry, results = _run_point(executor, batches, point, None, {"direct": threads}, None)
+            entry, results = _run_point(executor, batcher(1), point, None, {"direct": threads}, None)
             entry["overhead"] = None
             sweep.append(entry)
             key = service_key("direct", 1, threads)
             samples.setdefault(key, ServiceSamples("direct", 1, threads, cfg.device)).add(results, 1)
             log(entry)
+        if threads == 1:
+            baseline = executor
+    return baseline
 
 
 def _config_record(cfg: BenchConfig) -> dict[str, Any]:
@@ -418,12 +501,12 @@ def run_bench(config_: BenchConfig, progress: Callable[[str], None] | None = Non
     sweep: list[dict[str, Any]] = []
     samples: dict[str, ServiceSamples] = {}
     measurements: dict[str, Any] = {}
-    if "direct" in cfg.modes:
-        _sweep_direct(cfg, batcher(1), sweep, samples, log)
+    baseline = _sweep_direct(cfg, batcher, sweep, samples, log) if "direct" in cfg.modes else None
     if any(m in DASK_MODES for m in cfg.modes):
         for workers in cfg.workers:
             for threads in cfg.threads:
-                _sweep_dask(cfg, batcher, workers, threads, sweep, samples, measurements, log)
+                _sweep_dask(cfg, batcher, workers, threads, sweep, samples, measurements, log, baseline)
+    del baseline  # its pipeline: the size sweep and the contention probe load their own
 
     # the size sweep cuts the original events: the fit then reaches their full size
     sizes = (
@@ -462,7 +545,7 @@ def run_bench(config_: BenchConfig, progress: Callable[[str], None] | None = Non
         ),
         # the events as given, before any cut: what an estimate plans for by default
         input_hits_per_event=HitsPerEvent(statistics.fmean(input_hits), min(input_hits), max(input_hits)),
-        **headline_numbers(sweep, cfg.batch_size),
+        **headline_numbers(sweep, cfg.batch_size, measurements.get("scaling_rounds")),
         sweep=sweep,
         service_times={key: s.to_record() for key, s in samples.items()},
         size_scaling=scaling,
