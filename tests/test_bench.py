@@ -4,12 +4,15 @@
 from __future__ import annotations
 
 import json
+import os
 from pathlib import Path
 
 import numpy as np
+import pandas as pd
 import pytest
 
 from trackflow import config
+from trackflow.bench.direct_process import DirectProcess
 from trackflow.bench.headline import dask_cpu_per_batch, headline_numbers
 from trackflow.bench.sweep import BenchConfig, run_bench
 from trackflow.errors import ConfigError
@@ -18,6 +21,8 @@ from trackflow.estimation.bench_file import read_bench
 from trackflow.events import list_events
 from trackflow.events.subsample import subsample_event
 from trackflow.pipeline.pipeline import Pipeline
+from trackflow.run.batching import make_batches
+from trackflow.run.executors import make_executor
 
 
 def point(mode: str, workers: int, concurrency: int, rate: float, **extra: object) -> dict:
@@ -54,6 +59,30 @@ def test_headline_numbers_from_sweep_entries() -> None:
     # overhead from 1 worker, 1 batch in flight only
     assert numbers["dask_overhead_fraction"] == pytest.approx(0.5 / 20.0)
     assert numbers["dask_overhead_per_batch_s"] == pytest.approx(0.5 / 10)
+
+
+def test_scaling_from_rounds_side_by_side_over_all_their_events() -> None:
+    """With rounds of direct and fused taking turns, the scaling efficiency is theirs (a ratio
+    of sums over the rounds), not the sweep's points measured minutes apart."""
+    sweep = [point("direct", 1, 1, 10.0), point("fused", 2, 2, 30.0)]
+
+    def one(number: int, direct_wall: float, fused_wall: float) -> dict:
+        return {
+            "round": number,
+            "direct": {"events": 20, "wall_s": direct_wall, "events_per_second": 20 / direct_wall},
+            "fused": {"events": 20, "wall_s": fused_wall, "events_per_second": 20 / fused_wall},
+        }
+
+    rounds = [one(0, 2.0, 1.0), one(1, 3.0, 1.6)]
+    numbers = headline_numbers(sweep, batch_size=4, scaling_rounds={2: rounds})
+    assert numbers["scaling_efficiency"] == pytest.approx((40 / 2.6) / (2 * 40 / 5.0))
+    detail = numbers["scaling_efficiency_detail"]
+    assert detail["round_ratios"] == pytest.approx([1.0, 3.0 / 3.2])
+    assert detail["rounds"] == rounds and detail["rounds_error"] is None
+    # rounds of another worker count, or none: from the sweep's points, and why
+    numbers = headline_numbers(sweep, batch_size=4, scaling_rounds={4: rounds}, scaling_rounds_error="why")
+    assert numbers["scaling_efficiency"] == pytest.approx(30.0 / 20.0)
+    assert numbers["scaling_efficiency_detail"]["rounds_error"] == "why"
 
 
 def test_headline_numbers_missing_modes_are_null() -> None:
@@ -250,3 +279,22 @@ def test_auto_batches_in_a_bench_are_cut_for_each_clusters_worker_slots(
     assert bench.dask_overhead_fraction is not None and bench.dask_overhead_fraction > 0
     with pytest.raises(ConfigError, match="batch_size"):
         BenchConfig(small_events, out, batch_size="many")
+
+
+def test_direct_process_runs_the_direct_loop_in_a_process_of_its_own(small_events: Path) -> None:
+    """The scaling rounds' direct loop: a spawned process gives the tracks the in-process direct
+    loop gives, and a pipeline that cannot load is a RuntimeError that says why."""
+    refs = list_events(small_events)
+    batches = make_batches(refs, batch_size=2)
+    in_process = list(make_executor("direct", pipeline=Pipeline.random_init()).execute(batches))
+    with DirectProcess((None, "cpu", 1, Pipeline.random_init), warm_up=batches[:1]) as direct:
+        spawned = direct.execute(batches)
+        again = direct.execute(batches[:1])
+        pid = direct.pid
+    assert pid is not None and pid != os.getpid() and direct.pid is None  # closed on leaving
+    assert [r.event_ids for r in spawned] == [b.event_ids for b in batches]
+    for mine, theirs in zip(spawned, in_process, strict=True):
+        pd.testing.assert_frame_equal(mine.tracks, theirs.tracks)
+    assert again[0].event_ids == batches[0].event_ids
+    with pytest.raises(RuntimeError, match=r"the direct process failed: .*no-such-models"):
+        DirectProcess((small_events / "no-such-models", "cpu", 1, None))

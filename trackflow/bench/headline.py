@@ -37,12 +37,13 @@ def headline_numbers(
     sweep: Sequence[dict[str, Any]],
     batch_size: int | str,
     scaling_rounds: dict[int, list[dict[str, Any]]] | None = None,
+    scaling_rounds_error: str | None = None,
 ) -> dict[str, Any]:
     """scaling_efficiency, fused_over_staged and dask_overhead_fraction from the sweep entries
     (definitions in the module docstring), each with what it was computed from.
     ``scaling_rounds``: per worker count, the rounds of direct and fused measured side by side
     (:func:`trackflow.bench.sweep`'s ``_scaling_rounds``); the scaling efficiency is theirs when
-    they exist for its worker count."""
+    they exist for its worker count (``scaling_rounds_error``: why they do not)."""
     fused = _mean_throughput(sweep, mode="fused", batch_size=batch_size)
     staged = _mean_throughput(sweep, mode="staged", batch_size=batch_size)
     direct = _mean_throughput(sweep, mode="direct", threads=1)
@@ -80,6 +81,7 @@ def headline_numbers(
             if scaling_workers
         ],
         "definition": definition,
+        "rounds_error": scaling_rounds_error,
     }
 
     by_workers: dict[int, float] = {}

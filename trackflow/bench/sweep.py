@@ -18,8 +18,9 @@ through :class:`trackflow.estimation.bench_file.BenchFile`, whose schema version
                           bench.scaling_rounds, both measured side by side: after the sweep's points
                           on that cluster, the direct loop and fused at its best concurrency take
                           turns (A B, B A, ...), and the ratio is over all their events (the
-                          machine's speed drifts by 10-20 % within seconds); the rounds are in
-                          scaling_efficiency_detail. Else from the sweep's own points
+                          machine's speed drifts by 10-20 % within seconds); the direct loop in a
+                          process of its own (:mod:`trackflow.bench.direct_process`); the rounds
+                          are in scaling_efficiency_detail. Else from the sweep's own points
     fused_over_staged:    best fused ÷ best staged events/s at the same workers (the most
                           workers measured); per worker count in fused_over_staged_by_workers
     dask_overhead_fraction: at the default batch size, fused, 1 worker, 1 batch in flight (so no
@@ -71,6 +72,7 @@ import numpy as np
 
 from trackflow.bench.bench_config import BenchConfig
 from trackflow.bench.contention import measure_node_contention
+from trackflow.bench.direct_process import DirectProcess
 from trackflow.bench.headline import batch_overhead, dask_cpu_per_batch, headline_numbers
 from trackflow.bench.machine import machine_info, result_bytes
 from trackflow.bench.plots import write_plots
@@ -268,12 +270,11 @@ def _sweep_dask(
     samples: dict[str, ServiceSamples],
     measurements: dict[str, Any],
     log: Any,
-    baseline: Executor | None = None,
 ) -> None:
-    """The Dask points of one cluster of ``workers`` × ``threads``. With ``baseline`` (the
-    1-thread direct loop) and several 1-thread workers, then :func:`_scaling_rounds` at fused's
-    best concurrency (``measurements["scaling_rounds"][workers]``): the scaling efficiency
-    measured side by side, as the machine's speed drifts between points minutes apart."""
+    """The Dask points of one cluster of ``workers`` × ``threads``. With several 1-thread
+    workers and the direct mode swept, then :func:`_scaling_rounds` at fused's best concurrency
+    (``measurements["scaling_rounds"][workers]``): the scaling efficiency measured side by side,
+    as the machine's speed drifts between points minutes apart."""
     dask_modes = [m for m in cfg.modes if m in DASK_MODES]
     with replace(cfg.cluster, workers=workers, threads_per_worker=threads).open() as opened:
         client = opened.client
@@ -322,7 +323,13 @@ def _sweep_dask(
                         results, concurrency
                     )
                     log(entry)
-            if baseline is not None and mode == "fused" and threads == 1 and n_workers >= 2:
+            if (
+                "direct" in cfg.modes
+                and cfg.scaling_rounds
+                and mode == "fused"
+                and threads == 1
+                and n_workers >= 2
+            ):
                 fused = [
                     p
                     for p in sweep
@@ -330,27 +337,41 @@ def _sweep_dask(
                 ]
                 best = max(fused, key=lambda p: p["events_per_second"] or 0.0)["concurrency"]
                 executor.max_in_flight = best
-                rounds = _scaling_rounds(cfg, baseline, executor, batcher, slots, log)
-                measurements.setdefault("scaling_rounds", {})[n_workers] = rounds
+                try:
+                    with DirectProcess(
+                        (cfg.models_dir, cfg.device, 1, cfg.loader), warm_up=batcher(1, once=True)
+                    ) as direct:
+                        rounds = _scaling_rounds(cfg, direct, executor, batcher, slots, log)
+                    measurements.setdefault("scaling_rounds", {})[n_workers] = rounds
+                except (RuntimeError, pickle.PicklingError, TypeError, AttributeError) as error:
+                    # the sweep's points still give a scaling efficiency, minutes apart
+                    measurements["scaling_rounds_error"] = f"{type(error).__name__}: {error}"
         memory = worker_memory(client)
         measurements.setdefault("worker_peak_bytes", []).extend(m["peak"] for m in memory.values())
 
 
 def _scaling_rounds(
-    cfg: BenchConfig, baseline: Executor, executor: DaskExecutor, batcher: _Batcher, slots: int, log: Any
+    cfg: BenchConfig,
+    direct: DirectProcess,
+    executor: DaskExecutor,
+    batcher: _Batcher,
+    slots: int,
+    log: Any,
 ) -> list[dict[str, Any]]:
-    """``bench.scaling_rounds`` rounds of the direct loop (this process, the cluster's workers
-    idle) and fused on the cluster (``executor``, at its in-flight limit), taking turns (direct
-    first in even rounds, fused first in odd ones) over the point's events: per round, each
-    one's events and wall seconds."""
+    """``bench.scaling_rounds`` rounds of the direct loop (a process of its own, the cluster's
+    workers idle) and fused on the cluster (``executor``, at its in-flight limit), taking turns
+    (direct first in even rounds, fused first in odd ones) over the point's events: per round,
+    each one's events and wall seconds."""
     rounds: list[dict[str, Any]] = []
     for number in range(cfg.scaling_rounds):
         measured: dict[str, Any] = {"round": number}
         order = ("direct", "fused") if number % 2 == 0 else ("fused", "direct")
         for which in order:
-            runner, batches = (baseline, batcher(1)) if which == "direct" else (executor, batcher(slots))
             tic = time.perf_counter()
-            results = list(runner.execute(batches))
+            if which == "direct":
+                results = direct.execute(batcher(1))
+            else:
+                results = list(executor.execute(batcher(slots)))
             wall = time.perf_counter() - tic
             events = sum(len(r.events) for r in results)
             measured[which] = {"events": events, "wall_s": wall, "events_per_second": events / wall}
@@ -374,10 +395,7 @@ def _sweep_direct(
     sweep: list[dict[str, Any]],
     samples: dict[str, ServiceSamples],
     log: Any,
-) -> Executor | None:
-    """The direct points, one per thread count; returns the 1-thread loop (None when not swept),
-    which :func:`_sweep_dask` runs again, taking turns with fused, for the scaling efficiency."""
-    baseline = None
+) -> None:
     for threads in cfg.threads:
         pipeline = load_pipeline(cfg.models_dir, cfg.device, threads, cfg.loader)
         executor = make_executor("direct", pipeline=pipeline)
@@ -399,9 +417,6 @@ def _sweep_direct(
             key = service_key("direct", 1, threads)
             samples.setdefault(key, ServiceSamples("direct", 1, threads, cfg.device)).add(results, 1)
             log(entry)
-        if threads == 1:
-            baseline = executor
-    return baseline
 
 
 def _config_record(cfg: BenchConfig) -> dict[str, Any]:
@@ -501,12 +516,12 @@ def run_bench(config_: BenchConfig, progress: Callable[[str], None] | None = Non
     sweep: list[dict[str, Any]] = []
     samples: dict[str, ServiceSamples] = {}
     measurements: dict[str, Any] = {}
-    baseline = _sweep_direct(cfg, batcher, sweep, samples, log) if "direct" in cfg.modes else None
+    if "direct" in cfg.modes:
+        _sweep_direct(cfg, batcher, sweep, samples, log)
     if any(m in DASK_MODES for m in cfg.modes):
         for workers in cfg.workers:
             for threads in cfg.threads:
-                _sweep_dask(cfg, batcher, workers, threads, sweep, samples, measurements, log, baseline)
-    del baseline  # its pipeline: the size sweep and the contention probe load their own
+                _sweep_dask(cfg, batcher, workers, threads, sweep, samples, measurements, log)
 
     # the size sweep cuts the original events: the fit then reaches their full size
     sizes = (
@@ -545,7 +560,12 @@ def run_bench(config_: BenchConfig, progress: Callable[[str], None] | None = Non
         ),
         # the events as given, before any cut: what an estimate plans for by default
         input_hits_per_event=HitsPerEvent(statistics.fmean(input_hits), min(input_hits), max(input_hits)),
-        **headline_numbers(sweep, cfg.batch_size, measurements.get("scaling_rounds")),
+        **headline_numbers(
+            sweep,
+            cfg.batch_size,
+            measurements.get("scaling_rounds"),
+            measurements.get("scaling_rounds_error"),
+        ),
         sweep=sweep,
         service_times={key: s.to_record() for key, s in samples.items()},
         size_scaling=scaling,

@@ -1,0 +1,96 @@
+"""The direct loop (no Dask) in a process of its own, for the scaling efficiency's side-by-side
+rounds (:func:`trackflow.bench.sweep.run_bench`).
+
+Run in the bench's own process while a LocalCluster is open, the direct loop shares that process
+with the cluster's scheduler and the client's event loop (their threads take the GIL for every
+heartbeat and message): on the 2-core development VM its time per event was ~10 % longer than a
+spawned process's in the same minutes (42 against 38 ms, 1.4k-hit events, 4 rounds each), which
+would flatter the workers. A spawned process (one thread, the pipeline loaded and warmed once)
+is what a worker is without Dask.
+"""
+
+from __future__ import annotations
+
+import multiprocessing
+import queue
+from collections.abc import Iterable, Sequence
+from typing import Any
+
+from trackflow.run.batching import Batch
+from trackflow.run.records import BatchResult
+
+__all__ = ["DirectProcess"]
+
+#: s to wait for the process to load the pipeline, or for one batch (a few s of work) to come back
+_TIMEOUT_S = 600.0
+
+
+class DirectProcess:
+    """A spawned process running the direct loop on the batches it is sent; :meth:`execute`
+    returns their results as the in-process direct executor would. ``pipeline_args``: the
+    arguments of :func:`~trackflow.run.plugin.load_pipeline` (the loader must be picklable).
+    Use as a context manager; RuntimeError when the process fails to start or dies."""
+
+    def __init__(self, pipeline_args: tuple[Any, ...], warm_up: Sequence[Batch] = ()) -> None:
+        context = multiprocessing.get_context("spawn")
+        self._requests = context.Queue()
+        self._replies = context.Queue()
+        self._process = context.Process(
+            target=_serve, args=(pipeline_args, list(warm_up), self._requests, self._replies), daemon=True
+        )
+        self._process.start()
+        self._reply()  # loaded and warmed up
+
+    @property
+    def pid(self) -> int | None:
+        """The process's id (None once closed)."""
+        return self._process.pid if self._process.is_alive() else None
+
+    def execute(self, batches: Iterable[Batch]) -> list[BatchResult]:
+        self._requests.put(list(batches))
+        results: list[BatchResult] = self._reply()
+        return results
+
+    def _reply(self) -> Any:
+        try:
+            ok, value = self._replies.get(timeout=_TIMEOUT_S)
+        except queue.Empty:
+            code = self._process.exitcode
+            raise RuntimeError(
+                f"the direct process did not answer in {_TIMEOUT_S:.0f} s (exit code {code})"
+            ) from None
+        if not ok:
+            raise RuntimeError(f"the direct process failed: {value}")
+        return value
+
+    def close(self) -> None:
+        if self._process.is_alive():
+            self._requests.put(None)
+            self._process.join(timeout=30)
+        if self._process.is_alive():
+            self._process.kill()
+
+    def __enter__(self) -> DirectProcess:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+
+def _serve(pipeline_args: tuple[Any, ...], warm_up: list[Batch], requests: Any, replies: Any) -> None:
+    """The process: load the pipeline, run the warm-up, then run each batch list it is sent."""
+    try:
+        from trackflow.run.executors import make_executor
+        from trackflow.run.plugin import load_pipeline
+
+        executor = make_executor("direct", pipeline=load_pipeline(*pipeline_args))
+        list(executor.execute(warm_up))
+        replies.put((True, None))
+    except BaseException as error:  # report instead of leaving the parent waiting
+        replies.put((False, f"{type(error).__name__}: {error}"))
+        return
+    while (batches := requests.get()) is not None:
+        try:
+            replies.put((True, list(executor.execute(batches))))
+        except BaseException as error:
+            replies.put((False, f"{type(error).__name__}: {error}"))
