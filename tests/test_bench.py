@@ -12,8 +12,8 @@ import pandas as pd
 import pytest
 
 from trackflow import config
-from trackflow.bench.direct_process import DirectProcess
 from trackflow.bench.headline import dask_cpu_per_batch, headline_numbers
+from trackflow.bench.side_by_side import DirectProcess
 from trackflow.bench.sweep import BenchConfig, run_bench
 from trackflow.errors import ConfigError
 from trackflow.estimation import sizing as estimates

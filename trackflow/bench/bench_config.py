@@ -42,7 +42,7 @@ class BenchConfig:
     machine's drift move a throughput by 10 %;
     ``scaling_rounds``: rounds in which the direct loop and fused on the scaling cluster (2 1-thread
     workers) take turns over the point's events, after that cluster's points (default
-    ``bench.scaling_rounds``, 3; 0: the scaling efficiency from the sweep's points, minutes apart);
+    ``bench.scaling_rounds``, 4; 0: the scaling efficiency from the sweep's points, minutes apart);
     ``contention``: measure the node contention (default ``bench.contention``, true; CPU only),
     each of its two runs lasting ``contention_seconds`` (default ``bench.contention_seconds``, 8 s).
     """

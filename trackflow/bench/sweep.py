@@ -19,7 +19,7 @@ through :class:`trackflow.estimation.bench_file.BenchFile`, whose schema version
                           on that cluster, the direct loop and fused at its best concurrency take
                           turns (A B, B A, ...), and the ratio is over all their events (the
                           machine's speed drifts by 10-20 % within seconds); the direct loop in a
-                          process of its own (:mod:`trackflow.bench.direct_process`); the rounds
+                          process of its own (:mod:`trackflow.bench.side_by_side`); the rounds
                           are in scaling_efficiency_detail. Else from the sweep's own points
     fused_over_staged:    best fused ÷ best staged events/s at the same workers (the most
                           workers measured); per worker count in fused_over_staged_by_workers
@@ -72,11 +72,12 @@ import numpy as np
 
 from trackflow.bench.bench_config import BenchConfig
 from trackflow.bench.contention import measure_node_contention
-from trackflow.bench.direct_process import DirectProcess
 from trackflow.bench.headline import batch_overhead, dask_cpu_per_batch, headline_numbers
 from trackflow.bench.machine import machine_info, result_bytes
 from trackflow.bench.plots import write_plots
+from trackflow.bench.point_batches import PointBatches, warm_up
 from trackflow.bench.service_samples import ServiceSamples, service_key
+from trackflow.bench.side_by_side import DirectProcess, scaling_rounds
 from trackflow.bench.size_sweep import size_sweep, working_memory_fit
 from trackflow.cluster.probes import (
     bytes_between_workers,
@@ -101,7 +102,7 @@ from trackflow.estimation.size_model import MemoryScaling, SizeScaling
 from trackflow.events.subsample import subsample_event
 from trackflow.events.trackml import EventRef, list_events
 from trackflow.memory import process_memory
-from trackflow.run.batching import AUTO, Batch, count_hits, make_batches
+from trackflow.run.batching import AUTO, Batch, count_hits
 from trackflow.run.executors import DASK_MODES, DaskExecutor, Executor, make_executor
 from trackflow.run.plugin import PipelinePlugin, load_pipeline
 from trackflow.run.records import BatchResult
@@ -201,69 +202,9 @@ def _cut_events(cfg: BenchConfig, refs: list[EventRef]) -> list[EventRef]:
     return [subsample_event(ref, cfg.hits, rng, directory) or ref for ref in refs]
 
 
-def _warm_up(executor: Executor, batches: list[Batch], slots: int) -> list[BatchResult]:
-    """Two untimed batches per worker slot, ``slots`` in flight: every worker's first inference,
-    allocator and caches before timing. One batch warmed one worker only, and the first two
-    events of a cold worker take 3-4x a warm one's (0.25-0.30 s vs 0.07 s on 1.4k-hit events):
-    three such samples of sixteen raised a 2-worker bench's mean service time by half, and the
-    estimate built on it predicted 2.7x the p95 latency the warmed-up service then had."""
-    # own batch ids: a task's key holds its batch id, and repeated keys would be one task
-    warm = (
-        [replace(batches[i % len(batches)], batch_id=i) for i in range(2 * max(slots, 1))] if batches else []
-    )
-    if not isinstance(executor, DaskExecutor):  # the direct loop: one slot, nothing in flight
-        return list(executor.execute(warm))
-    in_flight = executor.max_in_flight
-    executor.max_in_flight = max(slots, 1)
-    results = list(executor.execute(warm))
-    executor.max_in_flight = in_flight
-    return results
-
-
-class _Batcher:
-    """The run's batches for a number of worker slots: the same for every slot count with a
-    fixed ``batch_size``; with ``"auto"``, balanced over the slots as ``trackflow reconstruct``
-    would cut them on that cluster (the events' hits counted once). ``largest``: the most events
-    a batch handed out so far held.
-
-    ``replays``: how many times over the timed points run the events (in order), 1 until
-    :meth:`calibrate` has seen a warm-up: enough for ``min_point_s`` of one-core work."""
-
-    def __init__(self, cfg: BenchConfig, refs: Sequence[EventRef]) -> None:
-        self.refs = list(refs)
-        self.batch_size = cfg.batch_size
-        self.hits = {ref.event_id: count_hits(ref) for ref in refs} if cfg.batch_size == AUTO else {}
-        self.largest = 0
-        self.min_point_s = cfg.min_point_s
-        self.replays = 1
-        self.event_s: float | None = None  # the warm-up's median time per event (s), once calibrated
-
-    def calibrate(self, warm_up: Sequence[BatchResult]) -> None:
-        """Set ``replays`` from the first warm-up's per-event in-task times (their median: a
-        cold worker's first events take 3-4x a warm one's); later warm-ups change nothing, so
-        every point runs the same events."""
-        times = [e.stop - e.start for r in warm_up for e in r.events]
-        if self.event_s is not None or not times or not self.refs:
-            return
-        self.event_s = float(statistics.median(times))
-        once = self.event_s * len(self.refs)
-        self.replays = max(1, math.ceil(self.min_point_s / once)) if once > 0 else 1
-
-    def __call__(self, slots: int, *, once: bool = False) -> list[Batch]:
-        """The batches for ``slots`` worker slots; ``once``: each event once (a warm-up)."""
-        batches = make_batches(
-            self.refs * (1 if once else self.replays),
-            batch_size=self.batch_size,
-            hits_of=lambda ref: self.hits[ref.event_id],
-            slots=slots,
-        )
-        self.largest = max([self.largest, *(len(b) for b in batches)])
-        return batches
-
-
 def _sweep_dask(
     cfg: BenchConfig,
-    batcher: _Batcher,
+    batcher: PointBatches,
     workers: int,
     threads: int,
     sweep: list[dict[str, Any]],
@@ -272,8 +213,9 @@ def _sweep_dask(
     log: Any,
 ) -> None:
     """The Dask points of one cluster of ``workers`` × ``threads``. With several 1-thread
-    workers and the direct mode swept, then :func:`_scaling_rounds` at fused's best concurrency
-    (``measurements["scaling_rounds"][workers]``): the scaling efficiency measured side by side,
+    workers and the direct mode swept, then the scaling rounds at fused's best concurrency
+    (:func:`~trackflow.bench.side_by_side.scaling_rounds`, kept in
+    ``measurements["scaling_rounds"][workers]``): the scaling efficiency measured side by side,
     as the machine's speed drifts between points minutes apart."""
     dask_modes = [m for m in cfg.modes if m in DASK_MODES]
     with replace(cfg.cluster, workers=workers, threads_per_worker=threads).open() as opened:
@@ -300,7 +242,7 @@ def _sweep_dask(
                 gpu=gpu,
             )
             assert isinstance(executor, DaskExecutor)  # a Dask mode's: it has max_in_flight
-            batcher.calibrate(_warm_up(executor, batcher(slots, once=True), slots))
+            batcher.calibrate(warm_up(executor, batcher(slots, once=True), slots))
             batches = batcher(slots)
             for concurrency in cfg.concurrency:
                 executor.max_in_flight = concurrency
@@ -341,7 +283,7 @@ def _sweep_dask(
                     with DirectProcess(
                         (cfg.models_dir, cfg.device, 1, cfg.loader), warm_up=batcher(1, once=True)
                     ) as direct:
-                        rounds = _scaling_rounds(cfg, direct, executor, batcher, slots, log)
+                        rounds = scaling_rounds(cfg.scaling_rounds, direct, executor, batcher, slots, log)
                     measurements.setdefault("scaling_rounds", {})[n_workers] = rounds
                 except (RuntimeError, pickle.PicklingError, TypeError, AttributeError) as error:
                     # the sweep's points still give a scaling efficiency, minutes apart
@@ -350,48 +292,9 @@ def _sweep_dask(
         measurements.setdefault("worker_peak_bytes", []).extend(m["peak"] for m in memory.values())
 
 
-def _scaling_rounds(
-    cfg: BenchConfig,
-    direct: DirectProcess,
-    executor: DaskExecutor,
-    batcher: _Batcher,
-    slots: int,
-    log: Any,
-) -> list[dict[str, Any]]:
-    """``bench.scaling_rounds`` rounds of the direct loop (a process of its own, the cluster's
-    workers idle) and fused on the cluster (``executor``, at its in-flight limit), taking turns
-    (direct first in even rounds, fused first in odd ones) over the point's events: per round,
-    each one's events and wall seconds."""
-    rounds: list[dict[str, Any]] = []
-    for number in range(cfg.scaling_rounds):
-        measured: dict[str, Any] = {"round": number}
-        order = ("direct", "fused") if number % 2 == 0 else ("fused", "direct")
-        for which in order:
-            tic = time.perf_counter()
-            if which == "direct":
-                results = direct.execute(batcher(1))
-            else:
-                results = list(executor.execute(batcher(slots)))
-            wall = time.perf_counter() - tic
-            events = sum(len(r.events) for r in results)
-            measured[which] = {"events": events, "wall_s": wall, "events_per_second": events / wall}
-        rounds.append(measured)
-        log(
-            {
-                "mode": "scaling",
-                "workers": slots,
-                "threads": 1,
-                "concurrency": executor.max_in_flight,
-                "hits": f"round {number + 1}/{cfg.scaling_rounds}",
-                "events_per_second": measured["fused"]["events_per_second"],
-            }
-        )
-    return rounds
-
-
 def _sweep_direct(
     cfg: BenchConfig,
-    batcher: _Batcher,
+    batcher: PointBatches,
     sweep: list[dict[str, Any]],
     samples: dict[str, ServiceSamples],
     log: Any,
@@ -399,7 +302,7 @@ def _sweep_direct(
     for threads in cfg.threads:
         pipeline = load_pipeline(cfg.models_dir, cfg.device, threads, cfg.loader)
         executor = make_executor("direct", pipeline=pipeline)
-        batcher.calibrate(_warm_up(executor, batcher(1, once=True), 1))
+        batcher.calibrate(warm_up(executor, batcher(1, once=True), 1))
         for repeat in range(cfg.repeats):
             point = {
                 "mode": "direct",
@@ -502,7 +405,7 @@ def run_bench(config_: BenchConfig, progress: Callable[[str], None] | None = Non
     cfg.out_dir.mkdir(parents=True, exist_ok=True)
     originals = _events(cfg)
     refs = _cut_events(cfg, originals)
-    batcher = _Batcher(cfg, refs)
+    batcher = PointBatches(refs, cfg.batch_size, cfg.min_point_s)
 
     def log(entry: dict[str, Any]) -> None:
         line = describe_point(entry)

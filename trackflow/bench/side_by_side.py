@@ -1,5 +1,8 @@
-"""The direct loop (no Dask) in a process of its own, for the scaling efficiency's side-by-side
-rounds (:func:`trackflow.bench.sweep.run_bench`).
+"""The scaling efficiency measured side by side: the direct loop (no Dask) in a process of its
+own (:class:`DirectProcess`) and fused on the cluster taking turns (:func:`scaling_rounds`).
+
+This 2-core VM's speed drifts by 10-20 % within seconds, so a ratio of two points minutes apart
+(the sweep's direct point, then the 2-worker points) moved between 0.70 and 1.24 from one run to the next.
 
 Run in the bench's own process while a LocalCluster is open, the direct loop shares that process
 with the cluster's scheduler and the client's event loop (their threads take the GIL for every
@@ -13,13 +16,16 @@ from __future__ import annotations
 
 import multiprocessing
 import queue
-from collections.abc import Iterable, Sequence
+import time
+from collections.abc import Callable, Iterable, Sequence
 from typing import Any
 
+from trackflow.bench.point_batches import PointBatches
 from trackflow.run.batching import Batch
+from trackflow.run.executors import DaskExecutor
 from trackflow.run.records import BatchResult
 
-__all__ = ["DirectProcess"]
+__all__ = ["DirectProcess", "scaling_rounds"]
 
 #: s to wait for the process to load the pipeline, or for one batch (a few s of work) to come back
 _TIMEOUT_S = 600.0
@@ -94,3 +100,42 @@ def _serve(pipeline_args: tuple[Any, ...], warm_up: list[Batch], requests: Any, 
             replies.put((True, list(executor.execute(batches))))
         except BaseException as error:
             replies.put((False, f"{type(error).__name__}: {error}"))
+
+
+def scaling_rounds(
+    count: int,
+    direct: DirectProcess,
+    executor: DaskExecutor,
+    batcher: PointBatches,
+    slots: int,
+    log: Callable[[dict[str, Any]], None],
+) -> list[dict[str, Any]]:
+    """``count`` rounds of the direct loop (a process of its own, the cluster's
+    workers idle) and fused on the cluster (``executor``, at its in-flight limit), taking turns
+    (direct first in even rounds, fused first in odd ones) over the point's events: per round,
+    each one's events and wall seconds."""
+    rounds: list[dict[str, Any]] = []
+    for number in range(count):
+        measured: dict[str, Any] = {"round": number}
+        order = ("direct", "fused") if number % 2 == 0 else ("fused", "direct")
+        for which in order:
+            tic = time.perf_counter()
+            if which == "direct":
+                results = direct.execute(batcher(1))
+            else:
+                results = list(executor.execute(batcher(slots)))
+            wall = time.perf_counter() - tic
+            events = sum(len(r.events) for r in results)
+            measured[which] = {"events": events, "wall_s": wall, "events_per_second": events / wall}
+        rounds.append(measured)
+        log(
+            {
+                "mode": "scaling",
+                "workers": slots,
+                "threads": 1,
+                "concurrency": executor.max_in_flight,
+                "hits": f"round {number + 1}/{count}",
+                "events_per_second": measured["fused"]["events_per_second"],
+            }
+        )
+    return rounds
