@@ -69,8 +69,18 @@ def test_scaling_from_rounds_side_by_side_over_all_their_events() -> None:
     def one(number: int, direct_wall: float, fused_wall: float) -> dict:
         return {
             "round": number,
-            "direct": {"events": 20, "wall_s": direct_wall, "events_per_second": 20 / direct_wall},
-            "fused": {"events": 20, "wall_s": fused_wall, "events_per_second": 20 / fused_wall},
+            "direct": {
+                "events": 20,
+                "wall_s": direct_wall,
+                "busy_s": direct_wall,
+                "events_per_second": 20 / direct_wall,
+            },
+            "fused": {
+                "events": 20,
+                "wall_s": fused_wall,
+                "busy_s": 1.8 * fused_wall,
+                "events_per_second": 20 / fused_wall,
+            },
         }
 
     rounds = [one(0, 2.0, 1.0), one(1, 3.0, 1.6)]
@@ -79,6 +89,9 @@ def test_scaling_from_rounds_side_by_side_over_all_their_events() -> None:
     detail = numbers["scaling_efficiency_detail"]
     assert detail["round_ratios"] == pytest.approx([1.0, 3.0 / 3.2])
     assert detail["rounds"] == rounds and detail["rounds_error"] is None
+    # the loss broken down: workers idle 10 % of the time, events 1.8 x 2.6 / 5.0 as long in them
+    assert detail["fused_utilisation"] == pytest.approx(0.9)
+    assert detail["event_time_ratio"] == pytest.approx(1.8 * 2.6 / 5.0)
     # rounds of another worker count, or none: from the sweep's points, and why
     numbers = headline_numbers(sweep, batch_size=4, scaling_rounds={4: rounds}, scaling_rounds_error="why")
     assert numbers["scaling_efficiency"] == pytest.approx(30.0 / 20.0)
@@ -179,7 +192,10 @@ def test_small_bench_on_two_worker_local_cluster(small_events: Path, tmp_path: P
     # scaling: 2 rounds of direct and fused on 2 workers taking turns, over all their events
     detail = bench["scaling_efficiency_detail"]
     assert detail["workers"] == 2 and [r["round"] for r in detail["rounds"]] == [0, 1]
-    assert all(r[m]["events"] == 4 for r in detail["rounds"] for m in ("direct", "fused"))
+    assert all(
+        r[m]["events"] == 4 and r[m]["busy_s"] > 0 for r in detail["rounds"] for m in ("direct", "fused")
+    )
+    assert 0 < detail["fused_utilisation"] <= 1 and detail["event_time_ratio"] > 0
 
     def rate(which: str) -> float:
         return 8 / sum(r[which]["wall_s"] for r in detail["rounds"])

@@ -28,6 +28,26 @@ def _rate(rounds: Sequence[dict[str, Any]], which: str) -> float | None:
     return sum(r[which]["events"] for r in rounds) / wall if wall > 0 else None
 
 
+def _scaling_breakdown(rounds: Sequence[dict[str, Any]], workers: int | None) -> dict[str, Any]:
+    """Where the rounds' scaling loss is: ``fused_utilisation`` (the workers' busy share of W ×
+    wall: Dask's dispatch and the batches' ragged ends) and ``event_time_ratio`` (in-task time
+    per event on the W workers ÷ in the direct process: the cores' contention and what else runs
+    on them); the efficiency is about their quotient. Empty without rounds."""
+    if not rounds or not workers or not all("busy_s" in r[m] for r in rounds for m in ("direct", "fused")):
+        return {}
+
+    def total(which: str, what: str) -> float:
+        return float(sum(r[which][what] for r in rounds))
+
+    per_event = {
+        m: total(m, "busy_s") / total(m, "events") for m in ("direct", "fused") if total(m, "events")
+    }
+    return {
+        "fused_utilisation": total("fused", "busy_s") / (workers * total("fused", "wall_s")),
+        "event_time_ratio": per_event["fused"] / per_event["direct"] if len(per_event) == 2 else None,
+    }
+
+
 def _best_over_concurrency(throughput: dict[tuple, float], workers: int, threads: int) -> float | None:
     values = [v for (w, t, _), v in throughput.items() if w == workers and t == threads]
     return max(values) if values else None
@@ -82,6 +102,7 @@ def headline_numbers(
         ],
         "definition": definition,
         "rounds_error": scaling_rounds_error,
+        **_scaling_breakdown(rounds or [], scaling_workers),
     }
 
     by_workers: dict[int, float] = {}

@@ -113,7 +113,7 @@ def scaling_rounds(
     """``count`` rounds of the direct loop (a process of its own, the cluster's
     workers idle) and fused on the cluster (``executor``, at its in-flight limit), taking turns
     (direct first in even rounds, fused first in odd ones) over the point's events: per round,
-    each one's events and wall seconds."""
+    each one's events, wall seconds and busy seconds (the events' in-task time, summed)."""
     rounds: list[dict[str, Any]] = []
     for number in range(count):
         measured: dict[str, Any] = {"round": number}
@@ -126,7 +126,13 @@ def scaling_rounds(
                 results = list(executor.execute(batcher(slots)))
             wall = time.perf_counter() - tic
             events = sum(len(r.events) for r in results)
-            measured[which] = {"events": events, "wall_s": wall, "events_per_second": events / wall}
+            busy = float(sum(e.stop - e.start for r in results for e in r.events))
+            measured[which] = {
+                "events": events,
+                "wall_s": wall,
+                "busy_s": busy,
+                "events_per_second": events / wall,
+            }
         rounds.append(measured)
         log(
             {
