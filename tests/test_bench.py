@@ -284,6 +284,7 @@ def test_auto_batches_in_a_bench_are_cut_for_each_clusters_worker_slots(
     assert bench.config["batch_size"] == "auto" and bench.config["min_point_s"] == 1.0
     replays = {p["replays"] for p in bench.sweep}
     assert len(replays) == 1 and (k := replays.pop()) > 1
+    assert k % 2 == 0  # a multiple of the most slots (2): each worker runs whole copies of the 4 events
     assert bench.events == 4 and all(p["events"] == 4 * k for p in bench.sweep)
     assert bench.batch_size == 4 * k  # the most events one batch held: all of them, on one slot
     batches = {(p["mode"], p["workers"]): p["overhead"] for p in bench.sweep}

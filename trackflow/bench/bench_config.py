@@ -37,7 +37,8 @@ class BenchConfig:
     ``workers`` and ``threads_per_worker`` are each sweep point's, from ``workers`` × ``threads``);
     ``min_point_s``: seconds of one-core work each timed point holds at least (default
     ``bench.min_point_s``, 5 s; 0: every event once): the events are replayed in order, whole
-    times over, until their time per event (the first warm-up's median) adds up to it — 16 small
+    times over, until their time per event (the first warm-up's median) adds up to it, then up to
+    a multiple of the sweep's most worker slots, so that each slot runs whole copies — 16 small
     events are ~0.7 s of work, ~0.35 s on 2 workers, where one batch's ragged end and the
     machine's drift move a throughput by 10 %;
     ``scaling_rounds``: rounds in which the direct loop and fused on the scaling cluster (2 1-thread

@@ -405,7 +405,7 @@ def run_bench(config_: BenchConfig, progress: Callable[[str], None] | None = Non
     cfg.out_dir.mkdir(parents=True, exist_ok=True)
     originals = _events(cfg)
     refs = _cut_events(cfg, originals)
-    batcher = PointBatches(refs, cfg.batch_size, cfg.min_point_s)
+    batcher = PointBatches(refs, cfg.batch_size, cfg.min_point_s, max(cfg.workers) * max(cfg.threads))
 
     def log(entry: dict[str, Any]) -> None:
         line = describe_point(entry)
