@@ -270,7 +270,8 @@ def _sweep_dask(
                 and cfg.scaling_rounds
                 and mode == "fused"
                 and threads == 1
-                and n_workers >= 2
+                # the worker count the headline compares (headline_numbers): 2, else the most
+                and n_workers == (2 if 2 in cfg.workers else max(cfg.workers)) >= 2
             ):
                 fused = [
                     p
