@@ -30,9 +30,11 @@ def _rate(rounds: Sequence[dict[str, Any]], which: str) -> float | None:
 
 def _scaling_breakdown(rounds: Sequence[dict[str, Any]], workers: int | None) -> dict[str, Any]:
     """Where the rounds' scaling loss is: ``fused_utilisation`` (the workers' busy share of W ×
-    wall: Dask's dispatch and the batches' ragged ends) and ``event_time_ratio`` (in-task time
-    per event on the W workers ÷ in the direct process: the cores' contention and what else runs
-    on them); the efficiency is about their quotient. Empty without rounds."""
+    wall: lost to Dask's dispatch, the batches' ends, or one worker finishing its half later than
+    the other — on the 2-core VM the last, 3-15 %, benchmarks/README.md) and
+    ``event_time_ratio`` (in-task time per event on the W workers ÷ in the direct process: the
+    cores' contention and what else runs on them); the efficiency is about their quotient. Empty
+    without rounds."""
     if not rounds or not workers or not all("busy_s" in r[m] for r in rounds for m in ("direct", "fused")):
         return {}
 
@@ -62,7 +64,7 @@ def headline_numbers(
     """scaling_efficiency, fused_over_staged and dask_overhead_fraction from the sweep entries
     (definitions in the module docstring), each with what it was computed from.
     ``scaling_rounds``: per worker count, the rounds of direct and fused measured side by side
-    (:func:`trackflow.bench.sweep`'s ``_scaling_rounds``); the scaling efficiency is theirs when
+    (:func:`trackflow.bench.side_by_side.scaling_rounds`); the scaling efficiency is theirs when
     they exist for its worker count (``scaling_rounds_error``: why they do not)."""
     fused = _mean_throughput(sweep, mode="fused", batch_size=batch_size)
     staged = _mean_throughput(sweep, mode="staged", batch_size=batch_size)

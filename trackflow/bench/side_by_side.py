@@ -2,7 +2,8 @@
 own (:class:`DirectProcess`) and fused on the cluster taking turns (:func:`scaling_rounds`).
 
 This 2-core VM's speed drifts by 10-20 % within seconds, so a ratio of two points minutes apart
-(the sweep's direct point, then the 2-worker points) moved between 0.70 and 1.24 from one run to the next.
+(the sweep's direct point, then the 2-worker points) ranged 0.86-0.99 over seven default runs, and
+gave 1.24 in the first run once the points were replayed to 5 s.
 
 Run in the bench's own process while a LocalCluster is open, the direct loop shares that process
 with the cluster's scheduler and the client's event loop (their threads take the GIL for every
