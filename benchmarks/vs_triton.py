@@ -196,7 +196,9 @@ def serve_process(
 
 
 @contextlib.contextmanager
-def triton_process(kind: str, instances: int, environment: Any, work: Path) -> Iterator[str]:
+def triton_process(
+    kind: str, instances: int, environment: Any, work: Path, device: str = "cpu"
+) -> Iterator[str]:
     from trackflow.service.triton import TritonExportConfig, TritonServer, export_triton
 
     repo = work / f"triton-{kind}-{instances}"
@@ -212,7 +214,7 @@ def triton_process(kind: str, instances: int, environment: Any, work: Path) -> I
             f"instance_group [ {{ count: {instances} kind: KIND_CPU }} ]\n"
         )
     else:
-        export_triton(TritonExportConfig(repo, kind=kind, instances=instances, overwrite=True))
+        export_triton(TritonExportConfig(repo, kind=kind, instances=instances, device=device, overwrite=True))
     with TritonServer(repo, environment) as server:
         yield server.url
 
@@ -353,6 +355,14 @@ def same_partition(a: np.ndarray, b: np.ndarray) -> bool:
     return bool(np.array_equal(pd.factorize(a)[0], pd.factorize(b)[0]))
 
 
+def _gpu_name() -> str:
+    import torch
+
+    if not torch.cuda.is_available():
+        raise SystemExit("--device cuda: torch sees no CUDA device")
+    return str(torch.cuda.get_device_name(0))
+
+
 def run(args: argparse.Namespace) -> dict[str, Any]:
     from trackflow.service.triton import triton_environment
 
@@ -377,6 +387,8 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
             "platform": platform.platform(),
             "python": platform.python_version(),
             "load_average_start": os.getloadavg(),
+            "device": args.device,
+            "gpu": _gpu_name() if args.device == "cuda" else None,
         },
         "sets": {
             name: {"events": len(ev), "hits_mean": float(np.mean([len(e.hits) for e in ev]))}
@@ -395,7 +407,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     from trackflow.pipeline.threads import set_threads
 
     set_threads(1)
-    pipeline = trackflow.Pipeline.load()
+    pipeline = trackflow.Pipeline.load(device=args.device)
     expected: dict[str, list[np.ndarray]] = {}
     for name, events in sets.items():
         pipeline(events[0])  # warm
@@ -426,6 +438,8 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
             str(report_dir),
             "--workers",
             "1",
+            "--device",
+            args.device,
             "--no-progress",
             *[arg for r in refs for arg in ("--event-id", str(r.event_id))],
         ],
@@ -445,19 +459,18 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     )
 
     encoded = {name: [encode(e.hits) for e in events] for name, events in sets.items()}
+    # every server's neural-network stages on --device (serve's workers, Triton's KIND_GPU
+    # instances); the trivial models of the floor stay on the CPU
+    on = ("--device", args.device)
     paths: dict[str, Callable[[int], contextlib.AbstractContextManager[str]]] = {
-        "serve": serve_process,
-        "custom": lambda n: triton_process("custom", n, environment, work),
-        "ensemble": lambda n: triton_process("ensemble", n, environment, work),
+        "serve": lambda n: serve_process(n, extra=on),
+        "custom": lambda n: triton_process("custom", n, environment, work, args.device),
+        "ensemble": lambda n: triton_process("ensemble", n, environment, work, args.device),
     }
-    paths["serve-task"] = lambda n: serve_process(n, dispatch="task")
-    paths["serve-actor1"] = lambda n: serve_process(n, dispatch="actor1")
-    paths["serve-actor2"] = lambda n: serve_process(n, dispatch="actor2")
-    paths["serve-noprofile"] = lambda n: serve_process(n, dispatch="noprofile")
-    paths["serve-thread"] = lambda n: serve_process(n, dispatch="thread")
-    paths["serve-before"] = lambda n: serve_process(n, dispatch="before")
-    paths["serve-1"] = lambda n: serve_process(n, extra=("--tasks-per-slot", "1"), dispatch="task")
-    paths["serve-staged"] = lambda n: serve_process(n, extra=("--mode", "staged"), dispatch="task")
+    for name in ("task", "actor1", "actor2", "noprofile", "thread", "before"):
+        paths[f"serve-{name}"] = lambda n, name=name: serve_process(n, extra=on, dispatch=name)
+    paths["serve-1"] = lambda n: serve_process(n, extra=(*on, "--tasks-per-slot", "1"), dispatch="task")
+    paths["serve-staged"] = lambda n: serve_process(n, extra=(*on, "--mode", "staged"), dispatch="task")
     capacity: dict[tuple[str, int, str], float] = {}
     frozen: dict[int, float] = {}
 
@@ -803,6 +816,8 @@ def tables(result: dict[str, Any]) -> str:
         f"{result['machine']['load_average_start'][0]:.1f} at start, "
         f"{result['machine']['load_average_end'][0]:.1f} "
         "at end (other engineers' jobs share the cores).",
+        "Neural-network stages on: "
+        f"{result['machine'].get('gpu') or result['machine'].get('device', 'cpu')}.",
         "",
     ]
     for name, info in result["sets"].items():
@@ -988,6 +1003,13 @@ def main() -> None:
         "--interleave-blocks", type=int, default=6, help="blocks per server (--interleave-closed)"
     )
     parser.add_argument("--triton-python", type=Path, default=REPO / ".venv" / "triton" / "bin" / "python")
+    parser.add_argument(
+        "--device",
+        choices=("cpu", "cuda"),
+        default="cpu",
+        help="the neural-network stages of every path: serve's workers, Triton's instances (cuda: "
+        "KIND_GPU), the direct pipeline and reconstruct",
+    )
     args = parser.parse_args()
     args.paths = [p for p in args.paths.split(",") if p]
     args.interleave_paths = [p for p in args.interleave_paths.split(",") if p]

@@ -12,6 +12,7 @@ import pytest
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "benchmarks"))
 
+from conftest import need_acts, require
 from oversubscription import RunnableThreads, parse_settings
 from pipeline_common import subsample_particles
 from robustness import Cell, bar_status, cell_events
@@ -96,13 +97,19 @@ def test_whole_particle_subsampling_keeps_every_hit_of_a_kept_particle() -> None
 @pytest.mark.slow
 def test_gpu_check_script_runs_on_the_cpu(shared_data: Path, tmp_path: Path) -> None:
     """benchmarks/gpu_check.sh as a lent GPU machine would run it, in its CPU form: the stage
-    tests, then fused / staged / batched throughput on the study's small events (real files)."""
+    tests, fused / staged / batched throughput on the study's small events (real files), then the
+    Triton comparison: trackflow serve and the real bundled tritonserver on events it simulates,
+    with identical tracks on every path."""
+    import json
     import subprocess
 
     script = Path(__file__).resolve().parents[1] / "benchmarks" / "gpu_check.sh"
+    triton = Path(__file__).resolve().parents[1] / ".venv" / "triton" / "bin" / "python"
+    require(triton.exists(), f"no Triton environment at {triton} (make venv-triton)")
+    need_acts()  # the Triton step simulates its small events
     env = dict(os.environ, OUT=str(tmp_path), PYTHON=sys.executable)
     done = subprocess.run(
-        ["bash", str(script), str(shared_data), "--device", "cpu", "--quick"],
+        ["bash", str(script), str(shared_data), "--device", "cpu", "--quick", "--triton-python", str(triton)],
         check=False,
         env=env,
         capture_output=True,
@@ -117,6 +124,16 @@ def test_gpu_check_script_runs_on_the_cpu(shared_data: Path, tmp_path: Path) -> 
     rows = [row for row in cells if len(row) == 3 and row[0] in ("fused", "staged", "batched")]
     assert {mode for mode, _workers, _rate in rows} == {"fused", "staged", "batched"}
     assert all(float(rate) > 0 for _mode, _workers, rate in rows)
+    result = json.loads((tmp_path / "vs_triton_cpu" / "vs_triton.json").read_text())
+    assert result["identity"] == {
+        "direct_vs_reconstruct": True,
+        "custom_small_x1": True,
+        "serve_small_x1": True,
+    }
+    points = {(row["path"], row["concurrency"]): row for row in result["closed"]}
+    assert set(points) == {(path, c) for path in ("custom", "serve") for c in (1, 2)}
+    assert all(row["throughput_hz"] > 0 and row["failures"] == 0 for row in points.values())
+    assert "identical tracks on every path" in done.stdout
 
 
 GPU_CHECK = Path(__file__).resolve().parents[1] / "benchmarks" / "gpu_check.sh"
@@ -172,9 +189,21 @@ def test_gpu_check_fails_when_its_tests_fail_behind_the_pipe(tmp_path: Path) -> 
     )
     # and with the tests passing, the script passes
     fake.write_text(fake.read_text().replace('echo "1 failed, 3 passed"; exit 1', 'echo "3 passed"; exit 0'))
-    done = _gpu_check(str(data), "--device", "cpu", "--quick", python=str(fake), out=tmp_path / "out")
+    no_triton = tmp_path / "no-triton-python"
+    done = _gpu_check(
+        str(data),
+        "--device",
+        "cpu",
+        "--quick",
+        "--triton-python",
+        str(no_triton),
+        python=str(fake),
+        out=tmp_path / "out",
+    )
     assert done.returncode == 0, done.stdout + done.stderr
     assert "gpu_check: every step passed" in done.stdout
+    # no Triton environment: the comparison is skipped, saying why, and nothing fails for it
+    assert f"Triton comparison skipped: no Python with nvidia-pytriton ({no_triton};" in done.stdout
 
 
 def test_lower_density_cells_get_proportionally_more_events() -> None:

@@ -24,6 +24,8 @@ from trackflow.errors import ConfigError, ModelFileError
 from trackflow.pipeline.model_files import shipped_models_dir
 from trackflow.service.protocol import INPUTS
 from trackflow.service.triton import TritonExportConfig, TritonServer, export_triton, triton_environment
+from trackflow.service.triton.models import instance_device
+from trackflow.service.triton.server import TritonStartError
 
 #: the environment `make venv-triton` builds (TRACKFLOW_TRITON_PYTHON to use another)
 TRITON_PYTHON = Path(os.environ.get("TRACKFLOW_TRITON_PYTHON", REPO / ".venv" / "triton" / "bin" / "python"))
@@ -107,6 +109,45 @@ def test_ensemble_repository_answers_in_the_real_triton(
     assert 'platform: "ensemble"' in (tmp_path / "repo" / "trackflow" / "config.pbtxt").read_text()
     with TritonServer(tmp_path / "repo", environment) as server:  # type: ignore[arg-type]
         check_repository(server, events, expected)
+
+
+@pytest.mark.slow
+def test_gpu_repository_runs_on_a_gpu_or_triton_says_there_is_none(
+    environment: object, events: list, tmp_path: Path
+) -> None:
+    """``--device cuda``: KIND_GPU instances. With a GPU they answer with the pipeline's tracks on
+    that GPU; without one, the real tritonserver refuses the model and the error says why (not
+    only "failed to load all models")."""
+    import torch
+
+    export_triton(TritonExportConfig(tmp_path / "repo", kind="custom", device="cuda"))
+    if torch.cuda.is_available():
+        pipeline = trackflow.Pipeline.load(device="cuda")
+        on_gpu = [np.asarray(pipeline(event).track_labels) for event in events]
+        with TritonServer(tmp_path / "repo", environment) as server:  # type: ignore[arg-type]
+            check_repository(server, events, on_gpu)
+        return
+    with pytest.raises(TritonStartError, match="has kind KIND_GPU but no GPUs are available") as error:
+        TritonServer(tmp_path / "repo", environment).start()  # type: ignore[arg-type]
+    assert str(error.value).endswith(".log)")  # the whole log is kept and named
+
+
+def test_export_device_sets_the_instance_kind_and_each_instance_takes_its_gpu(tmp_path: Path) -> None:
+    out = tmp_path / "repo"
+    result = CliRunner().invoke(
+        main, ["export", "triton", str(out), "--kind", "ensemble", "--device", "cuda", "--instances", "2"]
+    )
+    assert result.exit_code == 0, result.output
+    stage_configs = [p / "config.pbtxt" for p in out.iterdir() if p.name.startswith("trackflow_")]
+    assert len(stage_configs) == 5
+    for path in stage_configs:
+        assert "instance_group [ { count: 2 kind: KIND_GPU } ]" in path.read_text()
+    cpu = export_triton(TritonExportConfig(tmp_path / "cpu", kind="custom"))[0] / "config.pbtxt"
+    assert "kind: KIND_CPU" in cpu.read_text()  # serve.triton.device's default
+    assert instance_device({"model_instance_kind": "GPU", "model_instance_device_id": "1"}) == "cuda:1"
+    assert instance_device({"model_instance_kind": "CPU", "model_instance_device_id": "0"}) == "cpu"
+    with pytest.raises(ConfigError, match="choose one of cpu, cuda"):
+        TritonExportConfig(out, device="gpu")
 
 
 def test_export_checks_the_models_sha256(tmp_path: Path) -> None:

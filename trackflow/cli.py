@@ -1115,6 +1115,13 @@ def export() -> None:
     help="torch / FAISS threads per instance (default: serve.triton.threads).",
 )
 @click.option(
+    "--device",
+    type=click.Choice(["cpu", "cuda"]),
+    default=None,
+    help="cpu: KIND_CPU instances; cuda: KIND_GPU, --instances on each GPU, the neural-network "
+    "stages on it (default: serve.triton.device).",
+)
+@click.option(
     "--models",
     "models_dir",
     type=EXISTING_DIR,

@@ -34,6 +34,9 @@ from trackflow.service.triton.models import STATE
 
 #: repository kinds
 KINDS = ("custom", "ensemble")
+#: device -> Triton's instance kind (a ``KIND_GPU`` instance runs on the GPU Triton gives it:
+#: :func:`trackflow.service.triton.models.instance_device`)
+INSTANCE_KINDS = {"cpu": "KIND_CPU", "cuda": "KIND_GPU"}
 #: where the model files go, relative to the repository
 MODELS_SUBDIR = f"{MODEL_NAME}/1/models"
 
@@ -53,6 +56,7 @@ class TritonExportConfig:
     kind: str | None = None
     instances: int | None = None
     threads: int | None = None
+    device: str | None = None
     models_dir: Path | None = None
     overwrite: bool = False
 
@@ -61,10 +65,15 @@ class TritonExportConfig:
         self.kind = str(self.kind or config.get("serve.triton.kind"))
         self.instances = int(self.instances or config.get("serve.triton.instances"))
         self.threads = int(self.threads or config.get("serve.triton.threads"))
+        self.device = str(self.device or config.get("serve.triton.device"))
         if self.kind not in KINDS:
             raise ConfigError(f"serve.triton.kind {self.kind!r}: choose one of {', '.join(KINDS)}")
         if self.instances < 1 or self.threads < 1:
             raise ConfigError(f"instances {self.instances}, threads {self.threads}: each must be >= 1")
+        if self.device not in INSTANCE_KINDS:
+            raise ConfigError(
+                f"serve.triton.device {self.device!r}: choose one of {', '.join(INSTANCE_KINDS)}"
+            )
 
 
 def _tensor(name: str, datatype: str, dims: list[int]) -> str:
@@ -92,7 +101,7 @@ def _python_model(name: str, inputs: list[str], outputs: list[str], cfg: TritonE
         f'name: "{name}"\nbackend: "python"\nmax_batch_size: 0\n'
         + _io("input", inputs)
         + _io("output", outputs)
-        + f"instance_group [ {{ count: {cfg.instances} kind: KIND_CPU }} ]\n"
+        + f"instance_group [ {{ count: {cfg.instances} kind: {INSTANCE_KINDS[str(cfg.device)]} }} ]\n"
         + f'parameters: {{ key: "models_dir" value: {{ string_value: "{MODELS_SUBDIR}" }} }}\n'
         + f'parameters: {{ key: "threads" value: {{ string_value: "{cfg.threads}" }} }}\n'
     )

@@ -54,12 +54,20 @@ def _parameters(args: dict[str, Any]) -> tuple[Path, int]:
     return repository / parameters["models_dir"], int(parameters["threads"])
 
 
+def instance_device(args: dict[str, Any]) -> str:
+    """The torch device of a model instance: ``cuda:N`` for a ``KIND_GPU`` instance (Triton
+    says which GPU, ``model_instance_device_id``), else ``cpu``."""
+    if args.get("model_instance_kind") == "GPU":
+        return f"cuda:{int(args.get('model_instance_device_id', 0))}"
+    return "cpu"
+
+
 def _load(args: dict[str, Any]) -> Any:
     from trackflow.pipeline import Pipeline
 
     models_dir, threads = _parameters(args)
     # Pipeline.load checks every weight file's sha256 against the manifest before loading it
-    return Pipeline.load(models_dir, device="cpu", threads=threads)
+    return Pipeline.load(models_dir, device=instance_device(args), threads=threads)
 
 
 def _hits(request: Any, pb_utils: Any) -> pd.DataFrame:

@@ -209,9 +209,13 @@ class TritonServer:
             if self._process.poll() is not None
             else f"not ready after {self.start_timeout_s:g} s"
         )
-        tail = " | ".join(self.log_tail(8))
         self.stop()
-        raise TritonStartError(f"tritonserver on {self.repository}: {problem}; log: {tail}")
+        # a model that did not load says why on its own line; else the log's last lines
+        reasons = [line for line in self.log_tail(200) if "failed to load" in line][:3]
+        shown = " | ".join(reasons or self.log_tail(8))
+        raise TritonStartError(
+            f"tritonserver on {self.repository}: {problem}; {shown} (log: {self.log_path})"
+        )
 
     def ready(self) -> bool:
         try:
