@@ -13,7 +13,7 @@ import pytest
 
 from trackflow import config
 from trackflow.bench.headline import dask_cpu_per_batch, headline_numbers
-from trackflow.bench.side_by_side import DirectProcess
+from trackflow.bench.side_by_side import DirectProcess, PlainProcesses
 from trackflow.bench.sweep import BenchConfig, run_bench
 from trackflow.errors import ConfigError
 from trackflow.estimation import sizing as estimates
@@ -92,6 +92,18 @@ def test_scaling_from_rounds_side_by_side_over_all_their_events() -> None:
     # the loss broken down: workers idle 10 % of the time, events 1.8 x 2.6 / 5.0 as long in them
     assert detail["fused_utilisation"] == pytest.approx(0.9)
     assert detail["event_time_ratio"] == pytest.approx(1.8 * 2.6 / 5.0)
+    assert "plain_scaling" not in detail  # no plain processes in these rounds
+    # with W plain processes (no Dask) in the rounds: the node's own scaling, and Dask's share
+    plain = {"events": 20, "wall_s": 1.25, "busy_s": 2.25, "events_per_second": 16.0}
+    with_plain = [r | {"plain": plain} for r in rounds]
+    detail = headline_numbers(sweep, batch_size=4, scaling_rounds={2: with_plain})[
+        "scaling_efficiency_detail"
+    ]
+    assert detail["plain_scaling"] == pytest.approx((40 / 2.5) / (2 * 40 / 5.0))
+    assert detail["fused_over_plain"] == pytest.approx((40 / 2.6) / (40 / 2.5))
+    assert detail["plain_utilisation"] == pytest.approx(4.5 / (2 * 2.5))
+    assert detail["plain_event_time_ratio"] == pytest.approx((4.5 / 40) / (5.0 / 40))
+    assert detail["fused_utilisation"] == pytest.approx(0.9)  # unchanged by the plain runs
     # rounds of another worker count, or none: from the sweep's points, and why
     numbers = headline_numbers(sweep, batch_size=4, scaling_rounds={4: rounds}, scaling_rounds_error="why")
     assert numbers["scaling_efficiency"] == pytest.approx(30.0 / 20.0)
@@ -193,14 +205,19 @@ def test_small_bench_on_two_worker_local_cluster(small_events: Path, tmp_path: P
     detail = bench["scaling_efficiency_detail"]
     assert detail["workers"] == 2 and [r["round"] for r in detail["rounds"]] == [0, 1]
     assert all(
-        r[m]["events"] == 4 and r[m]["busy_s"] > 0 for r in detail["rounds"] for m in ("direct", "fused")
+        r[m]["events"] == 4 and r[m]["busy_s"] > 0
+        for r in detail["rounds"]
+        for m in ("direct", "plain", "fused")
     )
     assert 0 < detail["fused_utilisation"] <= 1 and detail["event_time_ratio"] > 0
+    assert 0 < detail["plain_utilisation"] <= 1 and detail["plain_scaling"] > 0
 
     def rate(which: str) -> float:
         return 8 / sum(r[which]["wall_s"] for r in detail["rounds"])
 
     assert bench["scaling_efficiency"] == pytest.approx(rate("fused") / (2 * rate("direct")))
+    assert detail["plain_scaling"] == pytest.approx(rate("plain") / (2 * rate("direct")))
+    assert detail["fused_over_plain"] == pytest.approx(rate("fused") / rate("plain"))
     assert min(detail["round_ratios"]) <= bench["scaling_efficiency"] <= max(detail["round_ratios"])
     assert bench["fused_over_staged"] == pytest.approx(best("fused", 2) / best("staged", 2))
 
@@ -315,3 +332,34 @@ def test_direct_process_runs_the_direct_loop_in_a_process_of_its_own(small_event
     assert again[0].event_ids == batches[0].event_ids
     with pytest.raises(RuntimeError, match=r"the direct process failed: .*no-such-models"):
         DirectProcess((small_events / "no-such-models", "cpu", 1, None))
+
+
+def test_plain_processes_share_the_batches_and_run_at_once(small_events: Path) -> None:
+    """The rounds' plain processes (no Dask): batch k to process k mod W, each in a process of
+    its own running at the same time as the others, with the in-process loop's tracks."""
+    refs = list_events(small_events)
+    batches = make_batches(refs * 3, batch_size=1)  # 6 events a process: long enough to overlap
+    assert len(batches) == 12
+    in_process = {
+        r.event_ids: r.tracks
+        for r in make_executor("direct", pipeline=Pipeline.random_init()).execute(batches)
+    }
+    with PlainProcesses((None, "cpu", 1, Pipeline.random_init), 2, warm_up=batches[:1]) as plain:
+        pids = [p.pid for p in plain.processes]
+        results = plain.execute(batches)
+        assert plain.first is plain.processes[0]
+    assert len(set(pids)) == 2 and os.getpid() not in pids
+    # process 0 ran batches 0, 2, 4, ..., process 1 batches 1, 3, 5, ..., each share in order
+    order = [*range(0, 12, 2), *range(1, 12, 2)]
+    assert [r.event_ids for r in results] == [batches[k].event_ids for k in order]
+    # the two shares overlapped in time: they ran at once, not one after the other
+    spans = [
+        (min(e.start for r in share for e in r.events), max(e.stop for r in share for e in r.events))
+        for share in (results[:6], results[6:])
+    ]
+    assert spans[0][0] < spans[1][1] and spans[1][0] < spans[0][1]
+    for result in results:
+        pd.testing.assert_frame_equal(result.tracks, in_process[result.event_ids])
+    assert all(p.pid is None for p in plain.processes)  # closed on leaving
+    with pytest.raises(RuntimeError, match=r"the direct process failed: .*no-such-models"):
+        PlainProcesses((small_events / "no-such-models", "cpu", 1, None), 2)

@@ -735,6 +735,11 @@ def bench(**options: Any) -> None:
     result = run_bench(BenchConfig(**given), progress=click.echo if verbose else None)
     for key in ("scaling_efficiency", "fused_over_staged", "dask_overhead_fraction"):
         click.echo(f"{key}: {result.get(key)}")
+    # the node's own scaling beside it: how much of the loss is Dask's
+    detail = result.get("scaling_efficiency_detail") or {}
+    for key in ("plain_scaling", "fused_over_plain"):
+        if detail.get(key) is not None:
+            click.echo(f"{key}: {detail[key]}")
     click.echo(f"wrote {Path(options['out_dir']) / 'bench.json'}")
 
 

@@ -23,7 +23,7 @@ def _mean_throughput(sweep: Sequence[dict[str, Any]], **where: Any) -> dict[tupl
 
 
 def _rate(rounds: Sequence[dict[str, Any]], which: str) -> float | None:
-    """Events/s of ``which`` (direct or fused) over all the rounds: Σ events ÷ Σ wall."""
+    """Events/s of ``which`` (direct, plain or fused) over all the rounds: Σ events ÷ Σ wall."""
     wall = sum(r[which]["wall_s"] for r in rounds)
     return sum(r[which]["events"] for r in rounds) / wall if wall > 0 else None
 
@@ -33,7 +33,10 @@ def _scaling_breakdown(rounds: Sequence[dict[str, Any]], workers: int | None) ->
     wall: lost to Dask's dispatch, the batches' ends, or one worker finishing its half later than
     the other — on the 2-core VM the last, 3-15 %, benchmarks/README.md) and
     ``event_time_ratio`` (in-task time per event on the W workers ÷ in the direct process: the
-    cores' contention and what else runs on them); the efficiency is about their quotient. Empty
+    cores' contention and what else runs on them); the efficiency is about their quotient.
+    With plain processes in the rounds (no Dask, the same batches): ``plain_scaling`` (their
+    events/s ÷ W × the direct loop's: the node's own scaling), ``plain_utilisation``,
+    ``plain_event_time_ratio``, and ``fused_over_plain`` (what Dask's workers reach of it). Empty
     without rounds."""
     if not rounds or not workers or not all("busy_s" in r[m] for r in rounds for m in ("direct", "fused")):
         return {}
@@ -41,13 +44,22 @@ def _scaling_breakdown(rounds: Sequence[dict[str, Any]], workers: int | None) ->
     def total(which: str, what: str) -> float:
         return float(sum(r[which][what] for r in rounds))
 
-    per_event = {
-        m: total(m, "busy_s") / total(m, "events") for m in ("direct", "fused") if total(m, "events")
-    }
-    return {
+    modes = ("direct", "plain", "fused") if all("plain" in r for r in rounds) else ("direct", "fused")
+    per_event = {m: total(m, "busy_s") / total(m, "events") for m in modes if total(m, "events")}
+    complete = len(per_event) == len(modes)
+    out: dict[str, Any] = {
         "fused_utilisation": total("fused", "busy_s") / (workers * total("fused", "wall_s")),
-        "event_time_ratio": per_event["fused"] / per_event["direct"] if len(per_event) == 2 else None,
+        "event_time_ratio": per_event["fused"] / per_event["direct"] if complete else None,
     }
+    if "plain" in modes:
+        plain, direct, fused = _rate(rounds, "plain"), _rate(rounds, "direct"), _rate(rounds, "fused")
+        out |= {
+            "plain_scaling": plain / (workers * direct) if plain and direct else None,
+            "plain_utilisation": total("plain", "busy_s") / (workers * total("plain", "wall_s")),
+            "plain_event_time_ratio": per_event["plain"] / per_event["direct"] if complete else None,
+            "fused_over_plain": fused / plain if fused and plain else None,
+        }
+    return out
 
 
 def _best_over_concurrency(throughput: dict[tuple, float], workers: int, threads: int) -> float | None:

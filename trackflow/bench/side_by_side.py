@@ -1,5 +1,7 @@
 """The scaling efficiency measured side by side: the direct loop (no Dask) in a process of its
-own (:class:`DirectProcess`) and fused on the cluster taking turns (:func:`scaling_rounds`).
+own (:class:`DirectProcess`), W such processes at once on the same W shares of the events
+(:class:`PlainProcesses`: the node's own scaling, without Dask), and fused on the W-worker cluster
+taking turns (:func:`scaling_rounds`).
 
 This 2-core VM's speed drifts by 10-20 % within seconds, so a ratio of two points minutes apart
 (the sweep's direct point, then the 2-worker points) ranged 0.86-0.99 over seven default runs, and
@@ -11,12 +13,18 @@ heartbeat and message): on the 2-core development VM its time per event was ~10 
 spawned process's in the same minutes (42 against 38 ms, 1.4k-hit events, 4 rounds each), which
 would flatter the workers. A spawned process (one thread, the pipeline loaded and warmed once)
 is what a worker is without Dask.
+
+The plain processes answer "is the loss Dask's or the node's": on the 2-core VM two of them, the
+same halves of the events, reached 0.955-0.959 of twice one alone over 8-16 rounds, with the same
+busy share (0.94) as the 2 Dask workers beside them — one finishes its half before the other there
+too (benchmarks/README.md).
 """
 
 from __future__ import annotations
 
 import multiprocessing
 import queue
+import threading
 import time
 from collections.abc import Callable, Iterable, Sequence
 from typing import Any
@@ -26,7 +34,7 @@ from trackflow.run.batching import Batch
 from trackflow.run.executors import DaskExecutor
 from trackflow.run.records import BatchResult
 
-__all__ = ["DirectProcess", "scaling_rounds"]
+__all__ = ["DirectProcess", "PlainProcesses", "scaling_rounds"]
 
 #: s to wait for the process to load the pipeline, or for one batch (a few s of work) to come back
 _TIMEOUT_S = 600.0
@@ -84,6 +92,58 @@ class DirectProcess:
         self.close()
 
 
+class PlainProcesses:
+    """``count`` direct loops, each in a process of its own (:class:`DirectProcess`), started
+    together: what W one-thread workers are without Dask. :attr:`first` is the direct loop of the
+    rounds. Use as a context manager; RuntimeError when a process fails to start or dies."""
+
+    def __init__(self, pipeline_args: tuple[Any, ...], count: int, warm_up: Sequence[Batch] = ()) -> None:
+        self.processes: list[DirectProcess] = []
+        try:
+            for _ in range(max(int(count), 1)):
+                self.processes.append(DirectProcess(pipeline_args, warm_up))
+        except BaseException:
+            self.close()
+            raise
+
+    @property
+    def first(self) -> DirectProcess:
+        return self.processes[0]
+
+    def execute(self, batches: Sequence[Batch]) -> list[BatchResult]:
+        """Batch k to process k mod W, every process at once (its batches in order); the results
+        once all are done. The share is fixed, as a plain job array's would be: with auto batches
+        replayed a multiple of W times each process gets whole copies of the same events."""
+        shares = [list(batches[k :: len(self.processes)]) for k in range(len(self.processes))]
+        results: list[list[BatchResult]] = [[] for _ in self.processes]
+        errors: list[BaseException] = []
+
+        def run(k: int) -> None:
+            try:
+                results[k] = self.processes[k].execute(shares[k]) if shares[k] else []
+            except BaseException as error:
+                errors.append(error)
+
+        threads = [threading.Thread(target=run, args=(k,), daemon=True) for k in range(len(shares))]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join()
+        if errors:
+            raise RuntimeError(f"a plain process failed: {errors[0]}") from errors[0]
+        return [r for share in results for r in share]
+
+    def close(self) -> None:
+        for process in self.processes:
+            process.close()
+
+    def __enter__(self) -> PlainProcesses:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+
 def _serve(pipeline_args: tuple[Any, ...], warm_up: list[Batch], requests: Any, replies: Any) -> None:
     """The process: load the pipeline, run the warm-up, then run each batch list it is sent."""
     try:
@@ -110,21 +170,24 @@ def scaling_rounds(
     batcher: PointBatches,
     slots: int,
     log: Callable[[dict[str, Any]], None],
+    plain: PlainProcesses | None = None,
 ) -> list[dict[str, Any]]:
-    """``count`` rounds of the direct loop (a process of its own, the cluster's
-    workers idle) and fused on the cluster (``executor``, at its in-flight limit), taking turns
-    (direct first in even rounds, fused first in odd ones) over the point's events: per round,
-    each one's events, wall seconds and busy seconds (the events' in-task time, summed)."""
+    """``count`` rounds of the direct loop (a process of its own, the cluster's workers idle),
+    with ``plain`` the same W = ``slots`` processes at once on the point's batches (no Dask), and
+    fused on the cluster (``executor``, at its in-flight limit), taking turns (direct, plain,
+    fused in even rounds, the reverse in odd ones) over the point's events: per round, each one's
+    events, wall seconds and busy seconds (the events' in-task time, summed)."""
     rounds: list[dict[str, Any]] = []
+    runs: dict[str, Callable[[], list[BatchResult]]] = {"direct": lambda: direct.execute(batcher(1))}
+    if plain is not None:
+        runs["plain"] = lambda: plain.execute(batcher(slots))
+    runs["fused"] = lambda: list(executor.execute(batcher(slots)))
     for number in range(count):
         measured: dict[str, Any] = {"round": number}
-        order = ("direct", "fused") if number % 2 == 0 else ("fused", "direct")
+        order = list(runs) if number % 2 == 0 else list(runs)[::-1]
         for which in order:
             tic = time.perf_counter()
-            if which == "direct":
-                results = direct.execute(batcher(1))
-            else:
-                results = list(executor.execute(batcher(slots)))
+            results = runs[which]()
             wall = time.perf_counter() - tic
             events = sum(len(r.events) for r in results)
             busy = float(sum(e.stop - e.start for r in results for e in r.events))

@@ -20,7 +20,10 @@ through :class:`trackflow.estimation.bench_file.BenchFile`, whose schema version
                           turns (A B, B A, ...), and the ratio is over all their events (the
                           machine's speed drifts by 10-20 % within seconds); the direct loop in a
                           process of its own (:mod:`trackflow.bench.side_by_side`); the rounds
-                          are in scaling_efficiency_detail. Else from the sweep's own points
+                          are in scaling_efficiency_detail. Else from the sweep's own points.
+                          The rounds also run W plain processes (no Dask) on the same batches:
+                          detail's plain_scaling is the node's own (W × 1 thread ÷ W × one alone),
+                          fused_over_plain what Dask costs against it
     fused_over_staged:    best fused ÷ best staged events/s at the same workers (the most
                           workers measured); per worker count in fused_over_staged_by_workers
     dask_overhead_fraction: at the default batch size, fused, 1 worker, 1 batch in flight (so no
@@ -77,7 +80,7 @@ from trackflow.bench.machine import machine_info, result_bytes
 from trackflow.bench.plots import write_plots
 from trackflow.bench.point_batches import PointBatches, warm_up
 from trackflow.bench.service_samples import ServiceSamples, service_key
-from trackflow.bench.side_by_side import DirectProcess, scaling_rounds
+from trackflow.bench.side_by_side import PlainProcesses, scaling_rounds
 from trackflow.bench.size_sweep import size_sweep, working_memory_fit
 from trackflow.cluster.probes import (
     bytes_between_workers,
@@ -281,10 +284,13 @@ def _sweep_dask(
                 best = max(fused, key=lambda p: p["events_per_second"] or 0.0)["concurrency"]
                 executor.max_in_flight = best
                 try:
-                    with DirectProcess(
-                        (cfg.models_dir, cfg.device, 1, cfg.loader), warm_up=batcher(1, once=True)
-                    ) as direct:
-                        rounds = scaling_rounds(cfg.scaling_rounds, direct, executor, batcher, slots, log)
+                    # W plain processes (no Dask), the first also the rounds' direct loop
+                    with PlainProcesses(
+                        (cfg.models_dir, cfg.device, 1, cfg.loader), slots, warm_up=batcher(1, once=True)
+                    ) as plain:
+                        rounds = scaling_rounds(
+                            cfg.scaling_rounds, plain.first, executor, batcher, slots, log, plain=plain
+                        )
                     measurements.setdefault("scaling_rounds", {})[n_workers] = rounds
                 except (RuntimeError, pickle.PicklingError, TypeError, AttributeError) as error:
                     # the sweep's points still give a scaling efficiency, minutes apart
