@@ -14,10 +14,10 @@ spawned process's in the same minutes (42 against 38 ms, 1.4k-hit events, 4 roun
 would flatter the workers. A spawned process (one thread, the pipeline loaded and warmed once)
 is what a worker is without Dask.
 
-The plain processes answer "is the loss Dask's or the node's": on the 2-core VM two of them, the
-same halves of the events, reached 0.955-0.959 of twice one alone over 8-16 rounds, with the same
-busy share (0.94) as the 2 Dask workers beside them — one finishes its half before the other there
-too (benchmarks/README.md).
+The plain processes answer "is the loss Dask's or the node's": on the 2-core VM, over ten default
+benches, two of them on the same halves of the events reached a median 0.954 of twice one alone,
+the 2 Dask workers in the same rounds 0.957 (fused ÷ plain median 0.999), with the same busy share
+(0.95-0.96): one finishes its half before the other without Dask too (benchmarks/README.md).
 """
 
 from __future__ import annotations
