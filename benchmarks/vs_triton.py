@@ -28,7 +28,9 @@ latency. Open loop: Poisson arrivals at fractions of the Triton custom backend's
 at the same N, the same arrival times for every path; latency from the scheduled arrival.
 ``--interleave-closed S``: the closed loop again with the servers of ``--interleave-paths`` up
 together, taking turns in blocks of S seconds at each concurrency (the ratio of servers measured
-minutes apart moves with a shared machine by more than their difference).
+minutes apart moves with a shared machine by more than their difference). ``--interleave-open S``:
+the open loop the same way, blocks of S seconds of Poisson arrivals with the same arrival times
+for every server, at ``--rates`` of the first server's capacity measured there (or ``--open-hz``).
 Per-request floor: each server with a trivial model (track_id = zeros, no pipeline) at
 concurrency 1 (trackflow serve with each dispatch, and trackflow.Service alone, without HTTP).
 Identity: every path's tracks of every event equal the direct Pipeline's (exactly, label for
@@ -300,8 +302,11 @@ class Load:
             out["span_s"] = max((end for _, end in records), default=0.0) - box.get("start", 0.0)
         return out
 
-    def open(self, rate_hz: float, duration_s: float, seed: int) -> dict[str, Any]:
-        """Poisson arrivals at ``rate_hz`` for ``duration_s``; latency from the scheduled arrival."""
+    def open(
+        self, rate_hz: float, duration_s: float, seed: int, keep_latencies: bool = False
+    ) -> dict[str, Any]:
+        """Poisson arrivals at ``rate_hz`` for ``duration_s``; latency from the scheduled arrival
+        (``keep_latencies``: every request's, in s, under ``latencies_s``)."""
         rng = np.random.default_rng(seed)
         gaps = rng.exponential(1.0 / rate_hz, size=int(rate_hz * duration_s * 3) + 10)
         arrivals = np.cumsum(gaps)
@@ -328,6 +333,8 @@ class Load:
         result = summarize(records, start, failures, 0)
         result["offered_hz"] = rate_hz
         result["arrivals"] = len(arrivals)
+        if keep_latencies:
+            result["latencies_s"] = [end - due for due, end in records]
         return result
 
 
@@ -401,6 +408,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         "identity": {},
         "interleaved": [],
         "interleaved_closed": [],
+        "interleaved_open": [],
     }
 
     # direct: the pipeline in this process, one thread (its own time per event)
@@ -561,6 +569,9 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         save()
     if args.interleave_closed or args.interleave_closed_full:
         interleaved_closed(args, paths, encoded, expected, result, log)
+        save()
+    if args.interleave_open:
+        interleaved_open(args, paths, encoded, expected, result, log)
         save()
     if args.no_floor:
         result["machine"]["load_average_end"] = os.getloadavg()
@@ -738,6 +749,115 @@ def _interleaved_blocks(
     return row
 
 
+def interleaved_open(
+    args: argparse.Namespace,
+    paths: dict[str, Callable[[int], contextlib.AbstractContextManager[str]]],
+    encoded: dict[str, list[list[Any]]],
+    expected: dict[str, list[np.ndarray]],
+    result: dict[str, Any],
+    log: Callable[[str], None],
+) -> None:
+    """Open loop with the servers of ``--interleave-paths`` up at once: at each offered rate,
+    blocks of ``--interleave-open`` s of Poisson arrivals, the servers taking turns (A B, B A,
+    ..., ``--interleave-blocks`` each), block k of every server with the same arrival times (seed
+    ``--seed`` + k); p50 / p95 / p99 over all of a server's requests, latency from the scheduled
+    arrival. Rates: ``--open-hz``, else ``--rates`` × the first server's capacity measured there
+    (closed loop at the largest ``--concurrency``, its blocks taking turns like the others'), so
+    the p95 ratio is at the same offered load, measured at one moment of the shared machine."""
+    names = args.interleave_paths
+    for instances in args.instances:
+        with contextlib.ExitStack() as stack:
+            urls = {name: stack.enter_context(paths[name](instances)) for name in names}
+            loads = {name: Load(url, encoded["small"]) for name, url in urls.items()}
+            same = {name: load.gives(expected["small"]) for name, load in loads.items()}
+            capacity = None
+            if not args.open_hz:
+                top = max(args.concurrency or [8])
+                row = _interleaved_blocks(args, loads, top, args.interleave_open, "small")
+                capacity = float(row[names[0]]["throughput_hz"])
+                log(f"interleaved open x{instances}: {names[0]} capacity {capacity:.2f} ev/s at c={top}")
+            rates = args.open_hz or [fraction * (capacity or 0.0) for fraction in args.rates]
+            for rate in rates:
+                blocks: dict[str, list[dict[str, Any]]] = {name: [] for name in names}
+                load_start = os.getloadavg()[0]
+                for number in range(args.interleave_blocks):
+                    for name in names if number % 2 == 0 else names[::-1]:
+                        blocks[name].append(
+                            loads[name].open(
+                                rate, args.interleave_open, args.seed + number, keep_latencies=True
+                            )
+                        )
+                row = {
+                    "set": "small",
+                    "instances": instances,
+                    "offered_hz": rate,
+                    "fraction_of_capacity": rate / capacity if capacity else None,
+                    "capacity_hz": capacity,
+                    "block_s": args.interleave_open,
+                    "blocks": args.interleave_blocks,
+                    "identity": same,
+                    "load_average": [load_start, os.getloadavg()[0]],
+                }
+                for name in names:
+                    latencies = np.concatenate([b["latencies_s"] for b in blocks[name]])
+                    row[name] = {
+                        "requests": int(sum(b["requests"] for b in blocks[name])),
+                        "arrivals": int(sum(b["arrivals"] for b in blocks[name])),
+                        "failures": int(sum(b["failures"] for b in blocks[name])),
+                        "p50_s": float(np.percentile(latencies, 50)),
+                        "p95_s": float(np.percentile(latencies, 95)),
+                        "p99_s": float(np.percentile(latencies, 99)),
+                        "block_p95_s": [float(np.percentile(b["latencies_s"], 95)) for b in blocks[name]],
+                    }
+                result["interleaved_open"].append(row)
+                log(
+                    f"interleaved open x{instances} {rate:.2f} Hz: "
+                    + ", ".join(
+                        f"{n} p50 {row[n]['p50_s'] * 1e3:.0f} p95 {row[n]['p95_s'] * 1e3:.0f} ms"
+                        for n in names
+                    )
+                    + f", load {row['load_average'][0]:.1f}-{row['load_average'][1]:.1f}"
+                )
+
+
+def interleaved_open_table(result: dict[str, Any]) -> list[str]:
+    rows = result.get("interleaved_open") or []
+    if not rows:
+        return []
+    names, lines = _servers_table_head(
+        rows,
+        "block_p95_s",
+        "Open loop (Poisson arrivals), the servers up together, taking turns in blocks with the same "
+        "arrival times (latency from the scheduled arrival; ratios ÷ {base}: p95, and p50 in brackets; "
+        "per-block p95 ratios' range):",
+        ["N", "offered Hz", "of capacity", "blocks × s"],
+        "p50 / p95 / p99 ms",
+        ["identical", "answered / arrivals", "failed", "load"],
+    )
+    base = names[0]
+    for r in rows:
+        share = f"{r['fraction_of_capacity']:.2f}" if r.get("fraction_of_capacity") else "–"
+        cells = [str(r["instances"]), f"{r['offered_hz']:.1f}", share, f"{r['blocks']} × {r['block_s']:g}"]
+        cells += [
+            f"{r[n]['p50_s'] * 1e3:.0f} / {r[n]['p95_s'] * 1e3:.0f} / {r[n]['p99_s'] * 1e3:.0f}"
+            for n in names
+        ]
+        for n in names[1:]:
+            per_block = np.array(r[n]["block_p95_s"]) / np.array(r[base]["block_p95_s"])
+            cells.append(
+                f"**{r[n]['p95_s'] / r[base]['p95_s']:.2f}** ({r[n]['p50_s'] / r[base]['p50_s']:.2f}; "
+                f"{per_block.min():.2f}–{per_block.max():.2f})"
+            )
+        cells += [
+            str(all(r["identity"].values())),
+            " / ".join(f"{r[n]['requests']}/{r[n]['arrivals']}" for n in names),
+            str(sum(r[n]["failures"] for n in names)),
+            "–".join(f"{v:.1f}" for v in r["load_average"]),
+        ]
+        lines.append("| " + " | ".join(cells) + " |")
+    return [*lines, ""]
+
+
 def _servers_table_head(
     rows: list[dict[str, Any]], marker: str, title: str, lead: list[str], cell: str, tail: list[str]
 ) -> tuple[list[str], list[str]]:
@@ -865,6 +985,7 @@ def tables(result: dict[str, Any]) -> str:
     lines += ratio_table(closed)
     lines += interleaved_table(result)
     lines += interleaved_closed_table(result)
+    lines += interleaved_open_table(result)
     if result["open"]:
         open_ = pd.DataFrame(result["open"])
         lines += [
@@ -1000,7 +1121,14 @@ def main() -> None:
         "--interleave-closed-full", type=float, default=0.0, help="the same on the full events, s per turn"
     )
     parser.add_argument(
-        "--interleave-blocks", type=int, default=6, help="blocks per server (--interleave-closed)"
+        "--interleave-open",
+        type=float,
+        default=0.0,
+        help="open loop at --rates of the first --interleave-paths server's capacity (or --open-hz), "
+        "the servers up together, turns of this many s with the same arrivals",
+    )
+    parser.add_argument(
+        "--interleave-blocks", type=int, default=6, help="blocks per server (--interleave-closed, -open)"
     )
     parser.add_argument("--triton-python", type=Path, default=REPO / ".venv" / "triton" / "bin" / "python")
     parser.add_argument(
