@@ -10,7 +10,9 @@ Paths (each on the same N = 1, 2 worker processes or model instances, one thread
   scheduler trip), 1 or 2 calls per worker thread (``service.calls_per_slot``),
 * ``serve-thread``: the defaults with every call on the pipeline's thread (``service.inline_hits``
   0), ``serve-before``: that and one call per worker thread (``calls_per_slot`` 1), what the
-  defaults were before the last two changes of issue 30,
+  defaults were before the last two changes of issue 30, ``serve-slot1``: the defaults but never
+  a call ahead on a busy worker (``calls_per_slot`` 1: every event waits on the client for the
+  first free worker),
 * ``serve-task``: the same with task dispatch and the front end on its own loop (every event one
   fused Dask task, two per worker thread: the design before actors), ``serve-1``: task dispatch
   with ``--tasks-per-slot 1`` (no task waits on a worker), ``serve-staged``: ``--mode staged`` (a
@@ -154,6 +156,9 @@ DISPATCH_ENV: dict[str, dict[str, str]] = {
     # both of issue 30's last changes off: every call on the pipeline's thread, and one call per
     # worker thread (what calls_per_slot auto was with several workers before the deep backlog)
     "before": {"DASK_TRACKFLOW__SERVICE__INLINE_HITS": "0", "DASK_TRACKFLOW__SERVICE__CALLS_PER_SLOT": "1"},
+    # the defaults but never a call ahead on a busy worker (every event waits on the client for
+    # the first free worker, as in Triton's queue)
+    "slot1": {"DASK_TRACKFLOW__SERVICE__CALLS_PER_SLOT": "1"},
 }
 
 
@@ -475,7 +480,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         "custom": lambda n: triton_process("custom", n, environment, work, args.device),
         "ensemble": lambda n: triton_process("ensemble", n, environment, work, args.device),
     }
-    for name in ("task", "actor1", "actor2", "noprofile", "thread", "before"):
+    for name in ("task", "actor1", "actor2", "noprofile", "thread", "before", "slot1"):
         paths[f"serve-{name}"] = lambda n, name=name: serve_process(n, extra=on, dispatch=name)
     paths["serve-1"] = lambda n: serve_process(n, extra=(*on, "--tasks-per-slot", "1"), dispatch="task")
     paths["serve-staged"] = lambda n: serve_process(n, extra=(*on, "--mode", "staged"), dispatch="task")
