@@ -721,35 +721,50 @@ def interleaved_closed(
                     )
 
 
+def _take_turns(
+    names: list[str], count: int, block: Callable[[str, int], dict[str, Any]]
+) -> dict[str, list[dict[str, Any]]]:
+    """``count`` blocks per server, the servers taking turns (A B, B A, ...): ``block(name,
+    number)`` runs one (its dict holds ``latencies_s``); per server, its blocks in order."""
+    blocks: dict[str, list[dict[str, Any]]] = {name: [] for name in names}
+    for number in range(count):
+        for name in names if number % 2 == 0 else names[::-1]:
+            blocks[name].append(block(name, number))
+    return blocks
+
+
+def _pooled(blocks: list[dict[str, Any]]) -> dict[str, Any]:
+    """One server's blocks together: requests, failures, p50 / p95 / p99 over all latencies (s)."""
+    latencies = np.concatenate([b["latencies_s"] for b in blocks])
+    return {
+        "requests": int(sum(b["requests"] for b in blocks)),
+        "failures": int(sum(b["failures"] for b in blocks)),
+        **{f"p{q}_s": float(np.percentile(latencies, q)) for q in (50, 95, 99)},
+    }
+
+
 def _interleaved_blocks(
     args: argparse.Namespace, loads: dict[str, Load], concurrency: int, block_s: float, set_name: str
 ) -> dict[str, Any]:
-    """The servers' blocks at one concurrency, taking turns (A B, B A, ...): a row per point."""
-    names = list(loads)
-    blocks: dict[str, list[dict[str, Any]]] = {name: [] for name in names}
+    """The servers' closed-loop blocks at one concurrency, taking turns: a row per point."""
     load_start = os.getloadavg()[0]
-    for number in range(args.interleave_blocks):
-        for name in names if number % 2 == 0 else names[::-1]:
-            # a full event's warm-up would be seconds per block: the identity check warmed them
-            warmup = 1 if set_name == "small" else 0
-            blocks[name].append(loads[name].closed(concurrency, block_s, warmup=warmup, keep_latencies=True))
+    # a full event's warm-up would be seconds per block: the identity check warmed them
+    warmup = 1 if set_name == "small" else 0
+    blocks = _take_turns(
+        list(loads),
+        args.interleave_blocks,
+        lambda name, _: loads[name].closed(concurrency, block_s, warmup=warmup, keep_latencies=True),
+    )
     row: dict[str, Any] = {
         "concurrency": concurrency,
         "block_s": block_s,
         "blocks": args.interleave_blocks,
         "load_average": [load_start, os.getloadavg()[0]],
     }
-    for name in names:
-        latencies = np.concatenate([b["latencies_s"] for b in blocks[name]])
-        row[name] = {
-            "requests": int(sum(b["requests"] for b in blocks[name])),
-            "failures": int(sum(b["failures"] for b in blocks[name])),
-            "throughput_hz": float(
-                sum(b["requests"] for b in blocks[name]) / sum(b["span_s"] for b in blocks[name])
-            ),
-            "block_throughput_hz": [b["throughput_hz"] for b in blocks[name]],
-            "p50_s": float(np.percentile(latencies, 50)),
-            "p95_s": float(np.percentile(latencies, 95)),
+    for name, mine in blocks.items():
+        row[name] = _pooled(mine) | {
+            "throughput_hz": float(sum(b["requests"] for b in mine) / sum(b["span_s"] for b in mine)),
+            "block_throughput_hz": [b["throughput_hz"] for b in mine],
         }
     return row
 
@@ -783,15 +798,15 @@ def interleaved_open(
                 log(f"interleaved open x{instances}: {names[0]} capacity {capacity:.2f} ev/s at c={top}")
             rates = args.open_hz or [fraction * (capacity or 0.0) for fraction in args.rates]
             for rate in rates:
-                blocks: dict[str, list[dict[str, Any]]] = {name: [] for name in names}
                 load_start = os.getloadavg()[0]
-                for number in range(args.interleave_blocks):
-                    for name in names if number % 2 == 0 else names[::-1]:
-                        blocks[name].append(
-                            loads[name].open(
-                                rate, args.interleave_open, args.seed + number, keep_latencies=True
-                            )
-                        )
+                # block k of every server: the same arrival times (seed + k)
+                blocks = _take_turns(
+                    names,
+                    args.interleave_blocks,
+                    lambda name, number, rate=rate, loads=loads: loads[name].open(
+                        rate, args.interleave_open, args.seed + number, keep_latencies=True
+                    ),
+                )
                 row = {
                     "set": "small",
                     "instances": instances,
@@ -803,16 +818,10 @@ def interleaved_open(
                     "identity": same,
                     "load_average": [load_start, os.getloadavg()[0]],
                 }
-                for name in names:
-                    latencies = np.concatenate([b["latencies_s"] for b in blocks[name]])
-                    row[name] = {
-                        "requests": int(sum(b["requests"] for b in blocks[name])),
-                        "arrivals": int(sum(b["arrivals"] for b in blocks[name])),
-                        "failures": int(sum(b["failures"] for b in blocks[name])),
-                        "p50_s": float(np.percentile(latencies, 50)),
-                        "p95_s": float(np.percentile(latencies, 95)),
-                        "p99_s": float(np.percentile(latencies, 99)),
-                        "block_p95_s": [float(np.percentile(b["latencies_s"], 95)) for b in blocks[name]],
+                for name, mine in blocks.items():
+                    row[name] = _pooled(mine) | {
+                        "arrivals": int(sum(b["arrivals"] for b in mine)),
+                        "block_p95_s": [float(np.percentile(b["latencies_s"], 95)) for b in mine],
                     }
                 result["interleaved_open"].append(row)
                 log(
